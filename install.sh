@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Install ai-sessions from a clone: build ai-sessctl, put it (and the
+# `ai-session` alias) in PREFIX/bin, install shell completions, and hook
+# `ai-sessctl init` into ~/.zshrc / ~/.bashrc. Idempotent; --uninstall undoes
+# it all except the state directory.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: ./install.sh [--prefix DIR] [--no-modify-rc]
+       ./install.sh --uninstall [--prefix DIR] [--no-modify-rc]
+
+Builds ai-sessctl (cargo build --release --locked) and installs:
+  PREFIX/bin/ai-sessctl, PREFIX/bin/ai-session -> ai-sessctl
+  completions under PREFIX/share/{zsh,bash-completion,fish}
+  a marked block in ~/.zshrc and ~/.bashrc that loads the shell integration
+
+Options:
+  --prefix DIR     install under DIR (default: $PREFIX, else ~/.local)
+  --no-modify-rc   leave ~/.zshrc and ~/.bashrc alone
+  --uninstall      remove what install put in place (never the state dir)
+  -h, --help       show this help
+EOF
+}
+
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+did() { printf '  %s\n' "$*"; }
+
+prefix="${PREFIX:-$HOME/.local}"
+modify_rc=1
+uninstall=0
+while (($#)); do
+    case $1 in
+    --prefix)
+        (($# >= 2)) || { usage >&2; exit 2; }
+        prefix=$2
+        shift
+        ;;
+    --prefix=*) prefix=${1#--prefix=} ;;
+    --no-modify-rc) modify_rc=0 ;;
+    --uninstall) uninstall=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) printf 'install.sh: unknown option: %s\n' "$1" >&2; usage >&2; exit 2 ;;
+    esac
+    shift
+done
+[[ -n "$prefix" ]] || die "--prefix needs a directory"
+# Absolute, so the rc block and messages do not depend on the current dir.
+[[ "$prefix" == /* ]] || prefix="$PWD/$prefix"
+prefix=${prefix%/}
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bindir="$prefix/bin"
+bin="$bindir/ai-sessctl"
+state_dir="${AI_SESSIONS_HOME:-$HOME/.ai-sessions}"
+
+# Completion file in the repo -> where it goes under PREFIX.
+completion_src=(_ai-sessctl ai-sessctl.bash ai-sessctl.fish)
+completion_dst=(
+    "$prefix/share/zsh/site-functions/_ai-sessctl"
+    "$prefix/share/bash-completion/completions/ai-sessctl"
+    "$prefix/share/fish/vendor_completions.d/ai-sessctl.fish"
+)
+
+begin_marker="# >>> ai-sessions >>>"
+end_marker="# <<< ai-sessions <<<"
+nonl_note="(added a newline to the line above)"
+
+# Quote a word for sh/bash/zsh alike.
+shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+on_path() {
+    case ":$PATH:" in *":$bindir:"*) return 0 ;; esac
+    return 1
+}
+
+# The rc block for shell $1 (no final newline: it goes through $(...)).
+# Absolute path when PREFIX/bin is not on PATH.
+rc_block() {
+    local cmd=ai-sessctl
+    on_path || cmd=$(shq "$bin")
+    printf '%s\n%s\n%s' "$begin_marker" \
+        "command -v $cmd >/dev/null 2>&1 && eval \"\$($cmd init $1)\"" \
+        "$end_marker"
+}
+
+# Rewrite rc file $1 so that it holds block $2 exactly once (in place of an
+# old block, else appended), or no block when $2 is empty. Lines outside the
+# markers are copied unchanged; the file is only written when it changes, and
+# through `cat >` so that symlinked dotfiles and permissions are kept.
+# Appending to a file without a final newline has to add one; the begin
+# marker then says so, and removing that block takes the newline away again,
+# so install + uninstall leaves the file byte-identical.
+rc_update() {
+    local rc=$1 block=$2 tmp nonl=0
+    tmp="$(mktemp)"
+    if [[ -f "$rc" ]]; then
+        [[ -n "$(tail -c 1 "$rc")" ]] && nonl=1
+        # Values via ENVIRON: awk -v would mangle backslashes in paths.
+        # An existing begin line is kept as it is (it may carry the note).
+        BEGIN_M=$begin_marker END_M=$end_marker NONL_M=$nonl_note BLOCK=$block \
+            NONL=$nonl awk '
+            BEGIN { begin = ENVIRON["BEGIN_M"]; end = ENVIRON["END_M"]
+                    block = ENVIRON["BLOCK"]; body = block
+                    sub(/^[^\n]*\n/, "", body) }
+            index($0, begin) == 1 {
+                if (!done && block != "") print $0 "\n" body
+                done = 1; skipping = 1; next }
+            skipping { if ($0 == end) skipping = 0; next }
+            { print }
+            END {
+                if (!done && block != "") {
+                    if (ENVIRON["NONL"] == 1) print begin " " ENVIRON["NONL_M"] "\n" body
+                    else print block
+                }
+            }
+        ' "$rc" >"$tmp"
+        # awk ends every line with a newline. Drop the last one again when
+        # the file had none and we did not append after it, or when removing
+        # a final block whose marker notes that it added one.
+        local had_block=0 trim=0
+        grep -qxF -e "$begin_marker" -e "$begin_marker $nonl_note" "$rc" && had_block=1
+        if ((nonl)) && [[ -z "$block" || $had_block -eq 1 ]]; then
+            trim=1
+        elif [[ -z "$block" && "$(tail -n 1 "$rc")" == "$end_marker" ]] &&
+            grep -qxF "$begin_marker $nonl_note" "$rc"; then
+            trim=1
+        fi
+        if ((trim)); then
+            local trimmed
+            trimmed="$(mktemp)"
+            head -c "$(($(wc -c <"$tmp") - 1))" "$tmp" >"$trimmed"
+            mv -f "$trimmed" "$tmp"
+        fi
+    else
+        [[ -n "$block" ]] || { rm -f "$tmp"; return 1; }
+        printf '%s\n' "$block" >"$tmp"
+    fi
+    if [[ -f "$rc" ]] && cmp -s "$tmp" "$rc"; then
+        rm -f "$tmp"
+        return 1 # unchanged
+    fi
+    cat "$tmp" >"$rc"
+    rm -f "$tmp"
+}
+
+# rc files to touch: existing ones, or the shell is installed.
+rc_files() {
+    if [[ -f "$HOME/.zshrc" ]] || command -v zsh >/dev/null 2>&1; then
+        echo "zsh $HOME/.zshrc"
+    fi
+    if [[ -f "$HOME/.bashrc" ]] || command -v bash >/dev/null 2>&1; then
+        echo "bash $HOME/.bashrc"
+    fi
+}
+
+if ((uninstall)); then
+    echo "Uninstalling ai-sessions from $prefix:"
+    for f in "$bin" "$bindir/ai-session" "${completion_dst[@]}"; do
+        if [[ -e "$f" || -L "$f" ]]; then
+            rm -f "$f"
+            did "removed $f"
+        fi
+    done
+    if ((modify_rc)); then
+        for rc in "$HOME/.zshrc" "$HOME/.bashrc"; do
+            if [[ -f "$rc" ]] && rc_update "$rc" ""; then
+                did "removed the ai-sessions block from $rc"
+            fi
+        done
+    fi
+    did "kept the state directory $state_dir (instances, logs, agent logins);"
+    did "delete it yourself if you no longer need it: rm -rf $(shq "$state_dir")"
+    echo "Containers still running keep running; stop them with: docker rm -f \$(docker ps -qf label=ai.managed-by=ai-sessctl)"
+    exit 0
+fi
+
+command -v cargo >/dev/null 2>&1 || die "cargo not found. Install Rust with
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh
+then open a new shell (or: source \"\$HOME/.cargo/env\") and run ./install.sh again."
+
+echo "Building ai-sessctl (cargo build --release --locked) ..."
+(cd "$repo" && cargo build --release --locked)
+built="$repo/target/release/ai-sessctl"
+[[ -x "$built" ]] || die "build finished but $built is missing"
+
+echo "Installing into $prefix:"
+mkdir -p "$bindir"
+# Copy then rename: replacing a binary that is running stays safe.
+tmp_bin="$(mktemp "$bindir/.ai-sessctl.XXXXXX")"
+cp "$built" "$tmp_bin"
+chmod 0755 "$tmp_bin"
+mv -f "$tmp_bin" "$bin"
+did "$bin"
+ln -sfn ai-sessctl "$bindir/ai-session"
+did "$bindir/ai-session -> ai-sessctl"
+
+for i in "${!completion_src[@]}"; do
+    src="$repo/completions/${completion_src[$i]}"
+    dst="${completion_dst[$i]}"
+    [[ -f "$src" ]] || continue
+    mkdir -p "$(dirname "$dst")"
+    cp "$src" "$dst"
+    chmod 0644 "$dst"
+    did "$dst"
+done
+
+if ((modify_rc)); then
+    while read -r shell rc; do
+        if rc_update "$rc" "$(rc_block "$shell")"; then
+            did "$rc: added the ai-sessions block"
+        else
+            did "$rc: ai-sessions block already present"
+        fi
+    done < <(rc_files)
+else
+    did "rc files left alone (--no-modify-rc); add to your rc file:"
+    did "  eval \"\$($(shq "$bin") init zsh)\"   (or: init bash)"
+fi
+on_path || did "note: $bindir is not on your PATH"
+
+echo
+echo "Next: open a new shell, cd into a project, and type: claude"
+echo "(build the agent image first if needed: ai-sessctl image build claude)"

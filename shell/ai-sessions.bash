@@ -1,0 +1,315 @@
+# shellcheck shell=bash
+# ai-sessions: bash integration (bash >= 4.4). Printed by `ai-sessctl init
+# bash`; load it from ~/.bashrc with
+#   eval "$(ai-sessctl init bash)"
+# The two placeholders below are filled in by `ai-sessctl init`.
+#
+# Defines
+#   one function per configured agent (claude, gemini, ...)
+#       -> ai-sessctl run <agent> --shell-pid $$ -- ARGS  (status = the agent's;
+#          $$ is the top shell's pid, also in subshells; `command claude`
+#          still runs the real CLI)
+#   ai-list ai-stop ai-stop-all ai-restart ai-attach ai-logs ai-stats ai-top
+#   ai-health, their completions (`complete -F`, with or without
+#   bash-completion), and `ai-sessctl` completion, loaded lazily on the first
+#   TAB so that shell start costs no fork for it.
+#
+# Settings (read at every prompt, set them anywhere):
+#   AI_SESSIONS_HOME           state directory (default ~/.ai-sessions)
+#   AI_SESSIONS_PROMPT_PREFIX  segment prefix (default "ai:")
+#   AI_SESSIONS_PROMPT_COLOR   1 (default) = \[\e[36m\]...\[\e[0m\], 0 = none
+#   AI_SESSIONS_PROMPT_INSERT  1 (default) = prepend the segment to PS1;
+#                              0 = leave PS1 alone; place the segment yourself:
+#                              PS1='${AI_SESSIONS_PROMPT@P} \$ ' (the @P
+#                              expands the \[ \] colour escapes it contains)
+#   AI_SESSIONS_DEBUG          non-empty: show errors of the exit handler
+#
+# Global names (nothing else leaks; functions use locals):
+#   AI_SESSIONS_PROMPT         the segment, e.g. "ai:2 claude● gemini◐"
+#                              (PS1 escapes included when coloured)
+#   _AI_SESSIONS_BIN           absolute path of ai-sessctl
+#   _AI_SESSIONS_AGENTS        agent functions defined by the last load
+#   _AI_SESSIONS_KEY           cache key (file content, $PWD, settings)
+#   _AI_SESSIONS_PS1_ON        1 while the segment is inserted into PS1
+#   _AI_SESSIONS_PS1_USER      PS1 as the user/theme last set it
+#   _AI_SESSIONS_PS1_SET       PS1 as we last set it
+#   _AI_SESSIONS_PS1_PART      the text we prepended (to strip it if copied)
+#   functions _ai_sessions_*; one entry in PROMPT_COMMAND (or in
+#   precmd_functions under bash-preexec); the EXIT trap, chained.
+#
+# Prompt cost: the PROMPT_COMMAND hook uses builtins only (no fork, no
+# subshell): bash cannot read an mtime without a fork, so it re-reads
+# prompt.tsv with `mapfile` (tens of microseconds) and recomputes the segment
+# only when the content, $PWD or a setting changed.
+#
+# PS1 insertion: the hook remembers the user's PS1 and sets
+# PS1="<segment> <user's PS1>" on every prompt, so nothing accumulates; when
+# PS1 was changed behind our back (user, theme hook running before ours) the
+# new value is adopted as the user's, with a stale copy of our segment
+# stripped. AI_SESSIONS_PROMPT_INSERT=0 restores the user's PS1.
+#
+# EXIT: the trap becomes `_ai_sessions_exit_hook "$?"` followed by the text of
+# the EXIT trap the user had when this was loaded; our handler preserves $?
+# for it (except under `set -e`, where it returns 0 so the rest still runs).
+
+_AI_SESSIONS_BIN=@AI_SESSCTL@
+
+# ---------------------------------------------------------------- commands
+
+function ai-list { "$_AI_SESSIONS_BIN" list "$@"; }
+function ai-stop-all { "$_AI_SESSIONS_BIN" stop --all "$@"; }
+function ai-restart { "$_AI_SESSIONS_BIN" restart "$@"; }
+function ai-attach { "$_AI_SESSIONS_BIN" attach "$@"; }
+function ai-stats { "$_AI_SESSIONS_BIN" stats "$@"; }
+function ai-top { "$_AI_SESSIONS_BIN" top "$@"; }
+function ai-health { "$_AI_SESSIONS_BIN" health check "$@"; }
+
+function ai-stop {
+  if (( $# == 0 )); then
+    local -a ids=()
+    local id
+    mapfile -t ids < <("$_AI_SESSIONS_BIN" list --status running --quiet 2>/dev/null)
+    {
+      printf '%s\n' 'usage: ai-stop <instance-id>...'
+      if (( ${#ids[@]} )); then
+        printf '%s\n' 'running instances:'
+        for id in "${ids[@]}"; do printf '  %s\n' "$id"; done
+      else
+        printf '%s\n' 'no running instances'
+      fi
+    } >&2
+    return 2
+  fi
+  "$_AI_SESSIONS_BIN" stop "$@"
+}
+
+# ai-logs ID [--follow] [--tail N]: last 50 lines unless --tail is given.
+function ai-logs {
+  local a
+  for a in "$@"; do
+    case $a in
+      --tail|--tail=*) "$_AI_SESSIONS_BIN" logs "$@"; return ;;
+    esac
+  done
+  "$_AI_SESSIONS_BIN" logs --tail 50 "$@"
+}
+
+# --------------------------------------------------------------- prompt
+
+# Recompute AI_SESSIONS_PROMPT from the lines of prompt.tsv given as "$@":
+# project_path TAB id TAB mode TAB status TAB port.
+_ai_sessions_segment() {
+  local line p rest mode st here='' run='●' pause='◐' other='○'
+  local -i running=0
+  case ${LC_ALL:-${LC_CTYPE:-${LANG:-}}} in
+    *[Uu][Tt][Ff]-8*|*[Uu][Tt][Ff]8*) ;;
+    *) run='*' pause='~' other='?' ;;
+  esac
+  for line in "$@"; do
+    [[ $line == *$'\t'*$'\t'*$'\t'* ]] || continue
+    p=${line%%$'\t'*}
+    rest=${line#*$'\t'}
+    rest=${rest#*$'\t'}
+    mode=${rest%%$'\t'*}
+    rest=${rest#*$'\t'}
+    st=${rest%%$'\t'*}
+    if [[ $st == running ]]; then running+=1; fi
+    if [[ $PWD == "$p" || $PWD == "$p"/* || $p == / ]]; then
+      mode=${mode//[^a-zA-Z0-9_.-]/?}
+      case $st in
+        running) here+=" $mode$run" ;;
+        paused) here+=" $mode$pause" ;;
+        *) here+=" $mode$other" ;;
+      esac
+    fi
+  done
+  if (( running == 0 )) && [[ -z $here ]]; then
+    AI_SESSIONS_PROMPT=
+  elif [[ ${AI_SESSIONS_PROMPT_COLOR:-1} == 0 ]]; then
+    AI_SESSIONS_PROMPT="${AI_SESSIONS_PROMPT_PREFIX-ai:}$running$here"
+  else
+    AI_SESSIONS_PROMPT="\\[\\e[36m\\]${AI_SESSIONS_PROMPT_PREFIX-ai:}$running$here\\[\\e[0m\\]"
+  fi
+}
+
+_ai_sessions_precmd() {
+  local rc=$?
+  local f=${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/prompt.tsv key user new part=''
+  local -a lines=()
+  if [[ -f $f ]]; then
+    mapfile -t lines 2>/dev/null <"$f" || lines=()
+  fi
+  printf -v key '%s\n' "${lines[@]}" "$PWD" "${AI_SESSIONS_PROMPT_PREFIX-ai:}" \
+    "${AI_SESSIONS_PROMPT_COLOR:-1}" "${LC_ALL:-${LC_CTYPE:-${LANG:-}}}"
+  if [[ $key != "${_AI_SESSIONS_KEY-}" ]]; then
+    _AI_SESSIONS_KEY=$key
+    _ai_sessions_segment "${lines[@]}"
+  fi
+
+  if [[ ${AI_SESSIONS_PROMPT_INSERT:-1} == 1 ]]; then
+    if [[ ${_AI_SESSIONS_PS1_ON-} != 1 || ${PS1-} != "${_AI_SESSIONS_PS1_SET-}" ]]; then
+      # First time, or PS1 changed behind our back: that is the user's.
+      user=${PS1-}
+      if [[ -n ${_AI_SESSIONS_PS1_PART-} && $user == "$_AI_SESSIONS_PS1_PART"* ]]; then
+        user=${user#"$_AI_SESSIONS_PS1_PART"}
+      fi
+      _AI_SESSIONS_PS1_USER=$user
+      _AI_SESSIONS_PS1_ON=1
+    fi
+    if [[ -n ${AI_SESSIONS_PROMPT-} ]]; then part="$AI_SESSIONS_PROMPT "; fi
+    new=$part${_AI_SESSIONS_PS1_USER-}
+    if [[ $new != "${PS1-}" ]]; then PS1=$new; fi
+    _AI_SESSIONS_PS1_SET=$new
+    _AI_SESSIONS_PS1_PART=$part
+  elif [[ ${_AI_SESSIONS_PS1_ON-} == 1 ]]; then
+    # Insertion switched off: give the user's PS1 back if still ours.
+    if [[ ${PS1-} == "${_AI_SESSIONS_PS1_SET-}" ]]; then PS1=${_AI_SESSIONS_PS1_USER-}; fi
+    _AI_SESSIONS_PS1_ON=0 _AI_SESSIONS_PS1_SET='' _AI_SESSIONS_PS1_PART=''
+  fi
+  # Keep $? for PS1 (bash does not restore it after PROMPT_COMMAND).
+  if [[ $- == *e* ]]; then return 0; fi
+  return "$rc"
+}
+
+# ------------------------------------------------------------------ exit
+
+# First command of the EXIT trap; $1 is the exit status, handed back as $?
+# to the user's trap text that follows.
+_ai_sessions_exit_hook() {
+  local rc=${1:-0}
+  if [[ ${BASHPID-$$} == "$$" ]]; then
+    if [[ -n ${AI_SESSIONS_DEBUG-} ]]; then
+      "$_AI_SESSIONS_BIN" shell-exit "$$" </dev/null || :
+    else
+      "$_AI_SESSIONS_BIN" shell-exit "$$" </dev/null 2>/dev/null || :
+    fi
+  fi
+  if [[ $- == *e* ]]; then return 0; fi
+  return "$rc"
+}
+
+# ------------------------------------------------------------ completion
+
+# Live instance ids (second column of prompt.tsv) starting with $1, no fork;
+# ids already on the command line are skipped.
+_ai_sessions_live_ids() {
+  local f=${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/prompt.tsv line id w
+  local -a lines=()
+  if [[ -f $f ]]; then
+    mapfile -t lines 2>/dev/null <"$f" || lines=()
+  fi
+  for line in "${lines[@]}"; do
+    [[ $line == *$'\t'*$'\t'*$'\t'* ]] || continue
+    id=${line#*$'\t'}
+    id=${id%%$'\t'*}
+    [[ $id == "$1"* ]] || continue
+    for w in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
+      [[ $w == "$id" ]] && continue 2
+    done
+    COMPREPLY+=("$id")
+  done
+}
+
+# complete -F handler for the ai-* functions: $1 command, $2 word, $3 previous.
+_ai_sessions_complete() {
+  local cmd=${1-} cur=${2-} prev=${3-} w id
+  local -a flags=() ids=()
+  COMPREPLY=()
+  case $cmd in
+    ai-list) flags=(--status --json --quiet) ;;
+    ai-stop) flags=(--force) ;;
+    ai-logs) flags=(--follow --tail) ;;
+    ai-stats) flags=(--watch) ;;
+  esac
+  case $prev in
+    --status) for w in running stopped all; do [[ $w == "$cur"* ]] && COMPREPLY+=("$w"); done; return 0 ;;
+    --tail) return 0 ;;
+  esac
+  if [[ $cur == -* || $cmd == ai-list ]]; then
+    for w in "${flags[@]}"; do [[ $w == "$cur"* ]] && COMPREPLY+=("$w"); done
+    return 0
+  fi
+  if [[ $cmd == ai-logs ]]; then
+    # stopped instances have logs too: ask the binary (fork at TAB time only)
+    mapfile -t ids < <("$_AI_SESSIONS_BIN" list --status all --quiet 2>/dev/null)
+    for id in "${ids[@]}"; do [[ -n $id && $id == "$cur"* ]] && COMPREPLY+=("$id"); done
+  else
+    _ai_sessions_live_ids "$cur"
+  fi
+  return 0
+}
+
+# ai-sessctl: on the first TAB, load the real (clap) completion with one fork;
+# it replaces this compspec and status 124 makes bash retry with it.
+_ai_sessions_complete_sessctl() {
+  local script spec
+  script=$("$_AI_SESSIONS_BIN" completions bash 2>/dev/null) || script=
+  if [[ -n $script ]]; then eval "$script"; fi
+  spec=$(complete -p ai-sessctl 2>/dev/null) || spec=
+  if [[ -n $spec && $spec != *_ai_sessions_complete_sessctl* ]]; then
+    return 124
+  fi
+  complete -r ai-sessctl 2>/dev/null
+  COMPREPLY=()
+  return 0
+}
+
+# ------------------------------------------------------------------ init
+
+_ai_sessions_init() {
+  local agent old entry trap_text='' hook=_ai_sessions_precmd
+  local -a agents=() parsed=() wanted=(@AI_AGENTS@)
+
+  # one function per agent; names come from @AI_AGENTS@ ([a-z0-9_-]+)
+  for agent in "${wanted[@]}"; do
+    [[ -z $agent || $agent == -* || $agent == *[^a-z0-9_-]* ]] && continue
+    agents+=("$agent")
+    eval "function $agent { \"\$_AI_SESSIONS_BIN\" run $agent --shell-pid \"\$\$\" -- \"\$@\"; }"
+  done
+  # agents dropped from the configuration since the last load
+  for old in ${_AI_SESSIONS_AGENTS-}; do
+    for agent in "${agents[@]}"; do [[ $agent == "$old" ]] && continue 2; done
+    unset -f -- "$old"
+  done
+  _AI_SESSIONS_AGENTS="${agents[*]}"
+  _AI_SESSIONS_KEY=''                       # settings may have changed: recompute
+  AI_SESSIONS_PROMPT=${AI_SESSIONS_PROMPT-}
+
+  # prompt hook, once, keeping PROMPT_COMMAND's form (unset, string, array)
+  if [[ -n ${bash_preexec_imported-}${__bp_imported-} ]] && declare -F __bp_precmd_invoke_cmd >/dev/null; then
+    # bash-preexec owns PROMPT_COMMAND: use its precmd_functions
+    for entry in ${precmd_functions[@]+"${precmd_functions[@]}"}; do [[ $entry == "$hook" ]] && hook=''; done
+    if [[ -n $hook ]]; then precmd_functions+=("$hook"); fi
+  elif ! declare -p PROMPT_COMMAND >/dev/null 2>&1 || [[ -z ${PROMPT_COMMAND[*]-} ]]; then
+    PROMPT_COMMAND=$hook
+  elif [[ ${PROMPT_COMMAND@a} == *a* ]]; then
+    for entry in "${PROMPT_COMMAND[@]}"; do [[ $entry == *"$hook"* ]] && hook=''; done
+    if [[ -n $hook ]]; then PROMPT_COMMAND+=("$hook"); fi
+  else
+    # a plain string: append on a new line (robust to a trailing ; or &)
+    # shellcheck disable=SC2128,SC2178
+    if [[ $PROMPT_COMMAND != *"$hook"* ]]; then PROMPT_COMMAND=$PROMPT_COMMAND$'\n'$hook; fi
+  fi
+
+  # EXIT: run ours first, then the user's existing trap with its original text
+  trap_text=$(trap -p EXIT) || trap_text=''
+  if [[ -n $trap_text ]]; then
+    eval "parsed=(${trap_text#trap })"        # -> -- 'text' EXIT
+    trap_text=${parsed[1]-}
+  fi
+  if [[ $trap_text != '_ai_sessions_exit_hook "$?"'* ]]; then
+    if [[ -n $trap_text ]]; then
+      trap -- '_ai_sessions_exit_hook "$?"'$'\n'"$trap_text" EXIT
+    else
+      trap -- '_ai_sessions_exit_hook "$?"' EXIT
+    fi
+  fi
+
+  # completion (complete -F works with and without bash-completion)
+  complete -F _ai_sessions_complete ai-list ai-stop ai-restart ai-attach ai-logs ai-stats ai-health
+  if ! complete -p ai-sessctl >/dev/null 2>&1; then
+    complete -o default -F _ai_sessions_complete_sessctl ai-sessctl
+  fi
+  return 0
+}
+_ai_sessions_init

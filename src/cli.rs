@@ -1,0 +1,305 @@
+//! The command-line surface (DESIGN.md "CLI"), declared with clap derive.
+
+use crate::config::RuntimeChoice;
+use crate::events::Level;
+use crate::types::{InstanceId, Mode, Port, Status};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ai-sessctl",
+    version,
+    about = "Run AI coding agents in isolated per-project instances",
+    long_about = "Run AI coding agents (claude, gemini, …) in isolated per-project instances.\n\
+                  State lives in $AI_SESSIONS_HOME (default ~/.ai-sessions).",
+    after_help = "Examples:\n  ai-sessctl run claude            attach to (or start) this project's claude\n  ai-sessctl list                   what runs\n  ai-sessctl stop api-claude        stop one instance\n  eval \"$(ai-sessctl init zsh)\"      shell integration",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn id_candidates() -> Vec<CompletionCandidate> {
+    crate::cmd::completion_ids()
+        .into_iter()
+        .map(|(id, help)| CompletionCandidate::new(id).help(Some(help.into())))
+        .collect()
+}
+
+fn agent_candidates() -> Vec<CompletionCandidate> {
+    crate::cmd::completion_agents()
+        .into_iter()
+        .map(CompletionCandidate::new)
+        .collect()
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Instance id (see `ai-sessctl list`)
+    #[arg(add = ArgValueCandidates::new(id_candidates))]
+    pub id: InstanceId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFilter {
+    Running,
+    Stopped,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShellKind {
+    Zsh,
+    Bash,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompletionShell {
+    Zsh,
+    Bash,
+    Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach to this project's agent, starting it first if needed
+    #[command(after_help = "Example:\n  ai-sessctl run claude -- --model opus")]
+    Run {
+        #[arg(add = ArgValueCandidates::new(agent_candidates))]
+        mode: Mode,
+        /// The interactive shell that owns a started instance
+        #[arg(long)]
+        shell_pid: Option<u32>,
+        /// Run time: auto, docker or host
+        #[arg(long, value_enum)]
+        runtime: Option<RuntimeChoice>,
+        /// Arguments passed to the agent
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Start an instance for a project
+    #[command(after_help = "Example:\n  ai-sessctl start ~/src/api --mode claude --detach")]
+    Start {
+        /// Project directory (default: the current directory's project)
+        path: Option<PathBuf>,
+        #[arg(long, short, add = ArgValueCandidates::new(agent_candidates))]
+        mode: Mode,
+        /// Use this id instead of the derived one
+        #[arg(long)]
+        id: Option<InstanceId>,
+        #[arg(long)]
+        port: Option<Port>,
+        #[arg(long, value_enum)]
+        runtime: Option<RuntimeChoice>,
+        /// Do not attach after starting
+        #[arg(long, short)]
+        detach: bool,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Stop instances (gracefully, then by force after the timeout)
+    #[command(after_help = "Examples:\n  ai-sessctl stop api-claude\n  ai-sessctl stop --all")]
+    Stop {
+        #[arg(add = ArgValueCandidates::new(id_candidates), required_unless_present = "all")]
+        ids: Vec<InstanceId>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Kill at once, without the grace period
+        #[arg(long, short)]
+        force: bool,
+    },
+    /// Stop and start an instance again
+    Restart(IdArg),
+    /// Attach the terminal to a running instance (detach: ctrl-p ctrl-q)
+    Attach(IdArg),
+    /// Pause an instance's processes
+    Pause(IdArg),
+    /// Resume a paused instance
+    Resume(IdArg),
+    /// Remove an instance's entry, container and state
+    Rm {
+        #[arg(add = ArgValueCandidates::new(id_candidates), required = true)]
+        ids: Vec<InstanceId>,
+        /// Stop it first if it runs
+        #[arg(long, short)]
+        force: bool,
+        /// Also delete the agent state kept in states/<id>/
+        #[arg(long)]
+        state: bool,
+    },
+    /// Remove old stopped entries and containers the registry does not know
+    Gc {
+        /// Show what would be removed
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List instances
+    #[command(
+        after_help = "Examples:\n  ai-sessctl list --status all\n  ai-sessctl list --json | jq '.[].port'"
+    )]
+    List {
+        #[arg(long, value_enum, default_value = "all")]
+        status: StatusFilter,
+        #[arg(long, conflicts_with = "quiet")]
+        json: bool,
+        /// Print ids only
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Show one instance
+    Show {
+        #[command(flatten)]
+        id: IdArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find the instances of a project (a path or a project name)
+    Find {
+        project: String,
+        #[arg(add = ArgValueCandidates::new(agent_candidates))]
+        mode: Option<Mode>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Output of an instance (live, or saved after it was removed)
+    Logs {
+        #[command(flatten)]
+        id: IdArg,
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long, short = 'n')]
+        tail: Option<usize>,
+    },
+    /// The event log
+    #[command(
+        after_help = "Examples:\n  ai-sessctl events --since 1h --level warn\n  ai-sessctl events --follow"
+    )]
+    Events {
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+        /// Only events newer than this (30s, 5m, 2h, 7d)
+        #[arg(long)]
+        since: Option<crate::config::units::Dur>,
+        /// Minimum level
+        #[arg(long, value_enum)]
+        level: Option<Level>,
+    },
+    /// Read or change configuration
+    #[command(
+        after_help = "Examples:\n  ai-sessctl config get --global resources.memory.limit\n  ai-sessctl config set api-claude resources.cpu.limit 1\n  ai-sessctl config --global --edit"
+    )]
+    Config(ConfigArgs),
+    /// Summary of instances and the host, as JSON
+    Dashboard {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Allocate or release ports
+    #[command(subcommand)]
+    Port(PortCmd),
+    /// Inspect or repair the registry
+    #[command(subcommand)]
+    Registry(RegistryCmd),
+    /// Build an agent's image
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Check the engine, images, agents and shell integration
+    Doctor,
+    /// Print the shell integration: eval "$(ai-sessctl init zsh)"
+    Init { shell: ShellKind },
+    /// Print a completion script
+    Completions { shell: CompletionShell },
+    /// Print the prompt segment for the current directory
+    Prompt,
+    /// Apply the on_shell_exit policy to the instances a shell owns
+    #[command(hide = true)]
+    ShellExit { pid: u32 },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub action: Option<ConfigCmd>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Open the file in $VISUAL/$EDITOR; an invalid edit is not kept
+    #[arg(long)]
+    pub edit: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ScopeArgs {
+    /// The instance whose configs/<id>.toml to use
+    #[arg(add = ArgValueCandidates::new(id_candidates))]
+    pub id: Option<InstanceId>,
+    /// The global config.toml
+    #[arg(long)]
+    pub global: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the effective value of a key
+    Get {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        key: String,
+    },
+    /// Set a key in the scope's file (validated before writing)
+    Set {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        key: String,
+        value: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortCmd {
+    /// Reserve a free port and print it
+    Alloc {
+        #[arg(long)]
+        preferred: Option<Port>,
+        /// Record the reservation for this instance id
+        #[arg(long = "for")]
+        for_id: Option<InstanceId>,
+    },
+    /// Release a reserved port
+    Release { port: Port },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCmd {
+    /// Print the registry file's path
+    Path,
+    /// Validate the registry and explain any problem
+    Check,
+    /// Rebuild the registry from the engine's containers and live processes
+    Repair,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// Build the image of an agent (default: every agent with a Dockerfile)
+    Build {
+        #[arg(add = ArgValueCandidates::new(agent_candidates))]
+        mode: Option<Mode>,
+    },
+}
+
+impl StatusFilter {
+    pub fn matches(self, s: Status) -> bool {
+        match self {
+            StatusFilter::All => true,
+            StatusFilter::Running => s.is_live(),
+            StatusFilter::Stopped => !s.is_live(),
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! `config get|set|--edit`.
+
+use super::Ctx;
+use crate::cli::{ConfigArgs, ConfigCmd, ScopeArgs};
+use crate::config::{self, Scope};
+use crate::error::{Error, Result};
+
+fn scope_of(ctx: &Ctx, s: ScopeArgs) -> Result<Scope> {
+    match s.id {
+        Some(id) if !s.global => {
+            // An instance's file may be written before it first starts, but
+            // its id must name a configured agent.
+            config::load_for(
+                &ctx.dirs,
+                &crate::types::Mode::parse(id.mode_suffix())?,
+                None,
+            )?;
+            Ok(Scope::Instance(id))
+        }
+        _ => Ok(Scope::Global),
+    }
+}
+
+fn effective(ctx: &Ctx, scope: &Scope) -> Result<config::Settings> {
+    match scope {
+        Scope::Global => config::load_global(&ctx.dirs),
+        Scope::Instance(id) => Ok(config::load_for(
+            &ctx.dirs,
+            &crate::types::Mode::parse(id.mode_suffix())?,
+            Some(id),
+        )?
+        .settings),
+    }
+}
+
+pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
+    match args.action {
+        Some(ConfigCmd::Get { scope, key }) => {
+            let scope = scope_of(ctx, scope)?;
+            println!("{}", config::get_value(&effective(ctx, &scope)?, &key)?);
+        }
+        Some(ConfigCmd::Set { scope, key, value }) => {
+            let scope = scope_of(ctx, scope)?;
+            config::set_value(&ctx.dirs, &scope, &key, &value)?;
+            ctx.events().log(
+                crate::events::Level::Info,
+                "config",
+                "config changed",
+                serde_json::json!({"file": scope.file(&ctx.dirs), "key": key}),
+            );
+        }
+        None => {
+            let scope = scope_of(ctx, args.scope)?;
+            if args.edit {
+                if config::edit_interactively(&ctx.dirs, &scope)? {
+                    eprintln!("saved {}", scope.file(&ctx.dirs).display());
+                }
+            } else {
+                let s = effective(ctx, &scope)?;
+                let text =
+                    toml::to_string_pretty(&s).map_err(|e| Error::Other(format!("config: {e}")))?;
+                print!("{text}");
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,79 @@
+//! `dashboard --json`: the seed's `generate_dashboard_data` shape.
+
+use super::Ctx;
+use crate::error::Result;
+use crate::output::print_json;
+use crate::types::Status;
+use serde_json::json;
+
+fn system_metrics() -> serde_json::Value {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let l: Vec<f64> = load
+        .split_whitespace()
+        .take(3)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kb = |key: &str| -> Option<u64> {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(key))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let (total, avail) = (kb("MemTotal:"), kb("MemAvailable:"));
+    json!({
+        "cpus": cpus,
+        "load": l,
+        "cpu_percent": l.first().map(|x| (x / cpus as f64 * 100.0 * 10.0).round() / 10.0),
+        "memory_total_bytes": total.map(|k| k * 1024),
+        "memory_available_bytes": avail.map(|k| k * 1024),
+        "memory_free_percent": match (total, avail) {
+            (Some(t), Some(a)) if t > 0 => Some((a as f64 / t as f64 * 1000.0).round() / 10.0),
+            _ => None,
+        },
+    })
+}
+
+pub fn dashboard_value(ctx: &Ctx) -> Result<serde_json::Value> {
+    let reg = crate::runtime::refresh(ctx)?;
+    let count = |s: Status| reg.instances.values().filter(|i| i.status == s).count();
+    let instances: Vec<_> = reg
+        .instances
+        .values()
+        .map(|i| {
+            json!({
+                "instance": i.id,
+                "mode": i.mode,
+                "status": i.status,
+                "port": i.port,
+                "cpu": i.resources.cpu_usage,
+                "memory": i.resources.memory_usage,
+                "health": i.health.as_ref().map(|h| &h.status),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "timestamp": chrono::Utc::now(),
+        "system": system_metrics(),
+        "instances": instances,
+        "summary": {
+            "total": reg.instances.len(),
+            "running": count(Status::Running),
+            "paused": count(Status::Paused),
+            "stopped": count(Status::Stopped),
+            "error": count(Status::Error),
+        }
+    }))
+}
+
+pub fn dashboard(ctx: &Ctx, _json: bool) -> Result<u8> {
+    // JSON is the only form until the web dashboard (`serve`) exists.
+    print_json(&dashboard_value(ctx)?)?;
+    Ok(0)
+}

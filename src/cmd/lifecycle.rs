@@ -1,0 +1,170 @@
+//! `stop`, `restart`, `pause`/`resume`, `rm`, `gc`.
+
+use super::Ctx;
+use crate::error::{Error, Result};
+use crate::registry::RuntimeKind;
+use crate::runtime::docker::DockerEngine;
+use crate::runtime::ops;
+use crate::types::InstanceId;
+
+pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u8> {
+    let ids = if all {
+        let reg = crate::runtime::refresh(ctx)?;
+        reg.instances
+            .values()
+            .filter(|i| i.status.is_live())
+            .map(|i| i.id.clone())
+            .collect()
+    } else {
+        ids
+    };
+    if ids.is_empty() {
+        eprintln!("no instances running");
+        return Ok(0);
+    }
+    let failed = ops::stop_many(ctx, &ids, force, "stopped by user");
+    for id in ids
+        .iter()
+        .filter(|id| !failed.iter().any(|(f, _)| f == *id))
+    {
+        eprintln!("stopped {id}");
+    }
+    match failed.into_iter().next() {
+        None => Ok(0),
+        Some((id, e)) => Err(match e {
+            Error::NotFound(m) => Error::NotFound(m),
+            other => Error::Other(format!("{id}: {other}")),
+        }),
+    }
+}
+
+pub fn restart(ctx: &Ctx, id: InstanceId) -> Result<u8> {
+    let reg = crate::runtime::refresh(ctx)?;
+    let inst = reg.get(&id).ok_or_else(|| Error::not_found(&id))?.clone();
+    if inst.runtime == Some(RuntimeKind::Host) {
+        return Err(Error::Invalid(format!(
+            "{id} runs on the host in the foreground; restart it from its terminal"
+        )));
+    }
+    if inst.status.is_live() {
+        if let Some((_, e)) =
+            ops::stop_many(ctx, std::slice::from_ref(&id), false, "restarting").pop()
+        {
+            return Err(e);
+        }
+    }
+    let started = ops::start(
+        ctx,
+        ops::StartRequest {
+            project: inst.project_path.clone().into(),
+            mode: inst.mode.clone(),
+            id: Some(id.clone()),
+            port: None,
+            runtime: Some(crate::config::RuntimeChoice::Docker),
+            args: Vec::new(),
+            shell_pid: None,
+            detach: true,
+        },
+    )?;
+    let port = match started {
+        ops::Started::Container { inst, .. } | ops::Started::Process { inst, .. } => inst.port,
+        ops::Started::AlreadyRunning(inst) => inst.port,
+    };
+    ctx.store.update(|reg| {
+        if let Some(i) = reg.instances.get_mut(&id) {
+            i.restarts += 1;
+        }
+        Ok(())
+    })?;
+    eprintln!("restarted {id} on 127.0.0.1:{port}; attach with `ai-sessctl attach {id}`");
+    Ok(0)
+}
+
+pub fn pause(ctx: &Ctx, id: InstanceId, paused: bool) -> Result<u8> {
+    ops::set_paused(ctx, &id, paused)?;
+    eprintln!("{} {id}", if paused { "paused" } else { "resumed" });
+    Ok(0)
+}
+
+pub fn rm(ctx: &Ctx, ids: Vec<InstanceId>, force: bool, state: bool) -> Result<u8> {
+    for id in &ids {
+        ops::remove(ctx, id, force, state)?;
+        eprintln!("removed {id}");
+    }
+    Ok(0)
+}
+
+/// Removes stopped entries older than `log_retention`, stale port
+/// reservations, and containers labelled ours that the registry does not know.
+pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
+    let settings = ctx.global()?;
+    let reg = crate::runtime::refresh(ctx)?;
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(settings.global.log_retention.0).unwrap_or_default();
+    let old: Vec<InstanceId> = reg
+        .instances
+        .values()
+        .filter(|i| !i.status.is_live())
+        .filter(|i| {
+            i.timestamps
+                .stopped
+                .or(i.timestamps.created)
+                .is_none_or(|t| t < cutoff)
+        })
+        .map(|i| i.id.clone())
+        .collect();
+    let engine = DockerEngine::connect().ok();
+    let strays: Vec<(String, String)> = match &engine {
+        Some(e) => e
+            .observe()?
+            .into_iter()
+            .filter(|(id, o)| {
+                reg.instances
+                    .values()
+                    .find(|i| i.id.as_str() == id)
+                    .is_none_or(|i| {
+                        // A start in progress has no container id recorded yet.
+                        i.status != crate::types::Status::Initializing
+                            && i.container_id.as_deref() != Some(&o.container_id)
+                    })
+            })
+            .map(|(id, o)| (id, o.container_id))
+            .collect(),
+        None => Vec::new(),
+    };
+    for id in &old {
+        println!(
+            "{}entry {id}",
+            if dry_run { "would remove " } else { "removed " }
+        );
+    }
+    for (id, cid) in &strays {
+        println!(
+            "{}container {} ({id})",
+            if dry_run { "would remove " } else { "removed " },
+            &cid[..cid.len().min(12)]
+        );
+    }
+    if dry_run {
+        return Ok(0);
+    }
+    if let Some(engine) = &engine {
+        for (_, cid) in &strays {
+            engine.remove(cid, None)?;
+        }
+    }
+    let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
+    ctx.store.update(|reg| {
+        for id in &old {
+            if reg.get(id).is_some_and(|i| !i.status.is_live()) {
+                reg.instances.remove(id);
+            }
+        }
+        reg.reserved_ports.retain(|_, r| r.at > day_ago);
+        Ok(())
+    })?;
+    for id in &old {
+        let _ = std::fs::remove_file(ctx.dirs.instance_log(id));
+    }
+    Ok(0)
+}

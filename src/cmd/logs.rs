@@ -1,0 +1,46 @@
+//! `logs`: a live container's output, or the output saved when it ended.
+
+use super::Ctx;
+use crate::error::{Error, Result};
+use crate::runtime::docker::DockerEngine;
+use crate::types::InstanceId;
+
+pub fn logs(ctx: &Ctx, id: InstanceId, follow: bool, tail: Option<usize>) -> Result<u8> {
+    let reg = crate::runtime::refresh(ctx)?;
+    let inst = reg.get(&id);
+    if let Some(cid) = inst
+        .and_then(|i| i.container_id.clone())
+        .filter(|_| inst.is_some_and(|i| i.status.is_live()))
+    {
+        let engine = DockerEngine::connect()?;
+        let mut out = std::io::stdout();
+        match engine.block_on(engine.copy_logs(&cid, follow, tail, &mut out)) {
+            Err(Error::NotFound(_)) => {}
+            other => return other.map(|_| 0),
+        }
+    }
+    let path = ctx.dirs.instance_log(&id);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            let from = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
+            for l in &lines[from..] {
+                println!("{l}");
+            }
+            if follow {
+                eprintln!("({id} is not running; that was its saved output)");
+            }
+            Ok(0)
+        }
+        Err(_) if inst.is_some() => Err(Error::NotFound(format!(
+            "no output recorded for {id}{}",
+            if inst.is_some_and(|i| i.runtime == Some(crate::registry::RuntimeKind::Host)) {
+                " (a foreground host instance writes to its own terminal)"
+            } else {
+                ""
+            }
+        ))),
+        Err(_) => Err(Error::not_found(&id)),
+    }
+}

@@ -1,0 +1,129 @@
+//! One module per command group; `dispatch` routes a parsed command.
+
+mod config;
+mod dashboard;
+mod doctor;
+mod events;
+mod image;
+mod lifecycle;
+mod list;
+mod logs;
+mod port;
+mod registry;
+mod run;
+mod shell;
+
+use crate::cli::Command;
+pub use crate::context::Ctx;
+use crate::error::{Error, Result};
+
+pub fn dispatch(command: Command) -> Result<u8> {
+    let ctx = Ctx::from_env()?;
+    match command {
+        Command::Run {
+            mode,
+            shell_pid,
+            runtime,
+            args,
+        } => run::run(&ctx, mode, shell_pid, runtime, args),
+        Command::Start {
+            path,
+            mode,
+            id,
+            port,
+            runtime,
+            detach,
+            args,
+        } => run::start(
+            &ctx,
+            run::StartRequest {
+                path,
+                mode,
+                id,
+                port,
+                runtime,
+                detach,
+                args,
+                shell_pid: None,
+            },
+        ),
+        Command::Stop { ids, all, force } => lifecycle::stop(&ctx, ids, all, force),
+        Command::Restart(a) => lifecycle::restart(&ctx, a.id),
+        Command::Attach(a) => run::attach(&ctx, a.id),
+        Command::Pause(a) => lifecycle::pause(&ctx, a.id, true),
+        Command::Resume(a) => lifecycle::pause(&ctx, a.id, false),
+        Command::Rm { ids, force, state } => lifecycle::rm(&ctx, ids, force, state),
+        Command::Gc { dry_run } => lifecycle::gc(&ctx, dry_run),
+        Command::List {
+            status,
+            json,
+            quiet,
+        } => list::list(&ctx, status, json, quiet),
+        Command::Show { id, json } => list::show(&ctx, id.id, json),
+        Command::Find {
+            project,
+            mode,
+            json,
+        } => list::find(&ctx, &project, mode, json),
+        Command::Logs { id, follow, tail } => logs::logs(&ctx, id.id, follow, tail),
+        Command::Events {
+            follow,
+            json,
+            since,
+            level,
+        } => events::events(&ctx, follow, json, since, level),
+        Command::Config(args) => config::config(&ctx, args),
+        Command::Dashboard { json } => dashboard::dashboard(&ctx, json),
+        Command::Port(p) => port::port(&ctx, p),
+        Command::Registry(r) => registry::registry(&ctx, r),
+        Command::Image(crate::cli::ImageCmd::Build { mode }) => image::build(&ctx, mode),
+        Command::Doctor => doctor::doctor(&ctx),
+        Command::Init { shell } => shell::init(&ctx, shell),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Prompt => shell::prompt(&ctx),
+        Command::ShellExit { pid } => shell::shell_exit(&ctx, pid),
+    }
+}
+
+/// Prints `ai-sessctl: error: …` and a hint; returns the exit code.
+pub fn report(e: &Error) -> u8 {
+    let on = crate::output::color_stderr();
+    eprintln!(
+        "ai-sessctl: {} {e}",
+        crate::output::paint("error:", "31;1", on)
+    );
+    if let Some(h) = e.hint() {
+        eprintln!("  hint: {h}");
+    }
+    e.exit_code() as u8
+}
+
+/// Instance ids with a short description, for tab completion. Never fails:
+/// a completion must not print errors.
+pub fn completion_ids() -> Vec<(String, String)> {
+    let Ok(ctx) = Ctx::from_env() else {
+        return Vec::new();
+    };
+    let Ok(reg) = ctx.store.load() else {
+        return Vec::new();
+    };
+    reg.instances
+        .values()
+        .map(|i| {
+            (
+                i.id.to_string(),
+                format!("{} {} {}", i.status, i.mode, i.project_path),
+            )
+        })
+        .collect()
+}
+
+pub fn completion_agents() -> Vec<String> {
+    Ctx::from_env()
+        .ok()
+        .and_then(|c| crate::config::agent_names(&c.dirs).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.to_string())
+        .collect()
+}

@@ -1,0 +1,203 @@
+//! `run` (attach-or-start, what the `claude` function calls), `start` and
+//! `attach`.
+
+use super::Ctx;
+use crate::config::RuntimeChoice;
+use crate::error::{Error, Result};
+use crate::registry::{Instance, RuntimeKind};
+use crate::runtime::attach::{parse_detach_keys, AttachEnd};
+use crate::runtime::docker::DockerEngine;
+use crate::runtime::ops::{self, StartRequest as OpsStart, Started};
+use crate::types::{InstanceId, Mode, Port, Status};
+use std::path::PathBuf;
+
+pub struct StartRequest {
+    pub path: Option<PathBuf>,
+    pub mode: Mode,
+    pub id: Option<InstanceId>,
+    pub port: Option<Port>,
+    pub runtime: Option<RuntimeChoice>,
+    pub detach: bool,
+    pub args: Vec<String>,
+    pub shell_pid: Option<u32>,
+}
+
+pub fn run(
+    ctx: &Ctx,
+    mode: Mode,
+    shell_pid: Option<u32>,
+    runtime: Option<RuntimeChoice>,
+    args: Vec<String>,
+) -> Result<u8> {
+    start(
+        ctx,
+        StartRequest {
+            path: None,
+            mode,
+            id: None,
+            port: None,
+            runtime,
+            detach: false,
+            args,
+            shell_pid,
+        },
+    )
+}
+
+pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
+    let project = ops::project_of(req.path.as_deref())?;
+    // Reconcile first, so a dead instance is restarted, not attached to.
+    crate::runtime::refresh(ctx)?;
+    let started = ops::start(
+        ctx,
+        OpsStart {
+            project,
+            mode: req.mode,
+            id: req.id,
+            port: req.port,
+            runtime: req.runtime,
+            args: req.args,
+            shell_pid: req.shell_pid,
+            detach: req.detach,
+        },
+    )?;
+    match started {
+        Started::AlreadyRunning(inst) => {
+            if req.detach {
+                eprintln!(
+                    "{} is already {} on port {}",
+                    inst.id, inst.status, inst.port
+                );
+                return Ok(0);
+            }
+            attach_to(ctx, inst, None)
+        }
+        Started::Container { inst, engine } => {
+            if req.detach {
+                println!("{}", inst.id);
+                eprintln!("started {} on 127.0.0.1:{}", inst.id, inst.port);
+                return Ok(0);
+            }
+            attach_to(ctx, inst, Some(engine))
+        }
+        Started::Process { inst, mut child } => {
+            if req.detach {
+                println!("{}", inst.id);
+                eprintln!(
+                    "started {} on the host (pid {}), output in {}",
+                    inst.id,
+                    child.id(),
+                    ctx.dirs.instance_log(&inst.id).display()
+                );
+                return Ok(0);
+            }
+            // The agent owns the terminal; our own ^C must not kill us first.
+            let _ignore = IgnoreInterrupts::new();
+            let status = child
+                .wait()
+                .map_err(|e| Error::Other(format!("waiting for the agent: {e}")))?;
+            let code = status.code().map(i64::from).unwrap_or_else(|| {
+                use std::os::unix::process::ExitStatusExt;
+                128 + i64::from(status.signal().unwrap_or(0))
+            });
+            ops::finish(
+                ctx,
+                &inst,
+                Some(code),
+                Status::Stopped,
+                Some("agent exited".into()),
+                None,
+            )?;
+            Ok(exit_byte(code))
+        }
+    }
+}
+
+fn exit_byte(code: i64) -> u8 {
+    u8::try_from(code).unwrap_or(1)
+}
+
+pub fn attach(ctx: &Ctx, id: InstanceId) -> Result<u8> {
+    let reg = crate::runtime::refresh(ctx)?;
+    let inst = reg.get(&id).ok_or_else(|| Error::not_found(&id))?.clone();
+    if !inst.status.is_live() {
+        return Err(Error::Invalid(format!(
+            "{id} is {}; start it with `ai-sessctl restart {id}`",
+            inst.status
+        )));
+    }
+    attach_to(ctx, inst, None)
+}
+
+fn attach_to(ctx: &Ctx, inst: Instance, engine: Option<DockerEngine>) -> Result<u8> {
+    if inst.runtime == Some(RuntimeKind::Host) {
+        return Err(Error::Invalid(format!(
+            "{} runs on the host (pid {}) in the terminal that started it; host instances cannot be re-attached",
+            inst.id,
+            inst.pid.unwrap_or(0)
+        )));
+    }
+    let Some(cid) = inst.container_id.clone() else {
+        return Err(Error::Invalid(format!(
+            "{} is still starting; try again",
+            inst.id
+        )));
+    };
+    let engine = match engine {
+        Some(e) => e,
+        None => DockerEngine::connect()?,
+    };
+    let eff = ops::effective_for(ctx, &inst.id)?;
+    let keys_spec = eff.settings.global.detach_keys.clone();
+    let keys = parse_detach_keys(&keys_spec)?;
+    if inst.status == Status::Paused {
+        ops::set_paused(ctx, &inst.id, false)?;
+    }
+    eprintln!("attached to {} (detach: {})", inst.id, keys_spec);
+    match engine.attach(&cid, &keys)? {
+        AttachEnd::Detached => {
+            eprintln!(
+                "\r\ndetached from {id}; it keeps running. Back with `ai-sessctl attach {id}` (or run the agent again here).",
+                id = inst.id
+            );
+            Ok(0)
+        }
+        AttachEnd::Exited(code) => {
+            ops::finish(
+                ctx,
+                &inst,
+                Some(code),
+                Status::Stopped,
+                Some("agent exited".into()),
+                Some(&engine),
+            )?;
+            Ok(exit_byte(code))
+        }
+    }
+}
+
+/// Ignores SIGINT/SIGQUIT while a foreground agent runs (like a shell does).
+struct IgnoreInterrupts;
+
+impl IgnoreInterrupts {
+    fn new() -> Self {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: installing SIG_IGN has no handler code to be unsafe in.
+        unsafe {
+            let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
+            let _ = signal(Signal::SIGQUIT, SigHandler::SigIgn);
+        }
+        IgnoreInterrupts
+    }
+}
+
+impl Drop for IgnoreInterrupts {
+    fn drop(&mut self) {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: restores the default dispositions.
+        unsafe {
+            let _ = signal(Signal::SIGINT, SigHandler::SigDfl);
+            let _ = signal(Signal::SIGQUIT, SigHandler::SigDfl);
+        }
+    }
+}

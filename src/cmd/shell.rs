@@ -1,0 +1,92 @@
+//! `init`, `completions`, `prompt`, `shell-exit`: the shell's side door.
+
+use super::Ctx;
+use crate::cli::{CompletionShell, ShellKind};
+use crate::error::{Error, Result};
+use crate::types::Status;
+use clap::CommandFactory;
+use clap_complete::env::Shells;
+
+pub fn init(ctx: &Ctx, kind: ShellKind) -> Result<u8> {
+    let bin = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot locate ai-sessctl: {e}")))?;
+    let bin = bin.to_str().ok_or_else(|| {
+        Error::Invalid(format!(
+            "the path of ai-sessctl ({}) is not UTF-8",
+            bin.display()
+        ))
+    })?;
+    // A broken config must not break the user's shell start: fall back to
+    // the built-in agents and say so once.
+    let agents = crate::config::agent_names(&ctx.dirs).unwrap_or_else(|e| {
+        eprintln!("ai-sessctl: warning: {e}; using the default agents");
+        crate::config::Settings::default()
+            .agents
+            .keys()
+            .filter_map(|k| crate::types::Mode::parse(k).ok())
+            .collect()
+    });
+    print!("{}", crate::shell::render(kind, bin, &agents));
+    Ok(0)
+}
+
+/// The completion script: it calls back `ai-sessctl` at TAB time, so live
+/// instance ids and configured agents complete.
+pub fn completions_script(shell: CompletionShell) -> Result<String> {
+    let name = match shell {
+        CompletionShell::Zsh => "zsh",
+        CompletionShell::Bash => "bash",
+        CompletionShell::Fish => "fish",
+    };
+    let shells = Shells::builtins();
+    let completer = shells
+        .completer(name)
+        .ok_or_else(|| Error::Other(format!("no completer for {name}")))?;
+    let cmd = crate::cli::Cli::command();
+    let bin = cmd.get_name().to_owned();
+    let mut buf = Vec::new();
+    completer
+        .write_registration("COMPLETE", &bin, &bin, &bin, &mut buf)
+        .map_err(|e| Error::Other(e.to_string()))?;
+    String::from_utf8(buf).map_err(|e| Error::Other(e.to_string()))
+}
+
+pub fn completions(shell: CompletionShell) -> Result<u8> {
+    print!("{}", completions_script(shell)?);
+    Ok(0)
+}
+
+pub fn prompt(ctx: &Ctx) -> Result<u8> {
+    let reg = ctx.store.load()?;
+    let cwd = std::env::var("PWD")
+        .ok()
+        .or_else(|| {
+            std::env::current_dir()
+                .ok()
+                .map(|d| d.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let seg = crate::prompt_file::segment(&reg, &cwd);
+    if !seg.is_empty() {
+        println!("{seg}");
+    }
+    Ok(0)
+}
+
+/// Called from the shell's exit hook: applies `on_shell_exit` to the
+/// instances this shell owns. Silent when there is nothing to do.
+pub fn shell_exit(ctx: &Ctx, pid: u32) -> Result<u8> {
+    let reg = ctx.store.load()?;
+    let owned: Vec<_> = reg
+        .instances
+        .values()
+        .filter(|i| {
+            i.owner_pid == Some(pid) && i.status.is_live() && i.status != Status::Initializing
+        })
+        .map(|i| i.id.clone())
+        .collect();
+    if !owned.is_empty() {
+        crate::runtime::apply_shell_exit(ctx, &owned, "owner shell exited")?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,188 @@
+//! `config get|set|--edit`: dotted keys, comments kept (`toml_edit`), and
+//! nothing written unless the whole result is valid.
+
+use super::{check_text, Scope};
+use crate::error::{Error, Result};
+use crate::paths::StateDir;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+const TEMPLATE: &str = include_str!("template.toml");
+
+fn split_key(key: &str) -> Result<Vec<&str>> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| {
+        p.is_empty()
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }) {
+        return Err(Error::Usage(format!(
+            "invalid key {:?}: use dotted names like resources.memory.limit",
+            crate::types::truncate_for_message(key)
+        )));
+    }
+    Ok(parts)
+}
+
+/// The effective value of `key` in a scope, as TOML text (strings bare).
+pub fn get_value(settings: &super::Settings, key: &str) -> Result<String> {
+    let mut v =
+        toml::Value::try_from(settings).map_err(|e| Error::Other(format!("config: {e}")))?;
+    for part in split_key(key)? {
+        v = match v {
+            toml::Value::Table(mut t) => t.remove(part),
+            _ => None,
+        }
+        .ok_or_else(|| Error::NotFound(format!("config key {key:?} is not set")))?;
+    }
+    Ok(match v {
+        toml::Value::String(s) => s,
+        toml::Value::Table(t) => toml::to_string(&t).unwrap_or_default(),
+        other => other.to_string(),
+    })
+}
+
+fn parse_value(raw: &str) -> toml_edit::Value {
+    // Numbers, booleans, arrays and quoted strings are taken as TOML; anything
+    // else is a plain string, so `set … limit 2Gi` needs no quoting.
+    raw.parse::<toml_edit::Value>()
+        .ok()
+        .filter(|v| !matches!(v, toml_edit::Value::InlineTable(_)))
+        .unwrap_or_else(|| toml_edit::Value::from(raw))
+        .decorated("", "")
+}
+
+/// Sets `key` in the scope's file, keeping comments and layout.
+pub fn set_value(dirs: &StateDir, scope: &Scope, key: &str, raw: &str) -> Result<()> {
+    let path = scope.file(dirs);
+    let parts = split_key(key)?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match scope {
+            Scope::Global => TEMPLATE.to_owned(),
+            Scope::Instance(id) => {
+                format!("# Overrides for instance {id}; see config.toml for keys.\n")
+            }
+        },
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        Error::Invalid(format!("{}: {}", path.display(), e.message()))
+    })?;
+    let (last, tables) = parts
+        .split_last()
+        .expect("split_key returns at least one part");
+    let mut item = doc.as_item_mut();
+    for part in tables {
+        let table = item
+            .as_table_like_mut()
+            .ok_or_else(|| Error::Invalid(format!("{key}: {part} is not a table")))?;
+        if table.get(part).is_none() {
+            let mut t = toml_edit::Table::new();
+            t.set_implicit(true);
+            table.insert(part, toml_edit::Item::Table(t));
+        }
+        item = table.get_mut(part).expect("just inserted");
+    }
+    let table = item
+        .as_table_like_mut()
+        .ok_or_else(|| Error::Invalid(format!("{key}: parent is not a table")))?;
+    table.insert(last, toml_edit::Item::Value(parse_value(raw)));
+    let new_text = doc.to_string();
+    check_text(&path, &new_text)?;
+    write_private(dirs, &path, &new_text)
+}
+
+/// Writes a config file atomically with mode 0600.
+fn write_private(dirs: &StateDir, path: &Path, text: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(dirs.root());
+    dirs.ensure_sub(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Opens `$VISUAL`/`$EDITOR` on a copy of the scope's file; keeps the edit
+/// only when it is valid, offering to re-edit on a terminal.
+pub fn edit_interactively(dirs: &StateDir, scope: &Scope) -> Result<bool> {
+    let path = scope.file(dirs);
+    let dir = path.parent().unwrap_or(dirs.root()).to_path_buf();
+    dirs.ensure_sub(&dir)?;
+    let original = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match scope {
+            Scope::Global => TEMPLATE.to_owned(),
+            Scope::Instance(id) => {
+                format!("# Overrides for instance {id}; see config.toml for keys.\n")
+            }
+        },
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let editor = std::env::var("VISUAL")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| {
+            std::env::var("EDITOR")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        })
+        .unwrap_or_else(|| "vi".to_owned());
+    let mut argv = shell_words::split(&editor)
+        .map_err(|e| Error::Invalid(format!("$VISUAL/$EDITOR {editor:?}: {e}")))?;
+    if argv.is_empty() {
+        return Err(Error::Invalid("$VISUAL/$EDITOR is empty".into()));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".edit-")
+        .suffix(".toml")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(&dir, e))?;
+    std::fs::write(tmp.path(), &original).map_err(|e| Error::io(tmp.path(), e))?;
+    let program = argv.remove(0);
+    loop {
+        let status = std::process::Command::new(&program)
+            .args(&argv)
+            .arg(tmp.path())
+            .status()
+            .map_err(|e| Error::Other(format!("cannot run editor {program:?}: {e}")))?;
+        if !status.success() {
+            return Err(Error::Other(format!(
+                "editor exited with {status}; {} left unchanged",
+                path.display()
+            )));
+        }
+        let edited = std::fs::read_to_string(tmp.path()).map_err(|e| Error::io(tmp.path(), e))?;
+        if edited == original {
+            return Ok(false);
+        }
+        match check_text(&path, &edited) {
+            Ok(_) => {
+                write_private(dirs, &path, &edited)?;
+                return Ok(true);
+            }
+            Err(e) => {
+                eprintln!("ai-sessctl: error: {e}");
+                if std::io::stdin().is_terminal() && ask("edit again? [Y/n] ") {
+                    continue;
+                }
+                return Err(Error::Invalid(format!(
+                    "invalid edit discarded; {} left unchanged",
+                    path.display()
+                )));
+            }
+        }
+    }
+}
+
+fn ask(question: &str) -> bool {
+    eprint!("{question}");
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return false;
+    }
+    !line.trim().to_ascii_lowercase().starts_with('n')
+}

@@ -1,0 +1,269 @@
+//! Config manager: TOML layers (built-in defaults < global `config.toml` <
+//! `[agents.<mode>]` overrides < `configs/<id>.toml` < flags), validated
+//! per file so errors name the file, line and key.
+
+mod edit;
+mod settings;
+pub mod units;
+
+pub use edit::{edit_interactively, get_value, set_value};
+pub use settings::*;
+
+use crate::error::{Error, Result};
+use crate::paths::StateDir;
+use crate::types::{InstanceId, Mode};
+use std::path::Path;
+
+/// Settings for one agent instance, with the agent's definition.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    pub settings: Settings,
+    pub agent: AgentSpec,
+}
+
+/// Which file a `config` command talks about.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Global,
+    Instance(InstanceId),
+}
+
+impl Scope {
+    pub fn file(&self, dirs: &StateDir) -> std::path::PathBuf {
+        match self {
+            Scope::Global => dirs.config(),
+            Scope::Instance(id) => dirs.instance_config(id),
+        }
+    }
+}
+
+fn defaults_table() -> toml::Table {
+    toml::Table::try_from(Settings::default()).expect("defaults serialize")
+}
+
+/// Reads and checks one layer; a missing file is an empty layer.
+pub fn read_layer(path: &Path) -> Result<toml::Table> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(toml::Table::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(Error::Invalid(format!(
+                "{}: not valid UTF-8 text",
+                path.display()
+            )))
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    check_text(path, &text)
+}
+
+/// Parses `text` as a config file and checks every key and value.
+pub fn check_text(path: &Path, text: &str) -> Result<toml::Table> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+    toml::from_str::<Settings>(text).map_err(|e| located(path, text, &e))?;
+    // Agent overrides are checked as if they were top-level sections.
+    if let Some(toml::Value::Table(agents)) = table.get("agents") {
+        for (name, spec) in agents {
+            Mode::parse(name).map_err(|_| {
+                Error::Invalid(format!(
+                    "{}: [agents.{name}]: agent names are letters only",
+                    path.display()
+                ))
+            })?;
+            if let Some(t) = spec.as_table() {
+                for env in t
+                    .get("env_passthrough")
+                    .and_then(|v| v.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    let ok = env.as_str().is_some_and(valid_env_name);
+                    if !ok {
+                        return Err(Error::Invalid(format!(
+                            "{}: agents.{name}.env_passthrough: {env} is not a variable name",
+                            path.display()
+                        )));
+                    }
+                }
+                let overrides = agent_overrides(t);
+                toml::Value::Table(overrides)
+                    .try_into::<Settings>()
+                    .map_err(|e| {
+                        Error::Invalid(format!(
+                            "{}: [agents.{name}] override: {}",
+                            path.display(),
+                            e.message()
+                        ))
+                    })?;
+            }
+        }
+    }
+    Ok(table)
+}
+
+pub fn valid_env_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        && s.len() <= 256
+}
+
+fn agent_overrides(agent: &toml::Table) -> toml::Table {
+    ["resources", "health", "networking"]
+        .iter()
+        .filter_map(|k| agent.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect()
+}
+
+/// Turns a TOML error into `file:line: key = …: message`.
+fn located(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let msg = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            Error::Invalid(format!(
+                "{}:{line_no}: {msg} (in `{}`)",
+                path.display(),
+                crate::types::truncate_for_message(line)
+            ))
+        }
+        None => Error::Invalid(format!("{}: {msg}", path.display())),
+    }
+}
+
+pub fn deep_merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => deep_merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn into_settings(table: toml::Table) -> Result<Settings> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| Error::Invalid(format!("config: {}", e.message())))
+}
+
+/// Defaults merged with the global file.
+pub fn load_global(dirs: &StateDir) -> Result<Settings> {
+    let mut t = defaults_table();
+    deep_merge(&mut t, read_layer(&dirs.config())?);
+    into_settings(t)
+}
+
+/// Every layer for one agent, and (when known) one instance.
+pub fn load_for(dirs: &StateDir, mode: &Mode, id: Option<&InstanceId>) -> Result<Effective> {
+    let mut t = defaults_table();
+    deep_merge(&mut t, read_layer(&dirs.config())?);
+    let agent_table = t
+        .get("agents")
+        .and_then(|a| a.get(mode.as_str()))
+        .and_then(|a| a.as_table())
+        .cloned();
+    let Some(agent_table) = agent_table else {
+        return Err(Error::NotFound(format!(
+            "unknown agent {mode:?}: define it in {} as [agents.{mode}] with command = [\"{mode}\"]",
+            dirs.config().display()
+        )));
+    };
+    deep_merge(&mut t, agent_overrides(&agent_table));
+    if let Some(id) = id {
+        deep_merge(&mut t, read_layer(&dirs.instance_config(id))?);
+    }
+    let settings = into_settings(t)?;
+    let agent = settings
+        .agents
+        .get(mode.as_str())
+        .cloned()
+        .unwrap_or_default();
+    if agent.command.is_empty() {
+        return Err(Error::Invalid(format!(
+            "agents.{mode}.command is empty in {}",
+            dirs.config().display()
+        )));
+    }
+    Ok(Effective { settings, agent })
+}
+
+/// The configured agent names, for shell functions and completion.
+pub fn agent_names(dirs: &StateDir) -> Result<Vec<Mode>> {
+    Ok(load_global(dirs)?
+        .agents
+        .keys()
+        .filter_map(|k| Mode::parse(k).ok())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs() -> (tempfile::TempDir, StateDir) {
+        let t = tempfile::tempdir().unwrap();
+        let d = StateDir::new(t.path().to_path_buf());
+        (t, d)
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let (_t, d) = dirs();
+        std::fs::write(
+            d.config(),
+            "[resources.memory]\nlimit = \"2Gi\"\n[agents.claude.resources.cpu]\nlimit = \"1\"\n[agents.codex]\ncommand = [\"codex\"]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.configs_dir()).unwrap();
+        let id = InstanceId::parse("p-claude").unwrap();
+        std::fs::write(
+            d.instance_config(&id),
+            "[resources.cpu]\nlimit = \"250m\"\n",
+        )
+        .unwrap();
+        let claude = Mode::parse("claude").unwrap();
+        let g = load_for(&d, &claude, None).unwrap();
+        assert_eq!(g.settings.resources.memory.limit.0, 2 << 30);
+        assert_eq!(g.settings.resources.cpu.limit.0, 1000, "agent override");
+        let i = load_for(&d, &claude, Some(&id)).unwrap();
+        assert_eq!(i.settings.resources.cpu.limit.0, 250, "instance wins");
+        let gem = load_for(&d, &Mode::parse("gemini").unwrap(), None).unwrap();
+        assert_eq!(gem.settings.resources.cpu.limit.0, 500, "default");
+        assert_eq!(gem.agent.env_passthrough[0], "GEMINI_API_KEY");
+        let codex = load_for(&d, &Mode::parse("codex").unwrap(), None).unwrap();
+        assert_eq!(codex.agent.command, ["codex"]);
+        assert!(load_for(&d, &Mode::parse("nope").unwrap(), None).is_err());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let (_t, d) = dirs();
+        std::fs::write(
+            d.config(),
+            "[global]\nauto_cleanup = true\nmax_instances = \"many\"\n",
+        )
+        .unwrap();
+        let e = load_global(&d).unwrap_err().to_string();
+        assert!(e.contains("config.toml:3:"), "{e}");
+        assert!(e.contains("max_instances"), "{e}");
+        std::fs::write(d.config(), "[resources.memory]\nlimit = \"1Xi\"\n").unwrap();
+        let e = load_global(&d).unwrap_err().to_string();
+        assert!(e.contains(":2:") && e.contains("1Xi"), "{e}");
+        std::fs::write(d.config(), "[global\n").unwrap();
+        let e = load_global(&d).unwrap_err().to_string();
+        assert!(e.contains("config.toml:1"), "{e}");
+        std::fs::write(d.config(), "[networking]\nport_range = [9000, 80]\n").unwrap();
+        assert!(load_global(&d).is_err());
+        std::fs::write(d.config(), "[globl]\nx = 1\n").unwrap();
+        assert!(load_global(&d).unwrap_err().to_string().contains("globl"));
+        std::fs::write(
+            d.config(),
+            "[agents.claude]\nenv_passthrough = [\"A;rm\"]\n",
+        )
+        .unwrap();
+        assert!(load_global(&d).is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! The effective settings: every key of the seed's config with its default.
+//! Every struct fills missing keys from `Default`, so a single file can be
+//! checked on its own (giving file, line and key on error) and the merged
+//! layers deserialize into the same types.
+
+use super::units::{Bytes, Cpu, Dur};
+use crate::types::Port;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub global: Global,
+    pub resources: Resources,
+    pub health: Health,
+    pub networking: Networking,
+    pub alerts: Alerts,
+    /// Per-agent model settings recorded on the instance (`model`,
+    /// `max_tokens`, `temperature`, …), kept free-form as in the seed.
+    pub ai_config: BTreeMap<String, toml::Table>,
+    pub agents: BTreeMap<String, AgentSpec>,
+    /// The seed's per-instance `instance:` block; informational.
+    pub instance: Option<toml::Table>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let mut ai_config = BTreeMap::new();
+        ai_config.insert(
+            "claude".to_owned(),
+            toml::toml! { model = "claude-sonnet-4-5"
+            max_tokens = 4096
+            temperature = 0.7 },
+        );
+        ai_config.insert(
+            "gemini".to_owned(),
+            toml::toml! { model = "gemini-2.5-pro"
+            max_output_tokens = 8192
+            temperature = 0.9 },
+        );
+        Settings {
+            global: Global::default(),
+            resources: Resources::default(),
+            health: Health::default(),
+            networking: Networking::default(),
+            alerts: Alerts::default(),
+            ai_config,
+            agents: AgentSpec::builtin(),
+            instance: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeChoice {
+    Auto,
+    Docker,
+    Host,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShellExitPolicy {
+    Stop,
+    Keep,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Global {
+    pub max_instances: u32,
+    pub auto_cleanup: bool,
+    pub log_retention: Dur,
+    pub runtime: RuntimeChoice,
+    /// What happens to the instances a shell owns when it exits.
+    pub on_shell_exit: ShellExitPolicy,
+    /// Grace period of `stop` before the agent is killed.
+    pub stop_timeout: Dur,
+    /// Key sequence that detaches from an instance (docker's syntax).
+    pub detach_keys: String,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            max_instances: 10,
+            auto_cleanup: true,
+            log_retention: Dur(Duration::from_secs(7 * 86400)),
+            runtime: RuntimeChoice::Auto,
+            on_shell_exit: ShellExitPolicy::Stop,
+            stop_timeout: Dur(Duration::from_secs(10)),
+            detach_keys: "ctrl-p,ctrl-q".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resources {
+    pub memory: Memory,
+    pub cpu: CpuLimits,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Memory {
+    pub limit: Bytes,
+    pub warning_threshold: Option<Bytes>,
+    pub critical_threshold: Option<Bytes>,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory {
+            limit: Bytes(1 << 30),
+            warning_threshold: Some(Bytes(800 << 20)),
+            critical_threshold: Some(Bytes(950 << 20)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CpuLimits {
+    pub limit: Cpu,
+    pub warning_threshold: Option<Cpu>,
+    pub critical_threshold: Option<Cpu>,
+}
+
+impl Default for CpuLimits {
+    fn default() -> Self {
+        CpuLimits {
+            limit: Cpu(500),
+            warning_threshold: Some(Cpu(400)),
+            critical_threshold: Some(Cpu(480)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Health {
+    pub check_interval: Dur,
+    pub timeout: Dur,
+    pub max_retries: u32,
+    pub retry_delay: Dur,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            check_interval: Dur(Duration::from_secs(30)),
+            timeout: Dur(Duration::from_secs(5)),
+            max_retries: 3,
+            retry_delay: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub fn contains(self, p: Port) -> bool {
+        (self.start..=self.end).contains(&p.get())
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        [self.start, self.end].serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v: Vec<i64> = Vec::deserialize(d)?;
+        let ok = |n: i64| (i64::from(Port::MIN)..=65535).contains(&n);
+        match v.as_slice() {
+            [a, b] if ok(*a) && ok(*b) && a <= b => Ok(PortRange {
+                start: *a as u16,
+                end: *b as u16,
+            }),
+            _ => Err(serde::de::Error::custom(
+                "port_range must be [first, last] with 1024 <= first <= last <= 65535",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Networking {
+    pub preferred_port: Option<Port>,
+    pub port_range: PortRange,
+    /// Address published ports bind to; loopback unless the user says so.
+    pub bind: IpAddr,
+}
+
+impl Default for Networking {
+    fn default() -> Self {
+        Networking {
+            preferred_port: None,
+            port_range: PortRange {
+                start: 9000,
+                end: 9999,
+            },
+            bind: IpAddr::from([127, 0, 0, 1]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Alerts {
+    /// The seed's thresholds, in percent of the limit.
+    pub cpu_percent: f64,
+    pub memory_percent: f64,
+    /// A program run (without a shell) for each alert, with the alert in its
+    /// environment and as JSON on stdin.
+    pub command: Option<Vec<String>>,
+    pub command_timeout: Dur,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            cpu_percent: 80.0,
+            memory_percent: 85.0,
+            command: None,
+            command_timeout: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// An agent is config, not code: `[agents.<mode>]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSpec {
+    /// The agent's command line (program and fixed arguments).
+    pub command: Vec<String>,
+    pub image: String,
+    /// Where the agent keeps its state inside the container.
+    pub state_dir: String,
+    /// Names of variables copied from the caller's environment at start.
+    pub env_passthrough: Vec<String>,
+    /// Whether the agent listens on `$AI_PORT` (enables the port health check).
+    pub listens: bool,
+    /// Per-agent overrides of the global sections.
+    pub resources: Option<toml::Table>,
+    pub health: Option<toml::Table>,
+    pub networking: Option<toml::Table>,
+}
+
+impl Default for AgentSpec {
+    fn default() -> Self {
+        AgentSpec {
+            command: Vec::new(),
+            image: String::new(),
+            state_dir: "/home/agent/.state".to_owned(),
+            env_passthrough: Vec::new(),
+            listens: false,
+            resources: None,
+            health: None,
+            networking: None,
+        }
+    }
+}
+
+impl AgentSpec {
+    fn builtin() -> BTreeMap<String, AgentSpec> {
+        let mk = |cmd: &str, state: &str, env: &[&str]| AgentSpec {
+            command: vec![cmd.to_owned()],
+            image: format!("ai-sessions/{cmd}:latest"),
+            state_dir: state.to_owned(),
+            env_passthrough: env.iter().map(|s| s.to_string()).collect(),
+            ..AgentSpec::default()
+        };
+        BTreeMap::from([
+            (
+                "claude".to_owned(),
+                mk(
+                    "claude",
+                    "/home/agent/.claude",
+                    &["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"],
+                ),
+            ),
+            (
+                "gemini".to_owned(),
+                mk(
+                    "gemini",
+                    "/home/agent/.gemini",
+                    &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+                ),
+            ),
+        ])
+    }
+}

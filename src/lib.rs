@@ -1,0 +1,21 @@
+//! ai-sessions: isolated, attachable AI coding-agent instances per project.
+//!
+//! The modules follow DESIGN.md: the instance registry, port allocator,
+//! config manager and event logger are the core; runtimes (docker, host)
+//! run instances; `cmd` holds one module per command group.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod output;
+pub mod paths;
+pub mod ports;
+pub mod procinfo;
+pub mod prompt_file;
+pub mod registry;
+pub mod runtime;
+pub mod shell;
+pub mod types;

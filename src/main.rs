@@ -1,0 +1,15 @@
+use clap::{CommandFactory, Parser};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // Answers shell completion requests (`COMPLETE=zsh ai-sessctl …`).
+    clap_complete::CompleteEnv::with_factory(ai_sessions::cli::Cli::command).complete();
+    let cli = ai_sessions::cli::Cli::parse();
+    match ai_sessions::cmd::dispatch(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = ai_sessions::cmd::report(&e);
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Instance registry: schema, storage and id derivation.
+
+mod ident;
+mod schema;
+mod store;
+
+pub use ident::{derive_id, project_name_of, resolve_project};
+pub use schema::*;
+pub use store::{atomic_write, parse, Store, MAX_REGISTRY_BYTES};

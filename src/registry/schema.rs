@@ -1,0 +1,238 @@
+//! The registry file format: the seed's schema plus our additions. Every
+//! object keeps fields it does not know in `extra`, so a newer version's
+//! data survives a rewrite by this one.
+
+use crate::types::{InstanceId, Mode, Port, Status};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Registry {
+    #[serde(default)]
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub instances: BTreeMap<InstanceId, Instance>,
+    /// Ports set aside by `port alloc --for ID` before an instance exists.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reserved_ports: BTreeMap<String, Reservation>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reservation {
+    pub instance: InstanceId,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    Docker,
+    Host,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    #[serde(default)]
+    pub project_path: String,
+    pub project_name: String,
+    pub mode: Mode,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Start time of `pid` (clock ticks since boot), so a reused pid is
+    /// never mistaken for our process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start_time: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    pub port: Port,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_path: Option<String>,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub timestamps: Timestamps,
+    #[serde(default)]
+    pub config: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The interactive shell that started the instance (for `shell-exit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_start_time: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// Why the status last changed when it was not the user's doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    #[serde(default)]
+    pub restarts: u32,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_limit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_usage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_usage: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timestamps {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_health_check: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Registry {
+    /// Checks what the types alone cannot: keys match ids.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, inst) in &self.instances {
+            if key != &inst.id {
+                return Err(format!(
+                    "instance under key {key:?} has id {:?}",
+                    inst.id.as_str()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, id: &InstanceId) -> Option<&Instance> {
+        self.instances.get(id)
+    }
+
+    /// Ports held by live instances and reservations.
+    pub fn held_ports(&self) -> impl Iterator<Item = Port> + '_ {
+        self.instances
+            .values()
+            .filter(|i| i.status.is_live())
+            .map(|i| i.port)
+            .chain(
+                self.reserved_ports
+                    .keys()
+                    .filter_map(|p| p.parse::<Port>().ok()),
+            )
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.instances
+            .values()
+            .filter(|i| i.status.is_live())
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"{
+  "instances": {
+    "project-a-claude": {
+      "id": "project-a-claude",
+      "project_path": "/Users/dev/project-a",
+      "project_name": "project-a",
+      "mode": "claude",
+      "status": "running",
+      "pid": 12345,
+      "container_id": "abc123def456",
+      "port": 9001,
+      "socket_path": "/Users/dev/.ai-sessions/sockets/project-a-claude.sock",
+      "resources": {"memory_limit": "1Gi", "cpu_limit": "500m", "memory_usage": "512Mi", "cpu_usage": "15%"},
+      "timestamps": {"created": "2025-12-11T10:30:00Z", "started": "2025-12-11T10:30:05Z", "last_health_check": "2025-12-11T10:35:00Z"},
+      "config": {"model": "claude-3-5-sonnet-20241022", "max_tokens": 4096, "temperature": 0.7}
+    }
+  }
+}"#;
+
+    #[test]
+    fn seed_file_loads_and_round_trips() {
+        let r: Registry = serde_json::from_str(SEED).unwrap();
+        r.validate().unwrap();
+        let i = &r.instances[&InstanceId::parse("project-a-claude").unwrap()];
+        assert_eq!(i.port.get(), 9001);
+        assert_eq!(i.status, Status::Running);
+        assert_eq!(i.config["max_tokens"], 4096);
+        let again: Registry = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(again.instances.len(), 1);
+    }
+
+    #[test]
+    fn unknown_fields_survive() {
+        let mut v: Value = serde_json::from_str(SEED).unwrap();
+        v["future"] = serde_json::json!({"x": 1});
+        v["instances"]["project-a-claude"]["gpu"] = serde_json::json!("a100");
+        v["instances"]["project-a-claude"]["timestamps"]["frozen"] = serde_json::json!("t");
+        let r: Registry = serde_json::from_value(v).unwrap();
+        let out = serde_json::to_value(&r).unwrap();
+        assert_eq!(out["future"]["x"], 1);
+        assert_eq!(out["instances"]["project-a-claude"]["gpu"], "a100");
+        assert_eq!(
+            out["instances"]["project-a-claude"]["timestamps"]["frozen"],
+            "t"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for (field, value) in [
+            ("status", serde_json::json!("sleeping")),
+            ("port", serde_json::json!(80)),
+            ("port", serde_json::json!("9001")),
+            ("id", serde_json::json!("../../etc-claude")),
+            ("mode", serde_json::json!("cl aude")),
+        ] {
+            let mut v: Value = serde_json::from_str(SEED).unwrap();
+            v["instances"]["project-a-claude"][field] = value;
+            let r = serde_json::from_value::<Registry>(v);
+            assert!(r.is_err() || r.unwrap().validate().is_err(), "{field}");
+        }
+        let mut v: Value = serde_json::from_str(SEED).unwrap();
+        v["instances"]["project-a-claude"]["id"] = serde_json::json!("other-claude");
+        assert!(serde_json::from_value::<Registry>(v)
+            .unwrap()
+            .validate()
+            .is_err());
+    }
+}

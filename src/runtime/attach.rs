@@ -1,0 +1,280 @@
+//! Attaching the terminal to a container like `docker attach`: raw mode
+//! restored on every exit path, window size sent at start and on SIGWINCH,
+//! detach with a key sequence that leaves the instance running.
+
+use crate::error::{Error, Result};
+use bollard::query_parameters as q;
+use bollard::Docker;
+use futures_util::StreamExt;
+use nix::sys::termios::{self, SetArg, Termios};
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::AsFd;
+use std::sync::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachEnd {
+    /// The user pressed the detach keys; the agent runs on.
+    Detached,
+    /// The agent exited with this code.
+    Exited(i64),
+}
+
+/// The terminal settings to put back, also reachable from the panic hook.
+static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
+
+pub struct RawMode;
+
+impl RawMode {
+    /// Puts stdin's terminal in raw mode; a no-op when stdin is no terminal.
+    pub fn enter() -> Result<Option<RawMode>> {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return Ok(None);
+        }
+        let saved = termios::tcgetattr(stdin.as_fd())
+            .map_err(|e| Error::Other(format!("terminal: {e}")))?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        *SAVED.lock().unwrap_or_else(|p| p.into_inner()) = Some(saved);
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            prev(info);
+        }));
+        termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw)
+            .map_err(|e| Error::Other(format!("terminal: {e}")))?;
+        Ok(Some(RawMode))
+    }
+}
+
+fn restore() {
+    if let Some(t) = SAVED.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &t);
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// `ctrl-p,ctrl-q` → `[0x10, 0x11]` (docker's detach-keys syntax).
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for key in spec.split(',').map(str::trim) {
+        let b = match key.strip_prefix("ctrl-") {
+            Some(k) if k.len() == 1 => {
+                let c = k.as_bytes()[0].to_ascii_lowercase();
+                match c {
+                    b'a'..=b'z' => c - b'a' + 1,
+                    b'@' => 0,
+                    b'[' => 27,
+                    b'\\' => 28,
+                    b']' => 29,
+                    b'^' => 30,
+                    b'_' => 31,
+                    _ => return Err(bad_keys(spec)),
+                }
+            }
+            None if key.len() == 1 && key.is_ascii() => key.as_bytes()[0],
+            _ => return Err(bad_keys(spec)),
+        };
+        out.push(b);
+    }
+    if out.is_empty() {
+        return Err(bad_keys(spec));
+    }
+    Ok(out)
+}
+
+fn bad_keys(spec: &str) -> Error {
+    Error::Invalid(format!(
+        "global.detach_keys {spec:?}: use a comma-separated list like \"ctrl-p,ctrl-q\""
+    ))
+}
+
+/// Finds the detach sequence in typed input, holding back a partial match
+/// until it is complete or broken (as docker does).
+pub struct DetachMatcher {
+    keys: Vec<u8>,
+    held: usize,
+}
+
+impl DetachMatcher {
+    pub fn new(keys: Vec<u8>) -> Self {
+        Self { keys, held: 0 }
+    }
+
+    /// Returns the bytes to forward, and whether the sequence completed.
+    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if b == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.held]);
+                self.held = 0;
+                if b == self.keys[0] {
+                    self.held = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
+
+pub fn window_size() -> Option<(u16, u16)> {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize into the pointer we pass.
+    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+async fn resize(docker: &Docker, container: &str) {
+    if let Some((h, w)) = window_size() {
+        let opts = q::ResizeContainerTTYOptionsBuilder::new()
+            .h(i32::from(h))
+            .w(i32::from(w))
+            .build();
+        let _ = docker.resize_container_tty(container, opts).await;
+    }
+}
+
+/// Reads stdin on its own thread (a blocking read cannot be cancelled).
+fn spawn_stdin_pump() -> tokio::sync::mpsc::UnboundedReceiver<Vec<u8>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut stdin = std::io::stdin();
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+async fn wait_exit(docker: &Docker, container: &str) -> Option<i64> {
+    let mut w = docker.wait_container(container, None::<q::WaitContainerOptions>);
+    match w.next().await {
+        Some(Ok(r)) => Some(r.status_code),
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Some(code),
+        _ => None,
+    }
+}
+
+pub async fn attach_container(docker: &Docker, container: &str, keys: &[u8]) -> Result<AttachEnd> {
+    let opts = q::AttachContainerOptionsBuilder::new()
+        .stdin(true)
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .build();
+    let attached = docker
+        .attach_container(container, Some(opts))
+        .await
+        .map_err(|e| Error::Engine(format!("attach: {e}")))?;
+    let mut output = attached.output;
+    let mut input = attached.input;
+    let _raw = RawMode::enter()?;
+    let mut winch = signal(SignalKind::window_change()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    resize(docker, container).await;
+    let mut stdin = spawn_stdin_pump();
+    let mut stdin_open = true;
+    let mut matcher = DetachMatcher::new(keys.to_vec());
+    let wait = wait_exit(docker, container);
+    tokio::pin!(wait);
+    let mut stdout = std::io::stdout();
+    loop {
+        tokio::select! {
+            code = &mut wait => {
+                // Drain what the agent printed last.
+                while let Ok(Some(Ok(chunk))) =
+                    tokio::time::timeout(std::time::Duration::from_millis(100), output.next()).await
+                {
+                    let _ = stdout.write_all(&chunk.into_bytes());
+                }
+                let _ = stdout.flush();
+                return Ok(AttachEnd::Exited(code.unwrap_or(-1)));
+            }
+            chunk = output.next() => match chunk {
+                Some(Ok(c)) => {
+                    let _ = stdout.write_all(&c.into_bytes());
+                    let _ = stdout.flush();
+                }
+                _ => {
+                    // The stream ended: either the agent exited or the
+                    // engine detached us; the wait call tells which.
+                    return Ok(match tokio::time::timeout(std::time::Duration::from_secs(2), &mut wait).await {
+                        Ok(code) => AttachEnd::Exited(code.unwrap_or(-1)),
+                        Err(_) => AttachEnd::Detached,
+                    });
+                }
+            },
+            data = stdin.recv(), if stdin_open => match data {
+                Some(bytes) => {
+                    let (fwd, detach) = matcher.feed(&bytes);
+                    if !fwd.is_empty() {
+                        let _ = input.write_all(&fwd).await;
+                        let _ = input.flush().await;
+                    }
+                    if detach {
+                        return Ok(AttachEnd::Detached);
+                    }
+                }
+                None => stdin_open = false,
+            },
+            Some(_) = async { match winch.as_mut() { Some(s) => s.recv().await, None => None } } => {
+                resize(docker, container).await;
+            }
+            Some(_) = async { match term.as_mut() { Some(s) => s.recv().await, None => None } } => {
+                return Ok(AttachEnd::Detached);
+            }
+            Some(_) = async { match hup.as_mut() { Some(s) => s.recv().await, None => None } } => {
+                return Ok(AttachEnd::Detached);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse() {
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
+            vec![0x10, 0x11]
+        );
+        assert_eq!(parse_detach_keys("ctrl-x").unwrap(), vec![0x18]);
+        assert!(parse_detach_keys("ctrl-").is_err());
+        assert!(parse_detach_keys("").is_err());
+    }
+
+    #[test]
+    fn matcher_holds_partial_sequences() {
+        let mut m = DetachMatcher::new(vec![0x10, 0x11]);
+        assert_eq!(m.feed(b"ab"), (b"ab".to_vec(), false));
+        assert_eq!(m.feed(&[0x10]), (vec![], false));
+        assert_eq!(m.feed(b"x"), (vec![0x10, b'x'], false));
+        assert_eq!(m.feed(&[0x10, 0x10]), (vec![0x10], false));
+        assert_eq!(m.feed(&[0x11]), (vec![], true));
+    }
+}

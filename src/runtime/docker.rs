@@ -1,0 +1,409 @@
+//! The Docker runtime, spoken natively through bollard: version negotiated,
+//! `DOCKER_HOST` honoured, every call bounded by a timeout.
+
+use super::attach::{self, AttachEnd};
+use super::{LaunchSpec, Observed};
+use crate::error::{Error, Result};
+use crate::types::InstanceId;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
+use bollard::query_parameters as q;
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+pub const MANAGED_LABEL: &str = "ai.managed-by";
+pub const MANAGED_VALUE: &str = "ai-sessctl";
+/// Deadline for answering at all; an engine slower than this is "down".
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Deadline for ordinary calls (create, inspect, list, remove).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn container_name(id: &InstanceId) -> String {
+    format!("ai-{id}")
+}
+
+pub struct DockerEngine {
+    rt: tokio::runtime::Runtime,
+    docker: Docker,
+}
+
+fn engine_err(e: impl std::fmt::Display) -> Error {
+    let host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    Error::Engine(format!("container engine at {host} is not answering: {e}"))
+}
+
+fn api_err(what: &str, e: bollard::errors::Error) -> Error {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => Error::NotFound(format!("{what}: {message}")),
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            Error::Other(format!("{what}: {message}"))
+        }
+        other => engine_err(format!("{what}: {other}")),
+    }
+}
+
+fn is_404(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl DockerEngine {
+    /// Connects and negotiates the API version, or says within about two
+    /// seconds that the engine does not answer.
+    pub fn connect() -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("tokio: {e}")))?;
+        let docker = Docker::connect_with_defaults()
+            .map_err(engine_err)?
+            .with_timeout(CALL_TIMEOUT);
+        let docker = rt.block_on(async {
+            match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+                Ok(Ok(d)) => Ok(d),
+                Ok(Err(e)) => Err(engine_err(e)),
+                Err(_) => Err(engine_err(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+            }
+        })?;
+        Ok(DockerEngine { rt, docker })
+    }
+
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    async fn timed<T>(
+        what: &str,
+        f: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(CALL_TIMEOUT, f).await {
+            Ok(r) => r.map_err(|e| api_err(what, e)),
+            Err(_) => Err(engine_err(format!(
+                "{what}: no answer within {CALL_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    pub fn version(&self) -> Result<String> {
+        let v = self.block_on(Self::timed("version", self.docker.version()))?;
+        Ok(format!(
+            "{} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        ))
+    }
+
+    pub fn image_exists(&self, image: &str) -> Result<bool> {
+        match self.block_on(async {
+            tokio::time::timeout(CALL_TIMEOUT, self.docker.inspect_image(image)).await
+        }) {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(e)) if is_404(&e) => Ok(false),
+            Ok(Err(e)) => Err(api_err("inspect image", e)),
+            Err(_) => Err(engine_err("inspect image: timeout")),
+        }
+    }
+
+    /// Creates and starts the container for an instance; returns its id.
+    pub fn launch(&self, spec: &LaunchSpec) -> Result<String> {
+        let name = container_name(spec.id);
+        let port_key = format!("{}/tcp", spec.port);
+        let settings = &spec.eff.settings;
+        let agent = &spec.eff.agent;
+        let workdir = format!("/app/{}", spec.project_name);
+        let labels = HashMap::from([
+            ("ai.instance".to_owned(), spec.id.to_string()),
+            ("ai.mode".to_owned(), spec.mode.to_string()),
+            ("ai.project".to_owned(), spec.project_name.to_owned()),
+            (
+                "ai.project_path".to_owned(),
+                spec.project.to_string_lossy().into_owned(),
+            ),
+            ("ai.port".to_owned(), spec.port.to_string()),
+            (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
+        ]);
+        let mut cmd = agent.command.clone();
+        cmd.extend(spec.args.iter().cloned());
+        let bind = |source: &Path, target: &str| Mount {
+            source: Some(source.to_string_lossy().into_owned()),
+            target: Some(target.to_owned()),
+            typ: Some(MountType::BIND),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(agent.image.clone()),
+            cmd: Some(cmd),
+            env: Some(spec.env.clone()),
+            labels: Some(labels),
+            tty: Some(true),
+            open_stdin: Some(true),
+            attach_stdin: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            working_dir: Some(workdir.clone()),
+            user: Some(format!(
+                "{}:{}",
+                nix::unistd::getuid(),
+                nix::unistd::getgid()
+            )),
+            exposed_ports: Some(vec![port_key.clone()]),
+            host_config: Some(HostConfig {
+                port_bindings: Some(HashMap::from([(
+                    port_key,
+                    Some(vec![PortBinding {
+                        host_ip: Some(settings.networking.bind.to_string()),
+                        host_port: Some(spec.port.to_string()),
+                    }]),
+                )])),
+                memory: Some(settings.resources.memory.limit.0 as i64),
+                nano_cpus: Some(settings.resources.cpu.limit.nano_cpus()),
+                init: Some(true),
+                security_opt: Some(vec!["no-new-privileges".to_owned()]),
+                cap_drop: Some(vec!["ALL".to_owned()]),
+                mounts: Some(vec![
+                    bind(spec.project, &workdir),
+                    bind(&spec.state_dir, &agent.state_dir),
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.block_on(async {
+            // A stopped container of the same name is ours and stale.
+            let _ = self
+                .docker
+                .remove_container(
+                    &name,
+                    Some(q::RemoveContainerOptionsBuilder::new().force(false).build()),
+                )
+                .await;
+            let created = Self::timed(
+                "create container",
+                self.docker.create_container(
+                    Some(q::CreateContainerOptionsBuilder::new().name(&name).build()),
+                    body,
+                ),
+            )
+            .await?;
+            if let Err(e) = Self::timed(
+                "start container",
+                self.docker
+                    .start_container(&created.id, None::<q::StartContainerOptions>),
+            )
+            .await
+            {
+                let _ = self
+                    .docker
+                    .remove_container(
+                        &created.id,
+                        Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
+                    )
+                    .await;
+                return Err(e);
+            }
+            Ok(created.id)
+        })
+    }
+
+    /// Every container labelled ours, by instance id, in one listing.
+    pub fn observe(&self) -> Result<HashMap<String, Observed>> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{MANAGED_LABEL}={MANAGED_VALUE}")],
+        )]);
+        let list = self.block_on(Self::timed(
+            "list containers",
+            self.docker.list_containers(Some(
+                q::ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            )),
+        ))?;
+        let mut out = HashMap::new();
+        for c in list {
+            let labels = c.labels.unwrap_or_default();
+            let Some(id) = labels.get("ai.instance").cloned() else {
+                continue;
+            };
+            let state = c
+                .state
+                .map(|s| s.to_string().to_lowercase())
+                .unwrap_or_default();
+            let exit_code = c.status.as_deref().and_then(parse_exit_code);
+            out.insert(
+                id,
+                Observed {
+                    container_id: c.id.unwrap_or_default(),
+                    state,
+                    exit_code,
+                    health: c.health.and_then(|h| h.status).map(|s| s.to_string()),
+                    labels,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    pub fn stop(&self, container: &str, timeout: Duration, force: bool) -> Result<()> {
+        self.block_on(async {
+            let r = if force {
+                self.docker
+                    .kill_container(container, None::<q::KillContainerOptions>)
+                    .await
+            } else {
+                let t = timeout.as_secs().min(i32::MAX as u64) as i32;
+                tokio::time::timeout(
+                    timeout + CALL_TIMEOUT,
+                    self.docker.stop_container(
+                        container,
+                        Some(q::StopContainerOptionsBuilder::new().t(t).build()),
+                    ),
+                )
+                .await
+                .unwrap_or_else(|_| Ok(()))
+            };
+            match r {
+                Ok(()) => Ok(()),
+                // Already gone or already stopped: the goal is reached.
+                Err(e) if is_404(&e) => Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 304, ..
+                }) => Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => Ok(()),
+                Err(e) => Err(api_err("stop container", e)),
+            }
+        })
+    }
+
+    pub fn exit_code(&self, container: &str) -> Option<i64> {
+        self.block_on(async {
+            let i = self
+                .docker
+                .inspect_container(container, None::<q::InspectContainerOptions>)
+                .await
+                .ok()?;
+            let st = i.state?;
+            if st.running.unwrap_or(false) {
+                None
+            } else {
+                st.exit_code
+            }
+        })
+    }
+
+    pub fn set_paused(&self, container: &str, paused: bool) -> Result<()> {
+        self.block_on(async {
+            if paused {
+                Self::timed("pause", self.docker.pause_container(container)).await
+            } else {
+                Self::timed("resume", self.docker.unpause_container(container)).await
+            }
+        })
+    }
+
+    /// Saves the container's output to `log` (when given) and removes it.
+    pub fn remove(&self, container: &str, log: Option<&Path>) -> Result<()> {
+        if let Some(path) = log {
+            if let Ok(mut f) = crate::paths::open_private_append(path) {
+                let _ = self.block_on(self.copy_logs(container, false, None, &mut f));
+            }
+        }
+        self.block_on(async {
+            match self
+                .docker
+                .remove_container(
+                    container,
+                    Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
+                )
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(e) if is_404(&e) => Ok(()),
+                Err(e) => Err(api_err("remove container", e)),
+            }
+        })
+    }
+
+    pub async fn copy_logs(
+        &self,
+        container: &str,
+        follow: bool,
+        tail: Option<usize>,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<()> {
+        let tail = tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
+        let mut stream = self.docker.logs(
+            container,
+            Some(
+                q::LogsOptionsBuilder::new()
+                    .stdout(true)
+                    .stderr(true)
+                    .follow(follow)
+                    .tail(&tail)
+                    .build(),
+            ),
+        );
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => {
+                    if out.write_all(&chunk.into_bytes()).is_err() {
+                        break;
+                    }
+                    let _ = out.flush();
+                }
+                Err(e) if is_404(&e) => {
+                    return Err(Error::NotFound(format!("container {container} is gone")))
+                }
+                Err(e) => return Err(api_err("logs", e)),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn attach(&self, container: &str, detach_keys: &[u8]) -> Result<AttachEnd> {
+        self.block_on(attach::attach_container(
+            &self.docker,
+            container,
+            detach_keys,
+        ))
+    }
+}
+
+/// `Exited (3) 2 minutes ago` → 3.
+fn parse_exit_code(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest[..rest.find(')')?].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exit_codes_from_status() {
+        assert_eq!(super::parse_exit_code("Exited (3) 2 minutes ago"), Some(3));
+        assert_eq!(
+            super::parse_exit_code("Exited (137) 1 second ago"),
+            Some(137)
+        );
+        assert_eq!(super::parse_exit_code("Up 5 seconds"), None);
+    }
+}

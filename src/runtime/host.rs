@@ -1,0 +1,130 @@
+//! The host runtime: the real agent binary (found on PATH, never a shell
+//! function) in the foreground, tracked by pid + start time.
+
+use super::LaunchSpec;
+use crate::error::{Error, Result};
+use crate::procinfo;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Marks our processes so `registry repair` can find them again.
+pub const MARKER_ENV: &str = "AI_SESSIONS_INSTANCE";
+
+pub fn find_binary(program: &str) -> Result<PathBuf> {
+    which::which(program).map_err(|_| {
+        Error::NotFound(format!(
+            "agent program {program:?} is not on PATH; install it, or use the docker runtime"
+        ))
+    })
+}
+
+/// Starts the agent. In the foreground it shares the terminal; detached it
+/// gets its own session, no stdin and its output in `log`.
+pub fn spawn(
+    spec: &LaunchSpec,
+    cwd: &std::path::Path,
+    log: Option<&std::path::Path>,
+) -> Result<Child> {
+    let argv = &spec.eff.agent.command;
+    let bin = find_binary(&argv[0])?;
+    let mut cmd = Command::new(&bin);
+    cmd.args(&argv[1..]).args(spec.args).current_dir(cwd);
+    for kv in &spec.env {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env(MARKER_ENV, spec.id.as_str());
+    if let Some(log) = log {
+        let out = crate::paths::open_private_append(log)?;
+        let err = out.try_clone().map_err(|e| Error::io(log, e))?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        // SAFETY: setsid is async-signal-safe; it detaches from our terminal.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+    cmd.spawn()
+        .map_err(|e| Error::Other(format!("cannot start {}: {e}", bin.display())))
+}
+
+/// Stops a host agent: SIGTERM, then SIGKILL after `timeout` (or at once).
+pub fn stop(pid: u32, start: Option<u64>, timeout: Duration, force: bool) {
+    if !procinfo::alive(pid, start) {
+        return;
+    }
+    let p = Pid::from_raw(pid as i32);
+    let _ = kill(
+        p,
+        if force {
+            Signal::SIGKILL
+        } else {
+            Signal::SIGTERM
+        },
+    );
+    let deadline = Instant::now() + timeout;
+    while procinfo::alive(pid, start) {
+        if Instant::now() >= deadline {
+            let _ = kill(p, Signal::SIGKILL);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn set_paused(pid: u32, start: Option<u64>, paused: bool) -> Result<()> {
+    if !procinfo::alive(pid, start) {
+        return Err(Error::NotFound(format!("process {pid} is gone")));
+    }
+    kill(
+        Pid::from_raw(pid as i32),
+        if paused {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        },
+    )
+    .map_err(|e| Error::Other(format!("signal {pid}: {e}")))
+}
+
+/// Our live host agents: (instance id, pid) from their environment marker.
+pub fn scan() -> Vec<(String, u32)> {
+    let me = nix::unistd::getuid().as_raw();
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        use std::os::unix::fs::MetadataExt;
+        if entry.metadata().map(|m| m.uid()).ok() != Some(me) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let prefix = format!("{MARKER_ENV}=");
+        // Only our marker is read; other variables are never kept.
+        if let Some(v) = environ
+            .split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+        {
+            out.push((String::from_utf8_lossy(v).into_owned(), pid));
+        }
+    }
+    out
+}

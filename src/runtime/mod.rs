@@ -1,0 +1,107 @@
+//! Runtimes run instances: Docker (bollard) or the host. `ops` holds the
+//! lifecycle operations shared by every front end; `reconcile` keeps the
+//! registry true to what actually runs.
+
+pub mod attach;
+pub mod docker;
+pub mod host;
+pub mod ops;
+mod reconcile;
+
+pub use reconcile::{apply_shell_exit, refresh};
+
+use crate::config::{Effective, RuntimeChoice};
+use crate::error::{Error, Result};
+use crate::registry::RuntimeKind;
+use crate::types::{InstanceId, Mode, Port};
+use docker::DockerEngine;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Everything needed to launch one instance. `env` holds secrets copied
+/// from the caller's environment: it lives in memory only.
+pub struct LaunchSpec<'a> {
+    pub id: &'a InstanceId,
+    pub project: &'a Path,
+    pub project_name: &'a str,
+    pub mode: &'a Mode,
+    pub port: Port,
+    pub eff: &'a Effective,
+    pub args: &'a [String],
+    pub state_dir: PathBuf,
+    pub env: Vec<String>,
+}
+
+/// One of our containers as the engine reports it.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub container_id: String,
+    /// `running`, `paused`, `exited`, `created`, `dead`, …
+    pub state: String,
+    pub exit_code: Option<i64>,
+    pub health: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+/// The environment an agent sees: our variables plus the passthrough names
+/// that are set in the caller's environment.
+pub fn agent_env(
+    id: &InstanceId,
+    mode: &Mode,
+    port: Port,
+    socket: &str,
+    passthrough: &[String],
+) -> Vec<String> {
+    let mut env = vec![
+        format!("AI_MODE={mode}"),
+        format!("AI_INSTANCE_ID={id}"),
+        format!("AI_PORT={port}"),
+        format!("AI_SOCKET_PATH={socket}"),
+    ];
+    for name in passthrough {
+        if let Some(v) = std::env::var_os(name) {
+            env.push(format!("{name}={}", v.to_string_lossy()));
+        }
+    }
+    env
+}
+
+/// Picks the runtime for a start. `auto` uses Docker when the engine
+/// answers and the agent's image exists, else the host, saying so once.
+pub fn choose(
+    choice: RuntimeChoice,
+    eff: &Effective,
+    mode: &Mode,
+) -> Result<(RuntimeKind, Option<DockerEngine>)> {
+    match choice {
+        RuntimeChoice::Host => Ok((RuntimeKind::Host, None)),
+        RuntimeChoice::Docker => {
+            let engine = DockerEngine::connect()?;
+            if eff.agent.image.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "agents.{mode}.image is not set; set it or use --runtime host"
+                )));
+            }
+            if !engine.image_exists(&eff.agent.image)? {
+                return Err(Error::NotFound(format!(
+                    "image {} not found; build it with `ai-sessctl image build {mode}`",
+                    eff.agent.image
+                )));
+            }
+            Ok((RuntimeKind::Docker, Some(engine)))
+        }
+        RuntimeChoice::Auto => {
+            let why = match DockerEngine::connect() {
+                Err(_) => "the container engine is not answering".to_owned(),
+                Ok(_) if eff.agent.image.is_empty() => format!("agents.{mode}.image is not set"),
+                Ok(engine) => match engine.image_exists(&eff.agent.image) {
+                    Ok(true) => return Ok((RuntimeKind::Docker, Some(engine))),
+                    Ok(false) => format!("image {} is not built", eff.agent.image),
+                    Err(e) => e.to_string(),
+                },
+            };
+            eprintln!("ai-sessctl: {why}; running {mode} on the host (runtime = \"auto\")");
+            Ok((RuntimeKind::Host, None))
+        }
+    }
+}

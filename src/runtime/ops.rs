@@ -1,0 +1,488 @@
+//! Lifecycle operations, shared by the CLI (and any other front end): one
+//! implementation of start, finish, stop, pause, remove.
+
+use super::docker::DockerEngine;
+use super::{agent_env, choose, host, LaunchSpec};
+use crate::config::{self, Effective, RuntimeChoice};
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::events::Level;
+use crate::registry::{derive_id, project_name_of, Instance, RuntimeKind};
+use crate::types::{InstanceId, Mode, Port, Status};
+use chrono::Utc;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::Duration;
+
+pub struct StartRequest {
+    pub project: PathBuf,
+    pub mode: Mode,
+    pub id: Option<InstanceId>,
+    pub port: Option<Port>,
+    pub runtime: Option<RuntimeChoice>,
+    pub args: Vec<String>,
+    pub shell_pid: Option<u32>,
+    /// Host runtime only: run without a terminal, output to the log.
+    pub detach: bool,
+}
+
+pub enum Started {
+    /// The instance already runs (attach to it instead).
+    AlreadyRunning(Instance),
+    Container {
+        inst: Instance,
+        engine: DockerEngine,
+    },
+    /// A host agent; in the foreground the caller waits for the child.
+    Process { inst: Instance, child: Child },
+}
+
+fn mode_of(id: &InstanceId) -> Result<Mode> {
+    Mode::parse(id.mode_suffix())
+}
+
+pub fn effective_for(ctx: &Ctx, id: &InstanceId) -> Result<Effective> {
+    config::load_for(&ctx.dirs, &mode_of(id)?, Some(id))
+}
+
+/// Starts an instance: registers it as `initializing` with its port under
+/// the lock, launches it without holding the lock, then records the result.
+/// A failed launch leaves no half-registered entry behind.
+pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
+    let project = req.project;
+    let project_str = project.to_string_lossy().into_owned();
+    let project_name = project_name_of(&project);
+    // The id decides which instance file applies, so settle it first.
+    let reg = ctx.store.load()?;
+    let id = match &req.id {
+        Some(id) => id.clone(),
+        None => derive_id(&reg, &project, &req.mode)?,
+    };
+    if let Some(inst) = reg.get(&id) {
+        if inst.project_path != project_str && !inst.project_path.is_empty() {
+            return Err(Error::Invalid(format!(
+                "instance {id} belongs to {}; pick another --id",
+                inst.project_path
+            )));
+        }
+    }
+    let eff = config::load_for(&ctx.dirs, &req.mode, Some(&id))?;
+    let choice = req.runtime.unwrap_or(eff.settings.global.runtime);
+    let (kind, engine) = choose(choice, &eff, &req.mode)?;
+    let net = eff.settings.networking.clone();
+    let owner = req.shell_pid.map(|p| (p, crate::procinfo::start_time(p)));
+    let now = Utc::now();
+
+    let phase1 = ctx.store.update(|reg| {
+        if let Some(inst) = reg.get(&id) {
+            if inst.status.is_live() {
+                return Ok(Err(inst.clone()));
+            }
+        }
+        let max = eff.settings.global.max_instances as usize;
+        if reg.live_count() >= max {
+            return Err(Error::Invalid(format!(
+                "{} instances are running, the limit (global.max_instances = {max}); stop one (`ai-sessctl stop ID`) or raise the limit",
+                reg.live_count()
+            )));
+        }
+        let reserved = reg
+            .reserved_ports
+            .iter()
+            .find(|(_, r)| r.instance == id)
+            .and_then(|(p, _)| p.parse::<Port>().ok());
+        let port = match req.port {
+            Some(p) => {
+                if reg.held_ports().any(|h| h == p && Some(h) != reserved) {
+                    return Err(Error::Invalid(format!("port {p} is held by another instance")));
+                }
+                if !crate::ports::bindable(net.bind, p) {
+                    return Err(Error::Invalid(format!("port {p} is in use on {}", net.bind)));
+                }
+                p
+            }
+            None => {
+                if let Some(p) = reserved {
+                    reg.reserved_ports.remove(&p.to_string());
+                }
+                crate::ports::allocate(reg, net.port_range, reserved.or(net.preferred_port), net.bind)?
+            }
+        };
+        reg.reserved_ports.retain(|_, r| r.instance != id);
+        let previous = reg.instances.remove(&id);
+        let mut inst: Instance = serde_json::from_value(json!({
+            "id": id, "project_path": project_str, "project_name": project_name,
+            "mode": req.mode, "status": "initializing", "port": port,
+        }))
+        .map_err(|e| Error::Other(e.to_string()))?;
+        if let Some(prev) = previous {
+            inst.restarts = prev.restarts;
+            inst.extra = prev.extra;
+            inst.timestamps.created = prev.timestamps.created;
+        }
+        inst.timestamps.created.get_or_insert(now);
+        inst.socket_path = Some(ctx.dirs.socket_of(&id).to_string_lossy().into_owned());
+        inst.runtime = Some(kind);
+        inst.image = (kind == RuntimeKind::Docker).then(|| eff.agent.image.clone());
+        inst.resources.memory_limit = Some(eff.settings.resources.memory.limit.to_string());
+        inst.resources.cpu_limit = Some(eff.settings.resources.cpu.limit.to_string());
+        if let Some(cfg) = eff.settings.ai_config.get(req.mode.as_str()) {
+            inst.config = serde_json::to_value(cfg)
+                .ok()
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default();
+        }
+        if let Some((pid, start)) = owner {
+            inst.owner_pid = Some(pid);
+            inst.owner_start_time = start;
+        }
+        reg.instances.insert(id.clone(), inst.clone());
+        Ok(Ok(inst))
+    })?;
+    let inst = match phase1 {
+        Err(running) => return Ok(Started::AlreadyRunning(running)),
+        Ok(inst) => inst,
+    };
+
+    let state_dir = ctx.dirs.state_of(&id);
+    let launched = (|| -> Result<std::result::Result<Child, String>> {
+        ctx.dirs.ensure_sub(&ctx.dirs.root().join("states"))?;
+        crate::paths::ensure_private_dir(&state_dir)?;
+        ctx.dirs.ensure_sub(&ctx.dirs.logs_dir())?;
+        let socket = match kind {
+            RuntimeKind::Docker => "/tmp/ai-sessions.sock".to_owned(),
+            RuntimeKind::Host => inst.socket_path.clone().unwrap_or_default(),
+        };
+        let spec = LaunchSpec {
+            id: &id,
+            project: &project,
+            project_name: &project_name,
+            mode: &req.mode,
+            port: inst.port,
+            eff: &eff,
+            args: &req.args,
+            state_dir: state_dir.clone(),
+            env: agent_env(
+                &id,
+                &req.mode,
+                inst.port,
+                &socket,
+                &eff.agent.env_passthrough,
+            ),
+        };
+        match (kind, &engine) {
+            (RuntimeKind::Docker, Some(engine)) => Ok(Err(engine.launch(&spec)?)),
+            _ => {
+                let cwd = std::env::current_dir()
+                    .ok()
+                    .filter(|d| d.starts_with(&project))
+                    .unwrap_or_else(|| project.clone());
+                let log = req.detach.then(|| ctx.dirs.instance_log(&id));
+                Ok(Ok(host::spawn(&spec, &cwd, log.as_deref())?))
+            }
+        }
+    })();
+
+    let launched = match launched {
+        Ok(l) => l,
+        Err(e) => {
+            // Take back the registration: nothing was started.
+            let _ = ctx.store.update(|reg| {
+                if reg
+                    .get(&id)
+                    .is_some_and(|i| i.status == Status::Initializing)
+                {
+                    reg.instances.remove(&id);
+                }
+                Ok(())
+            });
+            ctx.events().log(
+                Level::Error,
+                "runtime",
+                "start failed",
+                json!({"instance": id, "error": e.to_string()}),
+            );
+            return Err(e);
+        }
+    };
+
+    let (container_id, pid) = match &launched {
+        Err(cid) => (Some(cid.clone()), None),
+        Ok(child) => (None, Some(child.id())),
+    };
+    let inst = ctx.store.update(|reg| {
+        let inst = reg.instances.get_mut(&id).ok_or_else(|| {
+            Error::Other(format!("{id} vanished from the registry while starting"))
+        })?;
+        inst.status = Status::Running;
+        inst.container_id = container_id.clone();
+        inst.pid = pid;
+        inst.pid_start_time = pid.and_then(crate::procinfo::start_time);
+        inst.timestamps.started = Some(Utc::now());
+        inst.timestamps.stopped = None;
+        inst.exit_code = None;
+        inst.status_reason = None;
+        Ok(inst.clone())
+    })?;
+    ctx.events().log(
+        Level::Info,
+        "runtime",
+        "instance started",
+        json!({"instance": id, "runtime": kind, "port": inst.port, "project": inst.project_path}),
+    );
+    Ok(match (launched, engine) {
+        (Err(_), Some(engine)) => Started::Container { inst, engine },
+        (Ok(child), _) => Started::Process { inst, child },
+        (Err(_), None) => unreachable!("a container is only launched with an engine"),
+    })
+}
+
+/// Records that an instance's agent ended: status, exit code, saved output,
+/// container removal (with `auto_cleanup`), port released, event logged.
+/// Only applies when the entry still describes the same container/process.
+pub fn finish(
+    ctx: &Ctx,
+    inst: &Instance,
+    exit_code: Option<i64>,
+    status: Status,
+    reason: Option<String>,
+    engine: Option<&DockerEngine>,
+) -> Result<()> {
+    let applied = ctx.store.update(|reg| {
+        let Some(cur) = reg.instances.get_mut(&inst.id) else {
+            return Ok(false);
+        };
+        if cur.container_id != inst.container_id || cur.pid != inst.pid || !cur.status.is_live() {
+            return Ok(false);
+        }
+        cur.status = status;
+        cur.exit_code = exit_code.or(cur.exit_code);
+        cur.status_reason = reason.clone();
+        cur.timestamps.stopped = Some(Utc::now());
+        cur.resources.cpu_usage = None;
+        cur.resources.memory_usage = None;
+        Ok(true)
+    })?;
+    if let (Some(engine), Some(cid)) = (engine, &inst.container_id) {
+        let eff = effective_for(ctx, &inst.id).ok();
+        if eff.is_none_or(|e| e.settings.global.auto_cleanup) {
+            save_and_remove(ctx, engine, &inst.id, cid)?;
+        }
+    }
+    if applied {
+        ctx.events().log(
+            if status == Status::Error {
+                Level::Warn
+            } else {
+                Level::Info
+            },
+            "runtime",
+            "instance stopped",
+            json!({"instance": inst.id, "exit_code": exit_code, "reason": reason}),
+        );
+    }
+    Ok(())
+}
+
+/// Keeps the container's output in `logs/<id>.log` (replacing the previous
+/// run's), then removes the container.
+pub fn save_and_remove(ctx: &Ctx, engine: &DockerEngine, id: &InstanceId, cid: &str) -> Result<()> {
+    ctx.dirs.ensure_sub(&ctx.dirs.logs_dir())?;
+    let mut buf: Vec<u8> = Vec::new();
+    if engine
+        .block_on(engine.copy_logs(cid, false, None, &mut buf))
+        .is_ok()
+    {
+        let _ = crate::registry::atomic_write(&ctx.dirs.instance_log(id), &buf);
+    }
+    engine.remove(cid, None)
+}
+
+/// Stops instances in parallel: gracefully with the configured timeout,
+/// then by force. Returns the ids that failed, with why.
+pub fn stop_many(
+    ctx: &Ctx,
+    ids: &[InstanceId],
+    force: bool,
+    reason: &str,
+) -> Vec<(InstanceId, Error)> {
+    let reg = match ctx.store.load() {
+        Ok(r) => r,
+        Err(e) => {
+            return ids
+                .iter()
+                .map(|id| (id.clone(), Error::Other(e.to_string())))
+                .collect()
+        }
+    };
+    let targets: Vec<Instance> = ids.iter().filter_map(|id| reg.get(id).cloned()).collect();
+    let needs_engine = targets
+        .iter()
+        .any(|i| i.runtime == Some(RuntimeKind::Docker) && i.container_id.is_some());
+    let engine = if needs_engine {
+        match DockerEngine::connect() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                return targets
+                    .iter()
+                    .map(|i| (i.id.clone(), Error::Engine(e.to_string())))
+                    .collect()
+            }
+        }
+    } else {
+        None
+    };
+    let mut failed: Vec<(InstanceId, Error)> = ids
+        .iter()
+        .filter(|id| reg.get(id).is_none())
+        .map(|id| (id.clone(), Error::not_found(id)))
+        .collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|inst| {
+                let engine = engine.as_ref();
+                s.spawn(move || {
+                    stop_one(ctx, inst, engine, force, reason).map_err(|e| (inst.id.clone(), e))
+                })
+            })
+            .collect();
+        for h in handles {
+            if let Ok(Err(f)) = h.join() {
+                failed.push(f);
+            }
+        }
+    });
+    failed
+}
+
+fn stop_one(
+    ctx: &Ctx,
+    inst: &Instance,
+    engine: Option<&DockerEngine>,
+    force: bool,
+    reason: &str,
+) -> Result<()> {
+    let timeout = effective_for(ctx, &inst.id)
+        .map(|e| e.settings.global.stop_timeout.0)
+        .unwrap_or(Duration::from_secs(10));
+    let mut code = None;
+    match (inst.runtime, engine, &inst.container_id, inst.pid) {
+        (Some(RuntimeKind::Docker), Some(engine), Some(cid), _) => {
+            engine.stop(cid, timeout, force)?;
+            code = engine.exit_code(cid);
+        }
+        (_, _, _, Some(pid)) => host::stop(pid, inst.pid_start_time, timeout, force),
+        _ => {}
+    }
+    if !inst.status.is_live() {
+        return Ok(());
+    }
+    finish(
+        ctx,
+        inst,
+        code,
+        Status::Stopped,
+        Some(reason.to_owned()),
+        engine,
+    )
+}
+
+pub fn set_paused(ctx: &Ctx, id: &InstanceId, paused: bool) -> Result<()> {
+    let reg = super::refresh(ctx)?;
+    let inst = reg.get(id).ok_or_else(|| Error::not_found(id))?;
+    let want = if paused {
+        Status::Running
+    } else {
+        Status::Paused
+    };
+    if inst.status != want {
+        return Err(Error::Invalid(format!(
+            "{id} is {}, not {want}",
+            inst.status
+        )));
+    }
+    match (&inst.container_id, inst.pid) {
+        (Some(cid), _) => DockerEngine::connect()?.set_paused(cid, paused)?,
+        (None, Some(pid)) => host::set_paused(pid, inst.pid_start_time, paused)?,
+        _ => return Err(Error::Invalid(format!("{id} has no container or process"))),
+    }
+    ctx.store.update(|reg| {
+        if let Some(i) = reg.instances.get_mut(id) {
+            i.status = if paused {
+                Status::Paused
+            } else {
+                Status::Running
+            };
+        }
+        Ok(())
+    })?;
+    ctx.events().log(
+        Level::Info,
+        "runtime",
+        if paused {
+            "instance paused"
+        } else {
+            "instance resumed"
+        },
+        json!({"instance": id}),
+    );
+    Ok(())
+}
+
+/// Removes entries (and their containers); `state` also deletes states/<id>.
+pub fn remove(ctx: &Ctx, id: &InstanceId, force: bool, state: bool) -> Result<()> {
+    let reg = super::refresh(ctx)?;
+    let inst = reg.get(id).ok_or_else(|| Error::not_found(id))?;
+    if inst.status.is_live() {
+        if !force {
+            return Err(Error::Invalid(format!(
+                "{id} is {}; stop it first or use --force",
+                inst.status
+            )));
+        }
+        if let Some((_, e)) = stop_many(ctx, std::slice::from_ref(id), true, "removed").pop() {
+            return Err(e);
+        }
+    }
+    if let Some(cid) = &inst.container_id {
+        if let Ok(engine) = DockerEngine::connect() {
+            save_and_remove(ctx, &engine, id, cid)?;
+        }
+    }
+    ctx.store.update(|reg| {
+        reg.instances.remove(id);
+        reg.reserved_ports.retain(|_, r| &r.instance != id);
+        Ok(())
+    })?;
+    let _ = std::fs::remove_file(ctx.dirs.socket_of(id));
+    if state {
+        let dir = ctx.dirs.state_of(id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+    }
+    ctx.events().log(
+        Level::Info,
+        "runtime",
+        "instance removed",
+        json!({"instance": id, "state": state}),
+    );
+    Ok(())
+}
+
+/// The project of `path` (default: the current directory).
+pub fn project_of(path: Option<&Path>) -> Result<PathBuf> {
+    let dir = match path {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_dir().map_err(|e| Error::io(".", e))?,
+    };
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    crate::registry::resolve_project(&dir)
+}

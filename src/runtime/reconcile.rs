@@ -1,0 +1,251 @@
+//! Reconcile: make the registry say what really runs. One label-filtered
+//! container listing per call (and only when a Docker instance is live);
+//! host agents by pid + start time; orphans of dead shells per policy.
+
+use super::docker::DockerEngine;
+use super::ops;
+use crate::config::ShellExitPolicy;
+use crate::context::Ctx;
+use crate::error::Result;
+use crate::registry::{Registry, RuntimeKind};
+use crate::types::{InstanceId, Status};
+use chrono::Utc;
+
+/// How long an `initializing` entry may wait for its launch to finish
+/// before it is taken for an interrupted start.
+const START_GRACE_SECS: i64 = 60;
+
+struct Change {
+    id: InstanceId,
+    container_id: Option<String>,
+    pid: Option<u32>,
+    status: Status,
+    reason: Option<String>,
+    exit_code: Option<i64>,
+    /// A container that ended: save its output and (auto_cleanup) remove it.
+    ended_container: Option<String>,
+}
+
+/// The registry, corrected against the engine and /proc, with changes
+/// written back. An engine that does not answer leaves Docker entries as
+/// they were (with a warning): listing must work without it.
+pub fn refresh(ctx: &Ctx) -> Result<Registry> {
+    let reg = ctx.store.load()?;
+    let live: Vec<_> = reg
+        .instances
+        .values()
+        .filter(|i| i.status.is_live())
+        .collect();
+    if live.is_empty() {
+        return Ok(reg);
+    }
+    let now = Utc::now();
+    let young = |i: &crate::registry::Instance| {
+        i.status == Status::Initializing
+            && i.timestamps
+                .created
+                .is_some_and(|c| (now - c).num_seconds() < START_GRACE_SECS)
+    };
+    let wants_engine = live
+        .iter()
+        .any(|i| i.runtime == Some(RuntimeKind::Docker) && !young(i));
+    let engine = if wants_engine {
+        match DockerEngine::connect() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("ai-sessctl: warning: {e}; container instances shown as last recorded");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let observed = match &engine {
+        Some(e) => match e.observe() {
+            Ok(o) => Some(o),
+            Err(err) => {
+                eprintln!("ai-sessctl: warning: {err}");
+                None
+            }
+        },
+        None => None,
+    };
+
+    let mut changes = Vec::new();
+    for inst in &live {
+        if young(inst) {
+            continue;
+        }
+        let change = |status, reason: &str, exit_code, ended: Option<String>| Change {
+            id: inst.id.clone(),
+            container_id: inst.container_id.clone(),
+            pid: inst.pid,
+            status,
+            reason: Some(reason.to_owned()),
+            exit_code,
+            ended_container: ended,
+        };
+        match inst.runtime {
+            Some(RuntimeKind::Docker) => {
+                let Some(observed) = &observed else { continue };
+                match observed.get(inst.id.as_str()) {
+                    None => changes.push(change(
+                        Status::Stopped,
+                        "container removed outside ai-sessctl",
+                        None,
+                        None,
+                    )),
+                    Some(o)
+                        if inst
+                            .container_id
+                            .as_deref()
+                            .is_some_and(|c| c != o.container_id) =>
+                    {
+                        changes.push(change(
+                            Status::Stopped,
+                            "container replaced outside ai-sessctl",
+                            None,
+                            None,
+                        ))
+                    }
+                    Some(o) => match o.state.as_str() {
+                        "running" if inst.status != Status::Running => {
+                            changes.push(change(Status::Running, "running", None, None));
+                        }
+                        "paused" if inst.status != Status::Paused => {
+                            changes.push(change(
+                                Status::Paused,
+                                "paused outside ai-sessctl",
+                                None,
+                                None,
+                            ));
+                        }
+                        "exited" | "dead" => {
+                            let code = o.exit_code;
+                            let (status, reason) = match code {
+                                Some(0) => (Status::Stopped, "agent exited".to_owned()),
+                                Some(c) => (Status::Error, format!("agent exited with code {c}")),
+                                None => (Status::Error, "container died".to_owned()),
+                            };
+                            changes.push(change(
+                                status,
+                                &reason,
+                                code,
+                                Some(o.container_id.clone()),
+                            ));
+                        }
+                        "created" => changes.push(change(
+                            Status::Error,
+                            "container created but never started",
+                            None,
+                            Some(o.container_id.clone()),
+                        )),
+                        _ => {}
+                    },
+                }
+            }
+            Some(RuntimeKind::Host) => match inst.pid {
+                Some(pid) if crate::procinfo::alive(pid, inst.pid_start_time) => {}
+                _ => changes.push(change(Status::Stopped, "agent process ended", None, None)),
+            },
+            None => changes.push(change(Status::Error, "start was interrupted", None, None)),
+        }
+    }
+
+    let reg = if changes.is_empty() {
+        reg
+    } else {
+        let reg = ctx.store.update(|reg| {
+            for c in &changes {
+                let Some(cur) = reg.instances.get_mut(&c.id) else {
+                    continue;
+                };
+                // Apply only to the entry we looked at, not a newer start.
+                if cur.container_id != c.container_id || cur.pid != c.pid || !cur.status.is_live() {
+                    continue;
+                }
+                cur.status = c.status;
+                if c.status.is_live() {
+                    cur.status_reason = None;
+                } else {
+                    cur.status_reason = c.reason.clone();
+                    cur.exit_code = c.exit_code;
+                    cur.timestamps.stopped = Some(Utc::now());
+                    cur.resources.cpu_usage = None;
+                    cur.resources.memory_usage = None;
+                }
+            }
+            Ok(reg.clone())
+        })?;
+        for c in changes.iter().filter(|c| !c.status.is_live()) {
+            ctx.events().log(
+                if c.status == Status::Error {
+                    crate::events::Level::Warn
+                } else {
+                    crate::events::Level::Info
+                },
+                "reconcile",
+                "instance state corrected",
+                serde_json::json!({"instance": c.id, "status": c.status, "reason": c.reason}),
+            );
+            if let (Some(engine), Some(cid)) = (&engine, &c.ended_container) {
+                let cleanup = ops::effective_for(ctx, &c.id)
+                    .map(|e| e.settings.global.auto_cleanup)
+                    .unwrap_or(true);
+                if cleanup {
+                    let _ = ops::save_and_remove(ctx, engine, &c.id, cid);
+                }
+            }
+        }
+        reg
+    };
+    reap_orphans(ctx, reg)
+}
+
+/// Instances whose owning shell died without running its exit hook (e.g.
+/// SIGKILL): apply `on_shell_exit` as the hook would have.
+fn reap_orphans(ctx: &Ctx, reg: Registry) -> Result<Registry> {
+    let orphans: Vec<_> = reg
+        .instances
+        .values()
+        .filter(|i| i.status.is_live())
+        .filter(|i| {
+            i.owner_pid
+                .is_some_and(|p| !crate::procinfo::alive(p, i.owner_start_time))
+        })
+        .map(|i| i.id.clone())
+        .collect();
+    if orphans.is_empty() {
+        return Ok(reg);
+    }
+    apply_shell_exit(ctx, &orphans, "owner shell is gone")?;
+    ctx.store.load()
+}
+
+/// Applies `on_shell_exit` to instances whose shell ended.
+pub fn apply_shell_exit(ctx: &Ctx, ids: &[InstanceId], why: &str) -> Result<()> {
+    let policy = ctx.global()?.global.on_shell_exit;
+    let (stop, keep): (Vec<_>, Vec<_>) = ids.iter().cloned().partition(|id| {
+        ops::effective_for(ctx, id)
+            .map(|e| e.settings.global.on_shell_exit)
+            .unwrap_or(policy)
+            == ShellExitPolicy::Stop
+    });
+    if !keep.is_empty() {
+        ctx.store.update(|reg| {
+            for id in &keep {
+                if let Some(i) = reg.instances.get_mut(id) {
+                    i.owner_pid = None;
+                    i.owner_start_time = None;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    if !stop.is_empty() {
+        for (id, e) in ops::stop_many(ctx, &stop, false, why) {
+            eprintln!("ai-sessctl: warning: could not stop {id}: {e}");
+        }
+    }
+    Ok(())
+}
