@@ -164,6 +164,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Resource usage: CPU, memory, network and block I/O, pids
+    #[command(after_help = "Examples:\n  ai-sessctl stats --watch\n  ai-sessctl stats api-claude --json")]
+    Stats {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
+        /// Redraw every two seconds, like `docker stats`
+        #[arg(long, short)]
+        watch: bool,
+        #[arg(long, conflicts_with = "watch")]
+        json: bool,
+    },
+    /// Full-screen live view of all instances (q quits)
+    Top,
+    /// Health checks and the watcher that heals
+    #[command(subcommand)]
+    Health(HealthCmd),
+    /// Restart an unhealthy instance now
+    Heal(IdArg),
     /// Output of an instance (live, or saved after it was removed)
     Logs {
         #[command(flatten)]
@@ -244,21 +262,46 @@ pub struct ScopeArgs {
     pub global: bool,
 }
 
+/// `get`/`set` take the scope as their first positional (`ID`) or as
+/// `--global`; clap cannot put an optional positional before a required one,
+/// so the words are split in `cmd::config`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCmd {
     /// Print the effective value of a key
+    #[command(override_usage = "ai-sessctl config get <ID|--global> <KEY>")]
     Get {
-        #[command(flatten)]
-        scope: ScopeArgs,
-        key: String,
+        /// The global config.toml
+        #[arg(long)]
+        global: bool,
+        /// `ID KEY`, or `KEY` with --global
+        #[arg(value_name = "ID", num_args = 1..=2, required = true,
+              add = ArgValueCandidates::new(id_candidates))]
+        words: Vec<String>,
     },
     /// Set a key in the scope's file (validated before writing)
+    #[command(override_usage = "ai-sessctl config set <ID|--global> <KEY> <VALUE>")]
     Set {
-        #[command(flatten)]
-        scope: ScopeArgs,
-        key: String,
-        value: String,
+        /// The global config.toml
+        #[arg(long)]
+        global: bool,
+        /// `ID KEY VALUE`, or `KEY VALUE` with --global
+        #[arg(value_name = "ID", num_args = 2..=3, required = true, allow_negative_numbers = true,
+              add = ArgValueCandidates::new(id_candidates))]
+        words: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HealthCmd {
+    /// Check instances; exits 1 when any is unhealthy
+    Check {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every interval, follow engine events, alert and heal (ctrl-c stops)
+    Watch,
 }
 
 #[derive(Debug, Subcommand)]

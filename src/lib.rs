@@ -10,6 +10,8 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod health;
+pub mod monitor;
 pub mod output;
 pub mod paths;
 pub mod ports;

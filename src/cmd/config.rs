@@ -33,13 +33,38 @@ fn effective(ctx: &Ctx, scope: &Scope) -> Result<config::Settings> {
     }
 }
 
+/// `[ID] KEY [VALUE]` words of `get`/`set`: the id comes first unless
+/// `--global` is given.
+fn split_words<const N: usize>(global: bool, mut words: Vec<String>) -> Result<(ScopeArgs, [String; N])> {
+    let id = if global {
+        None
+    } else if words.len() == N + 1 {
+        Some(crate::types::InstanceId::parse(&words.remove(0))?)
+    } else {
+        return Err(Error::Usage(
+            "name an instance id or --global before the key".into(),
+        ));
+    };
+    let rest: [String; N] = words.try_into().map_err(|w: Vec<String>| {
+        Error::Usage(format!(
+            "expected {} after {}, got {} word(s)",
+            if N == 1 { "KEY" } else { "KEY VALUE" },
+            if global { "--global" } else { "the id" },
+            w.len()
+        ))
+    })?;
+    Ok((ScopeArgs { id, global }, rest))
+}
+
 pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
     match args.action {
-        Some(ConfigCmd::Get { scope, key }) => {
+        Some(ConfigCmd::Get { global, words }) => {
+            let (scope, [key]) = split_words(global, words)?;
             let scope = scope_of(ctx, scope)?;
             println!("{}", config::get_value(&effective(ctx, &scope)?, &key)?);
         }
-        Some(ConfigCmd::Set { scope, key, value }) => {
+        Some(ConfigCmd::Set { global, words }) => {
+            let (scope, [key, value]) = split_words(global, words)?;
             let scope = scope_of(ctx, scope)?;
             config::set_value(&ctx.dirs, &scope, &key, &value)?;
             ctx.events().log(

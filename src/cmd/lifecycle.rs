@@ -114,10 +114,13 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
         .map(|i| i.id.clone())
         .collect();
     let engine = DockerEngine::connect().ok();
+    let home = crate::runtime::docker::home_label(&ctx.dirs);
     let strays: Vec<(String, String)> = match &engine {
         Some(e) => e
             .observe()?
             .into_iter()
+            // Another state home's instances are not strays of ours.
+            .filter(|(_, o)| o.belongs_to(&home))
             .filter(|(id, o)| {
                 reg.instances
                     .values()

@@ -4,6 +4,7 @@ mod config;
 mod dashboard;
 mod doctor;
 mod events;
+mod health;
 mod image;
 mod lifecycle;
 mod list;
@@ -12,6 +13,8 @@ mod port;
 mod registry;
 mod run;
 mod shell;
+mod stats;
+mod top;
 
 use crate::cli::Command;
 pub use crate::context::Ctx;
@@ -65,6 +68,11 @@ pub fn dispatch(command: Command) -> Result<u8> {
             mode,
             json,
         } => list::find(&ctx, &project, mode, json),
+        Command::Stats { id, watch, json } => stats::stats(&ctx, id, watch, json),
+        Command::Top => top::top(&ctx),
+        Command::Health(crate::cli::HealthCmd::Check { id, json }) => health::check(&ctx, id, json),
+        Command::Health(crate::cli::HealthCmd::Watch) => health::watch(&ctx),
+        Command::Heal(a) => health::heal(&ctx, a.id),
         Command::Logs { id, follow, tail } => logs::logs(&ctx, id.id, follow, tail),
         Command::Events {
             follow,

@@ -56,9 +56,14 @@ fn repair(ctx: &Ctx) -> Result<()> {
         }
     };
     let hosts = crate::runtime::host::scan();
+    let home = crate::runtime::docker::home_label(&ctx.dirs);
     let mut found = 0;
     ctx.store.update(|reg| {
         for (id, o) in &observed {
+            // Containers of another state home (user) are theirs, not ours.
+            if !o.belongs_to(&home) {
+                continue;
+            }
             let Ok(id) = InstanceId::parse(id) else {
                 continue;
             };

@@ -46,17 +46,26 @@ pub fn get_value(settings: &super::Settings, key: &str) -> Result<String> {
 fn parse_value(raw: &str) -> toml_edit::Value {
     // Numbers, booleans, arrays and quoted strings are taken as TOML; anything
     // else is a plain string, so `set … limit 2Gi` needs no quoting.
-    raw.parse::<toml_edit::Value>()
+    let mut v = raw
+        .parse::<toml_edit::Value>()
         .ok()
         .filter(|v| !matches!(v, toml_edit::Value::InlineTable(_)))
-        .unwrap_or_else(|| toml_edit::Value::from(raw))
-        .decorated("", "")
+        .unwrap_or_else(|| toml_edit::Value::from(raw));
+    // The default decor (`key = value`), not the raw text's spacing.
+    v.decor_mut().clear();
+    v
 }
 
 /// Sets `key` in the scope's file, keeping comments and layout.
 pub fn set_value(dirs: &StateDir, scope: &Scope, key: &str, raw: &str) -> Result<()> {
     let path = scope.file(dirs);
     let parts = split_key(key)?;
+    // Concurrent `set`s must not lose each other's change: the whole
+    // read-modify-write holds an exclusive lock on the file's directory.
+    let dir = path.parent().unwrap_or(dirs.root());
+    dirs.ensure_sub(dir)?;
+    let mut lock = fd_lock::RwLock::new(std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?);
+    let _guard = lock.write().map_err(|e| Error::io(dir, e))?;
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => match scope {
@@ -90,7 +99,12 @@ pub fn set_value(dirs: &StateDir, scope: &Scope, key: &str, raw: &str) -> Result
         .ok_or_else(|| Error::Invalid(format!("{key}: parent is not a table")))?;
     table.insert(last, toml_edit::Item::Value(parse_value(raw)));
     let new_text = doc.to_string();
-    check_text(&path, &new_text)?;
+    check_text(&path, &new_text).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot set {key} = {:?} (file left unchanged): {e}",
+            crate::types::truncate_for_message(raw)
+        ))
+    })?;
     write_private(dirs, &path, &new_text)
 }
 

@@ -130,7 +130,8 @@ impl Registry {
         for (key, inst) in &self.instances {
             if key != &inst.id {
                 return Err(format!(
-                    "instance under key {key:?} has id {:?}",
+                    "instance under key {:?} has id {:?}",
+                    key.as_str(),
                     inst.id.as_str()
                 ));
             }

@@ -16,6 +16,18 @@ use std::time::Duration;
 
 pub const MANAGED_LABEL: &str = "ai.managed-by";
 pub const MANAGED_VALUE: &str = "ai-sessctl";
+/// The state home (`$AI_SESSIONS_HOME`) an instance belongs to: the engine
+/// is shared by every user and home, `gc` and `registry repair` are not.
+pub const HOME_LABEL: &str = "ai.home";
+
+/// The value of `ai.home` for a state home (canonical when possible).
+pub fn home_label(dirs: &crate::paths::StateDir) -> String {
+    let root = dirs.root();
+    root.canonicalize()
+        .unwrap_or_else(|_| root.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
 /// Deadline for answering at all; an engine slower than this is "down".
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Deadline for ordinary calls (create, inspect, list, remove).
@@ -138,6 +150,7 @@ impl DockerEngine {
             ),
             ("ai.port".to_owned(), spec.port.to_string()),
             (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
+            (HOME_LABEL.to_owned(), spec.home.clone()),
         ]);
         let mut cmd = agent.command.clone();
         cmd.extend(spec.args.iter().cloned());

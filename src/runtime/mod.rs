@@ -30,6 +30,8 @@ pub struct LaunchSpec<'a> {
     pub args: &'a [String],
     pub state_dir: PathBuf,
     pub env: Vec<String>,
+    /// The state home that owns the instance (label `ai.home`).
+    pub home: String,
 }
 
 /// One of our containers as the engine reports it.
@@ -41,6 +43,18 @@ pub struct Observed {
     pub exit_code: Option<i64>,
     pub health: Option<String>,
     pub labels: HashMap<String, String>,
+}
+
+impl Observed {
+    /// Whether this container belongs to the state home `home`: its
+    /// `ai.home` label says so, or it has none (made before the label
+    /// existed, or by hand). Another home's containers are not ours to
+    /// collect or adopt.
+    pub fn belongs_to(&self, home: &str) -> bool {
+        self.labels
+            .get(docker::HOME_LABEL)
+            .is_none_or(|h| h == home)
+    }
 }
 
 /// The environment an agent sees: our variables plus the passthrough names

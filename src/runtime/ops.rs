@@ -119,6 +119,9 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
         if let Some(prev) = previous {
             inst.restarts = prev.restarts;
             inst.extra = prev.extra;
+            // A fresh start begins with no alert or recovery history.
+            inst.extra.remove("alerts");
+            inst.extra.remove("recovery");
             inst.timestamps.created = prev.timestamps.created;
         }
         inst.timestamps.created.get_or_insert(now);
@@ -170,6 +173,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
                 &socket,
                 &eff.agent.env_passthrough,
             ),
+            home: super::docker::home_label(&ctx.dirs),
         };
         match (kind, &engine) {
             (RuntimeKind::Docker, Some(engine)) => Ok(Err(engine.launch(&spec)?)),

@@ -1,0 +1,46 @@
+//! `health check|watch`, `heal`.
+
+use super::Ctx;
+use crate::error::Result;
+use crate::output::{paint, print_json};
+use crate::types::InstanceId;
+
+pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
+    let reports = crate::health::check(ctx, id.as_ref())?;
+    if json {
+        print_json(&reports)?;
+    } else if reports.is_empty() {
+        println!("No instances.");
+    } else {
+        let on = crate::output::color_stdout();
+        let w = reports.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
+        println!("{:<w$}  {:<9}  CHECKS", "ID", "HEALTH");
+        for r in &reports {
+            let color = match r.status.as_str() {
+                "healthy" => "32",
+                "unhealthy" => "31",
+                "starting" => "33",
+                _ => "2",
+            };
+            let checks: Vec<String> = r
+                .checks
+                .iter()
+                .map(|c| format!("{} {}{}", if c.ok { "✓" } else { "✗" }, c.name, if c.ok { String::new() } else { format!(" ({})", c.detail) }))
+                .collect();
+            let status = format!("{:<9}", r.status);
+            println!("{:<w$}  {}  {}", r.id, paint(&status, color, on), checks.join("  "));
+        }
+    }
+    Ok(u8::from(reports.iter().any(|r| r.unhealthy())))
+}
+
+pub fn watch(ctx: &Ctx) -> Result<u8> {
+    crate::health::watch(ctx)?;
+    Ok(0)
+}
+
+pub fn heal(ctx: &Ctx, id: InstanceId) -> Result<u8> {
+    crate::health::heal(ctx, &id)?;
+    eprintln!("restarted {id}");
+    Ok(0)
+}

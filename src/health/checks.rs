@@ -1,0 +1,213 @@
+//! The checks that apply to an instance: container running, the image's own
+//! HEALTHCHECK, the port answering (when the agent listens), the socket
+//! answering (when it exists), the host process alive with its start time.
+
+use crate::context::Ctx;
+use crate::error::Result;
+use crate::registry::{Health, Instance, RuntimeKind};
+use crate::runtime::docker::DockerEngine;
+use crate::runtime::Observed;
+use crate::types::{InstanceId, Status};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub id: String,
+    /// `healthy`, `unhealthy`, `starting`, or the status of a stopped one.
+    pub status: String,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn unhealthy(&self) -> bool {
+        self.status == "unhealthy"
+    }
+}
+
+fn port_answers(bind: std::net::IpAddr, port: u16, timeout: Duration) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::new(bind, port), timeout).is_ok()
+}
+
+fn socket_answers(path: &std::path::Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
+fn check_one(ctx: &Ctx, inst: &Instance, observed: Option<&HashMap<String, Observed>>) -> Report {
+    let mut checks = Vec::new();
+    let eff = crate::runtime::ops::effective_for(ctx, &inst.id).ok();
+    let timeout = eff
+        .as_ref()
+        .map(|e| e.settings.health.timeout.0)
+        .unwrap_or(Duration::from_secs(5));
+    let mut starting = false;
+    match inst.runtime {
+        Some(RuntimeKind::Docker) => match observed.and_then(|o| o.get(inst.id.as_str())) {
+            Some(o) => {
+                checks.push(Check {
+                    name: "container",
+                    ok: o.state == "running" || o.state == "paused",
+                    detail: o.state.clone(),
+                });
+                match o.health.as_deref() {
+                    Some("unhealthy") => checks.push(Check {
+                        name: "healthcheck",
+                        ok: false,
+                        detail: "image HEALTHCHECK reports unhealthy".into(),
+                    }),
+                    Some("healthy") => checks.push(Check {
+                        name: "healthcheck",
+                        ok: true,
+                        detail: "healthy".into(),
+                    }),
+                    Some("starting") => starting = true,
+                    _ => {}
+                }
+            }
+            None if observed.is_some() => checks.push(Check {
+                name: "container",
+                ok: false,
+                detail: "missing".into(),
+            }),
+            None => checks.push(Check {
+                name: "container",
+                ok: false,
+                detail: "engine not answering".into(),
+            }),
+        },
+        Some(RuntimeKind::Host) => {
+            let alive = inst
+                .pid
+                .is_some_and(|p| crate::procinfo::alive(p, inst.pid_start_time));
+            checks.push(Check {
+                name: "process",
+                ok: alive,
+                detail: format!("pid {}", inst.pid.unwrap_or(0)),
+            });
+        }
+        None => {}
+    }
+    if eff.as_ref().is_some_and(|e| e.agent.listens) && inst.status == Status::Running {
+        let bind = eff.as_ref().map(|e| e.settings.networking.bind).unwrap_or([127, 0, 0, 1].into());
+        let ok = port_answers(bind, inst.port.get(), timeout);
+        checks.push(Check {
+            name: "port",
+            ok,
+            detail: format!("{bind}:{}", inst.port),
+        });
+    }
+    let sock = ctx.dirs.socket_of(&inst.id);
+    if sock.exists() {
+        checks.push(Check {
+            name: "socket",
+            ok: socket_answers(&sock),
+            detail: sock.display().to_string(),
+        });
+    }
+    let status = if checks.iter().any(|c| !c.ok) {
+        "unhealthy"
+    } else if starting {
+        "starting"
+    } else {
+        "healthy"
+    };
+    Report {
+        id: inst.id.to_string(),
+        status: status.into(),
+        checks,
+    }
+}
+
+/// Checks live instances (or one), records the results in the registry and
+/// returns one report per instance; stopped ones report their status.
+pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
+    let reg = crate::runtime::refresh(ctx)?;
+    if let Some(id) = only {
+        reg.get(id).ok_or_else(|| crate::error::Error::not_found(id))?;
+    }
+    let targets: Vec<&Instance> = reg
+        .instances
+        .values()
+        .filter(|i| only.is_none_or(|id| &i.id == id))
+        .collect();
+    let needs_engine = targets
+        .iter()
+        .any(|i| i.status.is_live() && i.runtime == Some(RuntimeKind::Docker));
+    let observed = if needs_engine {
+        DockerEngine::connect().and_then(|e| e.observe()).ok()
+    } else {
+        None
+    };
+    let reports: Vec<Report> = std::thread::scope(|s| {
+        let handles: Vec<_> = targets
+            .iter()
+            .map(|inst| {
+                let observed = observed.as_ref();
+                s.spawn(move || {
+                    if inst.status.is_live() {
+                        check_one(ctx, inst, observed)
+                    } else {
+                        Report {
+                            id: inst.id.to_string(),
+                            status: if inst.status == Status::Error {
+                                "unhealthy".into()
+                            } else {
+                                inst.status.to_string()
+                            },
+                            checks: inst
+                                .status_reason
+                                .iter()
+                                .map(|r| Check {
+                                    name: "status",
+                                    ok: inst.status != Status::Error,
+                                    detail: r.clone(),
+                                })
+                                .collect(),
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let now = chrono::Utc::now();
+    ctx.store.update(|reg| {
+        for r in &reports {
+            let Some(inst) = reg.instances.values_mut().find(|i| i.id.as_str() == r.id) else {
+                continue;
+            };
+            if !inst.status.is_live() {
+                continue;
+            }
+            let failures = match (&inst.health, r.unhealthy()) {
+                (Some(h), true) => h.failures + 1,
+                (None, true) => 1,
+                (_, false) => 0,
+            };
+            let last_error = r
+                .checks
+                .iter()
+                .find(|c| !c.ok)
+                .map(|c| format!("{}: {}", c.name, c.detail));
+            inst.health = Some(Health {
+                status: r.status.clone(),
+                failures,
+                last_check: Some(now),
+                last_error,
+                extra: Default::default(),
+            });
+            inst.timestamps.last_health_check = Some(now);
+        }
+        Ok(())
+    })?;
+    Ok(reports)
+}

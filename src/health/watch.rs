@@ -1,0 +1,111 @@
+//! `health watch`: checks every `check_interval`, samples resources for
+//! alerts, heals, and follows the engine's event stream so that a container
+//! dying is in the registry (and the prompt) within a second.
+
+use super::{check, Healer};
+use crate::context::Ctx;
+use crate::error::Result;
+use crate::events::Level;
+use crate::runtime::docker::{DockerEngine, MANAGED_LABEL, MANAGED_VALUE};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Forwards our containers' lifecycle events; reconnects when the engine
+/// goes away. The stream is opened before anything else is done.
+fn follow_engine_events(tx: mpsc::Sender<String>, stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(engine) = DockerEngine::connect() else {
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            };
+            let filters = HashMap::from([
+                ("type".to_owned(), vec!["container".to_owned()]),
+                ("label".to_owned(), vec![format!("{MANAGED_LABEL}={MANAGED_VALUE}")]),
+            ]);
+            let opts = bollard::query_parameters::EventsOptionsBuilder::new()
+                .filters(&filters)
+                .build();
+            engine.block_on(async {
+                let mut events = engine.client().events(Some(opts));
+                while let Some(Ok(ev)) = events.next().await {
+                    let action = ev.action.unwrap_or_default();
+                    let id = ev
+                        .actor
+                        .and_then(|a| a.attributes)
+                        .and_then(|a| a.get("ai.instance").cloned())
+                        .unwrap_or_default();
+                    if tx.send(format!("{id} {action}")).is_err() {
+                        return;
+                    }
+                }
+            });
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+}
+
+pub fn watch(ctx: &Ctx) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+    }
+    let (tx, rx) = mpsc::channel();
+    follow_engine_events(tx, Arc::clone(&stop));
+    let interval = ctx.global()?.health.check_interval.0.max(Duration::from_millis(200));
+    eprintln!("watching instances (checks every {interval:?}); ctrl-c to stop");
+    ctx.events().log(Level::Info, "health", "health watch started", serde_json::json!({}));
+    let mut healer = Healer::default();
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let wait = next.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
+        match rx.recv_timeout(wait) {
+            Ok(first) => {
+                // Coalesce a burst (die + stop + destroy) into one pass.
+                let mut seen = vec![first];
+                while let Ok(more) = rx.recv_timeout(Duration::from_millis(30)) {
+                    seen.push(more);
+                }
+                for s in seen.iter().filter(|s| s.ends_with(" die") || s.ends_with(" oom")) {
+                    println!("event: {s}");
+                }
+                let reg = crate::runtime::refresh(ctx)?;
+                for line in healer.pass(ctx, &reg) {
+                    println!("{line}");
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        if Instant::now() >= next {
+            next = Instant::now() + interval;
+            let reports = check(ctx, None)?;
+            for r in reports.iter().filter(|r| r.unhealthy()) {
+                let why: Vec<String> = r.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
+                println!("{}: unhealthy ({})", r.id, why.join(", "));
+            }
+            let reg = ctx.store.load()?;
+            let live: Vec<_> = reg
+                .instances
+                .values()
+                .filter(|i| i.status == crate::types::Status::Running)
+                .collect();
+            let samples = crate::monitor::stats::sample_all(&live);
+            for a in crate::monitor::alerts::record(ctx, &samples)? {
+                println!("alert: {}", a.message);
+            }
+            let reg = ctx.store.load()?;
+            for line in healer.pass(ctx, &reg) {
+                println!("{line}");
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    ctx.events().log(Level::Info, "health", "health watch stopped", serde_json::json!({}));
+    eprintln!("stopped watching");
+    Ok(())
+}

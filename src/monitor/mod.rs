@@ -1,0 +1,4 @@
+//! Resource monitor: samples (`stats`), thresholds and alerts.
+
+pub mod alerts;
+pub mod stats;
