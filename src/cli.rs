@@ -228,6 +228,16 @@ pub enum Command {
     Image(ImageCmd),
     /// Check the engine, images, agents and shell integration
     Doctor,
+    /// Serve the REST API and web dashboard (loopback, token required)
+    #[command(after_help = "Example:\n  ai-sessctl serve --addr 127.0.0.1:8787")]
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8787)
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Allow a non-loopback address (the token is still required)
+        #[arg(long)]
+        allow_remote: bool,
+    },
     /// Print the shell integration: eval "$(ai-sessctl init zsh)"
     Init { shell: ShellKind },
     /// Print a completion script

@@ -40,13 +40,17 @@ fn system_metrics() -> serde_json::Value {
     })
 }
 
+/// The seed's dashboard data, with live metrics of running instances
+/// (sampled now) and their last health.
 pub fn dashboard_value(ctx: &Ctx) -> Result<serde_json::Value> {
-    let reg = crate::runtime::refresh(ctx)?;
+    let samples = super::stats::sample(ctx, None)?;
+    let reg = ctx.store.load()?;
     let count = |s: Status| reg.instances.values().filter(|i| i.status == s).count();
     let instances: Vec<_> = reg
         .instances
         .values()
         .map(|i| {
+            let live = samples.iter().find(|s| s.id == i.id.as_str());
             json!({
                 "instance": i.id,
                 "mode": i.mode,
@@ -54,7 +58,12 @@ pub fn dashboard_value(ctx: &Ctx) -> Result<serde_json::Value> {
                 "port": i.port,
                 "cpu": i.resources.cpu_usage,
                 "memory": i.resources.memory_usage,
+                "cpu_percent": live.map(|s| s.cpu_percent),
+                "memory_usage": live.map(|s| s.memory_usage),
+                "memory_limit": live.map(|s| s.memory_limit),
+                "memory_percent": live.map(|s| s.memory_percent),
                 "health": i.health.as_ref().map(|h| &h.status),
+                "last_health_check": i.timestamps.last_health_check,
             })
         })
         .collect();

@@ -71,6 +71,29 @@ fn is_404(e: &bollard::errors::Error) -> bool {
     )
 }
 
+/// Connects on the caller's own tokio runtime (for async front ends).
+pub async fn connect_async() -> Result<Docker> {
+    let docker = Docker::connect_with_defaults()
+        .map_err(engine_err)?
+        .with_timeout(CALL_TIMEOUT);
+    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(engine_err(e)),
+        Err(_) => Err(engine_err(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+    }
+}
+
+/// Options for an instance's output: both streams, `tail` lines or all.
+pub fn logs_options(follow: bool, tail: Option<usize>) -> q::LogsOptions {
+    let tail = tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
+    q::LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .follow(follow)
+        .tail(&tail)
+        .build()
+}
+
 impl DockerEngine {
     /// Connects and negotiates the API version, or says within about two
     /// seconds that the engine does not answer.
@@ -261,13 +284,21 @@ impl DockerEngine {
                 .map(|s| s.to_string().to_lowercase())
                 .unwrap_or_default();
             let exit_code = c.status.as_deref().and_then(parse_exit_code);
+            // The list's `Health` field is new (API 1.49); older engines
+            // only say it in the status text, e.g. "Up 5 s (unhealthy)".
+            let health = c
+                .health
+                .and_then(|h| h.status)
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty())
+                .or_else(|| c.status.as_deref().and_then(parse_health));
             out.insert(
                 id,
                 Observed {
                     container_id: c.id.unwrap_or_default(),
                     state,
                     exit_code,
-                    health: c.health.and_then(|h| h.status).map(|s| s.to_string()),
+                    health,
                     labels,
                 },
             );
@@ -364,18 +395,7 @@ impl DockerEngine {
         tail: Option<usize>,
         out: &mut (dyn std::io::Write + Send),
     ) -> Result<()> {
-        let tail = tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
-        let mut stream = self.docker.logs(
-            container,
-            Some(
-                q::LogsOptionsBuilder::new()
-                    .stdout(true)
-                    .stderr(true)
-                    .follow(follow)
-                    .tail(&tail)
-                    .build(),
-            ),
-        );
+        let mut stream = self.docker.logs(container, Some(logs_options(follow, tail)));
         while let Some(item) = stream.next().await {
             match item {
                 Ok(chunk) => {
@@ -408,8 +428,30 @@ fn parse_exit_code(status: &str) -> Option<i64> {
     rest[..rest.find(')')?].parse().ok()
 }
 
+/// The HEALTHCHECK state in a container's status text (`docker ps`).
+fn parse_health(status: &str) -> Option<String> {
+    let h = if status.ends_with("(unhealthy)") {
+        "unhealthy"
+    } else if status.ends_with("(healthy)") {
+        "healthy"
+    } else if status.ends_with("(health: starting)") {
+        "starting"
+    } else {
+        return None;
+    };
+    Some(h.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn health_from_status() {
+        assert_eq!(super::parse_health("Up 5 seconds (unhealthy)").as_deref(), Some("unhealthy"));
+        assert_eq!(super::parse_health("Up 2 minutes (healthy)").as_deref(), Some("healthy"));
+        assert_eq!(super::parse_health("Up 1 second (health: starting)").as_deref(), Some("starting"));
+        assert_eq!(super::parse_health("Up 5 seconds"), None);
+    }
+
     #[test]
     fn exit_codes_from_status() {
         assert_eq!(super::parse_exit_code("Exited (3) 2 minutes ago"), Some(3));

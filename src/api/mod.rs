@@ -1,0 +1,168 @@
+//! `serve`: the local REST API and web dashboard (axum on tokio). Loopback
+//! by default, a token on every API route, Host and Origin checked, bodies
+//! capped. The handlers share the CLI's registry, lock and runtime code.
+
+mod routes;
+pub mod security;
+
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::paths::StateDir;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{middleware, Form, Router};
+use security::Guard;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+const DASHBOARD: &str = include_str!("../../web/dashboard.html");
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8787";
+/// Request bodies are tiny JSON objects; anything bigger is refused.
+const BODY_LIMIT: usize = 64 * 1024;
+
+pub struct AppState {
+    pub dirs: StateDir,
+    pub guard: Arc<Guard>,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let guard = Arc::clone(&state.guard);
+    let api = Router::new()
+        .route("/instances", get(routes::list).post(routes::create))
+        .route(
+            "/instances/{id}",
+            get(routes::get_one).put(routes::update).delete(routes::delete),
+        )
+        .route("/instances/{id}/logs", get(routes::logs))
+        .route("/instances/{id}/stats", get(routes::stats))
+        .route("/health", get(routes::health))
+        .route("/resources", get(routes::resources))
+        .route("/events", get(routes::events))
+        .layer(middleware::from_fn_with_state(Arc::clone(&guard), security::require_token));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/", get(dashboard))
+        .route("/login", get(login_link).post(login_form))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(guard, security::check_host_origin))
+        .with_state(state)
+}
+
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        Html(DASHBOARD),
+    )
+        .into_response()
+}
+
+fn with_cookie(token: &str) -> Response {
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict",
+        security::COOKIE
+    );
+    let mut r = Redirect::to("/").into_response();
+    if let Ok(v) = cookie.parse() {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(serde::Deserialize)]
+struct LoginQuery {
+    code: String,
+}
+
+/// The one-time URL `serve` prints: trades the code for the session cookie.
+async fn login_link(State(st): State<Arc<AppState>>, Query(q): Query<LoginQuery>) -> Response {
+    if st.guard.take_login(&q.code) {
+        with_cookie(&st.guard.token)
+    } else {
+        security::error_response(StatusCode::UNAUTHORIZED, "bad_login", "this login link was already used or is wrong; paste the token instead")
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// Pasting the token into the dashboard's form.
+async fn login_form(State(st): State<Arc<AppState>>, Form(f): Form<LoginForm>) -> Response {
+    if st.guard.token_matches(f.token.trim()) {
+        with_cookie(&st.guard.token)
+    } else {
+        security::error_response(StatusCode::UNAUTHORIZED, "bad_token", "wrong token")
+    }
+}
+
+pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<()> {
+    let addr = addr.unwrap_or_else(|| DEFAULT_ADDR.parse().expect("valid default"));
+    if !addr.ip().is_loopback() && !allow_remote {
+        return Err(Error::Usage(format!(
+            "refusing to listen on {addr}: not a loopback address (pass --allow-remote to expose the API, token still required)"
+        )));
+    }
+    let token = security::load_or_create_token(&ctx.dirs)?;
+    let code = security::random_hex(16)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("tokio: {e}")))?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
+        let bound = listener.local_addr().map_err(|e| Error::Other(e.to_string()))?;
+        let state = Arc::new(AppState {
+            dirs: ctx.dirs.clone(),
+            guard: Arc::new(Guard::new(token, code.clone(), bound)),
+        });
+        println!("ai-sessions API and dashboard on http://{bound}/");
+        println!("open (once): http://{bound}/login?code={code}");
+        println!("token for API clients: {}", ctx.dirs.token_file().display());
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        ctx.events().log(
+            crate::events::Level::Info,
+            "api",
+            "API server started",
+            serde_json::json!({"addr": bound.to_string()}),
+        );
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| Error::Other(format!("server: {e}")))
+    })?;
+    ctx.events().log(crate::events::Level::Info, "api", "API server stopped", serde_json::json!({}));
+    eprintln!("server stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

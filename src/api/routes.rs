@@ -1,0 +1,283 @@
+//! The REST endpoints (the seed's, plus server-sent events). Every handler
+//! calls the same operations as the CLI, on a blocking thread.
+
+use super::AppState;
+use crate::context::Ctx;
+use crate::error::Error;
+use crate::runtime::ops;
+use crate::types::{InstanceId, Mode, Port};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::io::{BufRead, Seek};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct ApiError(Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self.0 {
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Usage(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::Invalid(_) => (StatusCode::CONFLICT, "invalid"),
+            Error::Engine(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
+            Error::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt_state"),
+            Error::Io { .. } | Error::Other(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        super::security::error_response(status, code, &self.0.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs a CLI operation on a blocking thread (the runtimes block).
+async fn blocking<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&Ctx) -> crate::error::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let dirs = st.dirs.clone();
+    tokio::task::spawn_blocking(move || {
+        let ctx = Ctx {
+            store: crate::registry::Store::new(dirs.clone()),
+            dirs,
+        };
+        f(&ctx)
+    })
+    .await
+    .map_err(|e| ApiError(Error::Other(format!("worker: {e}"))))?
+    .map_err(ApiError)
+}
+
+fn parse_id(id: &str) -> ApiResult<InstanceId> {
+    InstanceId::parse(id).map_err(ApiError)
+}
+
+pub async fn list(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let reg = blocking(&st, crate::runtime::refresh).await?;
+    Ok(Json(json!(reg.instances.values().collect::<Vec<_>>())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    project_path: String,
+    mode: String,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    args: Vec<String>,
+}
+
+pub async fn create(State(st): State<Arc<AppState>>, Json(body): Json<CreateBody>) -> ApiResult<Response> {
+    let mode = Mode::parse(&body.mode)?;
+    let port = body.port.map(Port::new).transpose()?;
+    let path = std::path::PathBuf::from(&body.project_path);
+    if !path.is_absolute() {
+        return Err(Error::Usage("project_path must be an absolute path".into()).into());
+    }
+    let inst = blocking(&st, move |ctx| {
+        crate::config::load_for(&ctx.dirs, &mode, None)?;
+        let project = ops::project_of(Some(&path))?;
+        let started = ops::start(
+            ctx,
+            ops::StartRequest {
+                project,
+                mode,
+                id: None,
+                port,
+                runtime: None,
+                args: body.args,
+                shell_pid: None,
+                detach: true,
+            },
+        )?;
+        Ok(match started {
+            ops::Started::AlreadyRunning(i) => (false, i),
+            ops::Started::Container { inst, .. } | ops::Started::Process { inst, .. } => (true, inst),
+        })
+    })
+    .await?;
+    let status = if inst.0 { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!(inst.1))).into_response())
+}
+
+pub async fn get_one(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let inst = blocking(&st, move |ctx| {
+        let reg = crate::runtime::refresh(ctx)?;
+        reg.get(&id).cloned().ok_or_else(|| Error::not_found(&id))
+    })
+    .await?;
+    Ok(Json(json!(inst)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    action: String,
+}
+
+pub async fn update(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateBody>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let inst = blocking(&st, move |ctx| {
+        let reg = ctx.store.load()?;
+        let inst = reg.get(&id).cloned().ok_or_else(|| Error::not_found(&id))?;
+        match body.action.as_str() {
+            "stop" => stop(ctx, &id)?,
+            "restart" | "start" => crate::health::heal(ctx, &id)?,
+            "pause" => ops::set_paused(ctx, &id, true)?,
+            "resume" => ops::set_paused(ctx, &id, false)?,
+            other => {
+                return Err(Error::Usage(format!(
+                    "unknown action {:?}: use stop, start, restart, pause or resume",
+                    crate::types::truncate_for_message(other)
+                )))
+            }
+        }
+        let _ = inst;
+        let reg = ctx.store.load()?;
+        reg.get(&id).cloned().ok_or_else(|| Error::not_found(&id))
+    })
+    .await?;
+    Ok(Json(json!(inst)))
+}
+
+fn stop(ctx: &Ctx, id: &InstanceId) -> crate::error::Result<()> {
+    match ops::stop_many(ctx, std::slice::from_ref(id), false, "stopped through the API").pop() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+pub async fn delete(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let id = parse_id(&id)?;
+    blocking(&st, move |ctx| {
+        ctx.store.load()?.get(&id).ok_or_else(|| Error::not_found(&id))?;
+        stop(ctx, &id)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct LogQuery {
+    tail: Option<usize>,
+    #[serde(default)]
+    follow: bool,
+}
+
+pub async fn logs(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let tail = q.tail.or(Some(200));
+    let key = id.clone();
+    let inst = blocking(&st, move |ctx| {
+        ctx.store.load()?.get(&key).cloned().ok_or_else(|| Error::not_found(&key))
+    })
+    .await?;
+    let text = |body: Body| {
+        Response::builder()
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(body)
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    };
+    if let (Some(cid), true) = (&inst.container_id, inst.status.is_live()) {
+        let docker = crate::runtime::docker::connect_async().await?;
+        let opts = crate::runtime::docker::logs_options(q.follow, tail);
+        let stream = docker
+            .logs(cid, Some(opts))
+            .take_while(|r| std::future::ready(r.is_ok()))
+            .filter_map(|r| std::future::ready(r.ok().map(|c| Ok::<_, Infallible>(c.into_bytes()))));
+        return Ok(text(Body::from_stream(stream)));
+    }
+    let saved = std::fs::read_to_string(st.dirs.instance_log(&id)).unwrap_or_default();
+    let lines: Vec<&str> = saved.lines().collect();
+    let from = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
+    let mut body = lines[from..].join("\n");
+    if !body.is_empty() {
+        body.push('\n');
+    }
+    Ok(text(Body::from(body)))
+}
+
+pub async fn stats(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let samples = blocking(&st, move |ctx| crate::cmd::sample_stats(ctx, Some(&id))).await?;
+    Ok(Json(json!(samples.into_iter().next())))
+}
+
+pub async fn health(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let reports = blocking(&st, |ctx| crate::health::check(ctx, None)).await?;
+    let healthy = !reports.iter().any(|r| r.unhealthy());
+    Ok(Json(json!({"healthy": healthy, "instances": reports})))
+}
+
+pub async fn resources(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    Ok(Json(blocking(&st, crate::cmd::dashboard_value).await?))
+}
+
+/// The event log as server-sent events: new lines as they are appended.
+pub async fn events(State(st): State<Arc<AppState>>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let path = st.dirs.event_log();
+    // Start at the end: the feed shows what happens from now on.
+    let start = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let stream = futures_util::stream::unfold((path, start, Vec::<String>::new()), |(path, mut offset, mut pending)| async move {
+        loop {
+            if let Some(line) = pending.pop() {
+                return Some((Ok(Event::default().event("log").data(line)), (path, offset, pending)));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let p = path.clone();
+            let (new_offset, lines) = tokio::task::spawn_blocking(move || read_from(&p, offset))
+                .await
+                .unwrap_or((offset, Vec::new()));
+            offset = new_offset;
+            pending = lines.into_iter().rev().collect();
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn read_from(path: &std::path::Path, offset: u64) -> (u64, Vec<String>) {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return (offset, Vec::new());
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut offset = if len < offset { 0 } else { offset };
+    if f.seek(std::io::SeekFrom::Start(offset)).is_err() {
+        return (offset, Vec::new());
+    }
+    let mut lines = Vec::new();
+    let mut r = std::io::BufReader::new(f);
+    let mut line = String::new();
+    while let Ok(n) = r.read_line(&mut line) {
+        if n == 0 || !line.ends_with('\n') {
+            break;
+        }
+        offset += n as u64;
+        lines.push(line.trim_end().to_owned());
+        line.clear();
+    }
+    (offset, lines)
+}
