@@ -39,8 +39,9 @@
 #
 # Prompt cost: the PROMPT_COMMAND hook uses builtins only (no fork, no
 # subshell): bash cannot read an mtime without a fork, so it re-reads
-# prompt.tsv with `mapfile` (tens of microseconds) and recomputes the segment
-# only when the content, $PWD or a setting changed.
+# prompt.tsv with `mapfile` (about 20 us for 100 lines; comparing it with the
+# cached copy costs more than reading it) and recomputes the segment only
+# when the content, $PWD or a setting changed.
 #
 # PS1 insertion: the hook remembers the user's PS1 and sets
 # PS1="<segment> <user's PS1>" on every prompt, so nothing accumulates; when
@@ -96,27 +97,29 @@ function ai-logs {
 
 # --------------------------------------------------------------- prompt
 
-# Recompute AI_SESSIONS_PROMPT from the lines of prompt.tsv given as "$@":
-# project_path TAB id TAB mode TAB status TAB port.
+# Recompute AI_SESSIONS_PROMPT from the lines of prompt.tsv ("$@"):
+# project_path TAB id TAB mode TAB status TAB port. Fields are split by IFS
+# word splitting (globbing off), twice as fast as parameter expansions; tabs
+# are IFS white space, so only the last field (port) may be empty.
 _ai_sessions_segment() {
-  local line p rest mode st here='' run='●' pause='◐' other='○'
+  local -                                   # restores `set -f` on return
+  set -f
+  local IFS=$'\t' line p mode here='' run='●' pause='◐' other='○'
   local -i running=0
+  local -a fld=()
   case ${LC_ALL:-${LC_CTYPE:-${LANG:-}}} in
     *[Uu][Tt][Ff]-8*|*[Uu][Tt][Ff]8*) ;;
     *) run='*' pause='~' other='?' ;;
   esac
   for line in "$@"; do
-    [[ $line == *$'\t'*$'\t'*$'\t'* ]] || continue
-    p=${line%%$'\t'*}
-    rest=${line#*$'\t'}
-    rest=${rest#*$'\t'}
-    mode=${rest%%$'\t'*}
-    rest=${rest#*$'\t'}
-    st=${rest%%$'\t'*}
-    if [[ $st == running ]]; then running+=1; fi
+    # shellcheck disable=SC2206
+    fld=($line)
+    (( ${#fld[@]} >= 4 )) || continue
+    if [[ ${fld[3]} == running ]]; then running+=1; fi
+    p=${fld[0]}
     if [[ $PWD == "$p" || $PWD == "$p"/* || $p == / ]]; then
-      mode=${mode//[^a-zA-Z0-9_.-]/?}
-      case $st in
+      mode=${fld[2]//[^a-zA-Z0-9_.-]/?}
+      case ${fld[3]} in
         running) here+=" $mode$run" ;;
         paused) here+=" $mode$pause" ;;
         *) here+=" $mode$other" ;;
@@ -135,12 +138,12 @@ _ai_sessions_segment() {
 _ai_sessions_precmd() {
   local rc=$?
   local f=${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/prompt.tsv key user new part=''
+  local IFS=$'\x1f'                         # joins the cache key below
   local -a lines=()
   if [[ -f $f ]]; then
     mapfile -t lines 2>/dev/null <"$f" || lines=()
   fi
-  printf -v key '%s\n' "${lines[@]}" "$PWD" "${AI_SESSIONS_PROMPT_PREFIX-ai:}" \
-    "${AI_SESSIONS_PROMPT_COLOR:-1}" "${LC_ALL:-${LC_CTYPE:-${LANG:-}}}"
+  key="${lines[*]}$IFS$PWD$IFS${AI_SESSIONS_PROMPT_PREFIX-ai:}$IFS${AI_SESSIONS_PROMPT_COLOR:-1}$IFS${LC_ALL:-${LC_CTYPE:-${LANG:-}}}"
   if [[ $key != "${_AI_SESSIONS_KEY-}" ]]; then
     _AI_SESSIONS_KEY=$key
     _ai_sessions_segment "${lines[@]}"
@@ -260,7 +263,7 @@ _ai_sessions_init() {
   local agent old entry trap_text='' hook=_ai_sessions_precmd
   local -a agents=() parsed=() wanted=(@AI_AGENTS@)
 
-  # one function per agent; names come from @AI_AGENTS@ ([a-z0-9_-]+)
+  # one function per agent (configured names, [a-z0-9_-]+; others skipped)
   for agent in "${wanted[@]}"; do
     [[ -z $agent || $agent == -* || $agent == *[^a-z0-9_-]* ]] && continue
     agents+=("$agent")

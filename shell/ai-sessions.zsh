@@ -279,7 +279,7 @@ function _ai_sessions_compdef_deferred {
   local agent old
   local -a agents
 
-  # one function per agent; names come from @AI_AGENTS@ ([a-z0-9_-]+)
+  # one function per agent (configured names, [a-z0-9_-]+; others skipped)
   for agent in @AI_AGENTS@; do
     [[ -z $agent || $agent == -* || $agent == *[^a-z0-9_-]* ]] && continue
     agents+=( $agent )

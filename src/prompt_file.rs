@@ -9,10 +9,10 @@ use crate::registry::{atomic_write, Registry};
 pub fn render(reg: &Registry) -> String {
     let mut out = String::new();
     for inst in reg.instances.values().filter(|i| i.status.is_live()) {
-        // A path with a tab or newline would break the format; it is kept
-        // out of the project column (the instance still counts).
-        let path = if inst.project_path.contains(['\t', '\n']) {
-            ""
+        // A path with a tab or newline would break the format; "-" (never
+        // a $PWD) keeps the columns in place and the instance still counts.
+        let path = if inst.project_path.is_empty() || inst.project_path.contains(['\t', '\n']) {
+            "-"
         } else {
             inst.project_path.as_str()
         };

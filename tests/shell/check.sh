@@ -37,7 +37,11 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/ais check 'q'.XXXXXX")
 SOCK="$T/tmux.sock"
 cleanup() {
     tmux -S "$SOCK" kill-server >/dev/null 2>&1 || true
-    if [[ -n ${AIS_KEEP-} ]]; then echo "kept $T" >&2; else rm -rf "$T"; fi
+    if [[ -n ${AIS_KEEP-} ]]; then
+        echo "kept $T" >&2
+    else # shells killed above may still be running their exit hooks
+        rm -rf "$T" 2>/dev/null || { sleep 0.5; rm -rf "$T"; }
+    fi
 }
 trap cleanup EXIT
 
@@ -204,27 +208,41 @@ source $(q "$T/ai-sessions.zsh")
 autoload -Uz compinit && compinit -u -D
 t_hooks() { print -r -- \${#\${(M)precmd_functions:#_ai_sessions_precmd}} \${#\${(M)zshexit_functions:#_ai_sessions_zshexit}} \${#\${(M)precmd_functions:#_user_precmd}} \${#\${(M)precmd_functions:#_ai_sessions_compdef_deferred}} >\$T/zsh.hooks }
 EOF
-cat >"$T/bashrc" <<EOF
+BASH_COMPLETION_FILE=/usr/share/bash-completion/bash_completion
+make_bashrc() { # make_bashrc SESSION [bash-completion file]
+    cat >"$T/$1.rc" <<EOF
 set -u
 T=$(q "$T"); proj=$(q "$PROJ"); proj_sub=\$proj/sub
+${2:+source $(q "${2-}")}
 PS1='[\$?]\\$ '
-printf '%s\n' "\$\$" >"\$T/bash.pid"
-PROMPT_COMMAND='echo hook >>"\$T/bash.userhook"'
-trap 'echo "user-exit \$?" >>"\$T/bash.exit"' EXIT
+printf '%s\n' "\$\$" >"\$T/$1.pid"
+PROMPT_COMMAND='echo hook >>"\$T/$1.userhook"'
+trap 'echo "user-exit \$?" >>"\$T/$1.exit"' EXIT
 source $(q "$T/ai-sessions.bash")
 source $(q "$T/ai-sessions.bash")
-t_hooks() { { declare -p PROMPT_COMMAND; trap -p EXIT; } >"\$T/bash.hooks"; }
+t_hooks() { { declare -p PROMPT_COMMAND; trap -p EXIT; } >"\$T/$1.hooks"; }
 EOF
+}
+SESSIONS=(zsh bash)
+make_bashrc bash
+if [[ -r $BASH_COMPLETION_FILE ]]; then
+    SESSIONS+=(bashc) # bash with the bash-completion package loaded first
+    make_bashrc bashc "$BASH_COMPLETION_FILE"
+else
+    echo "note: bash-completion not installed, bash checked without it only" >&2
+fi
 
 ENV=(env -i "HOME=$HOME_DIR" "PATH=$BIN_DIR:/usr/bin:/bin" TERM=xterm-256color LANG=C.UTF-8
     "AI_SESSIONS_HOME=$STATE" "ZDOTDIR=$T/zdot")
 tmux -S "$SOCK" -f /dev/null new-session -d -s zsh -x 200 -y 50 -- "${ENV[@]}" zsh -d -i
-tmux -S "$SOCK" new-session -d -s bash -x 200 -y 50 -- "${ENV[@]}" bash --noprofile --rcfile "$T/bashrc" -i
+for S in "${SESSIONS[@]:1}"; do
+    tmux -S "$SOCK" new-session -d -s "$S" -x 200 -y 50 -- "${ENV[@]}" bash --noprofile --rcfile "$T/$S.rc" -i
+done
 
-pane() { tmux -S "$SOCK" capture-pane -p -t "$1" 2>/dev/null; }
+pane() { tmux -S "$SOCK" capture-pane -p -t "=$1:" 2>/dev/null; }
 last_line() { pane "$1" | sed '/^[[:space:]]*$/d' | tail -n 1; }
-keys() { tmux -S "$SOCK" send-keys -t "$1" -l -- "$2"; }
-enter() { tmux -S "$SOCK" send-keys -t "$1" Enter; }
+keys() { tmux -S "$SOCK" send-keys -t "=$1:" -l -- "$2"; }
+enter() { tmux -S "$SOCK" send-keys -t "=$1:" Enter; }
 typeline() { keys "$1" "$2"; enter "$1"; }
 wait_until() { # wait_until TIMEOUT_S COMMAND...
     local tries=$(($1 * 20))
@@ -234,7 +252,7 @@ wait_until() { # wait_until TIMEOUT_S COMMAND...
         sleep 0.05
     done
 }
-pane_esc_has() { tmux -S "$SOCK" capture-pane -e -p -t "$1" | grep -qF -- "$2"; }
+pane_esc_has() { tmux -S "$SOCK" capture-pane -e -p -t "=$1:" | grep -qF -- "$2"; }
 last_matches() { [[ $(last_line "$1") =~ $2 ]]; }
 pane_has() { pane "$1" | grep -qF -- "$2"; }
 log_has() { grep -qxF -- "$1" "$LOG"; }
@@ -251,14 +269,15 @@ prompt_shows() { # prompt_shows SESSION REGEX : fresh prompt, last line matches
     wait_until 5 last_matches "$1" "$2"
 }
 
-for S in zsh bash; do
+for S in "${SESSIONS[@]}"; do
+    SH=${S%c} # bashc -> bash
     CUR=$S
     status_re='\[0\][%#$]' # % or $, # for root
     check "$S: starts and shows its prompt" wait_until 10 last_matches "$S" "$status_re"
     sleep 0.2
     out=$(pane "$S" | sed '/^[[:space:]]*$/d')
     check "$S: no output at start (pane: $out)" test "$(printf '%s\n' "$out" | wc -l)" -eq 1
-    pid=$(cat "$T/$S.pid")
+    pid=$(cat "$T/$S.pid" 2>/dev/null) || pid=unknown
 
     run "$S" t_hooks
     if [[ $S == zsh ]]; then
@@ -266,13 +285,13 @@ for S in zsh bash; do
         check "zsh: hooks registered once, deferred compdef gone ($(cat "$T/zsh.hooks"))" \
             file_has "$T/zsh.hooks" '1 1 1 0'
     else
-        check "bash: PROMPT_COMMAND has our hook once" \
-            test "$(grep -c _ai_sessions_precmd "$T/bash.hooks")" -eq 1
-        check "bash: PROMPT_COMMAND keeps the user's hook first" \
-            grep -qxF 'declare -- PROMPT_COMMAND="echo hook >>\"\$T/bash.userhook\"' "$T/bash.hooks"
-        check "bash: EXIT trap chained once" \
-            test "$(grep -c '_ai_sessions_exit_hook' "$T/bash.hooks")" -eq 1
-        check "bash: user's EXIT trap text kept" grep -qF 'echo "user-exit $?" >>"$T/bash.exit"' "$T/bash.hooks"
+        check "$S: PROMPT_COMMAND has our hook once" \
+            test "$(grep -c _ai_sessions_precmd "$T/$S.hooks")" -eq 1
+        check "$S: PROMPT_COMMAND keeps the user's hook first" \
+            grep -qxF "declare -- PROMPT_COMMAND=\$'echo hook >>\"\$T/$S.userhook\"\\n_ai_sessions_precmd'" "$T/$S.hooks"
+        check "$S: EXIT trap chained once" \
+            test "$(grep -c '_ai_sessions_exit_hook' "$T/$S.hooks")" -eq 1
+        check "$S: user's EXIT trap text kept" grep -qF "echo \"user-exit \$?\" >>\"\$T/$S.exit\"" "$T/$S.hooks"
     fi
 
     # prompt segment: appears, per-project agents, clears
@@ -286,8 +305,8 @@ for S in zsh bash; do
     if [[ $S == zsh ]]; then
         check "zsh: user's RPROMPT kept" last_matches zsh 'R> ai:2 claude● gemini◐$'
     else
-        check "bash: segment prepended to user's PS1" last_matches bash 'ai:2 claude● gemini◐ '"$status_re"
-        check "bash: segment coloured" pane_esc_has bash $'\e[36mai:2'
+        check "$S: segment prepended to user's PS1" last_matches "$S" 'ai:2 claude● gemini◐ '"$status_re"
+        check "$S: segment coloured" pane_esc_has "$S" $'\e[36mai:2'
     fi
     # status of the last command survives our hook
     typeline "$S" false
@@ -328,37 +347,45 @@ for S in zsh bash; do
     write_tsv "${TSV_RUNNING[@]}"
     enter "$S"
     keys "$S" "ai-stop proj-c"
-    tmux -S "$SOCK" send-keys -t "$S" Tab
+    tmux -S "$SOCK" send-keys -t "=$S:" Tab
     check "$S: ai-stop <TAB> completes a live id" wait_until 5 last_matches "$S" 'ai-stop proj-claude-2'
-    tmux -S "$SOCK" send-keys -t "$S" C-u
+    tmux -S "$SOCK" send-keys -t "=$S:" C-u
     keys "$S" "ai-logs old-"
-    tmux -S "$SOCK" send-keys -t "$S" Tab
+    tmux -S "$SOCK" send-keys -t "=$S:" Tab
     check "$S: ai-logs <TAB> completes a stopped id" wait_until 5 last_matches "$S" 'ai-logs old-stopped-9'
-    tmux -S "$SOCK" send-keys -t "$S" C-u
+    tmux -S "$SOCK" send-keys -t "=$S:" C-u
     keys "$S" "ai-sessctl laz"
-    tmux -S "$SOCK" send-keys -t "$S" Tab
+    tmux -S "$SOCK" send-keys -t "=$S:" Tab
     check "$S: ai-sessctl <TAB> loads the real completion lazily" \
         wait_until 5 last_matches "$S" 'ai-sessctl lazyloaded'
-    tmux -S "$SOCK" send-keys -t "$S" C-u
-    check "$S: completions loaded once" test "$(grep -c "<completions><$S>" "$LOG")" -eq 1
+    tmux -S "$SOCK" send-keys -t "=$S:" C-u
+    check "$S: completions loaded once" test "$(grep -c "<completions><$SH>" "$LOG")" -eq 1
 
     # sourcing again at the prompt changes nothing
-    run "$S" "source \"\$T/ai-sessions.$S\"; t_hooks"
+    run "$S" "source \"\$T/ai-sessions.$SH\"; t_hooks"
     if [[ $S == zsh ]]; then
         check "zsh: hooks still once after re-source ($(cat "$T/zsh.hooks"))" file_has "$T/zsh.hooks" '1 1 1 0'
     else
-        check "bash: hooks still once after re-source" \
-            test "$(grep -c '_ai_sessions_precmd\|_ai_sessions_exit_hook' "$T/bash.hooks")" -eq 2
+        check "$S: hooks still once after re-source" \
+            test "$(grep -c '_ai_sessions_precmd\|_ai_sessions_exit_hook' "$T/$S.hooks")" -eq 2
     fi
     check "$S: prompt after re-source" prompt_shows "$S" 'ai:2 claude● gemini◐'
     check "$S: segment still once" test "$(last_line "$S" | grep -o 'ai:' | wc -l)" -eq 1
+    # the user (or a theme) changes the prompt: adopted, segment kept once
+    if [[ $SH == zsh ]]; then
+        run "$S" "RPROMPT='Q>'"
+        check "$S: new RPROMPT adopted" prompt_shows "$S" '[#%] +Q> ai:2 claude● gemini◐$'
+    else
+        run "$S" "PS1=\$PS1'Q '" # a copy of our PS1 plus text: stale segment stripped
+        check "$S: changed PS1 adopted" prompt_shows "$S" '^ai:2 claude● gemini◐ \[0\][#$] Q$'
+    fi
     run "$S" "AI_SESSIONS_PROMPT_INSERT=0"
     check "$S: INSERT=0 restores the user's prompt" prompt_shows "$S" "^${status_re}"'[^a]*$'
 
     # exit: shell-exit with our pid, and the user's EXIT trap with the status
     : >"$LOG"
     typeline "$S" "exit 3"
-    check "$S: shell exited" wait_until 5 bash -c '! tmux -S "$1" has-session -t "$2" 2>/dev/null' _ "$SOCK" "$S"
+    check "$S: shell exited" wait_until 5 bash -c '! tmux -S "$1" has-session -t "=$2" 2>/dev/null' _ "$SOCK" "$S"
     check "$S: shell-exit called with the shell's pid" log_has "<shell-exit><$pid>"
     check "$S: user's EXIT trap ran with the exit status ($(cat "$T/$S.exit" 2>/dev/null))" file_has "$T/$S.exit" "user-exit 3"
 done
