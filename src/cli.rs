@@ -165,7 +165,9 @@ pub enum Command {
         json: bool,
     },
     /// Resource usage: CPU, memory, network and block I/O, pids
-    #[command(after_help = "Examples:\n  ai-sessctl stats --watch\n  ai-sessctl stats api-claude --json")]
+    #[command(
+        after_help = "Examples:\n  ai-sessctl stats --watch\n  ai-sessctl stats api-claude --json"
+    )]
     Stats {
         #[arg(add = ArgValueCandidates::new(id_candidates))]
         id: Option<InstanceId>,

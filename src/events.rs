@@ -5,11 +5,11 @@
 
 use crate::error::{Error, Result};
 use crate::paths::StateDir;
-use std::os::unix::fs::OpenOptionsExt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 #[derive(

@@ -141,11 +141,28 @@ impl Port {
 
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = u64::deserialize(d)?;
-        u16::try_from(n)
-            .ok()
-            .and_then(|n| Port::new(n).ok())
-            .ok_or_else(|| serde::de::Error::custom(format!("port {n} is outside 1024-65535")))
+        // Checked inside the visitor, so a parser's error points at the
+        // number itself rather than at the end of the enclosing object.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Port;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a port number 1024-65535")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Port, E> {
+                u16::try_from(n)
+                    .ok()
+                    .and_then(|n| Port::new(n).ok())
+                    .ok_or_else(|| E::custom(format!("port {n} is outside 1024-65535")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Port, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!("port {n} is outside 1024-65535"))),
+                }
+            }
+        }
+        d.deserialize_u64(V)
     }
 }
 

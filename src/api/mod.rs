@@ -33,20 +33,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/instances", get(routes::list).post(routes::create))
         .route(
             "/instances/{id}",
-            get(routes::get_one).put(routes::update).delete(routes::delete),
+            get(routes::get_one)
+                .put(routes::update)
+                .delete(routes::delete),
         )
         .route("/instances/{id}/logs", get(routes::logs))
         .route("/instances/{id}/stats", get(routes::stats))
         .route("/health", get(routes::health))
         .route("/resources", get(routes::resources))
         .route("/events", get(routes::events))
-        .layer(middleware::from_fn_with_state(Arc::clone(&guard), security::require_token));
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&guard),
+            security::require_token,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(dashboard))
         .route("/login", get(login_link).post(login_form))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(guard, security::check_host_origin))
+        .layer(middleware::from_fn_with_state(
+            guard,
+            security::check_host_origin,
+        ))
         .with_state(state)
 }
 
@@ -88,7 +96,11 @@ async fn login_link(State(st): State<Arc<AppState>>, Query(q): Query<LoginQuery>
     if st.guard.take_login(&q.code) {
         with_cookie(&st.guard.token)
     } else {
-        security::error_response(StatusCode::UNAUTHORIZED, "bad_login", "this login link was already used or is wrong; paste the token instead")
+        security::error_response(
+            StatusCode::UNAUTHORIZED,
+            "bad_login",
+            "this login link was already used or is wrong; paste the token instead",
+        )
     }
 }
 
@@ -124,7 +136,9 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
-        let bound = listener.local_addr().map_err(|e| Error::Other(e.to_string()))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Error::Other(e.to_string()))?;
         let state = Arc::new(AppState {
             dirs: ctx.dirs.clone(),
             guard: Arc::new(Guard::new(token, code.clone(), bound)),
@@ -145,7 +159,12 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
             .await
             .map_err(|e| Error::Other(format!("server: {e}")))
     })?;
-    ctx.events().log(crate::events::Level::Info, "api", "API server stopped", serde_json::json!({}));
+    ctx.events().log(
+        crate::events::Level::Info,
+        "api",
+        "API server stopped",
+        serde_json::json!({}),
+    );
     eprintln!("server stopped");
     Ok(())
 }

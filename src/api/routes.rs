@@ -82,7 +82,10 @@ pub struct CreateBody {
     args: Vec<String>,
 }
 
-pub async fn create(State(st): State<Arc<AppState>>, Json(body): Json<CreateBody>) -> ApiResult<Response> {
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    Json(body): Json<CreateBody>,
+) -> ApiResult<Response> {
     let mode = Mode::parse(&body.mode)?;
     let port = body.port.map(Port::new).transpose()?;
     let path = std::path::PathBuf::from(&body.project_path);
@@ -107,15 +110,24 @@ pub async fn create(State(st): State<Arc<AppState>>, Json(body): Json<CreateBody
         )?;
         Ok(match started {
             ops::Started::AlreadyRunning(i) => (false, i),
-            ops::Started::Container { inst, .. } | ops::Started::Process { inst, .. } => (true, inst),
+            ops::Started::Container { inst, .. } | ops::Started::Process { inst, .. } => {
+                (true, inst)
+            }
         })
     })
     .await?;
-    let status = if inst.0 { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if inst.0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(json!(inst.1))).into_response())
 }
 
-pub async fn get_one(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_one(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
     let inst = blocking(&st, move |ctx| {
         let reg = crate::runtime::refresh(ctx)?;
@@ -161,16 +173,29 @@ pub async fn update(
 }
 
 fn stop(ctx: &Ctx, id: &InstanceId) -> crate::error::Result<()> {
-    match ops::stop_many(ctx, std::slice::from_ref(id), false, "stopped through the API").pop() {
+    match ops::stop_many(
+        ctx,
+        std::slice::from_ref(id),
+        false,
+        "stopped through the API",
+    )
+    .pop()
+    {
         Some((_, e)) => Err(e),
         None => Ok(()),
     }
 }
 
-pub async fn delete(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let id = parse_id(&id)?;
     blocking(&st, move |ctx| {
-        ctx.store.load()?.get(&id).ok_or_else(|| Error::not_found(&id))?;
+        ctx.store
+            .load()?
+            .get(&id)
+            .ok_or_else(|| Error::not_found(&id))?;
         stop(ctx, &id)
     })
     .await?;
@@ -193,7 +218,11 @@ pub async fn logs(
     let tail = q.tail.or(Some(200));
     let key = id.clone();
     let inst = blocking(&st, move |ctx| {
-        ctx.store.load()?.get(&key).cloned().ok_or_else(|| Error::not_found(&key))
+        ctx.store
+            .load()?
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Error::not_found(&key))
     })
     .await?;
     let text = |body: Body| {
@@ -208,7 +237,9 @@ pub async fn logs(
         let stream = docker
             .logs(cid, Some(opts))
             .take_while(|r| std::future::ready(r.is_ok()))
-            .filter_map(|r| std::future::ready(r.ok().map(|c| Ok::<_, Infallible>(c.into_bytes()))));
+            .filter_map(|r| {
+                std::future::ready(r.ok().map(|c| Ok::<_, Infallible>(c.into_bytes())))
+            });
         return Ok(text(Body::from_stream(stream)));
     }
     let saved = std::fs::read_to_string(st.dirs.instance_log(&id)).unwrap_or_default();
@@ -221,7 +252,10 @@ pub async fn logs(
     Ok(text(Body::from(body)))
 }
 
-pub async fn stats(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn stats(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
     let samples = blocking(&st, move |ctx| crate::cmd::sample_stats(ctx, Some(&id))).await?;
     Ok(Json(json!(samples.into_iter().next())))
@@ -238,24 +272,33 @@ pub async fn resources(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>
 }
 
 /// The event log as server-sent events: new lines as they are appended.
-pub async fn events(State(st): State<Arc<AppState>>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+pub async fn events(
+    State(st): State<Arc<AppState>>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let path = st.dirs.event_log();
     // Start at the end: the feed shows what happens from now on.
     let start = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let stream = futures_util::stream::unfold((path, start, Vec::<String>::new()), |(path, mut offset, mut pending)| async move {
-        loop {
-            if let Some(line) = pending.pop() {
-                return Some((Ok(Event::default().event("log").data(line)), (path, offset, pending)));
+    let stream = futures_util::stream::unfold(
+        (path, start, Vec::<String>::new()),
+        |(path, mut offset, mut pending)| async move {
+            loop {
+                if let Some(line) = pending.pop() {
+                    return Some((
+                        Ok(Event::default().event("log").data(line)),
+                        (path, offset, pending),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let p = path.clone();
+                let (new_offset, lines) =
+                    tokio::task::spawn_blocking(move || read_from(&p, offset))
+                        .await
+                        .unwrap_or((offset, Vec::new()));
+                offset = new_offset;
+                pending = lines.into_iter().rev().collect();
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let p = path.clone();
-            let (new_offset, lines) = tokio::task::spawn_blocking(move || read_from(&p, offset))
-                .await
-                .unwrap_or((offset, Vec::new()));
-            offset = new_offset;
-            pending = lines.into_iter().rev().collect();
-        }
-    });
+        },
+    );
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

@@ -79,7 +79,10 @@ impl Guard {
     }
 
     fn presented_token<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
-        if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(v) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
             return v.strip_prefix("Bearer ").map(str::trim);
         }
         headers
@@ -107,11 +110,23 @@ pub async fn check_host_origin(State(g): State<Arc<Guard>>, req: Request, next: 
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     if !g.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-        return error_response(StatusCode::MISDIRECTED_REQUEST, "bad_host", "Host header does not name this server");
+        return error_response(
+            StatusCode::MISDIRECTED_REQUEST,
+            "bad_host",
+            "Host header does not name this server",
+        );
     }
-    if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+    if let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    {
         if !g.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
-            return error_response(StatusCode::FORBIDDEN, "cross_origin", "cross-origin requests are refused");
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "cross-origin requests are refused",
+            );
         }
     }
     next.run(req).await
@@ -122,6 +137,10 @@ pub async fn require_token(State(g): State<Arc<Guard>>, req: Request, next: Next
     match g.presented_token(req.headers()) {
         Some(t) if g.token_matches(t) => next.run(req).await,
         Some(_) => error_response(StatusCode::UNAUTHORIZED, "bad_token", "wrong token"),
-        None => error_response(StatusCode::UNAUTHORIZED, "no_token", "a bearer token is required"),
+        None => error_response(
+            StatusCode::UNAUTHORIZED,
+            "no_token",
+            "a bearer token is required",
+        ),
     }
 }

@@ -35,7 +35,10 @@ fn effective(ctx: &Ctx, scope: &Scope) -> Result<config::Settings> {
 
 /// `[ID] KEY [VALUE]` words of `get`/`set`: the id comes first unless
 /// `--global` is given.
-fn split_words<const N: usize>(global: bool, mut words: Vec<String>) -> Result<(ScopeArgs, [String; N])> {
+fn split_words<const N: usize>(
+    global: bool,
+    mut words: Vec<String>,
+) -> Result<(ScopeArgs, [String; N])> {
     let id = if global {
         None
     } else if words.len() == N + 1 {

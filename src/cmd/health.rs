@@ -25,10 +25,26 @@ pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
             let checks: Vec<String> = r
                 .checks
                 .iter()
-                .map(|c| format!("{} {}{}", if c.ok { "✓" } else { "✗" }, c.name, if c.ok { String::new() } else { format!(" ({})", c.detail) }))
+                .map(|c| {
+                    format!(
+                        "{} {}{}",
+                        if c.ok { "✓" } else { "✗" },
+                        c.name,
+                        if c.ok {
+                            String::new()
+                        } else {
+                            format!(" ({})", c.detail)
+                        }
+                    )
+                })
                 .collect();
             let status = format!("{:<9}", r.status);
-            println!("{:<w$}  {}  {}", r.id, paint(&status, color, on), checks.join("  "));
+            println!(
+                "{:<w$}  {}  {}",
+                r.id,
+                paint(&status, color, on),
+                checks.join("  ")
+            );
         }
     }
     Ok(u8::from(reports.iter().any(|r| r.unhealthy())))

@@ -18,9 +18,9 @@ mod top;
 
 use crate::cli::Command;
 pub use crate::context::Ctx;
+use crate::error::{Error, Result};
 pub use dashboard::dashboard_value;
 pub use stats::sample as sample_stats;
-use crate::error::{Error, Result};
 
 pub fn dispatch(command: Command) -> Result<u8> {
     let ctx = Ctx::from_env()?;
@@ -88,7 +88,9 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Registry(r) => registry::registry(&ctx, r),
         Command::Image(crate::cli::ImageCmd::Build { mode }) => image::build(&ctx, mode),
         Command::Doctor => doctor::doctor(&ctx),
-        Command::Serve { addr, allow_remote } => crate::api::serve(&ctx, addr, allow_remote).map(|_| 0),
+        Command::Serve { addr, allow_remote } => {
+            crate::api::serve(&ctx, addr, allow_remote).map(|_| 0)
+        }
         Command::Init { shell } => shell::init(&ctx, shell),
         Command::Completions { shell } => shell::completions(shell),
         Command::Prompt => shell::prompt(&ctx),

@@ -143,6 +143,9 @@ fn attach_to(ctx: &Ctx, inst: Instance, engine: Option<DockerEngine>) -> Result<
             inst.id
         )));
     };
+    // An engine is handed in only for a container started just now: replay
+    // its first output (printed before the attach), not an old session's.
+    let fresh = engine.is_some();
     let engine = match engine {
         Some(e) => e,
         None => DockerEngine::connect()?,
@@ -154,7 +157,7 @@ fn attach_to(ctx: &Ctx, inst: Instance, engine: Option<DockerEngine>) -> Result<
         ops::set_paused(ctx, &inst.id, false)?;
     }
     eprintln!("attached to {} (detach: {})", inst.id, keys_spec);
-    match engine.attach(&cid, &keys)? {
+    match engine.attach(&cid, &keys, fresh)? {
         AttachEnd::Detached => {
             eprintln!(
                 "\r\ndetached from {id}; it keeps running. Back with `ai-sessctl attach {id}` (or run the agent again here).",

@@ -38,10 +38,18 @@ pub fn table(samples: &[Sample]) -> String {
             "{:<w$}  {:>6.2}%  {:>21}  {:>6.2}%  {:>19}  {:>19}  {:>4}\n",
             s.id,
             s.cpu_percent,
-            format!("{} / {}", human_bytes(s.memory_usage), human_bytes(s.memory_limit)),
+            format!(
+                "{} / {}",
+                human_bytes(s.memory_usage),
+                human_bytes(s.memory_limit)
+            ),
             s.memory_percent,
             format!("{} / {}", human_bytes(s.net_rx), human_bytes(s.net_tx)),
-            format!("{} / {}", human_bytes(s.block_read), human_bytes(s.block_write)),
+            format!(
+                "{} / {}",
+                human_bytes(s.block_read),
+                human_bytes(s.block_write)
+            ),
             s.pids
         ));
     }
@@ -68,8 +76,15 @@ pub fn stats(ctx: &Ctx, id: Option<InstanceId>, watch: bool, json: bool) -> Resu
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let samples = sample(ctx, id.as_ref())?;
         // Home and clear, as docker stats does, so the table redraws in place.
-        let body = if samples.is_empty() { "No running instances.\n".to_owned() } else { table(&samples) };
-        if write!(out, "\x1b[H\x1b[2J{body}").and_then(|_| out.flush()).is_err() {
+        let body = if samples.is_empty() {
+            "No running instances.\n".to_owned()
+        } else {
+            table(&samples)
+        };
+        if write!(out, "\x1b[H\x1b[2J{body}")
+            .and_then(|_| out.flush())
+            .is_err()
+        {
             break;
         }
         for _ in 0..10 {

@@ -50,7 +50,9 @@ fn sampler(tx: mpsc::Sender<Snapshot>) {
 pub fn top(ctx: &Ctx) -> Result<u8> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
-        return Err(Error::Usage("top needs a terminal; use `ai-sessctl stats --json`".into()));
+        return Err(Error::Usage(
+            "top needs a terminal; use `ai-sessctl stats --json`".into(),
+        ));
     }
     let first = Snapshot {
         instances: ctx.store.load()?.instances.into_values().collect(),
@@ -64,7 +66,11 @@ pub fn top(ctx: &Ctx) -> Result<u8> {
     result.map(|_| 0)
 }
 
-fn ui_loop(terminal: &mut ratatui::DefaultTerminal, rx: mpsc::Receiver<Snapshot>, mut snap: Snapshot) -> Result<()> {
+fn ui_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    rx: mpsc::Receiver<Snapshot>,
+    mut snap: Snapshot,
+) -> Result<()> {
     let mut sort = SortKey::Name;
     let io = |e: std::io::Error| Error::Other(format!("terminal: {e}"));
     loop {
@@ -76,7 +82,9 @@ fn ui_loop(terminal: &mut ratatui::DefaultTerminal, rx: mpsc::Receiver<Snapshot>
             if let Event::Key(k) = event::read().map_err(io)? {
                 match k.code {
                     KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
-                    KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => return Ok(()),
+                    KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                        return Ok(())
+                    }
                     KeyCode::Char('c') => sort = SortKey::Cpu,
                     KeyCode::Char('m') => sort = SortKey::Mem,
                     KeyCode::Char('n') => sort = SortKey::Name,
@@ -112,7 +120,11 @@ fn draw(f: &mut ratatui::Frame, snap: &Snapshot, sort: SortKey) {
                 crate::types::Status::Paused => Color::Yellow,
                 _ => Color::DarkGray,
             };
-            let health = i.health.as_ref().map(|h| h.status.clone()).unwrap_or_else(|| "-".into());
+            let health = i
+                .health
+                .as_ref()
+                .map(|h| h.status.clone())
+                .unwrap_or_else(|| "-".into());
             let uptime = match i.timestamps.started {
                 Some(t) if i.status.is_live() => crate::output::human_duration(now - t),
                 _ => "-".into(),
@@ -121,17 +133,26 @@ fn draw(f: &mut ratatui::Frame, snap: &Snapshot, sort: SortKey) {
                 i.id.to_string(),
                 i.status.to_string(),
                 health,
-                s.map(|s| format!("{:.1}%", s.cpu_percent)).unwrap_or_else(|| "-".into()),
-                s.map(|s| format!("{} / {}", human_bytes(s.memory_usage), human_bytes(s.memory_limit)))
+                s.map(|s| format!("{:.1}%", s.cpu_percent))
                     .unwrap_or_else(|| "-".into()),
+                s.map(|s| {
+                    format!(
+                        "{} / {}",
+                        human_bytes(s.memory_usage),
+                        human_bytes(s.memory_limit)
+                    )
+                })
+                .unwrap_or_else(|| "-".into()),
                 i.port.to_string(),
                 uptime,
             ])
             .style(Style::default().fg(color))
         })
         .collect();
-    let header = Row::new(vec!["ID", "STATUS", "HEALTH", "CPU", "MEMORY", "PORT", "UPTIME"])
-        .style(Style::default().add_modifier(Modifier::BOLD));
+    let header = Row::new(vec![
+        "ID", "STATUS", "HEALTH", "CPU", "MEMORY", "PORT", "UPTIME",
+    ])
+    .style(Style::default().add_modifier(Modifier::BOLD));
     let widths = [
         Constraint::Min(20),
         Constraint::Length(12),
@@ -142,7 +163,10 @@ fn draw(f: &mut ratatui::Frame, snap: &Snapshot, sort: SortKey) {
         Constraint::Length(8),
     ];
     let running = snap.instances.iter().filter(|i| i.status.is_live()).count();
-    let title = format!(" ai-sessions: {running} running of {} — sort: c cpu, m mem, n name, s status — q quit ", snap.instances.len());
+    let title = format!(
+        " ai-sessions: {running} running of {} — sort: c cpu, m mem, n name, s status — q quit ",
+        snap.instances.len()
+    );
     let table = Table::new(body, widths)
         .header(header)
         .block(Block::bordered().title(title));

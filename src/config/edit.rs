@@ -97,7 +97,18 @@ pub fn set_value(dirs: &StateDir, scope: &Scope, key: &str, raw: &str) -> Result
     let table = item
         .as_table_like_mut()
         .ok_or_else(|| Error::Invalid(format!("{key}: parent is not a table")))?;
-    table.insert(last, toml_edit::Item::Value(parse_value(raw)));
+    let mut value = parse_value(raw);
+    match table.get_mut(last) {
+        // Replace the value only: the key keeps the comment above it and
+        // the value its trailing comment.
+        Some(toml_edit::Item::Value(old)) => {
+            *value.decor_mut() = old.decor().clone();
+            *old = value;
+        }
+        _ => {
+            table.insert(last, toml_edit::Item::Value(value));
+        }
+    }
     let new_text = doc.to_string();
     check_text(&path, &new_text).map_err(|e| {
         Error::Invalid(format!(

@@ -34,8 +34,22 @@ impl Report {
     }
 }
 
+/// Whether something serves the port. Docker's userland proxy accepts on a
+/// published port even when nothing listens in the container, then closes
+/// the connection at once: an immediate end of stream is not an answer.
 fn port_answers(bind: std::net::IpAddr, port: u16, timeout: Duration) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::new(bind, port), timeout).is_ok()
+    let Ok(mut conn) = TcpStream::connect_timeout(&SocketAddr::new(bind, port), timeout) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(timeout.min(Duration::from_millis(300))));
+    let mut buf = [0u8; 1];
+    match std::io::Read::read(&mut conn, &mut buf) {
+        Ok(n) => n > 0,
+        Err(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
 }
 
 fn socket_answers(path: &std::path::Path) -> bool {
@@ -97,7 +111,10 @@ fn check_one(ctx: &Ctx, inst: &Instance, observed: Option<&HashMap<String, Obser
         None => {}
     }
     if eff.as_ref().is_some_and(|e| e.agent.listens) && inst.status == Status::Running {
-        let bind = eff.as_ref().map(|e| e.settings.networking.bind).unwrap_or([127, 0, 0, 1].into());
+        let bind = eff
+            .as_ref()
+            .map(|e| e.settings.networking.bind)
+            .unwrap_or([127, 0, 0, 1].into());
         let ok = port_answers(bind, inst.port.get(), timeout);
         checks.push(Check {
             name: "port",
@@ -132,7 +149,8 @@ fn check_one(ctx: &Ctx, inst: &Instance, observed: Option<&HashMap<String, Obser
 pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
     let reg = crate::runtime::refresh(ctx)?;
     if let Some(id) = only {
-        reg.get(id).ok_or_else(|| crate::error::Error::not_found(id))?;
+        reg.get(id)
+            .ok_or_else(|| crate::error::Error::not_found(id))?;
     }
     let targets: Vec<&Instance> = reg
         .instances
@@ -153,7 +171,15 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
             .map(|inst| {
                 let observed = observed.as_ref();
                 s.spawn(move || {
-                    if inst.status.is_live() {
+                    if inst.status == Status::Initializing {
+                        // Its container may exist but not run yet: that is
+                        // a start in progress, not a failure.
+                        Report {
+                            id: inst.id.to_string(),
+                            status: "starting".into(),
+                            checks: Vec::new(),
+                        }
+                    } else if inst.status.is_live() {
                         check_one(ctx, inst, observed)
                     } else {
                         Report {
@@ -180,12 +206,21 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
     let now = chrono::Utc::now();
+    // What each report was about: a result is not written onto an entry that
+    // was restarted (new container or process) while the checks ran.
+    let checked: HashMap<&str, (Option<&str>, Option<u32>, Status)> = targets
+        .iter()
+        .map(|i| (i.id.as_str(), (i.container_id.as_deref(), i.pid, i.status)))
+        .collect();
     ctx.store.update(|reg| {
         for r in &reports {
             let Some(inst) = reg.instances.values_mut().find(|i| i.id.as_str() == r.id) else {
                 continue;
             };
-            if !inst.status.is_live() {
+            if !matches!(inst.status, Status::Running | Status::Paused)
+                || checked.get(r.id.as_str())
+                    != Some(&(inst.container_id.as_deref(), inst.pid, inst.status))
+            {
                 continue;
             }
             let failures = match (&inst.health, r.unhealthy()) {

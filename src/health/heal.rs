@@ -49,7 +49,12 @@ pub fn heal(ctx: &Ctx, id: &InstanceId) -> Result<()> {
         }
         Ok(())
     })?;
-    ctx.events().log(Level::Info, "health", "instance healed", json!({"instance": id}));
+    ctx.events().log(
+        Level::Info,
+        "health",
+        "instance healed",
+        json!({"instance": id}),
+    );
     Ok(())
 }
 
@@ -76,7 +81,10 @@ fn needs_healing(inst: &Instance) -> bool {
     }
     match inst.status {
         Status::Error => true,
-        Status::Running => inst.health.as_ref().is_some_and(|h| h.status == "unhealthy"),
+        Status::Running => inst
+            .health
+            .as_ref()
+            .is_some_and(|h| h.status == "unhealthy"),
         _ => false,
     }
 }
@@ -86,14 +94,18 @@ impl Healer {
     pub fn pass(&mut self, ctx: &Ctx, reg: &Registry) -> Vec<String> {
         let mut said = Vec::new();
         for inst in reg.instances.values() {
-            let Ok(eff) = ops::effective_for(ctx, &inst.id) else { continue };
+            let Ok(eff) = ops::effective_for(ctx, &inst.id) else {
+                continue;
+            };
             let h = &eff.settings.health;
             let delay: Duration = h.retry_delay.0;
             let tries = self.tries.entry(inst.id.clone()).or_default();
             if !needs_healing(inst) {
                 // Healthy for a while after the last try: the slate is clean.
                 if inst.status == Status::Running
-                    && tries.last.is_some_and(|t| t.elapsed() > delay.max(h.check_interval.0) * 2)
+                    && tries
+                        .last
+                        .is_some_and(|t| t.elapsed() > delay.max(h.check_interval.0) * 2)
                 {
                     *tries = Tries::default();
                 }
@@ -103,7 +115,10 @@ impl Healer {
                 continue;
             }
             if tries.attempts >= h.max_retries {
-                said.push(format!("{}: recovery failed after {} restarts", inst.id, tries.attempts));
+                said.push(format!(
+                    "{}: recovery failed after {} restarts",
+                    inst.id, tries.attempts
+                ));
                 give_up(ctx, inst, tries.attempts);
                 continue;
             }
@@ -119,7 +134,10 @@ impl Healer {
             );
             match heal(ctx, &inst.id) {
                 Ok(()) => said.push(format!("{}: restarted ({n}/{})", inst.id, h.max_retries)),
-                Err(e) => said.push(format!("{}: restart {n}/{} failed: {e}", inst.id, h.max_retries)),
+                Err(e) => said.push(format!(
+                    "{}: restart {n}/{} failed: {e}",
+                    inst.id, h.max_retries
+                )),
             }
         }
         said
@@ -143,7 +161,10 @@ fn give_up(ctx: &Ctx, inst: &Instance, attempts: u32) {
             instance: inst.id.to_string(),
             value: attempts.to_string(),
             threshold: attempts.to_string(),
-            message: format!("RECOVERY_FAILED on {}: still failing after {attempts} restarts", inst.id),
+            message: format!(
+                "RECOVERY_FAILED on {}: still failing after {attempts} restarts",
+                inst.id
+            ),
         },
     );
 }

@@ -25,7 +25,10 @@ fn follow_engine_events(tx: mpsc::Sender<String>, stop: Arc<AtomicBool>) {
             };
             let filters = HashMap::from([
                 ("type".to_owned(), vec!["container".to_owned()]),
-                ("label".to_owned(), vec![format!("{MANAGED_LABEL}={MANAGED_VALUE}")]),
+                (
+                    "label".to_owned(),
+                    vec![format!("{MANAGED_LABEL}={MANAGED_VALUE}")],
+                ),
             ]);
             let opts = bollard::query_parameters::EventsOptionsBuilder::new()
                 .filters(&filters)
@@ -49,6 +52,37 @@ fn follow_engine_events(tx: mpsc::Sender<String>, stop: Arc<AtomicBool>) {
     });
 }
 
+/// Samples resources every `interval` and raises alerts. A pass takes about
+/// a second (the engine's stats API waits for a second reading), so it runs
+/// beside the loop that follows the engine, never in its way.
+fn sample_loop(ctx: &Ctx, interval: Duration, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let next = Instant::now() + interval;
+        match ctx.store.load() {
+            Ok(reg) => {
+                let live: Vec<_> = reg
+                    .instances
+                    .values()
+                    .filter(|i| i.status == crate::types::Status::Running)
+                    .collect();
+                let samples = crate::monitor::stats::sample_all(&live);
+                match crate::monitor::alerts::record(ctx, &samples) {
+                    Ok(alerts) => {
+                        for a in alerts {
+                            println!("alert: {}", a.message);
+                        }
+                    }
+                    Err(e) => eprintln!("ai-sessctl: warning: {e}"),
+                }
+            }
+            Err(e) => eprintln!("ai-sessctl: warning: {e}"),
+        }
+        while !stop.load(Ordering::Relaxed) && Instant::now() < next {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 pub fn watch(ctx: &Ctx) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -56,13 +90,59 @@ pub fn watch(ctx: &Ctx) -> Result<()> {
     }
     let (tx, rx) = mpsc::channel();
     follow_engine_events(tx, Arc::clone(&stop));
-    let interval = ctx.global()?.health.check_interval.0.max(Duration::from_millis(200));
+    let interval = ctx
+        .global()?
+        .health
+        .check_interval
+        .0
+        .max(Duration::from_millis(200));
     eprintln!("watching instances (checks every {interval:?}); ctrl-c to stop");
-    ctx.events().log(Level::Info, "health", "health watch started", serde_json::json!({}));
+    ctx.events().log(
+        Level::Info,
+        "health",
+        "health watch started",
+        serde_json::json!({}),
+    );
+    // Not joined at the end: ctrl-c must not wait for a sample in flight
+    // (registry writes are atomic, so leaving one unfinished is harmless).
+    let sampler = {
+        let ctx = Ctx {
+            dirs: ctx.dirs.clone(),
+            store: crate::registry::Store::new(ctx.dirs.clone()),
+        };
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || sample_loop(&ctx, interval, &stop))
+    };
+    let result = check_loop(ctx, interval, &stop, &rx);
+    stop.store(true, Ordering::Relaxed);
+    let end = Instant::now() + Duration::from_millis(300);
+    while !sampler.is_finished() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ctx.events().log(
+        Level::Info,
+        "health",
+        "health watch stopped",
+        serde_json::json!({}),
+    );
+    eprintln!("stopped watching");
+    result
+}
+
+/// Follows the engine's events (a dying container is reconciled and healed
+/// at once) and runs the checks every `interval`.
+fn check_loop(
+    ctx: &Ctx,
+    interval: Duration,
+    stop: &AtomicBool,
+    rx: &mpsc::Receiver<String>,
+) -> Result<()> {
     let mut healer = Healer::default();
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let wait = next.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
+        let wait = next
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(250));
         match rx.recv_timeout(wait) {
             Ok(first) => {
                 // Coalesce a burst (die + stop + destroy) into one pass.
@@ -70,7 +150,10 @@ pub fn watch(ctx: &Ctx) -> Result<()> {
                 while let Ok(more) = rx.recv_timeout(Duration::from_millis(30)) {
                     seen.push(more);
                 }
-                for s in seen.iter().filter(|s| s.ends_with(" die") || s.ends_with(" oom")) {
+                for s in seen
+                    .iter()
+                    .filter(|s| s.ends_with(" die") || s.ends_with(" oom"))
+                {
                     println!("event: {s}");
                 }
                 let reg = crate::runtime::refresh(ctx)?;
@@ -85,18 +168,13 @@ pub fn watch(ctx: &Ctx) -> Result<()> {
             next = Instant::now() + interval;
             let reports = check(ctx, None)?;
             for r in reports.iter().filter(|r| r.unhealthy()) {
-                let why: Vec<String> = r.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
+                let why: Vec<String> = r
+                    .checks
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .map(|c| format!("{}: {}", c.name, c.detail))
+                    .collect();
                 println!("{}: unhealthy ({})", r.id, why.join(", "));
-            }
-            let reg = ctx.store.load()?;
-            let live: Vec<_> = reg
-                .instances
-                .values()
-                .filter(|i| i.status == crate::types::Status::Running)
-                .collect();
-            let samples = crate::monitor::stats::sample_all(&live);
-            for a in crate::monitor::alerts::record(ctx, &samples)? {
-                println!("alert: {}", a.message);
             }
             let reg = ctx.store.load()?;
             for line in healer.pass(ctx, &reg) {
@@ -104,8 +182,5 @@ pub fn watch(ctx: &Ctx) -> Result<()> {
             }
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    ctx.events().log(Level::Info, "health", "health watch stopped", serde_json::json!({}));
-    eprintln!("stopped watching");
     Ok(())
 }

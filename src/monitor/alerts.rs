@@ -106,7 +106,11 @@ fn cpu_thresholds(s: &Settings) -> Thresholds {
 }
 
 fn mem_thresholds(s: &Settings, limit: u64) -> Thresholds {
-    let limit = if limit > 0 { limit } else { s.resources.memory.limit.0 } as f64;
+    let limit = if limit > 0 {
+        limit
+    } else {
+        s.resources.memory.limit.0
+    } as f64;
     Thresholds {
         warning: min_opt(
             s.resources.memory.warning_threshold.map(|b| b.0 as f64),
@@ -126,10 +130,7 @@ fn stored(inst: &Instance, kind: &str) -> Severity {
 }
 
 fn store(inst: &mut Instance, kind: &str, s: Severity) {
-    let alerts = inst
-        .extra
-        .entry("alerts")
-        .or_insert_with(|| json!({}));
+    let alerts = inst.extra.entry("alerts").or_insert_with(|| json!({}));
     if let Some(map) = alerts.as_object_mut() {
         map.insert(kind.to_owned(), json!(s.as_str()));
     }
@@ -164,7 +165,12 @@ pub fn record(ctx: &Ctx, samples: &[Sample]) -> Result<Vec<Alert>> {
             inst.resources.memory_usage = Some(super::stats::human_bytes(s.memory_usage));
             let Some(cfg) = cfg else { continue };
             let checks = [
-                ("HIGH_CPU", cpu_thresholds(cfg), s.cpu_millis() as f64, format!("{}m", s.cpu_millis())),
+                (
+                    "HIGH_CPU",
+                    cpu_thresholds(cfg),
+                    s.cpu_millis() as f64,
+                    format!("{}m", s.cpu_millis()),
+                ),
                 (
                     "HIGH_MEM",
                     mem_thresholds(cfg, s.memory_limit),
@@ -226,7 +232,12 @@ pub fn emit(ctx: &Ctx, a: &Alert) {
     let Ok(settings) = ctx.global() else { return };
     if let Some(argv) = settings.alerts.command.filter(|a| !a.is_empty()) {
         if let Err(e) = run_command(&argv, a, settings.alerts.command_timeout.0) {
-            ctx.events().log(LogLevel::Warn, "monitor", "alert command failed", json!({"error": e}));
+            ctx.events().log(
+                LogLevel::Warn,
+                "monitor",
+                "alert command failed",
+                json!({"error": e}),
+            );
         }
     }
 }
@@ -279,7 +290,11 @@ mod tests {
         let mut s = Severity::Ok;
         s = th.next(s, 410.0);
         assert_eq!(s, Severity::Warning);
-        assert_eq!(th.next(s, 395.0), Severity::Warning, "inside the band: held");
+        assert_eq!(
+            th.next(s, 395.0),
+            Severity::Warning,
+            "inside the band: held"
+        );
         assert_eq!(th.next(s, 500.0), Severity::Critical, "escalates");
         assert_eq!(th.next(Severity::Critical, 470.0), Severity::Critical);
         assert_eq!(th.next(Severity::Critical, 420.0), Severity::Warning);

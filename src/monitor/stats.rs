@@ -39,7 +39,9 @@ fn docker_sample(id: &str, s: &bollard::models::ContainerStatsResponse) -> Sampl
             .and_then(|u| u.total_usage)
             .unwrap_or(0)
     };
-    let system = |c: Option<&bollard::models::ContainerCpuStats>| c.and_then(|c| c.system_cpu_usage).unwrap_or(0);
+    let system = |c: Option<&bollard::models::ContainerCpuStats>| {
+        c.and_then(|c| c.system_cpu_usage).unwrap_or(0)
+    };
     let cpu_delta = total(cpu).saturating_sub(total(pre)) as f64;
     let sys_delta = system(cpu).saturating_sub(system(pre)) as f64;
     let online = cpu
@@ -61,7 +63,11 @@ fn docker_sample(id: &str, s: &bollard::models::ContainerStatsResponse) -> Sampl
     // Like the docker CLI: page cache that can be reclaimed is not "used".
     let cache = mem
         .and_then(|m| m.stats.as_ref())
-        .and_then(|st| st.get("total_inactive_file").or_else(|| st.get("inactive_file")).copied())
+        .and_then(|st| {
+            st.get("total_inactive_file")
+                .or_else(|| st.get("inactive_file"))
+                .copied()
+        })
         .unwrap_or(0);
     let usage = raw.saturating_sub(cache);
     let limit = mem.and_then(|m| m.limit).unwrap_or(0);
@@ -111,7 +117,10 @@ pub fn sample_docker(engine: &DockerEngine, insts: &[&Instance]) -> Vec<Sample> 
             let cid = i.container_id.clone()?;
             let id = i.id.to_string();
             Some(async move {
-                let opts = StatsOptionsBuilder::new().stream(false).one_shot(false).build();
+                let opts = StatsOptionsBuilder::new()
+                    .stream(false)
+                    .one_shot(false)
+                    .build();
                 let mut s = docker.stats(&cid, Some(opts));
                 match tokio::time::timeout(Duration::from_secs(5), s.next()).await {
                     Ok(Some(Ok(stats))) => Some(docker_sample(&id, &stats)),
@@ -119,7 +128,11 @@ pub fn sample_docker(engine: &DockerEngine, insts: &[&Instance]) -> Vec<Sample> 
                 }
             })
         });
-        futures_util::future::join_all(futs).await.into_iter().flatten().collect()
+        futures_util::future::join_all(futs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     })
 }
 
@@ -134,13 +147,23 @@ pub fn sample_host(insts: &[&Instance]) -> Vec<Sample> {
         return Vec::new();
     }
     let window = Duration::from_millis(500);
-    let before: Vec<Option<u64>> = live.iter().map(|(_, p)| crate::procinfo::cpu_ticks(*p)).collect();
+    let before: Vec<Option<u64>> = live
+        .iter()
+        .map(|(_, p)| crate::procinfo::cpu_ticks(*p))
+        .collect();
     std::thread::sleep(window);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mem_total = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .and_then(|m| {
+            m.lines()
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
         .map(|kb| kb * 1024)
         .unwrap_or(0);
     live.iter()

@@ -177,17 +177,30 @@ async fn wait_exit(docker: &Docker, container: &str) -> Option<i64> {
     }
 }
 
-pub async fn attach_container(docker: &Docker, container: &str, keys: &[u8]) -> Result<AttachEnd> {
-    let opts = q::AttachContainerOptionsBuilder::new()
-        .stdin(true)
-        .stdout(true)
-        .stderr(true)
-        .stream(true)
-        .build();
-    let attached = docker
-        .attach_container(container, Some(opts))
-        .await
-        .map_err(|e| Error::Engine(format!("attach: {e}")))?;
+/// `replay`: also send what the container printed before we attached (for
+/// a container we just started: its first output, e.g. a banner, is
+/// written before the attach request reaches the engine). Log drivers that
+/// cannot be read fall back to a plain attach.
+pub async fn attach_container(
+    docker: &Docker,
+    container: &str,
+    keys: &[u8],
+    replay: bool,
+) -> Result<AttachEnd> {
+    let opts = |logs: bool| {
+        q::AttachContainerOptionsBuilder::new()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .logs(logs)
+            .build()
+    };
+    let attached = match docker.attach_container(container, Some(opts(replay))).await {
+        Err(_) if replay => docker.attach_container(container, Some(opts(false))).await,
+        other => other,
+    }
+    .map_err(|e| Error::Engine(format!("attach: {e}")))?;
     let mut output = attached.output;
     let mut input = attached.input;
     let _raw = RawMode::enter()?;

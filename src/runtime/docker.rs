@@ -230,14 +230,31 @@ impl DockerEngine {
                     Some(q::RemoveContainerOptionsBuilder::new().force(false).build()),
                 )
                 .await;
-            let created = Self::timed(
-                "create container",
-                self.docker.create_container(
-                    Some(q::CreateContainerOptionsBuilder::new().name(&name).build()),
-                    body,
-                ),
-            )
-            .await?;
+            let create = self.docker.create_container(
+                Some(q::CreateContainerOptionsBuilder::new().name(&name).build()),
+                body,
+            );
+            let created = match tokio::time::timeout(CALL_TIMEOUT, create).await {
+                Ok(Ok(c)) => c,
+                // The name is taken by a live container the registry does
+                // not list (registry lost, or another state home).
+                Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    ..
+                })) => {
+                    return Err(Error::Invalid(format!(
+                        "container {name} already exists but is not in this registry; \
+                         `ai-sessctl registry repair` adopts it if it is yours, \
+                         or start with another --id"
+                    )))
+                }
+                Ok(Err(e)) => return Err(api_err("create container", e)),
+                Err(_) => {
+                    return Err(engine_err(format!(
+                        "create container: no answer within {CALL_TIMEOUT:?}"
+                    )))
+                }
+            };
             if let Err(e) = Self::timed(
                 "start container",
                 self.docker
@@ -395,7 +412,9 @@ impl DockerEngine {
         tail: Option<usize>,
         out: &mut (dyn std::io::Write + Send),
     ) -> Result<()> {
-        let mut stream = self.docker.logs(container, Some(logs_options(follow, tail)));
+        let mut stream = self
+            .docker
+            .logs(container, Some(logs_options(follow, tail)));
         while let Some(item) = stream.next().await {
             match item {
                 Ok(chunk) => {
@@ -413,11 +432,14 @@ impl DockerEngine {
         Ok(())
     }
 
-    pub fn attach(&self, container: &str, detach_keys: &[u8]) -> Result<AttachEnd> {
+    /// `replay`: include the output printed before the attach (see
+    /// `attach::attach_container`); for a container that was just started.
+    pub fn attach(&self, container: &str, detach_keys: &[u8], replay: bool) -> Result<AttachEnd> {
         self.block_on(attach::attach_container(
             &self.docker,
             container,
             detach_keys,
+            replay,
         ))
     }
 }
@@ -446,9 +468,18 @@ fn parse_health(status: &str) -> Option<String> {
 mod tests {
     #[test]
     fn health_from_status() {
-        assert_eq!(super::parse_health("Up 5 seconds (unhealthy)").as_deref(), Some("unhealthy"));
-        assert_eq!(super::parse_health("Up 2 minutes (healthy)").as_deref(), Some("healthy"));
-        assert_eq!(super::parse_health("Up 1 second (health: starting)").as_deref(), Some("starting"));
+        assert_eq!(
+            super::parse_health("Up 5 seconds (unhealthy)").as_deref(),
+            Some("unhealthy")
+        );
+        assert_eq!(
+            super::parse_health("Up 2 minutes (healthy)").as_deref(),
+            Some("healthy")
+        );
+        assert_eq!(
+            super::parse_health("Up 1 second (health: starting)").as_deref(),
+            Some("starting")
+        );
         assert_eq!(super::parse_health("Up 5 seconds"), None);
     }
 

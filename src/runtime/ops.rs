@@ -122,9 +122,13 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
             // A fresh start begins with no alert or recovery history.
             inst.extra.remove("alerts");
             inst.extra.remove("recovery");
+            inst.extra.remove(STOPPING);
             inst.timestamps.created = prev.timestamps.created;
         }
         inst.timestamps.created.get_or_insert(now);
+        // When this start began (set again once it runs): reconcile leaves
+        // a young start alone, also the restart of an old instance.
+        inst.timestamps.started = Some(now);
         inst.socket_path = Some(ctx.dirs.socket_of(&id).to_string_lossy().into_owned());
         inst.runtime = Some(kind);
         inst.image = (kind == RuntimeKind::Docker).then(|| eff.agent.image.clone());
@@ -242,6 +246,10 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
     })
 }
 
+/// Registry key (per instance) set while a stop is under way; its value
+/// is the reason given.
+pub const STOPPING: &str = "stopping";
+
 /// Records that an instance's agent ended: status, exit code, saved output,
 /// container removal (with `auto_cleanup`), port released, event logged.
 /// Only applies when the entry still describes the same container/process.
@@ -261,6 +269,7 @@ pub fn finish(
             return Ok(false);
         }
         cur.status = status;
+        cur.extra.remove(STOPPING);
         cur.exit_code = exit_code.or(cur.exit_code);
         cur.status_reason = reason.clone();
         cur.timestamps.stopped = Some(Utc::now());
@@ -372,6 +381,19 @@ fn stop_one(
         .map(|e| e.settings.global.stop_timeout.0)
         .unwrap_or(Duration::from_secs(10));
     let mut code = None;
+    if inst.status.is_live() {
+        // Said before the agent goes: a reconcile that sees it end meanwhile
+        // (`health watch` follows the engine) takes it for this stop, not
+        // for a crash to heal.
+        ctx.store.update(|reg| {
+            if let Some(cur) = reg.instances.get_mut(&inst.id) {
+                if cur.container_id == inst.container_id && cur.pid == inst.pid {
+                    cur.extra.insert(STOPPING.into(), json!(reason));
+                }
+            }
+            Ok(())
+        })?;
+    }
     match (inst.runtime, engine, &inst.container_id, inst.pid) {
         (Some(RuntimeKind::Docker), Some(engine), Some(cid), _) => {
             engine.stop(cid, timeout, force)?;

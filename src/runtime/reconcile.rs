@@ -43,7 +43,8 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
     let young = |i: &crate::registry::Instance| {
         i.status == Status::Initializing
             && i.timestamps
-                .created
+                .started
+                .or(i.timestamps.created)
                 .is_some_and(|c| (now - c).num_seconds() < START_GRACE_SECS)
     };
     let wants_engine = live
@@ -122,6 +123,13 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
                         }
                         "exited" | "dead" => {
                             let code = o.exit_code;
+                            let stopping = inst.extra.get(ops::STOPPING).and_then(|v| v.as_str());
+                            if let Some(why) = stopping {
+                                // Being stopped: the stopper saves the logs
+                                // and removes the container.
+                                changes.push(change(Status::Stopped, why, code, None));
+                                continue;
+                            }
                             let (status, reason) = match code {
                                 Some(0) => (Status::Stopped, "agent exited".to_owned()),
                                 Some(c) => (Status::Error, format!("agent exited with code {c}")),
@@ -165,6 +173,9 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
                     continue;
                 }
                 cur.status = c.status;
+                if !c.status.is_live() {
+                    cur.extra.remove(ops::STOPPING);
+                }
                 if c.status.is_live() {
                     cur.status_reason = None;
                 } else {

@@ -28,8 +28,14 @@ impl Env {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let slot = (pid.wrapping_mul(31).wrapping_add(n * 7919)) % 300;
-        let home = tempfile::Builder::new().prefix("ais-home").tempdir().unwrap();
-        let projects = tempfile::Builder::new().prefix("ais-proj").tempdir().unwrap();
+        let home = tempfile::Builder::new()
+            .prefix("ais-home")
+            .tempdir()
+            .unwrap();
+        let projects = tempfile::Builder::new()
+            .prefix("ais-proj")
+            .tempdir()
+            .unwrap();
         let token = format!("t{}x{n}", pid % 100_000);
         let env = Env {
             home,
@@ -106,7 +112,8 @@ impl Env {
     }
 
     pub fn registry(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.state().join("registry.json")).unwrap_or_else(|_| "{}".into());
+        let text = std::fs::read_to_string(self.state().join("registry.json"))
+            .unwrap_or_else(|_| "{}".into());
         serde_json::from_str(&text).unwrap()
     }
 
@@ -184,11 +191,16 @@ macro_rules! require_docker {
 pub fn test_image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let lock = std::fs::File::create(std::env::temp_dir().join("ai-sessions-test-image.lock")).unwrap();
+        let lock = std::fs::File::create(std::env::temp_dir().join("ai-sessions-test-image.lock"))
+            .unwrap();
         let mut lock = fd_lock_compat::Lock(lock);
         lock.lock();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agent/build.sh");
-        let out = Command::new("bash").arg(&script).arg(TEST_IMAGE).output().unwrap();
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(TEST_IMAGE)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "building the test image failed:\n{}{}",
@@ -225,7 +237,10 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// `docker inspect` of a container, as JSON.
 pub fn inspect(name: &str) -> Option<serde_json::Value> {
-    let out = Command::new("docker").args(["inspect", name]).output().ok()?;
+    let out = Command::new("docker")
+        .args(["inspect", name])
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }

@@ -1,0 +1,294 @@
+//! `run claude` in a real terminal (a PTY driven by rexpect): start and
+//! attach, detach with ctrl-p ctrl-q leaving the agent running, re-attach to
+//! the same process, exit code propagated, state recorded, terminal restored.
+
+mod common;
+mod docker_support;
+
+use common::{wait_until, Env, BIN};
+use docker_support::*;
+use rexpect::process::wait::WaitStatus;
+use rexpect::session::{spawn_command, PtySession};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const TIMEOUT_MS: u64 = 20_000;
+
+/// `bash -c script` in a fresh PTY, in `dir`, with this test's state home.
+fn spawn_in_pty(env: &Env, dir: &Path, script: &str) -> PtySession {
+    let mut c = Command::new("bash");
+    c.args(["--norc", "--noprofile", "-c", script])
+        .current_dir(dir)
+        .env("AI_SESSIONS_HOME", env.state())
+        .env("NO_COLOR", "1")
+        .env("AIS_BIN", BIN)
+        .env("TERM", "xterm")
+        .env_remove("COMPLETE");
+    spawn_command(c, Some(TIMEOUT_MS)).expect("spawn in a pty")
+}
+
+/// Waits until the attach is live (raw mode on, agent answering): the
+/// `attached to` notice, then a probe line echoed back by the agent.
+fn wait_attached(p: &mut PtySession, probe: &str) {
+    p.exp_string("attached to").expect("attached notice");
+    p.exp_string("ctrl-p,ctrl-q").expect("detach keys shown");
+    // Give the client a moment to switch the terminal to raw mode, then
+    // make sure the agent reads what we type.
+    std::thread::sleep(Duration::from_millis(300));
+    p.send_line(probe).unwrap();
+    p.exp_string(&format!("echo: {probe}"))
+        .expect("the agent answers typed input");
+}
+
+/// Resizes the PTY (as a terminal emulator does); the kernel sends SIGWINCH
+/// to the program in it.
+fn set_window_size(p: &PtySession, rows: u16, cols: u16) {
+    use std::os::fd::AsRawFd;
+    let master = p.process.get_file_handle().unwrap();
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from the pointer we pass.
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    assert_eq!(r, 0, "TIOCSWINSZ failed");
+}
+
+fn stty_flag_on(stty: &str, flag: &str) -> bool {
+    stty.split_whitespace().any(|w| w == flag)
+}
+
+#[test]
+fn run_attach_detach_reattach_exit() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let name = env.unique("att");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    let cname = format!("ai-{id}");
+
+    // 1. `run claude` starts the agent and attaches; detach; the terminal is
+    // back in cooked mode with echo (stty in the same PTY, after `run`).
+    let mut p = spawn_in_pty(
+        &env,
+        &proj,
+        r#"stty sane; stty echo icanon; "$AIS_BIN" run claude; echo "run-rc=$?"; echo "STTY[$(stty -a | tr '\n' ' ')]"; "#,
+    );
+    wait_attached(&mut p, "probe-one");
+    p.send_line("remember banana").unwrap();
+    p.exp_string("remembered").expect("agent remembers");
+    p.send_control('p').unwrap();
+    p.send_control('q').unwrap();
+    p.exp_string("detached").expect("detach message");
+    p.exp_string("run-rc=0").expect("run exits 0 on detach");
+    let (_, stty) = p.exp_regex(r"STTY\[[^\]]*\]").expect("stty output");
+    assert!(
+        stty_flag_on(&stty, "icanon") && stty_flag_on(&stty, "echo"),
+        "terminal not restored after detach: {stty}"
+    );
+    p.exp_eof().ok();
+    assert!(
+        matches!(p.process.wait(), Ok(WaitStatus::Exited(_, 0))),
+        "the shell in the pty should end normally"
+    );
+
+    // The agent keeps running.
+    assert_eq!(container_state(&cname).as_deref(), Some("running"));
+    let entry = env.instance(&id);
+    assert_eq!(entry["status"], "running", "{entry}");
+    let port = entry["port"].as_u64().unwrap();
+    let container_id = entry["container_id"].as_str().unwrap().to_owned();
+    let pid1 = docker_ok(&["inspect", "-f", "{{.State.Pid}}", &cname]);
+
+    // 2. `run claude` again re-attaches to the same process (after a pause:
+    // attaching resumes it).
+    env.ok(&["pause", &id]);
+    assert_eq!(container_state(&cname).as_deref(), Some("paused"));
+    let mut p = spawn_in_pty(
+        &env,
+        &proj,
+        r#"stty sane; stty echo icanon; "$AIS_BIN" run claude; echo "run-rc=$?"; echo "STTY[$(stty -a | tr '\n' ' ')]"; "#,
+    );
+    wait_attached(&mut p, "probe-two");
+    assert_eq!(container_state(&cname).as_deref(), Some("running"));
+    assert_eq!(env.instance(&id)["status"], "running");
+    p.send_line("recall").unwrap();
+    p.exp_string("recalled: banana")
+        .expect("same agent process remembers");
+    assert_eq!(
+        docker_ok(&["inspect", "-f", "{{.State.Pid}}", &cname]),
+        pid1,
+        "re-attached to another process"
+    );
+
+    // 3. `exit 3` ends the agent; `run` exits 3.
+    p.send_line("exit 3").unwrap();
+    p.exp_string("bye 3").expect("agent says bye");
+    p.exp_string("run-rc=3")
+        .expect("run exits with the agent's code");
+    let (_, stty) = p.exp_regex(r"STTY\[[^\]]*\]").expect("stty output");
+    assert!(
+        stty_flag_on(&stty, "icanon") && stty_flag_on(&stty, "echo"),
+        "terminal not restored after the agent exited: {stty}"
+    );
+    p.exp_eof().ok();
+
+    let entry = env.instance(&id);
+    assert_eq!(entry["status"], "stopped", "{entry}");
+    assert_eq!(entry["exit_code"], 3, "{entry}");
+    assert_eq!(entry["container_id"], container_id.as_str());
+    let log = std::fs::read_to_string(env.state().join("logs").join(format!("{id}.log")))
+        .expect("logs/<id>.log saved");
+    for want in ["remembered", "recalled: banana", "bye 3"] {
+        assert!(
+            log.contains(want),
+            "{want:?} missing from the saved log:\n{log}"
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || !container_exists(&cname)),
+        "auto_cleanup removes the container"
+    );
+    // The port is free again: a reservation asking for it gets it.
+    let got = env.ok(&["port", "alloc", "--preferred", &port.to_string()]);
+    assert_eq!(got.trim(), port.to_string(), "port {port} was not released");
+    // `logs` serves the saved output.
+    let logs = env.ok(&["logs", &id]);
+    assert!(logs.contains("bye 3"), "{logs}");
+}
+
+#[test]
+fn attach_command_and_detach_keep_instance() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let name = env.unique("att2");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    env.ok(&[
+        "start",
+        proj.to_str().unwrap(),
+        "--mode",
+        "claude",
+        "--detach",
+    ]);
+
+    // `attach ID` from anywhere (not the project dir).
+    let mut p = spawn_in_pty(
+        &env,
+        env.projects.path(),
+        &format!(r#"exec "$AIS_BIN" attach {id}"#),
+    );
+    wait_attached(&mut p, "hello-attach");
+    p.send_line("pwd").unwrap();
+    p.exp_string(&format!("/app/{name}")).expect("working dir");
+
+    // Window size: a change of our terminal reaches the agent's terminal.
+    let cname = format!("ai-{id}");
+    for (rows, cols) in [(40u16, 120u16), (25, 91)] {
+        set_window_size(&p, rows, cols);
+        let want = format!("{rows} {cols}");
+        let mut seen = String::new();
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                seen = docker_ok(&["exec", &cname, "stty", "-F", "/dev/console", "size"]);
+                seen.trim() == want
+            }),
+            "agent terminal is {seen:?}, want {want:?}"
+        );
+    }
+    p.send_control('p').unwrap();
+    p.send_control('q').unwrap();
+    p.exp_string("detached").unwrap();
+    p.exp_eof().ok();
+    assert!(matches!(p.process.wait(), Ok(WaitStatus::Exited(_, 0))));
+    assert_eq!(
+        container_state(&format!("ai-{id}")).as_deref(),
+        Some("running")
+    );
+    env.ok(&["stop", "--force", &id]);
+}
+
+#[test]
+fn closing_the_terminal_leaves_the_agent_running() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let name = env.unique("hup");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    let mut p = spawn_in_pty(&env, &proj, r#"exec "$AIS_BIN" run claude"#);
+    wait_attached(&mut p, "before-hangup");
+    p.send_line("remember kiwi").unwrap();
+    p.exp_string("remembered").unwrap();
+    // The terminal window goes away: the client gets SIGHUP.
+    p.process
+        .signal(rexpect::process::signal::Signal::SIGHUP)
+        .unwrap();
+    let status = p.process.wait();
+    assert!(
+        matches!(
+            status,
+            Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..))
+        ),
+        "{status:?}"
+    );
+    assert_eq!(
+        container_state(&format!("ai-{id}")).as_deref(),
+        Some("running"),
+        "a hangup must not stop the agent"
+    );
+    assert_eq!(env.instance(&id)["status"], "running");
+
+    // And it is all still there.
+    let mut p = spawn_in_pty(&env, &proj, r#"exec "$AIS_BIN" run claude"#);
+    wait_attached(&mut p, "after-hangup");
+    p.send_line("recall").unwrap();
+    p.exp_string("recalled: kiwi").unwrap();
+    p.send_line("exit 0").unwrap();
+    p.exp_eof().ok();
+    assert!(matches!(p.process.wait(), Ok(WaitStatus::Exited(_, 0))));
+    assert_eq!(env.instance(&id)["status"], "stopped");
+}
+
+#[test]
+fn agent_that_dies_at_once_is_reported() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let name = env.unique("crash");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    let mut p = spawn_in_pty(
+        &env,
+        &proj,
+        r#"FAKE_AGENT_EXIT=5 "$AIS_BIN" run claude; echo "run-rc=$?""#,
+    );
+    // What the agent said before dying reaches the user.
+    p.exp_string("fake-agent ready")
+        .expect("the agent's last words are shown");
+    p.exp_string("run-rc=5")
+        .expect("run exits with the agent's code");
+    p.exp_eof().ok();
+    let e = env.instance(&id);
+    assert!(e["status"] == "stopped" || e["status"] == "error", "{e}");
+    assert_eq!(e["exit_code"], 5, "{e}");
+    assert!(
+        wait_until(Duration::from_secs(5), || !container_exists(&format!(
+            "ai-{id}"
+        ))),
+        "the dead container is cleaned up"
+    );
+    let log = std::fs::read_to_string(env.state().join(format!("logs/{id}.log"))).unwrap();
+    assert!(log.contains("fake-agent ready"), "{log}");
+    // The port is not held by the dead instance.
+    let port = e["port"].as_u64().unwrap().to_string();
+    assert_eq!(
+        env.ok(&["port", "alloc", "--preferred", &port]).trim(),
+        port
+    );
+}

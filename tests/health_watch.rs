@@ -1,0 +1,270 @@
+//! `health watch` against the real engine: a killed container shows in the
+//! registry within a second and is healed; an agent that keeps crashing is
+//! restarted `max_retries` times, `retry_delay` apart, then left in `error`
+//! with a RECOVERY_FAILED alert; what the user stops stays stopped; ctrl-c
+//! ends the watch at once.
+
+mod common;
+mod health_support;
+
+use common::{stderr, wait_until, Env};
+use health_support::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Stops the watch with SIGINT: it must exit 0, quickly.
+fn interrupt(watch: &mut Watch) {
+    let (status, took) = watch.interrupt();
+    let status =
+        status.unwrap_or_else(|| panic!("health watch ignored SIGINT:\n{}", watch.output()));
+    assert!(
+        status.success(),
+        "health watch exited {status:?}:\n{}",
+        watch.output()
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "health watch took {took:?} to stop"
+    );
+    eprintln!("health watch stopped {took:?} after SIGINT");
+    assert!(
+        watch.output().contains("stopped watching"),
+        "{}",
+        watch.output()
+    );
+}
+
+/// Index of the first event at or after `from` with this component and
+/// message.
+fn find(evs: &[Value], from: usize, component: &str, msg: &str) -> Option<usize> {
+    (from..evs.len()).find(|&i| evs[i]["component"] == component && message(&evs[i]) == msg)
+}
+
+#[test]
+fn killed_container_shows_within_a_second_and_is_healed() {
+    require_docker!();
+    let env = Env::new();
+    monitor_config(&env, "");
+    let id = start(&env, "killme", &[]);
+    let old = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut watch = Watch::spawn(&env, &[]);
+    let seen_before = events_of(&env, &id).len();
+
+    let registry = env.state().join("registry.json");
+    let t0 = Instant::now();
+    let out = docker_out(&["kill", &format!("ai-{id}")]);
+    assert!(out.status.success(), "docker kill: {}", stderr(&out));
+    let killed = t0.elapsed();
+
+    // Poll the file itself, as the prompt does, every 50 ms.
+    let mut noticed = None;
+    while t0.elapsed() < Duration::from_secs(5) {
+        let reg: Value = std::fs::read_to_string(&registry)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        let inst = &reg["instances"][&id];
+        if inst["status"] != "running" || inst["container_id"] != old.as_str() {
+            noticed = Some((t0.elapsed(), inst["status"].clone()));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (at, status) =
+        noticed.unwrap_or_else(|| panic!("still running 5 s after the kill:\n{}", watch.output()));
+    eprintln!(
+        "kill -> registry not running: {at:?} after issuing `docker kill` ({:?} after it returned; {killed:?} for the kill), status {status}",
+        at.saturating_sub(killed)
+    );
+    assert!(
+        at.saturating_sub(killed) <= Duration::from_secs(1),
+        "registry showed the kill {at:?} after it (kill took {killed:?})"
+    );
+
+    // Healed: running again in a new container.
+    let healed = wait_until(Duration::from_secs(10), || {
+        let i = env.instance(&id);
+        i["status"] == "running" && i["container_id"].as_str().is_some_and(|c| c != old)
+    });
+    let inst = env.instance(&id);
+    assert!(healed, "not healed: {inst}\n{}", watch.output());
+    assert!(inst["restarts"].as_u64().unwrap() >= 1, "{inst}");
+    let c = common::inspect(&format!("ai-{id}")).unwrap();
+    assert_eq!(c["State"]["Status"], "running");
+    assert_eq!(c["Id"], inst["container_id"]);
+
+    // The story in the event log, in order.
+    let evs: Vec<Value> = events_of(&env, &id).split_off(seen_before);
+    let corrected =
+        find(&evs, 0, "reconcile", "instance state corrected").expect("no reconcile event");
+    assert_eq!(
+        evs[corrected]["metadata"]["status"], "error",
+        "{}",
+        evs[corrected]
+    );
+    assert!(
+        evs[corrected]["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("137"),
+        "{}",
+        evs[corrected]
+    );
+    let restarting = find(&evs, corrected, "health", "restarting unhealthy instance")
+        .unwrap_or_else(|| panic!("no restart after the correction: {evs:#?}"));
+    assert_eq!(evs[restarting]["metadata"]["attempt"], 1);
+    find(&evs, restarting, "runtime", "instance started")
+        .unwrap_or_else(|| panic!("no start after the restart: {evs:#?}"));
+    assert!(
+        watch.output().contains(&format!("{id}: restarted (1/3)")),
+        "{}",
+        watch.output()
+    );
+
+    interrupt(&mut watch);
+}
+
+#[test]
+fn crash_loop_gives_up_after_max_retries() {
+    require_docker!();
+    let env = Env::new();
+    monitor_config(&env, "");
+    let id = start(&env, "crashy", &[]);
+    // Every start by the watch passes FAKE_AGENT_EXIT on: the agent exits
+    // with 1 right away, so no restart can help.
+    let mut watch = Watch::spawn(&env, &[("FAKE_AGENT_EXIT", "1")]);
+    let seen_before = events_of(&env, &id).len();
+    let out = docker_out(&["kill", &format!("ai-{id}")]);
+    assert!(out.status.success(), "docker kill: {}", stderr(&out));
+
+    let gave_up = wait_until(Duration::from_secs(20), || {
+        let i = env.instance(&id);
+        i["status"] == "error"
+            && i["status_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("recovery"))
+            && alert_runs(&env).iter().any(|r| r.kind == "RECOVERY_FAILED")
+            && watch.output().contains("recovery failed after 3 restarts")
+    });
+    let inst = env.instance(&id);
+    assert!(gave_up, "never gave up: {inst}\n{}", watch.output());
+    assert!(
+        inst["status_reason"].as_str().unwrap().contains("3"),
+        "{inst}"
+    );
+
+    let evs: Vec<Value> = events_of(&env, &id).split_off(seen_before);
+    let starts = evs
+        .iter()
+        .filter(|e| e["component"] == "runtime" && message(e) == "instance started")
+        .count();
+    assert_eq!(starts, 3, "{evs:#?}");
+    // Each try begins retry_delay after the one before (a start itself
+    // takes a varying fraction of a second).
+    let tries: Vec<&Value> = evs
+        .iter()
+        .filter(|e| message(e) == "restarting unhealthy instance")
+        .collect();
+    let attempts: Vec<u64> = tries
+        .iter()
+        .map(|e| e["metadata"]["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 3], "{evs:#?}");
+    let gaps: Vec<f64> = tries
+        .windows(2)
+        .map(|w| (time_of(w[1]) - time_of(w[0])).num_milliseconds() as f64 / 1000.0)
+        .collect();
+    eprintln!(
+        "tries {} s apart (retry_delay = 1s)",
+        gaps.iter()
+            .map(|g| format!("{g:.3}"))
+            .collect::<Vec<_>>()
+            .join(" s, ")
+    );
+    for g in &gaps {
+        assert!(
+            (0.99..3.0).contains(g),
+            "tries not about retry_delay apart: {gaps:?}"
+        );
+    }
+
+    // The alert: in the event log and through alerts.command, once.
+    let failed = alert_events(&env, &id, "RECOVERY_FAILED");
+    assert_eq!(failed.len(), 1, "{evs:#?}");
+    assert_eq!(failed[0]["level"], "ERROR");
+    let runs: Vec<_> = alert_runs(&env)
+        .into_iter()
+        .filter(|r| r.kind == "RECOVERY_FAILED")
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(
+        (runs[0].level.as_str(), runs[0].instance.as_str()),
+        ("critical", id.as_str())
+    );
+
+    // Given up for good: nothing restarts it any more.
+    let restarts = inst["restarts"].clone();
+    std::thread::sleep(Duration::from_secs(3));
+    let after = env.instance(&id);
+    assert_eq!(after["status"], "error", "{after}");
+    assert_eq!(after["restarts"], restarts, "{after}");
+    let later: Vec<Value> = events_of(&env, &id).split_off(seen_before);
+    assert_eq!(
+        later
+            .iter()
+            .filter(|e| message(e) == "instance started")
+            .count(),
+        3,
+        "{later:#?}"
+    );
+    assert_eq!(alert_events(&env, &id, "RECOVERY_FAILED").len(), 1);
+    let out = env.run(&["health", "check", &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an instance in error is unhealthy"
+    );
+
+    interrupt(&mut watch);
+}
+
+#[test]
+fn what_the_user_stops_stays_stopped() {
+    require_docker!();
+    let env = Env::new();
+    monitor_config(&env, "");
+    let id = start(&env, "byuser", &[]);
+    let mut watch = Watch::spawn(&env, &[]);
+
+    let out = env.run(&["stop", &id]);
+    assert!(out.status.success(), "stop: {}", stderr(&out));
+    // And a start stopped right away (its container barely created when
+    // the watch looks).
+    let quick = start(&env, "quick", &[]);
+    let out = env.run(&["stop", &quick]);
+    assert!(out.status.success(), "stop: {}", stderr(&out));
+
+    std::thread::sleep(Duration::from_secs(3));
+    for id in [&id, &quick] {
+        let inst = env.instance(id);
+        assert_eq!(inst["status"], "stopped", "{inst}\n{}", watch.output());
+        assert_eq!(inst["status_reason"], "stopped by user", "{inst}");
+        assert_eq!(inst["restarts"].as_u64().unwrap_or(0), 0, "{inst}");
+        assert!(
+            common::inspect(&format!("ai-{id}")).is_none(),
+            "container of {id} still there"
+        );
+        let evs = events_of(&env, id);
+        assert!(
+            !evs.iter()
+                .any(|e| message(e) == "restarting unhealthy instance"),
+            "{evs:#?}"
+        );
+    }
+    assert!(!watch.output().contains("restarted"), "{}", watch.output());
+
+    interrupt(&mut watch);
+}
