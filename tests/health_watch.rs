@@ -84,10 +84,12 @@ fn killed_container_shows_within_a_second_and_is_healed() {
         "registry showed the kill {at:?} after it (kill took {killed:?})"
     );
 
-    // Healed: running again in a new container.
+    // Healed: running again in a new container, and counted.
     let healed = wait_until(Duration::from_secs(10), || {
         let i = env.instance(&id);
-        i["status"] == "running" && i["container_id"].as_str().is_some_and(|c| c != old)
+        i["status"] == "running"
+            && i["container_id"].as_str().is_some_and(|c| c != old)
+            && i["restarts"].as_u64().unwrap_or(0) >= 1
     });
     let inst = env.instance(&id);
     assert!(healed, "not healed: {inst}\n{}", watch.output());
@@ -265,6 +267,62 @@ fn what_the_user_stops_stays_stopped() {
         );
     }
     assert!(!watch.output().contains("restarted"), "{}", watch.output());
+
+    interrupt(&mut watch);
+}
+
+#[test]
+fn failing_healthcheck_gets_the_instance_restarted() {
+    require_docker!();
+    let env = Env::new();
+    monitor_config(&env, "");
+    let id = start(&env, "unwell", &[]);
+    let old = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut watch = Watch::spawn(&env, &[]);
+
+    // The image's HEALTHCHECK fails (it looks for /tmp/unhealthy every 1 s).
+    exec(&id, "touch /tmp/unhealthy");
+    let healed = wait_until(Duration::from_secs(15), || {
+        let i = env.instance(&id);
+        i["status"] == "running"
+            && i["container_id"].as_str().is_some_and(|c| c != old)
+            && i["restarts"] == 1
+    });
+    let inst = env.instance(&id);
+    assert!(healed, "not restarted: {inst}\n{}", watch.output());
+    assert_eq!(inst["restarts"], 1, "{inst}");
+    let evs = events_of(&env, &id);
+    let restarting = evs
+        .iter()
+        .find(|e| message(e) == "restarting unhealthy instance")
+        .unwrap_or_else(|| panic!("{evs:#?}"));
+    assert!(
+        restarting["metadata"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("healthcheck"),
+        "{restarting}"
+    );
+    assert!(
+        watch.output().contains(&format!("{id}: unhealthy")),
+        "{}",
+        watch.output()
+    );
+
+    // The new container starts well: it stays, and checks healthy.
+    assert!(wait_until(Duration::from_secs(10), || docker_health(&id)
+        .as_deref()
+        == Some("healthy")));
+    std::thread::sleep(Duration::from_millis(1500));
+    let now = env.instance(&id);
+    assert_eq!(
+        now["container_id"], inst["container_id"],
+        "restarted again: {now}"
+    );
+    assert_eq!(now["health"]["status"], "healthy", "{now}");
 
     interrupt(&mut watch);
 }

@@ -41,6 +41,7 @@ fn hostile_ids(token: &str) -> Vec<OsString> {
         "a;b-claude".to_owned(),
         "\"q\"-claude".to_owned(),
         format!("$(touch /tmp/pwned-{token})-claude"),
+        "$(touch /tmp/pwned)-claude".to_owned(),
         "`touch /tmp/pwned`-claude".to_owned(),
         "a\nb-claude".to_owned(),
         "a b-claude".to_owned(),
@@ -62,6 +63,7 @@ fn hostile_ids(token: &str) -> Vec<OsString> {
 fn hostile_ids_are_rejected_with_usage_errors_and_create_nothing() {
     let env = Env::new();
     let before = tree(env.state());
+    let pwned_before = Path::new("/tmp/pwned").exists();
     let parent = env.state().parent().unwrap().to_path_buf();
     let parent_before = tree_shallow(&parent);
     for id in hostile_ids(&env.token) {
@@ -144,6 +146,9 @@ fn hostile_ids_are_rejected_with_usage_errors_and_create_nothing() {
         !Path::new(&format!("/tmp/pwned-{}", env.token)).exists(),
         "a shell ran the id"
     );
+    if !pwned_before {
+        assert!(!Path::new("/tmp/pwned").exists(), "a shell ran the id");
+    }
 }
 
 fn tree_shallow(dir: &Path) -> Vec<String> {

@@ -215,6 +215,11 @@ impl Drop for Tmux {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        // tmux leaves its socket file behind.
+        let dir = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let _ = std::fs::remove_file(Path::new(&dir).join(format!("tmux-{uid}")).join(&self.sock));
     }
 }
 
@@ -224,8 +229,9 @@ impl Drop for Tmux {
 /// (pid, user hook log, user exit-trap marker) live in `dir`.
 struct Shell {
     sh: Sh,
-    dir: tempfile::TempDir,
+    // Field order = drop order: the server (and shell) go before the dir.
     tmux: Tmux,
+    dir: tempfile::TempDir,
 }
 
 impl Shell {
@@ -302,7 +308,7 @@ impl Shell {
         };
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let tmux = Tmux::start(dir.path(), &envs, &argv);
-        let shell = Shell { sh, dir, tmux };
+        let shell = Shell { sh, tmux, dir };
         // The rc ran (pid written) and the first prompt is drawn.
         assert!(
             wait_until(POLL, || shell.pid().is_some()),
@@ -310,6 +316,11 @@ impl Shell {
             shell.tmux.capture()
         );
         shell.wait_prompt();
+        // nothing but the prompt: no error from the rc or the plugin
+        // (nounset, compinit, init output)
+        let pane = shell.tmux.capture();
+        let shown: Vec<&str> = pane.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(shown.len(), 1, "{sh:?} printed at start:\n{pane}");
         shell
     }
 
@@ -369,6 +380,33 @@ impl Shell {
         std::fs::read_to_string(self.dir.path().join("precmd.log"))
             .map(|s| s.lines().count())
             .unwrap_or(0)
+    }
+}
+
+impl Drop for Shell {
+    /// Kills the server; waits (briefly) for the shell to finish its exit
+    /// hooks, so they do not race the harness removing state and containers.
+    fn drop(&mut self) {
+        let _ = self
+            .tmux
+            .cmd()
+            .arg("kill-server")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Some(pid) = self.pid() {
+            wait_until(Duration::from_secs(5), || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|st| {
+                        st.rsplit(')')
+                            .next()
+                            .unwrap_or("")
+                            .trim_start()
+                            .starts_with('Z')
+                    })
+                    .unwrap_or(true)
+            });
+        }
     }
 }
 
@@ -484,6 +522,16 @@ fn full_flow(sh: Sh) {
                 "PROMPT_COMMAND ours, EXIT trap ours, PROMPT_COMMAND user's, EXIT trap user's"
             );
         }
+    }
+
+    let pane = s.tmux.capture();
+    for bad in [
+        "parameter not set",
+        "unbound variable",
+        "command not found",
+        "error",
+    ] {
+        assert!(!pane.contains(bad), "{bad:?} on screen:\n{pane}");
     }
 
     // a second instance, then `exit`: stopped by the exit hook
