@@ -10,6 +10,7 @@
 # with hyperfine when installed, else a `date +%s%N` loop.
 # Usage: bench/foundation.sh [RUNS]     (default 200)
 #        AI_SESSCTL=/path/to/ai-sessctl bench/foundation.sh   (skip the build)
+#        NO_HYPERFINE=1 bench/foundation.sh                   (the plain loop)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -58,48 +59,61 @@ n=$("$BIN" list --quiet | wc -l)
     exit 1
 }
 
-# mean_ms NAME PREPARE COMMAND...: mean wall time of COMMAND in ms (stdout);
-# PREPARE (a command line without shell syntax, or "") runs before each run.
+# mean_ms NAME PREPARE COMMAND...: prints "WALL CPU", the mean wall time and
+# the mean user+system CPU time of COMMAND in ms (CPU is "-" without
+# hyperfine). CPU time is the steadier figure on a busy machine. PREPARE (a
+# command line without shell syntax, or "") runs before each run.
 mean_ms() {
     local name=$1 prepare=$2
     shift 2
-    if command -v hyperfine >/dev/null 2>&1; then
+    if [[ -z ${NO_HYPERFINE-} ]] && command -v hyperfine >/dev/null 2>&1; then
         local args=(--style none --warmup 10 --runs "$RUNS" -N --export-csv "$T/$name.csv")
         [[ -n $prepare ]] && args+=(--prepare "$prepare")
-        hyperfine "${args[@]}" "$*" >/dev/null
+        hyperfine "${args[@]}" "$(printf '%q ' "$@")" >/dev/null
         # command,mean,stddev,median,user,system,min,max (seconds)
-        awk -F, 'NR == 2 { printf "%.3f\n", $2 * 1000 }' "$T/$name.csv"
+        awk -F, 'NR == 2 { printf "%.3f %.3f\n", $2 * 1000, ($5 + $6) * 1000 }' "$T/$name.csv"
     else
+        # $EPOCHREALTIME (bash 5) reads the clock without a fork; `date`
+        # would add its own fork + exec to every sample.
         local i start end total=0
         for ((i = 0; i < RUNS; i++)); do
             # shellcheck disable=SC2086 # PREPARE is a plain word list
             [[ -n $prepare ]] && $prepare
-            start=$(date +%s%N)
-            "$@" >/dev/null
-            end=$(date +%s%N)
-            total=$((total + end - start))
+            if [[ -n ${EPOCHREALTIME-} ]]; then
+                start=${EPOCHREALTIME/[.,]/}
+                "$@" >/dev/null
+                end=${EPOCHREALTIME/[.,]/}
+                total=$((total + 10#$end - 10#$start))
+            else
+                start=$(date +%s%N)
+                "$@" >/dev/null
+                end=$(date +%s%N)
+                total=$((total + (end - start) / 1000))
+            fi
         done
-        awk -v t="$total" -v n="$RUNS" 'BEGIN { printf "%.3f\n", t / n / 1e6 }'
+        awk -v t="$total" -v n="$RUNS" 'BEGIN { printf "%.3f -\n", t / n / 1e3 }'
     fi
 }
 
 reset="cp $T/registry.base.json $AI_SESSIONS_HOME/registry.json"
-t_true=$(mean_ms true "" "$TRUE")
-t_list=$(mean_ms list "" "$BIN" list --json)
-t_alloc=$(mean_ms alloc "$reset" "$BIN" port alloc --for bench-claude)
+read -r t_true c_true < <(mean_ms true "" "$TRUE")
+read -r t_list c_list < <(mean_ms list "" "$BIN" list --json)
+read -r t_alloc c_alloc < <(mean_ms alloc "$reset" "$BIN" port alloc --for bench-claude)
 # The allocation really happened (and the reset really reset).
 "$BIN" registry check >/dev/null
+grep -q bench-claude "$AI_SESSIONS_HOME/registry.json"
 
 echo
-echo "ai-sessctl foundation, 100 registered instances, $RUNS runs each ($(nproc) CPUs)"
-printf '%-40s %10s %8s %8s  %s\n' command "mean ms" "x true" goal verdict
-row() { # row LABEL MS GOAL
-    awk -v l="$1" -v t="$2" -v base="$t_true" -v g="$3" 'BEGIN {
-        r = t / base
+echo "ai-sessctl foundation, 100 registered instances, $RUNS runs each ($(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg))"
+printf '%-40s %9s %7s %9s %7s %6s  %s\n' command "wall ms" "x true" "CPU ms" "x true" goal verdict
+row() { # row LABEL WALL CPU GOAL; the verdict is on wall time
+    awk -v l="$1" -v t="$2" -v c="$3" -v g="$4" -v bt="$t_true" -v bc="$c_true" 'BEGIN {
+        r = t / bt
+        rc = (c == "-" || bc == "-") ? "-" : sprintf("%.2f", c / bc)
         v = (g == "-") ? "" : (r <= g ? "ok" : "MISSED")
-        printf "%-40s %10.3f %8.2f %8s  %s\n", l, t, r, (g == "-" ? "-" : "<=" g), v
+        printf "%-40s %9.3f %7.2f %9s %7s %6s  %s\n", l, t, r, c, rc, (g == "-" ? "-" : "<=" g), v
     }'
 }
-row "true" "$t_true" -
-row "ai-sessctl list --json" "$t_list" 3
-row "ai-sessctl port alloc --for bench-claude" "$t_alloc" 5
+row "true" "$t_true" "$c_true" -
+row "ai-sessctl list --json" "$t_list" "$c_list" 3
+row "ai-sessctl port alloc --for bench-claude" "$t_alloc" "$c_alloc" 5

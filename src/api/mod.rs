@@ -25,7 +25,18 @@ const BODY_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub dirs: StateDir,
     pub guard: Arc<Guard>,
+    /// Turns true on SIGTERM/ctrl-c: endless streams (events, followed logs)
+    /// end then, so graceful shutdown does not wait for the clients.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
+
+/// Resolves once the server is shutting down.
+pub async fn stopping(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// How long shutdown waits for open requests before exiting anyway.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn router(state: Arc<AppState>) -> Router {
     let guard = Arc::clone(&state.guard);
@@ -42,6 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(routes::health))
         .route("/resources", get(routes::resources))
         .route("/events", get(routes::events))
+        .fallback(no_route)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&guard),
             security::require_token,
@@ -51,11 +63,57 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(dashboard))
         .route("/login", get(login_link).post(login_form))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(
             guard,
             security::check_host_origin,
         ))
         .with_state(state)
+}
+
+async fn no_route() -> Response {
+    security::error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such API endpoint (see docs/openapi.yaml)",
+    )
+}
+
+/// Errors produced by axum itself (body too large, malformed JSON, missing
+/// fields, wrong method, bad query) come as plain text: rewrap them in the
+/// API's `{"error": {"code", "message"}}` shape, keeping status and headers.
+async fn json_errors(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error"),
+        t => t,
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        _ => "error",
+    };
+    let fresh = security::error_response(status, code, message);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    let (fresh_parts, fresh_body) = fresh.into_parts();
+    parts.headers.extend(fresh_parts.headers);
+    Response::from_parts(parts, fresh_body)
 }
 
 async fn dashboard() -> Response {
@@ -139,9 +197,11 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
         let bound = listener
             .local_addr()
             .map_err(|e| Error::Other(e.to_string()))?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let state = Arc::new(AppState {
             dirs: ctx.dirs.clone(),
             guard: Arc::new(Guard::new(token, code.clone(), bound)),
+            stop: stop_rx.clone(),
         });
         println!("ai-sessions API and dashboard on http://{bound}/");
         println!("open (once): http://{bound}/login?code={code}");
@@ -154,10 +214,21 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
             "API server started",
             serde_json::json!({"addr": bound.to_string()}),
         );
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| Error::Other(format!("server: {e}")))
+        let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+            shutdown().await;
+            let _ = stop_tx.send(true);
+        });
+        let overdue = async {
+            stopping(stop_rx).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            r = server => r.map_err(|e| Error::Other(format!("server: {e}"))),
+            () = overdue => {
+                eprintln!("requests still open after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs());
+                Ok(())
+            }
+        }
     })?;
     ctx.events().log(
         crate::events::Level::Info,

@@ -93,7 +93,11 @@ pub async fn create(
         return Err(Error::Usage("project_path must be an absolute path".into()).into());
     }
     let inst = blocking(&st, move |ctx| {
-        crate::config::load_for(&ctx.dirs, &mode, None)?;
+        // An unknown agent is a bad request here, not a missing resource.
+        crate::config::load_for(&ctx.dirs, &mode, None).map_err(|e| match e {
+            Error::NotFound(m) => Error::Usage(m),
+            e => e,
+        })?;
         let project = ops::project_of(Some(&path))?;
         let started = ops::start(
             ctx,
@@ -237,9 +241,8 @@ pub async fn logs(
         let stream = docker
             .logs(cid, Some(opts))
             .take_while(|r| std::future::ready(r.is_ok()))
-            .filter_map(|r| {
-                std::future::ready(r.ok().map(|c| Ok::<_, Infallible>(c.into_bytes())))
-            });
+            .filter_map(|r| std::future::ready(r.ok().map(|c| Ok::<_, Infallible>(c.into_bytes()))))
+            .take_until(super::stopping(st.stop.clone()));
         return Ok(text(Body::from_stream(stream)));
     }
     let saved = std::fs::read_to_string(st.dirs.instance_log(&id)).unwrap_or_default();
@@ -299,7 +302,7 @@ pub async fn events(
             }
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream.take_until(super::stopping(st.stop.clone()))).keep_alive(KeepAlive::default())
 }
 
 fn read_from(path: &std::path::Path, offset: u64) -> (u64, Vec<String>) {

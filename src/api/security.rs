@@ -42,6 +42,10 @@ pub struct Guard {
     pub login_code: Mutex<Option<String>>,
     pub hosts: Vec<String>,
     pub origins: Vec<String>,
+    /// Bound to 0.0.0.0 / [::] (`--allow-remote`): the machine's addresses
+    /// are not known in advance, so any IP-literal Host with our port is
+    /// accepted too. DNS rebinding always presents a name, never an IP.
+    pub any_ip: Option<u16>,
 }
 
 impl Guard {
@@ -59,7 +63,24 @@ impl Guard {
             login_code: Mutex::new(Some(login_code)),
             hosts,
             origins,
+            any_ip: addr.ip().is_unspecified().then_some(port),
         }
+    }
+
+    fn ip_host(&self, host: &str) -> bool {
+        self.any_ip
+            .is_some_and(|port| host.parse::<SocketAddr>().is_ok_and(|a| a.port() == port))
+    }
+
+    pub fn host_ok(&self, host: &str) -> bool {
+        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) || self.ip_host(host)
+    }
+
+    pub fn origin_ok(&self, origin: &str) -> bool {
+        self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+            || origin
+                .strip_prefix("http://")
+                .is_some_and(|h| self.ip_host(h))
     }
 
     pub fn token_matches(&self, given: &str) -> bool {
@@ -109,7 +130,7 @@ pub async fn check_host_origin(State(g): State<Arc<Guard>>, req: Request, next: 
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if !g.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+    if !g.host_ok(host) {
         return error_response(
             StatusCode::MISDIRECTED_REQUEST,
             "bad_host",
@@ -121,7 +142,7 @@ pub async fn check_host_origin(State(g): State<Arc<Guard>>, req: Request, next: 
         .get(header::ORIGIN)
         .and_then(|o| o.to_str().ok())
     {
-        if !g.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+        if !g.origin_ok(origin) {
             return error_response(
                 StatusCode::FORBIDDEN,
                 "cross_origin",

@@ -23,11 +23,20 @@ pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u
         return Ok(0);
     }
     let failed = ops::stop_many(ctx, &ids, force, "stopped by user");
+    let after = ctx.store.load().ok();
     for id in ids
         .iter()
         .filter(|id| !failed.iter().any(|(f, _)| f == *id))
     {
-        eprintln!("stopped {id}");
+        let starting = after
+            .as_ref()
+            .and_then(|r| r.get(id))
+            .is_some_and(|i| i.status == crate::types::Status::Initializing);
+        if starting {
+            eprintln!("{id} is still starting: it stops as soon as its start completes");
+        } else {
+            eprintln!("stopped {id}");
+        }
     }
     match failed.into_iter().next() {
         None => Ok(0),

@@ -167,7 +167,7 @@ pub fn load_for(dirs: &StateDir, mode: &Mode, id: Option<&InstanceId>) -> Result
         .cloned();
     let Some(agent_table) = agent_table else {
         return Err(Error::NotFound(format!(
-            "unknown agent {mode:?}: define it in {} as [agents.{mode}] with command = [\"{mode}\"]",
+            "unknown agent \"{mode}\": define it in {} as [agents.{mode}] with command = [\"{mode}\"]",
             dirs.config().display()
         )));
     };

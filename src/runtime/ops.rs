@@ -219,10 +219,12 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
         Err(cid) => (Some(cid.clone()), None),
         Ok(child) => (None, Some(child.id())),
     };
-    let inst = ctx.store.update(|reg| {
-        let inst = reg.instances.get_mut(&id).ok_or_else(|| {
-            Error::Other(format!("{id} vanished from the registry while starting"))
-        })?;
+    // `None`: the entry was removed meanwhile (`rm --force`); `Some(why)`:
+    // a `stop` came while we launched and left the stop to us.
+    let recorded = ctx.store.update(|reg| {
+        let Some(inst) = reg.instances.get_mut(&id) else {
+            return Ok(None);
+        };
         inst.status = Status::Running;
         inst.container_id = container_id.clone();
         inst.pid = pid;
@@ -231,8 +233,35 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
         inst.timestamps.stopped = None;
         inst.exit_code = None;
         inst.status_reason = None;
-        Ok(inst.clone())
+        let why = inst
+            .extra
+            .get(STOPPING)
+            .map(|v| v.as_str().unwrap_or("stopped").to_owned());
+        Ok(Some((inst.clone(), why)))
     })?;
+    let inst = match recorded {
+        Some((inst, None)) => inst,
+        Some((inst, Some(why))) => {
+            stop_one(ctx, &inst, engine.as_ref(), false, &why)?;
+            return Err(Error::Invalid(format!(
+                "{id} was stopped while it was starting ({why})"
+            )));
+        }
+        None => {
+            // Nothing may run that no entry describes.
+            match (&container_id, &engine) {
+                (Some(cid), Some(engine)) => engine.remove(cid, None)?,
+                _ => {
+                    if let Some(pid) = pid {
+                        host::stop(pid, crate::procinfo::start_time(pid), Duration::ZERO, true);
+                    }
+                }
+            }
+            return Err(Error::Invalid(format!(
+                "{id} was removed from the registry while it was starting"
+            )));
+        }
+    };
     ctx.events().log(
         Level::Info,
         "runtime",
@@ -377,6 +406,37 @@ fn stop_one(
     force: bool,
     reason: &str,
 ) -> Result<()> {
+    if inst.status == Status::Initializing {
+        // Its starter owns the launch: a stop now would free the port the
+        // container is about to publish and be undone when the start
+        // records it. Leave the stop to the starter (or, if that died, to
+        // reconcile), unless the start has completed meanwhile.
+        let now = ctx.store.update(|reg| {
+            let Some(cur) = reg.instances.get_mut(&inst.id) else {
+                return Ok(None);
+            };
+            if cur.status == Status::Initializing {
+                cur.extra.insert(STOPPING.into(), json!(reason));
+                return Ok(None);
+            }
+            Ok(Some(cur.clone()))
+        })?;
+        return match now {
+            Some(cur) if cur.status.is_live() => {
+                let own;
+                let engine = match engine {
+                    Some(e) => Some(e),
+                    None if cur.container_id.is_some() => {
+                        own = DockerEngine::connect()?;
+                        Some(&own)
+                    }
+                    None => None,
+                };
+                stop_one(ctx, &cur, engine, force, reason)
+            }
+            _ => Ok(()),
+        };
+    }
     let timeout = effective_for(ctx, &inst.id)
         .map(|e| e.settings.global.stop_timeout.0)
         .unwrap_or(Duration::from_secs(10));

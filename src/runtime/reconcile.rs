@@ -24,6 +24,11 @@ struct Change {
     exit_code: Option<i64>,
     /// A container that ended: save its output and (auto_cleanup) remove it.
     ended_container: Option<String>,
+    /// The container an interrupted start left running, to record.
+    adopt: Option<String>,
+    /// Remove `ended_container` even without auto_cleanup: it may still run
+    /// and no entry ever recorded it.
+    force_remove: bool,
 }
 
 /// The registry, corrected against the engine and /proc, with changes
@@ -72,6 +77,7 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
         None => None,
     };
 
+    let home = super::docker::home_label(&ctx.dirs);
     let mut changes = Vec::new();
     for inst in &live {
         if young(inst) {
@@ -85,11 +91,34 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
             reason: Some(reason.to_owned()),
             exit_code,
             ended_container: ended,
+            adopt: None,
+            force_remove: false,
         };
         match inst.runtime {
             Some(RuntimeKind::Docker) => {
                 let Some(observed) = &observed else { continue };
-                match observed.get(inst.id.as_str()) {
+                let found = observed
+                    .get(inst.id.as_str())
+                    .filter(|o| inst.container_id.is_some() || o.belongs_to(&home));
+                // A start whose starter died (the entry is past the grace):
+                // a stop handed to it is carried out here, else the
+                // container it left (if any) is recorded as it is.
+                if inst.status == Status::Initializing {
+                    if let Some(why) = inst.extra.get(ops::STOPPING) {
+                        let why = why.as_str().unwrap_or("stopped");
+                        let ended = found.map(|o| o.container_id.clone());
+                        changes.push(Change {
+                            force_remove: true,
+                            ..change(Status::Stopped, why, None, ended)
+                        });
+                        continue;
+                    }
+                    if found.is_none() {
+                        changes.push(change(Status::Error, "start was interrupted", None, None));
+                        continue;
+                    }
+                }
+                match found {
                     None => changes.push(change(
                         Status::Stopped,
                         "container removed outside ai-sessctl",
@@ -110,17 +139,14 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
                         ))
                     }
                     Some(o) => match o.state.as_str() {
-                        "running" if inst.status != Status::Running => {
-                            changes.push(change(Status::Running, "running", None, None));
-                        }
-                        "paused" if inst.status != Status::Paused => {
-                            changes.push(change(
-                                Status::Paused,
-                                "paused outside ai-sessctl",
-                                None,
-                                None,
-                            ));
-                        }
+                        "running" if inst.status != Status::Running => changes.push(Change {
+                            adopt: Some(o.container_id.clone()),
+                            ..change(Status::Running, "running", None, None)
+                        }),
+                        "paused" if inst.status != Status::Paused => changes.push(Change {
+                            adopt: Some(o.container_id.clone()),
+                            ..change(Status::Paused, "paused outside ai-sessctl", None, None)
+                        }),
                         "exited" | "dead" => {
                             let code = o.exit_code;
                             let stopping = inst.extra.get(ops::STOPPING).and_then(|v| v.as_str());
@@ -173,6 +199,9 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
                     continue;
                 }
                 cur.status = c.status;
+                if cur.container_id.is_none() {
+                    cur.container_id = c.adopt.clone();
+                }
                 if !c.status.is_live() {
                     cur.extra.remove(ops::STOPPING);
                 }
@@ -203,7 +232,7 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
                 let cleanup = ops::effective_for(ctx, &c.id)
                     .map(|e| e.settings.global.auto_cleanup)
                     .unwrap_or(true);
-                if cleanup {
+                if cleanup || c.force_remove {
                     let _ = ops::save_and_remove(ctx, engine, &c.id, cid);
                 }
             }
