@@ -49,6 +49,7 @@ impl Store {
             .map_err(|e| Error::io(&lock_path, e))?;
         let mut lock = fd_lock::RwLock::new(lock_file);
         let _guard = lock.write().map_err(|e| Error::io(&lock_path, e))?;
+        remove_stale_temp_files(self.dirs.root());
         let mut reg = self.load()?;
         let out = f(&mut reg)?;
         reg.version = Some(VERSION);
@@ -63,6 +64,27 @@ impl Store {
             .map_err(|e| Error::Other(format!("cannot encode registry: {e}")))?;
         bytes.push(b'\n');
         atomic_write(&path, &bytes)
+    }
+}
+
+/// Temp files of writers killed mid-write (never renamed into place).
+/// Only old ones: a config write may be using a fresh one right now.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for e in entries.flatten() {
+        let stale = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(".tmp"))
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < old);
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

@@ -62,8 +62,15 @@ pub fn stop(pid: u32, start: Option<u64>, timeout: Duration, force: bool) {
         return;
     }
     let p = Pid::from_raw(pid as i32);
+    // A detached agent leads its own session: signal its whole group so its
+    // children go too. A foreground agent shares the shell's group: only it.
+    let target = if nix::unistd::getpgid(Some(p)) == Ok(p) {
+        Pid::from_raw(-(pid as i32))
+    } else {
+        p
+    };
     let _ = kill(
-        p,
+        target,
         if force {
             Signal::SIGKILL
         } else {
@@ -73,7 +80,7 @@ pub fn stop(pid: u32, start: Option<u64>, timeout: Duration, force: bool) {
     let deadline = Instant::now() + timeout;
     while procinfo::alive(pid, start) {
         if Instant::now() >= deadline {
-            let _ = kill(p, Signal::SIGKILL);
+            let _ = kill(target, Signal::SIGKILL);
             break;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -52,9 +52,11 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
                 .or(i.timestamps.created)
                 .is_some_and(|c| (now - c).num_seconds() < START_GRACE_SECS)
     };
-    let wants_engine = live
-        .iter()
-        .any(|i| i.runtime == Some(RuntimeKind::Docker) && !young(i));
+    let wants_engine = live.iter().any(|i| {
+        (i.runtime == Some(RuntimeKind::Docker)
+            || (i.runtime.is_none() && i.container_id.is_some()))
+            && !young(i)
+    });
     let engine = if wants_engine {
         match DockerEngine::connect() {
             Ok(e) => Some(e),
@@ -94,7 +96,15 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
             adopt: None,
             force_remove: false,
         };
-        match inst.runtime {
+        // Seed-format entries carry no runtime: infer it from what they hold.
+        let runtime = inst.runtime.or_else(|| {
+            if inst.container_id.is_some() {
+                Some(RuntimeKind::Docker)
+            } else {
+                inst.pid.map(|_| RuntimeKind::Host)
+            }
+        });
+        match runtime {
             Some(RuntimeKind::Docker) => {
                 let Some(observed) = &observed else { continue };
                 let found = observed
@@ -182,7 +192,15 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
                 Some(pid) if crate::procinfo::alive(pid, inst.pid_start_time) => {}
                 _ => changes.push(change(Status::Stopped, "agent process ended", None, None)),
             },
-            None => changes.push(change(Status::Error, "start was interrupted", None, None)),
+            None if inst.status == Status::Initializing => {
+                changes.push(change(Status::Error, "start was interrupted", None, None))
+            }
+            None => changes.push(change(
+                Status::Stopped,
+                "no container or process recorded",
+                None,
+                None,
+            )),
         }
     }
 
