@@ -205,6 +205,17 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
+    // A container that ended between the reconcile above and the checks:
+    // reconcile again, so the registry says so (and why) before anything
+    // acts on "container: exited" (the results below are then not written).
+    let ended = reports.iter().any(|r| {
+        r.checks
+            .iter()
+            .any(|c| c.name == "container" && !c.ok && c.detail != "engine not answering")
+    });
+    if ended {
+        let _ = crate::runtime::refresh(ctx);
+    }
     let now = chrono::Utc::now();
     // What each report was about: a result is not written onto an entry that
     // was restarted (new container or process) while the checks ran.

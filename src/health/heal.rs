@@ -62,6 +62,8 @@ pub fn heal(ctx: &Ctx, id: &InstanceId) -> Result<()> {
 struct Tries {
     attempts: u32,
     last: Option<Instant>,
+    /// Since when it has been seen running and not needing healing.
+    well_since: Option<Instant>,
 }
 
 /// Remembers recovery attempts across the passes of `health watch`.
@@ -102,15 +104,19 @@ impl Healer {
             let tries = self.tries.entry(inst.id.clone()).or_default();
             if !needs_healing(inst) {
                 // Healthy for a while after the last try: the slate is clean.
-                if inst.status == Status::Running
-                    && tries
-                        .last
-                        .is_some_and(|t| t.elapsed() > delay.max(h.check_interval.0) * 2)
-                {
-                    *tries = Tries::default();
+                // "A while" counts from when it was first seen well, not from
+                // the try (a slow start must not wipe a crash loop's count).
+                if inst.status != Status::Running {
+                    tries.well_since = None;
+                } else if tries.last.is_some() {
+                    let since = *tries.well_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > delay.max(h.check_interval.0) * 2 {
+                        *tries = Tries::default();
+                    }
                 }
                 continue;
             }
+            tries.well_since = None;
             if tries.last.is_some_and(|t| t.elapsed() < delay) {
                 continue;
             }
