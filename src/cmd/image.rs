@@ -25,24 +25,54 @@ fn context_tar(dockerfile: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::Other(format!("build context: {e}")))
 }
 
+/// A directory (with its Dockerfile) as a build context; symlinks are
+/// archived as links, never followed out of the directory.
+fn dir_tar(dir: &std::path::Path) -> Result<Vec<u8>> {
+    if !dir.join("Dockerfile").is_file() {
+        return Err(Error::Invalid(format!(
+            "{}: no Dockerfile in the build context",
+            dir.display()
+        )));
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", dir)
+        .and_then(|_| tar.into_inner())
+        .map_err(|e| Error::Other(format!("build context {}: {e}", dir.display())))
+}
+
 pub fn build(ctx: &Ctx, mode: Option<Mode>) -> Result<u8> {
-    let targets: Vec<&(&str, &str)> = match &mode {
-        Some(m) => vec![DOCKERFILES
-            .iter()
-            .find(|(n, _)| *n == m.as_str())
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "no Dockerfile ships for agent {m}; build your image and set agents.{m}.image"
-                ))
-            })?],
-        None => DOCKERFILES.iter().collect(),
-    };
+    let settings = ctx.global()?;
+    // Agents with a build_context of their own, then the shipped ones.
+    let mut targets: Vec<(Mode, Vec<u8>)> = Vec::new();
+    for (name, agent) in &settings.agents {
+        let Ok(m) = Mode::parse(name) else { continue };
+        if mode.as_ref().is_some_and(|want| want != &m) {
+            continue;
+        }
+        let tar = match (
+            &agent.build_context,
+            DOCKERFILES.iter().find(|(n, _)| n == name),
+        ) {
+            (Some(dir), _) => dir_tar(std::path::Path::new(dir))?,
+            (None, Some((_, dockerfile))) => context_tar(dockerfile)?,
+            (None, None) => continue,
+        };
+        targets.push((m, tar));
+    }
+    if targets.is_empty() {
+        return Err(Error::NotFound(match &mode {
+            Some(m) => format!(
+                "no Dockerfile for agent {m}: set agents.{m}.build_context to a directory with one, or build your image and set agents.{m}.image"
+            ),
+            None => "no agent has a Dockerfile to build".into(),
+        }));
+    }
     let engine = DockerEngine::connect()?;
-    for (name, dockerfile) in targets {
-        let mode = Mode::parse(name)?;
+    for (mode, tar) in targets {
+        let name = mode.as_str();
         let tag = crate::config::load_for(&ctx.dirs, &mode, None)?.agent.image;
         eprintln!("building {tag} for {name}");
-        let tar = context_tar(dockerfile)?;
         let opts = bollard::query_parameters::BuildImageOptionsBuilder::new()
             .t(&tag)
             .rm(true)

@@ -253,6 +253,9 @@ pub struct AgentSpec {
     pub env_passthrough: Vec<String>,
     /// Whether the agent listens on `$AI_PORT` (enables the port health check).
     pub listens: bool,
+    /// A directory with a Dockerfile that `image build` uses instead of the
+    /// shipped one (for agents of your own).
+    pub build_context: Option<String>,
     /// Per-agent overrides of the global sections.
     pub resources: Option<toml::Table>,
     pub health: Option<toml::Table>,
@@ -267,6 +270,7 @@ impl Default for AgentSpec {
             state_dir: "/home/agent/.state".to_owned(),
             env_passthrough: Vec::new(),
             listens: false,
+            build_context: None,
             resources: None,
             health: None,
             networking: None,
