@@ -7,7 +7,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: ./install.sh [--prefix DIR] [--no-modify-rc]
+Usage: ./install.sh [--prefix DIR] [--no-modify-rc] [--binary FILE]
        ./install.sh --uninstall [--prefix DIR] [--no-modify-rc]
 
 Builds ai-sessctl (cargo build --release --locked) and installs:
@@ -18,6 +18,7 @@ Builds ai-sessctl (cargo build --release --locked) and installs:
 Options:
   --prefix DIR     install under DIR (default: $PREFIX, else ~/.local)
   --no-modify-rc   leave ~/.zshrc and ~/.bashrc alone
+  --binary FILE    install this ai-sessctl instead of building one
   --uninstall      remove what install put in place (never the state dir)
   -h, --help       show this help
 EOF
@@ -28,6 +29,7 @@ did() { printf '  %s\n' "$*"; }
 
 prefix="${PREFIX:-$HOME/.local}"
 modify_rc=1
+prebuilt=
 uninstall=0
 while (($#)); do
     case $1 in
@@ -38,6 +40,11 @@ while (($#)); do
         ;;
     --prefix=*) prefix=${1#--prefix=} ;;
     --no-modify-rc) modify_rc=0 ;;
+    --binary)
+        (($# >= 2)) || { usage >&2; exit 2; }
+        prebuilt=$2
+        shift
+        ;;
     --uninstall) uninstall=1 ;;
     -h | --help) usage; exit 0 ;;
     *) printf 'install.sh: unknown option: %s\n' "$1" >&2; usage >&2; exit 2 ;;
@@ -175,14 +182,19 @@ if ((uninstall)); then
     exit 0
 fi
 
-command -v cargo >/dev/null 2>&1 || die "cargo not found. Install Rust with
+if [[ -n "$prebuilt" ]]; then
+    [[ -f "$prebuilt" && -x "$prebuilt" ]] || die "--binary $prebuilt is not an executable file"
+    built=$prebuilt
+else
+    command -v cargo >/dev/null 2>&1 || die "cargo not found. Install Rust with
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh
 then open a new shell (or: source \"\$HOME/.cargo/env\") and run ./install.sh again."
 
-echo "Building ai-sessctl (cargo build --release --locked) ..."
-(cd "$repo" && cargo build --release --locked)
-built="$repo/target/release/ai-sessctl"
-[[ -x "$built" ]] || die "build finished but $built is missing"
+    echo "Building ai-sessctl (cargo build --release --locked) ..."
+    (cd "$repo" && cargo build --release --locked)
+    built="$repo/target/release/ai-sessctl"
+    [[ -x "$built" ]] || die "build finished but $built is missing"
+fi
 
 echo "Installing into $prefix:"
 mkdir -p "$bindir"
