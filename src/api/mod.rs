@@ -35,6 +35,10 @@ pub async fn stopping(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Threads for blocking work (registry reads, engine calls): enough for a
+/// few slow operations (a stop waits for the agent) beside quick reads.
+const MAX_BLOCKING: usize = 16;
+
 /// How long shutdown waits for open requests before exiting anyway.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -185,8 +189,13 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
     }
     let token = security::load_or_create_token(&ctx.dirs)?;
     let code = security::random_hex(16)?;
+    limit_malloc_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Handlers run the CLI's blocking operations on this pool; tokio's
+        // default (512 threads) lets a burst of clients grow it — and the
+        // resident memory, one malloc arena per thread — without bound.
+        .max_blocking_threads(MAX_BLOCKING)
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("tokio: {e}")))?;
@@ -239,6 +248,21 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
     eprintln!("server stopped");
     Ok(())
 }
+
+/// glibc gives every thread that allocates an arena of its own and keeps
+/// freed memory there: with the blocking pool that doubles the resident
+/// memory of a long-running server after a burst (bench/api.sh), for no
+/// measurable gain at this load.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    // SAFETY: only tunes the allocator; called before the runtime's threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
 
 async fn shutdown() {
     use tokio::signal::unix::{signal, SignalKind};

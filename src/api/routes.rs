@@ -92,6 +92,13 @@ pub async fn create(
     if !path.is_absolute() {
         return Err(Error::Usage("project_path must be an absolute path".into()).into());
     }
+    // A client names the project it means; `..` is a path trick, not a name.
+    if path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(Error::Usage("project_path must not contain `..` components".into()).into());
+    }
     let inst = blocking(&st, move |ctx| {
         // An unknown agent is a bad request here, not a missing resource.
         crate::config::load_for(&ctx.dirs, &mode, None).map_err(|e| match e {

@@ -75,7 +75,11 @@ impl Serve {
             banner.push_str(&line);
             banner.push('\n');
             if let Some(rest) = line.strip_prefix("ai-sessions API and dashboard on http://") {
-                addr = Some(rest.trim_end_matches('/').parse::<SocketAddr>().expect("bound address"));
+                addr = Some(
+                    rest.trim_end_matches('/')
+                        .parse::<SocketAddr>()
+                        .expect("bound address"),
+                );
             }
             if let Some(url) = line.strip_prefix("open (once): ") {
                 login_url = Some(url.trim().to_owned());
@@ -94,7 +98,10 @@ impl Serve {
     /// The path and query of the login URL (`/login?code=…`).
     pub fn login_path(&self) -> String {
         let host = format!("http://{}", self.addr);
-        self.login_url.strip_prefix(&host).expect("login URL on our address").to_owned()
+        self.login_url
+            .strip_prefix(&host)
+            .expect("login URL on our address")
+            .to_owned()
     }
 
     pub fn stderr(&self) -> String {
@@ -140,7 +147,10 @@ impl Drop for Serve {
 
 /// The token `serve` created (`$AI_SESSIONS_HOME/api.token`).
 pub fn token(env: &Env) -> String {
-    std::fs::read_to_string(env.state().join("api.token")).unwrap().trim().to_owned()
+    std::fs::read_to_string(env.state().join("api.token"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 /// One HTTP/1.1 request, sent on a fresh connection (`Connection: close`).
@@ -181,7 +191,8 @@ impl Req {
     }
 
     pub fn json(self, v: &serde_json::Value) -> Req {
-        self.header("Content-Type", "application/json").body(v.to_string().into_bytes())
+        self.header("Content-Type", "application/json")
+            .body(v.to_string().into_bytes())
     }
 
     pub fn body(mut self, body: Vec<u8>) -> Req {
@@ -217,11 +228,18 @@ impl Req {
         let mut raw = Vec::new();
         let mut buf = [0u8; 16384];
         loop {
+            // Some servers (chromedriver) keep the connection open anyway:
+            // stop at the end of the framed body.
+            if complete(&raw) {
+                break;
+            }
             match s.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => raw.extend_from_slice(&buf[..n]),
                 // A reset after an early answer: keep what arrived.
-                Err(e) if !raw.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) if !raw.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    break
+                }
                 Err(e) => panic!("{} {}: reading the response: {e}", self.method, self.path),
             }
         }
@@ -240,7 +258,8 @@ impl Req {
     pub fn stream(self) -> Stream {
         let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).unwrap();
         s.write_all(self.head().as_bytes()).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let mut r = BufReader::new(s);
         let mut head = Vec::new();
         let end = Instant::now() + Duration::from_secs(10);
@@ -248,7 +267,10 @@ impl Req {
             assert!(Instant::now() < end, "no response head within 10 s");
             let mut byte = [0u8; 1];
             match r.read(&mut byte) {
-                Ok(0) => panic!("stream closed before the head: {:?}", String::from_utf8_lossy(&head)),
+                Ok(0) => panic!(
+                    "stream closed before the head: {:?}",
+                    String::from_utf8_lossy(&head)
+                ),
                 Ok(_) => head.push(byte[0]),
                 Err(e) if is_timeout(&e) => {}
                 Err(e) => panic!("stream: {e}"),
@@ -267,8 +289,54 @@ impl Req {
     }
 }
 
+/// True when `raw` holds a whole response framed by Content-Length or
+/// chunked encoding (without either, the body ends at EOF).
+fn complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let Some(head) = Resp::parse(&raw[..split + 4]) else {
+        return false;
+    };
+    let body = &raw[split + 4..];
+    if let Some(n) = head
+        .header("content-length")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        return body.len() >= n;
+    }
+    if head
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        return last_chunk_seen(body);
+    }
+    false
+}
+
+/// Walks the chunks: true once the terminating zero-size chunk is in.
+fn last_chunk_seen(mut b: &[u8]) -> bool {
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return false;
+        };
+        let size = std::str::from_utf8(&b[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok());
+        match size {
+            None => return false,
+            Some(0) => return b[eol + 2..].ends_with(b"\r\n"),
+            Some(n) if b.len() >= eol + 2 + n + 2 => b = &b[eol + 2 + n + 2..],
+            Some(_) => return false,
+        }
+    }
+}
+
 fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 /// A response, body de-chunked.
@@ -315,14 +383,20 @@ impl Resp {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("status {}: body is not JSON ({e}): {}", self.status, self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                self.text()
+            )
+        })
     }
 
     /// `error.code` of an error body, checking the documented shape.
     pub fn error_code(&self) -> String {
         assert!(
-            self.header("content-type").is_some_and(|c| c.starts_with("application/json")),
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
             "errors are JSON: {self:?}"
         );
         let v = self.json();
@@ -338,9 +412,9 @@ impl Resp {
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&b[..eol]).ok().and_then(|s| {
-            usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok()
-        });
+        let size = std::str::from_utf8(&b[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok());
         let Some(size) = size else { break };
         b = &b[eol + 2..];
         if size == 0 || b.len() < size {
@@ -386,6 +460,21 @@ impl Stream {
             }
             self.decode();
         }
+    }
+
+    /// True when the server ends the stream (EOF or reset) within `timeout`.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        while Instant::now() < end {
+            match self.r.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => {}
+                Err(_) => return true,
+            }
+        }
+        false
     }
 
     /// Moves complete chunks from `pending` to `text`.

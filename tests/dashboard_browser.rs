@@ -1,0 +1,374 @@
+//! The web dashboard in a real browser: headless Chromium driven through
+//! chromedriver's W3C WebDriver endpoint (plain JSON over HTTP, spoken with
+//! the same small client as the API tests). An instance started from the
+//! CLI shows up as running; its stop button stops it for real.
+//!
+//! Skips loudly without chromium/chromedriver; fails instead with
+//! AI_SESSIONS_REQUIRE_BROWSER=1 (CI).
+
+mod api_support;
+mod common;
+
+use api_support::{Req, Serve};
+use common::{stderr, stdout, wait_until, Env};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn on_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// (chromium, chromedriver), or a loud skip (a failure when
+/// AI_SESSIONS_REQUIRE_BROWSER=1).
+fn browser_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let browser = on_path(&["chromium", "chromium-browser", "google-chrome"]);
+    let driver = on_path(&["chromedriver"]);
+    if let (Some(b), Some(d)) = (&browser, &driver) {
+        return Some((b.clone(), d.clone()));
+    }
+    let what = format!("chromium: {browser:?}, chromedriver: {driver:?}");
+    if std::env::var("AI_SESSIONS_REQUIRE_BROWSER").as_deref() == Ok("1") {
+        panic!("{test}: no browser ({what}) and AI_SESSIONS_REQUIRE_BROWSER=1 (apt-get install chromium chromium-driver)");
+    }
+    eprintln!(
+        "\n*** SKIPPED {test}: no browser ({what}); apt-get install chromium chromium-driver ***\n"
+    );
+    None
+}
+
+/// chromedriver on a free loopback port; killed on drop.
+struct Driver {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Driver {
+    fn start(bin: &Path, log: &Path) -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(bin)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromedriver");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut d = Driver { child, addr };
+        let ready = wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(addr).is_ok()
+                && Req::new(addr, "GET", "/status").send().json()["value"]["ready"] == true
+        });
+        if !ready {
+            let _ = d.child.kill();
+            panic!(
+                "chromedriver not ready within 20 s (log: {})",
+                log.display()
+            );
+        }
+        d
+    }
+
+    /// A WebDriver command; returns `value`, panicking on a WebDriver error.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Value> {
+        let mut req = Req::new(self.addr, method, path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send();
+        let v = r.json();
+        if r.status == 200 {
+            Ok(v["value"].clone())
+        } else {
+            Err(v["value"].clone())
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A browser session; quits the browser on drop.
+struct Session<'a> {
+    d: &'a Driver,
+    id: String,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl<'a> Session<'a> {
+    fn new(d: &'a Driver, browser: &Path, profile: &Path) -> Session<'a> {
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1440,900",
+            &format!("--user-data-dir={}", profile.display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": browser, "args": args},
+        }}});
+        let v = d.call("POST", "/session", Some(caps));
+        let id = v["sessionId"].as_str().expect("sessionId").to_owned();
+        Session { d, id }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.d
+            .call(method, &format!("/session/{}{path}", self.id), body)
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
+    fn url(&self) -> String {
+        self.cmd("GET", "/url", None).as_str().unwrap().to_owned()
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) in the page.
+    fn js(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
+    /// Clicks the element matching `css`, with WebDriver's real click (the
+    /// dashboard re-renders its rows, so a stale element is retried).
+    fn click(&self, css: &str) {
+        let mut last = Value::Null;
+        for _ in 0..10 {
+            let found = self.d.try_call(
+                "POST",
+                &format!("/session/{}/element", self.id),
+                Some(json!({"using": "css selector", "value": css})),
+            );
+            let el = match found {
+                Ok(v) => v[ELEMENT].as_str().unwrap().to_owned(),
+                Err(e) => {
+                    last = e;
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            };
+            match self.d.try_call(
+                "POST",
+                &format!("/session/{}/element/{el}/click", self.id),
+                Some(json!({})),
+            ) {
+                Ok(_) => return,
+                Err(e) => last = e,
+            }
+        }
+        panic!("could not click {css}: {last}");
+    }
+
+    fn screenshot(&self, to: &Path) {
+        let b64 = self.cmd("GET", "/screenshot", None);
+        let png = base64_decode(b64.as_str().expect("base64 PNG"));
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, png).unwrap();
+        eprintln!("screenshot: {}", to.display());
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .d
+            .try_call("DELETE", &format!("/session/{}", self.id), None);
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
+        let v = ALPHABET
+            .iter()
+            .position(|&a| a == c)
+            .expect("base64 character") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn artifacts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts")
+}
+
+/// The status cell of the instance's row (null while there is no row).
+const ROW_STATUS: &str = "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`); \
+     return r ? r.children[1].textContent : null;";
+
+fn cli_status(env: &Env, id: &str) -> String {
+    let out = env.run(&["list", "--json", "--status", "all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("list --json");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id)
+        .map(|i| i["status"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn dashboard_shows_and_stops_an_instance() {
+    let Some((browser, driver_bin)) = browser_or_skip("dashboard_shows_and_stops_an_instance")
+    else {
+        return;
+    };
+    require_docker!();
+    let env = Env::new();
+    env.use_test_image("");
+    let name = env.unique("dash");
+    let proj = env.project(&name);
+    let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = format!("{name}-claude");
+    assert_eq!(stdout(&out).trim(), id);
+    // A second instance, stopped from the CLI while the page is open.
+    let other = env.project(&env.unique("docs"));
+    let out = env.run_in(&other, &["start", "--mode", "gemini", "--detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let other_id = stdout(&out).trim().to_owned();
+
+    let srv = Serve::start(&env);
+    let work = tempfile::Builder::new()
+        .prefix("ais-chromium")
+        .tempdir()
+        .unwrap();
+    let driver = Driver::start(&driver_bin, &work.path().join("chromedriver.log"));
+    let s = Session::new(&driver, &browser, &work.path().join("profile"));
+
+    // The one-time link logs in and lands on the dashboard.
+    s.goto(&srv.login_url);
+    assert_eq!(
+        s.url(),
+        format!("http://{}/", srv.addr),
+        "redirected to the dashboard"
+    );
+    let status = || s.js(ROW_STATUS, json!([id]));
+    assert!(
+        wait_until(Duration::from_secs(15), || status() == "running"),
+        "row for {id} shows running; got {} (page: {})",
+        status(),
+        s.js("return document.body.innerText", json!([]))
+    );
+    assert_eq!(s.js(ROW_STATUS, json!([other_id])), "running");
+    assert_eq!(
+        s.js("return document.cookie", json!([])),
+        "",
+        "the session cookie is HttpOnly: page scripts cannot read it"
+    );
+
+    // A change made outside the browser shows up live: row and event feed.
+    env.ok(&["stop", &other_id]);
+    let other_status = || s.js(ROW_STATUS, json!([other_id]));
+    assert!(
+        wait_until(Duration::from_secs(10), || other_status() == "stopped"),
+        "{other_id} shows stopped; got {}",
+        other_status()
+    );
+    let feed = || {
+        s.js(
+            "return document.getElementById('feed').innerText",
+            json!([]),
+        )
+    };
+    let feed_has = |what: &str| {
+        feed()
+            .as_str()
+            .is_some_and(|t| t.contains(what) && t.contains("stopped"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || feed_has(&other_id)),
+        "event feed: {}",
+        feed()
+    );
+
+    // The logs button shows the agent's output.
+    s.click(&format!(
+        "tr[data-id=\"{id}\"] button[data-action=\"logs\"]"
+    ));
+    let logs = || {
+        s.js(
+            "return document.getElementById('logs').textContent",
+            json!([]),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || logs()
+            .as_str()
+            .is_some_and(|t| t.contains("fake-agent ready"))),
+        "logs panel: {}",
+        logs()
+    );
+    // Let a few samples land in the sparklines before the picture.
+    std::thread::sleep(Duration::from_secs(5));
+    s.screenshot(&artifacts().join("dashboard.png"));
+
+    // Stop through the button.
+    s.click(&format!(
+        "tr[data-id=\"{id}\"] button[data-action=\"stop\"]"
+    ));
+    assert!(
+        wait_until(Duration::from_secs(10), || cli_status(&env, &id)
+            == "stopped"),
+        "the instance stopped; list says {:?}",
+        cli_status(&env, &id)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || status() == "stopped"),
+        "the row shows stopped; got {}",
+        status()
+    );
+    // The event feed saw it (live, over server-sent events).
+    assert!(
+        wait_until(Duration::from_secs(10), || feed_has(&id)),
+        "event feed: {}",
+        feed()
+    );
+    s.screenshot(&artifacts().join("dashboard-stopped.png"));
+
+    // The login link was spent by the browser.
+    let r = srv.req("GET", &srv.login_path()).send();
+    assert_eq!(r.status, 401);
+}
