@@ -107,7 +107,8 @@ function _ai_sessions_segment {
     (( $#fields >= 4 )) || continue
     p=$fields[1]
     [[ $fields[4] == running ]] && (( ++running ))
-    if [[ $PWD == "$p" || $PWD == "$p"/* || $p == / ||
+    # Only an absolute path can hold $PWD (an empty one would match all).
+    if [[ $p == /* ]] && [[ $PWD == "$p" || $PWD == "$p"/* || $p == / ||
           $pwdp == "$p" || $pwdp == "$p"/* ]]; then
       mode=${fields[3]//[^a-zA-Z0-9_.-]/?}
       case $fields[4] in

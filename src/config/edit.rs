@@ -4,7 +4,7 @@
 use super::{check_text, Scope};
 use crate::error::{Error, Result};
 use crate::paths::StateDir;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 
 const TEMPLATE: &str = include_str!("template.toml");
@@ -66,18 +66,17 @@ pub fn set_value(dirs: &StateDir, scope: &Scope, key: &str, raw: &str) -> Result
     dirs.ensure_sub(dir)?;
     let mut lock = fd_lock::RwLock::new(std::fs::File::open(dir).map_err(|e| Error::io(dir, e))?);
     let _guard = lock.write().map_err(|e| Error::io(dir, e))?;
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match scope {
+    let text = match super::read_text(&path)? {
+        Some(t) => t,
+        None => match scope {
             Scope::Global => TEMPLATE.to_owned(),
             Scope::Instance(id) => {
                 format!("# Overrides for instance {id}; see config.toml for keys.\n")
             }
         },
-        Err(e) => return Err(Error::io(&path, e)),
     };
     let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
-        Error::Invalid(format!("{}: {}", path.display(), e.message()))
+        super::located_at(&path, &text, e.message(), e.span())
     })?;
     let (last, tables) = parts
         .split_last()
@@ -119,16 +118,11 @@ pub fn set_value(dirs: &StateDir, scope: &Scope, key: &str, raw: &str) -> Result
     write_private(dirs, &path, &new_text)
 }
 
-/// Writes a config file atomically with mode 0600.
+/// Writes a config file atomically with mode 0600 (errors name `path`).
 fn write_private(dirs: &StateDir, path: &Path, text: &str) -> Result<()> {
     let dir = path.parent().unwrap_or(dirs.root());
     dirs.ensure_sub(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    crate::registry::atomic_write(path, text.as_bytes())
 }
 
 /// Opens `$VISUAL`/`$EDITOR` on a copy of the scope's file; keeps the edit
@@ -137,15 +131,14 @@ pub fn edit_interactively(dirs: &StateDir, scope: &Scope) -> Result<bool> {
     let path = scope.file(dirs);
     let dir = path.parent().unwrap_or(dirs.root()).to_path_buf();
     dirs.ensure_sub(&dir)?;
-    let original = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match scope {
+    let original = match super::read_text(&path)? {
+        Some(t) => t,
+        None => match scope {
             Scope::Global => TEMPLATE.to_owned(),
             Scope::Instance(id) => {
                 format!("# Overrides for instance {id}; see config.toml for keys.\n")
             }
         },
-        Err(e) => return Err(Error::io(&path, e)),
     };
     let editor = std::env::var("VISUAL")
         .ok()

@@ -41,20 +41,45 @@ fn defaults_table() -> toml::Table {
     toml::Table::try_from(Settings::default()).expect("defaults serialize")
 }
 
-/// Reads and checks one layer; a missing file is an empty layer.
-pub fn read_layer(path: &Path) -> Result<toml::Table> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(toml::Table::new()),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            return Err(Error::Invalid(format!(
-                "{}: not valid UTF-8 text",
-                path.display()
-            )))
-        }
+/// Far more than any hand-written config; a bigger file is a mistake and
+/// would slow down every command (and every completion) that reads it.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The text of a config file, `None` when it does not exist. Refuses (and
+/// names) a file that is not UTF-8 or larger than `MAX_CONFIG_BYTES`.
+pub fn read_text(path: &Path) -> Result<Option<String>> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
     };
-    check_text(path, &text)
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(Error::Invalid(format!(
+            "{}: larger than the {} MiB limit for a config file",
+            path.display(),
+            MAX_CONFIG_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes).map(Some).map_err(|e| {
+        Error::Invalid(format!(
+            "{}: not valid UTF-8 text (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// Reads and checks one layer; a missing file is an empty layer.
+pub fn read_layer(path: &Path) -> Result<toml::Table> {
+    match read_text(path)? {
+        Some(text) => check_text(path, &text),
+        None => Ok(toml::Table::new()),
+    }
 }
 
 /// Parses `text` as a config file and checks every key and value.
@@ -117,8 +142,18 @@ fn agent_overrides(agent: &toml::Table) -> toml::Table {
 
 /// Turns a TOML error into `file:line: key = …: message`.
 fn located(path: &Path, text: &str, e: &toml::de::Error) -> Error {
-    let msg = e.message().trim().replace('\n', " ");
-    match e.span() {
+    located_at(path, text, e.message(), e.span())
+}
+
+/// `file:line: message (in `line text`)` for an error at byte `span`.
+pub(crate) fn located_at(
+    path: &Path,
+    text: &str,
+    message: &str,
+    span: Option<std::ops::Range<usize>>,
+) -> Error {
+    let msg = message.trim().replace('\n', " ");
+    match span {
         Some(span) => {
             let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
             let line = text.lines().nth(line_no - 1).unwrap_or("").trim();

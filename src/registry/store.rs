@@ -142,19 +142,37 @@ fn strip_position(msg: &str) -> &str {
 }
 
 /// Replaces `path` with `bytes` so that a reader sees the old or the new
-/// content, never a mix, even across a crash.
+/// content, never a mix, even across a crash. On failure (e.g. a full
+/// disk) the temp file is removed and the error names `path`, not the
+/// temp file.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(path, without_temp_path(e)))?;
+    let file = tmp.as_file_mut();
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
         .map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(path, without_temp_path(e.error)))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))?;
     Ok(())
+}
+
+/// tempfile adds `at path "<dir>/.tmp-XXXX"` to its errors: a name that
+/// no longer exists when the user reads it. Keep the OS error only.
+fn without_temp_path(e: std::io::Error) -> std::io::Error {
+    let os = e
+        .get_ref()
+        .and_then(|inner| inner.source())
+        .and_then(|src| src.downcast_ref::<std::io::Error>())
+        .and_then(|io| io.raw_os_error());
+    match os {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => e,
+    }
 }

@@ -8,7 +8,7 @@ pub mod host;
 pub mod ops;
 mod reconcile;
 
-pub use reconcile::{apply_shell_exit, refresh};
+pub use reconcile::{apply_shell_exit, refresh, refresh_quietly};
 
 use crate::config::{Effective, RuntimeChoice};
 use crate::error::{Error, Result};

@@ -111,6 +111,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
         };
         reg.reserved_ports.retain(|_, r| r.instance != id);
         let previous = reg.instances.remove(&id);
+        let prev_entry = previous.clone();
         let mut inst: Instance = serde_json::from_value(json!({
             "id": id, "project_path": project_str, "project_name": project_name,
             "mode": req.mode, "status": "initializing", "port": port,
@@ -144,12 +145,17 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
             inst.owner_pid = Some(pid);
             inst.owner_start_time = start;
         }
+        let me = std::process::id();
+        inst.extra.insert(
+            STARTER.into(),
+            json!({"pid": me, "start_time": crate::procinfo::start_time(me)}),
+        );
         reg.instances.insert(id.clone(), inst.clone());
-        Ok(Ok(inst))
+        Ok(Ok((inst, prev_entry)))
     })?;
-    let inst = match phase1 {
+    let (inst, previous) = match phase1 {
         Err(running) => return Ok(Started::AlreadyRunning(running)),
-        Ok(inst) => inst,
+        Ok(x) => x,
     };
 
     let state_dir = ctx.dirs.state_of(&id);
@@ -195,13 +201,17 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
     let launched = match launched {
         Ok(l) => l,
         Err(e) => {
-            // Take back the registration: nothing was started.
+            // Take back the registration: nothing was started. An entry
+            // that was there before (stopped, error) comes back as it was.
             let _ = ctx.store.update(|reg| {
                 if reg
                     .get(&id)
                     .is_some_and(|i| i.status == Status::Initializing)
                 {
-                    reg.instances.remove(&id);
+                    match &previous {
+                        Some(p) => reg.instances.insert(id.clone(), p.clone()),
+                        None => reg.instances.remove(&id),
+                    };
                 }
                 Ok(())
             });
@@ -233,6 +243,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
         inst.timestamps.stopped = None;
         inst.exit_code = None;
         inst.status_reason = None;
+        inst.extra.remove(STARTER);
         let why = inst
             .extra
             .get(STOPPING)
@@ -278,6 +289,24 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
 /// Registry key (per instance) set while a stop is under way; its value
 /// is the reason given.
 pub const STOPPING: &str = "stopping";
+
+/// Registry key (per `initializing` instance): the process that is
+/// starting it, `{"pid", "start_time"}`.
+pub const STARTER: &str = "starter";
+
+/// Whether the process starting `inst` still runs (true when unknown: an
+/// entry written before the key existed waits for the start grace).
+pub fn starter_alive(inst: &Instance) -> bool {
+    let Some(s) = inst.extra.get(STARTER) else {
+        return true;
+    };
+    match s.get("pid").and_then(|p| p.as_u64()) {
+        Some(pid) => {
+            crate::procinfo::alive(pid as u32, s.get("start_time").and_then(|t| t.as_u64()))
+        }
+        None => true,
+    }
+}
 
 /// Records that an instance's agent ended: status, exit code, saved output,
 /// container removal (with `auto_cleanup`), port released, event logged.
@@ -409,8 +438,12 @@ fn stop_one(
     if inst.status == Status::Initializing {
         // Its starter owns the launch: a stop now would free the port the
         // container is about to publish and be undone when the start
-        // records it. Leave the stop to the starter (or, if that died, to
-        // reconcile), unless the start has completed meanwhile.
+        // records it. Leave the stop to the starter, unless the start has
+        // completed meanwhile. A start whose starter died is settled by
+        // reconcile first (what it left running is then stopped below).
+        if !starter_alive(inst) {
+            super::refresh(ctx)?;
+        }
         let now = ctx.store.update(|reg| {
             let Some(cur) = reg.instances.get_mut(&inst.id) else {
                 return Ok(None);
@@ -565,10 +598,12 @@ pub fn project_of(path: Option<&Path>) -> Result<PathBuf> {
         None => std::env::current_dir().map_err(|e| Error::io(".", e))?,
     };
     if !dir.is_dir() {
-        return Err(Error::Usage(format!(
-            "{} is not a directory",
-            dir.display()
-        )));
+        // Named in full unless absurdly long (the API echoes it).
+        let mut shown: String = dir.to_string_lossy().chars().take(300).collect();
+        if shown.len() < dir.as_os_str().len() {
+            shown.push('…');
+        }
+        return Err(Error::Usage(format!("{shown} is not a directory")));
     }
     crate::registry::resolve_project(&dir)
 }

@@ -12,7 +12,8 @@ use crate::types::{InstanceId, Status};
 use chrono::Utc;
 
 /// How long an `initializing` entry may wait for its launch to finish
-/// before it is taken for an interrupted start.
+/// before it is taken for an interrupted start (sooner when the process
+/// that was starting it is gone).
 const START_GRACE_SECS: i64 = 60;
 
 struct Change {
@@ -26,15 +27,26 @@ struct Change {
     ended_container: Option<String>,
     /// The container an interrupted start left running, to record.
     adopt: Option<String>,
-    /// Remove `ended_container` even without auto_cleanup: it may still run
-    /// and no entry ever recorded it.
-    force_remove: bool,
+    /// A container no entry recorded, to remove (output saved) before the
+    /// change is written: if that fails, or this process dies first, the
+    /// entry still says `initializing` and the next reconcile tries again.
+    remove_first: Option<String>,
 }
 
 /// The registry, corrected against the engine and /proc, with changes
 /// written back. An engine that does not answer leaves Docker entries as
 /// they were (with a warning): listing must work without it.
 pub fn refresh(ctx: &Ctx) -> Result<Registry> {
+    refresh_with(ctx, true)
+}
+
+/// `refresh`, saying nothing when the engine does not answer (for callers
+/// that report that themselves, e.g. a start that needs the engine).
+pub fn refresh_quietly(ctx: &Ctx) -> Result<Registry> {
+    refresh_with(ctx, false)
+}
+
+fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
     let reg = ctx.store.load()?;
     let live: Vec<_> = reg
         .instances
@@ -45,8 +57,10 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
         return Ok(reg);
     }
     let now = Utc::now();
+    // A start under way, by a process that still runs: leave it alone.
     let young = |i: &crate::registry::Instance| {
         i.status == Status::Initializing
+            && ops::starter_alive(i)
             && i.timestamps
                 .started
                 .or(i.timestamps.created)
@@ -61,7 +75,11 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
         match DockerEngine::connect() {
             Ok(e) => Some(e),
             Err(e) => {
-                eprintln!("ai-sessctl: warning: {e}; container instances shown as last recorded");
+                if warn {
+                    eprintln!(
+                        "ai-sessctl: warning: {e}; container instances shown as last recorded"
+                    );
+                }
                 None
             }
         }
@@ -72,7 +90,9 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
         Some(e) => match e.observe() {
             Ok(o) => Some(o),
             Err(err) => {
-                eprintln!("ai-sessctl: warning: {err}");
+                if warn {
+                    eprintln!("ai-sessctl: warning: {err}");
+                }
                 None
             }
         },
@@ -94,7 +114,7 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
             exit_code,
             ended_container: ended,
             adopt: None,
-            force_remove: false,
+            remove_first: None,
         };
         // Seed-format entries carry no runtime: infer it from what they hold.
         let runtime = inst.runtime.or_else(|| {
@@ -116,16 +136,37 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
                 if inst.status == Status::Initializing {
                     if let Some(why) = inst.extra.get(ops::STOPPING) {
                         let why = why.as_str().unwrap_or("stopped");
-                        let ended = found.map(|o| o.container_id.clone());
                         changes.push(Change {
-                            force_remove: true,
-                            ..change(Status::Stopped, why, None, ended)
+                            remove_first: found.map(|o| o.container_id.clone()),
+                            ..change(Status::Stopped, why, None, None)
                         });
                         continue;
                     }
-                    if found.is_none() {
-                        changes.push(change(Status::Error, "start was interrupted", None, None));
-                        continue;
+                    match found {
+                        None => {
+                            changes.push(change(
+                                Status::Error,
+                                "start was interrupted",
+                                None,
+                                None,
+                            ));
+                            continue;
+                        }
+                        // Its start request may still be under way in the
+                        // engine: remove it for good before saying so.
+                        Some(o) if o.state == "created" => {
+                            changes.push(Change {
+                                remove_first: Some(o.container_id.clone()),
+                                ..change(
+                                    Status::Error,
+                                    "start was interrupted (container created but never started)",
+                                    None,
+                                    None,
+                                )
+                            });
+                            continue;
+                        }
+                        Some(_) => {}
                     }
                 }
                 match found {
@@ -171,12 +212,10 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
                                 Some(c) => (Status::Error, format!("agent exited with code {c}")),
                                 None => (Status::Error, "container died".to_owned()),
                             };
-                            changes.push(change(
-                                status,
-                                &reason,
-                                code,
-                                Some(o.container_id.clone()),
-                            ));
+                            changes.push(Change {
+                                adopt: Some(o.container_id.clone()),
+                                ..change(status, &reason, code, Some(o.container_id.clone()))
+                            });
                         }
                         "created" => changes.push(change(
                             Status::Error,
@@ -204,6 +243,12 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
         }
     }
 
+    if let Some(engine) = &engine {
+        changes.retain(|c| match &c.remove_first {
+            Some(cid) => ops::save_and_remove(ctx, engine, &c.id, cid).is_ok(),
+            None => true,
+        });
+    }
     let reg = if changes.is_empty() {
         reg
     } else {
@@ -219,6 +264,9 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
                 cur.status = c.status;
                 if cur.container_id.is_none() {
                     cur.container_id = c.adopt.clone();
+                }
+                if c.status != Status::Initializing {
+                    cur.extra.remove(ops::STARTER);
                 }
                 if !c.status.is_live() {
                     cur.extra.remove(ops::STOPPING);
@@ -250,7 +298,7 @@ pub fn refresh(ctx: &Ctx) -> Result<Registry> {
                 let cleanup = ops::effective_for(ctx, &c.id)
                     .map(|e| e.settings.global.auto_cleanup)
                     .unwrap_or(true);
-                if cleanup || c.force_remove {
+                if cleanup {
                     let _ = ops::save_and_remove(ctx, engine, &c.id, cid);
                 }
             }

@@ -92,6 +92,35 @@ pub fn engine_containers(home: &str) -> Vec<Seen> {
         .collect()
 }
 
+/// Waits (up to 15 s) until the engine has finished what killed clients
+/// asked of it: no container of this home is being removed or restarted,
+/// and two listings half a second apart agree. Requests already sent go on
+/// in the daemon after their client died; a check before they end would
+/// see a transition, not a state.
+pub fn settle_engine(home: &str) {
+    let snap = || {
+        let mut v: Vec<(String, String)> = engine_containers(home)
+            .into_iter()
+            .map(|c| (c.id, c.state))
+            .collect();
+        v.sort();
+        v
+    };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut last = snap();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = snap();
+        let busy = now
+            .iter()
+            .any(|(_, s)| s == "removing" || s == "restarting");
+        if (now == last && !busy) || std::time::Instant::now() > end {
+            return;
+        }
+        last = now;
+    }
+}
+
 /// Host port the container publishes for `port/tcp` on 127.0.0.1.
 pub fn published_port(container: &str, port: u64) -> Option<u64> {
     let c = crate::common::inspect(container)?;
@@ -263,28 +292,4 @@ pub fn fault_config(env: &Env, max_instances: u32, passthrough: &str) {
          [resources.memory]\nlimit = \"32Mi\"\n\n\
          [agents.claude]\nimage = \"{TEST_IMAGE}\"\nenv_passthrough = {passthrough}\n"
     ));
-}
-
-/// Rewrites registry.json with the `started`/`created` time of every
-/// `initializing` entry moved `secs` into the past: what the registry looks
-/// like that long after a start was interrupted. Only while nothing else
-/// writes (the caller has no ai-sessctl running on this home).
-pub fn backdate_initializing(env: &Env, secs: i64) -> usize {
-    let path = env.state().join("registry.json");
-    let mut reg = env.registry();
-    let then = (chrono::Utc::now() - chrono::Duration::seconds(secs)).to_rfc3339();
-    let mut n = 0;
-    if let Some(map) = reg["instances"].as_object_mut() {
-        for e in map.values_mut() {
-            if e["status"] == "initializing" {
-                e["timestamps"]["started"] = serde_json::json!(then);
-                e["timestamps"]["created"] = serde_json::json!(then);
-                n += 1;
-            }
-        }
-    }
-    if n > 0 {
-        std::fs::write(&path, serde_json::to_vec_pretty(&reg).unwrap()).unwrap();
-    }
-    n
 }
