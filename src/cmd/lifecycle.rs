@@ -2,7 +2,6 @@
 
 use super::Ctx;
 use crate::error::{Error, Result};
-use crate::registry::RuntimeKind;
 use crate::runtime::docker::DockerEngine;
 use crate::runtime::ops;
 use crate::types::InstanceId;
@@ -51,44 +50,11 @@ pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u
 }
 
 pub fn restart(ctx: &Ctx, id: InstanceId) -> Result<u8> {
-    let reg = crate::runtime::refresh(ctx)?;
-    let inst = reg.get(&id).ok_or_else(|| Error::not_found(&id))?.clone();
-    if inst.runtime == Some(RuntimeKind::Host) {
-        return Err(Error::Invalid(format!(
-            "{id} runs on the host in the foreground; restart it from its terminal"
-        )));
-    }
-    if inst.status.is_live() {
-        if let Some((_, e)) =
-            ops::stop_many(ctx, std::slice::from_ref(&id), false, "restarting").pop()
-        {
-            return Err(e);
-        }
-    }
-    let started = ops::start(
-        ctx,
-        ops::StartRequest {
-            project: inst.project_path.clone().into(),
-            mode: inst.mode.clone(),
-            id: Some(id.clone()),
-            port: None,
-            runtime: Some(crate::config::RuntimeChoice::Docker),
-            args: Vec::new(),
-            shell_pid: None,
-            detach: true,
-        },
-    )?;
-    let port = match started {
-        ops::Started::Container { inst, .. } | ops::Started::Process { inst, .. } => inst.port,
-        ops::Started::AlreadyRunning(inst) => inst.port,
-    };
-    ctx.store.update(|reg| {
-        if let Some(i) = reg.instances.get_mut(&id) {
-            i.restarts += 1;
-        }
-        Ok(())
-    })?;
-    eprintln!("restarted {id} on 127.0.0.1:{port}; attach with `ai-sessctl attach {id}`");
+    let inst = ops::restart(ctx, &id, false, "restarting")?;
+    eprintln!(
+        "restarted {id} on 127.0.0.1:{}; attach with `ai-sessctl attach {id}`",
+        inst.port
+    );
     Ok(0)
 }
 

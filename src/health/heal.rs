@@ -4,7 +4,7 @@
 //! an agent that exited normally, are never "healed".
 
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events::Level;
 use crate::monitor::alerts::{emit, Alert, Severity};
 use crate::registry::{Instance, Registry, RuntimeKind};
@@ -16,39 +16,7 @@ use std::time::{Duration, Instant};
 
 /// Restarts one instance now (stop if needed, start detached, same id).
 pub fn heal(ctx: &Ctx, id: &InstanceId) -> Result<()> {
-    let reg = crate::runtime::refresh(ctx)?;
-    let inst = reg.get(id).ok_or_else(|| Error::not_found(id))?.clone();
-    if inst.runtime == Some(RuntimeKind::Host) {
-        return Err(Error::Invalid(format!(
-            "{id} runs on the host in a terminal; it cannot be restarted in the background"
-        )));
-    }
-    if inst.status.is_live() {
-        if let Some((_, e)) = ops::stop_many(ctx, std::slice::from_ref(id), true, "healing").pop() {
-            return Err(e);
-        }
-    }
-    ops::start(
-        ctx,
-        ops::StartRequest {
-            project: inst.project_path.clone().into(),
-            mode: inst.mode.clone(),
-            id: Some(id.clone()),
-            port: Some(inst.port).filter(|p| crate::ports::bindable([127, 0, 0, 1].into(), *p)),
-            runtime: Some(crate::config::RuntimeChoice::Docker),
-            args: Vec::new(),
-            shell_pid: None,
-            detach: true,
-        },
-    )?;
-    ctx.store.update(|reg| {
-        if let Some(i) = reg.instances.get_mut(id) {
-            i.restarts += 1;
-            i.owner_pid = inst.owner_pid;
-            i.owner_start_time = inst.owner_start_time;
-        }
-        Ok(())
-    })?;
+    ops::restart(ctx, id, true, "healing")?;
     ctx.events().log(
         Level::Info,
         "health",

@@ -591,6 +591,48 @@ pub fn remove(ctx: &Ctx, id: &InstanceId, force: bool, state: bool) -> Result<()
     Ok(())
 }
 
+/// Stops (if it runs) and starts a container instance again with the same
+/// id, port when still free, and owner; counts the restart. `force` kills
+/// instead of the graceful stop (for healing an instance that hangs).
+pub fn restart(ctx: &Ctx, id: &InstanceId, force: bool, reason: &str) -> Result<Instance> {
+    let reg = super::refresh(ctx)?;
+    let inst = reg.get(id).ok_or_else(|| Error::not_found(id))?.clone();
+    if inst.runtime == Some(RuntimeKind::Host) {
+        return Err(Error::Invalid(format!(
+            "{id} runs on the host in the terminal that started it; restart it there"
+        )));
+    }
+    if inst.status.is_live() {
+        if let Some((_, e)) = stop_many(ctx, std::slice::from_ref(id), force, reason).pop() {
+            return Err(e);
+        }
+    }
+    let bind = effective_for(ctx, id)?.settings.networking.bind;
+    start(
+        ctx,
+        StartRequest {
+            project: inst.project_path.clone().into(),
+            mode: inst.mode.clone(),
+            id: Some(id.clone()),
+            port: Some(inst.port).filter(|p| crate::ports::bindable(bind, *p)),
+            runtime: Some(RuntimeChoice::Docker),
+            args: Vec::new(),
+            shell_pid: None,
+            detach: true,
+        },
+    )?;
+    ctx.store.update(|reg| {
+        let i = reg
+            .instances
+            .get_mut(id)
+            .ok_or_else(|| Error::not_found(id))?;
+        i.restarts = inst.restarts + 1;
+        i.owner_pid = inst.owner_pid;
+        i.owner_start_time = inst.owner_start_time;
+        Ok(i.clone())
+    })
+}
+
 /// The project of `path` (default: the current directory).
 pub fn project_of(path: Option<&Path>) -> Result<PathBuf> {
     let dir = match path {
