@@ -221,7 +221,8 @@ fn fifty_starts_with_concurrent_stops_and_lists_leave_a_true_registry() {
         );
     }
     for id in want.iter().filter(|id| !stopped.contains_key(id.as_str())) {
-        assert_eq!(env.instance(id)["status"], "running", "{id}");
+        let e = env.instance(id);
+        assert_eq!(e["status"], "running", "{id}: {e}");
     }
     assert_eq!(census.running, STARTERS - STOPPERS);
     assert!(

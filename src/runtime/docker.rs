@@ -323,6 +323,28 @@ impl DockerEngine {
         Ok(out)
     }
 
+    /// One container by id, as `observe` describes it; `None` when it is gone.
+    pub fn observe_one(&self, container: &str) -> Option<Observed> {
+        let i = self
+            .block_on(Self::timed(
+                "inspect container",
+                self.docker
+                    .inspect_container(container, None::<q::InspectContainerOptions>),
+            ))
+            .ok()?;
+        let st = i.state.unwrap_or_default();
+        Some(Observed {
+            container_id: i.id.unwrap_or_default(),
+            state: st
+                .status
+                .map(|s| s.to_string().to_lowercase())
+                .unwrap_or_default(),
+            exit_code: st.exit_code.filter(|_| !st.running.unwrap_or(false)),
+            health: st.health.and_then(|h| h.status).map(|s| s.to_string()),
+            labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
+        })
+    }
+
     pub fn stop(&self, container: &str, timeout: Duration, force: bool) -> Result<()> {
         self.block_on(async {
             let r = if force {

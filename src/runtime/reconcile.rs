@@ -88,7 +88,21 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
     };
     let observed = match &engine {
         Some(e) => match e.observe() {
-            Ok(o) => Some(o),
+            Ok(mut o) => {
+                // Under many concurrent creates the engine's listing can miss
+                // a container for a moment: ask for each missing one by id
+                // before calling it gone.
+                for inst in &live {
+                    if let Some(cid) = &inst.container_id {
+                        if !o.contains_key(inst.id.as_str()) {
+                            if let Some(one) = e.observe_one(cid) {
+                                o.insert(inst.id.to_string(), one);
+                            }
+                        }
+                    }
+                }
+                Some(o)
+            }
             Err(err) => {
                 if warn {
                     eprintln!("ai-sessctl: warning: {err}");
@@ -243,11 +257,33 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
         }
     }
 
-    if let Some(engine) = &engine {
-        changes.retain(|c| match &c.remove_first {
-            Some(cid) => ops::save_and_remove(ctx, engine, &c.id, cid).is_ok(),
-            None => true,
-        });
+    if changes.iter().any(|c| c.remove_first.is_some()) {
+        // Removing the container of a dead start is only right if the entry
+        // still says so now: the observation may predate the start's
+        // completion. Checked and done under the lock, which the starter
+        // takes to record its container.
+        let mut removed = Vec::new();
+        ctx.store.update(|reg| {
+            for c in changes.iter().filter(|c| c.remove_first.is_some()) {
+                let still = reg.instances.get(&c.id).is_some_and(|cur| {
+                    cur.status == Status::Initializing
+                        && cur.container_id.is_none()
+                        && !ops::starter_alive(cur)
+                });
+                let done = still
+                    && match (&engine, &c.remove_first) {
+                        (Some(engine), Some(cid)) => {
+                            ops::save_and_remove(ctx, engine, &c.id, cid).is_ok()
+                        }
+                        _ => false,
+                    };
+                if done {
+                    removed.push(c.id.clone());
+                }
+            }
+            Ok(())
+        })?;
+        changes.retain(|c| c.remove_first.is_none() || removed.contains(&c.id));
     }
     let reg = if changes.is_empty() {
         reg
