@@ -14,7 +14,7 @@ use std::path::PathBuf;
     about = "Run AI coding agents in isolated per-project instances",
     long_about = "Run AI coding agents (claude, gemini, …) in isolated per-project instances.\n\
                   State lives in $AI_SESSIONS_HOME (default ~/.ai-sessions).",
-    after_help = "Examples:\n  ai-sessctl run claude            attach to (or start) this project's claude\n  ai-sessctl list                   what runs\n  ai-sessctl stop api-claude        stop one instance\n  eval \"$(ai-sessctl init zsh)\"      shell integration",
+    after_help = "Examples:\n  ai-sessctl run claude            attach to (or start) this project's claude\n  ai-sessctl list                  what runs\n  ai-sessctl stop api-claude       stop one instance\n  eval \"$(ai-sessctl init zsh)\"    shell integration",
     disable_help_subcommand = true
 )]
 pub struct Cli {
@@ -119,7 +119,7 @@ pub enum Command {
     Pause(IdArg),
     /// Resume a paused instance
     Resume(IdArg),
-    /// Remove an instance's entry, container and state
+    /// Remove an instance's entry and container (--state: its agent state too)
     Rm {
         #[arg(add = ArgValueCandidates::new(id_candidates), required = true)]
         ids: Vec<InstanceId>,
