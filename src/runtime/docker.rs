@@ -71,6 +71,61 @@ fn is_404(e: &bollard::errors::Error) -> bool {
     )
 }
 
+/// Asks the engine behind a unix socket for `/_ping` and returns the API
+/// version to speak: the engine's, capped at what bollard knows.
+fn ping_unix(path: &std::path::Path) -> Result<bollard::ClientVersion> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(engine_err)?;
+    s.set_read_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(engine_err)?;
+    s.set_write_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(engine_err)?;
+    s.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        .map_err(engine_err)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    // The headers are all we need; stop at their end.
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return Err(engine_err(format!("no answer within {CONNECT_TIMEOUT:?}")))
+            }
+            Err(e) => return Err(engine_err(e)),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    if !head.starts_with("HTTP/1.") {
+        return Err(engine_err("not a Docker API endpoint"));
+    }
+    let version = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("api-version")
+                .then(|| v.trim().to_owned())
+        })
+        .and_then(|v| {
+            let (maj, min) = v.split_once('.')?;
+            Some((maj.parse::<usize>().ok()?, min.parse::<usize>().ok()?))
+        });
+    let ours = bollard::API_DEFAULT_VERSION;
+    Ok(match version {
+        Some((maj, min)) if (maj, min) < (ours.major_version, ours.minor_version) => {
+            bollard::ClientVersion {
+                major_version: maj,
+                minor_version: min,
+            }
+        }
+        _ => ours.clone(),
+    })
+}
+
 /// Connects on the caller's own tokio runtime (for async front ends).
 pub async fn connect_async() -> Result<Docker> {
     let docker = Docker::connect_with_defaults()
@@ -103,6 +158,19 @@ impl DockerEngine {
             .enable_all()
             .build()
             .map_err(|e| Error::Other(format!("tokio: {e}")))?;
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+        // On a unix socket, `/_ping` tells the engine's API version in a
+        // fraction of a millisecond (as the docker CLI does it); `/version`,
+        // which bollard's negotiation asks, costs several.
+        if let Some(path) = host.strip_prefix("unix://") {
+            let version = ping_unix(std::path::Path::new(path))?;
+            let docker = Docker::connect_with_unix(&host, CALL_TIMEOUT.as_secs(), &version)
+                .map_err(engine_err)?;
+            return Ok(DockerEngine { rt, docker });
+        }
         let docker = Docker::connect_with_defaults()
             .map_err(engine_err)?
             .with_timeout(CALL_TIMEOUT);
