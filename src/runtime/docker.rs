@@ -122,7 +122,7 @@ fn ping_unix(path: &std::path::Path) -> Result<bollard::ClientVersion> {
                 minor_version: min,
             }
         }
-        _ => ours.clone(),
+        _ => *ours,
     })
 }
 
