@@ -108,8 +108,11 @@ fn docker_sample(id: &str, s: &bollard::models::ContainerStatsResponse) -> Sampl
     }
 }
 
-/// One sample per running Docker instance, taken concurrently. The engine
-/// fills `precpu_stats` from its previous reading (about a second).
+/// One sample per running Docker instance, all taken concurrently. Each
+/// comes from a stats stream: its second reading carries the first as
+/// `precpu_stats`, one collection tick (about a second) apart. (`docker
+/// stats --no-stream` waits two ticks; one-shot readings wait for the
+/// next tick anyway once a collector runs.)
 pub fn sample_docker(engine: &DockerEngine, insts: &[&Instance]) -> Vec<Sample> {
     let docker = engine.client();
     engine.block_on(async {
@@ -117,13 +120,14 @@ pub fn sample_docker(engine: &DockerEngine, insts: &[&Instance]) -> Vec<Sample> 
             let cid = i.container_id.clone()?;
             let id = i.id.to_string();
             Some(async move {
-                let opts = StatsOptionsBuilder::new()
-                    .stream(false)
-                    .one_shot(false)
-                    .build();
+                let opts = StatsOptionsBuilder::new().stream(true).build();
                 let mut s = docker.stats(&cid, Some(opts));
-                match tokio::time::timeout(Duration::from_secs(5), s.next()).await {
-                    Ok(Some(Ok(stats))) => Some(docker_sample(&id, &stats)),
+                let second = async {
+                    s.next().await?.ok()?;
+                    s.next().await?.ok()
+                };
+                match tokio::time::timeout(Duration::from_secs(5), second).await {
+                    Ok(Some(stats)) => Some(docker_sample(&id, &stats)),
                     _ => None,
                 }
             })
