@@ -225,7 +225,7 @@ impl DockerEngine {
     }
 
     /// Creates and starts the container for an instance; returns its id.
-    pub fn launch(&self, spec: &LaunchSpec) -> Result<String> {
+    pub fn launch_container(&self, spec: &LaunchSpec) -> Result<String> {
         let name = container_name(spec.id);
         let port_key = format!("{}/tcp", spec.port);
         let settings = &spec.eff.settings;
@@ -413,7 +413,7 @@ impl DockerEngine {
         })
     }
 
-    pub fn stop(&self, container: &str, timeout: Duration, force: bool) -> Result<()> {
+    pub fn stop_container(&self, container: &str, timeout: Duration, force: bool) -> Result<()> {
         self.block_on(async {
             let r = if force {
                 self.docker
@@ -462,7 +462,7 @@ impl DockerEngine {
         })
     }
 
-    pub fn set_paused(&self, container: &str, paused: bool) -> Result<()> {
+    pub fn pause_container(&self, container: &str, paused: bool) -> Result<()> {
         self.block_on(async {
             if paused {
                 Self::timed("pause", self.docker.pause_container(container)).await
@@ -552,6 +552,32 @@ fn parse_health(status: &str) -> Option<String> {
         return None;
     };
     Some(h.to_owned())
+}
+
+impl super::Runtime for DockerEngine {
+    fn launch(&self, spec: &LaunchSpec) -> Result<super::Launched> {
+        self.launch_container(spec).map(super::Launched::Container)
+    }
+
+    fn stop(
+        &self,
+        inst: &crate::registry::Instance,
+        timeout: Duration,
+        force: bool,
+    ) -> Result<Option<i64>> {
+        let Some(cid) = &inst.container_id else {
+            return Ok(None);
+        };
+        self.stop_container(cid, timeout, force)?;
+        Ok(self.exit_code(cid))
+    }
+
+    fn set_paused(&self, inst: &crate::registry::Instance, paused: bool) -> Result<()> {
+        match &inst.container_id {
+            Some(cid) => self.pause_container(cid, paused),
+            None => Err(Error::Invalid(format!("{} has no container", inst.id))),
+        }
+    }
 }
 
 #[cfg(test)]

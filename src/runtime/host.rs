@@ -24,22 +24,18 @@ pub fn find_binary(program: &str) -> Result<PathBuf> {
 
 /// Starts the agent. In the foreground it shares the terminal; detached it
 /// gets its own session, no stdin and its output in `log`.
-pub fn spawn(
-    spec: &LaunchSpec,
-    cwd: &std::path::Path,
-    log: Option<&std::path::Path>,
-) -> Result<Child> {
+fn spawn(spec: &LaunchSpec) -> Result<Child> {
     let argv = &spec.eff.agent.command;
     let bin = find_binary(&argv[0])?;
     let mut cmd = Command::new(&bin);
-    cmd.args(&argv[1..]).args(spec.args).current_dir(cwd);
+    cmd.args(&argv[1..]).args(spec.args).current_dir(&spec.cwd);
     for kv in &spec.env {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);
         }
     }
     cmd.env(MARKER_ENV, spec.id.as_str());
-    if let Some(log) = log {
+    if let Some(log) = spec.log.as_deref() {
         let out = crate::paths::open_private_append(log)?;
         let err = out.try_clone().map_err(|e| Error::io(log, e))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
@@ -134,4 +130,33 @@ pub fn scan() -> Vec<(String, u32)> {
         }
     }
     out
+}
+
+/// The host runtime: no engine, the agent is our child process.
+pub struct HostRuntime;
+
+impl super::Runtime for HostRuntime {
+    fn launch(&self, spec: &LaunchSpec) -> Result<super::Launched> {
+        spawn(spec).map(super::Launched::Process)
+    }
+
+    fn stop(
+        &self,
+        inst: &crate::registry::Instance,
+        timeout: Duration,
+        force: bool,
+    ) -> Result<Option<i64>> {
+        if let Some(pid) = inst.pid {
+            stop(pid, inst.pid_start_time, timeout, force);
+        }
+        // Not our child (another process started it): the code is unknown.
+        Ok(None)
+    }
+
+    fn set_paused(&self, inst: &crate::registry::Instance, paused: bool) -> Result<()> {
+        match inst.pid {
+            Some(pid) => set_paused(pid, inst.pid_start_time, paused),
+            None => Err(Error::Invalid(format!("{} has no process", inst.id))),
+        }
+    }
 }

@@ -12,11 +12,12 @@ pub use reconcile::{apply_shell_exit, refresh, refresh_quietly};
 
 use crate::config::{Effective, RuntimeChoice};
 use crate::error::{Error, Result};
-use crate::registry::RuntimeKind;
+use crate::registry::{Instance, RuntimeKind};
 use crate::types::{InstanceId, Mode, Port};
 use docker::DockerEngine;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Everything needed to launch one instance. `env` holds secrets copied
 /// from the caller's environment: it lives in memory only.
@@ -32,6 +33,45 @@ pub struct LaunchSpec<'a> {
     pub env: Vec<String>,
     /// The state home that owns the instance (label `ai.home`).
     pub home: String,
+    /// Host runtime: the agent's working directory, and where a detached
+    /// agent's output goes (`None`: it shares the caller's terminal).
+    pub cwd: PathBuf,
+    pub log: Option<PathBuf>,
+}
+
+/// What a runtime started.
+pub enum Launched {
+    Container(String),
+    Process(std::process::Child),
+}
+
+/// The operations each runtime provides; the lifecycle in `ops` is written
+/// once against them.
+pub trait Runtime {
+    /// Starts the agent that `spec` describes.
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched>;
+    /// Ends the instance's agent: gracefully within `timeout`, then killed
+    /// (at once with `force`). Returns its exit code when known.
+    fn stop(&self, inst: &Instance, timeout: Duration, force: bool) -> Result<Option<i64>>;
+    /// Freezes or thaws the agent's processes.
+    fn set_paused(&self, inst: &Instance, paused: bool) -> Result<()>;
+}
+
+/// The runtime that runs `inst`: its container's engine (connected once,
+/// or the one given) or the host. `None` when it has neither yet.
+pub fn runtime_of<'a>(
+    inst: &Instance,
+    engine: Option<&'a DockerEngine>,
+    own: &'a mut Option<DockerEngine>,
+) -> Result<Option<&'a dyn Runtime>> {
+    if inst.container_id.is_some() {
+        let engine = match engine {
+            Some(e) => e,
+            None => own.insert(DockerEngine::connect()?),
+        };
+        return Ok(Some(engine));
+    }
+    Ok(inst.pid.map(|_| &host::HostRuntime as &dyn Runtime))
 }
 
 /// One of our containers as the engine reports it.

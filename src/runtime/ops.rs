@@ -2,7 +2,7 @@
 //! implementation of start, finish, stop, pause, remove.
 
 use super::docker::DockerEngine;
-use super::{agent_env, choose, host, LaunchSpec};
+use super::{agent_env, choose, host, LaunchSpec, Launched, Runtime};
 use crate::config::{self, Effective, RuntimeChoice};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
@@ -159,7 +159,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
     };
 
     let state_dir = ctx.dirs.state_of(&id);
-    let launched = (|| -> Result<std::result::Result<Child, String>> {
+    let launched = (|| -> Result<Launched> {
         ctx.dirs.ensure_sub(&ctx.dirs.root().join("states"))?;
         crate::paths::ensure_private_dir(&state_dir)?;
         ctx.dirs.ensure_sub(&ctx.dirs.logs_dir())?;
@@ -184,18 +184,17 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
                 &eff.agent.env_passthrough,
             ),
             home: super::docker::home_label(&ctx.dirs),
+            cwd: std::env::current_dir()
+                .ok()
+                .filter(|d| d.starts_with(&project))
+                .unwrap_or_else(|| project.clone()),
+            log: req.detach.then(|| ctx.dirs.instance_log(&id)),
         };
-        match (kind, &engine) {
-            (RuntimeKind::Docker, Some(engine)) => Ok(Err(engine.launch(&spec)?)),
-            _ => {
-                let cwd = std::env::current_dir()
-                    .ok()
-                    .filter(|d| d.starts_with(&project))
-                    .unwrap_or_else(|| project.clone());
-                let log = req.detach.then(|| ctx.dirs.instance_log(&id));
-                Ok(Ok(host::spawn(&spec, &cwd, log.as_deref())?))
-            }
-        }
+        let runtime: &dyn Runtime = match &engine {
+            Some(engine) if kind == RuntimeKind::Docker => engine,
+            _ => &host::HostRuntime,
+        };
+        runtime.launch(&spec)
     })();
 
     let launched = match launched {
@@ -226,8 +225,8 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
     };
 
     let (container_id, pid) = match &launched {
-        Err(cid) => (Some(cid.clone()), None),
-        Ok(child) => (None, Some(child.id())),
+        Launched::Container(cid) => (Some(cid.clone()), None),
+        Launched::Process(child) => (None, Some(child.id())),
     };
     // `None`: the entry was removed meanwhile (`rm --force`); `Some(why)`:
     // a `stop` came while we launched and left the stop to us.
@@ -280,9 +279,11 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
         json!({"instance": id, "runtime": kind, "port": inst.port, "project": inst.project_path}),
     );
     Ok(match (launched, engine) {
-        (Err(_), Some(engine)) => Started::Container { inst, engine },
-        (Ok(child), _) => Started::Process { inst, child },
-        (Err(_), None) => unreachable!("a container is only launched with an engine"),
+        (Launched::Container(_), Some(engine)) => Started::Container { inst, engine },
+        (Launched::Process(child), _) => Started::Process { inst, child },
+        (Launched::Container(_), None) => {
+            unreachable!("a container is only launched with an engine")
+        }
     })
 }
 
@@ -487,13 +488,9 @@ fn stop_one(
             Ok(())
         })?;
     }
-    match (inst.runtime, engine, &inst.container_id, inst.pid) {
-        (Some(RuntimeKind::Docker), Some(engine), Some(cid), _) => {
-            engine.stop(cid, timeout, force)?;
-            code = engine.exit_code(cid);
-        }
-        (_, _, _, Some(pid)) => host::stop(pid, inst.pid_start_time, timeout, force),
-        _ => {}
+    let mut own = None;
+    if let Some(runtime) = super::runtime_of(inst, engine, &mut own)? {
+        code = runtime.stop(inst, timeout, force)?;
     }
     if !inst.status.is_live() {
         return Ok(());
@@ -522,10 +519,10 @@ pub fn set_paused(ctx: &Ctx, id: &InstanceId, paused: bool) -> Result<()> {
             inst.status
         )));
     }
-    match (&inst.container_id, inst.pid) {
-        (Some(cid), _) => DockerEngine::connect()?.set_paused(cid, paused)?,
-        (None, Some(pid)) => host::set_paused(pid, inst.pid_start_time, paused)?,
-        _ => return Err(Error::Invalid(format!("{id} has no container or process"))),
+    let mut own = None;
+    match super::runtime_of(inst, None, &mut own)? {
+        Some(runtime) => runtime.set_paused(inst, paused)?,
+        None => return Err(Error::Invalid(format!("{id} has no container or process"))),
     }
     ctx.store.update(|reg| {
         if let Some(i) = reg.instances.get_mut(id) {
