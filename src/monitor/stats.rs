@@ -114,6 +114,16 @@ fn docker_sample(id: &str, s: &bollard::models::ContainerStatsResponse) -> Sampl
 /// stats --no-stream` waits two ticks; one-shot readings wait for the
 /// next tick anyway once a collector runs.)
 pub fn sample_docker(engine: &DockerEngine, insts: &[&Instance]) -> Vec<Sample> {
+    let targets: Vec<(String, String)> = insts
+        .iter()
+        .filter_map(|i| Some((i.id.to_string(), i.container_id.clone()?)))
+        .collect();
+    if let Some(readings) = super::cgroup::sample(&targets, Duration::from_millis(500)) {
+        return readings
+            .into_iter()
+            .map(|(id, a, b, ns)| from_cgroup(id, &a, &b, ns))
+            .collect();
+    }
     let docker = engine.client();
     engine.block_on(async {
         let futs = insts.iter().filter_map(|i| {
@@ -138,6 +148,37 @@ pub fn sample_docker(engine: &DockerEngine, insts: &[&Instance]) -> Vec<Sample> 
             .flatten()
             .collect()
     })
+}
+
+/// A sample from two cgroup readings `ns` nanoseconds apart. CPU % is
+/// relative to one core, as in `docker stats`.
+fn from_cgroup(
+    id: String,
+    a: &super::cgroup::Reading,
+    b: &super::cgroup::Reading,
+    ns: u64,
+) -> Sample {
+    let cpu = if ns > 0 {
+        b.cpu_ns.saturating_sub(a.cpu_ns) as f64 / ns as f64 * 100.0
+    } else {
+        0.0
+    };
+    Sample {
+        id,
+        cpu_percent: (cpu * 100.0).round() / 100.0,
+        memory_usage: b.memory_usage,
+        memory_limit: b.memory_limit,
+        memory_percent: if b.memory_limit > 0 {
+            (b.memory_usage as f64 / b.memory_limit as f64 * 10000.0).round() / 100.0
+        } else {
+            0.0
+        },
+        net_rx: b.net_rx,
+        net_tx: b.net_tx,
+        block_read: b.block_read,
+        block_write: b.block_write,
+        pids: b.pids,
+    }
 }
 
 /// Host instances from /proc, CPU over a short window.
