@@ -73,18 +73,7 @@ fn keyed(path: PathBuf, key: &str) -> Option<u64> {
 }
 
 fn host_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .next()?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(u64::MAX)
+    crate::procinfo::mem_total_bytes().unwrap_or(u64::MAX)
 }
 
 /// Network bytes of the container's namespace (all but loopback), seen

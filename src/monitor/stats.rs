@@ -199,18 +199,7 @@ pub fn sample_host(insts: &[&Instance]) -> Vec<Sample> {
     std::thread::sleep(window);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let mem_total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .next()?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0);
+    let mem_total = crate::procinfo::mem_total_bytes().unwrap_or(0);
     live.iter()
         .zip(before)
         .map(|((inst, pid), b)| {
