@@ -291,6 +291,25 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
 /// is the reason given.
 pub const STOPPING: &str = "stopping";
 
+/// The reason of a stop under way on a running instance, if its stopper
+/// still runs. (A stop handed to a starter is a plain reason string.)
+pub fn stop_in_progress(inst: &Instance) -> Option<String> {
+    match inst.extra.get(STOPPING)? {
+        serde_json::Value::String(why) => Some(why.clone()),
+        serde_json::Value::Object(m) => {
+            let pid = m.get("pid").and_then(|p| p.as_u64())? as u32;
+            let start = m.get("start_time").and_then(|t| t.as_u64());
+            crate::procinfo::alive(pid, start).then(|| {
+                m.get("reason")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("stopped")
+                    .to_owned()
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Registry key (per `initializing` instance): the process that is
 /// starting it, `{"pid", "start_time"}`.
 pub const STARTER: &str = "starter";
@@ -482,7 +501,14 @@ fn stop_one(
         ctx.store.update(|reg| {
             if let Some(cur) = reg.instances.get_mut(&inst.id) {
                 if cur.container_id == inst.container_id && cur.pid == inst.pid {
-                    cur.extra.insert(STOPPING.into(), json!(reason));
+                    // Who stops it: a marker left by a stopper that was
+                    // killed before it got to the engine must not turn a
+                    // later crash into a "stop".
+                    let me = std::process::id();
+                    cur.extra.insert(
+                        STOPPING.into(),
+                        json!({"reason": reason, "pid": me, "start_time": crate::procinfo::start_time(me)}),
+                    );
                 }
             }
             Ok(())

@@ -214,11 +214,10 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                         }),
                         "exited" | "dead" => {
                             let code = o.exit_code;
-                            let stopping = inst.extra.get(ops::STOPPING).and_then(|v| v.as_str());
-                            if let Some(why) = stopping {
+                            if let Some(why) = ops::stop_in_progress(inst) {
                                 // Being stopped: the stopper saves the logs
                                 // and removes the container.
-                                changes.push(change(Status::Stopped, why, code, None));
+                                changes.push(change(Status::Stopped, &why, code, None));
                                 continue;
                             }
                             let (status, reason) = match code {
