@@ -1,8 +1,6 @@
 //! Facts about host processes from /proc: start times (so a reused pid is
 //! never taken for ours), liveness, and CPU/memory figures.
 
-use std::path::Path;
-
 /// Start time of `pid` in clock ticks since boot (field 22 of stat).
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -47,10 +45,6 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }
 
 #[cfg(test)]

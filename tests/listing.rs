@@ -390,6 +390,16 @@ fn dashboard_json_summarises_instances_and_host() {
         json!({"total": 6, "running": 1, "paused": 1, "stopped": 2, "error": 1}),
         "ghost-claude is counted as stopped after reconcile"
     );
+    // Without --json: the same summary for people.
+    let text = w.env.ok(&["dashboard"]);
+    assert!(
+        text.contains("instances: 1 running, 1 paused, 2 stopped, 1 error"),
+        "{text}"
+    );
+    assert!(
+        text.contains("api-claude") && text.contains("host: load"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -81,8 +81,45 @@ pub fn dashboard_value(ctx: &Ctx) -> Result<serde_json::Value> {
     }))
 }
 
-pub fn dashboard(ctx: &Ctx, _json: bool) -> Result<u8> {
-    // JSON is the only form until the web dashboard (`serve`) exists.
-    print_json(&dashboard_value(ctx)?)?;
+pub fn dashboard(ctx: &Ctx, json: bool) -> Result<u8> {
+    let v = dashboard_value(ctx)?;
+    if json {
+        print_json(&v)?;
+        return Ok(0);
+    }
+    let n = |k: &str| v["summary"][k].as_u64().unwrap_or(0);
+    let load: Vec<String> = v["system"]["load"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_f64())
+        .map(|x| format!("{x:.2}"))
+        .collect();
+    println!(
+        "instances: {} running, {} paused, {} stopped, {} error",
+        n("running"),
+        n("paused"),
+        n("stopped"),
+        n("error")
+    );
+    println!(
+        "host: load {}, memory free {}%",
+        load.join(" "),
+        v["system"]["memory_free_percent"]
+    );
+    for i in v["instances"].as_array().into_iter().flatten() {
+        let s = |k: &str| i[k].as_str().unwrap_or("-").to_owned();
+        let cpu = i["cpu_percent"]
+            .as_f64()
+            .map(|c| format!("{c:.1}%"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "  {:<28} {:<9} {:>7}  health {}",
+            s("instance"),
+            s("status"),
+            cpu,
+            s("health")
+        );
+    }
     Ok(0)
 }
