@@ -17,6 +17,7 @@ pub mod output;
 pub mod paths;
 pub mod ports;
 pub mod procinfo;
+pub mod project;
 pub mod prompt_file;
 pub mod registry;
 pub mod runtime;

@@ -105,7 +105,7 @@ pub async fn create(
             Error::NotFound(m) => Error::Usage(m),
             e => e,
         })?;
-        let project = ops::project_of(Some(&path))?;
+        let project = crate::project::of(&ctx.dirs, Some(&path))?;
         let started = ops::start(
             ctx,
             ops::StartRequest {

@@ -158,11 +158,14 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
 pub fn find(ctx: &Ctx, project: &str, mode: Option<Mode>, json: bool) -> Result<u8> {
     let reg = crate::runtime::refresh(ctx)?;
     // A path names one project; anything else is matched as a project name.
-    let as_path = std::path::Path::new(project)
-        .canonicalize()
-        .ok()
-        .filter(|_| project.contains('/') || project == ".")
-        .map(|p| p.to_string_lossy().into_owned());
+    let path = std::path::Path::new(project);
+    let as_path = if (project.contains('/') || project == ".") && path.is_dir() {
+        let guard = crate::project::Guard::new(ctx.dirs.root());
+        let root = guard.resolve(path, crate::project::Lookup::Climb)?;
+        Some(root.to_string_lossy().into_owned())
+    } else {
+        None
+    };
     let hits: Vec<&Instance> = reg
         .instances
         .values()

@@ -45,7 +45,7 @@ pub fn run(
 }
 
 pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
-    let project = ops::project_of(req.path.as_deref())?;
+    let project = crate::project::of(&ctx.dirs, req.path.as_deref())?;
     // Reconcile first, so a dead instance is restarted, not attached to.
     // An engine that does not answer is reported by the start itself.
     crate::runtime::refresh_quietly(ctx)?;

@@ -31,8 +31,12 @@ impl Serve {
     }
 
     pub fn start_with(env: &Env, args: &[&str]) -> Serve {
-        let mut child = env
-            .cmd()
+        Serve::start_with_cmd(env.cmd(), args)
+    }
+
+    /// `serve` from a prepared command (extra environment, limits).
+    pub fn start_with_cmd(mut cmd: std::process::Command, args: &[&str]) -> Serve {
+        let mut child = cmd
             .arg("serve")
             .args(args)
             .stdout(Stdio::piped())
