@@ -15,6 +15,7 @@ pub struct Ctx {
 impl Ctx {
     pub fn from_env() -> Result<Self> {
         let dirs = StateDir::from_env()?;
+        dirs.check_trusted()?;
         Ok(Ctx {
             store: Store::new(dirs.clone()),
             dirs,

@@ -68,8 +68,18 @@ impl StateDir {
         self.root.join("api.token")
     }
 
+    /// Refuses a state directory another uid owns or may write (when it
+    /// exists): whoever can write there can plant a config that runs
+    /// commands as us.
+    pub fn check_trusted(&self) -> Result<()> {
+        match fs::metadata(&self.root) {
+            Ok(m) => trusted(&self.root, &m),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Creates the root directory (0700) if missing and tightens it if it
-    /// was created by someone else with a loose umask.
+    /// was created with a loose umask (never one another uid can write).
     pub fn ensure(&self) -> Result<()> {
         ensure_private_dir(&self.root)
     }
@@ -80,9 +90,33 @@ impl StateDir {
     }
 }
 
+/// Ours and writable by nobody else, or an error saying which and how to
+/// fix it (as ssh does for keys).
+pub fn trusted(path: &Path, m: &fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let kind = if m.is_dir() { "directory" } else { "file" };
+    if m.uid() != me {
+        return Err(Error::Invalid(format!(
+            "{}: refusing to use a {kind} owned by uid {}, not by you (uid {me}): whoever owns it can make ai-sessions run commands as you; `chown` it if it is yours",
+            path.display(),
+            m.uid()
+        )));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(Error::Invalid(format!(
+            "{}: refusing to use a {kind} writable by group or others (mode {:o}): they could make ai-sessions run commands as you; `chmod go-w` it after checking its contents",
+            path.display(),
+            m.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => {
+            trusted(dir, &m)?;
             if m.permissions().mode() & 0o077 != 0 {
                 fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
                     .map_err(|e| Error::io(dir, e))?;

@@ -396,10 +396,11 @@ fn state_files_are_private_even_with_umask_000() {
     ] {
         assert_eq!(mode_of(&state.join(file)), 0o600, "{file}");
     }
-    // A state dir someone created loosely is tightened on first use.
+    // A state dir created readable by others is tightened on first use
+    // (one others may write is refused: sandbox_state_trust.rs).
     let loose = env.state().join("loose");
     std::fs::create_dir(&loose).unwrap();
-    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = env
         .cmd()
         .env("AI_SESSIONS_HOME", &loose)

@@ -54,6 +54,8 @@ pub fn read_text(path: &Path) -> Result<Option<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
     };
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    crate::paths::trusted(path, &meta)?;
     let mut bytes = Vec::new();
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut bytes)
