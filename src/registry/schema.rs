@@ -79,8 +79,109 @@ pub struct Instance {
     pub health: Option<Health>,
     #[serde(default)]
     pub restarts: u32,
+    /// While `initializing`: the process that is starting it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub starter: Option<ProcRef>,
+    /// A stop under way (or handed to the starter while `initializing`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub stopping: Option<StopMarker>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A process of ours, named with its start time so that a reused pid is
+/// never taken for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcRef {
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
+}
+
+impl ProcRef {
+    pub fn me() -> Self {
+        let pid = std::process::id();
+        ProcRef {
+            pid,
+            start_time: crate::procinfo::start_time(pid),
+        }
+    }
+
+    /// Alive and the same process (an unknown start time is trusted: these
+    /// are always written with one, by us).
+    pub fn alive(&self) -> bool {
+        crate::procinfo::alive(self.pid, self.start_time)
+    }
+}
+
+/// Who stops an instance, and why. `by: None` is a stop handed to the
+/// starter of an `initializing` instance (it carries it out when its
+/// launch completes); otherwise the stop holds while `by` runs, so a
+/// stopper killed before it reached the engine leaves no lasting mark.
+/// On disk `{"reason", "pid", "start_time"}`; a bare reason string (the
+/// older form of a handed stop) still loads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Value")]
+pub struct StopMarker {
+    pub reason: String,
+    #[serde(flatten)]
+    pub by: Option<ProcRef>,
+}
+
+impl TryFrom<Value> for StopMarker {
+    type Error = String;
+    fn try_from(v: Value) -> Result<Self, String> {
+        match v {
+            Value::String(reason) => Ok(StopMarker { reason, by: None }),
+            Value::Object(m) => {
+                let reason = m
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("stopped")
+                    .to_owned();
+                let by = m
+                    .get("pid")
+                    .and_then(Value::as_u64)
+                    .and_then(|p| u32::try_from(p).ok())
+                    .map(|pid| ProcRef {
+                        pid,
+                        start_time: m.get("start_time").and_then(Value::as_u64),
+                    });
+                Ok(StopMarker { reason, by })
+            }
+            other => Err(format!("not a stop marker: {other}")),
+        }
+    }
+}
+
+impl StopMarker {
+    /// The reason, while the stop still holds: handed to the starter, or
+    /// its stopper still runs.
+    pub fn in_force(&self) -> Option<&str> {
+        self.by
+            .as_ref()
+            .is_none_or(ProcRef::alive)
+            .then_some(self.reason.as_str())
+    }
+}
+
+/// Markers are advisory: one this version cannot read is dropped rather
+/// than making the whole registry unreadable.
+fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let v = Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).ok())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -213,6 +314,58 @@ mod tests {
             out["instances"]["project-a-claude"]["timestamps"]["frozen"],
             "t"
         );
+    }
+
+    #[test]
+    fn markers_load_in_every_form_and_round_trip() {
+        let mut v: Value = serde_json::from_str(SEED).unwrap();
+        let e = &mut v["instances"]["project-a-claude"];
+        e["stopping"] = serde_json::json!("removed");
+        e["starter"] = serde_json::json!({"pid": 7, "start_time": 9});
+        let r: Registry = serde_json::from_value(v.clone()).unwrap();
+        let i = r.instances.values().next().unwrap();
+        assert_eq!(
+            i.stopping,
+            Some(StopMarker {
+                reason: "removed".into(),
+                by: None
+            })
+        );
+        assert_eq!(i.starter.as_ref().unwrap().pid, 7);
+        assert!(i.extra.is_empty(), "{:?}", i.extra);
+        let out = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            out["instances"]["project-a-claude"]["stopping"],
+            serde_json::json!({"reason": "removed"})
+        );
+        let again: Registry = serde_json::from_value(out).unwrap();
+        assert_eq!(
+            again.instances.values().next().unwrap().stopping,
+            i.stopping
+        );
+
+        let e = &mut v["instances"]["project-a-claude"];
+        e["stopping"] = serde_json::json!({"reason": "user", "pid": 5, "start_time": 1});
+        let r: Registry = serde_json::from_value(v.clone()).unwrap();
+        let m = r
+            .instances
+            .values()
+            .next()
+            .unwrap()
+            .stopping
+            .clone()
+            .unwrap();
+        assert_eq!(m.by.unwrap().start_time, Some(1));
+        let out = serde_json::to_value(&r).unwrap();
+        assert_eq!(out["instances"]["project-a-claude"]["stopping"]["pid"], 5);
+
+        // Unreadable markers are dropped, the registry still loads.
+        let e = &mut v["instances"]["project-a-claude"];
+        e["stopping"] = serde_json::json!(42);
+        e["starter"] = serde_json::json!("me");
+        let r: Registry = serde_json::from_value(v).unwrap();
+        let i = r.instances.values().next().unwrap();
+        assert!(i.stopping.is_none() && i.starter.is_none());
     }
 
     #[test]

@@ -7,7 +7,9 @@ use crate::config::{self, Effective, RuntimeChoice};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::events::Level;
-use crate::registry::{derive_id, project_name_of, Instance, RuntimeKind};
+use crate::registry::{
+    derive_id, project_name_of, Instance, ProcRef, Registry, RuntimeKind, StopMarker,
+};
 use crate::types::{InstanceId, Mode, Port, Status};
 use chrono::Utc;
 use serde_json::json;
@@ -46,190 +48,273 @@ pub fn effective_for(ctx: &Ctx, id: &InstanceId) -> Result<Effective> {
     config::load_for(&ctx.dirs, &mode_of(id)?, Some(id))
 }
 
-/// Starts an instance: registers it as `initializing` with its port under
-/// the lock, launches it without holding the lock, then records the result.
-/// A failed launch leaves no half-registered entry behind.
+/// Starts an instance in three phases: [`reserve`] settles the id and
+/// registers it as `initializing` with its port under the lock; [`launch`]
+/// starts the agent without holding the lock; [`record`] writes down what
+/// runs (or undoes the launch when a stop or removal came meanwhile). A
+/// failed launch leaves no half-registered entry behind.
 pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
-    let project = req.project;
-    let project_str = project.to_string_lossy().into_owned();
-    let project_name = project_name_of(&project);
-    // The id decides which instance file applies, so settle it first.
-    let reg = ctx.store.load()?;
+    let plan = match reserve(ctx, &req)? {
+        Reserve::Running(inst) => return Ok(Started::AlreadyRunning(inst)),
+        Reserve::Reserved(plan) => plan,
+    };
+    let launched = match launch(ctx, &req, &plan) {
+        Ok(l) => l,
+        Err(e) => {
+            unreserve(ctx, &plan);
+            ctx.events().log(
+                Level::Error,
+                "runtime",
+                "start failed",
+                json!({"instance": plan.inst.id, "error": e.to_string()}),
+            );
+            return Err(e);
+        }
+    };
+    record(ctx, plan, launched)
+}
+
+/// What [`reserve`] registered, for the later phases.
+struct Plan {
+    /// The entry as registered (`initializing`, port held).
+    inst: Instance,
+    /// The entry it replaced (stopped, error), restored if the launch fails.
+    previous: Option<Instance>,
+    eff: Effective,
+    kind: RuntimeKind,
+    engine: Option<DockerEngine>,
+}
+
+enum Reserve {
+    Running(Instance),
+    Reserved(Box<Plan>),
+}
+
+/// The id a start is for, decided against `reg`: the one asked for (which
+/// must belong to this project), or the one derived from the project path.
+fn settle_id(reg: &Registry, req: &StartRequest) -> Result<InstanceId> {
     let id = match &req.id {
         Some(id) => id.clone(),
-        None => derive_id(&reg, &project, &req.mode)?,
+        None => derive_id(reg, &req.project, &req.mode)?,
     };
     if let Some(inst) = reg.get(&id) {
-        if inst.project_path != project_str && !inst.project_path.is_empty() {
+        let project = req.project.to_string_lossy();
+        if inst.project_path != project && !inst.project_path.is_empty() {
             return Err(Error::Invalid(format!(
                 "instance {id} belongs to {}; pick another --id",
                 inst.project_path
             )));
         }
     }
-    let eff = config::load_for(&ctx.dirs, &req.mode, Some(&id))?;
-    let choice = req.runtime.unwrap_or(eff.settings.global.runtime);
-    let (kind, engine) = choose(choice, &eff, &req.mode)?;
-    let net = eff.settings.networking.clone();
-    let owner = req.shell_pid.map(|p| (p, crate::procinfo::start_time(p)));
+    Ok(id)
+}
+
+/// Phase 1: under the lock, settle the id (a concurrent start of another
+/// project with the same name may have taken it), check the limits,
+/// allocate the port and register the instance as `initializing`.
+///
+/// The id decides which config applies and so which runtime, and choosing
+/// a runtime asks the engine: that is done from a snapshot, outside the
+/// lock, and redone if the id settled under the lock differs.
+fn reserve(ctx: &Ctx, req: &StartRequest) -> Result<Reserve> {
+    for _ in 0..8 {
+        let guess = settle_id(&ctx.store.load()?, req)?;
+        let eff = config::load_for(&ctx.dirs, &req.mode, Some(&guess))?;
+        let choice = req.runtime.unwrap_or(eff.settings.global.runtime);
+        let (kind, engine) = choose(choice, &eff, &req.mode)?;
+        let reserved = ctx.store.update(|reg| {
+            let id = settle_id(reg, req)?;
+            if id != guess {
+                return Ok(None);
+            }
+            if let Some(inst) = reg.get(&id) {
+                if inst.status.is_live() {
+                    return Ok(Some(Err(inst.clone())));
+                }
+            }
+            register(ctx, reg, req, &id, &eff, kind).map(|r| Some(Ok(r)))
+        })?;
+        match reserved {
+            None => continue,
+            Some(Err(running)) => return Ok(Reserve::Running(running)),
+            Some(Ok((inst, previous))) => {
+                return Ok(Reserve::Reserved(Box::new(Plan {
+                    inst,
+                    previous,
+                    eff,
+                    kind,
+                    engine,
+                })))
+            }
+        }
+    }
+    Err(Error::Other(
+        "the registry kept changing under this start; try again".into(),
+    ))
+}
+
+/// Writes the `initializing` entry for `id` into `reg` (under the lock):
+/// limit checked, port allocated, history of a previous entry kept.
+fn register(
+    ctx: &Ctx,
+    reg: &mut Registry,
+    req: &StartRequest,
+    id: &InstanceId,
+    eff: &Effective,
+    kind: RuntimeKind,
+) -> Result<(Instance, Option<Instance>)> {
+    let net = &eff.settings.networking;
+    let max = eff.settings.global.max_instances as usize;
+    if reg.live_count() >= max {
+        return Err(Error::Invalid(format!(
+            "{} instances are running, the limit (global.max_instances = {max}); stop one (`ai-sessctl stop ID`) or raise the limit",
+            reg.live_count()
+        )));
+    }
+    let reserved = reg
+        .reserved_ports
+        .iter()
+        .find(|(_, r)| &r.instance == id)
+        .and_then(|(p, _)| p.parse::<Port>().ok());
+    let port = match req.port {
+        Some(p) => {
+            if reg.held_ports().any(|h| h == p && Some(h) != reserved) {
+                return Err(Error::Invalid(format!(
+                    "port {p} is held by another instance"
+                )));
+            }
+            if !crate::ports::bindable(net.bind, p) {
+                return Err(Error::Invalid(format!(
+                    "port {p} is in use on {}",
+                    net.bind
+                )));
+            }
+            p
+        }
+        None => {
+            if let Some(p) = reserved {
+                reg.reserved_ports.remove(&p.to_string());
+            }
+            crate::ports::allocate(
+                reg,
+                net.port_range,
+                reserved.or(net.preferred_port),
+                net.bind,
+            )?
+        }
+    };
+    reg.reserved_ports.retain(|_, r| &r.instance != id);
+    let previous = reg.instances.remove(id);
     let now = Utc::now();
+    let mut inst: Instance = serde_json::from_value(json!({
+        "id": id, "project_path": req.project.to_string_lossy(),
+        "project_name": project_name_of(&req.project),
+        "mode": req.mode, "status": "initializing", "port": port,
+    }))
+    .map_err(|e| Error::Other(e.to_string()))?;
+    if let Some(prev) = &previous {
+        inst.restarts = prev.restarts;
+        inst.extra = prev.extra.clone();
+        // A fresh start begins with no alert or recovery history.
+        inst.extra.remove("alerts");
+        inst.extra.remove("recovery");
+        inst.timestamps.created = prev.timestamps.created;
+    }
+    inst.timestamps.created.get_or_insert(now);
+    // When this start began (set again once it runs): reconcile leaves
+    // a young start alone, also the restart of an old instance.
+    inst.timestamps.started = Some(now);
+    inst.socket_path = Some(ctx.dirs.socket_of(id).to_string_lossy().into_owned());
+    inst.runtime = Some(kind);
+    inst.image = (kind == RuntimeKind::Docker).then(|| eff.agent.image.clone());
+    inst.resources.memory_limit = Some(eff.settings.resources.memory.limit.to_string());
+    inst.resources.cpu_limit = Some(eff.settings.resources.cpu.limit.to_string());
+    if let Some(cfg) = eff.settings.ai_config.get(req.mode.as_str()) {
+        inst.config = serde_json::to_value(cfg)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+    }
+    if let Some(pid) = req.shell_pid {
+        inst.owner_pid = Some(pid);
+        inst.owner_start_time = crate::procinfo::start_time(pid);
+    }
+    inst.starter = Some(ProcRef::me());
+    reg.instances.insert(id.clone(), inst.clone());
+    Ok((inst, previous))
+}
 
-    let phase1 = ctx.store.update(|reg| {
-        if let Some(inst) = reg.get(&id) {
-            if inst.status.is_live() {
-                return Ok(Err(inst.clone()));
-            }
-        }
-        let max = eff.settings.global.max_instances as usize;
-        if reg.live_count() >= max {
-            return Err(Error::Invalid(format!(
-                "{} instances are running, the limit (global.max_instances = {max}); stop one (`ai-sessctl stop ID`) or raise the limit",
-                reg.live_count()
-            )));
-        }
-        let reserved = reg
-            .reserved_ports
-            .iter()
-            .find(|(_, r)| r.instance == id)
-            .and_then(|(p, _)| p.parse::<Port>().ok());
-        let port = match req.port {
-            Some(p) => {
-                if reg.held_ports().any(|h| h == p && Some(h) != reserved) {
-                    return Err(Error::Invalid(format!("port {p} is held by another instance")));
-                }
-                if !crate::ports::bindable(net.bind, p) {
-                    return Err(Error::Invalid(format!("port {p} is in use on {}", net.bind)));
-                }
-                p
-            }
-            None => {
-                if let Some(p) = reserved {
-                    reg.reserved_ports.remove(&p.to_string());
-                }
-                crate::ports::allocate(reg, net.port_range, reserved.or(net.preferred_port), net.bind)?
-            }
-        };
-        reg.reserved_ports.retain(|_, r| r.instance != id);
-        let previous = reg.instances.remove(&id);
-        let prev_entry = previous.clone();
-        let mut inst: Instance = serde_json::from_value(json!({
-            "id": id, "project_path": project_str, "project_name": project_name,
-            "mode": req.mode, "status": "initializing", "port": port,
-        }))
-        .map_err(|e| Error::Other(e.to_string()))?;
-        if let Some(prev) = previous {
-            inst.restarts = prev.restarts;
-            inst.extra = prev.extra;
-            // A fresh start begins with no alert or recovery history.
-            inst.extra.remove("alerts");
-            inst.extra.remove("recovery");
-            inst.extra.remove(STOPPING);
-            inst.timestamps.created = prev.timestamps.created;
-        }
-        inst.timestamps.created.get_or_insert(now);
-        // When this start began (set again once it runs): reconcile leaves
-        // a young start alone, also the restart of an old instance.
-        inst.timestamps.started = Some(now);
-        inst.socket_path = Some(ctx.dirs.socket_of(&id).to_string_lossy().into_owned());
-        inst.runtime = Some(kind);
-        inst.image = (kind == RuntimeKind::Docker).then(|| eff.agent.image.clone());
-        inst.resources.memory_limit = Some(eff.settings.resources.memory.limit.to_string());
-        inst.resources.cpu_limit = Some(eff.settings.resources.cpu.limit.to_string());
-        if let Some(cfg) = eff.settings.ai_config.get(req.mode.as_str()) {
-            inst.config = serde_json::to_value(cfg)
-                .ok()
-                .and_then(|v| v.as_object().cloned())
-                .unwrap_or_default();
-        }
-        if let Some((pid, start)) = owner {
-            inst.owner_pid = Some(pid);
-            inst.owner_start_time = start;
-        }
-        let me = std::process::id();
-        inst.extra.insert(
-            STARTER.into(),
-            json!({"pid": me, "start_time": crate::procinfo::start_time(me)}),
-        );
-        reg.instances.insert(id.clone(), inst.clone());
-        Ok(Ok((inst, prev_entry)))
-    })?;
-    let (inst, previous) = match phase1 {
-        Err(running) => return Ok(Started::AlreadyRunning(running)),
-        Ok(x) => x,
+/// Phase 2, without the lock: state dirs, then the runtime's launch.
+fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
+    let inst = &plan.inst;
+    let id = &inst.id;
+    let state_dir = ctx.dirs.state_of(id);
+    ctx.dirs.ensure_sub(&ctx.dirs.root().join("states"))?;
+    crate::paths::ensure_private_dir(&state_dir)?;
+    ctx.dirs.ensure_sub(&ctx.dirs.logs_dir())?;
+    let socket = match plan.kind {
+        RuntimeKind::Docker => "/tmp/ai-sessions.sock".to_owned(),
+        RuntimeKind::Host => inst.socket_path.clone().unwrap_or_default(),
     };
-
-    let state_dir = ctx.dirs.state_of(&id);
-    let launched = (|| -> Result<Launched> {
-        ctx.dirs.ensure_sub(&ctx.dirs.root().join("states"))?;
-        crate::paths::ensure_private_dir(&state_dir)?;
-        ctx.dirs.ensure_sub(&ctx.dirs.logs_dir())?;
-        let socket = match kind {
-            RuntimeKind::Docker => "/tmp/ai-sessions.sock".to_owned(),
-            RuntimeKind::Host => inst.socket_path.clone().unwrap_or_default(),
-        };
-        let spec = LaunchSpec {
-            id: &id,
-            project: &project,
-            project_name: &project_name,
-            mode: &req.mode,
-            port: inst.port,
-            eff: &eff,
-            args: &req.args,
-            state_dir: state_dir.clone(),
-            env: agent_env(
-                &id,
-                &req.mode,
-                inst.port,
-                &socket,
-                &eff.agent.env_passthrough,
-            ),
-            home: super::docker::home_label(&ctx.dirs),
-            cwd: std::env::current_dir()
-                .ok()
-                .filter(|d| d.starts_with(&project))
-                .unwrap_or_else(|| project.clone()),
-            log: req.detach.then(|| ctx.dirs.instance_log(&id)),
-        };
-        let runtime: &dyn Runtime = match &engine {
-            Some(engine) if kind == RuntimeKind::Docker => engine,
-            _ => &host::HostRuntime,
-        };
-        runtime.launch(&spec)
-    })();
-
-    let launched = match launched {
-        Ok(l) => l,
-        Err(e) => {
-            // Take back the registration: nothing was started. An entry
-            // that was there before (stopped, error) comes back as it was.
-            let _ = ctx.store.update(|reg| {
-                if reg
-                    .get(&id)
-                    .is_some_and(|i| i.status == Status::Initializing)
-                {
-                    match &previous {
-                        Some(p) => reg.instances.insert(id.clone(), p.clone()),
-                        None => reg.instances.remove(&id),
-                    };
-                }
-                Ok(())
-            });
-            ctx.events().log(
-                Level::Error,
-                "runtime",
-                "start failed",
-                json!({"instance": id, "error": e.to_string()}),
-            );
-            return Err(e);
-        }
+    let project_name = project_name_of(&req.project);
+    let spec = LaunchSpec {
+        id,
+        project: &req.project,
+        project_name: &project_name,
+        mode: &req.mode,
+        port: inst.port,
+        eff: &plan.eff,
+        args: &req.args,
+        state_dir,
+        env: agent_env(
+            id,
+            &req.mode,
+            inst.port,
+            &socket,
+            &plan.eff.agent.env_passthrough,
+        ),
+        home: super::docker::home_label(&ctx.dirs),
+        cwd: std::env::current_dir()
+            .ok()
+            .filter(|d| d.starts_with(&req.project))
+            .unwrap_or_else(|| req.project.clone()),
+        log: req.detach.then(|| ctx.dirs.instance_log(id)),
     };
+    let runtime: &dyn Runtime = match &plan.engine {
+        Some(engine) if plan.kind == RuntimeKind::Docker => engine,
+        _ => &host::HostRuntime,
+    };
+    runtime.launch(&spec)
+}
 
+/// Takes back a registration whose launch failed: nothing was started. An
+/// entry that was there before (stopped, error) comes back as it was.
+fn unreserve(ctx: &Ctx, plan: &Plan) {
+    let id = &plan.inst.id;
+    let _ = ctx.store.update(|reg| {
+        if reg
+            .get(id)
+            .is_some_and(|i| i.status == Status::Initializing)
+        {
+            match &plan.previous {
+                Some(p) => reg.instances.insert(id.clone(), p.clone()),
+                None => reg.instances.remove(id),
+            };
+        }
+        Ok(())
+    });
+}
+
+/// Phase 3: records what runs, under the lock. A stop that came while it
+/// launched is carried out now; an entry removed meanwhile (`rm --force`)
+/// means nothing may keep running.
+fn record(ctx: &Ctx, plan: Box<Plan>, launched: Launched) -> Result<Started> {
+    let Plan { inst, engine, .. } = *plan;
+    let id = inst.id;
     let (container_id, pid) = match &launched {
         Launched::Container(cid) => (Some(cid.clone()), None),
         Launched::Process(child) => (None, Some(child.id())),
     };
-    // `None`: the entry was removed meanwhile (`rm --force`); `Some(why)`:
-    // a `stop` came while we launched and left the stop to us.
     let recorded = ctx.store.update(|reg| {
         let Some(inst) = reg.instances.get_mut(&id) else {
             return Ok(None);
@@ -242,11 +327,8 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
         inst.timestamps.stopped = None;
         inst.exit_code = None;
         inst.status_reason = None;
-        inst.extra.remove(STARTER);
-        let why = inst
-            .extra
-            .get(STOPPING)
-            .map(|v| v.as_str().unwrap_or("stopped").to_owned());
+        inst.starter = None;
+        let why = inst.stopping.as_ref().map(|m| m.reason.clone());
         Ok(Some((inst.clone(), why)))
     })?;
     let inst = match recorded {
@@ -276,7 +358,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
         Level::Info,
         "runtime",
         "instance started",
-        json!({"instance": id, "runtime": kind, "port": inst.port, "project": inst.project_path}),
+        json!({"instance": id, "runtime": inst.runtime, "port": inst.port, "project": inst.project_path}),
     );
     Ok(match (launched, engine) {
         (Launched::Container(_), Some(engine)) => Started::Container { inst, engine },
@@ -287,45 +369,19 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
     })
 }
 
-/// Registry key (per instance) set while a stop is under way; its value
-/// is the reason given.
-pub const STOPPING: &str = "stopping";
-
 /// The reason of a stop under way on a running instance, if its stopper
-/// still runs. (A stop handed to a starter is a plain reason string.)
+/// still runs (or it was handed to the starter).
 pub fn stop_in_progress(inst: &Instance) -> Option<String> {
-    match inst.extra.get(STOPPING)? {
-        serde_json::Value::String(why) => Some(why.clone()),
-        serde_json::Value::Object(m) => {
-            let pid = m.get("pid").and_then(|p| p.as_u64())? as u32;
-            let start = m.get("start_time").and_then(|t| t.as_u64());
-            crate::procinfo::alive(pid, start).then(|| {
-                m.get("reason")
-                    .and_then(|r| r.as_str())
-                    .unwrap_or("stopped")
-                    .to_owned()
-            })
-        }
-        _ => None,
-    }
+    inst.stopping
+        .as_ref()
+        .and_then(StopMarker::in_force)
+        .map(str::to_owned)
 }
 
-/// Registry key (per `initializing` instance): the process that is
-/// starting it, `{"pid", "start_time"}`.
-pub const STARTER: &str = "starter";
-
 /// Whether the process starting `inst` still runs (true when unknown: an
-/// entry written before the key existed waits for the start grace).
+/// entry written before the marker existed waits for the start grace).
 pub fn starter_alive(inst: &Instance) -> bool {
-    let Some(s) = inst.extra.get(STARTER) else {
-        return true;
-    };
-    match s.get("pid").and_then(|p| p.as_u64()) {
-        Some(pid) => {
-            crate::procinfo::alive(pid as u32, s.get("start_time").and_then(|t| t.as_u64()))
-        }
-        None => true,
-    }
+    inst.starter.as_ref().is_none_or(ProcRef::alive)
 }
 
 /// Records that an instance's agent ended: status, exit code, saved output,
@@ -347,7 +403,7 @@ pub fn finish(
             return Ok(false);
         }
         cur.status = status;
-        cur.extra.remove(STOPPING);
+        cur.stopping = None;
         cur.exit_code = exit_code.or(cur.exit_code);
         cur.status_reason = reason.clone();
         cur.timestamps.stopped = Some(Utc::now());
@@ -469,7 +525,10 @@ fn stop_one(
                 return Ok(None);
             };
             if cur.status == Status::Initializing {
-                cur.extra.insert(STOPPING.into(), json!(reason));
+                cur.stopping = Some(StopMarker {
+                    reason: reason.to_owned(),
+                    by: None,
+                });
                 return Ok(None);
             }
             Ok(Some(cur.clone()))
@@ -504,11 +563,10 @@ fn stop_one(
                     // Who stops it: a marker left by a stopper that was
                     // killed before it got to the engine must not turn a
                     // later crash into a "stop".
-                    let me = std::process::id();
-                    cur.extra.insert(
-                        STOPPING.into(),
-                        json!({"reason": reason, "pid": me, "start_time": crate::procinfo::start_time(me)}),
-                    );
+                    cur.stopping = Some(StopMarker {
+                        reason: reason.to_owned(),
+                        by: Some(ProcRef::me()),
+                    });
                 }
             }
             Ok(())

@@ -148,11 +148,10 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                 // a stop handed to it is carried out here, else the
                 // container it left (if any) is recorded as it is.
                 if inst.status == Status::Initializing {
-                    if let Some(why) = inst.extra.get(ops::STOPPING) {
-                        let why = why.as_str().unwrap_or("stopped");
+                    if let Some(m) = &inst.stopping {
                         changes.push(Change {
                             remove_first: found.map(|o| o.container_id.clone()),
-                            ..change(Status::Stopped, why, None, None)
+                            ..change(Status::Stopped, &m.reason, None, None)
                         });
                         continue;
                     }
@@ -301,10 +300,10 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                     cur.container_id = c.adopt.clone();
                 }
                 if c.status != Status::Initializing {
-                    cur.extra.remove(ops::STARTER);
+                    cur.starter = None;
                 }
                 if !c.status.is_live() {
-                    cur.extra.remove(ops::STOPPING);
+                    cur.stopping = None;
                 }
                 if c.status.is_live() {
                     cur.status_reason = None;

@@ -1,0 +1,85 @@
+//! Fault injection, races: many real processes at once against one state
+//! home, repeated, with zero bad outcomes allowed. Decisions that depend on
+//! the registry are taken under its lock, and a user's intent wins over
+//! automation.
+
+mod common;
+mod docker_support;
+mod fault_support;
+
+use common::{stderr, stdout, Env};
+use fault_support::*;
+use std::process::{Child, Stdio};
+
+fn spawn_in(env: &Env, dir: &std::path::Path, args: &[&str]) -> Child {
+    env.cmd()
+        .current_dir(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Projects with the same basename started at the same moment each get
+/// their own instance: never the other's, never "already running".
+#[test]
+fn same_basename_projects_started_at_once_get_their_own_instances() {
+    require_docker!();
+    const ROUNDS: usize = 20;
+    const AT_ONCE: usize = 3;
+    let env = Env::new();
+    fault_config(&env, 100, "[]");
+    let _rm = RmHome(home_label(&env));
+    let mut bad = Vec::new();
+    for round in 0..ROUNDS {
+        let name = env.unique(&format!("twin{round}"));
+        let dirs: Vec<_> = (0..AT_ONCE)
+            .map(|k| env.project(&format!("p{k}/{name}")))
+            .collect();
+        let kids: Vec<_> = dirs
+            .iter()
+            .map(|d| spawn_in(&env, d, &["start", "--mode", "claude", "--detach"]))
+            .collect();
+        let outs: Vec<_> = kids
+            .into_iter()
+            .map(|k| k.wait_with_output().unwrap())
+            .collect();
+        let mut ids = Vec::new();
+        for (d, o) in dirs.iter().zip(&outs) {
+            let id = stdout(o).trim().to_owned();
+            if !o.status.success() || id.is_empty() {
+                bad.push(format!(
+                    "round {round} {}: exit {:?}, said {id:?} / {}",
+                    d.display(),
+                    o.status.code(),
+                    stderr(o).trim()
+                ));
+                continue;
+            }
+            let e = env.instance(&id);
+            if e["project_path"] != d.to_str().unwrap() || e["status"] != "running" {
+                bad.push(format!(
+                    "round {round}: {} was handed {id}: {e}",
+                    d.display()
+                ));
+            }
+            ids.push(id);
+        }
+        ids.sort();
+        ids.dedup();
+        if ids.len() != outs.iter().filter(|o| o.status.success()).count() {
+            bad.push(format!(
+                "round {round}: two starts share an instance: {ids:?}"
+            ));
+        }
+        let _ = env.run(&["stop", "--all", "--force"]);
+    }
+    assert!(
+        bad.is_empty(),
+        "{} bad outcomes:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+    assert_consistent(&env, "after the twin starts", true);
+}
