@@ -55,7 +55,7 @@ pub fn effective_for(ctx: &Ctx, id: &InstanceId) -> Result<Effective> {
 /// failed launch leaves no half-registered entry behind.
 pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
     let plan = match reserve(ctx, &req)? {
-        Reserve::Running(inst) => return Ok(Started::AlreadyRunning(inst)),
+        Reserve::Running(inst) => return Ok(Started::AlreadyRunning(*inst)),
         Reserve::Reserved(plan) => plan,
     };
     let launched = match launch(ctx, &req, &plan) {
@@ -86,7 +86,7 @@ struct Plan {
 }
 
 enum Reserve {
-    Running(Instance),
+    Running(Box<Instance>),
     Reserved(Box<Plan>),
 }
 
@@ -136,7 +136,7 @@ fn reserve(ctx: &Ctx, req: &StartRequest) -> Result<Reserve> {
         })?;
         match reserved {
             None => continue,
-            Some(Err(running)) => return Ok(Reserve::Running(running)),
+            Some(Err(running)) => return Ok(Reserve::Running(Box::new(running))),
             Some(Ok((inst, previous))) => {
                 return Ok(Reserve::Reserved(Box::new(Plan {
                     inst,
