@@ -2,6 +2,7 @@ use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    ai_sessions::output::quiet_on_closed_output();
     // Answers shell completion requests (`COMPLETE=zsh ai-sessctl …`).
     clap_complete::CompleteEnv::with_factory(ai_sessions::cli::Cli::command).complete();
     let cli = ai_sessions::cli::Cli::parse();

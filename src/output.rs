@@ -51,3 +51,39 @@ pub fn print_json(v: &impl serde::Serialize) -> crate::error::Result<()> {
     println!("{text}");
     Ok(())
 }
+
+/// Makes a closed stdout or stderr (`ai-sessctl list | head -1`, a reader
+/// that quit) end the process quietly, as it ends other Unix tools: by
+/// SIGPIPE for a broken pipe, one error line for any other write failure.
+/// Rust ignores SIGPIPE and `println!` panics instead; this hook turns just
+/// that panic back into the usual behaviour (any thread, any command) and
+/// leaves every other panic to the default hook.
+pub fn quiet_on_closed_output() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let Some(rest) = msg
+            .strip_prefix("failed printing to stdout: ")
+            .or_else(|| msg.strip_prefix("failed printing to stderr: "))
+        else {
+            return default(info);
+        };
+        if rest.contains("os error 32") {
+            use nix::sys::signal::{raise, signal, SigHandler, Signal};
+            // SAFETY: restoring the default disposition installs no handler.
+            unsafe {
+                let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+            }
+            let _ = raise(Signal::SIGPIPE);
+        }
+        // Not a pipe (e.g. `>&-`): say so once, where it can still be seen.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "ai-sessctl: error: cannot write output: {rest}");
+        std::process::exit(1);
+    }));
+}
