@@ -83,7 +83,10 @@ pub fn quiet_on_closed_output() {
         }
         // Not a pipe (e.g. `>&-`): say so once, where it can still be seen.
         use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "ai-sessctl: error: cannot write output: {rest}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "ai-sessctl: error: cannot write output: {rest}"
+        );
         std::process::exit(1);
     }));
 }

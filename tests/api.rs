@@ -846,3 +846,29 @@ fn openapi_documents_every_route() {
     assert!(spec.starts_with("openapi: 3."));
     assert!(spec.contains("scheme: bearer"));
 }
+
+/// A saved log holding bytes that are not UTF-8 is sent lossily (as the
+/// CLI shows it), not as an empty 200.
+#[test]
+fn saved_logs_with_invalid_utf8_are_sent_lossily() {
+    let env = Env::new();
+    let name = env.unique("lossy");
+    let id = plant_stopped(&env, &name);
+    let logs = env.state().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        logs.join(format!("{id}.log")),
+        b"before \xff after\nline two\n",
+    )
+    .unwrap();
+    let srv = Serve::start(&env);
+    let tok = token(&env);
+    let r = srv
+        .req("GET", &format!("/api/v1/instances/{id}/logs"))
+        .bearer(&tok)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(text.contains("before \u{fffd} after"), "{text:?}");
+    assert!(text.contains("line two"), "{text:?}");
+}

@@ -431,3 +431,22 @@ fn lost_registry_then_start_explains_and_repair_recovers() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
 }
+
+/// With `auto_cleanup = false` the stopped container keeps its output, and
+/// `logs` reads it from there.
+#[test]
+fn logs_of_a_kept_container_come_from_the_container() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "auto_cleanup = false");
+    let (id, _) = start(&env, "keptlogs");
+    let cname = format!("ai-{id}");
+    docker_ok(&["exec", &cname, "sh", "-c", "echo kept-line > /dev/console"]);
+    env.ok(&["stop", &id]);
+    assert_eq!(container_state(&cname).as_deref(), Some("exited"));
+    let _ = std::fs::remove_file(env.state().join("logs").join(format!("{id}.log")));
+    let out = env.run(&["logs", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("kept-line"), "{}", stdout(&out));
+    let _ = docker(&["rm", "-f", &cname]);
+}

@@ -273,3 +273,33 @@ fn api_key_reaches_the_agent_and_is_never_written() {
         );
     }
 }
+
+/// `networking.bind = "::"` publishes on every IPv6 (and IPv4) address:
+/// what `start` and `show` print says so, not 127.0.0.1.
+#[test]
+fn the_printed_address_is_the_bound_one() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let mut cfg = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+    cfg = cfg.replacen("[networking]\n", "[networking]\nbind = \"::\"\n", 1);
+    std::fs::write(env.state().join("config.toml"), cfg).unwrap();
+    let name = env.unique("bind6");
+    let proj = env.project(&name);
+    let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = format!("{name}-claude");
+    let port = env.instance(&id)["port"].as_u64().unwrap();
+    let c = inspect(&format!("ai-{id}")).unwrap();
+    assert_eq!(
+        c["HostConfig"]["PortBindings"][format!("{port}/tcp")][0]["HostIp"],
+        "::"
+    );
+    let want = format!("[::]:{port}");
+    assert!(stderr(&out).contains(&want), "start said: {}", stderr(&out));
+    assert!(!stderr(&out).contains("127.0.0.1"), "{}", stderr(&out));
+    let shown = env.ok(&["show", &id]);
+    assert!(shown.contains(&want), "{shown}");
+    assert!(!shown.contains("127.0.0.1"), "{shown}");
+    env.ok(&["stop", &id]);
+}

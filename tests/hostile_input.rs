@@ -394,3 +394,33 @@ fn ids_derived_from_hostile_paths_are_sanitised_and_state_stays_home() {
     let listed = env.ok(&["list", "--status", "running", "--quiet"]);
     assert!(listed.trim().is_empty(), "still running: {listed}");
 }
+
+/// An id names its agent in its suffix: `--id foo-claude` with `--mode
+/// gemini` would run gemini under a claude id (and claude's config).
+#[test]
+fn an_id_whose_mode_differs_from_mode_is_refused() {
+    let env = Env::new();
+    let dir = env.project("modes");
+    let out = env.run_in(
+        &dir,
+        &[
+            "start",
+            "--mode",
+            "gemini",
+            "--id",
+            "foo-claude",
+            "--detach",
+            "--runtime",
+            "host",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("foo-claude") && err.contains("gemini"),
+        "{err}"
+    );
+    assert!(env.registry()["instances"]
+        .as_object()
+        .is_none_or(|m| m.is_empty()));
+}

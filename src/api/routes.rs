@@ -252,7 +252,9 @@ pub async fn logs(
             .take_until(super::stopping(st.stop.clone()));
         return Ok(text(Body::from_stream(stream)));
     }
-    let saved = std::fs::read_to_string(st.dirs.instance_log(&id)).unwrap_or_default();
+    // Lossy, as the CLI shows it: one stray byte must not hide the rest.
+    let saved = std::fs::read(st.dirs.instance_log(&id)).unwrap_or_default();
+    let saved = String::from_utf8_lossy(&saved);
     let lines: Vec<&str> = saved.lines().collect();
     let from = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
     let mut body = lines[from..].join("\n");

@@ -52,8 +52,8 @@ pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u
 pub fn restart(ctx: &Ctx, id: InstanceId) -> Result<u8> {
     let inst = ops::restart(ctx, &id, false, "restarting")?;
     eprintln!(
-        "restarted {id} on 127.0.0.1:{}; attach with `ai-sessctl attach {id}`",
-        inst.port
+        "restarted {id} on {}; attach with `ai-sessctl attach {id}`",
+        inst.address()
     );
     Ok(0)
 }

@@ -125,7 +125,7 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
     }
     field("project", &inst.project_path);
     field("mode", inst.mode.as_str());
-    field("port", &format!("127.0.0.1:{}", inst.port));
+    field("port", &inst.address());
     if let Some(rt) = inst.runtime {
         field("runtime", &format!("{rt:?}").to_lowercase());
     }

@@ -20,6 +20,21 @@ pub fn logs(ctx: &Ctx, id: InstanceId, follow: bool, tail: Option<usize>) -> Res
         }
     }
     let path = ctx.dirs.instance_log(&id);
+    // Kept (`auto_cleanup = false`) and not saved: the container still
+    // holds the output.
+    let kept = inst
+        .filter(|i| !i.status.is_live())
+        .and_then(|i| i.container_id.clone())
+        .filter(|_| !path.exists());
+    if let Some(cid) = kept {
+        if let Ok(engine) = DockerEngine::connect() {
+            let mut out = std::io::stdout();
+            match engine.block_on(engine.copy_logs(&cid, false, tail, &mut out)) {
+                Err(Error::NotFound(_)) => {}
+                other => return other.map(|_| 0),
+            }
+        }
+    }
     match std::fs::read(&path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);

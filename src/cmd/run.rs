@@ -76,7 +76,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
         Started::Container { inst, engine } => {
             if req.detach {
                 println!("{}", inst.id);
-                eprintln!("started {} on 127.0.0.1:{}", inst.id, inst.port);
+                eprintln!("started {} on {}", inst.id, inst.address());
                 return Ok(0);
             }
             attach_to(ctx, inst, Some(engine))

@@ -55,6 +55,9 @@ pub struct Instance {
     pub port: Port,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket_path: Option<String>,
+    /// The host address `port` is published on (absent: 127.0.0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<std::net::IpAddr>,
     #[serde(default)]
     pub resources: Resources,
     #[serde(default)]
@@ -223,6 +226,17 @@ pub struct Health {
     pub last_error: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl Instance {
+    /// Where the agent's port can be reached, as the user types it:
+    /// `127.0.0.1:9001`, `[::]:9001`.
+    pub fn address(&self) -> String {
+        let ip = self
+            .bind
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        std::net::SocketAddr::new(ip, self.port.get()).to_string()
+    }
 }
 
 impl Registry {

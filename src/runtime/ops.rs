@@ -97,6 +97,14 @@ fn settle_id(reg: &Registry, req: &StartRequest) -> Result<InstanceId> {
         Some(id) => id.clone(),
         None => derive_id(reg, &req.project, &req.mode)?,
     };
+    if id.mode_suffix() != req.mode.as_str() {
+        return Err(Error::Usage(format!(
+            "instance id {id} names the agent {:?}, not {}; an id ends with its agent (e.g. NAME-{})",
+            id.mode_suffix(),
+            req.mode,
+            req.mode
+        )));
+    }
     if let Some(inst) = reg.get(&id) {
         let project = req.project.to_string_lossy();
         if inst.project_path != project && !inst.project_path.is_empty() {
@@ -226,6 +234,7 @@ fn register(
     inst.timestamps.started = Some(now);
     inst.socket_path = Some(ctx.dirs.socket_of(id).to_string_lossy().into_owned());
     inst.runtime = Some(kind);
+    inst.bind = Some(eff.settings.networking.bind);
     inst.image = (kind == RuntimeKind::Docker).then(|| eff.agent.image.clone());
     inst.resources.memory_limit = Some(eff.settings.resources.memory.limit.to_string());
     inst.resources.cpu_limit = Some(eff.settings.resources.cpu.limit.to_string());
