@@ -25,6 +25,10 @@ pub enum Error {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    /// An instance id the registry does not hold (the CLI adds the
+    /// closest id it does hold).
+    #[error("no instance {0} (see `ai-sessctl list`)")]
+    NoInstance(String),
     #[error("{0}")]
     Engine(String),
     #[error("{0}")]
@@ -42,13 +46,13 @@ impl Error {
     }
 
     pub fn not_found(id: &crate::types::InstanceId) -> Self {
-        Error::NotFound(format!("no instance {id} (see `ai-sessctl list`)"))
+        Error::NoInstance(id.to_string())
     }
 
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Corrupt { .. } | Error::Invalid(_) => exit::INVALID,
-            Error::NotFound(_) => exit::NOT_FOUND,
+            Error::NotFound(_) | Error::NoInstance(_) => exit::NOT_FOUND,
             Error::Engine(_) => exit::ENGINE,
             Error::Usage(_) => exit::USAGE,
             Error::Io { .. } | Error::Other(_) => exit::FAILURE,
@@ -67,6 +71,19 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// The candidate closest to `typed`, when it is close enough to be a typo
+/// (a small edit distance for its length), for "did you mean …?".
+pub fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (typed.chars().count() / 3).clamp(1, 3);
+    candidates
+        .into_iter()
+        .filter(|c| *c != typed)
+        .map(|c| (strsim::damerau_levenshtein(typed, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, c)| (*d, *c))
+        .map(|(_, c)| c)
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -31,7 +31,7 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self.0 {
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::NotFound(_) | Error::NoInstance(_) => (StatusCode::NOT_FOUND, "not_found"),
             Error::Usage(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Invalid(_) => (StatusCode::CONFLICT, "invalid"),
             Error::Engine(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),

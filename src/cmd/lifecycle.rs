@@ -42,6 +42,7 @@ pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u
         // Keep the kind (and so the exit code and hint) of the failure.
         Some((id, e)) => Err(match e {
             Error::NotFound(m) => Error::NotFound(m),
+            Error::NoInstance(m) => Error::NoInstance(m),
             Error::Engine(m) => Error::Engine(format!("{id}: {m}")),
             Error::Invalid(m) => Error::Invalid(format!("{id}: {m}")),
             other => Error::Other(format!("{id}: {other}")),

@@ -108,6 +108,12 @@ pub fn report(e: &Error) -> u8 {
     if let Some(h) = e.hint() {
         eprintln!("  hint: {h}");
     }
+    if let Error::NoInstance(typed) = e {
+        let ids = completion_ids();
+        if let Some(id) = crate::error::closest(typed, ids.iter().map(|(id, _)| id.as_str())) {
+            eprintln!("  did you mean {id}?");
+        }
+    }
     e.exit_code() as u8
 }
 

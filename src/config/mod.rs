@@ -203,6 +203,13 @@ pub fn load_for(dirs: &StateDir, mode: &Mode, id: Option<&InstanceId>) -> Result
         .and_then(|a| a.as_table())
         .cloned();
     let Some(agent_table) = agent_table else {
+        let known = t.get("agents").and_then(|a| a.as_table());
+        let names = known.into_iter().flat_map(|a| a.keys().map(String::as_str));
+        if let Some(near) = crate::error::closest(mode.as_str(), names) {
+            return Err(Error::NotFound(format!(
+                "unknown agent \"{mode}\"; did you mean {near}?"
+            )));
+        }
         return Err(Error::NotFound(format!(
             "unknown agent \"{mode}\": define it in {} as [agents.{mode}] with command = [\"{mode}\"]",
             dirs.config().display()

@@ -57,35 +57,58 @@ pub fn project_name_of(path: &Path) -> String {
     }
 }
 
-/// The id for `project` + `mode`: the existing one when this project already
-/// has an entry, else the first free `<name>-<mode>`, `<name>-2-<mode>`, ….
+/// The name part of an entry's id: the id without its `-<mode>`.
+fn name_part(inst: &super::schema::Instance) -> Option<&str> {
+    inst.id
+        .as_str()
+        .strip_suffix(inst.mode.as_str())
+        .and_then(|s| s.strip_suffix('-'))
+}
+
+/// The id for `project` + `mode`. The name is decided per project path,
+/// not per agent, so one project keeps one name across agents: the
+/// existing entry's id for this path and mode, else the name this path
+/// already uses with another agent, else the first `<name>`, `<name>-2`, …
+/// no other path uses; then `-<mode>` is appended.
 pub fn derive_id(reg: &Registry, project: &Path, mode: &Mode) -> Result<InstanceId> {
     let path = project.to_string_lossy();
-    let name = project_name_of(project);
-    let candidate = |n: u32| {
-        if n == 1 {
-            format!("{name}-{mode}")
-        } else {
-            format!("{name}-{n}-{mode}")
-        }
-    };
-    let mut first_free = None;
-    for n in 1..=10_000u32 {
-        let id = InstanceId::parse(&candidate(n))?;
-        match reg.get(&id) {
-            Some(inst) if inst.project_path == path => return Ok(id),
-            Some(_) => {}
-            None => {
-                first_free.get_or_insert(id);
-                // Ids are handed out in order, so past a gap further taken
-                // ids only exist if entries were removed; look a little on.
-                if n > reg.instances.len() as u32 + 1 {
-                    break;
-                }
+    let ours = |i: &&super::schema::Instance| i.project_path == path;
+    if let Some(inst) = reg.instances.values().filter(ours).find(|i| &i.mode == mode) {
+        return Ok(inst.id.clone());
+    }
+    // Names other paths hold, and the ones this path holds already.
+    let mut taken = std::collections::HashSet::new();
+    let mut mine = Vec::new();
+    for inst in reg.instances.values() {
+        if let Some(n) = name_part(inst) {
+            if inst.project_path == path {
+                mine.push(n);
+            } else {
+                taken.insert(n);
             }
         }
     }
-    first_free.ok_or_else(|| Error::Invalid(format!("no free instance id for {name}")))
+    let free = |name: &str| {
+        !taken.contains(name)
+            && InstanceId::parse(&format!("{name}-{mode}"))
+                .is_ok_and(|id| reg.get(&id).is_none())
+    };
+    mine.sort_unstable();
+    if let Some(name) = mine.into_iter().find(|n| free(n)) {
+        return InstanceId::parse(&format!("{name}-{mode}"));
+    }
+    let base = project_name_of(project);
+    for n in 1..=10_000u32 {
+        let name = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        if free(&name) {
+            return InstanceId::parse(&format!("{name}-{mode}"));
+        }
+    }
+    Err(Error::Invalid(format!("no free instance id for {base}")))
 }
 
 #[cfg(test)]
@@ -138,8 +161,37 @@ mod tests {
         assert_eq!(derive_id(&reg, Path::new("/z/api"), &mode).unwrap(), c);
         let gem = Mode::parse("gemini").unwrap();
         assert_eq!(
-            derive_id(&reg, Path::new("/y/api"), &gem).unwrap().as_str(),
+            derive_id(&reg, Path::new("/x/api"), &gem).unwrap().as_str(),
             "api-gemini"
         );
+    }
+
+    /// One name per project across agents: whichever agent starts first
+    /// in either `api`, the other agent in the same project gets the same
+    /// name part.
+    #[test]
+    fn a_project_keeps_its_name_across_agents() {
+        let claude = Mode::parse("claude").unwrap();
+        let gemini = Mode::parse("gemini").unwrap();
+        let mut reg = Registry::default();
+        let mut add = |reg: &mut Registry, path: &str, mode: &Mode| {
+            let id = derive_id(reg, Path::new(path), mode).unwrap();
+            let mut i = inst(id.as_str(), path);
+            i.mode = mode.clone();
+            reg.instances.insert(id.clone(), i);
+            id.to_string()
+        };
+        assert_eq!(add(&mut reg, "/src/api", &claude), "api-claude");
+        assert_eq!(add(&mut reg, "/work/api", &gemini), "api-2-gemini");
+        assert_eq!(add(&mut reg, "/src/api", &gemini), "api-gemini");
+        assert_eq!(add(&mut reg, "/work/api", &claude), "api-2-claude");
+        // A third one, and the same ids again for the same paths.
+        assert_eq!(add(&mut reg, "/x/api", &claude), "api-3-claude");
+        assert_eq!(
+            derive_id(&reg, Path::new("/work/api"), &claude).unwrap().as_str(),
+            "api-2-claude"
+        );
+        // A project literally named api-2 does not take /work/api's name.
+        assert_eq!(add(&mut reg, "/y/api-2", &gemini), "api-2-2-gemini");
     }
 }

@@ -145,15 +145,33 @@ pub fn choose(
             Ok((RuntimeKind::Docker, Some(engine)))
         }
         RuntimeChoice::Auto => {
-            let why = match DockerEngine::connect() {
+            let engine = DockerEngine::connect();
+            let why = match &engine {
                 Err(_) => "the container engine is not answering".to_owned(),
                 Ok(_) if eff.agent.image.is_empty() => format!("agents.{mode}.image is not set"),
-                Ok(engine) => match engine.image_exists(&eff.agent.image) {
-                    Ok(true) => return Ok((RuntimeKind::Docker, Some(engine))),
+                Ok(e) => match e.image_exists(&eff.agent.image) {
+                    Ok(true) => return Ok((RuntimeKind::Docker, engine.ok())),
                     Ok(false) => format!("image {} is not built", eff.agent.image),
                     Err(e) => e.to_string(),
                 },
             };
+            // The host is the fallback only when the agent is installed
+            // there; else say what would make either runtime work.
+            let program = eff.agent.command.first().map(String::as_str).unwrap_or("");
+            if host::find_binary(program).is_err() {
+                return Err(match engine {
+                    Err(Error::Engine(e)) => Error::Engine(format!(
+                        "{e}; and {program:?} is not installed on the host, so runtime = \"auto\" has nothing to run {mode} with"
+                    )),
+                    Err(e) => e,
+                    Ok(_) if eff.agent.image.is_empty() => Error::Invalid(format!(
+                        "{why} and {program:?} is not on PATH; set agents.{mode}.image, or install {program} on the host"
+                    )),
+                    Ok(_) => Error::NotFound(format!(
+                        "{why} and {program:?} is not on PATH; build the image with `ai-sessctl image build {mode}`, or install {program} on the host"
+                    )),
+                });
+            }
             eprintln!("ai-sessctl: {why}; running {mode} on the host (runtime = \"auto\")");
             Ok((RuntimeKind::Host, None))
         }
