@@ -115,7 +115,7 @@ _ai_sessions_segment() {
     # shellcheck disable=SC2206
     fld=($line)
     (( ${#fld[@]} >= 4 )) || continue
-    if [[ ${fld[3]} == running ]]; then running+=1; fi
+    running+=1   # every line is live: the count of `list --status running`
     p=${fld[0]}
     if [[ $PWD == "$p" || $PWD == "$p"/* || $p == / ]]; then
       mode=${fld[2]//[^a-zA-Z0-9_.-]/?}

@@ -106,7 +106,7 @@ function _ai_sessions_segment {
     fields=( "${(@ps:\t:)line}" )
     (( $#fields >= 4 )) || continue
     p=$fields[1]
-    [[ $fields[4] == running ]] && (( ++running ))
+    (( ++running ))   # every line is live: the count of `list --status running`
     # Only an absolute path can hold $PWD (an empty one would match all).
     if [[ $p == /* ]] && [[ $PWD == "$p" || $PWD == "$p"/* || $p == / ||
           $pwdp == "$p" || $pwdp == "$p"/* ]]; then

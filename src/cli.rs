@@ -214,8 +214,9 @@ pub enum Command {
         after_help = "Examples:\n  ai-sessctl config get --global resources.memory.limit\n  ai-sessctl config set api-claude resources.cpu.limit 1\n  ai-sessctl config --global --edit"
     )]
     Config(ConfigArgs),
-    /// Summary of instances and the host, as JSON
+    /// Summary of instances and the host (--json for scripts)
     Dashboard {
+        /// Print the summary as JSON
         #[arg(long)]
         json: bool,
     },
@@ -353,6 +354,7 @@ impl StatusFilter {
     pub fn matches(self, s: Status) -> bool {
         match self {
             StatusFilter::All => true,
+            // Live: running, paused or starting (the prompt counts the same).
             StatusFilter::Running => s.is_live(),
             StatusFilter::Stopped => !s.is_live(),
         }

@@ -37,11 +37,8 @@ pub fn write(dirs: &StateDir, reg: &Registry) -> Result<()> {
 /// The segment a prompt shows, for `ai-sessctl prompt` (starship and other
 /// prompts that run a command): `ai:2 claude●`.
 pub fn segment(reg: &Registry, cwd: &str) -> String {
-    let running = reg
-        .instances
-        .values()
-        .filter(|i| i.status == crate::types::Status::Running)
-        .count();
+    // The same count as `list --status running`: every live instance.
+    let running = reg.instances.values().filter(|i| i.status.is_live()).count();
     let here: Vec<String> = reg
         .instances
         .values()

@@ -202,7 +202,17 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    format!(
+                        " (another program, or another `ai-sessctl serve`, has it); pick another port with --addr 127.0.0.1:{}",
+                        addr.port().wrapping_add(1).max(1024)
+                    )
+                } else {
+                    String::new()
+                };
+                Error::Invalid(format!("cannot listen on {addr}: {e}{hint}"))
+            })?;
         let bound = listener
             .local_addr()
             .map_err(|e| Error::Other(e.to_string()))?;

@@ -70,6 +70,7 @@ pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
             let (scope, [key, value]) = split_words(global, words)?;
             let scope = scope_of(ctx, scope)?;
             config::set_value(&ctx.dirs, &scope, &key, &value)?;
+            note_when_it_applies(ctx, &scope, &key);
             ctx.events().log(
                 crate::events::Level::Info,
                 "config",
@@ -92,4 +93,31 @@ pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// A running instance keeps the settings it was started with: say so,
+/// naming the command that applies the change now.
+fn note_when_it_applies(ctx: &Ctx, scope: &Scope, key: &str) {
+    let Ok(reg) = ctx.store.load() else { return };
+    let live: Vec<&str> = reg
+        .instances
+        .values()
+        .filter(|i| i.status.is_live())
+        .filter(|i| match scope {
+            Scope::Instance(id) => &i.id == id,
+            Scope::Global => true,
+        })
+        .map(|i| i.id.as_str())
+        .collect();
+    match live.as_slice() {
+        [] => {}
+        [id] => eprintln!(
+            "{id} is running: {key} takes effect at the next start (ai-sessctl restart {id})"
+        ),
+        ids => eprintln!(
+            "{} instances are running: {key} takes effect at their next start (ai-sessctl restart ID; running: {})",
+            ids.len(),
+            ids.join(", ")
+        ),
+    }
 }

@@ -47,6 +47,11 @@ pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
             );
         }
     }
+    if let Some(e) = reports.iter().find_map(|r| r.outage()) {
+        return Err(crate::error::Error::Engine(format!(
+            "{e}; health not checked (nothing recorded)"
+        )));
+    }
     Ok(u8::from(reports.iter().any(|r| r.unhealthy())))
 }
 

@@ -127,6 +127,9 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
             &cid[..cid.len().min(12)]
         );
     }
+    if old.is_empty() && strays.is_empty() {
+        println!("nothing to remove");
+    }
     if dry_run {
         return Ok(0);
     }

@@ -81,6 +81,11 @@ pub fn set_value(dirs: &StateDir, scope: &Scope, key: &str, raw: &str) -> Result
     let (last, tables) = parts
         .split_last()
         .expect("split_key returns at least one part");
+    // A new table goes at the end of the file, after the comments that
+    // end it (they are the commented examples of the table above, and
+    // uncommenting one must not put it into the new table).
+    let trailing = doc.trailing().as_str().unwrap_or("").to_owned();
+    let mut created = false;
     let mut item = doc.as_item_mut();
     for part in tables {
         let table = item
@@ -90,8 +95,15 @@ pub fn set_value(dirs: &StateDir, scope: &Scope, key: &str, raw: &str) -> Result
             let mut t = toml_edit::Table::new();
             t.set_implicit(true);
             table.insert(part, toml_edit::Item::Table(t));
+            created = true;
         }
         item = table.get_mut(part).expect("just inserted");
+    }
+    if created && !trailing.trim().is_empty() {
+        if let Some(t) = item.as_table_mut() {
+            let sep = if trailing.ends_with("\n\n") { "" } else { "\n" };
+            t.decor_mut().set_prefix(format!("{trailing}{sep}"));
+        }
     }
     let table = item
         .as_table_like_mut()
@@ -107,6 +119,9 @@ pub fn set_value(dirs: &StateDir, scope: &Scope, key: &str, raw: &str) -> Result
         _ => {
             table.insert(last, toml_edit::Item::Value(value));
         }
+    }
+    if created && !trailing.trim().is_empty() {
+        doc.set_trailing("");
     }
     let new_text = doc.to_string();
     check_text(&path, &new_text).map_err(|e| {

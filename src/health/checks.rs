@@ -28,9 +28,20 @@ pub struct Report {
     pub checks: Vec<Check>,
 }
 
+/// The status of a report when the engine did not answer.
+pub const UNKNOWN: &str = "unknown";
+
 impl Report {
     pub fn unhealthy(&self) -> bool {
         self.status == "unhealthy"
+    }
+
+    /// The engine's error when it could not be asked about this instance.
+    pub fn outage(&self) -> Option<&str> {
+        (self.status == UNKNOWN)
+            .then(|| self.checks.iter().find(|c| c.name == "engine"))
+            .flatten()
+            .map(|c| c.detail.as_str())
     }
 }
 
@@ -160,16 +171,23 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
     let needs_engine = targets
         .iter()
         .any(|i| i.status.is_live() && i.runtime == Some(RuntimeKind::Docker));
-    let observed = if needs_engine {
-        DockerEngine::connect().and_then(|e| e.observe()).ok()
+    // An engine that does not answer says nothing about the instances in
+    // it: their reports say "unknown" (with the engine's error) and are
+    // not stored.
+    let (observed, outage) = if needs_engine {
+        match DockerEngine::connect().and_then(|e| e.observe()) {
+            Ok(o) => (Some(o), None),
+            Err(e) => (None, Some(e.to_string())),
+        }
     } else {
-        None
+        (None, None)
     };
     let reports: Vec<Report> = std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .iter()
             .map(|inst| {
                 let observed = observed.as_ref();
+                let outage = outage.as_deref();
                 s.spawn(move || {
                     if inst.status == Status::Initializing {
                         // Its container may exist but not run yet: that is
@@ -178,6 +196,18 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
                             id: inst.id.to_string(),
                             status: "starting".into(),
                             checks: Vec::new(),
+                        }
+                    } else if let (Some(e), Some(RuntimeKind::Docker), true) =
+                        (outage, inst.runtime, inst.status.is_live())
+                    {
+                        Report {
+                            id: inst.id.to_string(),
+                            status: UNKNOWN.into(),
+                            checks: vec![Check {
+                                name: "engine",
+                                ok: false,
+                                detail: e.to_owned(),
+                            }],
                         }
                     } else if inst.status.is_live() {
                         check_one(ctx, inst, observed)
@@ -224,7 +254,7 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
         .map(|i| (i.id.as_str(), (i.container_id.as_deref(), i.pid, i.status)))
         .collect();
     ctx.store.update(|reg| {
-        for r in &reports {
+        for r in reports.iter().filter(|r| r.status != UNKNOWN) {
             let Some(inst) = reg.instances.values_mut().find(|i| i.id.as_str() == r.id) else {
                 continue;
             };

@@ -138,7 +138,7 @@ out=$(cd "$PROJ/sub" && LANG=C.UTF-8 bash -euo pipefail -c '
     AI_SESSIONS_HOME=/nonexistent; _ai_sessions_precmd; printf "[%s]|" "$AI_SESSIONS_PROMPT"
     trap - EXIT; echo done' _ "$T/ai-sessions.bash" 2>&1) || true
 check "bash -eu: load twice, hook, completion (got: $out)" \
-    test "$out" = '\[\e[36m\]ai:2 claude● gemini◐\[\e[0m\]|proj-claude-2|[]|done'
+    test "$out" = '\[\e[36m\]ai:3 claude● gemini◐\[\e[0m\]|proj-claude-2|[]|done'
 out=$(cd "$PROJ/sub" && LANG=C.UTF-8 zsh -f -c '
     setopt nounset errexit pipefail
     source "$1"; source "$1"
@@ -148,11 +148,11 @@ out=$(cd "$PROJ/sub" && LANG=C.UTF-8 zsh -f -c '
     print -rn -- ${#precmd_functions} ${#zshexit_functions}
     zshexit_functions=(); echo "|done"' _ "$T/ai-sessions.zsh" 2>&1) || true
 check "zsh nounset errexit: load twice, hook (got: $out)" \
-    test "$out" = '%F{cyan}ai:2 claude● gemini◐%f|%F{cyan}ai:2 claude● gemini◐%f|[]|2 1|done'
+    test "$out" = '%F{cyan}ai:3 claude● gemini◐%f|%F{cyan}ai:3 claude● gemini◐%f|[]|2 1|done'
 # the C locale gets ASCII marks, colour off
 out=$(cd "$PROJ" && LC_ALL=C AI_SESSIONS_PROMPT_COLOR=0 bash -uc \
     'source "$1"; _ai_sessions_precmd; printf %s "$AI_SESSIONS_PROMPT"; trap - EXIT' _ "$T/ai-sessions.bash")
-check "bash: C locale ASCII marks, no colour (got: $out)" test "$out" = 'ai:2 claude* gemini~'
+check "bash: C locale ASCII marks, no colour (got: $out)" test "$out" = 'ai:3 claude* gemini~'
 # raw templates (placeholders not replaced) load harmlessly, define no agent
 out=$(bash -uc 'source "$1"; type -t claude || echo none; trap - EXIT' _ "$ROOT/shell/ai-sessions.bash" 2>&1)
 check "bash: raw template loads (got: $out)" test "$out" = none
@@ -296,17 +296,17 @@ for S in "${SESSIONS[@]}"; do
 
     # prompt segment: appears, per-project agents, clears
     write_tsv "${TSV_RUNNING[@]}"
-    check "$S: segment shows total running count" prompt_shows "$S" 'ai:2'
+    check "$S: segment shows total running count" prompt_shows "$S" 'ai:3'
     check "$S: no project agents outside the project" \
         test "$(last_line "$S" | grep -c 'claude')" -eq 0
     run "$S" 'cd -- "$proj_sub"'
-    check "$S: in project subdir shows agents" prompt_shows "$S" 'ai:2 claude● gemini◐'
+    check "$S: in project subdir shows agents" prompt_shows "$S" 'ai:3 claude● gemini◐'
     check "$S: segment not accumulated" test "$(last_line "$S" | grep -o 'ai:' | wc -l)" -eq 1
     if [[ $S == zsh ]]; then
-        check "zsh: user's RPROMPT kept" last_matches zsh 'R> ai:2 claude● gemini◐$'
+        check "zsh: user's RPROMPT kept" last_matches zsh 'R> ai:3 claude● gemini◐$'
     else
-        check "$S: segment prepended to user's PS1" last_matches "$S" 'ai:2 claude● gemini◐ '"$status_re"
-        check "$S: segment coloured" pane_esc_has "$S" $'\e[36mai:2'
+        check "$S: segment prepended to user's PS1" last_matches "$S" 'ai:3 claude● gemini◐ '"$status_re"
+        check "$S: segment coloured" pane_esc_has "$S" $'\e[36mai:3'
     fi
     # status of the last command survives our hook
     typeline "$S" false
@@ -369,15 +369,15 @@ for S in "${SESSIONS[@]}"; do
         check "$S: hooks still once after re-source" \
             test "$(grep -c '_ai_sessions_precmd\|_ai_sessions_exit_hook' "$T/$S.hooks")" -eq 2
     fi
-    check "$S: prompt after re-source" prompt_shows "$S" 'ai:2 claude● gemini◐'
+    check "$S: prompt after re-source" prompt_shows "$S" 'ai:3 claude● gemini◐'
     check "$S: segment still once" test "$(last_line "$S" | grep -o 'ai:' | wc -l)" -eq 1
     # the user (or a theme) changes the prompt: adopted, segment kept once
     if [[ $SH == zsh ]]; then
         run "$S" "RPROMPT='Q>'"
-        check "$S: new RPROMPT adopted" prompt_shows "$S" '[#%] +Q> ai:2 claude● gemini◐$'
+        check "$S: new RPROMPT adopted" prompt_shows "$S" '[#%] +Q> ai:3 claude● gemini◐$'
     else
         run "$S" "PS1=\$PS1'Q '" # a copy of our PS1 plus text: stale segment stripped
-        check "$S: changed PS1 adopted" prompt_shows "$S" '^ai:2 claude● gemini◐ \[0\][#$] Q$'
+        check "$S: changed PS1 adopted" prompt_shows "$S" '^ai:3 claude● gemini◐ \[0\][#$] Q$'
     fi
     run "$S" "AI_SESSIONS_PROMPT_INSERT=0"
     check "$S: INSERT=0 restores the user's prompt" prompt_shows "$S" "^${status_re}"'[^a]*$'
