@@ -30,6 +30,43 @@ pub fn status_color(s: crate::types::Status) -> &'static str {
     }
 }
 
+/// A plain table (no borders, two spaces between columns) whose columns
+/// line up whatever the cells hold (wide characters, colour codes):
+/// `right` lists the columns aligned to the right (numbers).
+pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String {
+    use comfy_table::{CellAlignment, ContentArrangement, Table};
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec());
+    for row in rows {
+        t.add_row(row);
+    }
+    for (n, col) in t.column_iter_mut().enumerate() {
+        col.set_padding((0, 2));
+        if right.contains(&n) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = String::new();
+    for line in t.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// How long ago, coarsely: `12s`, `4m`, `2h`, `3d`.
+pub fn human_age(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
 /// `3d4h`, `2h5m`, `4m10s`, `12s`.
 pub fn human_duration(d: chrono::Duration) -> String {
     let s = d.num_seconds().max(0);

@@ -163,7 +163,9 @@ fn list_shows_the_seed_columns_and_reconciles() {
             "MODE",
             "PORT",
             "STATUS",
-            "RESOURCES",
+            "LIMITS",
+            "CPU",
+            "MEM",
             "UPTIME"
         ],
         "{out}"
@@ -176,14 +178,22 @@ fn list_shows_the_seed_columns_and_reconciles() {
     };
     let api = row("api-claude");
     assert_eq!(
-        api[1..6],
-        ["api", "claude", &w.port.to_string(), "running", "500m/1Gi"],
+        api[1..8],
+        [
+            w.api.to_str().unwrap(),
+            "claude",
+            &w.port.to_string(),
+            "running",
+            "500m / 1Gi",
+            "-",
+            "-"
+        ],
         "{out}"
     );
     assert!(
-        api[6].starts_with("2h"),
+        api[8].starts_with("2h"),
         "uptime of a 2 h old instance: {:?}",
-        api[6]
+        api[8]
     );
     assert_eq!(row("tools-claude")[4], "paused");
     assert_eq!(
@@ -191,9 +201,9 @@ fn list_shows_the_seed_columns_and_reconciles() {
         "initializing",
         "a young start is left alone"
     );
-    assert_eq!(row("docs-gemini")[5], "-/-");
+    assert_eq!(row("docs-gemini")[5], "-");
     assert_eq!(row("api-gemini")[4], "stopped");
-    assert_eq!(row("api-gemini")[6], "-", "no uptime when stopped");
+    assert_eq!(row("api-gemini")[8], "-", "no uptime when stopped");
     assert_eq!(row("web-claude")[4], "error");
     assert_eq!(
         row("ghost-claude")[4],
@@ -304,7 +314,7 @@ fn show_find_and_unknown_ids() {
         w.api.to_string_lossy().into_owned(),
         format!("127.0.0.1:{}", w.port),
         "host".to_owned(),
-        "500m/1Gi".to_owned(),
+        "500m / 1Gi".to_owned(),
     ] {
         assert!(show.contains(&want), "show lacks {want:?}:\n{show}");
     }
@@ -471,8 +481,10 @@ fn prompt_file_follows_the_registry() {
         .arg("prompt")
         .output()
         .unwrap();
+    // Live instances: api-claude running, tools-claude paused, docs-gemini
+    // starting (the same count as `list --status running`).
     let seg = stdout(&out);
-    assert!(seg.starts_with("ai:1"), "{seg:?}");
+    assert!(seg.starts_with("ai:3"), "{seg:?}");
     assert!(seg.contains("claude●"), "{seg:?}");
     let sub = w.api.join("src");
     std::fs::create_dir_all(&sub).unwrap();
@@ -496,5 +508,5 @@ fn prompt_file_follows_the_registry() {
         .arg("prompt")
         .output()
         .unwrap();
-    assert_eq!(stdout(&out).trim(), "ai:1", "{}", stdout(&out));
+    assert_eq!(stdout(&out).trim(), "ai:3", "{}", stdout(&out));
 }

@@ -3,7 +3,7 @@
 use super::Ctx;
 use crate::cli::StatusFilter;
 use crate::error::{Error, Result};
-use crate::output::{human_duration, paint, print_json, status_color};
+use crate::output::{human_age, human_duration, paint, print_json, status_color};
 use crate::registry::Instance;
 use crate::types::{InstanceId, Mode};
 
@@ -35,14 +35,62 @@ pub fn list(ctx: &Ctx, status: StatusFilter, json: bool, quiet: bool) -> Result<
     Ok(0)
 }
 
-fn resources(i: &Instance) -> String {
-    match (&i.resources.cpu_usage, &i.resources.memory_usage) {
-        (Some(c), Some(m)) => format!("{c}/{m}"),
-        _ => format!(
-            "{}/{}",
-            i.resources.cpu_limit.as_deref().unwrap_or("-"),
-            i.resources.memory_limit.as_deref().unwrap_or("-")
+/// Limits as configured: `500m / 2G`.
+fn limits(i: &Instance) -> String {
+    match (&i.resources.cpu_limit, &i.resources.memory_limit) {
+        (None, None) => "-".to_owned(),
+        (c, m) => format!(
+            "{} / {}",
+            c.as_deref().map(cpu_shown).unwrap_or_else(|| "-".into()),
+            m.as_deref().map(memory_shown).unwrap_or_else(|| "-".into())
         ),
+    }
+}
+
+/// A limit recorded by an older version may be in the canonical form
+/// (`1953125Ki`); show it the way a user writes it.
+fn memory_shown(m: &str) -> String {
+    m.parse::<crate::config::units::Bytes>()
+        .map(|b| b.to_string())
+        .unwrap_or_else(|_| m.to_owned())
+}
+
+fn cpu_shown(c: &str) -> String {
+    c.parse::<crate::config::units::Cpu>()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|_| c.to_owned())
+}
+
+/// Usage is shown as is while fresh, with its age once older than this.
+const FRESH: chrono::Duration = chrono::Duration::seconds(60);
+
+/// The last sampled CPU and memory of a live instance, with the sample's
+/// age when it is not fresh; `-` before any sample.
+fn usage(i: &Instance) -> (String, String) {
+    let r = &i.resources;
+    let (Some(c), Some(m), true) = (&r.cpu_usage, &r.memory_usage, i.status.is_live()) else {
+        return ("-".into(), "-".into());
+    };
+    let age = r.usage_at.map(|t| chrono::Utc::now() - t);
+    match age {
+        Some(a) if a <= FRESH => (c.clone(), m.clone()),
+        Some(a) => {
+            let ago = human_age(a);
+            (format!("{c} ({ago} ago)"), format!("{m} ({ago} ago)"))
+        }
+        None => (format!("{c} (old)"), format!("{m} (old)")),
+    }
+}
+
+/// The project path as the user knows it: `~/src/api`.
+pub fn project_shown(path: &str) -> String {
+    match std::env::var("HOME") {
+        Ok(home) if !home.is_empty() && home != "/" => match path.strip_prefix(&home) {
+            Some("") => "~".to_owned(),
+            Some(rest) if rest.starts_with('/') => format!("~{rest}"),
+            _ => path.to_owned(),
+        },
+        _ => path.to_owned(),
     }
 }
 
@@ -56,54 +104,26 @@ fn uptime(i: &Instance) -> String {
 fn print_table(rows: &[&Instance]) {
     let on = crate::output::color_stdout();
     let header = [
-        "ID",
-        "PROJECT",
-        "MODE",
-        "PORT",
-        "STATUS",
-        "RESOURCES",
-        "UPTIME",
+        "ID", "PROJECT", "MODE", "PORT", "STATUS", "LIMITS", "CPU", "MEM", "UPTIME",
     ];
-    let cells: Vec<[String; 7]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|i| {
-            [
+            let (cpu, mem) = usage(i);
+            vec![
                 i.id.to_string(),
-                i.project_name.clone(),
+                project_shown(&i.project_path),
                 i.mode.to_string(),
                 i.port.to_string(),
-                i.status.to_string(),
-                resources(i),
+                paint(i.status.as_str(), status_color(i.status), on),
+                limits(i),
+                cpu,
+                mem,
                 uptime(i),
             ]
         })
         .collect();
-    let mut width = header.map(str::len);
-    for row in &cells {
-        for (w, c) in width.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |row: &[String; 7], status: Option<crate::types::Status>| {
-        let mut out = String::new();
-        for (n, (c, w)) in row.iter().zip(width).enumerate() {
-            let pad = " ".repeat(w - c.chars().count());
-            let text = match (n, status) {
-                (4, Some(s)) => paint(c, status_color(s), on),
-                _ => c.clone(),
-            };
-            if n == 6 {
-                out.push_str(&text);
-            } else {
-                out.push_str(&format!("{text}{pad}  "));
-            }
-        }
-        out
-    };
-    println!("{}", line(&header.map(String::from), None));
-    for (row, inst) in cells.iter().zip(rows) {
-        println!("{}", line(row, Some(inst.status)));
-    }
+    print!("{}", crate::output::table(&header, cells, &[3]));
 }
 
 pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
@@ -138,7 +158,10 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
     if let Some(p) = inst.pid {
         field("pid", &p.to_string());
     }
-    field("resources", &resources(inst));
+    field("limits", &limits(inst));
+    let (cpu, mem) = usage(inst);
+    field("cpu", &cpu);
+    field("memory", &mem);
     field("uptime", &uptime(inst));
     if let Some(t) = inst.timestamps.created {
         field("created", &t.to_rfc3339());

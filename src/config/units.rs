@@ -64,10 +64,30 @@ impl fmt::Display for Bytes {
             ("Mi", 1 << 20),
             ("Ki", 1 << 10),
         ];
-        for (u, m) in UNITS {
-            if self.0 >= m && self.0.is_multiple_of(m) {
-                return write!(f, "{}{u}", self.0 / m);
+        // Exact values in the unit the user most likely wrote: the shorter
+        // of the binary (2Gi) and the decimal (2G) forms.
+        const DECIMAL: [(&str, u64); 4] = [
+            ("T", 1_000_000_000_000),
+            ("G", 1_000_000_000),
+            ("M", 1_000_000),
+            ("k", 1_000),
+        ];
+        let exact = |units: &[(&'static str, u64)]| {
+            units
+                .iter()
+                .find(|(_, m)| self.0 >= *m && self.0.is_multiple_of(*m))
+                .map(|(u, m)| (self.0 / m, *u))
+        };
+        match (exact(&UNITS), exact(&DECIMAL)) {
+            (Some((b, bu)), Some((d, du))) => {
+                return if d < b {
+                    write!(f, "{d}{du}")
+                } else {
+                    write!(f, "{b}{bu}")
+                };
             }
+            (Some((n, u)), None) | (None, Some((n, u))) => return write!(f, "{n}{u}"),
+            (None, None) => {}
         }
         for (u, m) in UNITS {
             if self.0 >= m {
@@ -198,6 +218,9 @@ mod tests {
         }
         assert_eq!(Bytes(1 << 30).to_string(), "1Gi");
         assert_eq!(Bytes(950 << 20).to_string(), "950Mi");
+        assert_eq!(Bytes(2_000_000_000).to_string(), "2G", "the user wrote 2GB");
+        assert_eq!(Bytes(512_000_000).to_string(), "512M");
+        assert_eq!(Bytes(1024).to_string(), "1Ki");
     }
 
     #[test]

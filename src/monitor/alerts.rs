@@ -163,6 +163,7 @@ pub fn record(ctx: &Ctx, samples: &[Sample]) -> Result<Vec<Alert>> {
             }
             inst.resources.cpu_usage = Some(format!("{:.1}%", s.cpu_percent));
             inst.resources.memory_usage = Some(super::stats::human_bytes(s.memory_usage));
+            inst.resources.usage_at = Some(chrono::Utc::now());
             let Some(cfg) = cfg else { continue };
             let checks = [
                 (

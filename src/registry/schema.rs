@@ -197,6 +197,9 @@ pub struct Resources {
     pub memory_usage: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_usage: Option<String>,
+    /// When the usage above was sampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_at: Option<DateTime<Utc>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
