@@ -38,7 +38,11 @@ pub fn write(dirs: &StateDir, reg: &Registry) -> Result<()> {
 /// prompts that run a command): `ai:2 claude●`.
 pub fn segment(reg: &Registry, cwd: &str) -> String {
     // The same count as `list --status running`: every live instance.
-    let running = reg.instances.values().filter(|i| i.status.is_live()).count();
+    let running = reg
+        .instances
+        .values()
+        .filter(|i| i.status.is_live())
+        .count();
     let here: Vec<String> = reg
         .instances
         .values()

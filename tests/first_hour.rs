@@ -139,14 +139,21 @@ fn typos_get_did_you_mean() {
     assert!(err.contains("did you mean api-claude"), "{err}");
 
     let out = env.run(&["show", "api-claude-x"]);
-    assert!(stderr(&out).contains("did you mean api-claude"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did you mean api-claude"),
+        "{}",
+        stderr(&out)
+    );
 
     let proj = env.project("typo");
     let out = env.run_in(&proj, &["run", "cladue"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("did you mean claude"), "{err}");
-    assert!(!err.contains("[agents.cladue]"), "no advice to define it:\n{err}");
+    assert!(
+        !err.contains("[agents.cladue]"),
+        "no advice to define it:\n{err}"
+    );
     // Far from every agent: the advice to define it stays.
     let out = env.run_in(&proj, &["run", "aider"]);
     assert!(stderr(&out).contains("[agents.aider]"), "{}", stderr(&out));
@@ -298,7 +305,13 @@ fn paused_counts_the_same_in_list_and_prompt() {
     let running = env.ok(&["list", "--status", "running", "--quiet"]);
     let in_list = running.lines().any(|l| l == id);
     let other = env.project("elsewhere");
-    let prompt = env.cmd().current_dir(&other).env("PWD", &other).arg("prompt").output().unwrap();
+    let prompt = env
+        .cmd()
+        .current_dir(&other)
+        .env("PWD", &other)
+        .arg("prompt")
+        .output()
+        .unwrap();
     let prompt = stdout(&prompt);
     let in_prompt = prompt.starts_with("ai:1");
     assert_eq!(in_list, in_prompt, "list: {running:?}, prompt: {prompt:?}");
@@ -318,9 +331,18 @@ fn small_ones() {
     assert!(!first.contains("as JSON"), "{help}");
 
     // gc --dry-run with nothing to do says so.
-    let out = env.cmd().env("DOCKER_HOST", "unix:///nonexistent.sock").args(["gc", "--dry-run"]).output().unwrap();
+    let out = env
+        .cmd()
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .args(["gc", "--dry-run"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("nothing to remove"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("nothing to remove"),
+        "{}",
+        stdout(&out)
+    );
 
     // serve on a taken port suggests --addr.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -157,17 +157,7 @@ fn list_shows_the_seed_columns_and_reconciles() {
     let rows = table(&out);
     assert_eq!(
         rows[0],
-        [
-            "ID",
-            "PROJECT",
-            "MODE",
-            "PORT",
-            "STATUS",
-            "LIMITS",
-            "CPU",
-            "MEM",
-            "UPTIME"
-        ],
+        ["ID", "PROJECT", "MODE", "PORT", "STATUS", "LIMITS", "CPU", "MEM", "UPTIME"],
         "{out}"
     );
     assert_eq!(rows.len(), 7, "{out}");

@@ -73,7 +73,12 @@ fn name_part(inst: &super::schema::Instance) -> Option<&str> {
 pub fn derive_id(reg: &Registry, project: &Path, mode: &Mode) -> Result<InstanceId> {
     let path = project.to_string_lossy();
     let ours = |i: &&super::schema::Instance| i.project_path == path;
-    if let Some(inst) = reg.instances.values().filter(ours).find(|i| &i.mode == mode) {
+    if let Some(inst) = reg
+        .instances
+        .values()
+        .filter(ours)
+        .find(|i| &i.mode == mode)
+    {
         return Ok(inst.id.clone());
     }
     // Names other paths hold, and the ones this path holds already.
@@ -90,8 +95,7 @@ pub fn derive_id(reg: &Registry, project: &Path, mode: &Mode) -> Result<Instance
     }
     let free = |name: &str| {
         !taken.contains(name)
-            && InstanceId::parse(&format!("{name}-{mode}"))
-                .is_ok_and(|id| reg.get(&id).is_none())
+            && InstanceId::parse(&format!("{name}-{mode}")).is_ok_and(|id| reg.get(&id).is_none())
     };
     mine.sort_unstable();
     if let Some(name) = mine.into_iter().find(|n| free(n)) {
@@ -174,7 +178,7 @@ mod tests {
         let claude = Mode::parse("claude").unwrap();
         let gemini = Mode::parse("gemini").unwrap();
         let mut reg = Registry::default();
-        let mut add = |reg: &mut Registry, path: &str, mode: &Mode| {
+        let add = |reg: &mut Registry, path: &str, mode: &Mode| {
             let id = derive_id(reg, Path::new(path), mode).unwrap();
             let mut i = inst(id.as_str(), path);
             i.mode = mode.clone();
@@ -188,7 +192,9 @@ mod tests {
         // A third one, and the same ids again for the same paths.
         assert_eq!(add(&mut reg, "/x/api", &claude), "api-3-claude");
         assert_eq!(
-            derive_id(&reg, Path::new("/work/api"), &claude).unwrap().as_str(),
+            derive_id(&reg, Path::new("/work/api"), &claude)
+                .unwrap()
+                .as_str(),
             "api-2-claude"
         );
         // A project literally named api-2 does not take /work/api's name.
