@@ -372,3 +372,109 @@ fn dashboard_shows_and_stops_an_instance() {
     let r = srv.req("GET", &srv.login_path()).send();
     assert_eq!(r.status, 401);
 }
+
+/// A loopback listener that records every request it gets.
+fn recording_listener() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 8192];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&got));
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+            );
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn the_browser_holds_a_session_not_the_token_and_other_ports_never_see_it() {
+    let Some((browser, driver_bin)) =
+        browser_or_skip("the_browser_holds_a_session_not_the_token_and_other_ports_never_see_it")
+    else {
+        return;
+    };
+    let env = Env::new();
+    let srv = Serve::start(&env);
+    let token = api_support::token(&env);
+    let (other, seen) = recording_listener();
+    let work = tempfile::Builder::new()
+        .prefix("ais-chromium")
+        .tempdir()
+        .unwrap();
+    let driver = Driver::start(&driver_bin, &work.path().join("chromedriver.log"));
+    let s = Session::new(&driver, &browser, &work.path().join("profile"));
+
+    s.goto(&srv.login_url);
+    assert_eq!(s.url(), format!("http://{}/", srv.addr));
+    // Logged in: the page loads its data with the cookie alone.
+    let logged_in = || {
+        s.js("return document.getElementById('login').hidden && !document.getElementById('app').hidden", json!([])) == true
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), logged_in),
+        "the dashboard shows, not the login form"
+    );
+    let cookies = s.cmd("GET", "/cookie", None);
+    let ours: Vec<&Value> = cookies
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c["domain"]
+                .as_str()
+                .is_some_and(|d| d.contains("127.0.0.1"))
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "one cookie: {cookies}");
+    assert_eq!(
+        ours[0]["name"],
+        format!("ai_sessions_{}", srv.addr.port()),
+        "named after the port"
+    );
+    let value = ours[0]["value"].as_str().unwrap();
+    assert!(
+        value != token && !value.contains(&token),
+        "the cookie is not the token"
+    );
+    assert_eq!(ours[0]["httpOnly"], true);
+
+    // Another loopback port (an agent's dev server the user previews, or
+    // another user's listener) gets the browser's cookies for 127.0.0.1:
+    // never the token.
+    s.goto(&format!("http://{other}/preview"));
+    assert!(
+        wait_until(Duration::from_secs(10), || seen
+            .lock()
+            .unwrap()
+            .contains("/preview")),
+        "the listener was visited"
+    );
+    let got = seen.lock().unwrap().clone();
+    assert!(
+        !got.contains(&token),
+        "the token reached another port:\n{got}"
+    );
+    assert!(
+        !std::fs::read_to_string(work.path().join("chromedriver.log"))
+            .unwrap_or_default()
+            .contains(&token),
+        "nor the browser's log"
+    );
+}

@@ -66,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/v1", api)
         .route("/", get(dashboard))
         .route("/login", get(login_link).post(login_form))
+        .route("/logout", axum::routing::post(logout))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(
@@ -136,10 +137,34 @@ async fn dashboard() -> Response {
         .into_response()
 }
 
-fn with_cookie(token: &str) -> Response {
+/// A fresh session, its id in the cookie, and on to the dashboard.
+fn new_session(guard: &Guard) -> Response {
+    let id = match guard.sessions.create() {
+        Ok(id) => id,
+        Err(e) => {
+            return security::error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            )
+        }
+    };
+    let cookie = format!("{}={id}; Path=/; HttpOnly; SameSite=Strict", guard.cookie);
+    let mut r = Redirect::to("/").into_response();
+    if let Ok(v) = cookie.parse() {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// Ends the browser's session and clears its cookie.
+async fn logout(State(st): State<Arc<AppState>>, headers: header::HeaderMap) -> Response {
+    if let Some(id) = st.guard.presented_session(&headers) {
+        st.guard.sessions.end(id);
+    }
     let cookie = format!(
-        "{}={token}; Path=/; HttpOnly; SameSite=Strict",
-        security::COOKIE
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        st.guard.cookie
     );
     let mut r = Redirect::to("/").into_response();
     if let Ok(v) = cookie.parse() {
@@ -156,7 +181,7 @@ struct LoginQuery {
 /// The one-time URL `serve` prints: trades the code for the session cookie.
 async fn login_link(State(st): State<Arc<AppState>>, Query(q): Query<LoginQuery>) -> Response {
     if st.guard.take_login(&q.code) {
-        with_cookie(&st.guard.token)
+        new_session(&st.guard)
     } else {
         security::error_response(
             StatusCode::UNAUTHORIZED,
@@ -174,7 +199,7 @@ struct LoginForm {
 /// Pasting the token into the dashboard's form.
 async fn login_form(State(st): State<Arc<AppState>>, Form(f): Form<LoginForm>) -> Response {
     if st.guard.token_matches(f.token.trim()) {
-        with_cookie(&st.guard.token)
+        new_session(&st.guard)
     } else {
         security::error_response(StatusCode::UNAUTHORIZED, "bad_token", "wrong token")
     }
@@ -188,6 +213,8 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
         )));
     }
     let token = security::load_or_create_token(&ctx.dirs)?;
+    let api = ctx.global()?.api;
+    let sessions = security::Sessions::new(api.session_idle.0, api.session_max.0);
     let code = security::random_hex(16)?;
     limit_malloc_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -219,7 +246,7 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let state = Arc::new(AppState {
             dirs: ctx.dirs.clone(),
-            guard: Arc::new(Guard::new(token, code.clone(), bound)),
+            guard: Arc::new(Guard::new(token, code.clone(), bound, sessions)),
             stop: stop_rx.clone(),
         });
         println!("ai-sessions API and dashboard on http://{bound}/");

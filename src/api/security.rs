@@ -1,7 +1,9 @@
 //! What keeps the API safe on a laptop full of credentials: a bearer token
 //! (file 0600, compared in constant time), a one-time login code for the
-//! browser, the Host header checked against the bound address (DNS
-//! rebinding), and cross-origin requests refused (no CORS at all).
+//! browser, which then holds only a session id (browsers send cookies for
+//! 127.0.0.1 to every port, so the token must never be one), the Host
+//! header checked against the bound address (DNS rebinding), and
+//! cross-origin requests refused (no CORS at all).
 
 use crate::error::{Error, Result};
 use crate::paths::StateDir;
@@ -9,11 +11,86 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
-pub const COOKIE: &str = "ai_sessions_token";
+/// The session cookie of the server on `port`: two servers on one host
+/// do not overwrite each other's.
+pub fn cookie_name(port: u16) -> String {
+    format!("ai_sessions_{port}")
+}
+
+/// Dashboard logins, in memory only: they die with the server.
+pub struct Sessions {
+    idle: Duration,
+    max: Duration,
+    live: Mutex<HashMap<String, Session>>,
+}
+
+struct Session {
+    created: Instant,
+    used: Instant,
+}
+
+impl Session {
+    fn expired(&self, now: Instant, idle: Duration, max: Duration) -> bool {
+        now.duration_since(self.used) > idle || now.duration_since(self.created) > max
+    }
+}
+
+impl Sessions {
+    pub fn new(idle: Duration, max: Duration) -> Self {
+        Sessions {
+            idle,
+            max,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new session; its id (256 random bits, hex) goes into the cookie.
+    pub fn create(&self) -> Result<String> {
+        let id = random_hex(32)?;
+        let now = Instant::now();
+        let mut live = self.map();
+        live.retain(|_, s| !s.expired(now, self.idle, self.max));
+        live.insert(
+            id.clone(),
+            Session {
+                created: now,
+                used: now,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Whether `id` is a live session (and marks it used).
+    pub fn touch(&self, id: &str) -> bool {
+        let now = Instant::now();
+        let mut live = self.map();
+        match live.get_mut(id) {
+            Some(s) if !s.expired(now, self.idle, self.max) => {
+                s.used = now;
+                true
+            }
+            Some(_) => {
+                live.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn end(&self, id: &str) {
+        self.map().remove(id);
+    }
+}
 
 pub fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
@@ -38,6 +115,9 @@ pub fn load_or_create_token(dirs: &StateDir) -> Result<String> {
 
 pub struct Guard {
     pub token: String,
+    pub sessions: Sessions,
+    /// `cookie_name` of the bound port.
+    pub cookie: String,
     /// Valid once: the code in the URL `serve` prints.
     pub login_code: Mutex<Option<String>>,
     pub hosts: Vec<String>,
@@ -49,7 +129,7 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(token: String, login_code: String, addr: SocketAddr) -> Self {
+    pub fn new(token: String, login_code: String, addr: SocketAddr, sessions: Sessions) -> Self {
         let port = addr.port();
         let mut hosts = vec![addr.to_string(), format!("localhost:{port}")];
         if addr.ip().is_loopback() {
@@ -60,6 +140,8 @@ impl Guard {
         let origins = hosts.iter().map(|h| format!("http://{h}")).collect();
         Guard {
             token,
+            sessions,
+            cookie: cookie_name(port),
             login_code: Mutex::new(Some(login_code)),
             hosts,
             origins,
@@ -99,19 +181,34 @@ impl Guard {
         ok
     }
 
-    fn presented_token<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
-        if let Some(v) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        {
-            return v.strip_prefix("Bearer ").map(str::trim);
-        }
+    /// The session id in our cookie, if one was sent.
+    pub fn presented_session<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
         headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+            .find_map(|c| {
+                c.trim()
+                    .strip_prefix(self.cookie.as_str())?
+                    .strip_prefix('=')
+            })
+    }
+
+    /// Whether the request carries the token (bearer header) or a live
+    /// session (cookie); `None` when it carries neither.
+    fn authorized(&self, headers: &HeaderMap) -> Option<bool> {
+        if let Some(v) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
+            return Some(
+                v.strip_prefix("Bearer ")
+                    .is_some_and(|t| self.token_matches(t.trim())),
+            );
+        }
+        self.presented_session(headers)
+            .map(|s| self.sessions.touch(s))
     }
 }
 
@@ -153,11 +250,15 @@ pub async fn check_host_origin(State(g): State<Arc<Guard>>, req: Request, next: 
     next.run(req).await
 }
 
-/// The token on every API route (bearer header, or the login cookie).
+/// The token (bearer header) or a live session (cookie) on every API route.
 pub async fn require_token(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
-    match g.presented_token(req.headers()) {
-        Some(t) if g.token_matches(t) => next.run(req).await,
-        Some(_) => error_response(StatusCode::UNAUTHORIZED, "bad_token", "wrong token"),
+    match g.authorized(req.headers()) {
+        Some(true) => next.run(req).await,
+        Some(false) => error_response(
+            StatusCode::UNAUTHORIZED,
+            "bad_token",
+            "wrong token or expired session",
+        ),
         None => error_response(
             StatusCode::UNAUTHORIZED,
             "no_token",

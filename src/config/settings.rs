@@ -18,6 +18,7 @@ pub struct Settings {
     pub health: Health,
     pub networking: Networking,
     pub alerts: Alerts,
+    pub api: Api,
     /// Per-agent model settings recorded on the instance (`model`,
     /// `max_tokens`, `temperature`, …), kept free-form as in the seed.
     pub ai_config: BTreeMap<String, toml::Table>,
@@ -47,6 +48,7 @@ impl Default for Settings {
             health: Health::default(),
             networking: Networking::default(),
             alerts: Alerts::default(),
+            api: Api::default(),
             ai_config,
             agents: AgentSpec::builtin(),
             instance: None,
@@ -236,6 +238,25 @@ impl Default for Alerts {
             memory_percent: 85.0,
             command: None,
             command_timeout: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// `serve`: how long a dashboard login lasts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Api {
+    /// A session unused for this long ends.
+    pub session_idle: Dur,
+    /// A session ends this long after its login, used or not.
+    pub session_max: Dur,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            session_idle: Dur(Duration::from_secs(12 * 3600)),
+            session_max: Dur(Duration::from_secs(7 * 86400)),
         }
     }
 }
