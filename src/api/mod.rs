@@ -2,6 +2,7 @@
 //! by default, a token on every API route, Host and Origin checked, bodies
 //! capped. The handlers share the CLI's registry, lock and runtime code.
 
+mod conn;
 mod routes;
 pub mod security;
 
@@ -260,7 +261,7 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
             "API server started",
             serde_json::json!({"addr": bound.to_string()}),
         );
-        let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        let server = conn::serve(listener, router(state), conn::max_connections(), async move {
             shutdown().await;
             let _ = stop_tx.send(true);
         });
@@ -269,7 +270,7 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
         tokio::select! {
-            r = server => r.map_err(|e| Error::Other(format!("server: {e}"))),
+            () = server => Ok(()),
             () = overdue => {
                 eprintln!("requests still open after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs());
                 Ok(())
