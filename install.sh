@@ -8,7 +8,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 Usage: ./install.sh [--prefix DIR] [--no-modify-rc] [--binary FILE]
-       ./install.sh --uninstall [--prefix DIR] [--no-modify-rc]
+       ./install.sh --uninstall [--remove-instances] [--prefix DIR] [--no-modify-rc]
 
 Builds ai-sessctl (cargo build --release --locked) and installs:
   PREFIX/bin/ai-sessctl, PREFIX/bin/ai-session -> ai-sessctl
@@ -20,6 +20,9 @@ Options:
   --no-modify-rc   leave ~/.zshrc and ~/.bashrc alone
   --binary FILE    install this ai-sessctl instead of building one
   --uninstall      remove what install put in place (never the state dir)
+  --remove-instances
+                   with --uninstall: first stop and remove every instance of
+                   this state home (ai-sessctl rm --all --force)
   -h, --help       show this help
 EOF
 }
@@ -31,6 +34,7 @@ prefix="${PREFIX:-$HOME/.local}"
 modify_rc=1
 prebuilt=
 uninstall=0
+remove_instances=0
 while (($#)); do
     case $1 in
     --prefix)
@@ -46,6 +50,7 @@ while (($#)); do
         shift
         ;;
     --uninstall) uninstall=1 ;;
+    --remove-instances) remove_instances=1 ;;
     -h | --help) usage; exit 0 ;;
     *) printf 'install.sh: unknown option: %s\n' "$1" >&2; usage >&2; exit 2 ;;
     esac
@@ -162,6 +167,16 @@ rc_files() {
 }
 
 if ((uninstall)); then
+    # Only this state home's instances: the engine is shared with other
+    # users and homes (containers carry their home in the ai.home label).
+    if ((remove_instances)); then
+        if [[ -x "$bin" ]]; then
+            echo "Removing the instances of $state_dir:"
+            AI_SESSIONS_HOME="$state_dir" "$bin" rm --all --force || die "ai-sessctl rm --all --force failed; nothing was uninstalled"
+        else
+            die "--remove-instances needs $bin, which is missing"
+        fi
+    fi
     echo "Uninstalling ai-sessions from $prefix:"
     for f in "$bin" "$bindir/ai-session" "${completion_dst[@]}"; do
         if [[ -e "$f" || -L "$f" ]]; then
@@ -178,7 +193,12 @@ if ((uninstall)); then
     fi
     did "kept the state directory $state_dir (instances, logs, agent logins);"
     did "delete it yourself if you no longer need it: rm -rf $(shq "$state_dir")"
-    echo "Containers still running keep running; stop them with: docker rm -f \$(docker ps -qf label=ai.managed-by=ai-sessctl)"
+    if ((!remove_instances)); then
+        home_label="$(cd "$state_dir" 2>/dev/null && pwd -P)" || home_label=$state_dir
+        echo "Instances of this state home keep running (./install.sh --uninstall --remove-instances"
+        echo "removes them first); remove their containers with:"
+        echo "  docker rm -f \$(docker ps -aq --filter $(shq "label=ai.home=$home_label"))"
+    fi
     exit 0
 fi
 

@@ -120,9 +120,16 @@ pub enum Command {
     /// Resume a paused instance
     Resume(IdArg),
     /// Remove an instance's entry and container (--state: its agent state too)
+    #[command(
+        after_help = "Examples:\n  ai-sessctl rm api-claude\n  ai-sessctl rm --all --force   # every instance of this state home"
+    )]
     Rm {
-        #[arg(add = ArgValueCandidates::new(id_candidates), required = true)]
+        #[arg(add = ArgValueCandidates::new(id_candidates), required_unless_present = "all")]
         ids: Vec<InstanceId>,
+        /// Every instance of this state home (and its containers the
+        /// registry lost); other homes' and users' are never touched
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
         /// Stop it first if it runs
         #[arg(long, short)]
         force: bool,

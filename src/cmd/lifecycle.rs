@@ -73,6 +73,38 @@ pub fn rm(ctx: &Ctx, ids: Vec<InstanceId>, force: bool, state: bool) -> Result<u
     Ok(0)
 }
 
+/// `rm --all`: every entry of this state home, and containers labelled
+/// with this home that the registry lost. Refuses (removing nothing) while
+/// any runs, unless `force`.
+pub fn rm_all(ctx: &Ctx, force: bool, state: bool) -> Result<u8> {
+    let reg = crate::runtime::refresh_quietly(ctx)?;
+    let live: Vec<String> = reg
+        .instances
+        .values()
+        .filter(|i| i.status.is_live())
+        .map(|i| i.id.to_string())
+        .collect();
+    if !force && !live.is_empty() {
+        return Err(crate::error::Error::Invalid(format!(
+            "{} still running ({}); stop them first or use --force",
+            live.len(),
+            live.join(", ")
+        )));
+    }
+    let ids: Vec<InstanceId> = reg.instances.keys().cloned().collect();
+    rm(ctx, ids, force, state)?;
+    if let Ok(engine) = DockerEngine::connect() {
+        let home = crate::runtime::docker::home_label(&ctx.dirs);
+        for (id, o) in engine.observe()? {
+            if o.labels.get(crate::runtime::docker::HOME_LABEL) == Some(&home) {
+                engine.remove(&o.container_id, None)?;
+                eprintln!("removed container {id}");
+            }
+        }
+    }
+    Ok(0)
+}
+
 /// Removes stopped entries older than `log_retention`, stale port
 /// reservations, and containers labelled ours that the registry does not know.
 pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {

@@ -57,7 +57,18 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Attach(a) => run::attach(&ctx, a.id),
         Command::Pause(a) => lifecycle::pause(&ctx, a.id, true),
         Command::Resume(a) => lifecycle::pause(&ctx, a.id, false),
-        Command::Rm { ids, force, state } => lifecycle::rm(&ctx, ids, force, state),
+        Command::Rm {
+            ids,
+            all,
+            force,
+            state,
+        } => {
+            if all {
+                lifecycle::rm_all(&ctx, force, state)
+            } else {
+                lifecycle::rm(&ctx, ids, force, state)
+            }
+        }
         Command::Gc { dry_run } => lifecycle::gc(&ctx, dry_run),
         Command::List {
             status,
