@@ -83,3 +83,62 @@ fn same_basename_projects_started_at_once_get_their_own_instances() {
     );
     assert_consistent(&env, "after the twin starts", true);
 }
+
+/// `gc` looping while instances start never removes a container that a
+/// start just created: strays are decided under the registry's lock, from
+/// a listing taken before it.
+#[test]
+fn gc_never_removes_a_container_a_concurrent_start_created() {
+    require_docker!();
+    const ROUNDS: usize = 20;
+    const STARTS: usize = 6;
+    let env = std::sync::Arc::new(Env::new());
+    fault_config(&env, 100, "[]");
+    let _rm = RmHome(home_label(&env));
+    let mut bad = Vec::new();
+    let mut gcs = 0;
+    for round in 0..ROUNDS {
+        let dirs: Vec<_> = (0..STARTS)
+            .map(|k| env.project(&env.unique(&format!("gc{round}x{k}"))))
+            .collect();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let looper = {
+            let env = std::sync::Arc::clone(&env);
+            let done = std::sync::Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let o = env.run(&["gc"]);
+                    assert!(o.status.success(), "gc: {}", stderr(&o));
+                    n += 1;
+                }
+                n
+            })
+        };
+        let kids: Vec<_> = dirs
+            .iter()
+            .map(|d| spawn_in(&env, d, &["start", "--mode", "claude", "--detach"]))
+            .collect();
+        let outs: Vec<_> = kids
+            .into_iter()
+            .map(|k| k.wait_with_output().unwrap())
+            .collect();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        gcs += looper.join().unwrap();
+        for (d, o) in dirs.iter().zip(&outs) {
+            let id = stdout(o).trim().to_owned();
+            if !o.status.success() {
+                bad.push(format!("round {round} {}: {}", d.display(), stderr(o).trim()));
+                continue;
+            }
+            let cname = format!("ai-{id}");
+            if docker_support::container_state(&cname).as_deref() != Some("running") {
+                bad.push(format!("round {round}: {id} started but its container is gone"));
+            }
+        }
+        assert_consistent(&env, &format!("round {round}"), true);
+        let _ = env.run(&["stop", "--all", "--force"]);
+    }
+    eprintln!("gc race: {ROUNDS} rounds of {STARTS} starts against {gcs} gc runs");
+    assert!(bad.is_empty(), "{} bad outcomes:\n{}", bad.len(), bad.join("\n"));
+}

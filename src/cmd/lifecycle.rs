@@ -126,60 +126,71 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
         .collect();
     let engine = DockerEngine::connect().ok();
     let home = crate::runtime::docker::home_label(&ctx.dirs);
-    let strays: Vec<(String, String)> = match &engine {
-        Some(e) => e
-            .observe()?
-            .into_iter()
+    // The listing is taken first and the strays decided from the registry
+    // under its lock: a start registers its instance before it creates the
+    // container, so every container in the listing that a start made is
+    // known to the registry read after it (and no start records meanwhile).
+    let observed = match &engine {
+        Some(e) => e.observe()?,
+        None => Default::default(),
+    };
+    let strays_in = |reg: &crate::registry::Registry| -> Vec<(String, String)> {
+        observed
+            .iter()
             // Another state home's instances are not strays of ours.
             .filter(|(_, o)| o.belongs_to(&home))
             .filter(|(id, o)| {
                 reg.instances
                     .values()
-                    .find(|i| i.id.as_str() == id)
+                    .find(|i| i.id.as_str() == id.as_str())
                     .is_none_or(|i| {
                         // A start in progress has no container id recorded yet.
                         i.status != crate::types::Status::Initializing
                             && i.container_id.as_deref() != Some(&o.container_id)
                     })
             })
-            .map(|(id, o)| (id, o.container_id))
-            .collect(),
-        None => Vec::new(),
+            .map(|(id, o)| (id.clone(), o.container_id.clone()))
+            .collect()
     };
-    for id in &old {
-        println!(
-            "{}entry {id}",
-            if dry_run { "would remove " } else { "removed " }
-        );
-    }
-    for (id, cid) in &strays {
-        println!(
-            "{}container {} ({id})",
-            if dry_run { "would remove " } else { "removed " },
-            &cid[..cid.len().min(12)]
-        );
-    }
-    if old.is_empty() && strays.is_empty() {
-        println!("nothing to remove");
-    }
+    let say = |strays: &[(String, String)]| {
+        for id in &old {
+            println!(
+                "{}entry {id}",
+                if dry_run { "would remove " } else { "removed " }
+            );
+        }
+        for (id, cid) in strays {
+            println!(
+                "{}container {} ({id})",
+                if dry_run { "would remove " } else { "removed " },
+                &cid[..cid.len().min(12)]
+            );
+        }
+        if old.is_empty() && strays.is_empty() {
+            println!("nothing to remove");
+        }
+    };
     if dry_run {
+        say(&strays_in(&ctx.store.load()?));
         return Ok(0);
     }
-    if let Some(engine) = &engine {
-        for (_, cid) in &strays {
-            engine.remove(cid, None)?;
-        }
-    }
     let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
-    ctx.store.update(|reg| {
+    let strays = ctx.store.update(|reg| {
+        let strays = strays_in(reg);
+        if let Some(engine) = &engine {
+            for (_, cid) in &strays {
+                engine.remove(cid, None)?;
+            }
+        }
         for id in &old {
             if reg.get(id).is_some_and(|i| !i.status.is_live()) {
                 reg.instances.remove(id);
             }
         }
         reg.reserved_ports.retain(|_, r| r.at > day_ago);
-        Ok(())
+        Ok(strays)
     })?;
+    say(&strays);
     for id in &old {
         let _ = std::fs::remove_file(ctx.dirs.instance_log(id));
     }
