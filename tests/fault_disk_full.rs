@@ -8,8 +8,10 @@
 //! AI_SESSIONS_REQUIRE_DOCKER=1 (CI runs as root): then it fails.
 
 mod common;
+mod docker_support;
+mod fault_support;
 
-use common::{stderr, Env};
+use common::{stderr, stdout, Env};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,8 +32,18 @@ impl Drop for Mounted {
 }
 
 fn mount_tiny(dir: &Path) -> Option<Mounted> {
+    mount_sized(dir, "64k")
+}
+
+fn mount_sized(dir: &Path, size: &str) -> Option<Mounted> {
     let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+        ])
         .arg(dir)
         .output();
     match out {
@@ -193,4 +205,144 @@ fn a_full_state_directory_fails_cleanly_and_loses_nothing() {
     env.ok(&["registry", "check"]);
     assert!(env.registry()["reserved_ports"][first.trim()].is_object());
     eprintln!("fault_disk_full: filled {filled} bytes; every write failed cleanly");
+}
+
+/// A state home on a 1 MiB tmpfs with the fake agent on Docker.
+fn docker_home_on_tmpfs(env: &Env) -> Option<Mounted> {
+    let m = mount_sized(env.state(), "1m")?;
+    fault_support::fault_config(env, 100, "[]");
+    Some(m)
+}
+
+fn start_one(env: &Env, name: &str) -> String {
+    let dir = env.project(&env.unique(name));
+    let out = env.run_in(&dir, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "start {name}: {}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}
+
+fn runs(id: &str) -> bool {
+    docker_support::container_state(&format!("ai-{id}")).as_deref() == Some("running")
+}
+
+/// Exactly when a runaway agent must be stopped the disk may be full: the
+/// container is stopped first, then the stop is recorded; a recording that
+/// fails is reported and does not undo or block the stop.
+#[test]
+fn stops_work_on_a_full_state_disk() {
+    require_docker!();
+    let env = Env::new();
+    let Some(_mount) = docker_home_on_tmpfs(&env) else {
+        return;
+    };
+    let _rm = fault_support::RmHome(fault_support::home_label(&env));
+    let ids: Vec<String> = (0..5)
+        .map(|i| start_one(&env, &format!("full{i}")))
+        .collect();
+    let filler = env.state().join("filler");
+    fill(&filler);
+
+    let cases: [&[&str]; 3] = [
+        &["stop", &ids[0]],
+        &["stop", "--force", &ids[1]],
+        &["rm", "--force", &ids[2]],
+    ];
+    for (args, id) in cases.iter().zip(&ids) {
+        let out = env.run(args);
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!runs(id), "{args:?} left {id} running: {err}");
+        assert!(
+            err.contains("No space left on device"),
+            "{args:?}: the recording failure is reported: {err}"
+        );
+        eprintln!(
+            "{args:?} on a full disk: exit {:?}: {err}",
+            out.status.code()
+        );
+        if args[0] == "stop" {
+            assert!(out.status.success(), "{args:?}: {err}");
+        }
+    }
+    let out = env.run(&["stop", "--all"]);
+    assert!(out.status.success(), "stop --all: {}", stderr(&out));
+    for id in &ids {
+        assert!(!runs(id), "stop --all left {id} running: {}", stderr(&out));
+    }
+
+    // Space back: one reconcile makes the registry true again.
+    std::fs::remove_file(&filler).unwrap();
+    env.ok(&["list"]);
+    for id in &ids {
+        let e = env.instance(id);
+        assert!(
+            e.is_null() || e["status"] == "stopped",
+            "{id} after the full disk: {e}"
+        );
+    }
+    fault_support::assert_consistent(&env, "after stops on a full disk", true);
+}
+
+/// A start that the full disk interrupts at any moment either succeeds (and
+/// runs) or fails and leaves nothing running, then or after a reconcile.
+#[test]
+fn a_start_interrupted_by_a_full_disk_leaves_nothing_running() {
+    require_docker!();
+    let env = Env::new();
+    let Some(_mount) = docker_home_on_tmpfs(&env) else {
+        return;
+    };
+    let _rm = fault_support::RmHome(fault_support::home_label(&env));
+    let mut rng = fault_support::Rng::seeded("fault_disk_full start");
+    let filler = env.state().join("filler");
+    let (mut failed, mut ok) = (0, 0);
+    let mut bad = Vec::new();
+    for round in 0..24 {
+        let name = env.unique(&format!("cut{round}"));
+        let dir = env.project(&name);
+        let id = format!("{name}-claude");
+        let child = env
+            .cmd()
+            .current_dir(&dir)
+            .args(["start", "--mode", "claude", "--detach"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(450)));
+        fill(&filler);
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        if out.status.success() {
+            ok += 1;
+            if !runs(&id) {
+                bad.push(format!("round {round}: start succeeded, nothing runs"));
+            }
+        } else {
+            failed += 1;
+            if runs(&id) {
+                bad.push(format!("round {round}: start failed ({err}) but {id} runs"));
+            }
+        }
+        // Still full: what anyone reads must not call it running either.
+        let _ = env.run(&["list"]);
+        std::fs::remove_file(&filler).unwrap();
+        env.ok(&["list"]);
+        let e = env.instance(&id);
+        if !out.status.success() && e["status"] == "running" {
+            bad.push(format!(
+                "round {round}: failed start is recorded running: {e}"
+            ));
+        }
+        if !out.status.success() && runs(&id) {
+            bad.push(format!(
+                "round {round}: failed start runs after a reconcile"
+            ));
+        }
+        fault_support::assert_consistent(&env, &format!("round {round}"), true);
+        let _ = env.run(&["stop", "--all", "--force"]);
+    }
+    eprintln!("fault_disk_full start: {ok} starts completed, {failed} cut by the full disk");
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    assert!(failed > 0, "the disk never cut a start short");
 }

@@ -128,17 +128,28 @@ fn gc_never_removes_a_container_a_concurrent_start_created() {
         for (d, o) in dirs.iter().zip(&outs) {
             let id = stdout(o).trim().to_owned();
             if !o.status.success() {
-                bad.push(format!("round {round} {}: {}", d.display(), stderr(o).trim()));
+                bad.push(format!(
+                    "round {round} {}: {}",
+                    d.display(),
+                    stderr(o).trim()
+                ));
                 continue;
             }
             let cname = format!("ai-{id}");
             if docker_support::container_state(&cname).as_deref() != Some("running") {
-                bad.push(format!("round {round}: {id} started but its container is gone"));
+                bad.push(format!(
+                    "round {round}: {id} started but its container is gone"
+                ));
             }
         }
         assert_consistent(&env, &format!("round {round}"), true);
         let _ = env.run(&["stop", "--all", "--force"]);
     }
     eprintln!("gc race: {ROUNDS} rounds of {STARTS} starts against {gcs} gc runs");
-    assert!(bad.is_empty(), "{} bad outcomes:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} bad outcomes:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }

@@ -54,7 +54,13 @@ impl Store {
         let out = f(&mut reg)?;
         reg.version = Some(VERSION);
         self.write(&reg)?;
-        crate::prompt_file::write(&self.dirs, &reg)?;
+        // The registry is written: the update happened. A prompt file that
+        // cannot follow (full disk) goes, rather than show a stale state;
+        // the next update writes it again.
+        if let Err(e) = crate::prompt_file::write(&self.dirs, &reg) {
+            let _ = std::fs::remove_file(self.dirs.prompt_file());
+            eprintln!("ai-sessctl: warning: {e}");
+        }
         Ok(out)
     }
 

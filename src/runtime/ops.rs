@@ -339,7 +339,23 @@ fn record(ctx: &Ctx, plan: Box<Plan>, launched: Launched) -> Result<Started> {
         inst.starter = None;
         let why = inst.stopping.as_ref().map(|m| m.reason.clone());
         Ok(Some((inst.clone(), why)))
-    })?;
+    });
+    // Not recorded (e.g. the state disk is full): the start failed, and a
+    // failed start leaves nothing running. The entry still says
+    // `initializing` by a starter that is about to exit; reconcile settles it.
+    let recorded = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            undo_launch(engine.as_ref(), container_id.as_deref(), pid);
+            ctx.events().log(
+                Level::Error,
+                "runtime",
+                "start failed",
+                json!({"instance": id, "error": e.to_string()}),
+            );
+            return Err(e);
+        }
+    };
     let inst = match recorded {
         Some((inst, None)) => inst,
         Some((inst, Some(why))) => {
@@ -350,14 +366,7 @@ fn record(ctx: &Ctx, plan: Box<Plan>, launched: Launched) -> Result<Started> {
         }
         None => {
             // Nothing may run that no entry describes.
-            match (&container_id, &engine) {
-                (Some(cid), Some(engine)) => engine.remove(cid, None)?,
-                _ => {
-                    if let Some(pid) = pid {
-                        host::stop(pid, crate::procinfo::start_time(pid), Duration::ZERO, true);
-                    }
-                }
-            }
+            undo_launch(engine.as_ref(), container_id.as_deref(), pid);
             return Err(Error::Invalid(format!(
                 "{id} was removed from the registry while it was starting"
             )));
@@ -376,6 +385,22 @@ fn record(ctx: &Ctx, plan: Box<Plan>, launched: Launched) -> Result<Started> {
             unreachable!("a container is only launched with an engine")
         }
     })
+}
+
+/// Ends what a launch started (no output to keep: it never ran for anyone).
+fn undo_launch(engine: Option<&DockerEngine>, container: Option<&str>, pid: Option<u32>) {
+    match (container, engine) {
+        (Some(cid), Some(engine)) => {
+            if let Err(e) = engine.remove(cid, None) {
+                eprintln!("ai-sessctl: warning: could not remove container {cid}: {e}");
+            }
+        }
+        _ => {
+            if let Some(pid) = pid {
+                host::stop(pid, crate::procinfo::start_time(pid), Duration::ZERO, true);
+            }
+        }
+    }
 }
 
 /// The reason of a stop under way on a running instance, if its stopper
@@ -419,14 +444,16 @@ pub fn finish(
         cur.resources.cpu_usage = None;
         cur.resources.memory_usage = None;
         Ok(true)
-    })?;
+    });
+    // The container goes whether or not that could be recorded: a full
+    // state disk must not keep an ended agent's container around.
     if let (Some(engine), Some(cid)) = (engine, &inst.container_id) {
         let eff = effective_for(ctx, &inst.id).ok();
         if eff.is_none_or(|e| e.settings.global.auto_cleanup) {
             save_and_remove(ctx, engine, &inst.id, cid)?;
         }
     }
-    if applied {
+    if applied? {
         ctx.events().log(
             if status == Status::Error {
                 Level::Warn
@@ -443,14 +470,18 @@ pub fn finish(
 
 /// Keeps the container's output in `logs/<id>.log` (replacing the previous
 /// run's), then removes the container.
+/// Saving is best effort: the removal happens even when the output cannot
+/// be kept (full disk).
 pub fn save_and_remove(ctx: &Ctx, engine: &DockerEngine, id: &InstanceId, cid: &str) -> Result<()> {
-    ctx.dirs.ensure_sub(&ctx.dirs.logs_dir())?;
     let mut buf: Vec<u8> = Vec::new();
-    if engine
-        .block_on(engine.copy_logs(cid, false, None, &mut buf))
-        .is_ok()
+    if ctx.dirs.ensure_sub(&ctx.dirs.logs_dir()).is_ok()
+        && engine
+            .block_on(engine.copy_logs(cid, false, None, &mut buf))
+            .is_ok()
     {
-        let _ = crate::registry::atomic_write(&ctx.dirs.instance_log(id), &buf);
+        if let Err(e) = crate::registry::atomic_write(&ctx.dirs.instance_log(id), &buf) {
+            eprintln!("ai-sessctl: warning: output of {id} not kept: {e}");
+        }
     }
     engine.remove(cid, None)
 }
@@ -565,8 +596,9 @@ fn stop_one(
     if inst.status.is_live() {
         // Said before the agent goes: a reconcile that sees it end meanwhile
         // (`health watch` follows the engine) takes it for this stop, not
-        // for a crash to heal.
-        ctx.store.update(|reg| {
+        // for a crash to heal. Not being able to say it (full disk) must
+        // not keep the agent running.
+        let marked = ctx.store.update(|reg| {
             if let Some(cur) = reg.instances.get_mut(&inst.id) {
                 if cur.container_id == inst.container_id && cur.pid == inst.pid {
                     // Who stops it: a marker left by a stopper that was
@@ -579,7 +611,9 @@ fn stop_one(
                 }
             }
             Ok(())
-        })?;
+        });
+        // Unsaid (full disk): the recording after the stop reports it.
+        let _ = marked;
     }
     let mut own = None;
     if let Some(runtime) = super::runtime_of(inst, engine, &mut own)? {
@@ -588,14 +622,22 @@ fn stop_one(
     if !inst.status.is_live() {
         return Ok(());
     }
-    finish(
+    // The agent is stopped; failing to write that down is reported, and
+    // the next reconcile records it.
+    if let Err(e) = finish(
         ctx,
         inst,
         code,
         Status::Stopped,
         Some(reason.to_owned()),
         engine,
-    )
+    ) {
+        eprintln!(
+            "ai-sessctl: warning: {} is stopped, but that could not be recorded: {e}",
+            inst.id
+        );
+    }
+    Ok(())
 }
 
 pub fn set_paused(ctx: &Ctx, id: &InstanceId, paused: bool) -> Result<()> {

@@ -261,7 +261,7 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
         // completion. Checked and done under the lock, which the starter
         // takes to record its container.
         let mut removed = Vec::new();
-        ctx.store.update(|reg| {
+        let checked = ctx.store.update(|reg| {
             for c in changes.iter().filter(|c| c.remove_first.is_some()) {
                 let still = reg.instances.get(&c.id).is_some_and(|cur| {
                     cur.status == Status::Initializing
@@ -280,43 +280,30 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                 }
             }
             Ok(())
-        })?;
+        });
+        if let Err(e) = checked {
+            eprintln!("ai-sessctl: warning: interrupted starts not settled: {e}");
+        }
         changes.retain(|c| c.remove_first.is_none() || removed.contains(&c.id));
     }
     let reg = if changes.is_empty() {
         reg
     } else {
-        let reg = ctx.store.update(|reg| {
-            for c in &changes {
-                let Some(cur) = reg.instances.get_mut(&c.id) else {
-                    continue;
-                };
-                // Apply only to the entry we looked at, not a newer start.
-                if cur.container_id != c.container_id || cur.pid != c.pid || !cur.status.is_live() {
-                    continue;
-                }
-                cur.status = c.status;
-                if cur.container_id.is_none() {
-                    cur.container_id = c.adopt.clone();
-                }
-                if c.status != Status::Initializing {
-                    cur.starter = None;
-                }
-                if !c.status.is_live() {
-                    cur.stopping = None;
-                }
-                if c.status.is_live() {
-                    cur.status_reason = None;
-                } else {
-                    cur.status_reason = c.reason.clone();
-                    cur.exit_code = c.exit_code;
-                    cur.timestamps.stopped = Some(Utc::now());
-                    cur.resources.cpu_usage = None;
-                    cur.resources.memory_usage = None;
-                }
-            }
+        // What cannot be written (full disk) is still what is true: show
+        // it, say why it is not kept, and the next reconcile writes it.
+        let written = ctx.store.update(|reg| {
+            apply(reg, &changes);
             Ok(reg.clone())
-        })?;
+        });
+        let reg = match written {
+            Ok(reg) => reg,
+            Err(e) => {
+                eprintln!("ai-sessctl: warning: corrections not saved: {e}");
+                let mut reg = reg;
+                apply(&mut reg, &changes);
+                reg
+            }
+        };
         for c in changes.iter().filter(|c| !c.status.is_live()) {
             ctx.events().log(
                 if c.status == Status::Error {
@@ -340,6 +327,39 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
         reg
     };
     reap_orphans(ctx, reg)
+}
+
+/// Writes reconcile's findings into `reg`, each only to the entry it was
+/// made from (not a newer start of the same id).
+fn apply(reg: &mut Registry, changes: &[Change]) {
+    for c in changes {
+        let Some(cur) = reg.instances.get_mut(&c.id) else {
+            continue;
+        };
+        // Apply only to the entry we looked at, not a newer start.
+        if cur.container_id != c.container_id || cur.pid != c.pid || !cur.status.is_live() {
+            continue;
+        }
+        cur.status = c.status;
+        if cur.container_id.is_none() {
+            cur.container_id = c.adopt.clone();
+        }
+        if c.status != Status::Initializing {
+            cur.starter = None;
+        }
+        if !c.status.is_live() {
+            cur.stopping = None;
+        }
+        if c.status.is_live() {
+            cur.status_reason = None;
+        } else {
+            cur.status_reason = c.reason.clone();
+            cur.exit_code = c.exit_code;
+            cur.timestamps.stopped = Some(Utc::now());
+            cur.resources.cpu_usage = None;
+            cur.resources.memory_usage = None;
+        }
+    }
 }
 
 /// Instances whose owning shell died without running its exit hook (e.g.
