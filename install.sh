@@ -77,6 +77,7 @@ completion_dst=(
 begin_marker="# >>> ai-sessions >>>"
 end_marker="# <<< ai-sessions <<<"
 nonl_note="(added a newline to the line above)"
+created_note="(install.sh created this file)"
 
 # Quote a word for sh/bash/zsh alike.
 shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
@@ -86,14 +87,30 @@ on_path() {
     return 1
 }
 
-# The rc block for shell $1 (no final newline: it goes through $(...)).
-# Absolute path when PREFIX/bin is not on PATH.
+# The rc block for shell $1 in file kind $2 (rc: ~/.zshrc, ~/.bashrc;
+# login: ~/.bash_profile or ~/.profile, which sh reads too). No final
+# newline: it goes through $(...). Every line is POSIX sh and a no-op when
+# repeated: the bin dir joins PATH only when missing (so `ai-sessctl` works
+# as typed, and re-sourcing adds no duplicate), zsh loads compinit only when
+# nothing has (completion needs it), and the integration loads in
+# interactive shells only.
 rc_block() {
-    local cmd=ai-sessctl
-    on_path || cmd=$(shq "$bin")
-    printf '%s\n%s\n%s' "$begin_marker" \
-        "command -v $cmd >/dev/null 2>&1 && eval \"\$($cmd init $1)\"" \
-        "$end_marker"
+    local shell=$1 kind=${2:-rc} qdir qbin guard=
+    qdir=$(shq "$bindir")
+    qbin=$(shq "$bin")
+    # shellcheck disable=SC2016 # expanded by the shell that reads the rc file
+    [[ $kind == login ]] && guard='[ -n "${BASH_VERSION-}" ] && '
+    printf '%s
+' "$begin_marker"
+    printf '%s
+' "case \":\${PATH-}:\" in *:$qdir:*) ;; *) PATH=$qdir\"\${PATH:+:\$PATH}\"; export PATH ;; esac"
+    if [[ $shell == zsh ]]; then
+        printf '%s
+' "(( \${+functions[compdef]} )) || { autoload -Uz compinit && compinit -i; }"
+    fi
+    printf '%s
+' "case \$- in *i*) ${guard}[ -x $qbin ] && eval \"\$($qbin init $shell)\" ;; esac"
+    printf '%s' "$end_marker"
 }
 
 # Rewrite rc file $1 so that it holds block $2 exactly once (in place of an
@@ -146,7 +163,14 @@ rc_update() {
         fi
     else
         [[ -n "$block" ]] || { rm -f "$tmp"; return 1; }
-        printf '%s\n' "$block" >"$tmp"
+        # Say that install made the file, so uninstall removes it again.
+        printf '%s %s\n%s\n' "$begin_marker" "$created_note" "${block#*$'\n'}" >"$tmp"
+    fi
+    # A file install created holds nothing else once the block is gone.
+    if [[ -z "$block" && -f "$rc" ]] && grep -qxF "$begin_marker $created_note" "$rc" &&
+        [[ ! -s "$tmp" ]]; then
+        rm -f "$tmp" "$rc"
+        return 0
     fi
     if [[ -f "$rc" ]] && cmp -s "$tmp" "$rc"; then
         rm -f "$tmp"
@@ -156,14 +180,44 @@ rc_update() {
     rm -f "$tmp"
 }
 
-# rc files to touch: existing ones, or the shell is installed.
+# rc files to touch, as "shell kind file" lines: existing ones, or the
+# shell is installed. bash reads ~/.bashrc in interactive non-login shells
+# only; a login shell (tmux, macOS Terminal, ssh) reads the first of
+# ~/.bash_profile, ~/.bash_login, ~/.profile instead. That file gets the
+# block too unless it already sources ~/.bashrc (Debian's ~/.profile does);
+# with none of them, ~/.profile is created (not ~/.bash_profile, which would
+# hide a ~/.profile made later).
 rc_files() {
     if [[ -f "$HOME/.zshrc" ]] || command -v zsh >/dev/null 2>&1; then
-        echo "zsh $HOME/.zshrc"
+        echo "zsh rc $HOME/.zshrc"
     fi
     if [[ -f "$HOME/.bashrc" ]] || command -v bash >/dev/null 2>&1; then
-        echo "bash $HOME/.bashrc"
+        echo "bash rc $HOME/.bashrc"
+        local login=
+        for f in .bash_profile .bash_login .profile; do
+            if [[ -f "$HOME/$f" ]]; then
+                login="$HOME/$f"
+                break
+            fi
+        done
+        login=${login:-$HOME/.profile}
+        if ! sources_bashrc "$login"; then
+            echo "bash login $login"
+        fi
     fi
+}
+
+# Whether rc file $1 reads ~/.bashrc (a line outside our block, not a
+# comment, naming .bashrc).
+sources_bashrc() {
+    [[ -f "$1" ]] || return 1
+    BEGIN_M=$begin_marker END_M=$end_marker awk '
+        index($0, ENVIRON["BEGIN_M"]) == 1 { skip = 1; next }
+        skip { if ($0 == ENVIRON["END_M"]) skip = 0; next }
+        /^[[:space:]]*#/ { next }
+        /\.bashrc/ { found = 1 }
+        END { exit !found }
+    ' "$1"
 }
 
 if ((uninstall)); then
@@ -185,9 +239,13 @@ if ((uninstall)); then
         fi
     done
     if ((modify_rc)); then
-        for rc in "$HOME/.zshrc" "$HOME/.bashrc"; do
+        for rc in "$HOME/.zshrc" "$HOME/.bashrc" "$HOME/.bash_profile" "$HOME/.bash_login" "$HOME/.profile"; do
             if [[ -f "$rc" ]] && rc_update "$rc" ""; then
-                did "removed the ai-sessions block from $rc"
+                if [[ -e "$rc" ]]; then
+                    did "removed the ai-sessions block from $rc"
+                else
+                    did "removed $rc (install created it)"
+                fi
             fi
         done
     fi
@@ -238,19 +296,21 @@ for i in "${!completion_src[@]}"; do
 done
 
 if ((modify_rc)); then
-    while read -r shell rc; do
-        if rc_update "$rc" "$(rc_block "$shell")"; then
+    while read -r shell kind rc; do
+        if rc_update "$rc" "$(rc_block "$shell" "$kind")"; then
             did "$rc: added the ai-sessions block"
         else
             did "$rc: ai-sessions block already present"
         fi
     done < <(rc_files)
+    on_path || did "new shells get $bindir on PATH (the block adds it)"
 else
     did "rc files left alone (--no-modify-rc); add to your rc file:"
+    on_path || did "  export PATH=$(shq "$bindir"):\"\$PATH\""
     did "  eval \"\$($(shq "$bin") init zsh)\"   (or: init bash)"
 fi
-on_path || did "note: $bindir is not on your PATH"
 
 echo
-echo "Next: open a new shell, cd into a project, and type: claude"
-echo "(build the agent image first if needed: ai-sessctl image build claude)"
+echo "Next: open a new shell (exec \"\$SHELL\"), cd into a project, and type: claude"
+echo "  build the agent image first: ai-sessctl image build claude"
+echo "  check the setup:             ai-sessctl doctor"

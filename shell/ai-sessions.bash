@@ -29,6 +29,8 @@
 #                              (PS1 escapes included when coloured)
 #   _AI_SESSIONS_BIN           absolute path of ai-sessctl
 #   _AI_SESSIONS_AGENTS        agent functions defined by the last load
+#   _AI_SESSIONS_AGENTS_SRC    the agent list they were defined from (the
+#                              prompt hook compares agents.list with it)
 #   _AI_SESSIONS_KEY           cache key (file content, $PWD, settings)
 #   _AI_SESSIONS_PS1_ON        1 while the segment is inserted into PS1
 #   _AI_SESSIONS_PS1_USER      PS1 as the user/theme last set it
@@ -137,6 +139,7 @@ _ai_sessions_segment() {
 
 _ai_sessions_precmd() {
   local rc=$?
+  _ai_sessions_agents_check
   local f=${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/prompt.tsv key user new part=''
   local IFS=$'\x1f'                         # joins the cache key below
   local -a lines=()
@@ -257,24 +260,48 @@ _ai_sessions_complete_sessctl() {
   return 0
 }
 
-# ------------------------------------------------------------------ init
+# ---------------------------------------------------------------- agents
 
-_ai_sessions_init() {
-  local agent old entry trap_text='' hook=_ai_sessions_precmd
-  local -a agents=() parsed=() wanted=(@AI_AGENTS@)
-
-  # one function per agent (configured names, [a-z0-9_-]+; others skipped)
-  for agent in "${wanted[@]}"; do
+# One function per agent named in "$@" (configured names, [a-z0-9_-]+;
+# others skipped); the functions of agents no longer named are removed.
+_ai_sessions_define_agents() {
+  local agent old
+  local -a agents=()
+  for agent in "$@"; do
     [[ -z $agent || $agent == -* || $agent == *[^a-z0-9_-]* ]] && continue
     agents+=("$agent")
     eval "function $agent { \"\$_AI_SESSIONS_BIN\" run $agent --shell-pid \"\$\$\" -- \"\$@\"; }"
   done
-  # agents dropped from the configuration since the last load
+  local IFS=' '
   for old in ${_AI_SESSIONS_AGENTS-}; do
     for agent in "${agents[@]}"; do [[ $agent == "$old" ]] && continue 2; done
     unset -f -- "$old"
   done
   _AI_SESSIONS_AGENTS="${agents[*]}"
+}
+
+# The agent list changed since the last load (`config set` of a new agent
+# rewrites agents.list): define the new functions. `read` is a builtin.
+_ai_sessions_agents_check() {
+  local f=${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/agents.list IFS=' '
+  local -a now=()
+  [[ -f $f ]] || return 0
+  read -r -a now <"$f" || :
+  if (( ${#now[@]} )) && [[ "${now[*]}" != "${_AI_SESSIONS_AGENTS_SRC-}" ]]; then
+    _AI_SESSIONS_AGENTS_SRC="${now[*]}"
+    _ai_sessions_define_agents "${now[@]}"
+  fi
+  return 0
+}
+
+# ------------------------------------------------------------------ init
+
+_ai_sessions_init() {
+  local entry trap_text='' hook=_ai_sessions_precmd
+  local -a parsed=() wanted=(@AI_AGENTS@)
+
+  _ai_sessions_define_agents "${wanted[@]}"
+  _AI_SESSIONS_AGENTS_SRC="${wanted[*]}"
   _AI_SESSIONS_KEY=''                       # settings may have changed: recompute
   AI_SESSIONS_PROMPT=${AI_SESSIONS_PROMPT-}
 

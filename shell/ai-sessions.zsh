@@ -26,6 +26,8 @@
 #                              (prompt escapes included when coloured)
 #   _AI_SESSIONS_BIN           absolute path of ai-sessctl
 #   _AI_SESSIONS_AGENTS        agent functions defined by the last load
+#   _AI_SESSIONS_AGENTS_SRC    the agent list they were defined from (the
+#                              prompt hook compares agents.list with it)
 #   _AI_SESSIONS_ZSTAT         1 when zsh/stat's zstat builtin is available
 #   _AI_SESSIONS_KEY           cache key of the last computed segment
 #   _AI_SESSIONS_RPROMPT_ON    1 while the segment is inserted into RPROMPT
@@ -129,6 +131,7 @@ function _ai_sessions_segment {
 
 function _ai_sessions_precmd {
   emulate -L zsh
+  _ai_sessions_agents_check
   local f=${AI_SESSIONS_HOME:-$HOME/.ai-sessions}/prompt.tsv stamp=none
   local -a st
   if (( ${_AI_SESSIONS_ZSTAT:-0} )); then
@@ -273,26 +276,47 @@ function _ai_sessions_compdef_deferred {
   return 0
 }
 
-# ------------------------------------------------------------------ init
+# ---------------------------------------------------------------- agents
 
-() {
+# One function per agent named in $@ (configured names, [a-z0-9_-]+; others
+# skipped); the functions of agents no longer named are removed.
+function _ai_sessions_define_agents {
   emulate -L zsh
   local agent old
   local -a agents
-
-  # one function per agent (configured names, [a-z0-9_-]+; others skipped)
-  for agent in @AI_AGENTS@; do
+  for agent in "$@"; do
     [[ -z $agent || $agent == -* || $agent == *[^a-z0-9_-]* ]] && continue
     agents+=( $agent )
     eval "function $agent { emulate -L zsh; \"\$_AI_SESSIONS_BIN\" run $agent --shell-pid \"\$\$\" -- \"\$@\"; }"
   done
-  # agents dropped from the configuration since the last load
   for old in ${=_AI_SESSIONS_AGENTS-}; do
     if (( ! ${agents[(Ie)$old]} )) && [[ ${functions[$old]-} == *'_AI_SESSIONS_BIN" run '* ]]; then
       unfunction -- $old
     fi
   done
   typeset -g _AI_SESSIONS_AGENTS="${agents[*]}"
+}
+
+# The agent list changed since the last load (`config set` of a new agent
+# rewrites agents.list): define the new functions. $(<file) reads in-process.
+function _ai_sessions_agents_check {
+  emulate -L zsh
+  local f=${AI_SESSIONS_HOME:-$HOME/.ai-sessions}/agents.list now
+  [[ -r $f ]] || return 0
+  now=$(<$f)
+  if [[ -n $now && $now != "${_AI_SESSIONS_AGENTS_SRC-}" ]]; then
+    typeset -g _AI_SESSIONS_AGENTS_SRC=$now
+    _ai_sessions_define_agents ${=now}
+  fi
+  return 0
+}
+
+# ------------------------------------------------------------------ init
+
+() {
+  emulate -L zsh
+  _ai_sessions_define_agents @AI_AGENTS@
+  typeset -g _AI_SESSIONS_AGENTS_SRC='@AI_AGENTS@'
 
   if zmodload -F zsh/stat b:zstat 2>/dev/null; then
     typeset -g _AI_SESSIONS_ZSTAT=1

@@ -29,6 +29,36 @@ fn id_candidates() -> Vec<CompletionCandidate> {
         .collect()
 }
 
+/// `config get|set [--global] [ID] KEY [VALUE]`: the words are one
+/// positional list, so which one is being completed is read from the
+/// command line the shell passed (`ai-sessctl -- ai-sessctl config get …`):
+/// the id first (unless --global), then config keys, then nothing.
+fn config_word_candidates() -> Vec<CompletionCandidate> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(sub) = args
+        .iter()
+        .rposition(|a| a == "get" || a == "set")
+        .filter(|&i| i > 0 && args[i - 1] == "config")
+    else {
+        return id_candidates();
+    };
+    // Words before the one under the cursor (the last argument).
+    let before = &args[sub + 1..args.len().saturating_sub(1)];
+    let global = before.iter().any(|a| a == "--global");
+    let positionals = before.iter().filter(|a| !a.starts_with('-')).count();
+    let key_at = if global { 0 } else { 1 };
+    if positionals < key_at {
+        id_candidates()
+    } else if positionals == key_at {
+        crate::cmd::completion_config_keys()
+            .into_iter()
+            .map(CompletionCandidate::new)
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
 fn agent_candidates() -> Vec<CompletionCandidate> {
     crate::cmd::completion_agents()
         .into_iter()
@@ -295,7 +325,7 @@ pub enum ConfigCmd {
         global: bool,
         /// `ID KEY`, or `KEY` with --global
         #[arg(value_name = "ID", num_args = 1..=2, required = true,
-              add = ArgValueCandidates::new(id_candidates))]
+              add = ArgValueCandidates::new(config_word_candidates))]
         words: Vec<String>,
     },
     /// Set a key in the scope's file (validated before writing)
@@ -306,7 +336,7 @@ pub enum ConfigCmd {
         global: bool,
         /// `ID KEY VALUE`, or `KEY VALUE` with --global
         #[arg(value_name = "ID", num_args = 2..=3, required = true, allow_negative_numbers = true,
-              add = ArgValueCandidates::new(id_candidates))]
+              add = ArgValueCandidates::new(config_word_candidates))]
         words: Vec<String>,
     },
 }

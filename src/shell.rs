@@ -19,6 +19,27 @@ pub fn render(kind: ShellKind, bin: &str, agents: &[crate::types::Mode]) -> Stri
         .replace("@AI_AGENTS@", &names.join(" "))
 }
 
+/// `agents.list`: the configured agent names on one line, so the prompt
+/// hook can notice a new agent with builtins only and define its function.
+pub fn agents_file(dirs: &crate::paths::StateDir) -> std::path::PathBuf {
+    dirs.root().join("agents.list")
+}
+
+/// Rewrites `agents.list` when the agents differ from what it holds.
+pub fn write_agents(
+    dirs: &crate::paths::StateDir,
+    agents: &[crate::types::Mode],
+) -> crate::error::Result<()> {
+    let names: Vec<&str> = agents.iter().map(|m| m.as_str()).collect();
+    let text = format!("{}\n", names.join(" "));
+    let path = agents_file(dirs);
+    if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+        return Ok(());
+    }
+    dirs.ensure()?;
+    crate::registry::atomic_write(&path, text.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

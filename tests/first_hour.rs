@@ -357,3 +357,54 @@ fn small_ones() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     assert!(!readme.contains("appended to `PS1`") && !readme.contains("appends it to PS1"));
 }
+
+// -------------------------------------------------------------- item 18
+
+/// What bash gets for `ai-sessctl <words…>` (clap_complete's protocol).
+fn complete(env: &Env, words: &[&str]) -> Vec<String> {
+    let out = env
+        .cmd()
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", words.len().to_string())
+        .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+        .env("_CLAP_COMPLETE_SPACE", "true")
+        .env("_CLAP_IFS", "\n")
+        .arg("--")
+        .arg("ai-sessctl")
+        .args(words)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{words:?}: {}", stderr(&out));
+    stdout(&out).lines().map(str::to_owned).collect()
+}
+
+/// Item 18: after the scope, config get/set complete config keys.
+#[test]
+fn config_get_set_complete_keys_after_the_scope() {
+    let env = Env::new();
+    plant(&env, &[("api-claude", "/nonexistent/api", "stopped")]);
+    let has = |got: &[String], want: &str| got.iter().any(|c| c == want);
+    let got = complete(&env, &["config", "get", ""]);
+    assert!(has(&got, "api-claude"), "the scope first: {got:?}");
+    for words in [
+        &["config", "get", "--global", ""][..],
+        &["config", "set", "--global", ""],
+        &["config", "get", "api-claude", ""],
+        &["config", "set", "api-claude", ""],
+    ] {
+        let got = complete(&env, words);
+        assert!(has(&got, "resources.memory.limit"), "{words:?}: {got:?}");
+        assert!(has(&got, "networking.port_range"), "{words:?}: {got:?}");
+        assert!(!has(&got, "api-claude"), "{words:?}: {got:?}");
+    }
+    let got = complete(&env, &["config", "get", "--global", "resources.m"]);
+    assert!(
+        got.iter().all(|c| c.starts_with("resources.m")) && has(&got, "resources.memory.limit"),
+        "{got:?}"
+    );
+    let got = complete(&env, &["config", "set", "--global", "health.timeout", ""]);
+    assert!(
+        !has(&got, "resources.memory.limit"),
+        "a value, not a key: {got:?}"
+    );
+}

@@ -69,8 +69,10 @@ pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
         Some(ConfigCmd::Set { global, words }) => {
             let (scope, [key, value]) = split_words(global, words)?;
             let scope = scope_of(ctx, scope)?;
+            let before = config::agent_names(&ctx.dirs).unwrap_or_default();
             config::set_value(&ctx.dirs, &scope, &key, &value)?;
             note_when_it_applies(ctx, &scope, &key);
+            agents_changed(ctx, &before);
             ctx.events().log(
                 crate::events::Level::Info,
                 "config",
@@ -81,8 +83,10 @@ pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
         None => {
             let scope = scope_of(ctx, args.scope)?;
             if args.edit {
+                let before = config::agent_names(&ctx.dirs).unwrap_or_default();
                 if config::edit_interactively(&ctx.dirs, &scope)? {
                     eprintln!("saved {}", scope.file(&ctx.dirs).display());
+                    agents_changed(ctx, &before);
                 }
             } else {
                 let s = effective(ctx, &scope)?;
@@ -119,5 +123,21 @@ fn note_when_it_applies(ctx: &Ctx, scope: &Scope, key: &str) {
             ids.len(),
             ids.join(", ")
         ),
+    }
+}
+
+/// Tells the shells about a changed agent list (their prompt hook reads
+/// agents.list and defines the functions), and the user about a new agent.
+fn agents_changed(ctx: &Ctx, before: &[crate::types::Mode]) {
+    let Ok(now) = config::agent_names(&ctx.dirs) else {
+        return;
+    };
+    if let Err(e) = crate::shell::write_agents(&ctx.dirs, &now) {
+        eprintln!("ai-sessctl: warning: {e}");
+    }
+    for mode in now.iter().filter(|m| !before.contains(m)) {
+        eprintln!(
+            "new agent {mode}: shells with the integration have a `{mode}` command from their next prompt"
+        );
     }
 }

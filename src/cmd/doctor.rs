@@ -88,24 +88,132 @@ pub fn doctor(ctx: &Ctx) -> Result<u8> {
             }
         }
     }
+    for probe in shell_probes() {
+        let ok = probe.loaded && probe.on_path;
+        if !ok && !probe.in_use {
+            println!("--   {}: {}", probe.name, probe.detail());
+            continue;
+        }
+        report(ok, &probe.name, probe.detail());
+    }
+    Ok(if problems == 0 { 0 } else { 1 })
+}
+
+/// What a new shell of one kind loads, found by asking that shell (an
+/// interactive one, reading the user's rc files as a new terminal would).
+struct ShellProbe {
+    name: String,
+    rc: &'static str,
+    init: &'static str,
+    /// The user's login shell, or its rc file exists: a failure matters.
+    in_use: bool,
+    loaded: bool,
+    on_path: bool,
+    answered: bool,
+}
+
+impl ShellProbe {
+    fn detail(&self) -> String {
+        if !self.answered {
+            format!(
+                "no answer from a new {} (its rc files may wait for input)",
+                self.name
+            )
+        } else if !self.loaded {
+            format!(
+                "not loaded: add `eval \"$(ai-sessctl init {})\"` to {} (./install.sh does it)",
+                self.init, self.rc
+            )
+        } else if !self.on_path {
+            format!(
+                "loaded, but `ai-sessctl` is not on PATH there: add its directory to PATH in {}",
+                self.rc
+            )
+        } else {
+            format!("loaded by new shells ({})", self.rc)
+        }
+    }
+}
+
+/// Marker lines the probe prints; the rc files may print anything else.
+const PROBE: &str =
+    "if typeset -f _ai_sessions_precmd >/dev/null 2>&1; then echo AIS_PROBE:loaded; fi; \
+                     if command -v ai-sessctl >/dev/null 2>&1; then echo AIS_PROBE:path; fi";
+
+fn shell_probes() -> Vec<ShellProbe> {
     let home = std::env::var_os("HOME")
         .map(std::path::PathBuf::from)
         .unwrap_or_default();
-    let hooked: Vec<&str> = [".zshrc", ".bashrc"]
-        .into_iter()
-        .filter(|rc| {
-            std::fs::read_to_string(home.join(rc)).is_ok_and(|t| t.contains("ai-sessctl init"))
-        })
-        .collect();
-    report(
-        !hooked.is_empty(),
-        "shell integration",
-        if hooked.is_empty() {
-            "not set up: add `eval \"$(ai-sessctl init zsh)\"` to ~/.zshrc (or bash to ~/.bashrc)"
-                .into()
+    let login = std::env::var("SHELL").unwrap_or_default();
+    let login = login.rsplit('/').next().unwrap_or("");
+    let kinds: [(&str, &str, &[&str], &'static str, &'static str); 3] = [
+        ("zsh", "zsh", &["-i"], "~/.zshrc", "zsh"),
+        ("bash", "bash", &["-i"], "~/.bashrc", "bash"),
+        (
+            "bash login shell",
+            "bash",
+            &["-l", "-i"],
+            "~/.bash_profile or ~/.profile",
+            "bash",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, program, flags, rc, init) in kinds {
+        let Ok(path) = which::which(program) else {
+            continue;
+        };
+        let rc_file = if program == "zsh" {
+            ".zshrc"
         } else {
-            format!("in ~/{}", hooked.join(", ~/"))
-        },
-    );
-    Ok(if problems == 0 { 0 } else { 1 })
+            ".bashrc"
+        };
+        let in_use = login == program || home.join(rc_file).exists();
+        let answer = ask_shell(&path, flags);
+        out.push(ShellProbe {
+            name: name.to_owned(),
+            rc,
+            init,
+            in_use,
+            loaded: answer
+                .as_deref()
+                .is_some_and(|a| a.contains("AIS_PROBE:loaded")),
+            on_path: answer
+                .as_deref()
+                .is_some_and(|a| a.contains("AIS_PROBE:path")),
+            answered: answer.is_some(),
+        });
+    }
+    out
+}
+
+/// Runs the probe in a new interactive shell; `None` when it does not
+/// finish within a few seconds (it is killed then).
+fn ask_shell(shell: &std::path::Path, flags: &[&str]) -> Option<String> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(shell)
+        .args(flags)
+        .args(["-c", PROBE])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut text = String::new();
+    child.stdout.take()?.read_to_string(&mut text).ok()?;
+    Some(text)
 }

@@ -148,6 +148,12 @@ pub fn completion_ids() -> Vec<(String, String)> {
         .collect()
 }
 
+pub fn completion_config_keys() -> Vec<String> {
+    Ctx::from_env()
+        .map(|c| crate::config::known_keys(&c.dirs))
+        .unwrap_or_default()
+}
+
 pub fn completion_agents() -> Vec<String> {
     Ctx::from_env()
         .ok()

@@ -26,6 +26,8 @@ pub fn init(ctx: &Ctx, kind: ShellKind) -> Result<u8> {
             .filter_map(|k| crate::types::Mode::parse(k).ok())
             .collect()
     });
+    // Best effort: a read-only state dir must not break the shell start.
+    let _ = crate::shell::write_agents(&ctx.dirs, &agents);
     print!("{}", crate::shell::render(kind, bin, &agents));
     Ok(0)
 }

@@ -235,6 +235,33 @@ pub fn load_for(dirs: &StateDir, mode: &Mode, id: Option<&InstanceId>) -> Result
 }
 
 /// The configured agent names, for shell functions and completion.
+/// Every settable key as a dotted name (for completion): the defaults'
+/// keys plus those of the configured agents and of the files.
+pub fn known_keys(dirs: &StateDir) -> Vec<String> {
+    fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(sub) => walk(&key, sub, out),
+                _ => out.push(key),
+            }
+        }
+    }
+    let mut t = defaults_table();
+    if let Ok(layer) = read_layer(&dirs.config()) {
+        deep_merge(&mut t, layer);
+    }
+    let mut out = Vec::new();
+    walk("", &t, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
 pub fn agent_names(dirs: &StateDir) -> Result<Vec<Mode>> {
     Ok(load_global(dirs)?
         .agents

@@ -159,7 +159,7 @@ check "bash: raw template loads (got: $out)" test "$out" = none
 out=$(zsh -f -c 'source "$1"; print ${+functions[claude]} ${+functions[ai-list]}; zshexit_functions=()' _ "$ROOT/shell/ai-sessions.zsh" 2>&1)
 check "zsh: raw template loads (got: $out)" test "$out" = '0 1'
 # agent dropped from the configuration is removed on reload
-out=$(zsh -f -c 'source "$1"; source <(sed "s/^  for agent in claude gemini;/  for agent in claude;/" "$1")
+out=$(zsh -f -c 'source "$1"; source <(sed "s/^  _ai_sessions_define_agents claude gemini$/  _ai_sessions_define_agents claude/" "$1")
     print ${+functions[claude]} ${+functions[gemini]}; zshexit_functions=()' _ "$T/ai-sessions.zsh" 2>&1)
 check "zsh: reload drops removed agent (got: $out)" test "$out" = '1 0'
 
