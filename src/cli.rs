@@ -163,7 +163,8 @@ pub enum Command {
         /// Stop it first if it runs
         #[arg(long, short)]
         force: bool,
-        /// Also delete the agent state kept in states/<id>/
+        /// Also delete the instance's own state dir, states/<id>/ (the
+        /// agent's shared state stays)
         #[arg(long)]
         state: bool,
     },
@@ -266,6 +267,20 @@ pub enum Command {
     /// Build an agent's image
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Log an agent in once for all its instances
+    #[command(
+        after_help = "Examples:\n  ai-sessctl login claude              the agent's own login flow, in a container\n  ai-sessctl login claude --from-host  copy this machine's Claude Code login"
+    )]
+    Login {
+        #[arg(add = ArgValueCandidates::new(agent_candidates))]
+        mode: Mode,
+        /// Copy the login the agent keeps on this machine instead
+        #[arg(long)]
+        from_host: bool,
+    },
+    /// Agent state kept in the state home
+    #[command(subcommand)]
+    State(StateCmd),
     /// Check the engine, images, agents and shell integration
     Doctor,
     /// Serve the REST API and web dashboard (loopback, token required)
@@ -376,6 +391,12 @@ pub enum RegistryCmd {
     Check,
     /// Rebuild the registry from the engine's containers and live processes
     Repair,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCmd {
+    /// Merge per-instance state dirs into their agent's shared one
+    Migrate,
 }
 
 #[derive(Debug, Subcommand)]

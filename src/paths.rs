@@ -2,7 +2,7 @@
 //! with private permissions.
 
 use crate::error::{Error, Result};
-use crate::types::InstanceId;
+use crate::types::{InstanceId, Mode};
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -46,8 +46,18 @@ impl StateDir {
     pub fn instance_config(&self, id: &InstanceId) -> PathBuf {
         self.configs_dir().join(format!("{id}.toml"))
     }
+    pub fn states_dir(&self) -> PathBuf {
+        self.root.join("states")
+    }
+    /// One instance's own state (`state = "instance"`, and dirs made
+    /// before agent-wide state existed).
     pub fn state_of(&self, id: &InstanceId) -> PathBuf {
-        self.root.join("states").join(id.as_str())
+        self.states_dir().join(id.as_str())
+    }
+    /// The state shared by an agent's instances. Never an instance's dir:
+    /// ids always contain a `-`, agent names never do.
+    pub fn agent_state(&self, mode: &Mode) -> PathBuf {
+        self.states_dir().join(mode.as_str())
     }
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")

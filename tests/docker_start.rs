@@ -54,7 +54,8 @@ fn detached_container_has_the_promised_shape() {
     let workdir = format!("/app/{name}");
     assert_eq!(c["Config"]["WorkingDir"], workdir.as_str());
     let mounts = c["Mounts"].as_array().unwrap();
-    let state_dir = env.state().join("states").join(&id);
+    // Agent state is shared by the agent's instances (log in once).
+    let state_dir = env.state().join("states").join("claude");
     let state_target = env
         .ok(&["config", "get", "--global", "agents.claude.state_dir"])
         .trim()
@@ -79,7 +80,7 @@ fn detached_container_has_the_promised_shape() {
     assert!(ls.contains("marker.txt"), "{ls}");
     let pwd = docker_ok(&["exec", &cname, "pwd"]);
     assert_eq!(pwd.trim(), workdir);
-    // Agent state written inside lands in states/<id> on the host.
+    // Agent state written inside lands in states/claude on the host.
     docker_ok(&[
         "exec",
         &cname,
@@ -255,7 +256,7 @@ fn api_key_reaches_the_agent_and_is_never_written() {
         let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & 0o077, 0, "{} is {mode:o}", f.display());
     }
-    for d in ["logs", "states", &format!("states/{id}")] {
+    for d in ["logs", "states", "states/claude"] {
         let mode = std::fs::metadata(env.state().join(d))
             .unwrap()
             .permissions()

@@ -367,7 +367,7 @@ fn dotdot_and_symlinked_project_paths_resolve_to_one_canonical_project() {
     }
     assert_eq!(env.registry()["instances"].as_object().unwrap().len(), 1);
     // State stays inside the state home whatever the path said.
-    assert!(env.state().join("states").join(&id).is_dir());
+    assert!(env.state().join("states").join("claude").is_dir());
     assert!(!env.projects.path().join("states").exists());
     // `..` past the root is the root: not a way out of anything; `/` is
     // never a project (sandbox_project_root.rs).

@@ -8,6 +8,7 @@ mod health;
 mod image;
 mod lifecycle;
 mod list;
+mod login;
 mod logs;
 mod port;
 mod registry;
@@ -98,6 +99,8 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Port(p) => port::port(&ctx, p),
         Command::Registry(r) => registry::registry(&ctx, r),
         Command::Image(crate::cli::ImageCmd::Build { mode }) => image::build(&ctx, mode),
+        Command::Login { mode, from_host } => login::login(&ctx, mode, from_host),
+        Command::State(crate::cli::StateCmd::Migrate) => login::migrate(&ctx),
         Command::Doctor => doctor::doctor(&ctx),
         Command::Serve { addr, allow_remote } => {
             crate::api::serve(&ctx, addr, allow_remote).map(|_| 0)

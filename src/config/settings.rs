@@ -261,6 +261,16 @@ impl Default for Api {
     }
 }
 
+/// `[agents.<mode>] state`: `agent` = `states/<mode>/` shared by the
+/// agent's instances; `instance` = `states/<id>/` per instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateScope {
+    #[default]
+    Agent,
+    Instance,
+}
+
 /// An agent is config, not code: `[agents.<mode>]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -277,6 +287,12 @@ pub struct AgentSpec {
     /// A directory with a Dockerfile that `image build` uses instead of the
     /// shipped one (for agents of your own).
     pub build_context: Option<String>,
+    /// Whose state dir an instance mounts: the agent's, shared by all its
+    /// instances (log in once, as on the host), or its own.
+    pub state: StateScope,
+    /// What `ai-sessctl login MODE` runs (default: the agent's command,
+    /// which starts its own login flow when it is not logged in).
+    pub login_command: Option<Vec<String>>,
     /// Per-agent overrides of the global sections.
     pub resources: Option<toml::Table>,
     pub health: Option<toml::Table>,
@@ -292,6 +308,8 @@ impl Default for AgentSpec {
             env_passthrough: Vec::new(),
             listens: false,
             build_context: None,
+            state: StateScope::Agent,
+            login_command: None,
             resources: None,
             health: None,
             networking: None,
