@@ -70,7 +70,10 @@ fn state_instance_keeps_a_dir_per_instance() {
     let cfg = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
     std::fs::write(
         env.state().join("config.toml"),
-        cfg.replace("[agents.claude]\n", "[agents.claude]\nstate = \"instance\"\n"),
+        cfg.replace(
+            "[agents.claude]\n",
+            "[agents.claude]\nstate = \"instance\"\n",
+        ),
     )
     .unwrap();
     let a = start_detached(&env, &env.unique("own-a"));
@@ -164,8 +167,15 @@ fn login_from_host_copies_the_hosts_file_privately_and_silently() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains(".credentials.json"), "{}", stderr(&out));
-    assert!(!env2.state().join("states/claude/.credentials.json").exists());
+    assert!(
+        stderr(&out).contains(".credentials.json"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env2
+        .state()
+        .join("states/claude/.credentials.json")
+        .exists());
 }
 
 fn write(p: &Path, text: &str, age_secs: u64) {
@@ -202,8 +212,14 @@ fn state_migrate_merges_per_instance_dirs_and_loses_nothing() {
     // The losers are kept aside and named.
     assert_eq!(read(".migrated/a-claude/.credentials.json"), "middle");
     assert_eq!(read(".migrated/b-claude/.credentials.json"), "oldest");
-    assert!(text.contains(".migrated/a-claude/.credentials.json"), "{text}");
-    assert!(text.contains(".migrated/b-claude/.credentials.json"), "{text}");
+    assert!(
+        text.contains(".migrated/a-claude/.credentials.json"),
+        "{text}"
+    );
+    assert!(
+        text.contains(".migrated/b-claude/.credentials.json"),
+        "{text}"
+    );
     for old in ["a-claude", "b-claude", "x-gemini"] {
         assert!(!s.join(old).exists(), "{old} should be merged away: {text}");
     }

@@ -64,13 +64,13 @@ pub fn migrate(ctx: &Ctx) -> Result<Vec<Migrated>> {
             .map(|e| e.agent.state)
             .unwrap_or_default();
         if scope == StateScope::Instance {
-            m.skipped = Some(format!(
-                "agents.{mode}.state = \"instance\" applies to it"
-            ));
+            m.skipped = Some(format!("agents.{mode}.state = \"instance\" applies to it"));
         } else if reg.get(&id).is_some_and(|i| i.status.is_live()) {
             m.skipped = Some(format!(
                 "it is {}; stop it first (`ai-sessctl stop {id}`)",
-                reg.get(&id).map(|i| i.status.to_string()).unwrap_or_default()
+                reg.get(&id)
+                    .map(|i| i.status.to_string())
+                    .unwrap_or_default()
             ));
         } else {
             ensure_private_dir(&states)?;
@@ -169,7 +169,10 @@ fn merge_dir(from: &Path, into: &Path, rel: &Path, aside: &Path, m: &mut Migrate
 
 fn count_files(p: &Path) -> usize {
     match fs::read_dir(p) {
-        Ok(d) => d.filter_map(|e| e.ok()).map(|e| count_files(&e.path())).sum(),
+        Ok(d) => d
+            .filter_map(|e| e.ok())
+            .map(|e| count_files(&e.path()))
+            .sum(),
         Err(_) => 1,
     }
 }

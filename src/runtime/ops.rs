@@ -257,8 +257,7 @@ fn register(
 fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
     let inst = &plan.inst;
     let id = &inst.id;
-    let state_dir =
-        crate::agent_state::dir_for(&ctx.dirs, plan.eff.agent.state, &req.mode, id);
+    let state_dir = crate::agent_state::dir_for(&ctx.dirs, plan.eff.agent.state, &req.mode, id);
     ctx.dirs.ensure_sub(&ctx.dirs.states_dir())?;
     crate::paths::ensure_private_dir(&state_dir)?;
     ctx.dirs.ensure_sub(&ctx.dirs.logs_dir())?;
