@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# ai-sessions: bash integration (bash >= 4.4). Printed by `ai-sessctl init
-# bash`; load it from ~/.bashrc with
+# ai-sessions: bash integration (bash >= 4.4; an older bash gets a message
+# and no changes). Printed by `ai-sessctl init bash`; load it from ~/.bashrc
+# with
 #   eval "$(ai-sessctl init bash)"
 # The two placeholders below are filled in by `ai-sessctl init`.
 #
@@ -342,4 +343,15 @@ _ai_sessions_init() {
   fi
   return 0
 }
-_ai_sessions_init
+# bash < 4.4 (macOS's /bin/bash is 3.2) lacks what this needs (mapfile,
+# `local -`, ${var@a}): say so once and leave the shell as it was.
+if (( BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 4) )); then
+  _ai_sessions_init
+else
+  printf '%s\n' "ai-sessions: bash $BASH_VERSION is too old for the shell integration (needs bash >= 4.4)." \
+    "  Use zsh (eval \"\$(ai-sessctl init zsh)\" in ~/.zshrc), or a newer bash (macOS: brew install bash)." >&2
+  unset -f ai-list ai-stop-all ai-restart ai-attach ai-stats ai-top ai-health ai-stop ai-logs \
+    _ai_sessions_segment _ai_sessions_precmd _ai_sessions_exit_hook _ai_sessions_live_ids \
+    _ai_sessions_complete _ai_sessions_complete_sessctl _ai_sessions_init
+  unset _AI_SESSIONS_BIN
+fi

@@ -98,6 +98,10 @@ fn assert_verbatim(
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "reads the container's processes through the host's /proc"
+)]
 fn environment_values_reach_the_agent_verbatim_and_never_run() {
     require_docker!();
     let env = Env::new();
@@ -453,6 +457,10 @@ fn api_refuses_dotdot_paths_and_absurd_fields() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "reads the container's processes through the host's /proc"
+)]
 fn a_planted_api_key_is_in_no_file_log_listing_or_process_list_of_ours() {
     require_docker!();
     let env = Env::new();
@@ -663,6 +671,10 @@ fn proc_status(pid: u32, key: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "reads the container's processes through the host's /proc"
+)]
 fn the_agent_is_confined_as_promised() {
     require_docker!();
     let env = Env::new();

@@ -16,11 +16,9 @@ fn host_env() -> (Env, std::path::PathBuf) {
     (env, bin)
 }
 
-/// Field 22 of /proc/<pid>/stat.
+/// What the registry records for `pid`.
 fn start_time(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+    ai_sessions::procinfo::start_time(pid).unwrap()
 }
 
 fn start_detached(env: &Env, bin: &std::path::Path, name: &str) -> (String, u32) {
@@ -63,6 +61,7 @@ impl Drop for KillOnDrop {
 }
 
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "reads the agent's /proc entry")]
 fn detached_host_agent_start_and_stop() {
     let (env, bin) = host_env();
     let (id, pid) = start_detached(&env, &bin, "hoststop");
@@ -159,6 +158,7 @@ fn foreground_host_run_passes_the_exit_code() {
 }
 
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "reads the agent's /proc entry")]
 fn shell_functions_are_never_the_agent() {
     let (env, bin) = host_env();
     let name = env.unique("hostfn");

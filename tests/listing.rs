@@ -1,6 +1,6 @@
 //! `list`, `show`, `find`, `dashboard` and `prompt.tsv` over a planted
 //! registry: what a user sees, with reconcile running for real (host
-//! instances are checked against /proc, no engine is needed).
+//! instances are checked against the process table, no engine is needed).
 
 mod common;
 
@@ -18,11 +18,9 @@ impl Sleeper {
     fn pid(&self) -> u32 {
         self.0.id()
     }
-    /// Field 22 of /proc/<pid>/stat: what the registry records.
+    /// What the registry records for it.
     fn start_time(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+        ai_sessions::procinfo::start_time(self.pid()).unwrap()
     }
 }
 impl Drop for Sleeper {

@@ -396,15 +396,7 @@ impl Drop for Shell {
             .status();
         if let Some(pid) = self.pid() {
             wait_until(Duration::from_secs(5), || {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .map(|st| {
-                        st.rsplit(')')
-                            .next()
-                            .unwrap_or("")
-                            .trim_start()
-                            .starts_with('Z')
-                    })
-                    .unwrap_or(true)
+                !ai_sessions::procinfo::alive(pid as u32, None)
             });
         }
     }

@@ -256,6 +256,10 @@ fn skip_or_fail(why: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "restarts a local dockerd found through /proc"
+)]
 fn engine_stopped_mid_start_then_restarted_is_reconciled() {
     require_docker!();
     if std::env::var_os("DOCKER_HOST").is_some_and(|h| h != "unix:///var/run/docker.sock") {

@@ -7,32 +7,20 @@ use crate::types::Status;
 use serde_json::json;
 
 fn system_metrics() -> serde_json::Value {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let l: Vec<f64> = load
-        .split_whitespace()
-        .take(3)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kb = |key: &str| -> Option<u64> {
-        meminfo
-            .lines()
-            .find(|l| l.starts_with(key))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
+    let l: Vec<f64> = crate::procinfo::load_average()
+        .map(Vec::from)
+        .unwrap_or_default();
+    let mem = crate::procinfo::host_memory();
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let (total, avail) = (kb("MemTotal:"), kb("MemAvailable:"));
+    let (total, avail) = (mem.map(|m| m.total), mem.and_then(|m| m.available));
     json!({
         "cpus": cpus,
         "load": l,
         "cpu_percent": l.first().map(|x| (x / cpus as f64 * 100.0 * 10.0).round() / 10.0),
-        "memory_total_bytes": total.map(|k| k * 1024),
-        "memory_available_bytes": avail.map(|k| k * 1024),
+        "memory_total_bytes": total,
+        "memory_available_bytes": avail,
         "memory_free_percent": match (total, avail) {
             (Some(t), Some(a)) if t > 0 => Some((a as f64 / t as f64 * 1000.0).round() / 10.0),
             _ => None,

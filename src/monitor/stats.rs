@@ -114,15 +114,18 @@ fn docker_sample(id: &str, s: &bollard::models::ContainerStatsResponse) -> Sampl
 /// stats --no-stream` waits two ticks; one-shot readings wait for the
 /// next tick anyway once a collector runs.)
 pub fn sample_docker(engine: &DockerEngine, insts: &[&Instance]) -> Vec<Sample> {
-    let targets: Vec<(String, String)> = insts
-        .iter()
-        .filter_map(|i| Some((i.id.to_string(), i.container_id.clone()?)))
-        .collect();
-    if let Some(readings) = super::cgroup::sample(&targets, Duration::from_millis(500)) {
-        return readings
-            .into_iter()
-            .map(|(id, a, b, ns)| from_cgroup(id, &a, &b, ns))
+    #[cfg(target_os = "linux")]
+    {
+        let targets: Vec<(String, String)> = insts
+            .iter()
+            .filter_map(|i| Some((i.id.to_string(), i.container_id.clone()?)))
             .collect();
+        if let Some(readings) = super::cgroup::sample(&targets, Duration::from_millis(500)) {
+            return readings
+                .into_iter()
+                .map(|(id, a, b, ns)| from_cgroup(id, &a, &b, ns))
+                .collect();
+        }
     }
     let docker = engine.client();
     engine.block_on(async {
@@ -152,6 +155,7 @@ pub fn sample_docker(engine: &DockerEngine, insts: &[&Instance]) -> Vec<Sample> 
 
 /// A sample from two cgroup readings `ns` nanoseconds apart. CPU % is
 /// relative to one core, as in `docker stats`.
+#[cfg(target_os = "linux")]
 fn from_cgroup(
     id: String,
     a: &super::cgroup::Reading,
@@ -181,7 +185,7 @@ fn from_cgroup(
     }
 }
 
-/// Host instances from /proc, CPU over a short window.
+/// Host instances from the process table, CPU over a short window.
 pub fn sample_host(insts: &[&Instance]) -> Vec<Sample> {
     let live: Vec<(&Instance, u32)> = insts
         .iter()
@@ -192,20 +196,21 @@ pub fn sample_host(insts: &[&Instance]) -> Vec<Sample> {
         return Vec::new();
     }
     let window = Duration::from_millis(500);
-    let before: Vec<Option<u64>> = live
+    let before: Vec<Option<Duration>> = live
         .iter()
-        .map(|(_, p)| crate::procinfo::cpu_ticks(*p))
+        .map(|(_, p)| crate::procinfo::cpu_time(*p))
         .collect();
     std::thread::sleep(window);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mem_total = crate::procinfo::mem_total_bytes().unwrap_or(0);
     live.iter()
         .zip(before)
         .map(|((inst, pid), b)| {
-            let after = crate::procinfo::cpu_ticks(*pid);
-            let ticks = after.zip(b).map(|(a, b)| a.saturating_sub(b)).unwrap_or(0);
-            let cpu_percent = ticks as f64 / hz / window.as_secs_f64() * 100.0;
+            let after = crate::procinfo::cpu_time(*pid);
+            let used = after
+                .zip(b)
+                .map(|(a, b)| a.saturating_sub(b))
+                .unwrap_or_default();
+            let cpu_percent = used.as_secs_f64() / window.as_secs_f64() * 100.0;
             let rss = crate::procinfo::rss_bytes(*pid).unwrap_or(0);
             Sample {
                 id: inst.id.to_string(),

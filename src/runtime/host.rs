@@ -100,36 +100,10 @@ pub fn set_paused(pid: u32, start: Option<u64>, paused: bool) -> Result<()> {
 
 /// Our live host agents: (instance id, pid) from their environment marker.
 pub fn scan() -> Vec<(String, u32)> {
-    let me = nix::unistd::getuid().as_raw();
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        use std::os::unix::fs::MetadataExt;
-        if entry.metadata().map(|m| m.uid()).ok() != Some(me) {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        let prefix = format!("{MARKER_ENV}=");
-        // Only our marker is read; other variables are never kept.
-        if let Some(v) = environ
-            .split(|b| *b == 0)
-            .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
-        {
-            out.push((String::from_utf8_lossy(v).into_owned(), pid));
-        }
-    }
-    out
+    procinfo::own_processes_with_env(MARKER_ENV)
+        .into_iter()
+        .map(|(pid, id)| (id, pid))
+        .collect()
 }
 
 /// The host runtime: no engine, the agent is our child process.

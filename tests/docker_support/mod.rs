@@ -131,10 +131,16 @@ pub fn kill_pid(pid: u32, sig: i32) {
     }
 }
 
-/// Children of `pid` (from /proc), to clean up what a killed agent leaves.
+/// Children of `pid`, to clean up what a killed agent leaves.
 pub fn children_of(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
+    #[cfg(target_os = "linux")]
+    let list = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+    #[cfg(not(target_os = "linux"))]
+    let list = std::process::Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    list.unwrap_or_default()
         .split_whitespace()
         .filter_map(|s| s.parse().ok())
         .collect()
@@ -142,8 +148,5 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 
 /// Whether `pid` runs (a zombie counts as ended).
 pub fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => false,
-        Ok(s) => s.rfind(')').is_some_and(|i| !s[i + 2..].starts_with('Z')),
-    }
+    ai_sessions::procinfo::alive(pid, None)
 }
