@@ -54,11 +54,11 @@ pub fn doctor(ctx: &Ctx) -> Result<u8> {
     };
     let engine = match DockerEngine::connect() {
         Ok(e) => {
-            report(
-                true,
-                "engine",
-                e.version().unwrap_or_else(|_| "answering".into()),
-            );
+            let version = e.version().unwrap_or_else(|_| "answering".into());
+            let at = crate::runtime::endpoint::current()
+                .map(|ep| format!(" at {ep}"))
+                .unwrap_or_default();
+            report(true, "engine", format!("{version}{at}"));
             Some(e)
         }
         Err(e) => {

@@ -31,9 +31,7 @@ pub struct Reading {
 /// Whether the engine is local (a unix socket): only then are its
 /// containers' cgroups ours to read.
 pub fn engine_is_local() -> bool {
-    std::env::var("DOCKER_HOST")
-        .map(|h| h.is_empty() || h.starts_with("unix://"))
-        .unwrap_or(true)
+    crate::runtime::endpoint::current().is_ok_and(|e| e.unix_path().is_some())
 }
 
 fn locate(cid: &str) -> Option<Layout> {

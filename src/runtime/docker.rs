@@ -1,5 +1,6 @@
 //! The Docker runtime, spoken natively through bollard: version negotiated,
-//! `DOCKER_HOST` honoured, every call bounded by a timeout.
+//! the engine found as the docker CLI finds it (see `endpoint`), every call
+//! bounded by a timeout.
 
 use super::attach::{self, AttachEnd};
 use super::{LaunchSpec, Observed};
@@ -43,9 +44,27 @@ pub struct DockerEngine {
 }
 
 fn engine_err(e: impl std::fmt::Display) -> Error {
-    let host =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    Error::Engine(format!("container engine at {host} is not answering: {e}"))
+    match super::endpoint::current() {
+        Ok(ep) => Error::Engine(format!("container engine at {ep} is not answering: {e}")),
+        Err(bad) => Error::Engine(format!("container engine not reachable: {bad}")),
+    }
+}
+
+/// The endpoint to connect to, or why the configured one cannot be used.
+fn endpoint() -> Result<&'static super::endpoint::Endpoint> {
+    super::endpoint::current().map_err(|e| Error::Engine(format!("no container engine: {e}")))
+}
+
+/// A client for any endpoint (tcp, ssh, unix), its version negotiated.
+async fn connect_negotiated(host: &str) -> Result<Docker> {
+    let docker = Docker::connect_with_host(host)
+        .map_err(engine_err)?
+        .with_timeout(CALL_TIMEOUT);
+    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(engine_err(e)),
+        Err(_) => Err(engine_err(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+    }
 }
 
 fn api_err(what: &str, e: bollard::errors::Error) -> Error {
@@ -128,14 +147,7 @@ fn ping_unix(path: &std::path::Path) -> Result<bollard::ClientVersion> {
 
 /// Connects on the caller's own tokio runtime (for async front ends).
 pub async fn connect_async() -> Result<Docker> {
-    let docker = Docker::connect_with_defaults()
-        .map_err(engine_err)?
-        .with_timeout(CALL_TIMEOUT);
-    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
-        Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(engine_err(e)),
-        Err(_) => Err(engine_err(format!("no answer within {CONNECT_TIMEOUT:?}"))),
-    }
+    connect_negotiated(&endpoint()?.host).await
 }
 
 /// Options for an instance's output: both streams, `tail` lines or all.
@@ -158,29 +170,18 @@ impl DockerEngine {
             .enable_all()
             .build()
             .map_err(|e| Error::Other(format!("tokio: {e}")))?;
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+        let endpoint = endpoint()?;
         // On a unix socket, `/_ping` tells the engine's API version in a
         // fraction of a millisecond (as the docker CLI does it); `/version`,
         // which bollard's negotiation asks, costs several.
-        if let Some(path) = host.strip_prefix("unix://") {
-            let version = ping_unix(std::path::Path::new(path))?;
-            let docker = Docker::connect_with_unix(&host, CALL_TIMEOUT.as_secs(), &version)
-                .map_err(engine_err)?;
+        if let Some(path) = endpoint.unix_path() {
+            let version = ping_unix(path)?;
+            let docker =
+                Docker::connect_with_unix(&endpoint.host, CALL_TIMEOUT.as_secs(), &version)
+                    .map_err(engine_err)?;
             return Ok(DockerEngine { rt, docker });
         }
-        let docker = Docker::connect_with_defaults()
-            .map_err(engine_err)?
-            .with_timeout(CALL_TIMEOUT);
-        let docker = rt.block_on(async {
-            match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
-                Ok(Ok(d)) => Ok(d),
-                Ok(Err(e)) => Err(engine_err(e)),
-                Err(_) => Err(engine_err(format!("no answer within {CONNECT_TIMEOUT:?}"))),
-            }
-        })?;
+        let docker = rt.block_on(connect_negotiated(&endpoint.host))?;
         Ok(DockerEngine { rt, docker })
     }
 

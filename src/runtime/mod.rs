@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod docker;
+pub mod endpoint;
 pub mod host;
 pub mod ops;
 mod reconcile;
@@ -120,6 +121,12 @@ pub fn agent_env(
     env
 }
 
+/// Why the configured engine cannot run an instance of a project here (it
+/// is on another machine), checked before connecting to it.
+fn remote_engine() -> Option<String> {
+    endpoint::current().ok().and_then(|e| e.mount_refusal())
+}
+
 /// Picks the runtime for a start. `auto` uses Docker when the engine
 /// answers and the agent's image exists, else the host, saying so once.
 pub fn choose(
@@ -130,6 +137,11 @@ pub fn choose(
     match choice {
         RuntimeChoice::Host => Ok((RuntimeKind::Host, None)),
         RuntimeChoice::Docker => {
+            if let Some(why) = remote_engine() {
+                return Err(Error::Invalid(format!(
+                    "{why}; use a local engine (unset DOCKER_HOST/DOCKER_CONTEXT, or `docker context use default`) or --runtime host"
+                )));
+            }
             let engine = DockerEngine::connect()?;
             if eff.agent.image.is_empty() {
                 return Err(Error::Invalid(format!(
@@ -145,8 +157,11 @@ pub fn choose(
             Ok((RuntimeKind::Docker, Some(engine)))
         }
         RuntimeChoice::Auto => {
-            let engine = DockerEngine::connect();
+            // A remote engine cannot mount the project: as good as absent.
+            let engine =
+                remote_engine().map_or_else(DockerEngine::connect, |w| Err(Error::Invalid(w)));
             let why = match &engine {
+                Err(Error::Invalid(why)) => why.clone(),
                 Err(_) => "the container engine is not answering".to_owned(),
                 Ok(_) if eff.agent.image.is_empty() => format!("agents.{mode}.image is not set"),
                 Ok(e) => match e.image_exists(&eff.agent.image) {
