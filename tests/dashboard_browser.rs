@@ -345,6 +345,28 @@ fn dashboard_shows_and_stops_an_instance() {
     std::thread::sleep(Duration::from_secs(5));
     s.screenshot(&artifacts().join("dashboard.png"));
 
+    // At 1400 px nothing scrolls sideways: not the page, not a panel.
+    s.cmd(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 1400, "height": 900})),
+    );
+    let inner = s.js("return window.innerWidth", json!([]));
+    assert!(
+        inner.as_i64().is_some_and(|w| (1300..=1400).contains(&w)),
+        "viewport {inner}"
+    );
+    let sideways = s.js(
+        "return [document.documentElement, ...document.querySelectorAll('section')]
+           .filter(e => e.scrollWidth > e.clientWidth + 1)
+           .map(e => ((e.querySelector('h2') || {}).textContent || e.tagName)
+                     + ' ' + e.scrollWidth + '>' + e.clientWidth)
+           .join(', ')",
+        json!([]),
+    );
+    s.screenshot(&artifacts().join("dashboard-1400.png"));
+    assert_eq!(sideways, "", "scrolls sideways at 1400 px");
+
     // Stop through the button.
     s.click(&format!(
         "tr[data-id=\"{id}\"] button[data-action=\"stop\"]"

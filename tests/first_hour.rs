@@ -5,6 +5,7 @@
 //! say what they mean.
 
 mod common;
+mod tmux_support;
 
 use common::*;
 use std::path::Path;
@@ -407,4 +408,53 @@ fn config_get_set_complete_keys_after_the_scope() {
         !has(&got, "resources.memory.limit"),
         "a value, not a key: {got:?}"
     );
+}
+
+// -------------------------------------------------------------- item 17
+
+/// Item 17: `top` sizes the ID column to the ids (not most of the width)
+/// and shows which key it sorts by.
+#[test]
+fn top_gives_columns_sane_widths_and_shows_the_sort_key() {
+    if !tmux_support::tools_or_skip(
+        "top_gives_columns_sane_widths_and_shows_the_sort_key",
+        &["tmux"],
+    ) {
+        return;
+    }
+    let env = Env::new();
+    sleeper_config(&env);
+    let proj = env.project(&env.unique("topw"));
+    let out = env.run_in(&proj, &["start", "--detach", "--mode", "claude"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    let envs = vec![
+        (
+            "AI_SESSIONS_HOME".to_owned(),
+            env.state().to_str().unwrap().to_owned(),
+        ),
+        ("TERM".to_owned(), "xterm-256color".to_owned()),
+        ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
+    ];
+    let t = tmux_support::Tmux::start(env.state(), &envs, &[BIN, "top"]);
+    let screen = t.wait("the top table", |p| p.contains(&id) && p.contains("STATUS"));
+    let header = screen
+        .lines()
+        .find(|l| l.contains("STATUS") && l.contains("ID"))
+        .unwrap();
+    let col = |name: &str| header.find(name).unwrap();
+    assert!(
+        col("STATUS") - col("ID") <= id.len() + 4,
+        "the ID column is as wide as the ids:\n{screen}"
+    );
+    assert!(screen.contains("sorted by name"), "{screen}");
+    t.keys(&["m"]);
+    let screen = t.wait("sort by memory", |p| p.contains("sorted by memory"));
+    let header = screen.lines().find(|l| l.contains("STATUS")).unwrap();
+    assert!(
+        header.contains("MEM ▼") || header.contains("MEMORY ▼"),
+        "{screen}"
+    );
+    t.keys(&["q"]);
+    env.ok(&["stop", "--force", &id]);
 }

@@ -28,32 +28,38 @@ pub fn sample(ctx: &Ctx, id: Option<&InstanceId>) -> Result<Vec<Sample>> {
 }
 
 pub fn table(samples: &[Sample]) -> String {
-    let w = samples.iter().map(|s| s.id.len()).max().unwrap_or(2).max(2);
-    let mut out = format!(
-        "{:<w$}  {:>7}  {:>21}  {:>7}  {:>19}  {:>19}  {:>4}\n",
-        "ID", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"
-    );
-    for s in samples {
-        out.push_str(&format!(
-            "{:<w$}  {:>6.2}%  {:>21}  {:>6.2}%  {:>19}  {:>19}  {:>4}\n",
-            s.id,
-            s.cpu_percent,
-            format!(
-                "{} / {}",
-                human_bytes(s.memory_usage),
-                human_bytes(s.memory_limit)
-            ),
-            s.memory_percent,
-            format!("{} / {}", human_bytes(s.net_rx), human_bytes(s.net_tx)),
-            format!(
-                "{} / {}",
-                human_bytes(s.block_read),
-                human_bytes(s.block_write)
-            ),
-            s.pids
-        ));
-    }
-    out
+    let header = [
+        "ID",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET I/O",
+        "BLOCK I/O",
+        "PIDS",
+    ];
+    let rows = samples
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                format!("{:.2}%", s.cpu_percent),
+                format!(
+                    "{} / {}",
+                    human_bytes(s.memory_usage),
+                    human_bytes(s.memory_limit)
+                ),
+                format!("{:.2}%", s.memory_percent),
+                format!("{} / {}", human_bytes(s.net_rx), human_bytes(s.net_tx)),
+                format!(
+                    "{} / {}",
+                    human_bytes(s.block_read),
+                    human_bytes(s.block_write)
+                ),
+                s.pids.to_string(),
+            ]
+        })
+        .collect();
+    crate::output::table(&header, rows, &[1, 2, 3, 4, 5, 6])
 }
 
 pub fn stats(ctx: &Ctx, id: Option<InstanceId>, watch: bool, json: bool) -> Result<u8> {
@@ -95,4 +101,64 @@ pub fn stats(ctx: &Ctx, id: Option<InstanceId>, watch: bool, json: bool) -> Resu
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each cell's (first, last) character column; cells are separated
+    /// by two or more spaces.
+    fn cells(line: &str) -> Vec<(usize, usize)> {
+        let chars: Vec<char> = line.chars().collect();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i] == ' ' {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < chars.len()
+                && !(chars[i] == ' ' && chars.get(i + 1).is_none_or(|c| *c == ' '))
+            {
+                i += 1;
+            }
+            out.push((start, i - 1));
+        }
+        out
+    }
+
+    /// Every column lines up (left or right edge) in the header and all
+    /// rows, whatever the width of the figures.
+    #[test]
+    fn columns_line_up_with_wide_and_narrow_figures() {
+        let sample = |id: &str, big: bool| Sample {
+            id: id.into(),
+            cpu_percent: if big { 1234.5 } else { 0.5 },
+            memory_usage: if big { 1023 << 30 } else { 512 },
+            memory_limit: if big { 2 << 40 } else { 1 << 30 },
+            memory_percent: if big { 99.99 } else { 0.0 },
+            net_rx: if big { 1023 << 20 } else { 0 },
+            net_tx: if big { 1000 << 30 } else { 0 },
+            block_read: if big { 1023 << 30 } else { 0 },
+            block_write: if big { 5 << 40 } else { 0 },
+            pids: if big { 12345 } else { 1 },
+        };
+        let text = table(&[
+            sample("a-claude", false),
+            sample("a-much-longer-project-name-gemini", true),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let all: Vec<Vec<(usize, usize)>> = lines.iter().map(|l| cells(l)).collect();
+        for row in &all {
+            assert_eq!(row.len(), 7, "{text}");
+        }
+        for col in 0..7 {
+            let starts = all.iter().all(|r| r[col].0 == all[0][col].0);
+            let ends = all.iter().all(|r| r[col].1 == all[0][col].1);
+            assert!(starts || ends, "column {col} is ragged:\n{text}");
+        }
+    }
 }

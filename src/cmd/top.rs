@@ -22,6 +22,28 @@ enum SortKey {
     Status,
 }
 
+impl SortKey {
+    /// What the title says the rows are sorted by.
+    fn label(self) -> &'static str {
+        match self {
+            SortKey::Name => "name",
+            SortKey::Cpu => "cpu",
+            SortKey::Mem => "memory",
+            SortKey::Status => "status",
+        }
+    }
+
+    /// The column (index in the header) the key sorts by.
+    fn column(self) -> usize {
+        match self {
+            SortKey::Name => 0,
+            SortKey::Status => 1,
+            SortKey::Cpu => 3,
+            SortKey::Mem => 4,
+        }
+    }
+}
+
 struct Snapshot {
     instances: Vec<Instance>,
     samples: HashMap<String, Sample>,
@@ -145,30 +167,51 @@ fn draw(f: &mut ratatui::Frame, snap: &Snapshot, sort: SortKey) {
                 .unwrap_or_else(|| "-".into()),
                 i.port.to_string(),
                 uptime,
+                super::list::project_shown(&i.project_path),
             ])
             .style(Style::default().fg(color))
         })
         .collect();
-    let header = Row::new(vec![
-        "ID", "STATUS", "HEALTH", "CPU", "MEMORY", "PORT", "UPTIME",
-    ])
+    // The sorted column is marked; the others keep their plain names.
+    let names = [
+        "ID", "STATUS", "HEALTH", "CPU", "MEMORY", "PORT", "UPTIME", "PROJECT",
+    ];
+    let header = Row::new(names.iter().enumerate().map(|(n, name)| {
+        if n == sort.column() {
+            format!("{name} ▼")
+        } else {
+            (*name).to_owned()
+        }
+    }))
     .style(Style::default().add_modifier(Modifier::BOLD));
+    // Columns as wide as what they hold; the project path, last, takes
+    // what is left (and is cut first on a narrow terminal).
+    let id_width = snap
+        .instances
+        .iter()
+        .map(|i| i.id.as_str().chars().count())
+        .max()
+        .unwrap_or(2)
+        .clamp(4, 48) as u16;
     let widths = [
-        Constraint::Min(20),
-        Constraint::Length(12),
-        Constraint::Length(10),
+        Constraint::Length(id_width),
+        Constraint::Length(14),
+        Constraint::Length(11),
         Constraint::Length(8),
-        Constraint::Length(22),
+        Constraint::Length(21),
         Constraint::Length(6),
         Constraint::Length(8),
+        Constraint::Fill(1),
     ];
     let running = snap.instances.iter().filter(|i| i.status.is_live()).count();
     let title = format!(
-        " ai-sessions: {running} running of {} — sort: c cpu, m mem, n name, s status — q quit ",
-        snap.instances.len()
+        " ai-sessions: {running} running of {} — sorted by {} (c cpu, m memory, n name, s status) — q quit ",
+        snap.instances.len(),
+        sort.label()
     );
     let table = Table::new(body, widths)
         .header(header)
+        .column_spacing(2)
         .block(Block::bordered().title(title));
     f.render_widget(table, f.area());
 }
