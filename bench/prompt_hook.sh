@@ -18,6 +18,8 @@ trap 'rm -rf "$T"' EXIT
 
 export AI_SESSIONS_HOME="$T/state" LANG=C.UTF-8
 mkdir -p "$AI_SESSIONS_HOME"
+# what `ai-sessctl init` writes: the hook compares it with the loaded agents
+printf 'claude gemini\n' >"$AI_SESSIONS_HOME/agents.list"
 for tpl in zsh bash; do
     text=$(<"$ROOT/shell/ai-sessions.$tpl")
     text=${text//@AI_SESSCTL@/"'/bin/true'"}

@@ -53,7 +53,29 @@ fn doctor_reports_engine_images_and_shell_integration() {
     env.use_test_image("");
     let home = env.projects.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let out = env.cmd().env("HOME", &home).arg("doctor").output().unwrap();
+    // The user's shell: zsh when installed, else bash. Doctor asks a new
+    // one what it loads.
+    let zsh = std::process::Command::new("zsh")
+        .args(["-c", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let (sh, rc) = if zsh {
+        ("zsh", ".zshrc")
+    } else {
+        ("bash", ".bashrc")
+    };
+    let bin_dir = std::path::Path::new(common::BIN).parent().unwrap();
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display());
+    let doctor = || {
+        env.cmd()
+            .env("HOME", &home)
+            .env("SHELL", format!("/bin/{sh}"))
+            .env("PATH", &path)
+            .arg("doctor")
+            .output()
+            .unwrap()
+    };
+    let out = doctor();
     let text = stdout(&out);
     assert!(
         text.lines()
@@ -67,16 +89,18 @@ fn doctor_reports_engine_images_and_shell_integration() {
     );
     assert!(
         text.lines()
-            .any(|l| l.starts_with("FIX") && l.contains("shell integration")),
-        "no rc file hooks the init line: {text}"
+            .any(|l| l.starts_with(&format!("FIX  {sh}:")) && l.contains(&format!("init {sh}"))),
+        "a new {sh} does not load the integration: {text}"
     );
     assert_eq!(out.status.code(), Some(1), "a problem makes doctor exit 1");
 
-    std::fs::write(home.join(".zshrc"), "eval \"$(ai-sessctl init zsh)\"\n").unwrap();
-    let out = env.cmd().env("HOME", &home).arg("doctor").output().unwrap();
-    assert!(stdout(&out)
-        .lines()
-        .any(|l| l.starts_with("ok") && l.contains("shell integration")));
+    std::fs::write(home.join(rc), format!("eval \"$(ai-sessctl init {sh})\"\n")).unwrap();
+    let text = stdout(&doctor());
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("ok   {sh}: loaded"))),
+        "{text}"
+    );
 
     let out = env
         .cmd()
