@@ -208,6 +208,24 @@ fn config_set_on_a_running_instance_says_restart() {
         err.contains("next start") && err.contains(&format!("ai-sessctl restart {id}")),
         "{err}"
     );
+    // The same after an edit in the editor.
+    let editor = env.state().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf '\\n[health]\\ntimeout = \"7s\"\\n' >>\"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = env
+        .cmd()
+        .env_remove("VISUAL")
+        .env("EDITOR", &editor)
+        .args(["config", &id, "--edit"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("ai-sessctl restart {id}")), "{err}");
     env.ok(&["stop", "--force", &id]);
     // Stopped: nothing to say.
     let out = env.run(&["config", "set", &id, "resources.memory.limit", "1Gi"]);

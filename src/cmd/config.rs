@@ -86,6 +86,7 @@ pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
                 let before = config::agent_names(&ctx.dirs).unwrap_or_default();
                 if config::edit_interactively(&ctx.dirs, &scope)? {
                     eprintln!("saved {}", scope.file(&ctx.dirs).display());
+                    note_when_it_applies(ctx, &scope, "the change");
                     agents_changed(ctx, &before);
                 }
             } else {
