@@ -284,9 +284,12 @@ _ai_sessions_define_agents() {
 # The agent list changed since the last load (`config set` of a new agent
 # rewrites agents.list): define the new functions. `read` is a builtin.
 _ai_sessions_agents_check() {
-  local f=${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/agents.list IFS=' '
+  local d=${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions} f IFS=' '
   local -a now=()
-  [[ -f $f ]] || return 0
+  f=$d/agents.list
+  # Only our own file names functions (ai-sessctl refuses a state dir
+  # another uid owns; `-O` tests the owner without a fork).
+  [[ -f $f && -O $f && -O $d ]] || return 0
   read -r -a now <"$f" || :
   if (( ${#now[@]} )) && [[ "${now[*]}" != "${_AI_SESSIONS_AGENTS_SRC-}" ]]; then
     _AI_SESSIONS_AGENTS_SRC="${now[*]}"

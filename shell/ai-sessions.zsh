@@ -301,8 +301,11 @@ function _ai_sessions_define_agents {
 # rewrites agents.list): define the new functions. $(<file) reads in-process.
 function _ai_sessions_agents_check {
   emulate -L zsh
-  local f=${AI_SESSIONS_HOME:-$HOME/.ai-sessions}/agents.list now
-  [[ -r $f ]] || return 0
+  local d=${AI_SESSIONS_HOME:-$HOME/.ai-sessions} f now
+  f=$d/agents.list
+  # Only our own file names functions (ai-sessctl refuses a state dir
+  # another uid owns; the hook cannot stat without a fork, -O is a test).
+  [[ -r $f && -O $f && -O $d ]] || return 0
   now=$(<$f)
   if [[ -n $now && $now != "${_AI_SESSIONS_AGENTS_SRC-}" ]]; then
     typeset -g _AI_SESSIONS_AGENTS_SRC=$now

@@ -313,6 +313,19 @@ fn new_agent_at_next_prompt(sh: Sh) {
     t.keys(&["Enter"]); // the next prompt
     let got = t.eval(ask);
     assert!(!got.contains("function"), "{sh:?}: {got:?}");
+
+    // A hostile agents.list runs nothing and names nothing odd.
+    let pwn = f.dir.path().join("pwned");
+    let p = pwn.to_str().unwrap();
+    std::fs::write(
+        f.env.state().join("agents.list"),
+        format!("claude $(touch {p}) `touch {p}` a;touch${{IFS}}{p} codex\n"),
+    )
+    .unwrap();
+    t.keys(&["Enter"]);
+    let got = t.eval(ask);
+    assert!(got.contains("function"), "the valid name is taken: {got:?}");
+    assert!(!pwn.exists(), "{sh:?} ran file text");
 }
 
 #[test]
