@@ -95,18 +95,24 @@ pub fn dashboard(ctx: &Ctx, json: bool) -> Result<u8> {
         load.join(" "),
         v["system"]["memory_free_percent"]
     );
-    for i in v["instances"].as_array().into_iter().flatten() {
-        let s = |k: &str| i[k].as_str().unwrap_or("-").to_owned();
-        let cpu = i["cpu_percent"]
-            .as_f64()
-            .map(|c| format!("{c:.1}%"))
-            .unwrap_or_else(|| "-".into());
-        println!(
-            "  {:<28} {:<9} {:>7}  health {}",
-            s("instance"),
-            s("status"),
-            cpu,
-            s("health")
+    let rows: Vec<Vec<String>> = v["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            let s = |k: &str| i[k].as_str().unwrap_or("-").to_owned();
+            let cpu = i["cpu_percent"]
+                .as_f64()
+                .map(|c| format!("{c:.1}%"))
+                .unwrap_or_else(|| "-".into());
+            vec![s("instance"), s("status"), cpu, s("health")]
+        })
+        .collect();
+    if !rows.is_empty() {
+        println!();
+        print!(
+            "{}",
+            crate::output::table(&["ID", "STATUS", "CPU", "HEALTH"], rows, &[2])
         );
     }
     Ok(0)

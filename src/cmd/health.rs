@@ -13,39 +13,38 @@ pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
         println!("No instances.");
     } else {
         let on = crate::output::color_stdout();
-        let w = reports.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
-        println!("{:<w$}  {:<9}  CHECKS", "ID", "HEALTH");
-        for r in &reports {
-            let color = match r.status.as_str() {
-                "healthy" => "32",
-                "unhealthy" => "31",
-                "starting" => "33",
-                _ => "2",
-            };
-            let checks: Vec<String> = r
-                .checks
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} {}{}",
-                        if c.ok { "✓" } else { "✗" },
-                        c.name,
-                        if c.ok {
-                            String::new()
-                        } else {
-                            format!(" ({})", c.detail)
-                        }
-                    )
-                })
-                .collect();
-            let status = format!("{:<9}", r.status);
-            println!(
-                "{:<w$}  {}  {}",
-                r.id,
-                paint(&status, color, on),
-                checks.join("  ")
-            );
-        }
+        let rows = reports
+            .iter()
+            .map(|r| {
+                let color = match r.status.as_str() {
+                    "healthy" => "32",
+                    "unhealthy" => "31",
+                    "starting" => "33",
+                    _ => "2",
+                };
+                let checks: Vec<String> = r
+                    .checks
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} {}{}",
+                            if c.ok { "✓" } else { "✗" },
+                            c.name,
+                            if c.ok {
+                                String::new()
+                            } else {
+                                format!(" ({})", c.detail)
+                            }
+                        )
+                    })
+                    .collect();
+                vec![r.id.clone(), paint(&r.status, color, on), checks.join("  ")]
+            })
+            .collect();
+        print!(
+            "{}",
+            crate::output::table(&["ID", "HEALTH", "CHECKS"], rows, &[])
+        );
     }
     if let Some(e) = reports.iter().find_map(|r| r.outage()) {
         return Err(crate::error::Error::Engine(format!(
