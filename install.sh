@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install ai-sessions from a clone: build ai-sessctl, put it (and the
 # `ai-session` alias) in PREFIX/bin, install shell completions, and hook
-# `ai-sessctl init` into ~/.zshrc / ~/.bashrc. Idempotent; --uninstall undoes
-# it all except the state directory.
+# `ai-sessctl init` into ~/.zshrc / ~/.bashrc (and bash's login file).
+# Idempotent; --uninstall undoes it all except the state directory.
 set -euo pipefail
 
 usage() {
@@ -13,11 +13,13 @@ Usage: ./install.sh [--prefix DIR] [--no-modify-rc] [--binary FILE]
 Builds ai-sessctl (cargo build --release --locked) and installs:
   PREFIX/bin/ai-sessctl, PREFIX/bin/ai-session -> ai-sessctl
   completions under PREFIX/share/{zsh,bash-completion,fish}
-  a marked block in ~/.zshrc and ~/.bashrc that loads the shell integration
+  a marked block in ~/.zshrc and ~/.bashrc (and in bash's login file,
+  ~/.bash_profile or ~/.profile, unless it reads ~/.bashrc) that puts
+  PREFIX/bin on PATH and loads the shell integration
 
 Options:
   --prefix DIR     install under DIR (default: $PREFIX, else ~/.local)
-  --no-modify-rc   leave ~/.zshrc and ~/.bashrc alone
+  --no-modify-rc   leave the rc files alone
   --binary FILE    install this ai-sessctl instead of building one
   --uninstall      remove what install put in place (never the state dir)
   --remove-instances

@@ -44,7 +44,8 @@
 # subshell): bash cannot read an mtime without a fork, so it re-reads
 # prompt.tsv with `mapfile` (about 20 us for 100 lines; comparing it with the
 # cached copy costs more than reading it) and recomputes the segment only
-# when the content, $PWD or a setting changed.
+# when the content, $PWD or a setting changed. agents.list (one line) is
+# read with `read` at every prompt, to define a new agent's function.
 #
 # PS1 insertion: the hook remembers the user's PS1 and sets
 # PS1="<segment> <user's PS1>" on every prompt, so nothing accumulates; when

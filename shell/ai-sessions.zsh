@@ -39,7 +39,9 @@
 # Prompt cost: the precmd hook uses builtins only (no fork, no subshell):
 # zstat on prompt.tsv (rewritten by rename on every registry change) and the
 # segment is recomputed only when the file (inode, size, mtime), $PWD or a
-# setting changed; `$(<file)` is read in-process by zsh.
+# setting changed; `$(<file)` is read in-process by zsh. agents.list (one
+# line) is read the same way at every prompt, to define a new agent's
+# function.
 #
 # RPROMPT insertion: we do not depend on (or turn on) prompt_subst. The hook
 # keeps the user's RPROMPT and sets RPROMPT="<user's> <segment>" as plain
