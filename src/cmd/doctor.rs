@@ -199,6 +199,13 @@ fn ask_shell(shell: &std::path::Path, flags: &[&str]) -> Option<String> {
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
+    // Read while it runs: an rc file that prints a lot must not block it.
+    let mut out = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         match child.try_wait() {
@@ -213,7 +220,16 @@ fn ask_shell(shell: &std::path::Path, flags: &[&str]) -> Option<String> {
             }
         }
     }
-    let mut text = String::new();
-    child.stdout.take()?.read_to_string(&mut text).ok()?;
+    // A background job of the rc file may keep the pipe open: the probe's
+    // lines are printed before the shell exits, so a short wait suffices.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let text = if reader.is_finished() {
+        reader.join().ok()?
+    } else {
+        return None;
+    };
     Some(text)
 }
