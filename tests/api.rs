@@ -873,3 +873,71 @@ fn saved_logs_with_invalid_utf8_are_sent_lossily() {
     assert!(text.contains("before \u{fffd} after"), "{text:?}");
     assert!(text.contains("line two"), "{text:?}");
 }
+
+/// A restart from the API or dashboard is the user's: graceful (the agent
+/// gets SIGTERM and its stop_timeout), logged as a user action, not as
+/// healing. A start of a running instance changes nothing and says so.
+#[test]
+fn api_restart_is_graceful_and_start_on_running_is_a_no_op() {
+    require_docker!();
+    let env = Env::new();
+    env.use_test_image("");
+    let name = env.unique("apirestart");
+    let proj = env.project(&name);
+    let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = format!("{name}-claude");
+    let old = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let srv = Serve::start(&env);
+    let tok = token(&env);
+    let put = |action: &str| {
+        srv.req("PUT", &format!("/api/v1/instances/{id}"))
+            .bearer(&tok)
+            .json(&json!({"action": action}))
+            .send()
+    };
+
+    let r = put("start");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["container_id"], old.as_str(), "start restarted it");
+    assert!(
+        r.header("x-ai-sessions-note")
+            .is_some_and(|n| n.contains("already running")),
+        "start on a running instance says so: {:?}",
+        r.header("x-ai-sessions-note")
+    );
+
+    let r = put("restart");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let now = r.json();
+    assert_eq!(now["status"], "running", "{now}");
+    assert_ne!(now["container_id"], old.as_str(), "{now}");
+    let events: Vec<Value> = env
+        .ok(&["events", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Value| e["metadata"]["instance"] == id.as_str())
+        .collect();
+    let stopped = events
+        .iter()
+        .find(|e| e["message"] == "instance stopped")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(
+        stopped["metadata"]["exit_code"], 143,
+        "the agent got SIGTERM and ended on it, not SIGKILL: {stopped}"
+    );
+    assert!(
+        !events.iter().any(|e| e["component"] == "health"),
+        "a user's restart is not healing: {events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "instance restarted" && e["metadata"]["by"] == "user"),
+        "{events:#?}"
+    );
+    let _ = env.run(&["stop", &id]);
+}

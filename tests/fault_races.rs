@@ -6,6 +6,7 @@
 mod common;
 mod docker_support;
 mod fault_support;
+mod health_support;
 
 use common::{stderr, stdout, Env};
 use fault_support::*;
@@ -152,4 +153,50 @@ fn gc_never_removes_a_container_a_concurrent_start_created() {
         bad.len(),
         bad.join("\n")
     );
+}
+
+/// A user's stop that lands while `health watch` heals a crash wins: the
+/// stop succeeds and the instance stays stopped (the heal re-checks under
+/// the lock before it starts anything).
+#[test]
+fn a_users_stop_mid_heal_wins() {
+    require_docker!();
+    const ROUNDS: usize = 20;
+    let env = Env::new();
+    health_support::monitor_config(&env, "");
+    let _rm = RmHome(home_label(&env));
+    let mut rng = Rng::seeded("a_users_stop_mid_heal_wins");
+    let mut watch = health_support::Watch::spawn(&env, &[]);
+    let mut bad = Vec::new();
+    for round in 0..ROUNDS {
+        let id = health_support::start(&env, &format!("mid{round}"), &[]);
+        let out = docker_support::docker(&["kill", &format!("ai-{id}")]);
+        assert!(out.status.success());
+        std::thread::sleep(std::time::Duration::from_millis(rng.below(900)));
+        let out = env.run(&["stop", &id]);
+        if !out.status.success() {
+            bad.push(format!(
+                "round {round}: stop failed: {}",
+                stderr(&out).trim()
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        let e = env.instance(&id);
+        if e["status"] != "stopped" || e["status_reason"] != "stopped by user" {
+            bad.push(format!("round {round}: after the user's stop: {e}"));
+        }
+        if docker_support::container_state(&format!("ai-{id}")).as_deref() == Some("running") {
+            bad.push(format!(
+                "round {round}: {id} runs again after the user's stop"
+            ));
+        }
+    }
+    assert!(watch.running(), "health watch ended:\n{}", watch.output());
+    assert!(
+        bad.is_empty(),
+        "{} bad outcomes:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+    assert_consistent(&env, "after the stops mid-heal", true);
 }

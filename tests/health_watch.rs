@@ -2,7 +2,7 @@
 //! registry within a second and is healed; an agent that keeps crashing is
 //! restarted `max_retries` times, `retry_delay` apart, then left in `error`
 //! with a RECOVERY_FAILED alert; what the user stops stays stopped; ctrl-c
-//! ends the watch at once.
+//! ends the watch at once, and nothing else does.
 
 mod common;
 mod health_support;
@@ -186,12 +186,16 @@ fn crash_loop_gives_up_after_max_retries() {
             .collect::<Vec<_>>()
             .join(" s, ")
     );
-    for g in &gaps {
-        assert!(
-            (0.99..3.0).contains(g),
-            "tries not about retry_delay apart: {gaps:?}"
-        );
-    }
+    // Backing off exponentially: retry_delay, then twice that.
+    assert_eq!(gaps.len(), 2, "{gaps:?}");
+    assert!(
+        (0.99..2.5).contains(&gaps[0]),
+        "first retry not retry_delay after the first try: {gaps:?}"
+    );
+    assert!(
+        (1.99..3.5).contains(&gaps[1]),
+        "second retry not twice retry_delay later: {gaps:?}"
+    );
 
     // The alert: in the event log and through alerts.command, once.
     let failed = alert_events(&env, &id, "RECOVERY_FAILED");
@@ -324,5 +328,137 @@ fn failing_healthcheck_gets_the_instance_restarted() {
     );
     assert_eq!(now["health"]["status"], "healthy", "{now}");
 
+    interrupt(&mut watch);
+}
+
+/// An agent that stays unhealthy through every restart: when healing gives
+/// up, its container is stopped (output kept), not left running in `error`
+/// where nothing would ever stop it.
+#[test]
+fn giving_up_stops_the_container_and_keeps_its_output() {
+    require_docker!();
+    let env = Env::new();
+    // Unhealthy from the start, every time (the image's HEALTHCHECK looks
+    // for /tmp/unhealthy).
+    monitor_config(
+        &env,
+        r#"command = ["sh", "-c", "touch /tmp/unhealthy; exec fake-agent"]"#,
+    );
+    let id = start(&env, "sickly", &[]);
+    let mut watch = Watch::spawn(&env, &[]);
+    let gave_up = wait_until(Duration::from_secs(60), || {
+        env.instance(&id)["status_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("recovery failed"))
+    });
+    let inst = env.instance(&id);
+    assert!(gave_up, "never gave up: {inst}\n{}", watch.output());
+    assert_eq!(inst["status"], "error", "{inst}");
+    assert!(
+        wait_until(Duration::from_secs(10), || common::inspect(&format!(
+            "ai-{id}"
+        ))
+        .is_none_or(|c| c["State"]["Status"] != "running")),
+        "the container still runs after healing gave up: {inst}\n{}",
+        watch.output()
+    );
+    let logs = env.ok(&["logs", &id]);
+    assert!(logs.contains("fake-agent ready"), "output kept: {logs:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || watch
+            .output()
+            .contains("stopped it")),
+        "the watch says it stopped it: {}",
+        watch.output()
+    );
+    // Nothing lists it as live, and a start begins afresh.
+    assert!(!env
+        .ok(&["list", "--quiet", "--status", "running"])
+        .contains(&id));
+    interrupt(&mut watch);
+}
+
+/// `stop` and `rm` act on an entry whatever its status: an `error` entry
+/// whose container still runs (as healing that gave up used to leave it)
+/// is stopped and recorded, and `stop --all` includes it.
+#[test]
+fn stop_works_on_an_entry_in_error_whose_container_runs() {
+    require_docker!();
+    let env = Env::new();
+    monitor_config(&env, "");
+    let one = start(&env, "errone", &[]);
+    let two = start(&env, "errtwo", &[]);
+    let path = env.state().join("registry.json");
+    let mut reg = env.registry();
+    for id in [&one, &two] {
+        reg["instances"][id]["status"] = "error".into();
+        reg["instances"][id]["status_reason"] = "recovery failed after 3 restarts".into();
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&reg).unwrap()).unwrap();
+
+    let out = env.run(&["stop", &one]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        common::inspect(&format!("ai-{one}")).is_none(),
+        "{one} still there"
+    );
+    assert_eq!(
+        env.instance(&one)["status"],
+        "stopped",
+        "{}",
+        env.instance(&one)
+    );
+    let out = env.run(&["stop", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        common::inspect(&format!("ai-{two}")).is_none(),
+        "stop --all left {two}: {}",
+        stderr(&out)
+    );
+    assert_eq!(env.instance(&two)["status"], "stopped");
+}
+
+/// A briefly unreadable registry does not end `health watch`: it says so,
+/// backs off, and goes on healing.
+#[test]
+fn watch_carries_on_through_transient_errors() {
+    require_docker!();
+    let env = Env::new();
+    monitor_config(&env, "");
+    let id = start(&env, "steady", &[]);
+    let mut watch = Watch::spawn(&env, &[]);
+    let path = env.state().join("registry.json");
+    let old = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let good = std::fs::read(&path).unwrap();
+    std::fs::write(&path, b"{ not json").unwrap();
+    // An engine event while the registry is unreadable, and checks.
+    let out = docker_out(&["kill", &format!("ai-{id}")]);
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        watch.running(),
+        "health watch ended on an unreadable registry:\n{}",
+        watch.output()
+    );
+    std::fs::write(&path, &good).unwrap();
+    let healed = wait_until(Duration::from_secs(20), || {
+        let i = env.instance(&id);
+        i["status"] == "running" && i["container_id"].as_str().is_some_and(|c| c != old)
+    });
+    assert!(
+        healed,
+        "not healed after the registry came back:\n{}\nevents: {:#?}\nentry: {}",
+        watch.output(),
+        events(&env),
+        env.instance(&id)
+    );
+    assert!(
+        watch.output().contains("registry.json"),
+        "the error was said: {}",
+        watch.output()
+    );
     interrupt(&mut watch);
 }

@@ -117,6 +117,7 @@ pub async fn create(
                 args: body.args,
                 shell_pid: None,
                 detach: true,
+                heal: false,
             },
         )?;
         Ok(match started {
@@ -158,14 +159,24 @@ pub async fn update(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
     Json(body): Json<UpdateBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let inst = blocking(&st, move |ctx| {
+    let (inst, note) = blocking(&st, move |ctx| {
         let reg = ctx.store.load()?;
         let inst = reg.get(&id).cloned().ok_or_else(|| Error::not_found(&id))?;
+        let mut note = None;
         match body.action.as_str() {
             "stop" => stop(ctx, &id)?,
-            "restart" | "start" => crate::health::heal(ctx, &id)?,
+            // The user's restart: graceful, as from the CLI.
+            "restart" => {
+                ops::restart(ctx, &id, false, "restarted through the API")?;
+            }
+            "start" if inst.status.is_live() => {
+                note = Some(format!("{id} is already {}; nothing done", inst.status));
+            }
+            "start" => {
+                ops::restart(ctx, &id, false, "started through the API")?;
+            }
             "pause" => ops::set_paused(ctx, &id, true)?,
             "resume" => ops::set_paused(ctx, &id, false)?,
             other => {
@@ -175,12 +186,16 @@ pub async fn update(
                 )))
             }
         }
-        let _ = inst;
         let reg = ctx.store.load()?;
-        reg.get(&id).cloned().ok_or_else(|| Error::not_found(&id))
+        let inst = reg.get(&id).cloned().ok_or_else(|| Error::not_found(&id))?;
+        Ok((inst, note))
     })
     .await?;
-    Ok(Json(json!(inst)))
+    let mut resp = Json(json!(inst)).into_response();
+    if let Some(note) = note.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+        resp.headers_mut().insert("x-ai-sessions-note", note);
+    }
+    Ok(resp)
 }
 
 fn stop(ctx: &Ctx, id: &InstanceId) -> crate::error::Result<()> {

@@ -9,9 +9,13 @@ use crate::types::InstanceId;
 pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u8> {
     let ids = if all {
         let reg = crate::runtime::refresh(ctx)?;
+        // An entry in error may still hold a running container.
         reg.instances
             .values()
-            .filter(|i| i.status.is_live())
+            .filter(|i| {
+                i.status.is_live()
+                    || (i.status == crate::types::Status::Error && i.container_id.is_some())
+            })
             .map(|i| i.id.clone())
             .collect()
     } else {

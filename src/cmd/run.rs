@@ -60,6 +60,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
             args: req.args,
             shell_pid: req.shell_pid,
             detach: req.detach,
+            heal: false,
         },
     )?;
     match started {

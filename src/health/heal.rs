@@ -1,22 +1,28 @@
-//! Auto-recovery: restart an unhealthy or crashed instance, `retry_delay`
-//! apart and at most `max_retries` times; then status `error` and a
-//! `RECOVERY_FAILED` alert, and no more tries. What the user stopped, and
-//! an agent that exited normally, are never "healed".
+//! Auto-recovery: restart an unhealthy or crashed instance, backing off
+//! exponentially (`retry_delay`, then twice that, …) and at most
+//! `max_retries` times; then stop it (output kept), mark it `error` with a
+//! `RECOVERY_FAILED` alert, and try no more. What the user stopped, and an
+//! agent that exited normally, are never "healed"; a user's stop that
+//! lands mid-heal cancels the heal (decided under the registry lock).
 
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::events::Level;
 use crate::monitor::alerts::{emit, Alert, Severity};
-use crate::registry::{Instance, Registry, RuntimeKind};
-use crate::runtime::ops;
+use crate::registry::{Instance, ProcRef, Registry, RuntimeKind};
+use crate::runtime::ops::{self, Stopper};
 use crate::types::{InstanceId, Status};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Restarts one instance now (stop if needed, start detached, same id).
+/// The reason a heal gives its stop.
+const HEALING: &str = "healing";
+
+/// Restarts one instance now, at the user's request (`heal ID`): forced,
+/// for an instance that hangs.
 pub fn heal(ctx: &Ctx, id: &InstanceId) -> Result<()> {
-    ops::restart(ctx, id, true, "healing")?;
+    ops::restart(ctx, id, true, HEALING)?;
     ctx.events().log(
         Level::Info,
         "health",
@@ -24,6 +30,61 @@ pub fn heal(ctx: &Ctx, id: &InstanceId) -> Result<()> {
         json!({"instance": id}),
     );
     Ok(())
+}
+
+/// What one automatic heal came to.
+enum Healed {
+    Restarted,
+    /// Nothing to do any more: it was stopped, or is well, meanwhile.
+    NotNeeded,
+}
+
+/// The watch's heal: claims the instance under the lock (it must still
+/// need healing and no stop be under way), then restarts it. A user's stop
+/// clears the claim, and the restart then stops short.
+fn heal_automatically(ctx: &Ctx, id: &InstanceId) -> Result<Healed> {
+    let me = ProcRef::me();
+    let claimed = ctx.store.update(|reg| {
+        let Some(cur) = reg.instances.get_mut(id) else {
+            return Ok(false);
+        };
+        if !needs_healing(cur) || ops::stop_in_progress(cur).is_some() {
+            return Ok(false);
+        }
+        cur.healing = Some(me.clone());
+        Ok(true)
+    })?;
+    if !claimed {
+        return Ok(Healed::NotNeeded);
+    }
+    match ops::restart_as(ctx, id, true, HEALING, Stopper::Heal) {
+        Ok(_) => {
+            ctx.events().log(
+                Level::Info,
+                "health",
+                "instance healed",
+                json!({"instance": id}),
+            );
+            Ok(Healed::Restarted)
+        }
+        Err(e) => {
+            // Not cancelled by a stop (that clears the claim): the entry is
+            // left in error, to be tried again after the backoff.
+            let _ = ctx.store.update(|reg| {
+                if let Some(cur) = reg.instances.get_mut(id) {
+                    if cur.healing.as_ref() == Some(&me) {
+                        cur.healing = None;
+                        if !cur.status.is_live() {
+                            cur.status = Status::Error;
+                            cur.status_reason = Some(format!("restart failed: {e}"));
+                        }
+                    }
+                }
+                Ok(())
+            });
+            Err(e)
+        }
+    }
 }
 
 #[derive(Default)]
@@ -59,6 +120,12 @@ fn needs_healing(inst: &Instance) -> bool {
     }
 }
 
+/// The wait before try `attempts + 1`: `retry_delay` after the first try,
+/// doubling after each one after that.
+fn backoff(retry_delay: Duration, attempts: u32) -> Duration {
+    retry_delay.saturating_mul(1 << attempts.saturating_sub(1).min(16))
+}
+
 impl Healer {
     /// One pass: heals what needs it and is due. Returns what it did.
     pub fn pass(&mut self, ctx: &Ctx, reg: &Registry) -> Vec<String> {
@@ -72,9 +139,12 @@ impl Healer {
             let tries = self.tries.entry(inst.id.clone()).or_default();
             if !needs_healing(inst) {
                 // Healthy for a while after the last try: the slate is clean.
-                // "A while" counts from when it was first seen well, not from
-                // the try (a slow start must not wipe a crash loop's count).
-                if inst.status != Status::Running {
+                // "A while" counts from when it was first checked healthy,
+                // not from the try (a slow start, or checks not yet run on
+                // the new container, must not wipe a crash loop's count).
+                let well = inst.status == Status::Running
+                    && inst.health.as_ref().is_some_and(|h| h.status == "healthy");
+                if !well {
                     tries.well_since = None;
                 } else if tries.last.is_some() {
                     let since = *tries.well_since.get_or_insert_with(Instant::now);
@@ -85,15 +155,16 @@ impl Healer {
                 continue;
             }
             tries.well_since = None;
-            if tries.last.is_some_and(|t| t.elapsed() < delay) {
+            if tries
+                .last
+                .is_some_and(|t| t.elapsed() < backoff(delay, tries.attempts))
+            {
                 continue;
             }
             if tries.attempts >= h.max_retries {
-                said.push(format!(
-                    "{}: recovery failed after {} restarts",
-                    inst.id, tries.attempts
-                ));
-                give_up(ctx, inst, tries.attempts);
+                if let Some(line) = give_up(ctx, inst, tries.attempts) {
+                    said.push(line);
+                }
                 continue;
             }
             tries.attempts += 1;
@@ -106,8 +177,11 @@ impl Healer {
                 json!({"instance": inst.id, "attempt": n, "max_retries": h.max_retries,
                        "reason": inst.status_reason.clone().or_else(|| inst.health.as_ref().and_then(|h| h.last_error.clone()))}),
             );
-            match heal(ctx, &inst.id) {
-                Ok(()) => said.push(format!("{}: restarted ({n}/{})", inst.id, h.max_retries)),
+            match heal_automatically(ctx, &inst.id) {
+                Ok(Healed::Restarted) => {
+                    said.push(format!("{}: restarted ({n}/{})", inst.id, h.max_retries))
+                }
+                Ok(Healed::NotNeeded) => said.push(format!("{}: no longer needs healing", inst.id)),
                 Err(e) => said.push(format!(
                     "{}: restart {n}/{} failed: {e}",
                     inst.id, h.max_retries
@@ -118,15 +192,47 @@ impl Healer {
     }
 }
 
-fn give_up(ctx: &Ctx, inst: &Instance, attempts: u32) {
-    let _ = ctx.store.update(|reg| {
-        if let Some(i) = reg.instances.get_mut(&inst.id) {
-            i.status = Status::Error;
-            i.status_reason = Some(format!("recovery failed after {attempts} restarts"));
-            i.extra.insert("recovery".into(), json!("failed"));
+/// Gives up on an instance that still needs healing (checked under the
+/// lock): marks it, stops what still runs (output kept) and raises the
+/// alert. `None` when it no longer needs healing.
+fn give_up(ctx: &Ctx, inst: &Instance, attempts: u32) -> Option<String> {
+    let reason = format!("recovery failed after {attempts} restarts");
+    let claimed = ctx.store.update(|reg| {
+        let Some(cur) = reg.instances.get_mut(&inst.id) else {
+            return Ok(None);
+        };
+        if !needs_healing(cur) || ops::stop_in_progress(cur).is_some() {
+            return Ok(None);
         }
-        Ok(())
+        cur.extra.insert("recovery".into(), json!("failed"));
+        if !cur.status.is_live() {
+            cur.status = Status::Error;
+            cur.status_reason = Some(reason.clone());
+        }
+        Ok(Some(cur.clone()))
     });
+    let cur = match claimed {
+        Ok(Some(cur)) => cur,
+        Ok(None) => return None,
+        Err(e) => return Some(format!("{}: giving up failed: {e}", inst.id)),
+    };
+    let mut said = format!("{}: {reason}", inst.id);
+    if cur.status.is_live() {
+        // Still running (its checks fail): stopped gracefully, its output
+        // kept, so that nothing runs that no one will look after.
+        match ops::stop_many_as(
+            ctx,
+            std::slice::from_ref(&cur.id),
+            false,
+            &reason,
+            Stopper::GiveUp,
+        )
+        .pop()
+        {
+            None => said.push_str("; stopped it (see `ai-sessctl logs` for its output)"),
+            Some((_, e)) => said.push_str(&format!("; stopping it failed: {e}")),
+        }
+    }
     emit(
         ctx,
         &Alert {
@@ -141,4 +247,19 @@ fn give_up(ctx: &Ctx, inst: &Instance, attempts: u32) {
             ),
         },
     );
+    Some(said)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_from_retry_delay() {
+        let d = Duration::from_secs(10);
+        let got: Vec<u64> = (1..=4).map(|n| backoff(d, n).as_secs()).collect();
+        assert_eq!(got, [10, 20, 40, 80]);
+        assert!(backoff(d, 200) >= d);
+    }
 }

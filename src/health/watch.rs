@@ -90,8 +90,14 @@ pub fn watch(ctx: &Ctx) -> Result<()> {
     }
     let (tx, rx) = mpsc::channel();
     follow_engine_events(tx, Arc::clone(&stop));
+    // A config that does not load now may later: watch with the default
+    // interval meanwhile.
     let interval = ctx
-        .global()?
+        .global()
+        .unwrap_or_else(|e| {
+            eprintln!("ai-sessctl: warning: {e}; using the default check interval");
+            crate::config::Settings::default()
+        })
         .health
         .check_interval
         .0
@@ -130,7 +136,10 @@ pub fn watch(ctx: &Ctx) -> Result<()> {
 }
 
 /// Follows the engine's events (a dying container is reconciled and healed
-/// at once) and runs the checks every `interval`.
+/// at once) and runs the checks every `interval`. Errors (a full disk, a
+/// registry briefly unreadable, the engine restarting) are said and
+/// logged, and the loop backs off and carries on: only SIGINT/SIGTERM end
+/// it.
 fn check_loop(
     ctx: &Ctx,
     interval: Duration,
@@ -139,11 +148,12 @@ fn check_loop(
 ) -> Result<()> {
     let mut healer = Healer::default();
     let mut next = Instant::now();
+    let mut failing = Backoff::default();
     while !stop.load(Ordering::Relaxed) {
         let wait = next
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(250));
-        match rx.recv_timeout(wait) {
+        let outcome = match rx.recv_timeout(wait) {
             Ok(first) => {
                 // Coalesce a burst (die + stop + destroy) into one pass.
                 let mut seen = vec![first];
@@ -156,31 +166,77 @@ fn check_loop(
                 {
                     println!("event: {s}");
                 }
-                let reg = crate::runtime::refresh(ctx)?;
-                for line in healer.pass(ctx, &reg) {
-                    println!("{line}");
-                }
+                on_engine_event(ctx, &mut healer)
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {}
-        }
-        if Instant::now() >= next {
+            Err(_) => Ok(()),
+        };
+        let outcome = outcome.and_then(|()| {
+            if Instant::now() < next {
+                return Ok(());
+            }
             next = Instant::now() + interval;
-            let reports = check(ctx, None)?;
-            for r in reports.iter().filter(|r| r.unhealthy()) {
-                let why: Vec<String> = r
-                    .checks
-                    .iter()
-                    .filter(|c| !c.ok)
-                    .map(|c| format!("{}: {}", c.name, c.detail))
-                    .collect();
-                println!("{}: unhealthy ({})", r.id, why.join(", "));
-            }
-            let reg = ctx.store.load()?;
-            for line in healer.pass(ctx, &reg) {
-                println!("{line}");
+            periodic(ctx, &mut healer)
+        });
+        match outcome {
+            Ok(()) => failing = Backoff::default(),
+            Err(e) => {
+                let pause = failing.next();
+                eprintln!(
+                    "ai-sessctl: warning: health watch: {e}; trying again in {}s",
+                    pause.as_secs()
+                );
+                ctx.events().log(
+                    Level::Warn,
+                    "health",
+                    "health watch error",
+                    serde_json::json!({"error": e.to_string(), "retry_in_secs": pause.as_secs()}),
+                );
+                let until = Instant::now() + pause;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                // Checks are due again once it works.
+                next = Instant::now();
             }
         }
     }
     Ok(())
+}
+
+fn on_engine_event(ctx: &Ctx, healer: &mut Healer) -> Result<()> {
+    let reg = crate::runtime::refresh(ctx)?;
+    for line in healer.pass(ctx, &reg) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn periodic(ctx: &Ctx, healer: &mut Healer) -> Result<()> {
+    let reports = check(ctx, None)?;
+    for r in reports.iter().filter(|r| r.unhealthy()) {
+        let why: Vec<String> = r
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        println!("{}: unhealthy ({})", r.id, why.join(", "));
+    }
+    let reg = ctx.store.load()?;
+    for line in healer.pass(ctx, &reg) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Pauses after consecutive failures: 1 s, 2 s, 4 s … at most 30 s.
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let d = Duration::from_secs(1 << self.0.min(5)).min(Duration::from_secs(30));
+        self.0 += 1;
+        d
+    }
 }

@@ -96,6 +96,14 @@ pub struct Instance {
         deserialize_with = "lenient"
     )]
     pub stopping: Option<StopMarker>,
+    /// `health watch` is restarting it (this process); a user's stop
+    /// clears it, and the heal goes ahead only while it is still there.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub healing: Option<ProcRef>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -491,6 +491,11 @@ impl DockerEngine {
             {
                 Ok(()) => Ok(()),
                 Err(e) if is_404(&e) => Ok(()),
+                // Another stopper is removing it already: the goal is reached.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    message,
+                }) if message.contains("already in progress") => Ok(()),
                 Err(e) => Err(api_err("remove container", e)),
             }
         })

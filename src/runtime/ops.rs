@@ -27,6 +27,9 @@ pub struct StartRequest {
     pub shell_pid: Option<u32>,
     /// Host runtime only: run without a terminal, output to the log.
     pub detach: bool,
+    /// A heal by `health watch`: goes ahead only while the entry still
+    /// carries this process's healing marker (a user's stop clears it).
+    pub heal: bool,
 }
 
 pub enum Started {
@@ -134,6 +137,11 @@ fn reserve(ctx: &Ctx, req: &StartRequest) -> Result<Reserve> {
             let id = settle_id(reg, req)?;
             if id != guess {
                 return Ok(None);
+            }
+            if req.heal && reg.get(&id).and_then(|i| i.healing.as_ref()) != Some(&ProcRef::me()) {
+                return Err(Error::Invalid(format!(
+                    "healing {id} was cancelled: it was stopped meanwhile"
+                )));
             }
             if let Some(inst) = reg.get(&id) {
                 if inst.status.is_live() {
@@ -359,7 +367,7 @@ fn record(ctx: &Ctx, plan: Box<Plan>, launched: Launched) -> Result<Started> {
     let inst = match recorded {
         Some((inst, None)) => inst,
         Some((inst, Some(why))) => {
-            stop_one(ctx, &inst, engine.as_ref(), false, &why)?;
+            stop_one(ctx, &inst, engine.as_ref(), false, &why, Stopper::User)?;
             return Err(Error::Invalid(format!(
                 "{id} was stopped while it was starting ({why})"
             )));
@@ -486,13 +494,37 @@ pub fn save_and_remove(ctx: &Ctx, engine: &DockerEngine, id: &InstanceId, cid: &
     engine.remove(cid, None)
 }
 
-/// Stops instances in parallel: gracefully with the configured timeout,
-/// then by force. Returns the ids that failed, with why.
+/// Who asks for a stop. The user's intent wins over automation: a user's
+/// stop cancels a heal under way, and a heal only goes ahead while nobody
+/// stopped the instance meanwhile (both decided under the registry lock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopper {
+    /// The user: CLI, API, dashboard, their shell's exit.
+    User,
+    /// `health watch` restarting it.
+    Heal,
+    /// `health watch` giving up on it: it ends in `error`.
+    GiveUp,
+}
+
+/// Stops instances in parallel at the user's request: gracefully with the
+/// configured timeout, then by force. Returns the ids that failed, with why.
 pub fn stop_many(
     ctx: &Ctx,
     ids: &[InstanceId],
     force: bool,
     reason: &str,
+) -> Vec<(InstanceId, Error)> {
+    stop_many_as(ctx, ids, force, reason, Stopper::User)
+}
+
+/// `stop_many` on behalf of `by`.
+pub fn stop_many_as(
+    ctx: &Ctx,
+    ids: &[InstanceId],
+    force: bool,
+    reason: &str,
+    by: Stopper,
 ) -> Vec<(InstanceId, Error)> {
     let reg = match ctx.store.load() {
         Ok(r) => r,
@@ -531,7 +563,7 @@ pub fn stop_many(
             .map(|inst| {
                 let engine = engine.as_ref();
                 s.spawn(move || {
-                    stop_one(ctx, inst, engine, force, reason).map_err(|e| (inst.id.clone(), e))
+                    stop_one(ctx, inst, engine, force, reason, by).map_err(|e| (inst.id.clone(), e))
                 })
             })
             .collect();
@@ -550,6 +582,19 @@ fn stop_one(
     engine: Option<&DockerEngine>,
     force: bool,
     reason: &str,
+    by: Stopper,
+) -> Result<()> {
+    stop_one_at(ctx, inst, engine, force, reason, by, 4)
+}
+
+fn stop_one_at(
+    ctx: &Ctx,
+    inst: &Instance,
+    engine: Option<&DockerEngine>,
+    force: bool,
+    reason: &str,
+    by: Stopper,
+    depth: u8,
 ) -> Result<()> {
     if inst.status == Status::Initializing {
         // Its starter owns the launch: a stop now would free the port the
@@ -564,6 +609,9 @@ fn stop_one(
             let Some(cur) = reg.instances.get_mut(&inst.id) else {
                 return Ok(None);
             };
+            if by == Stopper::User {
+                cur.healing = None;
+            }
             if cur.status == Status::Initializing {
                 cur.stopping = Some(StopMarker {
                     reason: reason.to_owned(),
@@ -584,7 +632,15 @@ fn stop_one(
                     }
                     None => None,
                 };
-                stop_one(ctx, &cur, engine, force, reason)
+                stop_one_at(
+                    ctx,
+                    &cur,
+                    engine,
+                    force,
+                    reason,
+                    by,
+                    depth.saturating_sub(1),
+                )
             }
             _ => Ok(()),
         };
@@ -592,46 +648,105 @@ fn stop_one(
     let timeout = effective_for(ctx, &inst.id)
         .map(|e| e.settings.global.stop_timeout.0)
         .unwrap_or(Duration::from_secs(10));
-    let mut code = None;
-    if inst.status.is_live() {
-        // Said before the agent goes: a reconcile that sees it end meanwhile
-        // (`health watch` follows the engine) takes it for this stop, not
-        // for a crash to heal. Not being able to say it (full disk) must
-        // not keep the agent running.
-        let marked = ctx.store.update(|reg| {
-            if let Some(cur) = reg.instances.get_mut(&inst.id) {
-                if cur.container_id == inst.container_id && cur.pid == inst.pid {
-                    // Who stops it: a marker left by a stopper that was
-                    // killed before it got to the engine must not turn a
-                    // later crash into a "stop".
-                    cur.stopping = Some(StopMarker {
-                        reason: reason.to_owned(),
-                        by: Some(ProcRef::me()),
-                    });
-                }
-            }
-            Ok(())
-        });
-        // Unsaid (full disk): the recording after the stop reports it.
-        let _ = marked;
+    let live = inst.status.is_live();
+    let me = ProcRef::me();
+    // What to do is decided on the entry as it is now, under the lock.
+    enum Then {
+        Stop,
+        /// The entry changed since it was read (a heal started it again,
+        /// a reconcile settled it): stop what it says now.
+        Changed(Box<Instance>),
+        /// A start is under way now: the stop is handed to its starter.
+        Handed,
+        Cancelled,
     }
+    // Said before the agent goes: a reconcile that sees it end meanwhile
+    // (`health watch` follows the engine) takes it for this stop, not for
+    // a crash to heal. Also where the user's intent overrides automation:
+    // their stop clears a heal's marker (an entry in error, or stopped by
+    // a heal that is about to start it again, is stopped for good); a
+    // heal's own stop needs its marker still there. Not being able to
+    // write (full disk) must not keep the agent running.
+    let marked = ctx.store.update(|reg| {
+        let Some(cur) = reg.instances.get_mut(&inst.id) else {
+            return Ok(Then::Stop);
+        };
+        let was_healing = match by {
+            Stopper::User => cur.healing.take().is_some(),
+            Stopper::Heal if cur.healing.as_ref() != Some(&me) => return Ok(Then::Cancelled),
+            _ => false,
+        };
+        if cur.status == Status::Initializing {
+            cur.stopping = Some(StopMarker {
+                reason: reason.to_owned(),
+                by: None,
+            });
+            return Ok(Then::Handed);
+        }
+        if cur.container_id != inst.container_id
+            || cur.pid != inst.pid
+            || cur.status.is_live() != live
+        {
+            return Ok(Then::Changed(Box::new(cur.clone())));
+        }
+        if live {
+            // Who stops it: a marker left by a stopper that was killed
+            // before it got to the engine must not turn a later crash
+            // into a "stop".
+            cur.stopping = Some(StopMarker {
+                reason: reason.to_owned(),
+                by: Some(me.clone()),
+            });
+        } else if by == Stopper::User && (cur.status == Status::Error || was_healing) {
+            cur.status = Status::Stopped;
+            cur.status_reason = Some(reason.to_owned());
+            cur.timestamps.stopped = Some(Utc::now());
+        }
+        Ok(Then::Stop)
+    });
+    match marked {
+        Ok(Then::Stop) | Err(_) => {}
+        Ok(Then::Handed) => return Ok(()),
+        Ok(Then::Changed(cur)) => {
+            return match depth {
+                0 => Err(Error::Other(format!(
+                    "{} kept changing while it was being stopped; try again",
+                    inst.id
+                ))),
+                _ => stop_one_at(ctx, &cur, engine, force, reason, by, depth - 1),
+            }
+        }
+        Ok(Then::Cancelled) => {
+            return Err(Error::Invalid(format!(
+                "healing {} was cancelled: it was stopped meanwhile",
+                inst.id
+            )))
+        }
+    }
+    let mut code = None;
     let mut own = None;
     if let Some(runtime) = super::runtime_of(inst, engine, &mut own)? {
         code = runtime.stop(inst, timeout, force)?;
     }
-    if !inst.status.is_live() {
+    let engine = engine.or(own.as_ref());
+    if !live {
+        // Its container (an entry in error may still have one running) is
+        // stopped; it goes like any ended container.
+        if let (Some(engine), Some(cid), true) = (engine, &inst.container_id, by == Stopper::User) {
+            if effective_for(ctx, &inst.id).map_or(true, |e| e.settings.global.auto_cleanup) {
+                save_and_remove(ctx, engine, &inst.id, cid)?;
+            }
+        }
         return Ok(());
     }
+    let status = if by == Stopper::GiveUp {
+        Status::Error
+    } else {
+        Status::Stopped
+    };
     // The agent is stopped; failing to write that down is reported, and
     // the next reconcile records it.
-    if let Err(e) = finish(
-        ctx,
-        inst,
-        code,
-        Status::Stopped,
-        Some(reason.to_owned()),
-        engine,
-    ) {
+    if let Err(e) = finish(ctx, inst, code, status, Some(reason.to_owned()), engine) {
         eprintln!(
             "ai-sessctl: warning: {} is stopped, but that could not be recorded: {e}",
             inst.id
@@ -723,10 +838,30 @@ pub fn remove(ctx: &Ctx, id: &InstanceId, force: bool, state: bool) -> Result<()
     Ok(())
 }
 
-/// Stops (if it runs) and starts a container instance again with the same
-/// id, port when still free, and owner; counts the restart. `force` kills
-/// instead of the graceful stop (for healing an instance that hangs).
+/// Stops (if it runs) and starts a container instance again at the
+/// user's request, with the same id, port when still free, and owner;
+/// counts the restart. `force` kills instead of the graceful stop.
 pub fn restart(ctx: &Ctx, id: &InstanceId, force: bool, reason: &str) -> Result<Instance> {
+    let inst = restart_as(ctx, id, force, reason, Stopper::User)?;
+    ctx.events().log(
+        Level::Info,
+        "runtime",
+        "instance restarted",
+        json!({"instance": id, "by": "user", "reason": reason}),
+    );
+    Ok(inst)
+}
+
+/// `restart` on behalf of `by`: a heal (`Stopper::Heal`) goes ahead only
+/// while its marker is on the entry, checked under the lock when it stops
+/// and again when it starts.
+pub fn restart_as(
+    ctx: &Ctx,
+    id: &InstanceId,
+    force: bool,
+    reason: &str,
+    by: Stopper,
+) -> Result<Instance> {
     let reg = super::refresh(ctx)?;
     let inst = reg.get(id).ok_or_else(|| Error::not_found(id))?.clone();
     if inst.runtime == Some(RuntimeKind::Host) {
@@ -735,7 +870,7 @@ pub fn restart(ctx: &Ctx, id: &InstanceId, force: bool, reason: &str) -> Result<
         )));
     }
     if inst.status.is_live() {
-        if let Some((_, e)) = stop_many(ctx, std::slice::from_ref(id), force, reason).pop() {
+        if let Some((_, e)) = stop_many_as(ctx, std::slice::from_ref(id), force, reason, by).pop() {
             return Err(e);
         }
     }
@@ -751,6 +886,7 @@ pub fn restart(ctx: &Ctx, id: &InstanceId, force: bool, reason: &str) -> Result<
             args: Vec::new(),
             shell_pid: None,
             detach: true,
+            heal: by == Stopper::Heal,
         },
     )?;
     ctx.store.update(|reg| {

@@ -247,6 +247,11 @@ impl Watch {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
+    /// Whether the watch process still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGINT, then waits (at most 10 s); returns the exit status and how
     /// long the exit took.
     pub fn interrupt(&mut self) -> (Option<ExitStatus>, Duration) {
