@@ -292,3 +292,48 @@ fn agent_that_dies_at_once_is_reported() {
         port
     );
 }
+
+/// The README's word: an agent killed while you are attached returns you
+/// to your prompt with its exit code and is not restarted behind you, even
+/// with `health watch` running.
+#[test]
+fn killed_while_attached_returns_the_code_and_is_not_healed() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let mut cfg = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+    cfg.push_str("\n[health]\ncheck_interval = \"1s\"\nretry_delay = \"1s\"\n");
+    std::fs::write(env.state().join("config.toml"), cfg).unwrap();
+    let name = env.unique("attkill");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    let mut watch = env
+        .cmd()
+        .args(["health", "watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut p = spawn_in_pty(&env, &proj, r#""$AIS_BIN" run claude; echo "run-rc=$?""#);
+    wait_attached(&mut p, "probe-kill");
+    let out = docker(&["kill", &format!("ai-{id}")]);
+    assert!(out.status.success());
+    p.exp_string("run-rc=137")
+        .expect("the kill's exit code comes back");
+    std::thread::sleep(Duration::from_secs(4));
+    let inst = env.instance(&id);
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(inst["status"], "stopped", "{inst}");
+    assert_eq!(inst["exit_code"], 137, "{inst}");
+    assert_eq!(
+        inst["restarts"].as_u64().unwrap_or(0),
+        0,
+        "not restarted: {inst}"
+    );
+    assert_ne!(
+        container_state(&format!("ai-{id}")).as_deref(),
+        Some("running"),
+        "restarted behind the user"
+    );
+}

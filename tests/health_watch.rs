@@ -462,3 +462,25 @@ fn watch_carries_on_through_transient_errors() {
     );
     interrupt(&mut watch);
 }
+
+/// The README's word: a container removed by hand (`docker rm -f`) counts
+/// as stopped by its user, and is not restarted.
+#[test]
+fn a_container_removed_by_hand_is_not_healed() {
+    require_docker!();
+    let env = Env::new();
+    monitor_config(&env, "");
+    let id = start(&env, "byhand", &[]);
+    let mut watch = Watch::spawn(&env, &[]);
+    let out = docker_out(&["rm", "-f", &format!("ai-{id}")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(wait_until(Duration::from_secs(5), || env.instance(&id)
+        ["status"]
+        == "stopped"));
+    std::thread::sleep(Duration::from_secs(4));
+    let inst = env.instance(&id);
+    assert_eq!(inst["status"], "stopped", "{inst}\n{}", watch.output());
+    assert_eq!(inst["restarts"].as_u64().unwrap_or(0), 0, "{inst}");
+    assert!(common::inspect(&format!("ai-{id}")).is_none());
+    interrupt(&mut watch);
+}
