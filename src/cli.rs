@@ -1,6 +1,6 @@
 //! The command-line surface (DESIGN.md "CLI"), declared with clap derive.
 
-use crate::config::RuntimeChoice;
+use crate::config::{EgressPolicy, RuntimeChoice};
 use crate::events::Level;
 use crate::types::{InstanceId, Mode, Port, Status};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -106,6 +106,9 @@ pub enum Command {
         /// Run time: auto, docker or host
         #[arg(long, value_enum)]
         runtime: Option<RuntimeChoice>,
+        /// Egress policy for a started instance: open, allowlist or none
+        #[arg(long, value_enum)]
+        egress: Option<EgressPolicy>,
         /// Arguments passed to the agent
         #[arg(last = true)]
         args: Vec<String>,
@@ -124,6 +127,9 @@ pub enum Command {
         port: Option<Port>,
         #[arg(long, value_enum)]
         runtime: Option<RuntimeChoice>,
+        /// Egress policy: open, allowlist (networking.allow) or none
+        #[arg(long, value_enum)]
+        egress: Option<EgressPolicy>,
         /// Do not attach after starting
         #[arg(long, short)]
         detach: bool,
@@ -278,6 +284,9 @@ pub enum Command {
         #[arg(long)]
         from_host: bool,
     },
+    /// Egress policy: refused connections, allow a host on a running instance
+    #[command(subcommand)]
+    Net(NetCmd),
     /// Agent state kept in the state home
     #[command(subcommand)]
     State(StateCmd),
@@ -391,6 +400,48 @@ pub enum RegistryCmd {
     Check,
     /// Rebuild the registry from the engine's containers and live processes
     Repair,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetCmd {
+    /// Connections the egress policy refused (all instances, or one)
+    #[command(
+        after_help = "Examples:\n  ai-sessctl net log\n  ai-sessctl net log api-claude --follow"
+    )]
+    Log {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Allow a host for an instance (kept in its config; applied at once
+    /// when it runs)
+    #[command(
+        after_help = "Examples:\n  ai-sessctl net allow api-claude pypi.org\n  ai-sessctl net allow api-claude '*.pythonhosted.org'\n  ai-sessctl net allow api-claude db.internal:5432"
+    )]
+    Allow {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: InstanceId,
+        /// `host`, `*.domain`, either with `:port` (default 443 and 80)
+        host: String,
+    },
+    /// The allowlisting proxy (runs inside an instance's sidecar)
+    #[command(hide = true)]
+    Proxy {
+        #[arg(long)]
+        rules: PathBuf,
+        #[arg(long)]
+        events: PathBuf,
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// PORT=HOST:PORT
+        #[arg(long)]
+        forward: Vec<String>,
+        #[arg(long)]
+        watch: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

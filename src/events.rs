@@ -141,6 +141,23 @@ impl EventLog {
     }
 }
 
+/// Appends one event to the log file at `path` under its lock (for a
+/// writer that has the logs dir but not the whole state home: the egress
+/// proxy in its sidecar).
+pub fn append_event(path: &std::path::Path, event: &Event) -> Result<()> {
+    let mut line = serde_json::to_vec(event).map_err(|e| Error::Other(e.to_string()))?;
+    line.push(b'\n');
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let mut lock = fd_lock::RwLock::new(file);
+    let mut guard = lock.write().map_err(|e| Error::io(path, e))?;
+    guard.write_all(&line).map_err(|e| Error::io(path, e))
+}
+
 pub fn format_human(e: &Event, color: bool) -> String {
     let (c, r) = if color {
         let c = match e.level {

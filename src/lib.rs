@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod context;
+pub mod egress;
 pub mod error;
 pub mod events;
 pub mod health;

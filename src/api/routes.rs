@@ -114,6 +114,7 @@ pub async fn create(
                 id: None,
                 port,
                 runtime: None,
+                egress: None,
                 args: body.args,
                 shell_pid: None,
                 detach: true,

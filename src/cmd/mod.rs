@@ -10,6 +10,7 @@ mod lifecycle;
 mod list;
 mod login;
 mod logs;
+mod net;
 mod port;
 mod registry;
 mod run;
@@ -30,14 +31,16 @@ pub fn dispatch(command: Command) -> Result<u8> {
             mode,
             shell_pid,
             runtime,
+            egress,
             args,
-        } => run::run(&ctx, mode, shell_pid, runtime, args),
+        } => run::run(&ctx, mode, shell_pid, runtime, egress, args),
         Command::Start {
             path,
             mode,
             id,
             port,
             runtime,
+            egress,
             detach,
             args,
         } => run::start(
@@ -48,6 +51,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
                 id,
                 port,
                 runtime,
+                egress,
                 detach,
                 args,
                 shell_pid: None,
@@ -101,6 +105,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Image(crate::cli::ImageCmd::Build { mode }) => image::build(&ctx, mode),
         Command::Login { mode, from_host } => login::login(&ctx, mode, from_host),
         Command::State(crate::cli::StateCmd::Migrate) => login::migrate(&ctx),
+        Command::Net(n) => net::net(&ctx, n),
         Command::Doctor => doctor::doctor(&ctx),
         Command::Serve { addr, allow_remote } => {
             crate::api::serve(&ctx, addr, allow_remote).map(|_| 0)

@@ -17,6 +17,7 @@ pub struct StartRequest {
     pub id: Option<InstanceId>,
     pub port: Option<Port>,
     pub runtime: Option<RuntimeChoice>,
+    pub egress: Option<crate::config::EgressPolicy>,
     pub detach: bool,
     pub args: Vec<String>,
     pub shell_pid: Option<u32>,
@@ -27,6 +28,7 @@ pub fn run(
     mode: Mode,
     shell_pid: Option<u32>,
     runtime: Option<RuntimeChoice>,
+    egress: Option<crate::config::EgressPolicy>,
     args: Vec<String>,
 ) -> Result<u8> {
     start(
@@ -37,6 +39,7 @@ pub fn run(
             id: None,
             port: None,
             runtime,
+            egress,
             detach: false,
             args,
             shell_pid,
@@ -57,6 +60,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
             id: req.id,
             port: req.port,
             runtime: req.runtime,
+            egress: req.egress,
             args: req.args,
             shell_pid: req.shell_pid,
             detach: req.detach,

@@ -193,10 +193,33 @@ pub fn load_global(dirs: &StateDir) -> Result<Settings> {
     into_settings(t)
 }
 
+/// `networking.allow` and `networking.deny` of every layer, added up (a
+/// per-instance `allow` adds to the global one instead of replacing it).
+#[derive(Default)]
+struct AdditiveLists {
+    allow: Vec<String>,
+    deny: Vec<String>,
+}
+
+impl AdditiveLists {
+    fn add(&mut self, layer: &toml::Table) {
+        let net = layer.get("networking").and_then(|n| n.as_table());
+        for (key, into) in [("allow", &mut self.allow), ("deny", &mut self.deny)] {
+            let items = net.and_then(|n| n.get(key)).and_then(|v| v.as_array());
+            for s in items.into_iter().flatten().filter_map(|v| v.as_str()) {
+                if !into.iter().any(|x| x == s) {
+                    into.push(s.to_owned());
+                }
+            }
+        }
+    }
+}
+
 /// Every layer for one agent, and (when known) one instance.
 pub fn load_for(dirs: &StateDir, mode: &Mode, id: Option<&InstanceId>) -> Result<Effective> {
     let mut t = defaults_table();
-    deep_merge(&mut t, read_layer(&dirs.config())?);
+    let global_layer = read_layer(&dirs.config())?;
+    deep_merge(&mut t, global_layer.clone());
     let agent_table = t
         .get("agents")
         .and_then(|a| a.get(mode.as_str()))
@@ -215,11 +238,19 @@ pub fn load_for(dirs: &StateDir, mode: &Mode, id: Option<&InstanceId>) -> Result
             dirs.config().display()
         )));
     };
-    deep_merge(&mut t, agent_overrides(&agent_table));
+    let mut lists = AdditiveLists::default();
+    lists.add(&global_layer);
+    let overrides = agent_overrides(&agent_table);
+    lists.add(&overrides);
+    deep_merge(&mut t, overrides);
     if let Some(id) = id {
-        deep_merge(&mut t, read_layer(&dirs.instance_config(id))?);
+        let layer = read_layer(&dirs.instance_config(id))?;
+        lists.add(&layer);
+        deep_merge(&mut t, layer);
     }
-    let settings = into_settings(t)?;
+    let mut settings = into_settings(t)?;
+    settings.networking.allow = lists.allow;
+    settings.networking.deny = lists.deny;
     let agent = settings
         .agents
         .get(mode.as_str())

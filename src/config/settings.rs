@@ -204,6 +204,35 @@ pub struct Networking {
     pub port_range: PortRange,
     /// Address published ports bind to; loopback unless the user says so.
     pub bind: IpAddr,
+    /// Where an instance may connect: anywhere, only `allow` (through the
+    /// egress proxy), or nowhere.
+    pub egress: EgressPolicy,
+    /// Hosts reachable under `allowlist` (`host`, `*.domain`, `:port`;
+    /// 443/80 unless given), added to the agent's `egress_allow`. Lists of
+    /// every config layer add up.
+    pub allow: Vec<String>,
+    /// Hosts never reachable (any port unless given); they win over `allow`.
+    pub deny: Vec<String>,
+    /// The engine network the egress proxy reaches out through.
+    pub proxy_network: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EgressPolicy {
+    Open,
+    Allowlist,
+    None,
+}
+
+impl std::fmt::Display for EgressPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EgressPolicy::Open => "open",
+            EgressPolicy::Allowlist => "allowlist",
+            EgressPolicy::None => "none",
+        })
+    }
 }
 
 impl Default for Networking {
@@ -215,6 +244,10 @@ impl Default for Networking {
                 end: 9999,
             },
             bind: IpAddr::from([127, 0, 0, 1]),
+            egress: EgressPolicy::Open,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            proxy_network: "bridge".to_owned(),
         }
     }
 }
@@ -293,6 +326,9 @@ pub struct AgentSpec {
     /// What `ai-sessctl login MODE` runs (default: the agent's command,
     /// which starts its own login flow when it is not logged in).
     pub login_command: Option<Vec<String>>,
+    /// The hosts this agent needs under `networking.egress = "allowlist"`
+    /// (its API, its login, npm, GitHub); `networking.allow` adds to them.
+    pub egress_allow: Vec<String>,
     /// Per-agent overrides of the global sections.
     pub resources: Option<toml::Table>,
     pub health: Option<toml::Table>,
@@ -310,6 +346,7 @@ impl Default for AgentSpec {
             build_context: None,
             state: StateScope::Agent,
             login_command: None,
+            egress_allow: Vec::new(),
             resources: None,
             health: None,
             networking: None,
@@ -326,23 +363,49 @@ impl AgentSpec {
             env_passthrough: env.iter().map(|s| s.to_string()).collect(),
             ..AgentSpec::default()
         };
-        BTreeMap::from([
-            (
-                "claude".to_owned(),
-                mk(
-                    "claude",
-                    "/home/agent/.claude",
-                    &["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"],
-                ),
-            ),
-            (
-                "gemini".to_owned(),
-                mk(
-                    "gemini",
-                    "/home/agent/.gemini",
-                    &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
-                ),
-            ),
-        ])
+        let hosts = |h: &[&str]| {
+            let common = [
+                "registry.npmjs.org",
+                "github.com",
+                "*.github.com",
+                "*.githubusercontent.com",
+            ];
+            h.iter()
+                .chain(common.iter())
+                .map(|s| s.to_string())
+                .collect()
+        };
+        let claude = AgentSpec {
+            egress_allow: hosts(&[
+                "api.anthropic.com",
+                "console.anthropic.com",
+                "statsig.anthropic.com",
+                "claude.ai",
+                "*.claude.ai",
+                "sentry.io",
+                "*.sentry.io",
+            ]),
+            ..mk(
+                "claude",
+                "/home/agent/.claude",
+                &["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"],
+            )
+        };
+        let gemini = AgentSpec {
+            egress_allow: hosts(&[
+                "generativelanguage.googleapis.com",
+                "cloudcode-pa.googleapis.com",
+                "oauth2.googleapis.com",
+                "www.googleapis.com",
+                "accounts.google.com",
+                "play.googleapis.com",
+            ]),
+            ..mk(
+                "gemini",
+                "/home/agent/.gemini",
+                &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+            )
+        };
+        BTreeMap::from([("claude".to_owned(), claude), ("gemini".to_owned(), gemini)])
     }
 }

@@ -75,6 +75,12 @@ pub struct Instance {
     pub owner_start_time: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i64>,
+    /// The egress policy it runs under (`networking.egress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<crate::config::EgressPolicy>,
+    /// `--egress` given at start: a restart keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_flag: Option<crate::config::EgressPolicy>,
     /// Why the status last changed when it was not the user's doing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,

@@ -246,6 +246,11 @@ impl DockerEngine {
         ]);
         let mut cmd = agent.command.clone();
         cmd.extend(spec.args.iter().cloned());
+        let egress = crate::egress::launch::prepare(self, spec, &name)?;
+        let mut labels = labels;
+        labels.extend(egress.labels.iter().cloned());
+        let mut env = spec.env.clone();
+        env.extend(egress.env.iter().cloned());
         let bind = |source: &Path, target: &str| Mount {
             source: Some(source.to_string_lossy().into_owned()),
             target: Some(target.to_owned()),
@@ -255,7 +260,7 @@ impl DockerEngine {
         let body = ContainerCreateBody {
             image: Some(agent.image.clone()),
             cmd: Some(cmd),
-            env: Some(spec.env.clone()),
+            env: Some(env),
             labels: Some(labels),
             tty: Some(true),
             open_stdin: Some(true),
@@ -270,13 +275,17 @@ impl DockerEngine {
             )),
             exposed_ports: Some(vec![port_key.clone()]),
             host_config: Some(HostConfig {
-                port_bindings: Some(HashMap::from([(
-                    port_key,
-                    Some(vec![PortBinding {
-                        host_ip: Some(settings.networking.bind.to_string()),
-                        host_port: Some(spec.port.to_string()),
-                    }]),
-                )])),
+                port_bindings: egress.publish.then(|| {
+                    HashMap::from([(
+                        port_key,
+                        Some(vec![PortBinding {
+                            host_ip: Some(settings.networking.bind.to_string()),
+                            host_port: Some(spec.port.to_string()),
+                        }]),
+                    )])
+                }),
+                network_mode: egress.network.clone(),
+                dns: egress.dns.clone(),
                 memory: Some(settings.resources.memory.limit.0 as i64),
                 nano_cpus: Some(settings.resources.cpu.limit.nano_cpus()),
                 init: Some(true),
@@ -290,7 +299,7 @@ impl DockerEngine {
             }),
             ..Default::default()
         };
-        self.block_on(async {
+        let launched = self.block_on(async {
             // A stopped container of the same name is ours and stale.
             let _ = self
                 .docker
@@ -341,7 +350,11 @@ impl DockerEngine {
                 return Err(e);
             }
             Ok(created.id)
-        })
+        });
+        if launched.is_err() && egress.network.is_some() {
+            crate::egress::launch::cleanup(self, &name);
+        }
+        launched
     }
 
     /// Every container labelled ours, by instance id, in one listing.
@@ -480,7 +493,22 @@ impl DockerEngine {
                 let _ = self.block_on(self.copy_logs(container, false, None, &mut f));
             }
         }
-        self.block_on(async {
+        // An egress policy's sidecar and network go with the container.
+        let egress_name = self
+            .block_on(
+                self.docker
+                    .inspect_container(container, None::<q::InspectContainerOptions>),
+            )
+            .ok()
+            .filter(|c| {
+                c.config
+                    .as_ref()
+                    .and_then(|c| c.labels.as_ref())
+                    .is_some_and(|l| l.contains_key(crate::egress::launch::EGRESS_LABEL))
+            })
+            .and_then(|c| c.name)
+            .map(|n| n.trim_start_matches('/').to_owned());
+        let removed = self.block_on(async {
             match self
                 .docker
                 .remove_container(
@@ -498,7 +526,11 @@ impl DockerEngine {
                 }) if message.contains("already in progress") => Ok(()),
                 Err(e) => Err(api_err("remove container", e)),
             }
-        })
+        });
+        if let Some(name) = egress_name {
+            crate::egress::launch::cleanup(self, &name);
+        }
+        removed
     }
 
     pub async fn copy_logs(

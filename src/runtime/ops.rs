@@ -23,6 +23,8 @@ pub struct StartRequest {
     pub id: Option<InstanceId>,
     pub port: Option<Port>,
     pub runtime: Option<RuntimeChoice>,
+    /// `--egress`: overrides `networking.egress` for this instance.
+    pub egress: Option<config::EgressPolicy>,
     pub args: Vec<String>,
     pub shell_pid: Option<u32>,
     /// Host runtime only: run without a terminal, output to the log.
@@ -130,9 +132,13 @@ fn settle_id(reg: &Registry, req: &StartRequest) -> Result<InstanceId> {
 fn reserve(ctx: &Ctx, req: &StartRequest) -> Result<Reserve> {
     for _ in 0..8 {
         let guess = settle_id(&ctx.store.load()?, req)?;
-        let eff = config::load_for(&ctx.dirs, &req.mode, Some(&guess))?;
+        let mut eff = config::load_for(&ctx.dirs, &req.mode, Some(&guess))?;
+        if let Some(e) = req.egress {
+            eff.settings.networking.egress = e;
+        }
         let choice = req.runtime.unwrap_or(eff.settings.global.runtime);
         let (kind, engine) = choose(choice, &eff, &req.mode)?;
+        crate::egress::check_runtime(&eff, kind)?;
         let reserved = ctx.store.update(|reg| {
             let id = settle_id(reg, req)?;
             if id != guess {
@@ -243,6 +249,8 @@ fn register(
     inst.socket_path = Some(ctx.dirs.socket_of(id).to_string_lossy().into_owned());
     inst.runtime = Some(kind);
     inst.bind = Some(eff.settings.networking.bind);
+    inst.egress = (kind == RuntimeKind::Docker).then_some(eff.settings.networking.egress);
+    inst.egress_flag = req.egress;
     inst.image = (kind == RuntimeKind::Docker).then(|| eff.agent.image.clone());
     inst.resources.memory_limit = Some(eff.settings.resources.memory.limit.to_string());
     inst.resources.cpu_limit = Some(eff.settings.resources.cpu.limit.to_string());
@@ -883,6 +891,7 @@ pub fn restart_as(
             id: Some(id.clone()),
             port: Some(inst.port).filter(|p| crate::ports::bindable(bind, *p)),
             runtime: Some(RuntimeChoice::Docker),
+            egress: inst.egress_flag,
             args: Vec::new(),
             shell_pid: None,
             detach: true,

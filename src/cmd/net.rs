@@ -1,0 +1,183 @@
+//! `net log`, `net allow` and the hidden `net proxy`.
+
+use super::Ctx;
+use crate::cli::NetCmd;
+use crate::config::{self, EgressPolicy, Scope};
+use crate::egress::{self, rules::Rule};
+use crate::error::{Error, Result};
+use crate::events::{Event, Level};
+use crate::types::InstanceId;
+use serde_json::json;
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+
+pub fn net(ctx: &Ctx, cmd: NetCmd) -> Result<u8> {
+    match cmd {
+        NetCmd::Log { id, follow, json } => log(ctx, id, follow, json),
+        NetCmd::Allow { id, host } => allow(ctx, &id, &host),
+        NetCmd::Proxy {
+            rules,
+            events,
+            listen,
+            forward,
+            watch,
+        } => {
+            let forward = forward
+                .iter()
+                .map(|f| {
+                    let (port, target) = f
+                        .split_once('=')
+                        .ok_or_else(|| Error::Usage(format!("--forward {f}: PORT=HOST:PORT")))?;
+                    let port = port
+                        .parse()
+                        .map_err(|_| Error::Usage(format!("--forward {f}: bad port")))?;
+                    Ok((port, target.to_owned()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            egress::proxy::run(egress::proxy::ProxyArgs {
+                rules,
+                events,
+                listen,
+                forward,
+                watch,
+            })
+            .map(|_| 0)
+        }
+    }
+}
+
+fn is_refusal(e: &Event, id: Option<&InstanceId>) -> bool {
+    e.component == "egress"
+        && e.level >= Level::Warn
+        && id.is_none_or(|id| {
+            e.metadata.get("instance").and_then(|v| v.as_str()) == Some(id.as_str())
+        })
+}
+
+fn line(e: &Event) -> String {
+    let get = |k: &str| match e.metadata.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    };
+    format!(
+        "{} {:<24} {}:{} {}",
+        e.timestamp
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S"),
+        get("instance"),
+        get("host"),
+        get("port"),
+        get("reason")
+    )
+}
+
+/// Refused connections from the event log, oldest first; `--follow` keeps
+/// printing new ones.
+fn log(ctx: &Ctx, id: Option<InstanceId>, follow: bool, json: bool) -> Result<u8> {
+    if let Some(id) = &id {
+        let known = ctx.store.load()?.get(id).is_some();
+        if !known {
+            return Err(Error::not_found(id));
+        }
+    }
+    let path = ctx.dirs.event_log();
+    let mut offset = 0u64;
+    let stdout = std::io::stdout();
+    loop {
+        match std::fs::File::open(&path) {
+            Ok(mut f) => {
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                if len < offset {
+                    offset = 0;
+                }
+                f.seek(SeekFrom::Start(offset))
+                    .map_err(|e| Error::io(&path, e))?;
+                let mut reader = BufReader::new(f);
+                let mut out = stdout.lock();
+                let mut text = String::new();
+                loop {
+                    text.clear();
+                    let n = reader
+                        .read_line(&mut text)
+                        .map_err(|e| Error::io(&path, e))?;
+                    if n == 0 || !text.ends_with('\n') {
+                        break;
+                    }
+                    offset += n as u64;
+                    let Ok(e) = serde_json::from_str::<Event>(&text) else {
+                        continue;
+                    };
+                    if !is_refusal(&e, id.as_ref()) {
+                        continue;
+                    }
+                    let shown = if json {
+                        writeln!(out, "{}", text.trim_end())
+                    } else {
+                        writeln!(out, "{}", line(&e))
+                    };
+                    if shown.is_err() {
+                        return Ok(0);
+                    }
+                }
+                let _ = out.flush();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+        if !follow {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// Adds `host` to the instance's `networking.allow` (its own config file;
+/// lists of all layers add up) and rewrites the rules its proxy re-reads.
+fn allow(ctx: &Ctx, id: &InstanceId, host: &str) -> Result<u8> {
+    let rule = Rule::parse(host)?.to_string();
+    let reg = ctx.store.load()?;
+    let inst = reg.get(id).ok_or_else(|| Error::not_found(id))?.clone();
+    let scope = Scope::Instance(id.clone());
+    let layer = config::read_layer(&scope.file(&ctx.dirs))?;
+    let mut own: Vec<String> = layer
+        .get("networking")
+        .and_then(|n| n.get("allow"))
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    if own.contains(&rule) {
+        println!("{rule} is already allowed for {id}");
+    } else {
+        own.push(rule.clone());
+        let value = toml::Value::Array(own.into_iter().map(toml::Value::String).collect());
+        config::set_value(&ctx.dirs, &scope, "networking.allow", &value.to_string())?;
+        println!(
+            "allowed {rule} for {id} (in {})",
+            scope.file(&ctx.dirs).display()
+        );
+    }
+    ctx.events().log(
+        Level::Info,
+        "egress",
+        "host allowed",
+        json!({"instance": id, "rule": rule}),
+    );
+    let eff = crate::runtime::ops::effective_for(ctx, id)?;
+    let policy = inst.egress.unwrap_or(eff.settings.networking.egress);
+    match policy {
+        EgressPolicy::Allowlist if inst.status.is_live() => {
+            egress::write_rules(&ctx.dirs, id, &eff)?;
+            println!("applied: {id}'s proxy uses it from its next connection");
+        }
+        EgressPolicy::Allowlist => println!("{id} is not running; it applies from its next start"),
+        EgressPolicy::Open => println!(
+            "{id} runs with egress = \"open\" (everything is reachable); the rule applies under \"allowlist\""
+        ),
+        EgressPolicy::None => println!(
+            "{id} runs with egress = \"none\" (no proxy, nothing reachable); restart it with --egress allowlist to use the rule"
+        ),
+    }
+    Ok(0)
+}

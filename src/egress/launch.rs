@@ -1,0 +1,140 @@
+//! What an egress policy changes about an instance's container, set up
+//! before it is created: under `allowlist` and `none` an internal network
+//! of its own (no route off it, no DNS forwarded out) and, for
+//! `allowlist`, the proxy sidecar and the agent's proxy variables.
+
+use super::sidecar;
+use crate::config::EgressPolicy;
+use crate::error::{Error, Result};
+use crate::paths::StateDir;
+use crate::runtime::docker::{DockerEngine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
+use crate::runtime::LaunchSpec;
+use bollard::models::NetworkCreateRequest;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Container label naming the egress network made for it (removed with it).
+pub const EGRESS_LABEL: &str = "ai.egress";
+
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Added to the agent's environment.
+    pub env: Vec<String>,
+    /// The network to attach the agent to instead of the default.
+    pub network: Option<String>,
+    /// Upstream DNS for the agent: a dead end, so names are never resolved
+    /// (or leaked) off the internal network.
+    pub dns: Option<Vec<String>>,
+    /// Whether the agent's own container publishes its port (else the
+    /// sidecar does, or nothing can reach it).
+    pub publish: bool,
+    pub labels: Vec<(String, String)>,
+}
+
+pub fn sidecar_name(container: &str) -> String {
+    format!("{container}-egress")
+}
+
+/// Sets up the policy of `spec` for the container `name`.
+pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<Prepared> {
+    let net = &spec.eff.settings.networking;
+    if net.egress == EgressPolicy::Open {
+        return Ok(Prepared {
+            publish: true,
+            ..Prepared::default()
+        });
+    }
+    let labels = HashMap::from([
+        (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
+        (HOME_LABEL.to_owned(), spec.home.clone()),
+        ("ai.instance".to_owned(), spec.id.to_string()),
+    ]);
+    create_internal_network(engine, name, labels)?;
+    let mut out = Prepared {
+        network: Some(name.to_owned()),
+        dns: Some(vec!["127.0.0.1".to_owned()]),
+        publish: false,
+        labels: vec![(EGRESS_LABEL.to_owned(), net.egress.to_string())],
+        ..Prepared::default()
+    };
+    if net.egress == EgressPolicy::Allowlist {
+        let dirs = StateDir::new(PathBuf::from(&spec.home));
+        let started = (|| {
+            super::write_rules(&dirs, spec.id, spec.eff)?;
+            dirs.ensure_sub(&dirs.logs_dir())?;
+            sidecar::start(
+                engine,
+                &sidecar::Sidecar {
+                    name: sidecar_name(name),
+                    instance: spec.id.as_str(),
+                    agent: name,
+                    internal_network: name,
+                    outer_network: &net.proxy_network,
+                    port: spec.port,
+                    bind: net.bind,
+                    net_dir: &super::net_dir(&dirs, spec.id),
+                    logs_dir: &dirs.logs_dir(),
+                    home: &spec.home,
+                },
+            )
+        })();
+        if let Err(e) = started {
+            cleanup(engine, name);
+            return Err(e);
+        }
+        out.env = sidecar::agent_env();
+    }
+    Ok(out)
+}
+
+fn create_internal_network(
+    engine: &DockerEngine,
+    name: &str,
+    labels: HashMap<String, String>,
+) -> Result<()> {
+    let req = NetworkCreateRequest {
+        name: name.to_owned(),
+        driver: Some("bridge".to_owned()),
+        internal: Some(true),
+        // An internal bridge still gives the host an address on it, and
+        // through it every host port (and the host's other addresses):
+        // no address, no way to the host.
+        options: Some(HashMap::from([(
+            "com.docker.network.bridge.inhibit_ipv4".to_owned(),
+            "true".to_owned(),
+        )])),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    engine.block_on(async {
+        match engine.client().create_network(req).await {
+            Ok(_) => Ok(()),
+            // Left by an earlier start of this instance: reuse it only if
+            // it is internal.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                let n = engine
+                    .client()
+                    .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+                    .await
+                    .map_err(|e| Error::Engine(format!("inspect network {name}: {e}")))?;
+                if n.internal == Some(true) {
+                    Ok(())
+                } else {
+                    Err(Error::Invalid(format!(
+                        "network {name} exists and is not internal; remove it (`docker network rm {name}`) and start again"
+                    )))
+                }
+            }
+            Err(e) => Err(Error::Engine(format!("create network {name}: {e}"))),
+        }
+    })
+}
+
+/// Removes the sidecar and the internal network of container `name`
+/// (each gone already is fine).
+pub fn cleanup(engine: &DockerEngine, name: &str) {
+    sidecar::remove(engine, &sidecar_name(name));
+    let _ = engine.block_on(engine.client().remove_network(name));
+}

@@ -1,0 +1,355 @@
+//! The allowlisting proxy (`ai-sessctl net proxy`, hidden), run in an
+//! instance's sidecar container: the only way off the instance's internal
+//! network. HTTP CONNECT and plain HTTP are checked by host name and port
+//! against the rules file, re-read whenever it changes; refusals are
+//! answered `403` and written to the event log. It also forwards the
+//! instance's published port to the agent, and exits once the agent's
+//! container is gone.
+
+use super::rules::{RuleFile, RuleSet};
+use crate::error::{Error, Result};
+use crate::events::{Event, Level};
+use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub struct ProxyArgs {
+    pub rules: PathBuf,
+    pub events: PathBuf,
+    pub listen: SocketAddr,
+    /// `(port, target)`: listen on `port`, forward to `target` (`host:port`).
+    pub forward: Vec<(u16, String)>,
+    /// Exit when this name (the agent's container) stops resolving.
+    pub watch: Option<String>,
+}
+
+const HEAD_MAX: usize = 16 << 10;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+struct Rules {
+    path: PathBuf,
+    stamp: Option<(SystemTime, u64)>,
+    set: RuleSet,
+    instance: String,
+}
+
+impl Rules {
+    /// The current rules: re-read when the file's mtime or size changed. A
+    /// file that does not parse keeps the last good rules (and says so).
+    fn current(&mut self) -> (RuleSet, String) {
+        let stamp = std::fs::metadata(&self.path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        if stamp != self.stamp {
+            match RuleFile::read(&self.path)
+                .and_then(|f| Ok((RuleSet::new(&f.allow, &f.deny)?, f.instance)))
+            {
+                Ok((set, instance)) => {
+                    self.set = set;
+                    self.instance = instance;
+                    self.stamp = stamp;
+                }
+                Err(e) => eprintln!("egress proxy: keeping the previous rules: {e}"),
+            }
+        }
+        (self.set.clone(), self.instance.clone())
+    }
+}
+
+pub fn run(args: ProxyArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("tokio: {e}")))?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: ProxyArgs) -> Result<()> {
+    let mut rules = Rules {
+        path: args.rules.clone(),
+        stamp: None,
+        set: RuleSet::default(),
+        instance: String::new(),
+    };
+    rules.current();
+    let rules = Arc::new(Mutex::new(rules));
+    let events = Arc::new(args.events.clone());
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Error::Other(format!("listen on {}: {e}", args.listen)))?;
+    for (port, target) in args.forward.clone() {
+        let l = TcpListener::bind((IpAddr::from([0, 0, 0, 0]), port))
+            .await
+            .map_err(|e| Error::Other(format!("listen on {port}: {e}")))?;
+        tokio::spawn(forward(l, target));
+    }
+    if let Some(name) = args.watch.clone() {
+        tokio::spawn(watch(name));
+    }
+    eprintln!("egress proxy: listening on {}", args.listen);
+    loop {
+        let Ok((conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let rules = rules.clone();
+        let events = events.clone();
+        tokio::spawn(async move {
+            let _ = handle(conn, rules, &events).await;
+        });
+    }
+}
+
+/// Exits the process once `name` stopped resolving (its container was
+/// stopped or removed), so the sidecar never outlives its instance.
+async fn watch(name: String) {
+    let resolves = || async {
+        tokio::net::lookup_host((name.as_str(), 1))
+            .await
+            .is_ok_and(|mut a| a.next().is_some())
+    };
+    let mut seen = false;
+    let mut misses = 0;
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if resolves().await {
+            seen = true;
+            misses = 0;
+        } else {
+            misses += 1;
+        }
+        let gone = seen && misses >= 3;
+        let never = !seen && started.elapsed() > Duration::from_secs(120);
+        if gone || never {
+            eprintln!("egress proxy: {name} is gone; exiting");
+            std::process::exit(0);
+        }
+    }
+}
+
+async fn forward(listener: TcpListener, target: String) {
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Ok(Ok(mut up)) =
+                tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str())).await
+            {
+                let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+            }
+        });
+    }
+}
+
+/// The request head (up to the blank line) and whatever followed it.
+async fn read_head(conn: &mut TcpStream) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let rest = buf.split_off(end + 4);
+                return Some((buf, rest));
+            }
+            if buf.len() > HEAD_MAX {
+                return None;
+            }
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(HEAD_TIMEOUT, read)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// `host:port`, `[v6]:port` or `host` (with `default` port).
+fn split_host_port(s: &str, default: u16) -> Option<(String, u16)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once(']')?;
+        let port = match p.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None => default,
+        };
+        return Some((h.to_owned(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_owned(), p.parse().ok()?)),
+        None => Some((s.to_owned(), default)),
+    }
+}
+
+/// Addresses an allowed name must not lead to: the sidecar's own
+/// loopback, link-local (cloud metadata), unspecified and multicast.
+fn forbidden(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => {
+            v.is_loopback() || v.is_link_local() || v.is_unspecified() || v.is_multicast()
+        }
+        IpAddr::V6(v) => v.is_loopback() || v.is_unspecified() || v.is_multicast(),
+    }
+}
+
+async fn respond(conn: &mut TcpStream, status: &str, why: &str) {
+    let body = format!("ai-sessions egress: {why}\n");
+    let msg = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = conn.write_all(msg.as_bytes()).await;
+    let _ = conn.shutdown().await;
+}
+
+fn log_refusal(events: &Path, instance: &str, host: &str, port: u16, reason: &str) {
+    eprintln!("egress proxy: refused {host}:{port}: {reason}");
+    let event = Event {
+        timestamp: chrono::Utc::now(),
+        level: Level::Warn,
+        component: "egress".to_owned(),
+        message: "connection refused".to_owned(),
+        metadata: json!({"instance": instance, "host": host, "port": port, "reason": reason})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let _ = crate::events::append_event(events, &event);
+}
+
+async fn handle(
+    mut conn: TcpStream,
+    rules: Arc<Mutex<Rules>>,
+    events: &Path,
+) -> std::io::Result<()> {
+    let Some((head, rest)) = read_head(&mut conn).await else {
+        respond(&mut conn, "400 Bad Request", "no complete request head").await;
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let request = lines.next().unwrap_or("");
+    let mut parts = request.split(' ');
+    let (method, target, version) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or("HTTP/1.1"),
+    );
+    let connect = method.eq_ignore_ascii_case("CONNECT");
+    let headers: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+    let (dest, path) = if connect {
+        (split_host_port(target, 443), String::new())
+    } else if let Some(abs) = target.strip_prefix("http://") {
+        let (authority, path) = match abs.find('/') {
+            Some(i) => (&abs[..i], abs[i..].to_owned()),
+            None => (abs, "/".to_owned()),
+        };
+        (split_host_port(authority, 80), path)
+    } else {
+        let host = headers.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.eq_ignore_ascii_case("host").then(|| v.trim())
+        });
+        (host.and_then(|h| split_host_port(h, 80)), target.to_owned())
+    };
+    let Some((host, port)) = dest else {
+        respond(&mut conn, "400 Bad Request", "no destination host").await;
+        return Ok(());
+    };
+    let (set, instance) = rules.lock().unwrap_or_else(|p| p.into_inner()).current();
+    if let Err(why) = set.decide(&host, port) {
+        let reason = why.to_string();
+        log_refusal(events, &instance, &host, port, &reason);
+        let hint = format!(
+            "{host}:{port} refused ({reason}); allow it with `ai-sessctl net allow {instance} {host}{}`",
+            if port == 443 || port == 80 { String::new() } else { format!(":{port}") }
+        );
+        respond(&mut conn, "403 Forbidden", &hint).await;
+        return Ok(());
+    }
+    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), port)).await {
+        Ok(a) => a.collect(),
+        Err(_) => Vec::new(),
+    };
+    if addrs.is_empty() {
+        respond(
+            &mut conn,
+            "502 Bad Gateway",
+            &format!("{host}: name does not resolve"),
+        )
+        .await;
+        return Ok(());
+    }
+    let Some(addr) = addrs.iter().copied().find(|a| !forbidden(a.ip())) else {
+        let reason = "resolves to a loopback or link-local address";
+        log_refusal(events, &instance, &host, port, reason);
+        respond(&mut conn, "403 Forbidden", &format!("{host}: {reason}")).await;
+        return Ok(());
+    };
+    let mut up = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            respond(
+                &mut conn,
+                "502 Bad Gateway",
+                &format!("cannot connect to {host}:{port}"),
+            )
+            .await;
+            return Ok(());
+        }
+    };
+    let _ = up.set_nodelay(true);
+    let _ = conn.set_nodelay(true);
+    if connect {
+        conn.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await?;
+    } else {
+        // One request per connection: the next one may name another host.
+        let mut out = format!("{method} {path} {version}\r\n");
+        for h in &headers {
+            let name = h.split(':').next().unwrap_or("").trim();
+            let skip = [
+                "proxy-connection",
+                "proxy-authorization",
+                "connection",
+                "keep-alive",
+            ];
+            if !skip.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+                out.push_str(h);
+                out.push_str("\r\n");
+            }
+        }
+        out.push_str("Connection: close\r\n\r\n");
+        up.write_all(out.as_bytes()).await?;
+    }
+    if !rest.is_empty() {
+        up.write_all(&rest).await?;
+    }
+    let _ = tokio::io::copy_bidirectional_with_sizes(&mut conn, &mut up, 64 << 10, 64 << 10).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_parse() {
+        assert_eq!(split_host_port("a.b:443", 1), Some(("a.b".into(), 443)));
+        assert_eq!(split_host_port("a.b", 80), Some(("a.b".into(), 80)));
+        assert_eq!(split_host_port("[::1]:8", 1), Some(("::1".into(), 8)));
+        assert_eq!(split_host_port("a:x", 1), None);
+        assert!(forbidden("127.0.0.1".parse().unwrap()));
+        assert!(forbidden("169.254.169.254".parse().unwrap()));
+        assert!(!forbidden("172.17.0.2".parse().unwrap()));
+    }
+}

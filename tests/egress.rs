@@ -1,0 +1,413 @@
+//! Egress policy against the real engine. Destinations are busybox httpd
+//! containers on a test network with the names `allowed.test` and
+//! `blocked.test` (and port 8080 on the allowed one); nothing outside this
+//! machine is contacted. Under `allowlist` the agent reaches the allowed
+//! one by name through the proxy and nothing else (not the blocked one by
+//! name or IP, not another port, not the host); under `none` nothing;
+//! under `open` everything; refusals are in `net log` and the event log;
+//! `net allow` applies to a running instance; the agent, root or not,
+//! cannot lift the policy.
+
+mod common;
+mod docker_support;
+
+use common::{stderr, stdout, Env, TEST_IMAGE};
+use docker_support::*;
+use std::net::TcpListener;
+use std::process::Output;
+
+/// A test network with the two destinations; removed when dropped.
+struct Dest {
+    net: String,
+    names: Vec<String>,
+    blocked_ip: String,
+    allowed_ip: String,
+    /// The network's gateway: an address of this host.
+    gateway: String,
+}
+
+impl Dest {
+    fn new(env: &Env) -> Dest {
+        let net = format!("ais-eg-{}", env.token);
+        docker_ok(&["network", "create", &net]);
+        let mut names = Vec::new();
+        let mut ips = Vec::new();
+        for (alias, page) in [
+            ("allowed.test", "allowed-ok"),
+            ("blocked.test", "blocked-ok"),
+        ] {
+            let name = format!("{net}-{}", &alias[..alias.find('.').unwrap()]);
+            let script = format!(
+                "mkdir -p /tmp/a /tmp/b && echo {page} > /tmp/a/index.html && echo other-port > /tmp/b/index.html \
+                 && httpd -p 8080 -h /tmp/b && exec httpd -f -p 80 -h /tmp/a"
+            );
+            docker_ok(&[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--network",
+                &net,
+                "--network-alias",
+                alias,
+                "--label",
+                "ai.sessions.test=1",
+                TEST_IMAGE,
+                "sh",
+                "-c",
+                &script,
+            ]);
+            let ip = docker_ok(&[
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                &name,
+            ]);
+            ips.push(ip.trim().to_owned());
+            names.push(name);
+        }
+        let gateway = docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+            &net,
+        ])
+        .trim()
+        .to_owned();
+        Dest {
+            net,
+            names,
+            allowed_ip: ips[0].clone(),
+            blocked_ip: ips[1].clone(),
+            gateway,
+        }
+    }
+}
+
+impl Drop for Dest {
+    fn drop(&mut self) {
+        let _ = docker(
+            &[
+                &["rm", "-f"][..],
+                &self.names.iter().map(String::as_str).collect::<Vec<_>>(),
+            ]
+            .concat(),
+        );
+        let _ = docker(&["network", "rm", &self.net]);
+    }
+}
+
+fn config(env: &Env, dest: &Dest, egress: &str) {
+    env.write_config(&format!(
+        "egress = \"{egress}\"\nallow = [\"allowed.test\"]\nproxy_network = \"{}\"\n\n\
+         [global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
+         [resources.memory]\nlimit = \"128Mi\"\n\n\
+         [agents.claude]\nimage = \"{TEST_IMAGE}\"\nenv_passthrough = {PASSTHROUGH}\n",
+        dest.net
+    ));
+}
+
+fn start(env: &Env, name: &str, extra: &[&str]) -> (String, String) {
+    let proj = env.project(name);
+    let out = env
+        .cmd()
+        .current_dir(&proj)
+        .env("FAKE_AGENT_STAY", "1")
+        .args([&["start", "--mode", "claude", "--detach"][..], extra].concat())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (id, cid)
+}
+
+/// Runs `script` in the agent's container (as its user, or `user`).
+fn sh_as(cid: &str, user: Option<&str>, script: &str) -> Output {
+    let mut args = vec!["exec"];
+    if let Some(u) = user {
+        args.extend(["-u", u]);
+    }
+    args.extend([cid, "sh", "-c", script]);
+    docker(&args)
+}
+
+fn sh(cid: &str, script: &str) -> String {
+    let o = sh_as(cid, None, script);
+    format!("{}{}", stdout(&o), stderr(&o))
+}
+
+/// A request through the proxy the agent is given (`$http_proxy`).
+fn via_proxy(cid: &str, request: &str) -> String {
+    sh(
+        cid,
+        &format!(
+            "p=${{http_proxy#http://}}; printf '{request}' | nc -w 5 ${{p%:*}} ${{p##*:}} 2>&1 || echo no-proxy"
+        ),
+    )
+}
+
+fn get(cid: &str, url: &str) -> String {
+    via_proxy(cid, &format!("GET {url} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"))
+}
+
+fn connect(cid: &str, target: &str) -> String {
+    via_proxy(
+        cid,
+        &format!("CONNECT {target} HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n"),
+    )
+}
+
+/// A direct TCP connection from the agent, no proxy: prints `REACHED`.
+fn direct(cid: &str, host: &str, port: u16) -> String {
+    sh(
+        cid,
+        &format!(
+            "unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY; \
+             printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} {port} 2>&1 | grep -q 'HTTP/1' && echo REACHED || echo refused"
+        ),
+    )
+}
+
+/// A listener on a host address (the test network's gateway): what an
+/// agent could use to reach the host.
+fn host_listener(addr: &str) -> (TcpListener, u16) {
+    let l = TcpListener::bind((addr, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    // Answer like a web server so `direct` sees HTTP/1.
+    let l2 = l.try_clone().unwrap();
+    std::thread::spawn(move || loop {
+        if let Ok((mut s, _)) = l2.accept() {
+            use std::io::Write;
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nhost\n");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    });
+    (l, port)
+}
+
+fn refusals(env: &Env, id: &str) -> String {
+    env.ok(&["net", "log", id])
+}
+
+#[test]
+fn allowlist_reaches_the_allowed_host_by_name_and_nothing_else() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let (id, cid) = start(&env, &env.unique("allow"), &[]);
+    assert_eq!(env.instance(&id)["egress"], "allowlist");
+
+    // Allowed by name, through the proxy: plain HTTP and CONNECT.
+    assert!(
+        get(&cid, "http://allowed.test/").contains("allowed-ok"),
+        "{}",
+        get(&cid, "http://allowed.test/")
+    );
+    let c = connect(&cid, "allowed.test:80");
+    assert!(
+        c.contains("200 Connection established") && c.contains("allowed-ok"),
+        "{c}"
+    );
+
+    // Not the blocked host, by name or IP; not another port of the allowed one.
+    let b = get(&cid, "http://blocked.test/");
+    assert!(b.contains("403") && !b.contains("blocked-ok"), "{b}");
+    let b = connect(&cid, &format!("{}:80", dest.blocked_ip));
+    assert!(b.contains("403") && !b.contains("blocked-ok"), "{b}");
+    let p = connect(&cid, "allowed.test:8080");
+    assert!(p.contains("403") && !p.contains("other-port"), "{p}");
+    let p = get(&cid, &format!("http://{}/", dest.allowed_ip));
+    assert!(
+        p.contains("403"),
+        "the allowed host by IP is not the name: {p}"
+    );
+
+    // Around the proxy: no route to either destination, nor to the host,
+    // and no name resolves.
+    assert_eq!(direct(&cid, &dest.blocked_ip, 80).trim(), "refused");
+    assert_eq!(direct(&cid, &dest.allowed_ip, 80).trim(), "refused");
+    let (_l, port) = host_listener(&dest.gateway);
+    assert_eq!(
+        direct(&cid, &dest.gateway, port).trim(),
+        "refused",
+        "the host is not reachable"
+    );
+    let ns = sh(
+        &cid,
+        "nslookup allowed.test >/dev/null 2>&1 && echo RESOLVED || echo no",
+    );
+    assert_eq!(ns.trim(), "no", "DNS off the internal network");
+
+    // Every refusal is in `net log` and the event log.
+    let log = refusals(&env, &id);
+    for want in [
+        "blocked.test:80",
+        &format!("{}:80", dest.blocked_ip),
+        "allowed.test:8080",
+    ] {
+        assert!(log.contains(want), "net log lacks {want}:\n{log}");
+    }
+    assert!(!log.contains("allowed.test:80 "), "{log}");
+    let events = env.ok(&["events", "--json", "--level", "warn"]);
+    let ev: Vec<serde_json::Value> = events
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &serde_json::Value| e["component"] == "egress")
+        .collect();
+    assert!(
+        ev.iter().any(|e| e["level"] == "WARN"
+            && e["metadata"]["host"] == "blocked.test"
+            && e["metadata"]["port"] == 80
+            && e["metadata"]["instance"] == id.as_str()),
+        "{events}"
+    );
+
+    // `net allow` applies to the running instance: same container.
+    let out = env.ok(&["net", "allow", &id, "blocked.test"]);
+    assert!(out.contains("applied"), "{out}");
+    assert!(get(&cid, "http://blocked.test/").contains("blocked-ok"));
+    assert_eq!(env.instance(&id)["container_id"], cid.as_str());
+    let cfg = std::fs::read_to_string(env.state().join(format!("configs/{id}.toml"))).unwrap();
+    assert!(cfg.contains("blocked.test"), "{cfg}");
+    // A bad rule is refused and nothing changes.
+    let out = env.run(&["net", "allow", &id, "not a host"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+
+    // Stopped: the sidecar and the network go with the instance.
+    env.ok(&["stop", &id]);
+    let home = env.state().canonicalize().unwrap();
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(10), || {
+            containers_with_label("ai.home", home.to_str().unwrap()).is_empty()
+        }),
+        "left: {:?}",
+        containers_with_label("ai.home", home.to_str().unwrap())
+    );
+    let nets = docker_ok(&[
+        "network",
+        "ls",
+        "--filter",
+        &format!("label=ai.instance={id}"),
+        "-q",
+    ]);
+    assert!(nets.trim().is_empty(), "network left: {nets}");
+}
+
+#[test]
+fn the_agent_cannot_lift_the_policy_root_or_not() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let (_id, cid) = start(&env, &env.unique("lift"), &[]);
+    for user in [None, Some("0")] {
+        let o = sh_as(
+            &cid,
+            user,
+            "ip route replace default dev eth0 2>&1; ip link set eth0 down 2>&1; \
+             ip addr add 10.9.9.9/32 dev eth0 2>&1; echo 1 > /proc/sys/net/ipv4/ip_forward 2>&1; true",
+        );
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            text.matches("not permitted").count() + text.matches("Read-only").count() >= 3,
+            "as {user:?}: {text}"
+        );
+        // Unsetting the proxy variables leaves no way out.
+        assert_eq!(direct(&cid, &dest.blocked_ip, 80).trim(), "refused");
+        assert_eq!(direct(&cid, "blocked.test", 80).trim(), "refused");
+    }
+    // iptables is not there, and could do nothing without NET_ADMIN.
+    let caps = sh(&cid, "grep CapEff /proc/self/status");
+    assert!(caps.contains("0000000000000000"), "{caps}");
+    let c = common::inspect(&cid).unwrap();
+    assert!(
+        c["HostConfig"]["CapAdd"].is_null(),
+        "{}",
+        c["HostConfig"]["CapAdd"]
+    );
+    // The proxy still works afterwards.
+    assert!(get(&cid, "http://allowed.test/").contains("allowed-ok"));
+}
+
+#[test]
+fn none_reaches_nothing_and_open_reaches_everything() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    // The config says open; the flag says none.
+    config(&env, &dest, "open");
+    let (id, cid) = start(&env, &env.unique("none"), &["--egress", "none"]);
+    assert_eq!(env.instance(&id)["egress"], "none");
+    assert!(!sh(&cid, "env").contains("_proxy="), "no proxy under none");
+    assert!(get(&cid, "http://allowed.test/").contains("no-proxy"));
+    let o = sh(
+        &cid,
+        "nc -w 3 egress-proxy 3128 </dev/null && echo REACHED || echo refused",
+    );
+    assert!(o.contains("refused"), "{o}");
+    assert_eq!(direct(&cid, &dest.allowed_ip, 80).trim(), "refused");
+    assert_eq!(direct(&cid, &dest.gateway, 80).trim(), "refused");
+    let (_l, port) = host_listener(&dest.gateway);
+    assert_eq!(direct(&cid, &dest.gateway, port).trim(), "refused");
+    // A restart keeps the flag.
+    env.ok(&["restart", &id]);
+    assert_eq!(env.instance(&id)["egress"], "none");
+    env.ok(&["stop", &id]);
+
+    // Open: no proxy, the host (and so the world) is reachable directly.
+    let (id, cid) = start(&env, &env.unique("open"), &[]);
+    assert_eq!(env.instance(&id)["egress"], "open");
+    assert!(!sh(&cid, "env").contains("_proxy="));
+    let gw = sh(
+        &cid,
+        "ip route | sed -n 's/default via \\([^ ]*\\).*/\\1/p'",
+    );
+    let (_l, port) = host_listener(gw.trim());
+    assert_eq!(direct(&cid, gw.trim(), port).trim(), "REACHED");
+    let sidecars = docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=ai.role=egress-proxy",
+        "--filter",
+        &format!("label=ai.egress-for={id}"),
+        "-q",
+    ]);
+    assert!(sidecars.trim().is_empty(), "no sidecar under open");
+    env.ok(&["stop", &id]);
+}
+
+#[test]
+fn a_policy_the_host_runtime_cannot_enforce_is_refused() {
+    let env = Env::new();
+    let proj = env.project(&env.unique("hostrt"));
+    let out = env.run_in(
+        &proj,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "--egress",
+            "allowlist",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("enforced in containers only"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.registry()["instances"]
+        .as_object()
+        .is_none_or(|m| m.is_empty()));
+}
