@@ -456,6 +456,16 @@ pub enum ImageCmd {
     Build {
         #[arg(add = ArgValueCandidates::new(agent_candidates))]
         mode: Option<Mode>,
+        /// Build on this image instead of the Dockerfile's (Debian with
+        /// Node.js and npm); default: `[images] base`
+        #[arg(long, value_name = "IMAGE")]
+        base: Option<String>,
+        /// Network for the build's RUN steps (as `docker build --network`)
+        #[arg(long, value_name = "MODE")]
+        network: Option<String>,
+        /// Rebuild every step (e.g. to get the agent's newest release)
+        #[arg(long)]
+        no_cache: bool,
     },
 }
 

@@ -102,7 +102,12 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Dashboard { json } => dashboard::dashboard(&ctx, json),
         Command::Port(p) => port::port(&ctx, p),
         Command::Registry(r) => registry::registry(&ctx, r),
-        Command::Image(crate::cli::ImageCmd::Build { mode }) => image::build(&ctx, mode),
+        Command::Image(crate::cli::ImageCmd::Build {
+            mode,
+            base,
+            network,
+            no_cache,
+        }) => image::build(&ctx, mode, base, network, no_cache),
         Command::Login { mode, from_host } => login::login(&ctx, mode, from_host),
         Command::State(crate::cli::StateCmd::Migrate) => login::migrate(&ctx),
         Command::Net(n) => net::net(&ctx, n),

@@ -19,6 +19,7 @@ pub struct Settings {
     pub networking: Networking,
     pub alerts: Alerts,
     pub api: Api,
+    pub images: Images,
     /// Per-agent model settings recorded on the instance (`model`,
     /// `max_tokens`, `temperature`, …), kept free-form as in the seed.
     pub ai_config: BTreeMap<String, toml::Table>,
@@ -49,6 +50,7 @@ impl Default for Settings {
             networking: Networking::default(),
             alerts: Alerts::default(),
             api: Api::default(),
+            images: Images::default(),
             ai_config,
             agents: AgentSpec::builtin(),
             instance: None,
@@ -292,6 +294,18 @@ impl Default for Api {
             session_max: Dur(Duration::from_secs(7 * 86400)),
         }
     }
+}
+
+/// `[images]`: how `image build` builds the shipped Dockerfiles.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Images {
+    /// The image to build on instead of the Dockerfiles' `node:22-slim`
+    /// (Debian-based, with Node.js and npm); `--base` overrides it.
+    pub base: Option<String>,
+    /// Extra CA certificates (PEM files) the images trust, for system
+    /// tools, node and npm: e.g. a TLS-intercepting proxy's.
+    pub ca_certificates: Vec<String>,
 }
 
 /// `[agents.<mode>] state`: `agent` = `states/<mode>/` shared by the

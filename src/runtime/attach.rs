@@ -140,11 +140,25 @@ pub fn window_size() -> Option<(u16, u16)> {
 
 async fn resize(docker: &Docker, container: &str) {
     if let Some((h, w)) = window_size() {
-        let opts = q::ResizeContainerTTYOptionsBuilder::new()
-            .h(i32::from(h))
-            .w(i32::from(w))
-            .build();
-        let _ = docker.resize_container_tty(container, opts).await;
+        resize_to(docker, container, h, w).await;
+    }
+}
+
+async fn resize_to(docker: &Docker, container: &str, h: u16, w: u16) {
+    let opts = q::ResizeContainerTTYOptionsBuilder::new()
+        .h(i32::from(h))
+        .w(i32::from(w))
+        .build();
+    let _ = docker.resize_container_tty(container, opts).await;
+}
+
+/// Re-attaching to a running TUI: a size change (one column less, then the
+/// real size) makes it draw its screen again, which a resize to the size it
+/// already has would not (nor, for some, a change of height only).
+async fn redraw(docker: &Docker, container: &str) {
+    if let Some((h, w)) = window_size() {
+        resize_to(docker, container, h, w.saturating_sub(1).max(1)).await;
+        resize_to(docker, container, h, w).await;
     }
 }
 
@@ -207,7 +221,11 @@ pub async fn attach_container(
     let mut winch = signal(SignalKind::window_change()).ok();
     let mut term = signal(SignalKind::terminate()).ok();
     let mut hup = signal(SignalKind::hangup()).ok();
-    resize(docker, container).await;
+    if replay {
+        resize(docker, container).await;
+    } else {
+        redraw(docker, container).await;
+    }
     let mut stdin = spawn_stdin_pump();
     let mut stdin_open = true;
     let mut matcher = DetachMatcher::new(keys.to_vec());

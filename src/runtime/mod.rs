@@ -118,6 +118,16 @@ pub fn agent_env(
             env.push(format!("{name}={}", v.to_string_lossy()));
         }
     }
+    // The terminal goes along: colours (TERM, COLORTERM) and the locale, so
+    // a TUI draws as it would on the host.
+    for (name, v) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let terminal =
+            matches!(name, "TERM" | "COLORTERM" | "LANG" | "LANGUAGE") || name.starts_with("LC_");
+        if terminal && !passthrough.iter().any(|p| p == name) {
+            env.push(format!("{name}={}", v.to_string_lossy()));
+        }
+    }
     env
 }
 
