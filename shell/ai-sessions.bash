@@ -27,6 +27,7 @@
 #
 # Global names (nothing else leaks; functions use locals):
 #   AI_SESSIONS_PROMPT         the segment, e.g. "ai:2 claude● gemini◐"
+#                              (claude? = that agent waits for you)
 #                              (PS1 escapes included when coloured)
 #   _AI_SESSIONS_BIN           absolute path of ai-sessctl
 #   _AI_SESSIONS_AGENTS        agent functions defined by the last load
@@ -102,7 +103,7 @@ function ai-logs {
 # --------------------------------------------------------------- prompt
 
 # Recompute AI_SESSIONS_PROMPT from the lines of prompt.tsv ("$@"):
-# project_path TAB id TAB mode TAB status TAB port. Fields are split by IFS
+# project_path TAB id TAB mode TAB status TAB port [TAB activity]. Fields are split by IFS
 # word splitting (globbing off), twice as fast as parameter expansions; tabs
 # are IFS white space, so only the last field (port) may be empty.
 _ai_sessions_segment() {
@@ -124,7 +125,7 @@ _ai_sessions_segment() {
     if [[ $PWD == "$p" || $PWD == "$p"/* || $p == / ]]; then
       mode=${fld[2]//[^a-zA-Z0-9_.-]/?}
       case ${fld[3]} in
-        running) here+=" $mode$run" ;;
+        running) if [[ ${fld[5]-} == waiting ]]; then here+=" $mode?"; else here+=" $mode$run"; fi ;;
         paused) here+=" $mode$pause" ;;
         *) here+=" $mode$other" ;;
       esac

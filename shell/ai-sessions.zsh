@@ -23,6 +23,7 @@
 #
 # Global names (nothing else leaks; functions use `emulate -L zsh` and locals):
 #   AI_SESSIONS_PROMPT         the segment, e.g. "ai:2 claude● gemini◐"
+#                              (claude? = that agent waits for you)
 #                              (prompt escapes included when coloured)
 #   _AI_SESSIONS_BIN           absolute path of ai-sessctl
 #   _AI_SESSIONS_AGENTS        agent functions defined by the last load
@@ -95,7 +96,7 @@ function ai-logs {
 # --------------------------------------------------------------- prompt
 
 # Recompute AI_SESSIONS_PROMPT from prompt.tsv ($1).
-# Lines: project_path TAB id TAB mode TAB status TAB port.
+# Lines: project_path TAB id TAB mode TAB status TAB port [TAB activity].
 function _ai_sessions_segment {
   emulate -L zsh
   local f=$1 line p mode run=● pause=◐ other=○ here= pwdp=${PWD:A}
@@ -116,7 +117,7 @@ function _ai_sessions_segment {
           $pwdp == "$p" || $pwdp == "$p"/* ]]; then
       mode=${fields[3]//[^a-zA-Z0-9_.-]/?}
       case $fields[4] in
-        (running) here+=" $mode$run" ;;
+        (running) [[ ${fields[6]-} == waiting ]] && here+=" $mode?" || here+=" $mode$run" ;;
         (paused)  here+=" $mode$pause" ;;
         (*)       here+=" $mode$other" ;;
       esac

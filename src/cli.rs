@@ -311,6 +311,9 @@ pub enum Command {
     /// Apply the on_shell_exit policy to the instances a shell owns
     #[command(hide = true)]
     ShellExit { pid: u32 },
+    /// Follow the agents' activity and notify (started on demand)
+    #[command(hide = true)]
+    Notifier,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! config manager and event logger are the core; runtimes (docker, host)
 //! run instances; `cmd` holds one module per command group.
 
+pub mod activity;
 pub mod agent_state;
 pub mod api;
 pub mod cli;

@@ -1,6 +1,7 @@
 //! `prompt.tsv`: what the shell prompt needs, precomputed on every registry
 //! change so the precmd hook reads one small file with builtins only.
-//! Line format: `project_path<TAB>id<TAB>mode<TAB>status<TAB>port`.
+//! Line format: `project_path<TAB>id<TAB>mode<TAB>status<TAB>port<TAB>activity`
+//! (readers accept the older five columns too).
 
 use crate::error::Result;
 use crate::paths::StateDir;
@@ -17,8 +18,8 @@ pub fn render(reg: &Registry) -> String {
             inst.project_path.as_str()
         };
         out.push_str(&format!(
-            "{path}\t{}\t{}\t{}\t{}\n",
-            inst.id, inst.mode, inst.status, inst.port
+            "{path}\t{}\t{}\t{}\t{}\t{}\n",
+            inst.id, inst.mode, inst.status, inst.port, inst.activity
         ));
     }
     out
@@ -56,6 +57,9 @@ pub fn segment(reg: &Registry, cwd: &str) -> String {
         .map(|i| {
             let mark = if i.status == crate::types::Status::Paused {
                 '◐'
+            } else if i.activity == crate::types::Activity::Waiting {
+                // Needs you (a question or a permission to answer).
+                '?'
             } else {
                 '●'
             };

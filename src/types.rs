@@ -218,9 +218,71 @@ impl fmt::Display for Status {
     }
 }
 
+/// What an agent is doing, as it reports it through the file named by
+/// `AI_SESSION_STATUS_FILE`: working on a turn, waiting for the user (a
+/// question or a permission), idle (its turn is over), or unknown (it has
+/// not said, or cannot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activity {
+    Working,
+    Waiting,
+    Idle,
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl Activity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activity::Working => "working",
+            Activity::Waiting => "waiting",
+            Activity::Idle => "idle",
+            Activity::Unknown => "unknown",
+        }
+    }
+
+    /// The word an agent wrote (surrounding white space and case ignored);
+    /// `None` for anything else.
+    pub fn parse(word: &str) -> Option<Activity> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "working" => Some(Activity::Working),
+            "waiting" => Some(Activity::Waiting),
+            "idle" => Some(Activity::Idle),
+            "unknown" => Some(Activity::Unknown),
+            _ => None,
+        }
+    }
+
+    /// Whether the user is needed (or free to give the next task).
+    pub fn wants_user(self) -> bool {
+        matches!(self, Activity::Waiting | Activity::Idle)
+    }
+}
+
+impl fmt::Display for Activity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activity_words() {
+        assert_eq!(Activity::parse(" Waiting\n"), Some(Activity::Waiting));
+        assert_eq!(Activity::parse("idle"), Some(Activity::Idle));
+        assert_eq!(Activity::parse("sleeping"), None);
+        let a: Activity = serde_json::from_str("\"busy\"").unwrap();
+        assert_eq!(a, Activity::Unknown, "a word of a newer version loads");
+        assert_eq!(
+            serde_json::to_string(&Activity::Working).unwrap(),
+            "\"working\""
+        );
+    }
 
     #[test]
     fn ids_follow_the_seed_pattern() {

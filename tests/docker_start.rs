@@ -208,17 +208,26 @@ fn api_key_reaches_the_agent_and_is_never_written() {
     let id = format!("{name}-claude");
     let cname = format!("ai-{id}");
 
-    // Agent arguments arrive as given, never split or interpreted.
+    // Agent arguments arrive as given, never split or interpreted (after
+    // the generated hooks settings claude is handed).
     let c = inspect(&cname).unwrap();
     assert_eq!(
         c["Config"]["Cmd"],
-        serde_json::json!(["claude", "--model", "two words; $(x)"])
+        serde_json::json!([
+            "claude",
+            "--settings",
+            "/run/ai-sessions/claude-settings.json",
+            "--model",
+            "two words; $(x)"
+        ])
     );
     let mut logs = String::new();
     assert!(
         wait_until(Duration::from_secs(5), || {
             logs = env.ok(&["logs", &id]);
-            logs.contains("args=--model two words; $(x)")
+            logs.contains(
+                "args=--settings /run/ai-sessions/claude-settings.json --model two words; $(x)",
+            )
         }),
         "{logs}"
     );

@@ -238,8 +238,13 @@ fn config_values_are_argv_and_image_names_never_shell_code() {
         let c = inspect(&cname).unwrap();
         assert_eq!(
             c["Config"]["Cmd"],
-            serde_json::json!([format!("$(touch {m})"), format!("; touch {m}")]),
-            "argv as configured"
+            serde_json::json!([
+                format!("$(touch {m})"),
+                format!("; touch {m}"),
+                "--settings",
+                "/run/ai-sessions/claude-settings.json"
+            ]),
+            "argv as configured (then the generated hooks settings)"
         );
         assert!(
             wait_until(Duration::from_secs(10), || {
@@ -289,13 +294,22 @@ fn config_values_are_argv_and_image_names_never_shell_code() {
     let c = inspect(&cname).unwrap();
     assert_eq!(
         c["Config"]["Cmd"],
-        serde_json::json!(["claude", format!("$(touch {m})"), "a b;c", ""])
+        serde_json::json!([
+            "claude",
+            format!("$(touch {m})"),
+            "a b;c",
+            "",
+            "--settings",
+            "/run/ai-sessions/claude-settings.json"
+        ])
     );
     let mut logs = String::new();
     assert!(
         wait_until(Duration::from_secs(5), || {
             logs = env.ok(&["logs", &id]);
-            logs.contains(&format!("args=$(touch {m}) a b;c"))
+            logs.contains(&format!(
+                "args=$(touch {m}) a b;c  --settings /run/ai-sessions/claude-settings.json"
+            ))
         }),
         "{logs}"
     );

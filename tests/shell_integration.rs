@@ -728,3 +728,131 @@ fn shell_check_script_passes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ------------------------------------------------------- needs you
+
+/// `docker exec` in the instance's container: `sh -c SCRIPT` as the agent
+/// runs (its user, its environment).
+fn in_container(env: &Env, id: &str, script: &str) {
+    let cid = env.instance(id)["container_id"]
+        .as_str()
+        .expect("container id")
+        .to_owned();
+    let out = Command::new("docker")
+        .args(["exec", &cid, "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker exec: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until the activity watcher recorded `want` and considered it for
+/// a notification.
+fn wait_considered(env: &Env, id: &str, want: &str) {
+    assert!(
+        wait_until(POLL, || {
+            let i = env.instance(id);
+            i["activity"] == want
+                && !i["activity_since"].is_null()
+                && i["activity_notified"] == i["activity_since"]
+        }),
+        "{id} did not turn {want}: {:#}",
+        env.instance(id)
+    );
+}
+
+/// The agent says it waits: while a terminal is attached nothing is sent;
+/// detached, the prompt shows `claude?`, `list --json` says waiting and
+/// `alerts.command` runs once with the id, project and activity.
+fn needs_you(sh: Sh) {
+    let env = Env::new();
+    let alerts = env.state().join("alerts.log");
+    env.use_test_image(&format!(
+        "[alerts]\ncommand = [\"sh\", \"-c\", \"echo \\\"$AI_INSTANCE_ID $AI_PROJECT_NAME $AI_ACTIVITY\\\" >>{}\"]\n",
+        shq(alerts.to_str().unwrap())
+    ));
+    let alert_lines = || {
+        std::fs::read_to_string(&alerts)
+            .map(|s| s.lines().map(str::to_owned).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let (proj, name) = project(&env, "needs");
+    let s = Shell::start(&env, sh);
+    s.cd(&proj);
+    s.tmux.line("claude");
+    s.tmux.wait_count("fake-agent ready mode=claude", 1);
+    let (id, _) = only_instance(&env);
+
+    // Attached: the user sees the agent; no notification.
+    in_container(&env, &id, "echo waiting >\"$AI_SESSION_STATUS_FILE\"");
+    wait_considered(&env, &id, "waiting");
+    assert!(alert_lines().is_empty(), "attached: {:?}", alert_lines());
+    in_container(&env, &id, "echo working >\"$AI_SESSION_STATUS_FILE\"");
+    wait_considered(&env, &id, "working");
+
+    s.tmux.keys(&["C-p", "C-q"]);
+    s.tmux.wait_count("detached from", 1);
+    s.wait_prompt();
+    assert!(
+        s.prompt_segment().contains("ai:1 claude●"),
+        "{:?}",
+        s.prompt_segment()
+    );
+
+    // Detached: the status file (on the host) says waiting.
+    let status = env.state().join("activity").join(&id).join("status");
+    std::fs::write(&status, "waiting\n").unwrap();
+    // A prompt is drawn when a command ends: press Enter until it shows
+    // the mark (the watcher records the change within a fraction of a s).
+    let last_has_mark = |p: &str| {
+        p.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.contains("ai:1 claude?"))
+    };
+    assert!(
+        wait_until(POLL, || {
+            s.tmux.keys(&["Enter"]);
+            std::thread::sleep(Duration::from_millis(200));
+            last_has_mark(&s.tmux.capture())
+        }),
+        "the waiting mark in the prompt; pane:\n{}",
+        s.tmux.capture()
+    );
+    let listed: serde_json::Value = serde_json::from_str(&env.ok(&["list", "--json"])).unwrap();
+    assert_eq!(listed[0]["activity"], "waiting", "{listed:#}");
+    wait_considered(&env, &id, "waiting");
+    assert!(
+        wait_until(POLL, || !alert_lines().is_empty()),
+        "alerts.command did not run"
+    );
+    assert_eq!(
+        alert_lines(),
+        vec![format!("{id} {name} waiting")],
+        "once, with id, project, activity"
+    );
+    // Written again (the same word): no second notification.
+    std::fs::write(&status, "waiting\n").unwrap();
+    env.ok(&["list"]);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(alert_lines().len(), 1, "{:?}", alert_lines());
+}
+
+#[test]
+fn zsh_needs_you_mark_and_alert() {
+    require_docker!();
+    if shells_or_skip("zsh_needs_you_mark_and_alert", Some(Sh::Zsh)) {
+        needs_you(Sh::Zsh);
+    }
+}
+
+#[test]
+fn bash_needs_you_mark_and_alert() {
+    require_docker!();
+    if shells_or_skip("bash_needs_you_mark_and_alert", Some(Sh::Bash)) {
+        needs_you(Sh::Bash);
+    }
+}

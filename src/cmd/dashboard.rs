@@ -31,6 +31,7 @@ fn system_metrics() -> serde_json::Value {
 /// The seed's dashboard data, with live metrics of running instances
 /// (sampled now) and their last health.
 pub fn dashboard_value(ctx: &Ctx) -> Result<serde_json::Value> {
+    crate::activity::sync_quietly(ctx);
     let samples = super::stats::sample(ctx, None)?;
     let reg = ctx.store.load()?;
     let count = |s: Status| reg.instances.values().filter(|i| i.status == s).count();
@@ -43,6 +44,8 @@ pub fn dashboard_value(ctx: &Ctx) -> Result<serde_json::Value> {
                 "instance": i.id,
                 "mode": i.mode,
                 "status": i.status,
+                "activity": i.activity,
+                "activity_since": i.activity_since,
                 "port": i.port,
                 "cpu": i.resources.cpu_usage,
                 "memory": i.resources.memory_usage,

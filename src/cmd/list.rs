@@ -7,8 +7,34 @@ use crate::output::{human_age, human_duration, paint, print_json, status_color};
 use crate::registry::Instance;
 use crate::types::{InstanceId, Mode};
 
-pub fn list(ctx: &Ctx, status: StatusFilter, json: bool, quiet: bool) -> Result<u8> {
+/// The registry reconciled with the runtime, with the agents' latest
+/// activity read from their status files.
+fn current(ctx: &Ctx) -> Result<crate::registry::Registry> {
     let reg = crate::runtime::refresh(ctx)?;
+    if reg.live_count() == 0 {
+        return Ok(reg);
+    }
+    crate::activity::watch::ensure(ctx);
+    // Re-read even without changes of ours: the watcher may have recorded
+    // the same change a moment before.
+    crate::activity::sync_quietly(ctx);
+    ctx.store.load()
+}
+
+/// The activity as a list shows it: `-` when the instance is not live.
+fn activity_shown(i: &Instance, on: bool) -> String {
+    if !i.status.is_live() {
+        return "-".to_owned();
+    }
+    let a = i.activity;
+    match a {
+        crate::types::Activity::Waiting => paint(a.as_str(), "33;1", on),
+        _ => a.as_str().to_owned(),
+    }
+}
+
+pub fn list(ctx: &Ctx, status: StatusFilter, json: bool, quiet: bool) -> Result<u8> {
+    let reg = current(ctx)?;
     let rows: Vec<&Instance> = reg
         .instances
         .values()
@@ -104,7 +130,7 @@ fn uptime(i: &Instance) -> String {
 fn print_table(rows: &[&Instance]) {
     let on = crate::output::color_stdout();
     let header = [
-        "ID", "PROJECT", "MODE", "PORT", "STATUS", "LIMITS", "CPU", "MEM", "UPTIME",
+        "ID", "PROJECT", "MODE", "PORT", "STATUS", "ACTIVITY", "LIMITS", "CPU", "MEM", "UPTIME",
     ];
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -116,6 +142,7 @@ fn print_table(rows: &[&Instance]) {
                 i.mode.to_string(),
                 i.port.to_string(),
                 paint(i.status.as_str(), status_color(i.status), on),
+                activity_shown(i, on),
                 limits(i),
                 cpu,
                 mem,
@@ -127,7 +154,7 @@ fn print_table(rows: &[&Instance]) {
 }
 
 pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
-    let reg = crate::runtime::refresh(ctx)?;
+    let reg = current(ctx)?;
     let inst = reg.get(&id).ok_or_else(|| Error::not_found(&id))?;
     if json {
         print_json(inst)?;
@@ -143,6 +170,7 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
     if let Some(r) = &inst.status_reason {
         field("reason", r);
     }
+    field("activity", &activity_shown(inst, on));
     field("project", &inst.project_path);
     field("mode", inst.mode.as_str());
     field("port", &inst.address());
@@ -179,7 +207,7 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
 }
 
 pub fn find(ctx: &Ctx, project: &str, mode: Option<Mode>, json: bool) -> Result<u8> {
-    let reg = crate::runtime::refresh(ctx)?;
+    let reg = current(ctx)?;
     // A path names one project; anything else is matched as a project name.
     let path = std::path::Path::new(project);
     let as_path = if (project.contains('/') || project == ".") && path.is_dir() {

@@ -119,6 +119,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Completions { shell } => shell::completions(shell),
         Command::Prompt => shell::prompt(&ctx),
         Command::ShellExit { pid } => shell::shell_exit(&ctx, pid),
+        Command::Notifier => crate::activity::watch::run(&ctx).map(|_| 0),
     }
 }
 

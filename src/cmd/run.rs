@@ -99,6 +99,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
             }
             // The agent owns the terminal; our own ^C must not kill us first.
             let _ignore = IgnoreInterrupts::new();
+            let _attached = crate::activity::notify::attached_guard(ctx, &inst.id);
             let status = child
                 .wait()
                 .map_err(|e| Error::Other(format!("waiting for the agent: {e}")))?;
@@ -163,7 +164,10 @@ fn attach_to(ctx: &Ctx, inst: Instance, engine: Option<DockerEngine>) -> Result<
         ops::set_paused(ctx, &inst.id, false)?;
     }
     eprintln!("attached to {} (detach: {})", inst.id, keys_spec);
-    match engine.attach(&cid, &keys, fresh)? {
+    let attached = crate::activity::notify::attached_guard(ctx, &inst.id);
+    let end = engine.attach(&cid, &keys, fresh)?;
+    drop(attached);
+    match end {
         AttachEnd::Detached => {
             eprintln!(
                 "\r\ndetached from {id}; it keeps running. Back with `ai-sessctl attach {id}` (or run the agent again here).",

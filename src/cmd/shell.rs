@@ -59,6 +59,7 @@ pub fn completions(shell: CompletionShell) -> Result<u8> {
 }
 
 pub fn prompt(ctx: &Ctx) -> Result<u8> {
+    crate::activity::sync_quietly(ctx);
     let reg = ctx.store.load()?;
     let cwd = std::env::var("PWD")
         .ok()

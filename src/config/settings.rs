@@ -24,6 +24,7 @@ pub struct Settings {
     /// `max_tokens`, `temperature`, …), kept free-form as in the seed.
     pub ai_config: BTreeMap<String, toml::Table>,
     pub agents: BTreeMap<String, AgentSpec>,
+    pub worktree: Worktree,
     /// The seed's per-instance `instance:` block; informational.
     pub instance: Option<toml::Table>,
 }
@@ -53,6 +54,7 @@ impl Default for Settings {
             images: Images::default(),
             ai_config,
             agents: AgentSpec::builtin(),
+            worktree: Worktree::default(),
             instance: None,
         }
     }
@@ -152,6 +154,9 @@ pub struct Health {
     pub timeout: Dur,
     pub max_retries: u32,
     pub retry_delay: Dur,
+    /// `health watch` first brings back the instances that were running
+    /// before an engine restart or reboot (as `ai-sessctl resume` does).
+    pub restart_after_reboot: bool,
 }
 
 impl Default for Health {
@@ -161,6 +166,7 @@ impl Default for Health {
             timeout: Dur(Duration::from_secs(5)),
             max_retries: 3,
             retry_delay: Dur(Duration::from_secs(10)),
+            restart_after_reboot: false,
         }
     }
 }
@@ -264,6 +270,12 @@ pub struct Alerts {
     /// environment and as JSON on stdin.
     pub command: Option<Vec<String>>,
     pub command_timeout: Dur,
+    /// An instance that turns waiting/idle again within this long after a
+    /// notification is not notified again.
+    pub activity_debounce: Dur,
+    /// Ring the bell and send a desktop notification (OSC 777 and OSC 9)
+    /// to the terminal of the shell that owns the instance.
+    pub terminal: bool,
 }
 
 impl Default for Alerts {
@@ -273,6 +285,8 @@ impl Default for Alerts {
             memory_percent: 85.0,
             command: None,
             command_timeout: Dur(Duration::from_secs(10)),
+            activity_debounce: Dur(Duration::from_secs(10)),
+            terminal: true,
         }
     }
 }
@@ -347,6 +361,37 @@ pub struct AgentSpec {
     pub resources: Option<toml::Table>,
     pub health: Option<toml::Table>,
     pub networking: Option<toml::Table>,
+    /// How the agent reports its activity: hooks in a generated settings
+    /// file (`claude`, `gemini`), or `none` (activity stays unknown unless
+    /// the agent writes `$AI_SESSION_STATUS_FILE` itself).
+    pub hooks: HookKind,
+    /// The activities that notify (`alerts.command`, the terminal) when the
+    /// instance turns to them with no terminal attached; `[]` = never.
+    pub notify: Vec<crate::types::Activity>,
+    /// Arguments that make the agent continue its last conversation, used
+    /// when an instance comes back (`resume`) and its state dir holds one.
+    pub resume_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookKind {
+    Claude,
+    Gemini,
+    None,
+}
+
+/// `[worktree]`: instances started with `--worktree NAME`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Worktree {
+    /// Where worktrees are made (`~` expanded); default: a sibling of the
+    /// repository, `<repo>.worktrees/NAME`.
+    pub dir: Option<String>,
+    /// Untracked files copied from the repository into a new worktree.
+    pub copy: Vec<String>,
+    /// Commands run (by `sh -c`) in the container before the agent starts.
+    pub setup: Vec<String>,
 }
 
 impl Default for AgentSpec {
@@ -364,6 +409,12 @@ impl Default for AgentSpec {
             resources: None,
             health: None,
             networking: None,
+            hooks: HookKind::None,
+            notify: vec![
+                crate::types::Activity::Waiting,
+                crate::types::Activity::Idle,
+            ],
+            resume_args: Vec::new(),
         }
     }
 }
@@ -390,6 +441,8 @@ impl AgentSpec {
                 .collect()
         };
         let claude = AgentSpec {
+            hooks: HookKind::Claude,
+            resume_args: vec!["--continue".to_owned()],
             egress_allow: hosts(&[
                 "api.anthropic.com",
                 "console.anthropic.com",
@@ -406,6 +459,8 @@ impl AgentSpec {
             )
         };
         let gemini = AgentSpec {
+            hooks: HookKind::Gemini,
+            resume_args: vec!["--resume".to_owned(), "latest".to_owned()],
             egress_allow: hosts(&[
                 "generativelanguage.googleapis.com",
                 "cloudcode-pa.googleapis.com",

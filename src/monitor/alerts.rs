@@ -246,31 +246,49 @@ pub fn emit(ctx: &Ctx, a: &Alert) {
 /// Runs the alert command without a shell: the alert in `AI_ALERT_*`
 /// variables and as JSON on stdin; killed after `timeout`.
 fn run_command(argv: &[String], a: &Alert, timeout: Duration) -> std::result::Result<(), String> {
-    let mut child = Command::new(&argv[0])
+    let env = [
+        ("AI_ALERT_KIND", a.kind.to_owned()),
+        ("AI_ALERT_LEVEL", a.level.as_str().to_owned()),
+        ("AI_ALERT_INSTANCE", a.instance.clone()),
+        ("AI_ALERT_VALUE", a.value.clone()),
+        ("AI_ALERT_THRESHOLD", a.threshold.clone()),
+        ("AI_ALERT_MESSAGE", a.message.clone()),
+    ];
+    let stdin = serde_json::to_string(a).unwrap_or_default();
+    run_program(argv, &env, &stdin, timeout)
+}
+
+/// Runs `argv` without a shell with `env` added and `stdin` written to it;
+/// killed after `timeout`. Output is discarded.
+pub fn run_program(
+    argv: &[String],
+    env: &[(&str, String)],
+    stdin: &str,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    let Some(program) = argv.first() else {
+        return Err("alerts.command is empty".into());
+    };
+    let mut child = Command::new(program)
         .args(&argv[1..])
-        .env("AI_ALERT_KIND", a.kind)
-        .env("AI_ALERT_LEVEL", a.level.as_str())
-        .env("AI_ALERT_INSTANCE", &a.instance)
-        .env("AI_ALERT_VALUE", &a.value)
-        .env("AI_ALERT_THRESHOLD", &a.threshold)
-        .env("AI_ALERT_MESSAGE", &a.message)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("{}: {e}", argv[0]))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(serde_json::to_string(a).unwrap_or_default().as_bytes());
+        .map_err(|e| format!("{program}: {e}"))?;
+    if let Some(mut pipe) = child.stdin.take() {
+        let _ = pipe.write_all(stdin.as_bytes());
     }
     let end = Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("{} exited with {status}", argv[0])),
+            Ok(Some(status)) => return Err(format!("{program} exited with {status}")),
             Ok(None) if Instant::now() >= end => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{} timed out after {timeout:?}", argv[0]));
+                return Err(format!("{program} timed out after {timeout:?}"));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => return Err(e.to_string()),

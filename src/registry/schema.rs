@@ -2,7 +2,7 @@
 //! object keeps fields it does not know in `extra`, so a newer version's
 //! data survives a rewrite by this one.
 
-use crate::types::{InstanceId, Mode, Port, Status};
+use crate::types::{Activity, InstanceId, Mode, Port, Status};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -88,6 +88,16 @@ pub struct Instance {
     pub health: Option<Health>,
     #[serde(default)]
     pub restarts: u32,
+    /// What the agent last reported (see `crate::activity`).
+    #[serde(default)]
+    pub activity: Activity,
+    /// When `activity` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_since: Option<DateTime<Utc>>,
+    /// The `activity_since` of the change last notified (or judged not
+    /// worth a notification), so each change is considered once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_notified: Option<DateTime<Utc>>,
     /// While `initializing`: the process that is starting it.
     #[serde(
         default,
@@ -329,6 +339,10 @@ mod tests {
         assert_eq!(i.config["max_tokens"], 4096);
         let again: Registry = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(again.instances.len(), 1);
+        // A registry without activity loads as unknown and says so after.
+        assert_eq!(i.activity, crate::types::Activity::Unknown);
+        let out = serde_json::to_value(&r).unwrap();
+        assert_eq!(out["instances"]["project-a-claude"]["activity"], "unknown");
     }
 
     #[test]

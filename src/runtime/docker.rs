@@ -291,10 +291,15 @@ impl DockerEngine {
                 init: Some(true),
                 security_opt: Some(vec!["no-new-privileges".to_owned()]),
                 cap_drop: Some(vec!["ALL".to_owned()]),
-                mounts: Some(vec![
-                    bind(spec.project, &workdir),
-                    bind(&spec.state_dir, &agent.state_dir),
-                ]),
+                mounts: Some(
+                    [
+                        bind(spec.project, &workdir),
+                        bind(&spec.state_dir, &agent.state_dir),
+                    ]
+                    .into_iter()
+                    .chain(spec.mounts.iter().map(|(src, dst)| bind(src, dst)))
+                    .collect(),
+                ),
                 ..Default::default()
             }),
             ..Default::default()

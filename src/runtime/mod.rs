@@ -38,6 +38,9 @@ pub struct LaunchSpec<'a> {
     /// agent's output goes (`None`: it shares the caller's terminal).
     pub cwd: PathBuf,
     pub log: Option<PathBuf>,
+    /// Containers: more host directories bound read-write (host path,
+    /// path inside), e.g. the activity directory.
+    pub mounts: Vec<(PathBuf, String)>,
 }
 
 /// What a runtime started.

@@ -76,7 +76,9 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
             return Err(e);
         }
     };
-    record(ctx, plan, launched)
+    let started = record(ctx, plan, launched)?;
+    crate::activity::watch::ensure(ctx);
+    Ok(started)
 }
 
 /// What [`reserve`] registered, for the later phases.
@@ -282,6 +284,16 @@ fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
         RuntimeKind::Host => inst.socket_path.clone().unwrap_or_default(),
     };
     let project_name = project_name_of(&req.project);
+    let wiring = crate::activity::prepare(&ctx.dirs, id, &plan.eff.agent, plan.kind)?;
+    let args: Vec<String> = wiring.args.iter().chain(&req.args).cloned().collect();
+    let mut env = agent_env(
+        id,
+        &req.mode,
+        inst.port,
+        &socket,
+        &plan.eff.agent.env_passthrough,
+    );
+    env.extend(wiring.env);
     let spec = LaunchSpec {
         id,
         project: &req.project,
@@ -289,21 +301,20 @@ fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
         mode: &req.mode,
         port: inst.port,
         eff: &plan.eff,
-        args: &req.args,
+        args: &args,
         state_dir,
-        env: agent_env(
-            id,
-            &req.mode,
-            inst.port,
-            &socket,
-            &plan.eff.agent.env_passthrough,
-        ),
+        env,
         home: super::docker::home_label(&ctx.dirs),
         cwd: std::env::current_dir()
             .ok()
             .filter(|d| d.starts_with(&req.project))
             .unwrap_or_else(|| req.project.clone()),
         log: req.detach.then(|| ctx.dirs.instance_log(id)),
+        mounts: wiring
+            .mount
+            .map(|m| (m, crate::activity::MOUNT.to_owned()))
+            .into_iter()
+            .collect(),
     };
     let runtime: &dyn Runtime = match &plan.engine {
         Some(engine) if plan.kind == RuntimeKind::Docker => engine,
@@ -353,6 +364,7 @@ fn record(ctx: &Ctx, plan: Box<Plan>, launched: Launched) -> Result<Started> {
         inst.exit_code = None;
         inst.status_reason = None;
         inst.starter = None;
+        crate::activity::set(inst, crate::types::Activity::Unknown);
         let why = inst.stopping.as_ref().map(|m| m.reason.clone());
         Ok(Some((inst.clone(), why)))
     });
@@ -831,6 +843,7 @@ pub fn remove(ctx: &Ctx, id: &InstanceId, force: bool, state: bool) -> Result<()
         Ok(())
     })?;
     let _ = std::fs::remove_file(ctx.dirs.socket_of(id));
+    let _ = crate::activity::remove(&ctx.dirs, id);
     if state {
         let dir = ctx.dirs.state_of(id);
         if dir.exists() {

@@ -1,0 +1,200 @@
+//! "Needs you": what each agent is doing (`working`, `waiting`, `idle`,
+//! `unknown`), reported by the agent itself.
+//!
+//! Every instance gets a private directory `activity/<id>/` in the state
+//! home (mounted read-write at [`MOUNT`] in its container) and the variable
+//! `AI_SESSION_STATUS_FILE` naming the file `status` in it; the agent writes
+//! one word there (for the shipped agents, hooks in a generated settings
+//! file do it: see [`hooks`]). [`sync`] copies what the files say into the
+//! registry (so `prompt.tsv`, `list`, the API see it): every command that
+//! shows instances runs it, and the background watcher ([`watch`]) runs it
+//! four times a second while any instance is live, so the prompt turns
+//! without the user running anything, and notifies ([`notify`]).
+
+pub mod hooks;
+pub mod notify;
+pub mod watch;
+
+use crate::config::AgentSpec;
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::events::Level;
+use crate::paths::StateDir;
+use crate::registry::{Instance, RuntimeKind};
+use crate::types::{Activity, InstanceId};
+use chrono::Utc;
+use serde_json::json;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Where an instance's activity directory is mounted in its container.
+pub const MOUNT: &str = "/run/ai-sessions";
+/// The file the agent writes, in that directory.
+pub const STATUS_FILE: &str = "status";
+pub const ENV: &str = "AI_SESSION_STATUS_FILE";
+
+/// `activity/<id>/` in the state home.
+pub fn dir_of(dirs: &StateDir, id: &InstanceId) -> PathBuf {
+    dirs.root().join("activity").join(id.as_str())
+}
+
+pub fn status_file(dirs: &StateDir, id: &InstanceId) -> PathBuf {
+    dir_of(dirs, id).join(STATUS_FILE)
+}
+
+/// What a launch adds so the agent can report: environment, arguments
+/// before the user's, and (containers) the directory to mount at [`MOUNT`].
+#[derive(Debug, Default)]
+pub struct Wiring {
+    pub env: Vec<String>,
+    pub args: Vec<String>,
+    pub mount: Option<PathBuf>,
+}
+
+/// Prepares the activity directory of a new run of `id` (a previous run's
+/// word is cleared: the new agent has said nothing yet) and the hook
+/// settings for `agent`.
+pub fn prepare(
+    dirs: &StateDir,
+    id: &InstanceId,
+    agent: &AgentSpec,
+    kind: RuntimeKind,
+) -> Result<Wiring> {
+    let dir = dir_of(dirs, id);
+    dirs.ensure_sub(&dirs.root().join("activity"))?;
+    crate::paths::ensure_private_dir(&dir)?;
+    let status = dir.join(STATUS_FILE);
+    crate::registry::atomic_write(&status, b"unknown\n")?;
+    // Paths as the agent sees them.
+    let inside = |name: &str| match kind {
+        RuntimeKind::Docker => format!("{MOUNT}/{name}"),
+        RuntimeKind::Host => dir.join(name).to_string_lossy().into_owned(),
+    };
+    let mut w = Wiring {
+        env: vec![format!("{ENV}={}", inside(STATUS_FILE))],
+        args: Vec::new(),
+        mount: (kind == RuntimeKind::Docker).then(|| dir.clone()),
+    };
+    if let Some(file) = hooks::write(&dir, agent.hooks)? {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (env, args) = hooks::wiring(agent.hooks, &inside(&name));
+        w.env.extend(env);
+        w.args.extend(args);
+    }
+    Ok(w)
+}
+
+/// The word in an activity file; `None` when absent or unreadable (an
+/// agent mid-write leaves an empty file for a moment: that is not news).
+pub fn read(path: &Path) -> Option<Activity> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut buf = [0u8; 64];
+    let n = f.read(&mut buf).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .and_then(Activity::parse)
+}
+
+/// A change of activity recorded by [`sync`].
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: InstanceId,
+    pub from: Activity,
+    pub to: Activity,
+}
+
+/// Copies what the live instances' files say into the registry; takes the
+/// lock only when something changed. Returns the changes.
+pub fn sync(ctx: &Ctx) -> Result<Vec<Change>> {
+    let reg = ctx.store.load()?;
+    let seen: Vec<(InstanceId, Activity)> = reg
+        .instances
+        .values()
+        .filter(|i| i.status.is_live())
+        .filter_map(|i| {
+            let now = read(&status_file(&ctx.dirs, &i.id))?;
+            (now != i.activity).then(|| (i.id.clone(), now))
+        })
+        .collect();
+    if seen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let changes = ctx.store.update(|reg| {
+        let mut out = Vec::new();
+        for (id, to) in &seen {
+            if let Some(i) = reg.instances.get_mut(id) {
+                if i.status.is_live() && i.activity != *to {
+                    out.push(Change {
+                        id: id.clone(),
+                        from: i.activity,
+                        to: *to,
+                    });
+                    set(i, *to);
+                }
+            }
+        }
+        Ok(out)
+    })?;
+    for c in &changes {
+        ctx.events().log(
+            Level::Info,
+            "activity",
+            &format!("{} is {}", c.id, c.to),
+            json!({"instance": c.id, "activity": c.to, "from": c.from}),
+        );
+    }
+    Ok(changes)
+}
+
+/// Records `a` on an entry (under the caller's lock).
+pub fn set(i: &mut Instance, a: Activity) {
+    if i.activity != a {
+        i.activity = a;
+        i.activity_since = Some(Utc::now());
+    }
+}
+
+/// [`sync`] for commands that show instances: a failure to read activity
+/// must not fail `list`.
+pub fn sync_quietly(ctx: &Ctx) {
+    if let Err(e) = sync(ctx) {
+        if std::env::var_os("AI_SESSIONS_DEBUG").is_some() {
+            eprintln!("ai-sessctl: activity: {e}");
+        }
+    }
+}
+
+/// Removes an instance's activity directory (with `rm`).
+pub fn remove(dirs: &StateDir, id: &InstanceId) -> Result<()> {
+    let dir = dir_of(dirs, id);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_last_word() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("s");
+        assert_eq!(read(&f), None);
+        std::fs::write(&f, "").unwrap();
+        assert_eq!(read(&f), None, "mid-write");
+        std::fs::write(&f, "working\nwaiting\n").unwrap();
+        assert_eq!(read(&f), Some(Activity::Waiting));
+        std::fs::write(&f, "IDLE").unwrap();
+        assert_eq!(read(&f), Some(Activity::Idle));
+        std::fs::write(&f, "garbage").unwrap();
+        assert_eq!(read(&f), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! Notifications when an agent needs the user: an instance that turns
+//! `waiting` or `idle` while no terminal is attached to it runs
+//! `alerts.command`, rings the bell and sends a desktop notification
+//! (OSC 777 and OSC 9) to the terminal of the shell that owns it, and logs
+//! an event (the dashboard and the API's event stream show it). Which
+//! activities notify is per agent (`[agents.<mode>] notify`); a second
+//! notification of the same instance within `alerts.activity_debounce` is
+//! dropped.
+
+use crate::context::Ctx;
+use crate::error::Result;
+use crate::events::Level;
+use crate::registry::Instance;
+use crate::types::{Activity, InstanceId};
+use serde_json::json;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Held (shared) by every process attached to an instance's terminal.
+fn attach_lock(ctx: &Ctx, id: &InstanceId) -> PathBuf {
+    super::dir_of(&ctx.dirs, id).join("attach.lock")
+}
+
+/// Says "a terminal is attached to `id`" for as long as it lives.
+pub struct Attached(#[allow(dead_code)] Option<File>);
+
+pub fn attached_guard(ctx: &Ctx, id: &InstanceId) -> Attached {
+    let path = attach_lock(ctx, id);
+    let file = crate::paths::open_private_append(&path).ok();
+    if let Some(f) = &file {
+        // SAFETY: flock on a descriptor we own; released when it closes.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) };
+    }
+    Attached(file)
+}
+
+/// Whether some process holds the attach lock of `id`.
+pub fn is_attached(ctx: &Ctx, id: &InstanceId) -> bool {
+    let Ok(f) = File::open(attach_lock(ctx, id)) else {
+        return false;
+    };
+    // SAFETY: as above; a lock we get is dropped at once.
+    let got = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if got {
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+    }
+    !got
+}
+
+/// Per watcher: when each instance was last notified (for the debounce).
+#[derive(Default)]
+pub struct Notifier {
+    last: HashMap<InstanceId, Instant>,
+}
+
+impl Notifier {
+    /// Looks at every live instance whose current activity has not been
+    /// considered yet; notifies where due and records that it looked.
+    pub fn run(&mut self, ctx: &Ctx) -> Result<usize> {
+        let reg = ctx.store.load()?;
+        let due: Vec<Instance> = reg
+            .instances
+            .values()
+            .filter(|i| i.status.is_live() && i.activity_since.is_some())
+            .filter(|i| i.activity_notified != i.activity_since)
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return Ok(0);
+        }
+        ctx.store.update(|reg| {
+            for d in &due {
+                if let Some(i) = reg.instances.get_mut(&d.id) {
+                    if i.activity_since == d.activity_since {
+                        i.activity_notified = d.activity_since;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let settings = ctx.global()?;
+        let mut sent = 0;
+        for inst in &due {
+            if !inst.activity.wants_user() {
+                continue;
+            }
+            let wanted = crate::runtime::ops::effective_for(ctx, &inst.id)
+                .map(|e| e.agent.notify.contains(&inst.activity))
+                .unwrap_or(true);
+            if !wanted || is_attached(ctx, &inst.id) {
+                continue;
+            }
+            let window = settings.alerts.activity_debounce.0;
+            if self
+                .last
+                .get(&inst.id)
+                .is_some_and(|t| t.elapsed() < window)
+            {
+                continue;
+            }
+            self.last.insert(inst.id.clone(), Instant::now());
+            notify(ctx, &settings, inst);
+            sent += 1;
+        }
+        Ok(sent)
+    }
+}
+
+fn message(inst: &Instance) -> String {
+    let what = match inst.activity {
+        Activity::Waiting => "needs you",
+        Activity::Idle => "is done",
+        _ => "changed",
+    };
+    format!("{} ({}) {what}", inst.id, inst.project_name)
+}
+
+fn notify(ctx: &Ctx, settings: &crate::config::Settings, inst: &Instance) {
+    let msg = message(inst);
+    ctx.events().log(
+        Level::Warn,
+        "activity",
+        &msg,
+        json!({"alert": "ACTIVITY", "instance": inst.id, "activity": inst.activity,
+               "project": inst.project_path}),
+    );
+    if settings.alerts.terminal {
+        if let Some(pid) = inst.owner_pid {
+            terminal(pid, inst.owner_start_time, &msg);
+        }
+    }
+    let Some(argv) = settings.alerts.command.as_ref().filter(|a| !a.is_empty()) else {
+        return;
+    };
+    let env = [
+        ("AI_ALERT_KIND", "ACTIVITY".to_owned()),
+        ("AI_ALERT_LEVEL", "info".to_owned()),
+        ("AI_ALERT_INSTANCE", inst.id.to_string()),
+        ("AI_ALERT_MESSAGE", msg.clone()),
+        ("AI_INSTANCE_ID", inst.id.to_string()),
+        ("AI_PROJECT", inst.project_path.clone()),
+        ("AI_PROJECT_NAME", inst.project_name.clone()),
+        ("AI_MODE", inst.mode.to_string()),
+        ("AI_ACTIVITY", inst.activity.to_string()),
+    ];
+    let stdin = json!({"kind": "ACTIVITY", "instance": inst.id, "project": inst.project_path,
+                       "mode": inst.mode, "activity": inst.activity, "message": msg})
+    .to_string();
+    if let Err(e) =
+        crate::monitor::alerts::run_program(argv, &env, &stdin, settings.alerts.command_timeout.0)
+    {
+        ctx.events().log(
+            Level::Warn,
+            "activity",
+            "alert command failed",
+            json!({"error": e}),
+        );
+    }
+}
+
+/// The bell and a desktop notification (OSC 777, then OSC 9; terminals
+/// ignore the one they do not know) written to the terminal of `pid`.
+fn terminal(pid: u32, start_time: Option<u64>, msg: &str) {
+    if !crate::procinfo::alive(pid, start_time) {
+        return;
+    }
+    let Some(tty) = tty_of(pid) else { return };
+    let clean: String = msg
+        .chars()
+        .filter(|c| !c.is_control() && *c != ';')
+        .collect();
+    let seq = format!("\x07\x1b]777;notify;ai-sessions;{clean}\x1b\\\x1b]9;{clean}\x1b\\");
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(&tty)
+    {
+        let _ = f.write_all(seq.as_bytes());
+    }
+}
+
+/// The terminal device on `pid`'s stdin/stderr, if it is one.
+fn tty_of(pid: u32) -> Option<PathBuf> {
+    [0, 2].iter().find_map(|fd| {
+        let p = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+        let s = p.to_str()?;
+        (s.starts_with("/dev/pts/") || s.starts_with("/dev/tty")).then_some(p)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn the_owner_terminal_gets_the_bell_and_a_desktop_notification() {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave = std::fs::File::from(pty.slave);
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .stdin(slave)
+            .spawn()
+            .unwrap();
+        terminal(child.id(), None, "api-claude (api) needs you; now\x1b[2J");
+        let mut master = std::fs::File::from(pty.master);
+        let mut buf = [0u8; 256];
+        let n = master.read(&mut buf).unwrap();
+        let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(got.starts_with('\x07'), "{got:?}");
+        assert!(
+            got.contains("\x1b]777;notify;ai-sessions;api-claude (api) needs you now[2J\x1b\\"),
+            "control characters and ';' stripped: {got:?}"
+        );
+        assert!(got.contains("\x1b]9;api-claude"), "{got:?}");
+    }
+}
