@@ -238,13 +238,8 @@ fn config_values_are_argv_and_image_names_never_shell_code() {
         let c = inspect(&cname).unwrap();
         assert_eq!(
             c["Config"]["Cmd"],
-            serde_json::json!([
-                format!("$(touch {m})"),
-                format!("; touch {m}"),
-                "--settings",
-                "/run/ai-sessions/claude-settings.json"
-            ]),
-            "argv as configured (then the generated hooks settings)"
+            serde_json::json!([format!("$(touch {m})"), format!("; touch {m}")]),
+            "argv as configured"
         );
         assert!(
             wait_until(Duration::from_secs(10), || {

@@ -352,16 +352,22 @@ fn ids_derived_from_hostile_paths_are_sanitised_and_state_stays_home() {
             .find(|l| l.split('\t').nth(1) == Some(id.as_str()))
             .unwrap_or_else(|| panic!("{id} not in prompt.tsv:\n{prompt}"));
         let cols: Vec<&str> = line.split('\t').collect();
-        assert_eq!(cols.len(), 5, "{line:?}");
+        assert_eq!(cols.len(), 6, "{line:?}");
         assert_eq!(cols[0], dir.to_str().unwrap());
     }
     let names: Vec<String> = tree(env.state())
         .into_iter()
-        .filter(|n| !n.starts_with("states/") && !n.starts_with("logs/") && !n.starts_with(".tmp-"))
+        .filter(|n| {
+            !n.starts_with("states/")
+                && !n.starts_with("logs/")
+                && !n.starts_with("activity/")
+                && !n.starts_with(".tmp-")
+        })
         .collect();
     for n in &names {
         assert!(
             [
+                "activity",
                 "config.toml",
                 "logs",
                 "prompt.tsv",

@@ -155,7 +155,7 @@ fn list_shows_the_seed_columns_and_reconciles() {
     let rows = table(&out);
     assert_eq!(
         rows[0],
-        ["ID", "PROJECT", "MODE", "PORT", "STATUS", "LIMITS", "CPU", "MEM", "UPTIME"],
+        ["ID", "PROJECT", "MODE", "PORT", "STATUS", "ACTIVITY", "LIMITS", "CPU", "MEM", "UPTIME"],
         "{out}"
     );
     assert_eq!(rows.len(), 7, "{out}");
@@ -166,12 +166,13 @@ fn list_shows_the_seed_columns_and_reconciles() {
     };
     let api = row("api-claude");
     assert_eq!(
-        api[1..8],
+        api[1..9],
         [
             w.api.to_str().unwrap(),
             "claude",
             &w.port.to_string(),
             "running",
+            "unknown",
             "500m / 1Gi",
             "-",
             "-"
@@ -179,9 +180,9 @@ fn list_shows_the_seed_columns_and_reconciles() {
         "{out}"
     );
     assert!(
-        api[8].starts_with("2h"),
+        api[9].starts_with("2h"),
         "uptime of a 2 h old instance: {:?}",
-        api[8]
+        api[9]
     );
     assert_eq!(row("tools-claude")[4], "paused");
     assert_eq!(
@@ -189,9 +190,10 @@ fn list_shows_the_seed_columns_and_reconciles() {
         "initializing",
         "a young start is left alone"
     );
-    assert_eq!(row("docs-gemini")[5], "-");
+    assert_eq!(row("docs-gemini")[6], "-");
     assert_eq!(row("api-gemini")[4], "stopped");
-    assert_eq!(row("api-gemini")[8], "-", "no uptime when stopped");
+    assert_eq!(row("api-gemini")[5], "-", "no activity when stopped");
+    assert_eq!(row("api-gemini")[9], "-", "no uptime when stopped");
     assert_eq!(row("web-claude")[4], "error");
     assert_eq!(
         row("ghost-claude")[4],
@@ -428,6 +430,7 @@ fn prompt_file_follows_the_registry() {
             "claude".into(),
             "running".into(),
             (p + 1).to_string(),
+            "unknown".into(),
         ],
         vec![
             path("docs"),
@@ -435,6 +438,7 @@ fn prompt_file_follows_the_registry() {
             "gemini".into(),
             "initializing".into(),
             (p + 3).to_string(),
+            "unknown".into(),
         ],
         // Not reconciled yet: port alloc does not look at processes.
         vec![
@@ -443,6 +447,7 @@ fn prompt_file_follows_the_registry() {
             "claude".into(),
             "running".into(),
             (p + 6).to_string(),
+            "unknown".into(),
         ],
         vec![
             path("tools"),
@@ -450,6 +455,7 @@ fn prompt_file_follows_the_registry() {
             "claude".into(),
             "paused".into(),
             (p + 2).to_string(),
+            "unknown".into(),
         ],
     ];
     assert_eq!(lines, want, "{text}");

@@ -70,7 +70,7 @@ pub fn write(dir: &Path, kind: HookKind) -> Result<Option<PathBuf>> {
     let (name, v) = match kind {
         HookKind::Claude => (CLAUDE_FILE, claude_settings()),
         HookKind::Gemini => (GEMINI_FILE, gemini_settings()),
-        HookKind::None => return Ok(None),
+        HookKind::None | HookKind::Auto => return Ok(None),
     };
     let path = dir.join(name);
     let mut bytes = serde_json::to_vec_pretty(&v).unwrap_or_default();
@@ -88,7 +88,7 @@ pub fn wiring(kind: HookKind, path: &str) -> (Vec<String>, Vec<String>) {
             vec![format!("GEMINI_CLI_SYSTEM_SETTINGS_PATH={path}")],
             Vec::new(),
         ),
-        HookKind::None => (Vec::new(), Vec::new()),
+        HookKind::None | HookKind::Auto => (Vec::new(), Vec::new()),
     }
 }
 

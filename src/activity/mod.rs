@@ -75,12 +75,13 @@ pub fn prepare(
         args: Vec::new(),
         mount: (kind == RuntimeKind::Docker).then(|| dir.clone()),
     };
-    if let Some(file) = hooks::write(&dir, agent.hooks)? {
+    let kind_of_hooks = agent.hook_kind();
+    if let Some(file) = hooks::write(&dir, kind_of_hooks)? {
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let (env, args) = hooks::wiring(agent.hooks, &inside(&name));
+        let (env, args) = hooks::wiring(kind_of_hooks, &inside(&name));
         w.env.extend(env);
         w.args.extend(args);
     }

@@ -363,7 +363,8 @@ pub struct AgentSpec {
     pub networking: Option<toml::Table>,
     /// How the agent reports its activity: hooks in a generated settings
     /// file (`claude`, `gemini`), or `none` (activity stays unknown unless
-    /// the agent writes `$AI_SESSION_STATUS_FILE` itself).
+    /// the agent writes `$AI_SESSION_STATUS_FILE` itself); `auto` picks by
+    /// the command's program name.
     pub hooks: HookKind,
     /// The activities that notify (`alerts.command`, the terminal) when the
     /// instance turns to them with no terminal attached; `[]` = never.
@@ -376,6 +377,7 @@ pub struct AgentSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HookKind {
+    Auto,
     Claude,
     Gemini,
     None,
@@ -409,7 +411,7 @@ impl Default for AgentSpec {
             resources: None,
             health: None,
             networking: None,
-            hooks: HookKind::None,
+            hooks: HookKind::Auto,
             notify: vec![
                 crate::types::Activity::Waiting,
                 crate::types::Activity::Idle,
@@ -420,6 +422,27 @@ impl Default for AgentSpec {
 }
 
 impl AgentSpec {
+    /// The hooks this agent gets: `auto` means Claude Code's for a program
+    /// named `claude`, Gemini CLI's for `gemini`, none for anything else
+    /// (an agent's command replaced by another program gets no flags it
+    /// would not understand).
+    pub fn hook_kind(&self) -> HookKind {
+        match self.hooks {
+            HookKind::Auto => {
+                let program = self.command.first().map(String::as_str).unwrap_or("");
+                match std::path::Path::new(program)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                {
+                    Some("claude") => HookKind::Claude,
+                    Some("gemini") => HookKind::Gemini,
+                    _ => HookKind::None,
+                }
+            }
+            k => k,
+        }
+    }
+
     fn builtin() -> BTreeMap<String, AgentSpec> {
         let mk = |cmd: &str, state: &str, env: &[&str]| AgentSpec {
             command: vec![cmd.to_owned()],
@@ -441,7 +464,6 @@ impl AgentSpec {
                 .collect()
         };
         let claude = AgentSpec {
-            hooks: HookKind::Claude,
             resume_args: vec!["--continue".to_owned()],
             egress_allow: hosts(&[
                 "api.anthropic.com",
@@ -459,7 +481,6 @@ impl AgentSpec {
             )
         };
         let gemini = AgentSpec {
-            hooks: HookKind::Gemini,
             resume_args: vec!["--resume".to_owned(), "latest".to_owned()],
             egress_allow: hosts(&[
                 "generativelanguage.googleapis.com",
