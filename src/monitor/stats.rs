@@ -135,11 +135,21 @@ pub fn sample_docker(engine: &DockerEngine, insts: &[&Instance]) -> Vec<Sample> 
             Some(async move {
                 let opts = StatsOptionsBuilder::new().stream(true).build();
                 let mut s = docker.stats(&cid, Some(opts));
-                let second = async {
-                    s.next().await?.ok()?;
-                    s.next().await?.ok()
+                let sample = async {
+                    let first = s.next().await?.ok()?;
+                    if let Ok(Some(Ok(second))) =
+                        tokio::time::timeout(Duration::from_millis(2500), s.next()).await
+                    {
+                        return Some(second);
+                    }
+                    // An engine that streams slowly (Podman: every 5 s):
+                    // a one-shot reading now, its CPU against the first.
+                    let once = StatsOptionsBuilder::new().stream(false).build();
+                    let mut now = docker.stats(&cid, Some(once)).next().await?.ok()?;
+                    now.precpu_stats = first.cpu_stats;
+                    Some(now)
                 };
-                match tokio::time::timeout(Duration::from_secs(5), second).await {
+                match tokio::time::timeout(Duration::from_secs(6), sample).await {
                     Ok(Some(stats)) => Some(docker_sample(&id, &stats)),
                     _ => None,
                 }
