@@ -29,6 +29,8 @@ pub struct Prepared {
     /// sidecar does, or nothing can reach it).
     pub publish: bool,
     pub labels: Vec<(String, String)>,
+    /// The proxy to start alongside the agent (`allowlist`).
+    pub sidecar: Option<sidecar::Sidecar>,
 }
 
 pub fn sidecar_name(container: &str) -> String {
@@ -59,28 +61,29 @@ pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<P
     };
     if net.egress == EgressPolicy::Allowlist {
         let dirs = StateDir::new(PathBuf::from(&spec.home));
-        let started = (|| {
+        let planned = (|| {
             super::write_rules(&dirs, spec.id, spec.eff)?;
             dirs.ensure_sub(&dirs.logs_dir())?;
-            sidecar::start(
-                engine,
-                &sidecar::Sidecar {
-                    name: sidecar_name(name),
-                    instance: spec.id.as_str(),
-                    agent: name,
-                    internal_network: name,
-                    outer_network: &net.proxy_network,
-                    port: spec.port,
-                    bind: net.bind,
-                    net_dir: &super::net_dir(&dirs, spec.id),
-                    logs_dir: &dirs.logs_dir(),
-                    home: &spec.home,
-                },
-            )
+            Ok::<_, Error>(sidecar::Sidecar {
+                name: sidecar_name(name),
+                image: sidecar::image(engine)?,
+                instance: spec.id.to_string(),
+                agent: name.to_owned(),
+                internal_network: name.to_owned(),
+                outer_network: net.proxy_network.clone(),
+                port: spec.port,
+                bind: net.bind,
+                net_dir: super::net_dir(&dirs, spec.id),
+                logs_dir: dirs.logs_dir(),
+                home: spec.home.clone(),
+            })
         })();
-        if let Err(e) = started {
-            cleanup(engine, name);
-            return Err(e);
+        match planned {
+            Ok(s) => out.sidecar = Some(s),
+            Err(e) => {
+                cleanup(engine, name);
+                return Err(e);
+            }
         }
         out.env = sidecar::agent_env();
     }

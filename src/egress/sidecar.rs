@@ -154,29 +154,32 @@ fn prune_old_images(engine: &DockerEngine, keep: &str) {
     });
 }
 
-pub struct Sidecar<'a> {
+#[derive(Debug, Clone)]
+pub struct Sidecar {
     /// The sidecar's container name.
     pub name: String,
-    pub instance: &'a str,
+    pub image: String,
+    pub instance: String,
     /// The agent's container name (the proxy forwards to it, and exits
     /// once it no longer resolves).
-    pub agent: &'a str,
+    pub agent: String,
     /// The instance's internal network, and the network out.
-    pub internal_network: &'a str,
-    pub outer_network: &'a str,
+    pub internal_network: String,
+    pub outer_network: String,
     /// The instance's port, published here (the internal network has no
     /// published ports).
     pub port: Port,
     pub bind: IpAddr,
-    pub net_dir: &'a Path,
-    pub logs_dir: &'a Path,
-    pub home: &'a str,
+    pub net_dir: PathBuf,
+    pub logs_dir: PathBuf,
+    pub home: String,
 }
 
 /// Creates and starts the sidecar; returns its container id. A sidecar
-/// left from an earlier start of the instance is replaced.
-pub fn start(engine: &DockerEngine, s: &Sidecar) -> Result<String> {
-    let image = image(engine)?;
+/// left from an earlier start of the instance is replaced. Async, so that
+/// it runs alongside the agent's own create and start.
+pub async fn start(docker: &bollard::Docker, s: &Sidecar) -> Result<String> {
+    let image = s.image.clone();
     let port_key = format!("{}/tcp", s.port);
     let bind = |src: &Path, dst: &str, ro: bool| Mount {
         source: Some(src.to_string_lossy().into_owned()),
@@ -195,7 +198,7 @@ pub fn start(engine: &DockerEngine, s: &Sidecar) -> Result<String> {
         "--listen".to_owned(),
         format!("0.0.0.0:{PROXY_PORT}"),
         "--watch".to_owned(),
-        s.agent.to_owned(),
+        s.agent.clone(),
         "--forward".to_owned(),
         format!("{}={}:{}", s.port, s.agent, s.port),
     ];
@@ -204,9 +207,9 @@ pub fn start(engine: &DockerEngine, s: &Sidecar) -> Result<String> {
         cmd: Some(cmd),
         labels: Some(HashMap::from([
             (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
-            (HOME_LABEL.to_owned(), s.home.to_owned()),
+            (HOME_LABEL.to_owned(), s.home.clone()),
             (ROLE_LABEL.to_owned(), "egress-proxy".to_owned()),
-            ("ai.egress-for".to_owned(), s.instance.to_owned()),
+            ("ai.egress-for".to_owned(), s.instance.clone()),
         ])),
         user: Some(format!(
             "{}:{}",
@@ -216,7 +219,7 @@ pub fn start(engine: &DockerEngine, s: &Sidecar) -> Result<String> {
         exposed_ports: Some(vec![port_key.clone()]),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
-                s.internal_network.to_owned(),
+                s.internal_network.clone(),
                 EndpointSettings {
                     aliases: Some(vec![PROXY_ALIAS.to_owned()]),
                     ..Default::default()
@@ -224,7 +227,7 @@ pub fn start(engine: &DockerEngine, s: &Sidecar) -> Result<String> {
             )])),
         }),
         host_config: Some(HostConfig {
-            network_mode: Some(s.internal_network.to_owned()),
+            network_mode: Some(s.internal_network.clone()),
             port_bindings: Some(HashMap::from([(
                 port_key,
                 Some(vec![PortBinding {
@@ -239,15 +242,14 @@ pub fn start(engine: &DockerEngine, s: &Sidecar) -> Result<String> {
             memory: Some(64 << 20),
             pids_limit: Some(256),
             mounts: Some(vec![
-                bind(s.net_dir, "/ai/net", true),
-                bind(s.logs_dir, "/ai/logs", false),
+                bind(&s.net_dir, "/ai/net", true),
+                bind(&s.logs_dir, "/ai/logs", false),
             ]),
             ..Default::default()
         }),
         ..Default::default()
     };
-    let docker = engine.client();
-    engine.block_on(async {
+    {
         let _ = docker
             .remove_container(
                 &s.name,
@@ -271,7 +273,7 @@ pub fn start(engine: &DockerEngine, s: &Sidecar) -> Result<String> {
         let started = async {
             docker
                 .connect_network(
-                    s.outer_network,
+                    &s.outer_network,
                     NetworkConnectRequest {
                         container: created.id.clone(),
                         ..Default::default()
@@ -295,7 +297,7 @@ pub fn start(engine: &DockerEngine, s: &Sidecar) -> Result<String> {
             return Err(e);
         }
         Ok(created.id)
-    })
+    }
 }
 
 /// Removes an instance's sidecar (gone already is fine).

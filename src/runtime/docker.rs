@@ -304,7 +304,7 @@ impl DockerEngine {
             }),
             ..Default::default()
         };
-        let launched = self.block_on(async {
+        let agent = async {
             // A stopped container of the same name is ours and stale.
             let _ = self
                 .docker
@@ -355,6 +355,28 @@ impl DockerEngine {
                 return Err(e);
             }
             Ok(created.id)
+        };
+        // The egress proxy starts alongside the agent, not before it.
+        let sidecar = async {
+            match &egress.sidecar {
+                Some(s) => Some(crate::egress::sidecar::start(&self.docker, s).await),
+                None => None,
+            }
+        };
+        let launched = self.block_on(async {
+            match tokio::join!(agent, sidecar) {
+                (Ok(id), Some(Err(e))) => {
+                    let _ = self
+                        .docker
+                        .remove_container(
+                            &id,
+                            Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
+                        )
+                        .await;
+                    Err(e)
+                }
+                (agent, _) => agent,
+            }
         });
         if launched.is_err() && egress.network.is_some() {
             crate::egress::launch::cleanup(self, &name);
