@@ -90,27 +90,35 @@ pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<P
     Ok(out)
 }
 
+/// The Docker bridge option that keeps the host's address off a network.
+const NO_HOST_ADDRESS: &str = "com.docker.network.bridge.inhibit_ipv4";
+
 fn create_internal_network(
     engine: &DockerEngine,
     name: &str,
     labels: HashMap<String, String>,
 ) -> Result<()> {
-    let req = NetworkCreateRequest {
+    let req = |no_host: bool| NetworkCreateRequest {
         name: name.to_owned(),
         driver: Some("bridge".to_owned()),
         internal: Some(true),
         // An internal bridge still gives the host an address on it, and
         // through it every host port (and the host's other addresses):
         // no address, no way to the host.
-        options: Some(HashMap::from([(
-            "com.docker.network.bridge.inhibit_ipv4".to_owned(),
-            "true".to_owned(),
-        )])),
-        labels: Some(labels),
+        options: no_host.then(|| HashMap::from([(NO_HOST_ADDRESS.to_owned(), "true".to_owned())])),
+        labels: Some(labels.clone()),
         ..Default::default()
     };
     engine.block_on(async {
-        match engine.client().create_network(req).await {
+        let mut created = engine.client().create_network(req(true)).await;
+        // Podman (netavark) knows no such option and refuses it; its
+        // internal network still has no route out (see SECURITY.md).
+        if let Err(bollard::errors::Error::DockerResponseServerError { message, .. }) = &created {
+            if message.contains(NO_HOST_ADDRESS) {
+                created = engine.client().create_network(req(false)).await;
+            }
+        }
+        match created {
             Ok(_) => Ok(()),
             // Left by an earlier start of this instance: reuse it only if
             // it is internal.
