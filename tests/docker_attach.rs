@@ -69,7 +69,7 @@ fn run_attach_detach_reattach_exit() {
     let name = env.unique("att");
     let proj = env.project(&name);
     let id = format!("{name}-claude");
-    let cname = format!("ai-{id}");
+    let cname = common::cname_in(&env, &id);
 
     // 1. `run claude` starts the agent and attaches; detach; the terminal is
     // back in cooked mode with echo (stty in the same PTY, after `run`).
@@ -188,7 +188,7 @@ fn attach_command_and_detach_keep_instance() {
     p.exp_string(&format!("/app/{name}")).expect("working dir");
 
     // Window size: a change of our terminal reaches the agent's terminal.
-    let cname = format!("ai-{id}");
+    let cname = common::cname(&id);
     for (rows, cols) in [(40u16, 120u16), (25, 91)] {
         set_window_size(&p, rows, cols);
         let want = format!("{rows} {cols}");
@@ -207,7 +207,7 @@ fn attach_command_and_detach_keep_instance() {
     p.exp_eof().ok();
     assert!(matches!(p.process.wait(), Ok(WaitStatus::Exited(_, 0))));
     assert_eq!(
-        container_state(&format!("ai-{id}")).as_deref(),
+        container_state(&common::cname(&id)).as_deref(),
         Some("running")
     );
     env.ok(&["stop", "--force", &id]);
@@ -238,7 +238,7 @@ fn closing_the_terminal_leaves_the_agent_running() {
         "{status:?}"
     );
     assert_eq!(
-        container_state(&format!("ai-{id}")).as_deref(),
+        container_state(&common::cname(&id)).as_deref(),
         Some("running"),
         "a hangup must not stop the agent"
     );

@@ -50,7 +50,7 @@ fn twenty_concurrent_starts() {
             ports.insert(e["port"].as_u64().unwrap()),
             "port shared: {id}"
         );
-        let c = common::inspect(&format!("ai-{id}")).expect("container");
+        let c = common::inspect(&common::cname(id)).expect("container");
         assert_eq!(c["State"]["Status"], "running", "{id}");
         assert_eq!(c["Id"], e["container_id"], "{id}");
         let key = format!("{}/tcp", e["port"]);
@@ -68,7 +68,7 @@ fn twenty_concurrent_starts() {
     // Nothing extra on the engine for these ids, and `list` agrees.
     for id in &want {
         let found = containers_with_label("ai.instance", id);
-        assert_eq!(found, vec![format!("ai-{id}")], "containers for {id}");
+        assert_eq!(found, vec![common::cname(id)], "containers for {id}");
     }
     let quiet = env.ok(&["list", "--status", "running", "--quiet"]);
     let listed: BTreeSet<String> = quiet.lines().map(str::to_owned).collect();
@@ -122,7 +122,7 @@ fn concurrent_starts_of_one_project_make_one_instance() {
     assert_eq!(started, 1, "exactly one process starts the instance");
     assert_eq!(
         containers_with_label("ai.instance", &id),
-        vec![format!("ai-{id}")]
+        vec![common::cname(&id)]
     );
     let reg = env.registry();
     assert_eq!(reg["instances"].as_object().unwrap().len(), 1, "{reg}");

@@ -219,7 +219,7 @@ fn list_and_stop_with_the_engine_gone() {
         before
     );
     assert_eq!(
-        container_state(&format!("ai-{id}")).as_deref(),
+        container_state(&common::cname(&id)).as_deref(),
         Some("running")
     );
 

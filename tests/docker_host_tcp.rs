@@ -96,7 +96,7 @@ fn start_list_stop_over_tcp() {
         "nothing went through the proxy"
     );
     assert_eq!(
-        container_state(&format!("ai-{id}")).as_deref(),
+        container_state(&common::cname(&id)).as_deref(),
         Some("running")
     );
 
@@ -116,5 +116,5 @@ fn start_list_stop_over_tcp() {
     assert!(count.load(Ordering::SeqCst) > before);
     assert_eq!(env.instance(&id)["status"], "stopped");
     assert_eq!(env.instance(&id)["exit_code"], 143);
-    assert!(!container_exists(&format!("ai-{id}")));
+    assert!(!container_exists(&common::cname(&id)));
 }

@@ -53,7 +53,7 @@ fn stop_graceful_and_forced() {
     assert_eq!(e["exit_code"], 143, "graceful stop = SIGTERM handled: {e}");
     let log = std::fs::read_to_string(env.state().join(format!("logs/{a}.log"))).unwrap();
     assert!(log.contains("terminated"), "the agent saw SIGTERM: {log}");
-    assert!(!container_exists(&format!("ai-{a}")));
+    assert!(!container_exists(&common::cname(&a)));
 
     // Forced: killed at once (137), no "terminated".
     env.ok(&["stop", "--force", &b]);
@@ -62,7 +62,7 @@ fn stop_graceful_and_forced() {
     assert_eq!(e["exit_code"], 137, "forced stop = SIGKILL: {e}");
     let log = std::fs::read_to_string(env.state().join(format!("logs/{b}.log"))).unwrap();
     assert!(!log.contains("terminated"), "{log}");
-    assert!(!container_exists(&format!("ai-{b}")));
+    assert!(!container_exists(&common::cname(&b)));
 
     // Stopping an unknown id: not found (3).
     let out = env.run(&["stop", &format!("nope-{}-claude", env.token)]);
@@ -89,7 +89,7 @@ fn stop_all_stops_every_instance() {
             stderr(&out)
         );
         assert_eq!(env.instance(id)["status"], "stopped");
-        assert!(!container_exists(&format!("ai-{id}")));
+        assert!(!container_exists(&common::cname(id)));
     }
     // Informative only: the agents handle SIGTERM, so this is short anyway.
     eprintln!("stop --all of 3 took {took:?}");
@@ -108,7 +108,7 @@ fn killed_behind_our_back_shows_error_with_reason() {
     let env = Env::new();
     docker_config(&env, "");
     let (id, _) = start(&env, "killed");
-    docker_ok(&["kill", &format!("ai-{id}")]);
+    docker_ok(&["kill", &common::cname(&id)]);
     let list = env.ok(&["list"]);
     let line = list.lines().find(|l| l.starts_with(&id)).expect("listed");
     assert!(
@@ -139,7 +139,7 @@ fn removed_behind_our_back_shows_stopped() {
     let env = Env::new();
     docker_config(&env, "");
     let (id, _) = start(&env, "removed");
-    docker_ok(&["rm", "-f", &format!("ai-{id}")]);
+    docker_ok(&["rm", "-f", &common::cname(&id)]);
     let list = env.ok(&["list"]);
     let line = list.lines().find(|l| l.starts_with(&id)).expect("listed");
     assert!(line.contains("stopped"), "{list}");
@@ -176,7 +176,7 @@ fn repair_rebuilds_a_deleted_registry_from_labels() {
     // Usable afterwards.
     env.ok(&["stop", &a, &b]);
     assert_eq!(env.instance(&a)["status"], "stopped");
-    assert!(!container_exists(&format!("ai-{b}")));
+    assert!(!container_exists(&common::cname(&b)));
 }
 
 #[test]
@@ -227,7 +227,7 @@ fn pause_resume_restart() {
     let env = Env::new();
     docker_config(&env, "");
     let (id, _) = start(&env, "pause");
-    let cname = format!("ai-{id}");
+    let cname = common::cname(&id);
 
     env.ok(&["pause", &id]);
     assert_eq!(status(&env, &id), "paused");
@@ -267,7 +267,7 @@ fn rm_refuses_running_unless_forced() {
     let env = Env::new();
     docker_config(&env, "");
     let (id, _) = start(&env, "rm");
-    let cname = format!("ai-{id}");
+    let cname = common::cname(&id);
     let out = env.run(&["rm", &id]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
@@ -313,7 +313,7 @@ fn gc_removes_a_stray_labelled_container() {
     );
     assert!(!container_exists(&stray), "stray container removed");
     assert_eq!(
-        container_state(&format!("ai-{mine}")).as_deref(),
+        container_state(&common::cname(&mine)).as_deref(),
         Some("running"),
         "gc leaves known instances alone"
     );
@@ -325,7 +325,7 @@ fn logs_tail_live_and_saved() {
     let env = Env::new();
     docker_config(&env, "");
     let (id, _) = start(&env, "logs");
-    let cname = format!("ai-{id}");
+    let cname = common::cname(&id);
     // Output on the agent's terminal, as if the agent printed it.
     docker_ok(&[
         "exec",
@@ -371,7 +371,7 @@ fn max_instances_is_enforced() {
     assert!(err.contains("max_instances"), "{err}");
     let reg = env.registry();
     assert_eq!(reg["instances"].as_object().unwrap().len(), 2, "{reg}");
-    assert!(!container_exists(&format!("ai-{name}-claude")));
+    assert!(!container_exists(&common::cname(&format!("{name}-claude"))));
 }
 
 #[test]
@@ -383,7 +383,7 @@ fn gc_and_repair_leave_another_homes_instances_alone() {
     let theirs = Env::new();
     docker_config(&theirs, "");
     let (their_id, _) = start(&theirs, "otherhome");
-    let their_c = format!("ai-{their_id}");
+    let their_c = common::cname(&their_id);
 
     mine.ok(&["gc"]);
     assert_eq!(
@@ -420,7 +420,7 @@ fn lost_registry_then_start_explains_and_repair_recovers() {
         env.registry()
     );
     assert_eq!(
-        container_state(&format!("ai-{id}")).as_deref(),
+        container_state(&common::cname(&id)).as_deref(),
         Some("running"),
         "the running agent was left alone"
     );
@@ -440,7 +440,7 @@ fn logs_of_a_kept_container_come_from_the_container() {
     let env = Env::new();
     docker_config(&env, "auto_cleanup = false");
     let (id, _) = start(&env, "keptlogs");
-    let cname = format!("ai-{id}");
+    let cname = common::cname(&id);
     docker_ok(&["exec", &cname, "sh", "-c", "echo kept-line > /dev/console"]);
     env.ok(&["stop", &id]);
     assert_eq!(container_state(&cname).as_deref(), Some("exited"));

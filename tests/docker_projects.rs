@@ -35,7 +35,7 @@ fn same_basename_in_two_parents_gets_two_instances() {
     assert_eq!(stdout(&out).trim(), id2);
 
     for (id, dir, which) in [(&id1, &one, "one"), (&id2, &two, "two")] {
-        let c = inspect(&format!("ai-{id}")).expect("container exists");
+        let c = inspect(&common::cname(id)).expect("container exists");
         assert_eq!(c["State"]["Status"], "running");
         assert_eq!(
             c["Config"]["Labels"]["ai.project_path"],
@@ -44,7 +44,7 @@ fn same_basename_in_two_parents_gets_two_instances() {
         assert_eq!(c["Config"]["Labels"]["ai.instance"], id.as_str());
         let seen = docker_ok(&[
             "exec",
-            &format!("ai-{id}"),
+            &common::cname(id),
             "cat",
             &format!("/app/{name}/which.txt"),
         ]);
@@ -115,7 +115,7 @@ fn unusual_project_paths_work() {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
             "{project}"
         );
-        let cname = format!("ai-{id}");
+        let cname = common::cname(&id);
         let c = inspect(&cname).expect("container exists");
         assert_eq!(
             c["Config"]["Labels"]["ai.project_path"],

@@ -29,7 +29,7 @@ fn detached_container_has_the_promised_shape() {
     assert!(out.status.success(), "start failed: {}", stderr(&out));
     let id = format!("{name}-claude");
     assert_eq!(stdout(&out).trim(), id, "start prints the id");
-    let cname = format!("ai-{id}");
+    let cname = common::cname(&id);
 
     let entry = env.instance(&id);
     assert_eq!(entry["status"], "running", "{entry}");
@@ -206,7 +206,7 @@ fn api_key_reaches_the_agent_and_is_never_written() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let id = format!("{name}-claude");
-    let cname = format!("ai-{id}");
+    let cname = common::cname(&id);
 
     // Agent arguments arrive as given, never split or interpreted (after
     // the generated hooks settings claude is handed).
@@ -300,7 +300,7 @@ fn the_printed_address_is_the_bound_one() {
     assert!(out.status.success(), "{}", stderr(&out));
     let id = format!("{name}-claude");
     let port = env.instance(&id)["port"].as_u64().unwrap();
-    let c = inspect(&format!("ai-{id}")).unwrap();
+    let c = inspect(&common::cname(&id)).unwrap();
     assert_eq!(
         c["HostConfig"]["PortBindings"][format!("{port}/tcp")][0]["HostIp"],
         "::"

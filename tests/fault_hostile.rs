@@ -124,7 +124,7 @@ fn environment_values_reach_the_agent_verbatim_and_never_run() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let id = format!("{name}-claude");
-    let cname = format!("ai-{id}");
+    let cname = common::cname(&id);
     let mut pid = None;
     assert!(
         wait_until(Duration::from_secs(10), || {
@@ -189,7 +189,7 @@ fn config_values_are_argv_and_image_names_never_shell_code() {
     let name = env.unique("cfgh");
     let proj = env.project(&name);
     let id = format!("{name}-claude");
-    let cname = format!("ai-{id}");
+    let cname = common::cname_in(&env, &id);
     let start = |runtime: &str| {
         env.cmd()
             .current_dir(&proj)
@@ -353,7 +353,7 @@ fn dotdot_and_symlinked_project_paths_resolve_to_one_canonical_project() {
     assert_eq!(stdout(&out).trim(), id);
     let e = env.instance(&id);
     assert_eq!(e["project_path"], b.to_str().unwrap());
-    let c = inspect(&format!("ai-{id}")).unwrap();
+    let c = inspect(&common::cname(&id)).unwrap();
     assert_eq!(
         c["Config"]["Labels"]["ai.project_path"],
         b.to_str().unwrap()
@@ -522,7 +522,7 @@ fn a_planted_api_key_is_in_no_file_log_listing_or_process_list_of_ours() {
     assert!(out.status.success(), "{}", stderr(&out));
     let mut outputs = vec![stdout(&out), stderr(&out)];
     // The agent got it (the point of passthrough)…
-    let cname = format!("ai-{id}");
+    let cname = common::cname(&id);
     let mut pid = None;
     assert!(wait_until(Duration::from_secs(10), || {
         pid = agent_pid(&cname);
@@ -640,7 +640,7 @@ fn an_exhausted_port_range_fails_naming_the_range_and_the_fix() {
         before,
         "a refused start changed the registry"
     );
-    assert!(!container_exists(&format!("ai-{name}-claude")));
+    assert!(!container_exists(&common::cname(&format!("{name}-claude"))));
 
     // A port taken by someone else's listener counts as used too.
     env.ok(&["port", "release", &(p + 1).to_string()]);
@@ -692,7 +692,7 @@ fn the_agent_is_confined_as_promised() {
     let name = env.unique("confined");
     let proj = env.project(&name);
     let id = format!("{name}-claude");
-    let cname = format!("ai-{id}");
+    let cname = common::cname_in(&env, &id);
     let out = env
         .cmd()
         .current_dir(&proj)

@@ -73,7 +73,7 @@ fn starts_and_stops_killed_at_random_moments_converge() {
                 "{round} {action} {id}: reason {} cid {} container {:?}",
                 e["status_reason"],
                 e["container_id"].as_str().map(|c| &c[..8]).unwrap_or("-"),
-                docker_support::container_state(&format!("ai-{id}"))
+                docker_support::container_state(&common::cname(&id))
             );
         }
         *tried.entry(action.clone()).or_default() += 1;

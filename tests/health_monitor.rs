@@ -202,7 +202,7 @@ fn stats_agree_with_docker_stats() {
 
     // Both at once, so they look at the same second.
     let docker = std::thread::spawn({
-        let names = [format!("ai-{busy}"), format!("ai-{quiet}")];
+        let names = [common::cname(&busy), common::cname(&quiet)];
         move || {
             let mut args = vec!["stats", "--no-stream", "--format", "{{json .}}"];
             args.extend(names.iter().map(String::as_str));
@@ -229,7 +229,7 @@ fn stats_agree_with_docker_stats() {
             .unwrap();
         let d = theirs
             .iter()
-            .find(|d| d["Name"] == format!("ai-{id}"))
+            .find(|d| d["Name"] == common::cname(id))
             .unwrap_or_else(|| panic!("docker stats lacks {id}: {theirs:?}"));
         let (used, limit) = d["MemUsage"].as_str().unwrap().split_once(" / ").unwrap();
         let (d_used, d_limit) = (parse_size(used), parse_size(limit));
@@ -449,7 +449,7 @@ fn heal_restarts_a_running_instance() {
     assert_ne!(new, old);
     assert_eq!(after["restarts"], 1);
     assert_eq!(after["port"], before["port"], "same port after healing");
-    let c = common::inspect(&format!("ai-{id}")).unwrap();
+    let c = common::inspect(&common::cname(&id)).unwrap();
     assert_eq!(c["Id"], new);
     assert_eq!(c["State"]["Status"], "running");
     assert!(common::inspect(&old).is_none(), "old container left behind");

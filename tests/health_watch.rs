@@ -55,7 +55,7 @@ fn killed_container_shows_within_a_second_and_is_healed() {
 
     let registry = env.state().join("registry.json");
     let t0 = Instant::now();
-    let out = docker_out(&["kill", &format!("ai-{id}")]);
+    let out = docker_out(&["kill", &common::cname(&id)]);
     assert!(out.status.success(), "docker kill: {}", stderr(&out));
     let killed = t0.elapsed();
 
@@ -94,7 +94,7 @@ fn killed_container_shows_within_a_second_and_is_healed() {
     let inst = env.instance(&id);
     assert!(healed, "not healed: {inst}\n{}", watch.output());
     assert!(inst["restarts"].as_u64().unwrap() >= 1, "{inst}");
-    let c = common::inspect(&format!("ai-{id}")).unwrap();
+    let c = common::inspect(&common::cname(&id)).unwrap();
     assert_eq!(c["State"]["Status"], "running");
     assert_eq!(c["Id"], inst["container_id"]);
 
@@ -139,7 +139,7 @@ fn crash_loop_gives_up_after_max_retries() {
     // with 1 right away, so no restart can help.
     let mut watch = Watch::spawn(&env, &[("FAKE_AGENT_EXIT", "1")]);
     let seen_before = events_of(&env, &id).len();
-    let out = docker_out(&["kill", &format!("ai-{id}")]);
+    let out = docker_out(&["kill", &common::cname(&id)]);
     assert!(out.status.success(), "docker kill: {}", stderr(&out));
 
     let gave_up = wait_until(Duration::from_secs(20), || {
@@ -260,7 +260,7 @@ fn what_the_user_stops_stays_stopped() {
         assert_eq!(inst["status_reason"], "stopped by user", "{inst}");
         assert_eq!(inst["restarts"].as_u64().unwrap_or(0), 0, "{inst}");
         assert!(
-            common::inspect(&format!("ai-{id}")).is_none(),
+            common::inspect(&common::cname(id)).is_none(),
             "container of {id} still there"
         );
         let evs = events_of(&env, id);

@@ -588,7 +588,7 @@ fn exit_keep(sh: Sh) {
     let inst = env.instance(&id);
     assert_eq!(inst["status"], "running", "kept: {inst:#}");
     assert!(inst["owner_pid"].is_null(), "disowned: {inst:#}");
-    let state = common::inspect(&format!("ai-{id}"))
+    let state = common::inspect(&common::cname(&id))
         .and_then(|v| v["State"]["Status"].as_str().map(str::to_owned));
     assert_eq!(state.as_deref(), Some("running"), "the container runs on");
 }

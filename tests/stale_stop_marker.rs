@@ -29,7 +29,7 @@ fn a_dead_stoppers_marker_does_not_hide_a_crash() {
     std::fs::write(&path, serde_json::to_vec_pretty(&reg).unwrap()).unwrap();
 
     let kill = Command::new("docker")
-        .args(["kill", &format!("ai-{id}")])
+        .args(["kill", &common::cname(&id)])
         .output()
         .unwrap();
     assert!(kill.status.success());

@@ -269,15 +269,24 @@ pub async fn logs(
         return Ok(text(Body::from_stream(stream)));
     }
     // Lossy, as the CLI shows it: one stray byte must not hide the rest.
-    let saved = std::fs::read(st.dirs.instance_log(&id)).unwrap_or_default();
-    let saved = String::from_utf8_lossy(&saved);
-    let lines: Vec<&str> = saved.lines().collect();
-    let from = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
-    let mut body = lines[from..].join("\n");
-    if !body.is_empty() {
-        body.push('\n');
-    }
-    Ok(text(Body::from(body)))
+    // Read from the end and streamed: the file may hold tens of megabytes.
+    let path = st.dirs.instance_log(&id);
+    let blocks =
+        tokio::task::spawn_blocking(move || crate::runtime::logfile::open_tail(&path, tail))
+            .await
+            .map_err(|e| ApiError(Error::Other(format!("worker: {e}"))))??;
+    let Some(blocks) = blocks else {
+        return Ok(text(Body::empty()));
+    };
+    let stream = futures_util::stream::unfold(Some(blocks), |blocks| async move {
+        let mut blocks = blocks?;
+        let (next, blocks) = tokio::task::spawn_blocking(move || (blocks.next(), blocks))
+            .await
+            .ok()?;
+        let block = next?.ok()?;
+        Some((Ok::<_, Infallible>(block), Some(blocks)))
+    });
+    Ok(text(Body::from_stream(stream)))
 }
 
 pub async fn stats(

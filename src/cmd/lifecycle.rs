@@ -195,6 +195,12 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
         Ok(strays)
     })?;
     say(&strays);
+    if let Some(engine) = &engine {
+        // Networks whose instance is gone (a crash between the two).
+        for net in engine.reap_networks(&home)? {
+            println!("removed network {net}");
+        }
+    }
     for id in &old {
         let _ = std::fs::remove_file(ctx.dirs.instance_log(id));
     }

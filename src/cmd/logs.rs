@@ -35,20 +35,16 @@ pub fn logs(ctx: &Ctx, id: InstanceId, follow: bool, tail: Option<usize>) -> Res
             }
         }
     }
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let lines: Vec<&str> = text.lines().collect();
-            let from = tail.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
-            for l in &lines[from..] {
-                println!("{l}");
-            }
+    // Read from the end: the file may hold tens of megabytes.
+    match crate::runtime::logfile::copy_tail(&path, tail, &mut std::io::stdout().lock()) {
+        Ok(true) => {
             if follow {
                 eprintln!("({id} is not running; that was its saved output)");
             }
             Ok(0)
         }
-        Err(_) if inst.is_some() => Err(Error::NotFound(format!(
+        Err(e) => Err(e),
+        Ok(false) if inst.is_some() => Err(Error::NotFound(format!(
             "no output recorded for {id}{}",
             if inst.is_some_and(|i| i.runtime == Some(crate::registry::RuntimeKind::Host)) {
                 " (a foreground host instance writes to its own terminal)"
@@ -56,6 +52,6 @@ pub fn logs(ctx: &Ctx, id: InstanceId, follow: bool, tail: Option<usize>) -> Res
                 ""
             }
         ))),
-        Err(_) => Err(Error::not_found(&id)),
+        Ok(false) => Err(Error::not_found(&id)),
     }
 }

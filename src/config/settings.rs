@@ -20,6 +20,7 @@ pub struct Settings {
     pub alerts: Alerts,
     pub api: Api,
     pub images: Images,
+    pub logging: Logging,
     /// Per-agent model settings recorded on the instance (`model`,
     /// `max_tokens`, `temperature`, …), kept free-form as in the seed.
     pub ai_config: BTreeMap<String, toml::Table>,
@@ -52,6 +53,7 @@ impl Default for Settings {
             alerts: Alerts::default(),
             api: Api::default(),
             images: Images::default(),
+            logging: Logging::default(),
             ai_config,
             agents: AgentSpec::builtin(),
             worktree: Worktree::default(),
@@ -109,6 +111,64 @@ impl Default for Global {
 pub struct Resources {
     pub memory: Memory,
     pub cpu: CpuLimits,
+    pub pids: Pids,
+    pub nofile: Nofile,
+    /// The container's root file system read-only; `/tmp` and the agent's
+    /// home are in-memory scratch, the project and state dir stay writable.
+    pub read_only_root: bool,
+}
+
+/// Processes and threads in one instance (a fork bomb stops here).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pids {
+    pub limit: u32,
+}
+
+impl Default for Pids {
+    fn default() -> Self {
+        Pids { limit: 1024 }
+    }
+}
+
+/// Open files per process in an instance (soft and hard limit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Nofile {
+    pub limit: u32,
+}
+
+impl Default for Nofile {
+    fn default() -> Self {
+        Nofile { limit: 8192 }
+    }
+}
+
+/// How much of an instance's output is kept: by the engine while it runs,
+/// in `logs/<id>.log` after (the newest part: `max_size` x `max_files`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Logging {
+    pub max_size: Bytes,
+    pub max_files: u32,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            max_size: Bytes(10 << 20),
+            max_files: 3,
+        }
+    }
+}
+
+impl Logging {
+    /// The most output kept on disk for one instance, in bytes.
+    pub fn cap(&self) -> u64 {
+        self.max_size
+            .0
+            .saturating_mul(u64::from(self.max_files.max(1)))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,6 +272,11 @@ pub struct Networking {
     pub port_range: PortRange,
     /// Address published ports bind to; loopback unless the user says so.
     pub bind: IpAddr,
+    /// `isolated`: a network per instance (instances cannot reach each
+    /// other); `shared`: the engine's default bridge, where they can. An
+    /// egress policy other than `open` always gives an instance an
+    /// internal network of its own.
+    pub mode: NetworkMode,
     /// Where an instance may connect: anywhere, only `allow` (through the
     /// egress proxy), or nowhere.
     pub egress: EgressPolicy,
@@ -243,6 +308,14 @@ impl std::fmt::Display for EgressPolicy {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Isolated,
+    Shared,
+}
+
 impl Default for Networking {
     fn default() -> Self {
         Networking {
@@ -252,6 +325,7 @@ impl Default for Networking {
                 end: 9999,
             },
             bind: IpAddr::from([127, 0, 0, 1]),
+            mode: NetworkMode::Isolated,
             egress: EgressPolicy::Open,
             allow: Vec::new(),
             deny: Vec::new(),

@@ -3,10 +3,14 @@
 //! bounded by a timeout.
 
 use super::attach::{self, AttachEnd};
+use super::network;
 use super::{LaunchSpec, Observed};
 use crate::error::{Error, Result};
 use crate::types::InstanceId;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, PortBinding,
+    ResourcesUlimits,
+};
 use bollard::query_parameters as q;
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -34,8 +38,18 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Deadline for ordinary calls (create, inspect, list, remove).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn container_name(id: &InstanceId) -> String {
-    format!("ai-{id}")
+/// Six hex digits of the state home: engine object names differ between
+/// homes (two users, two `AI_SESSIONS_HOME`s) with a project of one name.
+pub fn home_digest(home_label: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(home_label.as_bytes());
+    d[..3].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The name of an instance's container and network: `ai-<id>-<digest>`.
+/// Code finds them by label; the name only has to be unique and readable.
+pub fn object_name(id: &InstanceId, home_label: &str) -> String {
+    format!("ai-{id}-{}", home_digest(home_label))
 }
 
 pub struct DockerEngine {
@@ -67,6 +81,10 @@ async fn connect_negotiated(host: &str) -> Result<Docker> {
     }
 }
 
+pub(crate) fn api_error(what: &str, e: bollard::errors::Error) -> Error {
+    api_err(what, e)
+}
+
 fn api_err(what: &str, e: bollard::errors::Error) -> Error {
     match e {
         bollard::errors::Error::DockerResponseServerError {
@@ -80,7 +98,7 @@ fn api_err(what: &str, e: bollard::errors::Error) -> Error {
     }
 }
 
-fn is_404(e: &bollard::errors::Error) -> bool {
+pub(crate) fn is_404(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         bollard::errors::Error::DockerResponseServerError {
@@ -227,7 +245,7 @@ impl DockerEngine {
 
     /// Creates and starts the container for an instance; returns its id.
     pub fn launch_container(&self, spec: &LaunchSpec) -> Result<String> {
-        let name = container_name(spec.id);
+        let name = object_name(spec.id, &spec.home);
         let port_key = format!("{}/tcp", spec.port);
         let settings = &spec.eff.settings;
         let agent = &spec.eff.agent;
@@ -246,9 +264,18 @@ impl DockerEngine {
         ]);
         let mut cmd = agent.command.clone();
         cmd.extend(spec.args.iter().cloned());
+        // An egress policy brings an internal network of its own; else the
+        // instance gets its own network unless the user shares the bridge.
         let egress = crate::egress::launch::prepare(self, spec, &name)?;
+        let net = match &egress.network {
+            Some(_) => network::Plan::Shared,
+            None => network::plan(settings.networking.mode, &name, &labels),
+        };
         let mut labels = labels;
         labels.extend(egress.labels.iter().cloned());
+        if let network::Plan::Own(own) = &net {
+            labels.insert(network::NETWORK_LABEL.to_owned(), own.name.clone());
+        }
         let mut env = spec.env.clone();
         env.extend(egress.env.iter().cloned());
         let bind = |source: &Path, target: &str| Mount {
@@ -284,7 +311,7 @@ impl DockerEngine {
                         }]),
                     )])
                 }),
-                network_mode: egress.network.clone(),
+                network_mode: egress.network.clone().or_else(|| net.network_mode()),
                 dns: egress.dns.clone(),
                 memory: Some(settings.resources.memory.limit.0 as i64),
                 nano_cpus: Some(settings.resources.cpu.limit.nano_cpus()),
@@ -300,6 +327,30 @@ impl DockerEngine {
                     .chain(spec.mounts.iter().map(|(src, dst)| bind(src, dst)))
                     .collect(),
                 ),
+                pids_limit: Some(i64::from(settings.resources.pids.limit)),
+                ulimits: Some(vec![ResourcesUlimits {
+                    name: Some("nofile".to_owned()),
+                    soft: Some(i64::from(settings.resources.nofile.limit)),
+                    hard: Some(i64::from(settings.resources.nofile.limit)),
+                }]),
+                log_config: Some(HostConfigLogConfig {
+                    typ: Some("json-file".to_owned()),
+                    config: Some(HashMap::from([
+                        (
+                            "max-size".to_owned(),
+                            settings.logging.max_size.0.max(1024).to_string(),
+                        ),
+                        (
+                            "max-file".to_owned(),
+                            settings.logging.max_files.max(1).to_string(),
+                        ),
+                    ])),
+                }),
+                readonly_rootfs: Some(settings.resources.read_only_root),
+                tmpfs: settings
+                    .resources
+                    .read_only_root
+                    .then(|| scratch_dirs(&agent.state_dir)),
                 ..Default::default()
             }),
             ..Default::default()
@@ -313,11 +364,20 @@ impl DockerEngine {
                     Some(q::RemoveContainerOptionsBuilder::new().force(false).build()),
                 )
                 .await;
+            if let network::Plan::Own(own) = &net {
+                network::ensure(&self.docker, own).await?;
+            }
             let create = self.docker.create_container(
                 Some(q::CreateContainerOptionsBuilder::new().name(&name).build()),
                 body,
             );
-            let created = match tokio::time::timeout(CALL_TIMEOUT, create).await {
+            let created = tokio::time::timeout(CALL_TIMEOUT, create).await;
+            if !matches!(created, Ok(Ok(_))) {
+                if let network::Plan::Own(own) = &net {
+                    let _ = network::remove(&self.docker, &own.name).await;
+                }
+            }
+            let created = match created {
                 Ok(Ok(c)) => c,
                 // The name is taken by a live container the registry does
                 // not list (registry lost, or another state home).
@@ -352,6 +412,9 @@ impl DockerEngine {
                         Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
                     )
                     .await;
+                if let network::Plan::Own(own) = &net {
+                    let _ = network::remove(&self.docker, &own.name).await;
+                }
                 return Err(e);
             }
             Ok(created.id)
@@ -384,8 +447,13 @@ impl DockerEngine {
         launched
     }
 
-    /// Every container labelled ours, by instance id, in one listing.
+    /// Every container labelled ours, by instance id, in one listing; of
+    /// this process's state home only (or unlabelled, made before the
+    /// label): another home may run an instance of the same id.
     pub fn observe(&self) -> Result<HashMap<String, Observed>> {
+        let home = crate::paths::StateDir::from_env()
+            .ok()
+            .map(|d| home_label(&d));
         let filters = HashMap::from([(
             "label".to_owned(),
             vec![format!("{MANAGED_LABEL}={MANAGED_VALUE}")],
@@ -405,6 +473,13 @@ impl DockerEngine {
             let Some(id) = labels.get("ai.instance").cloned() else {
                 continue;
             };
+            let theirs = match (&home, labels.get(HOME_LABEL)) {
+                (Some(mine), Some(h)) => h != mine,
+                _ => false,
+            };
+            if theirs {
+                continue;
+            }
             let state = c
                 .state
                 .map(|s| s.to_string().to_lowercase())
@@ -513,28 +588,26 @@ impl DockerEngine {
         })
     }
 
-    /// Saves the container's output to `log` (when given) and removes it.
-    pub fn remove(&self, container: &str, log: Option<&Path>) -> Result<()> {
-        if let Some(path) = log {
-            if let Ok(mut f) = crate::paths::open_private_append(path) {
-                let _ = self.block_on(self.copy_logs(container, false, None, &mut f));
-            }
+    /// Saves the container's output to `log` (when given, keeping the
+    /// newest `cap` bytes) and removes it, and the network made for it.
+    pub fn remove(&self, container: &str, log: Option<(&Path, u64)>) -> Result<()> {
+        if let Some((path, cap)) = log {
+            let _ = self.save_log(container, path, cap);
         }
-        // An egress policy's sidecar and network go with the container.
-        let egress_name = self
+        // What goes with the container: an egress policy's sidecar and
+        // network, or the network made for it.
+        let labels = self
             .block_on(
                 self.docker
                     .inspect_container(container, None::<q::InspectContainerOptions>),
             )
             .ok()
-            .filter(|c| {
-                c.config
-                    .as_ref()
-                    .and_then(|c| c.labels.as_ref())
-                    .is_some_and(|l| l.contains_key(crate::egress::launch::EGRESS_LABEL))
-            })
-            .and_then(|c| c.name)
-            .map(|n| n.trim_start_matches('/').to_owned());
+            .and_then(|c| Some((c.name?, c.config?.labels?)));
+        let egress_name = labels
+            .as_ref()
+            .filter(|(_, l)| l.contains_key(crate::egress::launch::EGRESS_LABEL))
+            .map(|(n, _)| n.trim_start_matches('/').to_owned());
+        let own_net = labels.and_then(|(_, mut l)| l.remove(network::NETWORK_LABEL));
         let removed = self.block_on(async {
             match self
                 .docker
@@ -557,7 +630,37 @@ impl DockerEngine {
         if let Some(name) = egress_name {
             crate::egress::launch::cleanup(self, &name);
         }
+        if let (Some(net), Ok(())) = (own_net, &removed) {
+            self.block_on(network::remove(&self.docker, &net))?;
+        }
         removed
+    }
+
+    /// Streams the container's output into `dest` (replacing the previous
+    /// run's), keeping the newest `cap` bytes; never held in memory whole.
+    /// A container whose output cannot be read leaves `dest` alone; an
+    /// error means it could not be written (full disk).
+    pub fn save_log(&self, container: &str, dest: &Path, cap: u64) -> Result<()> {
+        let mut log = super::logfile::CappedLog::create(dest, cap)?;
+        if self
+            .block_on(self.copy_logs(container, false, None, &mut log))
+            .is_ok()
+        {
+            log.finish()?;
+        }
+        Ok(())
+    }
+
+    /// Removes this state home's networks that no container uses any more
+    /// (left by a crash); returns their names.
+    pub fn reap_networks(&self, home: &str) -> Result<Vec<String>> {
+        self.block_on(async {
+            let names = network::unused(&self.docker, home).await?;
+            for n in &names {
+                network::remove(&self.docker, n).await?;
+            }
+            Ok(names)
+        })
     }
 
     pub async fn copy_logs(
@@ -597,6 +700,20 @@ impl DockerEngine {
             replay,
         ))
     }
+}
+
+/// In-memory scratch for a read-only root: `/tmp`, and the agent's home
+/// (the parent of its state dir) that the shipped images write caches to.
+fn scratch_dirs(state_dir: &str) -> HashMap<String, String> {
+    let opts = "rw,nosuid,nodev,size=256m".to_owned();
+    let mut dirs = HashMap::from([("/tmp".to_owned(), opts.clone())]);
+    if let Some(home) = Path::new(state_dir).parent() {
+        let home = home.to_string_lossy();
+        if home != "/" && !home.is_empty() {
+            dirs.insert(home.into_owned(), format!("{opts},mode=1777"));
+        }
+    }
+    dirs
 }
 
 /// `Exited (3) 2 minutes ago` → 3.

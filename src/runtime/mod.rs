@@ -6,6 +6,8 @@ pub mod attach;
 pub mod docker;
 pub mod endpoint;
 pub mod host;
+pub mod logfile;
+pub mod network;
 pub mod ops;
 mod reconcile;
 

@@ -501,13 +501,11 @@ pub fn finish(
 /// Saving is best effort: the removal happens even when the output cannot
 /// be kept (full disk).
 pub fn save_and_remove(ctx: &Ctx, engine: &DockerEngine, id: &InstanceId, cid: &str) -> Result<()> {
-    let mut buf: Vec<u8> = Vec::new();
-    if ctx.dirs.ensure_sub(&ctx.dirs.logs_dir()).is_ok()
-        && engine
-            .block_on(engine.copy_logs(cid, false, None, &mut buf))
-            .is_ok()
-    {
-        if let Err(e) = crate::registry::atomic_write(&ctx.dirs.instance_log(id), &buf) {
+    if ctx.dirs.ensure_sub(&ctx.dirs.logs_dir()).is_ok() {
+        let cap = effective_for(ctx, id)
+            .map(|e| e.settings.logging.cap())
+            .unwrap_or_else(|_| crate::config::Logging::default().cap());
+        if let Err(e) = engine.save_log(cid, &ctx.dirs.instance_log(id), cap) {
             eprintln!("ai-sessctl: warning: output of {id} not kept: {e}");
         }
     }

@@ -123,24 +123,77 @@ impl Env {
 }
 
 impl Drop for Env {
-    /// Removes every container this test's registry knows of.
+    /// Removes every container and network of this test's state home (by
+    /// its `ai.home` label), and containers of the old name form
+    /// `ai-<id>` its registry knows of.
     fn drop(&mut self) {
-        // A test may leave a corrupt registry on purpose: clean up by name then.
+        if !docker_answers() {
+            return;
+        }
+        let label = format!("label=ai.home={}", home_label(self.state()));
+        let ids = |what: &[&str]| -> Vec<String> {
+            Command::new("docker")
+                .args(what)
+                .args(["-q", "--filter", &label])
+                .output()
+                .map(|o| stdout(&o).split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        // A test may leave a corrupt registry on purpose: then by label only.
         let reg: serde_json::Value = std::fs::read_to_string(self.state().join("registry.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
+        let mut containers = ids(&["ps", "-a"]);
         if let Some(map) = reg["instances"].as_object() {
-            let names: Vec<String> = map.keys().map(|id| format!("ai-{id}")).collect();
-            if !names.is_empty() && docker_answers() {
+            containers.extend(map.keys().map(|id| format!("ai-{id}")));
+        }
+        let quiet = |args: &[&str], names: &[String]| {
+            if !names.is_empty() {
                 let _ = Command::new("docker")
-                    .args(["rm", "-f"])
-                    .args(&names)
+                    .args(args)
+                    .args(names)
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status();
             }
-        }
+        };
+        quiet(&["rm", "-f"], &containers);
+        quiet(&["network", "rm"], &ids(&["network", "ls"]));
+    }
+}
+
+/// The `ai.home` label of a state home (its canonical path).
+pub fn home_label(state: &Path) -> String {
+    state
+        .canonicalize()
+        .unwrap_or_else(|_| state.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The engine name instance `id` of `env` gets: `ai-<id>-<6 hex digits of
+/// the sha256 of the state home>` (known before the container exists).
+pub fn cname_in(env: &Env, id: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(home_label(env.state()).as_bytes());
+    format!("ai-{id}-{:02x}{:02x}{:02x}", d[0], d[1], d[2])
+}
+
+/// The engine name of instance `id`'s container: `ai-<id>-<6 hex>`, found
+/// by its `ai.instance` label (ids are unique per test); `ai-<id>` when no
+/// such container exists.
+pub fn cname(id: &str) -> String {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("label=ai.instance={id}"))
+        .output();
+    let names: Vec<String> = out
+        .map(|o| stdout(&o).lines().map(str::to_owned).collect())
+        .unwrap_or_default();
+    match names.as_slice() {
+        [one] => one.clone(),
+        _ => format!("ai-{id}"),
     }
 }
 

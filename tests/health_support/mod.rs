@@ -144,7 +144,7 @@ pub fn docker_out(args: &[&str]) -> std::process::Output {
 
 /// Runs `sh -c script` in the instance's container and waits for it.
 pub fn exec(id: &str, script: &str) -> String {
-    let out = docker_out(&["exec", &format!("ai-{id}"), "sh", "-c", script]);
+    let out = docker_out(&["exec", &crate::common::cname(id), "sh", "-c", script]);
     assert!(
         out.status.success(),
         "docker exec {script:?}: {}",
@@ -155,7 +155,7 @@ pub fn exec(id: &str, script: &str) -> String {
 
 /// Starts `sh -c script` in the container in the background.
 pub fn exec_detached(id: &str, script: &str) {
-    let out = docker_out(&["exec", "-d", &format!("ai-{id}"), "sh", "-c", script]);
+    let out = docker_out(&["exec", "-d", &crate::common::cname(id), "sh", "-c", script]);
     assert!(
         out.status.success(),
         "docker exec -d {script:?}: {}",
@@ -195,7 +195,7 @@ pub fn hold_memory(id: &str, mib: u32) {
 
 /// `State.Health.Status` of the instance's container.
 pub fn docker_health(id: &str) -> Option<String> {
-    crate::common::inspect(&format!("ai-{id}"))?["State"]["Health"]["Status"]
+    crate::common::inspect(&crate::common::cname(id))?["State"]["Health"]["Status"]
         .as_str()
         .map(str::to_owned)
 }

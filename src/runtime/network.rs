@@ -1,0 +1,150 @@
+//! Per-instance networks. By default each instance gets a bridge network
+//! of its own (created with it, removed with it, labelled, reaped by `gc`),
+//! so agents cannot reach one another; `networking.mode = "shared"` keeps
+//! the engine's default bridge, where they can.
+//!
+//! An egress policy other than `open` replaces this network by an internal
+//! one with a proxy as the only way out (`crate::egress::launch`).
+
+use super::docker::{api_error, is_404, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
+use crate::config::NetworkMode;
+use crate::error::{Error, Result};
+use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters as q;
+use bollard::Docker;
+use std::collections::HashMap;
+
+/// Container label naming the network made for it (removed with it).
+pub const NETWORK_LABEL: &str = "ai.network";
+
+/// Where an instance's container is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// The engine's default bridge, shared with every other container.
+    Shared,
+    /// A network of its own.
+    Own(OwnNetwork),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnNetwork {
+    pub name: String,
+    /// No route off the network (for an egress policy with a proxy).
+    pub internal: bool,
+    pub labels: HashMap<String, String>,
+}
+
+/// The network for an instance named `name` (its container's name),
+/// labelled like the container.
+pub fn plan(mode: NetworkMode, name: &str, labels: &HashMap<String, String>) -> Plan {
+    match mode {
+        NetworkMode::Shared => Plan::Shared,
+        NetworkMode::Isolated => {
+            let keep = ["ai.instance", HOME_LABEL, MANAGED_LABEL];
+            Plan::Own(OwnNetwork {
+                name: name.to_owned(),
+                internal: false,
+                labels: labels
+                    .iter()
+                    .filter(|(k, _)| keep.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            })
+        }
+    }
+}
+
+impl Plan {
+    /// `HostConfig.NetworkMode` for the container.
+    pub fn network_mode(&self) -> Option<String> {
+        match self {
+            Plan::Shared => None,
+            Plan::Own(n) => Some(n.name.clone()),
+        }
+    }
+}
+
+/// Creates the network. One of ours that is still there (its container
+/// was removed behind our back, or a start crashed) is reused: engines
+/// before API 1.44 accept a second network of the same name, which makes
+/// the name ambiguous, so look first. A network of that name that is not
+/// ours is an error.
+pub async fn ensure(docker: &Docker, net: &OwnNetwork) -> Result<()> {
+    match docker
+        .inspect_network(&net.name, None::<q::InspectNetworkOptions>)
+        .await
+    {
+        Ok(existing) => {
+            let labels = existing.labels.unwrap_or_default();
+            return if labels.get(HOME_LABEL) == net.labels.get(HOME_LABEL)
+                && labels.get(MANAGED_LABEL).map(String::as_str) == Some(MANAGED_VALUE)
+            {
+                Ok(())
+            } else {
+                Err(Error::Invalid(format!(
+                    "network {} exists and is not this state home's; remove it or start with another --id",
+                    net.name
+                )))
+            };
+        }
+        Err(e) if is_404(&e) => {}
+        Err(e) => return Err(api_error("inspect network", e)),
+    }
+    let req = NetworkCreateRequest {
+        name: net.name.clone(),
+        driver: Some("bridge".to_owned()),
+        internal: Some(net.internal),
+        labels: Some(net.labels.clone()),
+        ..Default::default()
+    };
+    match docker.create_network(req).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(api_error("create network", e)),
+    }
+}
+
+/// Removes a network; gone already, or still in use (by a container that
+/// is not ours to remove), is left as it is.
+pub async fn remove(docker: &Docker, name: &str) -> Result<()> {
+    match docker.remove_network(name).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_404(&e) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 403 | 409,
+            ..
+        }) => Ok(()),
+        Err(e) => Err(api_error("remove network", e)),
+    }
+}
+
+/// Networks of this state home with no container attached: left by a
+/// crash between creating the network and removing it. Returns their names.
+pub async fn unused(docker: &Docker, home: &str) -> Result<Vec<String>> {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("{MANAGED_LABEL}={MANAGED_VALUE}"),
+            format!("{HOME_LABEL}={home}"),
+        ],
+    )]);
+    let nets = docker
+        .list_networks(Some(q::ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .map_err(|e| api_error("list networks", e))?;
+    let mut out = Vec::new();
+    for n in nets {
+        let Some(name) = n.name else { continue };
+        // The listing does not say which containers are attached.
+        let detail = docker
+            .inspect_network(&name, None::<q::InspectNetworkOptions>)
+            .await;
+        if let Ok(d) = detail {
+            if d.containers.unwrap_or_default().is_empty() {
+                out.push(name);
+            }
+        }
+    }
+    Ok(out)
+}
