@@ -213,3 +213,58 @@ fn shell_functions_are_never_the_agent() {
     assert!(!marker.exists(), "the shell function was run");
     env.ok(&["stop", &id]);
 }
+
+/// A seed-format host entry (a pid and no start time) names no process we
+/// can recognise: whatever has that pid now is never taken for the agent,
+/// never adopted as running and never signalled by `stop` or `stop --all`.
+#[test]
+fn a_pid_without_start_time_is_never_taken_for_the_agent() {
+    let env = Env::new();
+    env.write_config("[global]\nruntime = \"host\"\nstop_timeout = \"1s\"\n");
+    // An unrelated process of ours, in its own process group.
+    let mut bystander = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("sleep")
+            .arg("600")
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let pid = bystander.id();
+    let proj = env.project("seedhost");
+    let ids = ["seedhost-claude", "seedhost-gemini"];
+    let mut instances = serde_json::Map::new();
+    for (n, id) in ids.iter().enumerate() {
+        instances.insert(
+            id.to_string(),
+            serde_json::json!({
+                "id": id, "project_path": proj, "project_name": "seedhost",
+                "mode": id.rsplit('-').next().unwrap(), "status": "running", "pid": pid,
+                "port": env.port_base + n as u16,
+                "resources": {}, "timestamps": {}, "config": {}
+            }),
+        );
+    }
+    std::fs::write(
+        env.state().join("registry.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({"instances": instances})).unwrap(),
+    )
+    .unwrap();
+
+    // Stopped directly (no reconcile first), then all.
+    let out = env.run(&["stop", ids[0]]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&["stop", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "a process that merely has the recorded pid was killed"
+    );
+    env.ok(&["list"]);
+    for id in ids {
+        assert_ne!(env.instance(id)["status"], "running", "{}", env.instance(id));
+    }
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+}

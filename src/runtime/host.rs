@@ -120,8 +120,10 @@ impl super::Runtime for HostRuntime {
         timeout: Duration,
         force: bool,
     ) -> Result<Option<i64>> {
-        if let Some(pid) = inst.pid {
-            stop(pid, inst.pid_start_time, timeout, force);
+        // Without a start time the pid may be anyone's by now (a
+        // seed-format entry): never signalled.
+        if let (Some(pid), Some(start)) = (inst.pid, inst.pid_start_time) {
+            stop(pid, Some(start), timeout, force);
         }
         // Not our child (another process started it): the code is unknown.
         Ok(None)

@@ -239,8 +239,10 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                     },
                 }
             }
-            Some(RuntimeKind::Host) => match inst.pid {
-                Some(pid) if crate::procinfo::alive(pid, inst.pid_start_time) => {}
+            // Without a start time (a seed-format entry) the pid may be
+            // anyone's by now: never taken for the agent.
+            Some(RuntimeKind::Host) => match (inst.pid, inst.pid_start_time) {
+                (Some(pid), Some(start)) if crate::procinfo::alive(pid, Some(start)) => {}
                 _ => changes.push(change(Status::Stopped, "agent process ended", None, None)),
             },
             None if inst.status == Status::Initializing => {
