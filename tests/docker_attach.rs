@@ -337,3 +337,75 @@ fn killed_while_attached_returns_the_code_and_is_not_healed() {
         "restarted behind the user"
     );
 }
+
+/// Two `claude` in the same project at the same moment: the second waits
+/// for the first one's start and attaches to the same instance (repeated).
+#[test]
+fn two_runs_at_once_share_one_instance() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let mut bad = Vec::new();
+    for round in 0..20 {
+        let name = env.unique(&format!("twice{round}"));
+        let proj = env.project(&name);
+        let id = format!("{name}-claude");
+        let script = r#""$AIS_BIN" run claude; echo "run-rc=$?""#;
+        let mut a = spawn_in_pty(&env, &proj, script);
+        let mut b = spawn_in_pty(&env, &proj, script);
+        for (who, p) in [("first", &mut a), ("second", &mut b)] {
+            if let Err(e) = p.exp_string("attached to") {
+                bad.push(format!("round {round}: the {who} did not attach: {e}"));
+            }
+        }
+        if bad.iter().any(|b| b.starts_with(&format!("round {round}:"))) {
+            let _ = env.run(&["stop", "--force", &id]);
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        // One agent: what one terminal types, the other sees answered.
+        a.send_line(&format!("from-a-{round}")).unwrap();
+        if b.exp_string(&format!("echo: from-a-{round}")).is_err() {
+            bad.push(format!("round {round}: the two terminals are not on one agent"));
+        }
+        for p in [&mut a, &mut b] {
+            p.send_control('p').unwrap();
+            p.send_control('q').unwrap();
+            let _ = p.exp_string("run-rc=0");
+        }
+        let names = containers_with_label("ai.instance", &id);
+        if names.len() != 1 {
+            bad.push(format!("round {round}: containers {names:?}"));
+        }
+        env.ok(&["stop", "--force", &id]);
+    }
+    assert!(bad.is_empty(), "{} bad outcomes:\n{}", bad.len(), bad.join("\n"));
+}
+
+/// Arguments given to `claude` while its instance already runs are not
+/// silently dropped: it says it attached to the running instance and that
+/// the arguments apply at its next start.
+#[test]
+fn arguments_for_a_running_instance_are_explained() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let name = env.unique("args");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let mut p = spawn_in_pty(
+        &env,
+        &proj,
+        r#""$AIS_BIN" run claude -- --model opus-x; echo "run-rc=$?""#,
+    );
+    p.exp_string("already running").expect("says it is running");
+    p.exp_string("--model opus-x").expect("names the arguments");
+    p.exp_string("next start").expect("says when they apply");
+    wait_attached(&mut p, "probe-args");
+    p.send_control('p').unwrap();
+    p.send_control('q').unwrap();
+    p.exp_string("run-rc=0").unwrap();
+    env.ok(&["stop", &id]);
+}

@@ -9,7 +9,9 @@ use crate::runtime::attach::{parse_detach_keys, AttachEnd};
 use crate::runtime::docker::DockerEngine;
 use crate::runtime::ops::{self, StartRequest as OpsStart, Started};
 use crate::types::{InstanceId, Mode, Port, Status};
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 pub struct StartRequest {
     pub path: Option<PathBuf>,
@@ -52,6 +54,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
     // Reconcile first, so a dead instance is restarted, not attached to.
     // An engine that does not answer is reported by the start itself.
     crate::runtime::refresh_quietly(ctx)?;
+    let args = req.args.clone();
     let started = ops::start(
         ctx,
         OpsStart {
@@ -75,6 +78,15 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
                     inst.id, inst.status, inst.port
                 );
                 return Ok(0);
+            }
+            if !args.is_empty() {
+                // Nothing silently dropped: the running agent was started
+                // with other arguments (or none).
+                eprintln!(
+                    "{id} is already running: attaching to it; `{}` applies at its next start (`ai-sessctl stop {id}`, then run it again)",
+                    args.join(" "),
+                    id = inst.id
+                );
             }
             attach_to(ctx, inst, None)
         }
@@ -144,9 +156,14 @@ fn attach_to(ctx: &Ctx, inst: Instance, engine: Option<DockerEngine>) -> Result<
             inst.pid.unwrap_or(0)
         )));
     }
+    // Started by another terminal a moment ago: wait for it, then attach.
+    let inst = match inst.container_id {
+        None if inst.status == Status::Initializing => wait_for_start(ctx, &inst.id)?,
+        _ => inst,
+    };
     let Some(cid) = inst.container_id.clone() else {
         return Err(Error::Invalid(format!(
-            "{} is still starting; try again",
+            "{} has no container to attach to",
             inst.id
         )));
     };
@@ -187,6 +204,55 @@ fn attach_to(ctx: &Ctx, inst: Instance, engine: Option<DockerEngine>) -> Result<
             Ok(exit_byte(code))
         }
     }
+}
+
+/// How long a `run` waits for another terminal's start of the same
+/// instance (the time a start may take before reconcile calls it dead).
+const START_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until the start under way (by another process) completes; a
+/// spinner on a terminal says what it waits for.
+fn wait_for_start(ctx: &Ctx, id: &InstanceId) -> Result<Instance> {
+    let tty = std::io::stderr().is_terminal();
+    let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    let t0 = Instant::now();
+    let mut n = 0;
+    let result = loop {
+        let reg = crate::runtime::refresh_quietly(ctx)?;
+        match reg.get(id) {
+            None => break Err(Error::Invalid(format!("{id} was removed while it was starting"))),
+            Some(i) if i.status == Status::Initializing => {}
+            Some(i) if i.status.is_live() => break Ok(i.clone()),
+            Some(i) => {
+                break Err(Error::Invalid(format!(
+                    "the start of {id} by another terminal did not succeed ({}{}); run it again to start it",
+                    i.status,
+                    i.status_reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )))
+            }
+        }
+        if t0.elapsed() > START_WAIT {
+            break Err(Error::Invalid(format!(
+                "{id} is still starting after {}s (started by another terminal); try again",
+                START_WAIT.as_secs()
+            )));
+        }
+        if tty {
+            eprint!(
+                "\r{} waiting for {id} to start (started by another terminal)… ",
+                frames[n % frames.len()]
+            );
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if tty && n > 0 {
+        eprint!("\r\x1b[K");
+    }
+    result
 }
 
 /// Ignores SIGINT/SIGQUIT while a foreground agent runs (like a shell does).
