@@ -310,7 +310,12 @@ pub enum Command {
     Prompt,
     /// Apply the on_shell_exit policy to the instances a shell owns
     #[command(hide = true)]
-    ShellExit { pid: u32 },
+    ShellExit {
+        pid: u32,
+        /// Do the work here (the detached helper), not in the background
+        #[arg(long, hide = true)]
+        now: bool,
+    },
     /// Follow the agents' activity and notify (started on demand)
     #[command(hide = true)]
     Notifier,

@@ -358,7 +358,10 @@ fn two_runs_at_once_share_one_instance() {
                 bad.push(format!("round {round}: the {who} did not attach: {e}"));
             }
         }
-        if bad.iter().any(|b| b.starts_with(&format!("round {round}:"))) {
+        if bad
+            .iter()
+            .any(|b| b.starts_with(&format!("round {round}:")))
+        {
             let _ = env.run(&["stop", "--force", &id]);
             continue;
         }
@@ -366,7 +369,9 @@ fn two_runs_at_once_share_one_instance() {
         // One agent: what one terminal types, the other sees answered.
         a.send_line(&format!("from-a-{round}")).unwrap();
         if b.exp_string(&format!("echo: from-a-{round}")).is_err() {
-            bad.push(format!("round {round}: the two terminals are not on one agent"));
+            bad.push(format!(
+                "round {round}: the two terminals are not on one agent"
+            ));
         }
         for p in [&mut a, &mut b] {
             p.send_control('p').unwrap();
@@ -379,7 +384,12 @@ fn two_runs_at_once_share_one_instance() {
         }
         env.ok(&["stop", "--force", &id]);
     }
-    assert!(bad.is_empty(), "{} bad outcomes:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} bad outcomes:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 /// Arguments given to `claude` while its instance already runs are not

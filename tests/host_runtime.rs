@@ -263,7 +263,12 @@ fn a_pid_without_start_time_is_never_taken_for_the_agent() {
     );
     env.ok(&["list"]);
     for id in ids {
-        assert_ne!(env.instance(id)["status"], "running", "{}", env.instance(id));
+        assert_ne!(
+            env.instance(id)["status"],
+            "running",
+            "{}",
+            env.instance(id)
+        );
     }
     let _ = bystander.kill();
     let _ = bystander.wait();

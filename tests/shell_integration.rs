@@ -846,6 +846,70 @@ fn zsh_needs_you_mark_and_alert() {
     require_docker!();
     if shells_or_skip("zsh_needs_you_mark_and_alert", Some(Sh::Zsh)) {
         needs_you(Sh::Zsh);
+
+/// Config for the exit tests: the fake agent ignoring SIGTERM (as Gemini
+/// CLI does), so a stop waits the whole `stop_timeout` before the kill.
+fn stubborn_agent_config(env: &Env) {
+    env.write_config(&format!(
+        "[global]\nruntime = \"docker\"\nstop_timeout = \"8s\"\n\n\
+         [resources.memory]\nlimit = \"64Mi\"\n\n\
+         [agents.claude]\nimage = \"{}\"\n\
+         command = [\"sh\", \"-c\", \"trap '' TERM; exec fake-agent\"]\n",
+        common::TEST_IMAGE
+    ));
+}
+
+/// `exit` returns at once although the agent ignores SIGTERM: the stop is
+/// handed to a detached process that finishes it (SIGKILL after the
+/// timeout) and records it.
+fn exit_returns_at_once(sh: Sh) {
+    let env = Env::new();
+    stubborn_agent_config(&env);
+    let (proj, _) = project(&env, "stubborn");
+    let s = Shell::start(&env, sh);
+    s.cd(&proj);
+    s.claude_start_detach(1);
+    let (id, _) = only_instance(&env);
+    let t0 = Instant::now();
+    s.tmux.line("exit");
+    s.tmux.wait_gone();
+    let gone = t0.elapsed();
+    // The shell is gone while the agent is still being stopped.
+    let state = common::inspect(&format!("ai-{id}"))
+        .and_then(|v| v["State"]["Status"].as_str().map(str::to_owned));
+    assert_eq!(
+        state.as_deref(),
+        Some("running"),
+        "the shell waited for the stop ({gone:?})"
+    );
+    assert!(s.exit_trap_ran(), "the user's EXIT trap ran");
+    // The detached helper completes the stop and records it.
+    assert!(
+        wait_until(Duration::from_secs(30), || status_of(&env, &id)
+            == "stopped"),
+        "not recorded: {:#}",
+        env.instance(&id)
+    );
+    let inst = env.instance(&id);
+    assert_eq!(inst["exit_code"], 137, "killed after the timeout: {inst:#}");
+    assert!(
+        inst["status_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("owner shell")),
+        "{inst:#}"
+    );
+    assert!(
+        common::inspect(&format!("ai-{id}")).is_none(),
+        "container removed"
+    );
+    eprintln!("{sh:?}: exit returned after {gone:?}; the stop went on in the background");
+}
+
+#[test]
+fn zsh_exit_returns_at_once() {
+    require_docker!();
+    if shells_or_skip("zsh_exit_returns_at_once", Some(Sh::Zsh)) {
+        exit_returns_at_once(Sh::Zsh);
     }
 }
 
@@ -854,5 +918,78 @@ fn bash_needs_you_mark_and_alert() {
     require_docker!();
     if shells_or_skip("bash_needs_you_mark_and_alert", Some(Sh::Bash)) {
         needs_you(Sh::Bash);
+
+fn bash_exit_returns_at_once() {
+    require_docker!();
+    if shells_or_skip("bash_exit_returns_at_once", Some(Sh::Bash)) {
+        exit_returns_at_once(Sh::Bash);
+    }
+}
+
+/// The owner shell exits while a second terminal is attached: the instance
+/// is kept for that terminal (its shell becomes the owner, said in the
+/// event log), the agent keeps answering it; that shell's exit stops it.
+fn attached_terminal_keeps_its_agent(sh: Sh) {
+    let env = Env::new();
+    env.use_test_image("");
+    let (proj, _) = project(&env, "handover");
+    let one = Shell::start(&env, sh);
+    one.cd(&proj);
+    one.claude_start_detach(1);
+    let (id, _) = only_instance(&env);
+    let two = Shell::start(&env, sh);
+    two.cd(&proj);
+    two.tmux.line("claude");
+    two.tmux.wait_text("attached to");
+    std::thread::sleep(Duration::from_millis(300));
+    two.tmux.line("before-handover");
+    two.tmux.wait_text("echo: before-handover");
+
+    one.tmux.line("exit");
+    one.tmux.wait_gone();
+    std::thread::sleep(Duration::from_secs(2));
+    let inst = env.instance(&id);
+    assert_eq!(inst["status"], "running", "{inst:#}");
+    assert_eq!(
+        inst["owner_pid"].as_i64(),
+        two.pid().map(i64::from),
+        "the attached terminal's shell owns it now: {inst:#}"
+    );
+    two.tmux.line("after-handover");
+    two.tmux.wait_text("echo: after-handover");
+    let events = env.ok(&["events", "--json"]);
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("ownership passed") && l.contains(&id)),
+        "{events}"
+    );
+
+    two.tmux.keys(&["C-p", "C-q"]);
+    two.tmux.wait_text("detached from");
+    two.wait_prompt();
+    two.tmux.line("exit");
+    two.tmux.wait_gone();
+    assert!(
+        wait_until(Duration::from_secs(20), || status_of(&env, &id)
+            == "stopped"),
+        "the new owner's exit stops it: {:#}",
+        env.instance(&id)
+    );
+}
+
+#[test]
+fn zsh_attached_terminal_keeps_its_agent() {
+    require_docker!();
+    if shells_or_skip("zsh_attached_terminal_keeps_its_agent", Some(Sh::Zsh)) {
+        attached_terminal_keeps_its_agent(Sh::Zsh);
+    }
+}
+
+#[test]
+fn bash_attached_terminal_keeps_its_agent() {
+    require_docker!();
+    if shells_or_skip("bash_attached_terminal_keeps_its_agent", Some(Sh::Bash)) {
+        attached_terminal_keeps_its_agent(Sh::Bash);
     }
 }

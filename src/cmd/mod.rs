@@ -118,7 +118,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Init { shell } => shell::init(&ctx, shell),
         Command::Completions { shell } => shell::completions(shell),
         Command::Prompt => shell::prompt(&ctx),
-        Command::ShellExit { pid } => shell::shell_exit(&ctx, pid),
+        Command::ShellExit { pid, now } => shell::shell_exit(&ctx, pid, now),
         Command::Notifier => crate::activity::watch::run(&ctx).map(|_| 0),
     }
 }

@@ -4,7 +4,7 @@
 use super::Ctx;
 use crate::config::RuntimeChoice;
 use crate::error::{Error, Result};
-use crate::registry::{Instance, RuntimeKind};
+use crate::registry::{Client, Instance, ProcRef, RuntimeKind};
 use crate::runtime::attach::{parse_detach_keys, AttachEnd};
 use crate::runtime::docker::DockerEngine;
 use crate::runtime::ops::{self, StartRequest as OpsStart, Started};
@@ -88,7 +88,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
                     id = inst.id
                 );
             }
-            attach_to(ctx, inst, None)
+            attach_to(ctx, inst, None, req.shell_pid)
         }
         Started::Container { inst, engine } => {
             if req.detach {
@@ -96,7 +96,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
                 eprintln!("started {} on {}", inst.id, inst.address());
                 return Ok(0);
             }
-            attach_to(ctx, inst, Some(engine))
+            attach_to(ctx, inst, Some(engine), req.shell_pid)
         }
         Started::Process { inst, mut child } => {
             if req.detach {
@@ -145,10 +145,17 @@ pub fn attach(ctx: &Ctx, id: InstanceId) -> Result<u8> {
             inst.status
         )));
     }
-    attach_to(ctx, inst, None)
+    attach_to(ctx, inst, None, None)
 }
 
-fn attach_to(ctx: &Ctx, inst: Instance, engine: Option<DockerEngine>) -> Result<u8> {
+/// Attaches this terminal to `inst`; `shell` is the interactive shell it
+/// runs in (default: our parent, as for `attach`).
+fn attach_to(
+    ctx: &Ctx,
+    inst: Instance,
+    engine: Option<DockerEngine>,
+    shell: Option<u32>,
+) -> Result<u8> {
     if inst.runtime == Some(RuntimeKind::Host) {
         return Err(Error::Invalid(format!(
             "{} runs on the host (pid {}) in the terminal that started it; host instances cannot be re-attached",
@@ -180,6 +187,7 @@ fn attach_to(ctx: &Ctx, inst: Instance, engine: Option<DockerEngine>) -> Result<
     if inst.status == Status::Paused {
         ops::set_paused(ctx, &inst.id, false)?;
     }
+    let _client = Attached::register(ctx, &inst.id, shell);
     eprintln!("attached to {} (detach: {})", inst.id, keys_spec);
     let attached = crate::activity::notify::attached_guard(ctx, &inst.id);
     let end = engine.attach(&cid, &keys, fresh)?;
@@ -203,6 +211,52 @@ fn attach_to(ctx: &Ctx, inst: Instance, engine: Option<DockerEngine>) -> Result<
             )?;
             Ok(exit_byte(code))
         }
+    }
+}
+
+/// This terminal in the entry's attached clients, for as long as it is
+/// attached (best effort: a client that died is ignored by its pid).
+struct Attached<'a> {
+    ctx: &'a Ctx,
+    id: InstanceId,
+    me: ProcRef,
+}
+
+impl<'a> Attached<'a> {
+    fn register(ctx: &'a Ctx, id: &InstanceId, shell: Option<u32>) -> Self {
+        let me = ProcRef::me();
+        let shell_pid = shell.unwrap_or_else(|| nix::unistd::getppid().as_raw() as u32);
+        let client = Client {
+            process: me.clone(),
+            shell: Some(ProcRef {
+                pid: shell_pid,
+                start_time: crate::procinfo::start_time(shell_pid),
+            }),
+        };
+        let _ = ctx.store.update(|reg| {
+            if let Some(i) = reg.instances.get_mut(id) {
+                i.clients.retain(|c| c.process.alive() && c.process != me);
+                i.clients.push(client.clone());
+            }
+            Ok(())
+        });
+        Attached {
+            ctx,
+            id: id.clone(),
+            me,
+        }
+    }
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        let _ = self.ctx.store.update(|reg| {
+            if let Some(i) = reg.instances.get_mut(&self.id) {
+                i.clients
+                    .retain(|c| c.process.alive() && c.process != self.me);
+            }
+            Ok(())
+        });
     }
 }
 

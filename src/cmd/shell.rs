@@ -77,8 +77,11 @@ pub fn prompt(ctx: &Ctx) -> Result<u8> {
 }
 
 /// Called from the shell's exit hook: applies `on_shell_exit` to the
-/// instances this shell owns. Silent when there is nothing to do.
-pub fn shell_exit(ctx: &Ctx, pid: u32) -> Result<u8> {
+/// instances this shell owns. Returns at once: a stop may take the whole
+/// `stop_timeout` (an agent that ignores SIGTERM), so it is handed to a
+/// detached copy of this command (own session, no terminal) that does it
+/// and records the result. Silent when there is nothing to do.
+pub fn shell_exit(ctx: &Ctx, pid: u32, now: bool) -> Result<u8> {
     let reg = ctx.store.load()?;
     let owned: Vec<_> = reg
         .instances
@@ -88,8 +91,42 @@ pub fn shell_exit(ctx: &Ctx, pid: u32) -> Result<u8> {
         })
         .map(|i| i.id.clone())
         .collect();
-    if !owned.is_empty() {
+    if owned.is_empty() {
+        return Ok(0);
+    }
+    if now {
+        crate::runtime::apply_shell_exit(ctx, &owned, "owner shell exited")?;
+        return Ok(0);
+    }
+    if let Err(e) = spawn_detached(pid) {
+        // No helper: do it here, late rather than never.
+        eprintln!("ai-sessctl: warning: {e}; stopping in the foreground");
         crate::runtime::apply_shell_exit(ctx, &owned, "owner shell exited")?;
     }
     Ok(0)
+}
+
+/// `ai-sessctl shell-exit PID --now` in a new session with no terminal:
+/// it outlives the shell and cannot be stopped by its hangup.
+fn spawn_detached(pid: u32) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot locate ai-sessctl: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["shell-exit", &pid.to_string(), "--now"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe; it detaches from the terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn()
+        .map(drop)
+        .map_err(|e| Error::Other(format!("cannot start the shell-exit helper: {e}")))
 }

@@ -120,8 +120,34 @@ pub struct Instance {
         deserialize_with = "lenient"
     )]
     pub healing: Option<ProcRef>,
+    /// Terminals attached right now (`run`/`attach` processes), each with
+    /// the shell it runs in: ownership passes to one of them when the
+    /// owner's shell exits, and while one is attached it records the
+    /// agent's end itself.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient_vec"
+    )]
+    pub clients: Vec<Client>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// One attached terminal: the attaching process and its shell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Client {
+    #[serde(flatten)]
+    pub process: ProcRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<ProcRef>,
+}
+
+impl Instance {
+    /// Attached terminals whose process still runs.
+    pub fn live_clients(&self) -> impl Iterator<Item = &Client> {
+        self.clients.iter().filter(|c| c.process.alive())
+    }
 }
 
 /// A process of ours, named with its start time so that a reused pid is
@@ -198,6 +224,14 @@ impl StopMarker {
             .is_none_or(ProcRef::alive)
             .then_some(self.reason.as_str())
     }
+}
+
+fn lenient_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    Ok(lenient(d)?.unwrap_or_default())
 }
 
 /// Markers are advisory: one this version cannot read is dropped rather

@@ -211,6 +211,10 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                             adopt: Some(o.container_id.clone()),
                             ..change(Status::Paused, "paused outside ai-sessctl", None, None)
                         }),
+                        // A terminal attached to it sees the end and
+                        // records it (with its exit code, as the user saw
+                        // it): not a crash behind anyone's back.
+                        "exited" | "dead" if inst.live_clients().next().is_some() => {}
                         "exited" | "dead" => {
                             let code = o.exit_code;
                             if let Some(why) = ops::stop_in_progress(inst) {
@@ -384,8 +388,11 @@ fn reap_orphans(ctx: &Ctx, reg: Registry) -> Result<Registry> {
     ctx.store.load()
 }
 
-/// Applies `on_shell_exit` to instances whose shell ended.
+/// Applies `on_shell_exit` to instances whose shell ended. An instance
+/// that another terminal is attached to is kept for that terminal: its
+/// shell becomes the owner (said in the event log).
 pub fn apply_shell_exit(ctx: &Ctx, ids: &[InstanceId], why: &str) -> Result<()> {
+    let ids = pass_ownership(ctx, ids)?;
     let policy = ctx.global()?.global.on_shell_exit;
     let (stop, keep): (Vec<_>, Vec<_>) = ids.iter().cloned().partition(|id| {
         ops::effective_for(ctx, id)
@@ -410,4 +417,41 @@ pub fn apply_shell_exit(ctx: &Ctx, ids: &[InstanceId], why: &str) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// Hands each instance that a terminal in another (live) shell is attached
+/// to over to that shell, under the lock; returns the others.
+fn pass_ownership(ctx: &Ctx, ids: &[InstanceId]) -> Result<Vec<InstanceId>> {
+    let mut passed = Vec::new();
+    let rest = ctx.store.update(|reg| {
+        let mut rest = Vec::new();
+        for id in ids {
+            let Some(inst) = reg.instances.get_mut(id) else {
+                continue;
+            };
+            let owner = inst.owner_pid;
+            let heir = inst
+                .live_clients()
+                .filter_map(|c| c.shell.clone())
+                .find(|s| Some(s.pid) != owner && s.alive());
+            match heir {
+                Some(shell) => {
+                    passed.push((id.clone(), owner, shell.pid));
+                    inst.owner_pid = Some(shell.pid);
+                    inst.owner_start_time = shell.start_time;
+                }
+                None => rest.push(id.clone()),
+            }
+        }
+        Ok(rest)
+    })?;
+    for (id, from, to) in passed {
+        ctx.events().log(
+            crate::events::Level::Info,
+            "shell",
+            "ownership passed to an attached terminal",
+            serde_json::json!({"instance": id, "from_shell": from, "to_shell": to}),
+        );
+    }
+    Ok(rest)
 }
