@@ -846,6 +846,16 @@ fn zsh_needs_you_mark_and_alert() {
     require_docker!();
     if shells_or_skip("zsh_needs_you_mark_and_alert", Some(Sh::Zsh)) {
         needs_you(Sh::Zsh);
+    }
+}
+
+#[test]
+fn bash_needs_you_mark_and_alert() {
+    require_docker!();
+    if shells_or_skip("bash_needs_you_mark_and_alert", Some(Sh::Bash)) {
+        needs_you(Sh::Bash);
+    }
+}
 
 /// Config for the exit tests: the fake agent ignoring SIGTERM (as Gemini
 /// CLI does), so a stop waits the whole `stop_timeout` before the kill.
@@ -914,11 +924,6 @@ fn zsh_exit_returns_at_once() {
 }
 
 #[test]
-fn bash_needs_you_mark_and_alert() {
-    require_docker!();
-    if shells_or_skip("bash_needs_you_mark_and_alert", Some(Sh::Bash)) {
-        needs_you(Sh::Bash);
-
 fn bash_exit_returns_at_once() {
     require_docker!();
     if shells_or_skip("bash_exit_returns_at_once", Some(Sh::Bash)) {
