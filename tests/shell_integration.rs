@@ -909,7 +909,10 @@ fn exit_returns_at_once(sh: Sh) {
         "{inst:#}"
     );
     assert!(
-        common::inspect(&format!("ai-{id}")).is_none(),
+        wait_until(Duration::from_secs(10), || common::inspect(&format!(
+            "ai-{id}"
+        ))
+        .is_none()),
         "container removed"
     );
     eprintln!("{sh:?}: exit returned after {gone:?}; the stop went on in the background");
