@@ -316,7 +316,7 @@ fn killed_while_attached_returns_the_code_and_is_not_healed() {
         .unwrap();
     let mut p = spawn_in_pty(&env, &proj, r#""$AIS_BIN" run claude; echo "run-rc=$?""#);
     wait_attached(&mut p, "probe-kill");
-    let out = docker(&["kill", &format!("ai-{id}")]);
+    let out = docker(&["kill", &common::cname(&id)]);
     assert!(out.status.success());
     p.exp_string("run-rc=137")
         .expect("the kill's exit code comes back");
@@ -332,7 +332,7 @@ fn killed_while_attached_returns_the_code_and_is_not_healed() {
         "not restarted: {inst}"
     );
     assert_ne!(
-        container_state(&format!("ai-{id}")).as_deref(),
+        container_state(&common::cname(&id)).as_deref(),
         Some("running"),
         "restarted behind the user"
     );

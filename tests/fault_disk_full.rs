@@ -222,7 +222,7 @@ fn start_one(env: &Env, name: &str) -> String {
 }
 
 fn runs(id: &str) -> bool {
-    docker_support::container_state(&format!("ai-{id}")).as_deref() == Some("running")
+    docker_support::container_state(&common::cname(id)).as_deref() == Some("running")
 }
 
 /// Exactly when a runaway agent must be stopped the disk may be full: the

@@ -136,7 +136,7 @@ fn gc_never_removes_a_container_a_concurrent_start_created() {
                 ));
                 continue;
             }
-            let cname = format!("ai-{id}");
+            let cname = common::cname(&id);
             if docker_support::container_state(&cname).as_deref() != Some("running") {
                 bad.push(format!(
                     "round {round}: {id} started but its container is gone"
@@ -170,7 +170,7 @@ fn a_users_stop_mid_heal_wins() {
     let mut bad = Vec::new();
     for round in 0..ROUNDS {
         let id = health_support::start(&env, &format!("mid{round}"), &[]);
-        let out = docker_support::docker(&["kill", &format!("ai-{id}")]);
+        let out = docker_support::docker(&["kill", &common::cname(&id)]);
         assert!(out.status.success());
         std::thread::sleep(std::time::Duration::from_millis(rng.below(900)));
         let out = env.run(&["stop", &id]);
@@ -185,7 +185,7 @@ fn a_users_stop_mid_heal_wins() {
         if e["status"] != "stopped" || e["status_reason"] != "stopped by user" {
             bad.push(format!("round {round}: after the user's stop: {e}"));
         }
-        if docker_support::container_state(&format!("ai-{id}")).as_deref() == Some("running") {
+        if docker_support::container_state(&common::cname(&id)).as_deref() == Some("running") {
             bad.push(format!(
                 "round {round}: {id} runs again after the user's stop"
             ));

@@ -399,7 +399,7 @@ fn stop_works_on_an_entry_in_error_whose_container_runs() {
     let out = env.run(&["stop", &one]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        common::inspect(&format!("ai-{one}")).is_none(),
+        common::inspect(&common::cname(&one)).is_none(),
         "{one} still there"
     );
     assert_eq!(
@@ -411,7 +411,7 @@ fn stop_works_on_an_entry_in_error_whose_container_runs() {
     let out = env.run(&["stop", "--all"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        common::inspect(&format!("ai-{two}")).is_none(),
+        common::inspect(&common::cname(&two)).is_none(),
         "stop --all left {two}: {}",
         stderr(&out)
     );
@@ -435,7 +435,7 @@ fn watch_carries_on_through_transient_errors() {
     let good = std::fs::read(&path).unwrap();
     std::fs::write(&path, b"{ not json").unwrap();
     // An engine event while the registry is unreadable, and checks.
-    let out = docker_out(&["kill", &format!("ai-{id}")]);
+    let out = docker_out(&["kill", &common::cname(&id)]);
     assert!(out.status.success());
     std::thread::sleep(Duration::from_secs(3));
     assert!(
@@ -472,7 +472,7 @@ fn a_container_removed_by_hand_is_not_healed() {
     monitor_config(&env, "");
     let id = start(&env, "byhand", &[]);
     let mut watch = Watch::spawn(&env, &[]);
-    let out = docker_out(&["rm", "-f", &format!("ai-{id}")]);
+    let out = docker_out(&["rm", "-f", &common::cname(&id)]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(wait_until(Duration::from_secs(5), || env.instance(&id)
         ["status"]
@@ -481,6 +481,6 @@ fn a_container_removed_by_hand_is_not_healed() {
     let inst = env.instance(&id);
     assert_eq!(inst["status"], "stopped", "{inst}\n{}", watch.output());
     assert_eq!(inst["restarts"].as_u64().unwrap_or(0), 0, "{inst}");
-    assert!(common::inspect(&format!("ai-{id}")).is_none());
+    assert!(common::inspect(&common::cname(&id)).is_none());
     interrupt(&mut watch);
 }
