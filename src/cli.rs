@@ -153,8 +153,15 @@ pub enum Command {
     Attach(IdArg),
     /// Pause an instance's processes
     Pause(IdArg),
-    /// Resume a paused instance
-    Resume(IdArg),
+    /// Resume a paused instance; without an id, bring back every instance
+    /// an engine restart or reboot ended
+    #[command(
+        after_help = "Examples:\n  ai-sessctl resume               after a reboot: start again what was running\n  ai-sessctl resume api-claude    unpause (or bring back) one"
+    )]
+    Resume {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
+    },
     /// Remove an instance's entry and container (--state: its agent state too)
     #[command(
         after_help = "Examples:\n  ai-sessctl rm api-claude\n  ai-sessctl rm --all --force   # every instance of this state home"

@@ -23,6 +23,7 @@ pub mod procinfo;
 pub mod project;
 pub mod prompt_file;
 pub mod registry;
+pub mod resume;
 pub mod runtime;
 pub mod shell;
 pub mod types;

@@ -21,7 +21,8 @@
 //! and leaves nothing; `list` still answers; after the restart `list`
 //! reconciles every entry with what the engine really has (without
 //! live-restore the engine stopped A's container), `gc` removes what a
-//! half-done start left, and A starts again.
+//! half-done start left, `resume` brings A back with its port and state
+//! (the agent asked to continue), and everything starts again.
 
 mod common;
 mod docker_support;
@@ -315,6 +316,22 @@ fn engine_stopped_mid_start_then_restarted_is_reconciled() {
     let out = env.run_in(&dirs[0], &["start", "--mode", "claude", "--detach"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_consistent(&env, "before", true);
+    // A's state, to find again after `resume`.
+    let a_port = env.instance(a)["port"].clone();
+    let a_state = env
+        .ok(&["config", "get", "--global", "agents.claude.state_dir"])
+        .trim()
+        .to_owned();
+    let a_cid = env.instance(a)["container_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let wrote = Command::new("docker")
+        .args(["exec", &a_cid, "sh", "-c"])
+        .arg(format!("echo kept > {a_state}/resume-marker"))
+        .status()
+        .unwrap();
+    assert!(wrote.success());
 
     let mut engine = EngineGuard::new(daemon, lock, &home);
     eprintln!(
@@ -419,6 +436,38 @@ fn engine_stopped_mid_start_then_restarted_is_reconciled() {
         c_entry.is_null() || c_entry["status"] != "initializing",
         "{c_entry}"
     );
+
+    // `resume` brings A back as it was: same id and port, its state, the
+    // agent asked to continue (claude's resume_args) since its state dir
+    // holds a session.
+    if !live_restore {
+        let out = env.run(&["resume"]);
+        assert!(out.status.success(), "resume: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("resumed {a}")),
+            "{}",
+            stderr(&out)
+        );
+        let back = env.instance(a);
+        assert_eq!(back["status"], "running", "{back:#}");
+        assert_eq!(back["port"], a_port, "same port: {back:#}");
+        let cid = back["container_id"].as_str().unwrap_or_default().to_owned();
+        let seen = Command::new("docker")
+            .args(["exec", &cid, "cat", &format!("{a_state}/resume-marker")])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&seen.stdout).trim(),
+            "kept",
+            "state kept across the restart"
+        );
+        let logs = env.ok(&["logs", a]);
+        assert!(logs.contains("--continue"), "continues: {logs}");
+        assert!(
+            env.instance(c).is_null() || env.instance(c)["status"] != "running",
+            "resume starts only what was running"
+        );
+    }
 
     // And life goes on: A and B start, C too.
     for d in &dirs {

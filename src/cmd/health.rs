@@ -55,6 +55,14 @@ pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
 }
 
 pub fn watch(ctx: &Ctx) -> Result<u8> {
+    if ctx.global()?.health.restart_after_reboot {
+        for (id, r) in crate::resume::resume_all(ctx)? {
+            match r {
+                Ok(_) => eprintln!("resumed {id}"),
+                Err(e) => eprintln!("ai-sessctl: resume {id}: {e}"),
+            }
+        }
+    }
     crate::health::watch(ctx)?;
     Ok(0)
 }

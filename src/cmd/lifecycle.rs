@@ -69,6 +69,38 @@ pub fn pause(ctx: &Ctx, id: InstanceId, paused: bool) -> Result<u8> {
     Ok(0)
 }
 
+/// `resume ID`: unpause, or bring back an instance an engine restart
+/// ended; `resume`: bring back all of those.
+pub fn resume(ctx: &Ctx, id: Option<InstanceId>) -> Result<u8> {
+    let Some(id) = id else {
+        let done = crate::resume::resume_all(ctx)?;
+        if done.is_empty() {
+            eprintln!("nothing to resume: no instance was ended by an engine restart or reboot");
+        }
+        let mut code = 0;
+        for (id, r) in done {
+            match r {
+                Ok(i) => eprintln!("resumed {id} on {}", i.address()),
+                Err(e) => {
+                    eprintln!("ai-sessctl: {id}: {e}");
+                    code = e.exit_code() as u8;
+                }
+            }
+        }
+        return Ok(code);
+    };
+    let reg = crate::runtime::refresh(ctx)?;
+    let inst = reg
+        .get(&id)
+        .ok_or_else(|| crate::error::Error::not_found(&id))?;
+    if crate::resume::interrupted(inst) {
+        let back = crate::resume::bring_back(ctx, inst)?;
+        eprintln!("resumed {id} on {}", back.address());
+        return Ok(0);
+    }
+    pause(ctx, id, false)
+}
+
 pub fn rm(ctx: &Ctx, ids: Vec<InstanceId>, force: bool, state: bool) -> Result<u8> {
     for id in &ids {
         ops::remove(ctx, id, force, state)?;

@@ -61,7 +61,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Restart(a) => lifecycle::restart(&ctx, a.id),
         Command::Attach(a) => run::attach(&ctx, a.id),
         Command::Pause(a) => lifecycle::pause(&ctx, a.id, true),
-        Command::Resume(a) => lifecycle::pause(&ctx, a.id, false),
+        Command::Resume { id } => lifecycle::resume(&ctx, id),
         Command::Rm {
             ids,
             all,

@@ -53,8 +53,22 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
     let project = crate::project::of(&ctx.dirs, req.path.as_deref())?;
     // Reconcile first, so a dead instance is restarted, not attached to.
     // An engine that does not answer is reported by the start itself.
-    crate::runtime::refresh_quietly(ctx)?;
+    let reg = crate::runtime::refresh_quietly(ctx)?;
     let args = req.args.clone();
+    // An instance an engine restart or reboot ended comes back continuing
+    // its conversation (`resume_args`), unless the user gave arguments.
+    let mut start_args = req.args;
+    if start_args.is_empty() {
+        let id = match &req.id {
+            Some(id) => Some(id.clone()),
+            None => crate::registry::derive_id(&reg, &project, &req.mode).ok(),
+        };
+        if let Some(prev) = id.and_then(|id| reg.get(&id).cloned()) {
+            if crate::resume::interrupted(&prev) {
+                start_args = crate::resume::resume_args(ctx, &prev);
+            }
+        }
+    }
     let started = ops::start(
         ctx,
         OpsStart {
@@ -64,7 +78,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
             port: req.port,
             runtime: req.runtime,
             egress: req.egress,
-            args: req.args,
+            args: start_args,
             shell_pid: req.shell_pid,
             detach: req.detach,
             heal: false,
