@@ -411,3 +411,32 @@ fn a_policy_the_host_runtime_cannot_enforce_is_refused() {
         .as_object()
         .is_none_or(|m| m.is_empty()));
 }
+
+#[test]
+fn an_instance_without_egress_is_healthy_without_a_published_port() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "none");
+    let cfg = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+    std::fs::write(
+        env.state().join("config.toml"),
+        cfg.replace("[agents.claude]\n", "[agents.claude]\nlistens = true\n"),
+    )
+    .unwrap();
+    let proj = env.project(&env.unique("nonehealth"));
+    let out = env
+        .cmd()
+        .current_dir(&proj)
+        .env("FAKE_AGENT_STAY", "1")
+        .env("FAKE_AGENT_LISTEN", "1")
+        .args(["start", "--mode", "claude", "--detach"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    let out = env.run(&["health", "check", &id, "--json"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(!stdout(&out).contains("\"port\""), "{}", stdout(&out));
+    env.ok(&["stop", &id]);
+}

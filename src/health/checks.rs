@@ -121,7 +121,10 @@ fn check_one(ctx: &Ctx, inst: &Instance, observed: Option<&HashMap<String, Obser
         }
         None => {}
     }
-    if eff.as_ref().is_some_and(|e| e.agent.listens) && inst.status == Status::Running {
+    // Under egress = "none" nothing is published: there is no port to ask.
+    let published = inst.egress != Some(crate::config::EgressPolicy::None);
+    if eff.as_ref().is_some_and(|e| e.agent.listens) && inst.status == Status::Running && published
+    {
         let bind = eff
             .as_ref()
             .map(|e| e.settings.networking.bind)
