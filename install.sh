@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install ai-sessions from a clone: build ai-sessctl, put it (and the
 # `ai-session` alias) in PREFIX/bin, install shell completions, and hook
-# `ai-sessctl init` into ~/.zshrc / ~/.bashrc (and bash's login file).
+# the shell integration into ~/.zshrc / ~/.bashrc (and bash's login file).
 # Idempotent; --uninstall undoes it all except the state directory.
 set -euo pipefail
 
@@ -110,8 +110,14 @@ rc_block() {
         printf '%s
 ' "(( \${+functions[compdef]} )) || { autoload -Uz compinit && compinit -i; }"
     fi
+    # The integration: the copy of `ai-sessctl init` kept in the state dir
+    # (no fork at shell start; it checks that it is current, else asks the
+    # binary), sourced only when it and the state dir are the user's own.
+    # shellcheck disable=SC2016 # expanded by the shell that reads the rc file
+    local home='"${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}"' cache
+    cache="${home%\"}/init.$shell\""
     printf '%s
-' "case \$- in *i*) ${guard}[ -x $qbin ] && eval \"\$($qbin init $shell)\" ;; esac"
+' "case \$- in *i*) ${guard}[ -x $qbin ] && if [ -O $home ] && [ -O $cache ]; then . $cache $qbin; else eval \"\$($qbin init $shell)\"; fi ;; esac"
     printf '%s' "$end_marker"
 }
 

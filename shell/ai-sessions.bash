@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # ai-sessions: bash integration (bash >= 4.4; an older bash gets a message
-# and no changes). Printed by `ai-sessctl init bash`; load it from ~/.bashrc
-# with
+# and no changes). Printed by `ai-sessctl init bash`, which also keeps a copy
+# in the state dir (init.bash) that the line install.sh puts in ~/.bashrc
+# sources without running a program; or load it from ~/.bashrc with
 #   eval "$(ai-sessctl init bash)"
 # The two placeholders below are filled in by `ai-sessctl init`.
 #
@@ -34,6 +35,7 @@
 #   _AI_SESSIONS_AGENTS_SRC    the agent list they were defined from (the
 #                              prompt hook compares agents.list with it)
 #   _AI_SESSIONS_KEY           cache key (file content, $PWD, settings)
+#   _AI_SESSIONS_CACHED        1 when loaded from the cached copy
 #   _AI_SESSIONS_PS1_ON        1 while the segment is inserted into PS1
 #   _AI_SESSIONS_PS1_USER      PS1 as the user/theme last set it
 #   _AI_SESSIONS_PS1_SET       PS1 as we last set it
@@ -186,7 +188,9 @@ _ai_sessions_precmd() {
 # to the user's trap text that follows.
 _ai_sessions_exit_hook() {
   local rc=${1:-0}
-  if [[ ${BASHPID-$$} == "$$" ]]; then
+  # Only a shell that ran an agent owns instances: `run --shell-pid` leaves
+  # shells/<pid> in the state dir. Any other shell exits without a fork.
+  if [[ ${BASHPID-$$} == "$$" && -e ${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/shells/$$ ]]; then
     if [[ -n ${AI_SESSIONS_DEBUG-} ]]; then
       "$_AI_SESSIONS_BIN" shell-exit "$$" </dev/null || :
     else

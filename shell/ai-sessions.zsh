@@ -1,4 +1,6 @@
-# ai-sessions: zsh integration. Printed by `ai-sessctl init zsh`; load it with
+# ai-sessions: zsh integration. Printed by `ai-sessctl init zsh`, which also
+# keeps a copy in the state dir (init.zsh) that the line install.sh puts in
+# ~/.zshrc sources without running a program; or load it with
 #   eval "$(ai-sessctl init zsh)"
 # (or the oh-my-zsh style plugin shell/ai-sessions.plugin.zsh). The two
 # placeholders below are filled in by `ai-sessctl init`.
@@ -30,6 +32,7 @@
 #   _AI_SESSIONS_AGENTS_SRC    the agent list they were defined from (the
 #                              prompt hook compares agents.list with it)
 #   _AI_SESSIONS_ZSTAT         1 when zsh/stat's zstat builtin is available
+#   _AI_SESSIONS_CACHED        1 when loaded from the cached copy
 #   _AI_SESSIONS_KEY           cache key of the last computed segment
 #   _AI_SESSIONS_RPROMPT_ON    1 while the segment is inserted into RPROMPT
 #   _AI_SESSIONS_RPROMPT_USER  RPROMPT as the user/theme last set it
@@ -184,8 +187,11 @@ function _ai_sessions_precmd {
 
 # ------------------------------------------------------------------ exit
 
+# Only a shell that ran an agent owns instances: `run --shell-pid` leaves
+# shells/<pid> in the state dir. Any other shell exits without a fork.
 function _ai_sessions_zshexit {
   emulate -L zsh
+  [[ -e ${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/shells/$$ ]] || return 0
   if [[ -n ${AI_SESSIONS_DEBUG-} ]]; then
     "$_AI_SESSIONS_BIN" shell-exit $$ </dev/null
   else

@@ -104,10 +104,14 @@ pub fn doctor(ctx: &Ctx) -> Result<u8> {
 struct ShellProbe {
     name: String,
     rc: &'static str,
-    init: &'static str,
+    kind: crate::cli::ShellKind,
+    /// bash's login file, read by sh too (its line checks for bash).
+    login: bool,
     /// The user's login shell, or its rc file exists: a failure matters.
     in_use: bool,
     loaded: bool,
+    /// Loaded from the cached copy of `init` (no fork at shell start).
+    cached: bool,
     on_path: bool,
     answered: bool,
 }
@@ -120,13 +124,23 @@ impl ShellProbe {
                 self.name
             )
         } else if !self.loaded {
+            let bin = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.to_str().map(str::to_owned))
+                .unwrap_or_else(|| "ai-sessctl".into());
             format!(
-                "not loaded: add `eval \"$(ai-sessctl init {})\"` to {} (./install.sh does it)",
-                self.init, self.rc
+                "not loaded: run ./install.sh, or add this line to {}:\n       {}",
+                self.rc,
+                crate::shell::rc_line(self.kind, &bin, self.login)
             )
         } else if !self.on_path {
             format!(
                 "loaded, but `ai-sessctl` is not on PATH there: add its directory to PATH in {}",
+                self.rc
+            )
+        } else if !self.cached {
+            format!(
+                "loaded by new shells ({}), through a run of `ai-sessctl init` at each start; the line ./install.sh writes loads its cached copy instead",
                 self.rc
             )
         } else {
@@ -138,7 +152,8 @@ impl ShellProbe {
 /// Marker lines the probe prints; the rc files may print anything else.
 const PROBE: &str =
     "if typeset -f _ai_sessions_precmd >/dev/null 2>&1; then echo AIS_PROBE:loaded; fi; \
-                     if command -v ai-sessctl >/dev/null 2>&1; then echo AIS_PROBE:path; fi";
+                     if command -v ai-sessctl >/dev/null 2>&1; then echo AIS_PROBE:path; fi; \
+                     if [ -n \"${_AI_SESSIONS_CACHED-}\" ]; then echo AIS_PROBE:cached; fi";
 
 fn shell_probes() -> Vec<ShellProbe> {
     let home = std::env::var_os("HOME")
@@ -146,19 +161,20 @@ fn shell_probes() -> Vec<ShellProbe> {
         .unwrap_or_default();
     let login = std::env::var("SHELL").unwrap_or_default();
     let login = login.rsplit('/').next().unwrap_or("");
-    let kinds: [(&str, &str, &[&str], &'static str, &'static str); 3] = [
-        ("zsh", "zsh", &["-i"], "~/.zshrc", "zsh"),
-        ("bash", "bash", &["-i"], "~/.bashrc", "bash"),
+    use crate::cli::ShellKind;
+    let kinds: [(&str, &str, &[&str], &'static str, ShellKind); 3] = [
+        ("zsh", "zsh", &["-i"], "~/.zshrc", ShellKind::Zsh),
+        ("bash", "bash", &["-i"], "~/.bashrc", ShellKind::Bash),
         (
             "bash login shell",
             "bash",
             &["-l", "-i"],
             "~/.bash_profile or ~/.profile",
-            "bash",
+            ShellKind::Bash,
         ),
     ];
     let mut out = Vec::new();
-    for (name, program, flags, rc, init) in kinds {
+    for (name, program, flags, rc, kind) in kinds {
         let Ok(path) = which::which(program) else {
             continue;
         };
@@ -168,12 +184,22 @@ fn shell_probes() -> Vec<ShellProbe> {
             ".bashrc"
         };
         let in_use = login == program || home.join(rc_file).exists();
-        let answer = ask_shell(&path, flags);
+        let mut answer = ask_shell(&path, flags);
+        let says = |a: &Option<String>, what: &str| {
+            a.as_deref()
+                .is_some_and(|a| a.contains(&format!("AIS_PROBE:{what}")))
+        };
+        if says(&answer, "loaded") && !says(&answer, "cached") {
+            // A stale cache is rewritten by the shell that finds it: ask again.
+            answer = ask_shell(&path, flags);
+        }
         out.push(ShellProbe {
             name: name.to_owned(),
             rc,
-            init,
+            kind,
+            login: flags.contains(&"-l"),
             in_use,
+            cached: says(&answer, "cached"),
             loaded: answer
                 .as_deref()
                 .is_some_and(|a| a.contains("AIS_PROBE:loaded")),

@@ -33,6 +33,11 @@ pub fn run(
     egress: Option<crate::config::EgressPolicy>,
     args: Vec<String>,
 ) -> Result<u8> {
+    if let Some(pid) = shell_pid {
+        // Tells that shell's exit hook to run `shell-exit` (best effort:
+        // without it, reconcile applies the policy once the shell is gone).
+        let _ = crate::shell::mark_owner(&ctx.dirs, pid);
+    }
     start(
         ctx,
         StartRequest {

@@ -28,7 +28,11 @@ pub fn init(ctx: &Ctx, kind: ShellKind) -> Result<u8> {
     });
     // Best effort: a read-only state dir must not break the shell start.
     let _ = crate::shell::write_agents(&ctx.dirs, &agents);
-    print!("{}", crate::shell::render(kind, bin, &agents));
+    let script = crate::shell::render(kind, bin, &agents);
+    // The copy the rc line sources next time, without running us; a state
+    // dir that cannot take it only costs the next shell this fork again.
+    let _ = crate::shell::write_cache(&ctx.dirs, kind, std::path::Path::new(bin), &script);
+    print!("{script}");
     Ok(0)
 }
 
@@ -76,12 +80,14 @@ pub fn prompt(ctx: &Ctx) -> Result<u8> {
     Ok(0)
 }
 
-/// Called from the shell's exit hook: applies `on_shell_exit` to the
-/// instances this shell owns. Returns at once: a stop may take the whole
-/// `stop_timeout` (an agent that ignores SIGTERM), so it is handed to a
-/// detached copy of this command (own session, no terminal) that does it
-/// and records the result. Silent when there is nothing to do.
+/// Called from the shell's exit hook (only by a shell that ran an agent:
+/// see `shell::mark_owner`): applies `on_shell_exit` to the instances this
+/// shell owns. Returns at once: a stop may take the whole `stop_timeout`
+/// (an agent that ignores SIGTERM), so it is handed to a detached copy of
+/// this command (own session, no terminal) that does it and records the
+/// result. Silent when there is nothing to do.
 pub fn shell_exit(ctx: &Ctx, pid: u32, now: bool) -> Result<u8> {
+    crate::shell::clear_owner(&ctx.dirs, pid);
     let reg = ctx.store.load()?;
     let owned: Vec<_> = reg
         .instances
@@ -91,6 +97,14 @@ pub fn shell_exit(ctx: &Ctx, pid: u32, now: bool) -> Result<u8> {
         })
         .map(|i| i.id.clone())
         .collect();
+    if !now {
+        ctx.events().log(
+            crate::events::Level::Info,
+            "shell",
+            "owner shell exited",
+            serde_json::json!({"pid": pid, "instances": owned}),
+        );
+    }
     if owned.is_empty() {
         return Ok(0);
     }
