@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Load on the REST API: GET /api/v1/instances with a registry of 100 stopped
 # instances (planted in a temp AI_SESSIONS_HOME, so no engine is involved)
-# under CONNECTIONS concurrent keep-alive clients on loopback, with wrk.
-# Prints requests/s, p50/p90/p99 latency, and the resident memory of
+# under CONNECTIONS concurrent keep-alive clients on loopback, with wrk; then
+# the dashboard's static page (GET /) the same way, as the baseline.
+# Prints requests/s, p50/p90/p99 latency of both, and the resident memory of
 # `serve` (VmRSS from /proc, and its peak VmHWM) before and after the load.
-# Goal: RSS under 30 MB after the load.
+# Goals: p99 of the list within 2x the p99 of the static page; RSS under
+# 30 MB after the load.
 # Usage: bench/api.sh [SECONDS] [CONNECTIONS]     (default 10 s, 50)
 #   AI_SESSCTL=path/to/ai-sessctl to skip the release build.
 # Needs wrk (apt-get install -y wrk). Traffic goes to 127.0.0.1 only.
@@ -98,21 +100,39 @@ rss_idle=$(rss VmRSS)
 # Warm-up, then the measured run.
 wrk -t2 -c"$CONNS" -d2s -H "Authorization: Bearer $token" "$url" >/dev/null
 wrk -t2 -c"$CONNS" -d"${SECONDS_RUN}s" --latency -H "Authorization: Bearer $token" "$url" >"$T/wrk.out"
+wrk -t2 -c"$CONNS" -d"${SECONDS_RUN}s" --latency "http://$addr/" >"$T/wrk-static.out"
 rss_after=$(rss VmRSS)
 rss_peak=$(rss VmHWM)
 threads=$(awk '$1 == "Threads:" {print $2}' "/proc/$serve_pid/status")
+
+# a wrk latency (e.g. 850.00us, 1.20ms, 1.01s) in ms
+ms() { awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+    printf "%.3f", n }'; }
+static_p99=$(awk '$1 == "99%" {print $2}' "$T/wrk-static.out")
+static_p50=$(awk '$1 == "50%" {print $2}' "$T/wrk-static.out")
+static_rps=$(awk '$1 == "Requests/sec:" {print $2}' "$T/wrk-static.out")
 
 rps=$(awk '$1 == "Requests/sec:" {print $2}' "$T/wrk.out")
 total=$(awk '/requests in/ {print $1}' "$T/wrk.out")
 p50=$(awk '$1 == "50%" {print $2}' "$T/wrk.out")
 p90=$(awk '$1 == "90%" {print $2}' "$T/wrk.out")
 p99=$(awk '$1 == "99%" {print $2}' "$T/wrk.out")
-errors=$(awk '/Non-2xx|Socket errors/' "$T/wrk.out")
+errors=$(awk '/Non-2xx|Socket errors/' "$T/wrk.out" "$T/wrk-static.out")
 
 echo
 echo "GET /api/v1/instances, $INSTANCES instances ($bytes bytes of JSON), $CONNS connections, ${SECONDS_RUN}s, wrk -t2, $(nproc) cores"
 printf '  requests/s   %s   (%s requests)\n' "$rps" "$total"
 printf '  latency      p50 %s   p90 %s   p99 %s\n' "$p50" "$p90" "$p99"
+printf '  static page  GET / (%s bytes): requests/s %s, p50 %s, p99 %s\n' \
+    "$(wc -c <"$ROOT/web/dashboard.html")" "$static_rps" "$static_p50" "$static_p99"
+ratio=$(awk -v a="$(ms "$p99")" -v b="$(ms "$static_p99")" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+if awk -v r="$ratio" 'BEGIN { exit !(r <= 2) }'; then
+    echo "  p99 goal     list within 2x the static page: met (${ratio}x)"
+else
+    echo "  p99 goal     list within 2x the static page: MISSED (${ratio}x)"
+fi
 printf '  serve RSS    idle %d KiB, after load %d KiB, peak %d KiB (%s threads)\n' \
     "$rss_idle" "$rss_after" "$rss_peak" "$threads"
 if [[ -n $errors ]]; then

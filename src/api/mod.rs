@@ -5,6 +5,7 @@
 mod conn;
 mod routes;
 pub mod security;
+mod view;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
@@ -26,6 +27,8 @@ const BODY_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub dirs: StateDir,
     pub guard: Arc<Guard>,
+    /// The instances, kept current in memory (see `view`).
+    pub view: Arc<view::View>,
     /// Turns true on SIGTERM/ctrl-c: endless streams (events, followed logs)
     /// end then, so graceful shutdown does not wait for the clients.
     pub stop: tokio::sync::watch::Receiver<bool>,
@@ -248,6 +251,7 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
         let state = Arc::new(AppState {
             dirs: ctx.dirs.clone(),
             guard: Arc::new(Guard::new(token, code.clone(), bound, sessions)),
+            view: view::View::start(&ctx.dirs),
             stop: stop_rx.clone(),
         });
         println!("ai-sessions API and dashboard on http://{bound}/");

@@ -1,5 +1,6 @@
-//! The REST endpoints (the seed's, plus server-sent events). Every handler
-//! calls the same operations as the CLI, on a blocking thread.
+//! The REST endpoints (the seed's, plus server-sent events). Reads of the
+//! instances come from the in-memory view; every other handler calls the
+//! same operations as the CLI, on a blocking thread.
 
 use super::AppState;
 use crate::context::Ctx;
@@ -66,9 +67,17 @@ fn parse_id(id: &str) -> ApiResult<InstanceId> {
     InstanceId::parse(id).map_err(ApiError)
 }
 
-pub async fn list(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    let reg = blocking(&st, crate::runtime::refresh).await?;
-    Ok(Json(json!(reg.instances.values().collect::<Vec<_>>())))
+/// From the in-memory view: no engine call, the JSON made once per change.
+pub async fn list(State(st): State<Arc<AppState>>) -> ApiResult<Response> {
+    let snap = st.view.current().await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        snap.list_json(),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -142,11 +151,8 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let inst = blocking(&st, move |ctx| {
-        let reg = crate::runtime::refresh(ctx)?;
-        reg.get(&id).cloned().ok_or_else(|| Error::not_found(&id))
-    })
-    .await?;
+    let snap = st.view.current().await?;
+    let inst = snap.get(&id).ok_or_else(|| Error::not_found(&id))?;
     Ok(Json(json!(inst)))
 }
 

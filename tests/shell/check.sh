@@ -81,7 +81,11 @@ list)
     *" --status all "*) cat "$T/ids_all" 2>/dev/null ;;
     *" --quiet "*) cat "$T/ids" 2>/dev/null ;;
     esac ;;
-run) [[ ${!#} == __rc7 ]] && exit 7 ;;
+run)
+    # as the binary does: the marker that makes this shell's exit hook run
+    # shell-exit
+    [[ ${3-} == --shell-pid ]] && mkdir -p "$AI_SESSIONS_HOME/shells" && : >"$AI_SESSIONS_HOME/shells/${4-}"
+    [[ ${!#} == __rc7 ]] && exit 7 ;;
 completions)
     case ${2-} in
     zsh) printf '%s\n' '_ais_fake_sessctl() { compadd -- lazyloaded; }' \
