@@ -391,8 +391,8 @@ pub struct Images {
     /// The image to build on instead of the Dockerfiles' `node:22-slim`
     /// (Debian-based, with Node.js and npm); `--base` overrides it.
     pub base: Option<String>,
-    /// Extra CA certificates (PEM files) the images trust, for system
-    /// tools, node and npm: e.g. a TLS-intercepting proxy's.
+    /// Extra CA certificates (PEM files) the shipped images trust, for
+    /// system tools, node and npm: e.g. a TLS-intercepting proxy's.
     pub ca_certificates: Vec<String>,
 }
 
