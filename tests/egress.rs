@@ -203,6 +203,11 @@ fn allowlist_reaches_the_allowed_host_by_name_and_nothing_else() {
     config(&env, &dest, "allowlist");
     let (id, cid) = start(&env, &env.unique("allow"), &[]);
     assert_eq!(env.instance(&id)["egress"], "allowlist");
+    let shown = env.ok(&["show", &id]);
+    assert!(
+        shown.contains("egress:") && shown.contains("allowlist"),
+        "{shown}"
+    );
 
     // Allowed by name, through the proxy: plain HTTP and CONNECT.
     assert!(

@@ -183,6 +183,9 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
     if let Some(c) = &inst.container_id {
         field("container", &c[..c.len().min(12)]);
     }
+    if let Some(e) = inst.egress {
+        field("egress", &e.to_string());
+    }
     if let Some(p) = inst.pid {
         field("pid", &p.to_string());
     }
