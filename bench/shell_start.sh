@@ -57,7 +57,20 @@ stats() {
         printf "%.2f %.2f %.2f\n", m / 100, v[1] / 100, v[NR] / 100 }'
 }
 
-printf '%-6s %-34s %22s\n' shell rc 'median (min..max) ms'
+# CPU time (user + system, the shell and what it runs) per start+exit, in
+# ms, over N runs of shell $1 with rc variant $2: unlike wall time, hardly
+# moved by other load on the machine.
+cpu() {
+    cp "$HOME/.${1}rc.$2" "$HOME/.${1}rc"
+    (
+        for ((i = 0; i < N; i++)); do "$1" -i -c exit </dev/null >/dev/null 2>&1; done
+        times
+    ) | awk -v n="$N" 'NR == 2 {
+        split($1, u, /[ms]/); split($2, s, /[ms]/)
+        printf "%.2f", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * 1000 / n }'
+}
+
+printf '%-6s %-34s %22s %12s\n' shell rc 'wall median (min..max) ms' 'CPU ms'
 for sh in zsh bash; do
     command -v "$sh" >/dev/null 2>&1 || continue
     for v in bare line eval; do once "$sh" "$v" >/dev/null; done # warm up (cache, compdump)
@@ -68,10 +81,12 @@ for sh in zsh bash; do
     read -r bm bmin bmax < <(stats <"$T/bare")
     read -r lm lmin lmax < <(stats <"$T/line")
     read -r em emin emax < <(stats <"$T/eval")
-    printf '%-6s %-34s %8s (%s..%s)\n' "$sh" "bare rc" "$bm" "$bmin" "$bmax"
-    printf '%-6s %-34s %8s (%s..%s)\n' "$sh" "with the install.sh line" "$lm" "$lmin" "$lmax"
-    printf '%-6s %-34s %8s (%s..%s)\n' "$sh" "with eval \"\$(ai-sessctl init $sh)\"" "$em" "$emin" "$emax"
-    printf 'RESULT %s bare %s %s %s line %s %s %s eval %s %s %s added %s\n' "$sh" \
+    bc=$(cpu "$sh" bare) lc=$(cpu "$sh" line) ec=$(cpu "$sh" eval)
+    printf '%-6s %-34s %8s (%s..%s) %12s\n' "$sh" "bare rc" "$bm" "$bmin" "$bmax" "$bc"
+    printf '%-6s %-34s %8s (%s..%s) %12s\n' "$sh" "with the install.sh line" "$lm" "$lmin" "$lmax" "$lc"
+    printf '%-6s %-34s %8s (%s..%s) %12s\n' "$sh" "with eval \"\$(ai-sessctl init $sh)\"" "$em" "$emin" "$emax" "$ec"
+    printf 'RESULT %s bare %s %s %s line %s %s %s eval %s %s %s added %s cpu %s %s %s added %s\n' "$sh" \
         "$bm" "$bmin" "$bmax" "$lm" "$lmin" "$lmax" "$em" "$emin" "$emax" \
-        "$(awk -v a="$lm" -v b="$bm" 'BEGIN { printf "%.2f", a - b }')"
+        "$(awk -v a="$lm" -v b="$bm" 'BEGIN { printf "%.2f", a - b }')" "$bc" "$lc" "$ec" \
+        "$(awk -v a="$lc" -v b="$bc" 'BEGIN { printf "%.2f", a - b }')"
 done
