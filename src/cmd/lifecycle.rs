@@ -211,11 +211,30 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
         return Ok(0);
     }
     let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
+    // Networks no container uses, listed first like the containers.
+    let idle_nets = match &engine {
+        Some(e) => e.unused_networks(&home)?,
+        None => Vec::new(),
+    };
+    let mut nets_removed = Vec::new();
     let strays = ctx.store.update(|reg| {
         let strays = strays_in(reg);
         if let Some(engine) = &engine {
             for (_, cid) in &strays {
                 engine.remove(cid, None)?;
+            }
+            // Left by a crash, unless a start under way made it and is
+            // about to attach its container.
+            for (net, inst) in &idle_nets {
+                let starting = inst.as_deref().is_some_and(|id| {
+                    reg.instances.values().any(|i| {
+                        i.id.as_str() == id && i.status == crate::types::Status::Initializing
+                    })
+                });
+                if !starting {
+                    engine.remove_network(net)?;
+                    nets_removed.push(net.clone());
+                }
             }
         }
         for id in &old {
@@ -227,11 +246,8 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
         Ok(strays)
     })?;
     say(&strays);
-    if let Some(engine) = &engine {
-        // Networks whose instance is gone (a crash between the two).
-        for net in engine.reap_networks(&home)? {
-            println!("removed network {net}");
-        }
+    for net in &nets_removed {
+        println!("removed network {net}");
     }
     for id in &old {
         let _ = std::fs::remove_file(ctx.dirs.instance_log(id));

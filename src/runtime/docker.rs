@@ -651,16 +651,15 @@ impl DockerEngine {
         Ok(())
     }
 
-    /// Removes this state home's networks that no container uses any more
-    /// (left by a crash); returns their names.
-    pub fn reap_networks(&self, home: &str) -> Result<Vec<String>> {
-        self.block_on(async {
-            let names = network::unused(&self.docker, home).await?;
-            for n in &names {
-                network::remove(&self.docker, n).await?;
-            }
-            Ok(names)
-        })
+    /// This state home's networks that no container uses, with the
+    /// instance each was made for.
+    pub fn unused_networks(&self, home: &str) -> Result<Vec<(String, Option<String>)>> {
+        self.block_on(network::unused(&self.docker, home))
+    }
+
+    /// Removes a network (gone already or still in use: left alone).
+    pub fn remove_network(&self, name: &str) -> Result<()> {
+        self.block_on(network::remove(&self.docker, name))
     }
 
     pub async fn copy_logs(

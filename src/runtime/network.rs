@@ -117,9 +117,10 @@ pub async fn remove(docker: &Docker, name: &str) -> Result<()> {
     }
 }
 
-/// Networks of this state home with no container attached: left by a
-/// crash between creating the network and removing it. Returns their names.
-pub async fn unused(docker: &Docker, home: &str) -> Result<Vec<String>> {
+/// Networks of this state home with no container attached, with their
+/// `ai.instance`: left by a crash, or made by a start that has not
+/// attached its container yet (the caller tells them apart).
+pub async fn unused(docker: &Docker, home: &str) -> Result<Vec<(String, Option<String>)>> {
     let filters = HashMap::from([(
         "label".to_owned(),
         vec![
@@ -142,7 +143,8 @@ pub async fn unused(docker: &Docker, home: &str) -> Result<Vec<String>> {
             .await;
         if let Ok(d) = detail {
             if d.containers.unwrap_or_default().is_empty() {
-                out.push(name);
+                let inst = d.labels.and_then(|mut l| l.remove("ai.instance"));
+                out.push((name, inst));
             }
         }
     }
