@@ -109,6 +109,9 @@ pub enum Command {
         /// Egress policy for a started instance: open, allowlist or none
         #[arg(long, value_enum)]
         egress: Option<EgressPolicy>,
+        /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
+        #[arg(long, short = 'w', value_name = "NAME")]
+        worktree: Option<String>,
         /// Arguments passed to the agent
         #[arg(last = true)]
         args: Vec<String>,
@@ -133,6 +136,9 @@ pub enum Command {
         /// Do not attach after starting
         #[arg(long, short)]
         detach: bool,
+        /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
+        #[arg(long, short = 'w', value_name = "NAME")]
+        worktree: Option<String>,
         #[arg(last = true)]
         args: Vec<String>,
     },

@@ -27,3 +27,4 @@ pub mod resume;
 pub mod runtime;
 pub mod shell;
 pub mod types;
+pub mod worktree;

@@ -171,6 +171,14 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
         field("reason", r);
     }
     field("activity", &activity_shown(inst, on));
+    if let Some(b) = inst
+        .extra
+        .get("worktree")
+        .and_then(|w| w.get("branch"))
+        .and_then(|b| b.as_str())
+    {
+        field("branch", b);
+    }
     field("project", &inst.project_path);
     field("mode", inst.mode.as_str());
     field("port", &inst.address());

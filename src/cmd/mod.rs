@@ -32,8 +32,9 @@ pub fn dispatch(command: Command) -> Result<u8> {
             shell_pid,
             runtime,
             egress,
+            worktree,
             args,
-        } => run::run(&ctx, mode, shell_pid, runtime, egress, args),
+        } => run::run(&ctx, mode, shell_pid, runtime, egress, worktree, args),
         Command::Start {
             path,
             mode,
@@ -42,6 +43,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
             runtime,
             egress,
             detach,
+            worktree,
             args,
         } => run::start(
             &ctx,
@@ -54,6 +56,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
                 egress,
                 detach,
                 args,
+                worktree,
                 shell_pid: None,
             },
         ),

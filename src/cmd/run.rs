@@ -23,6 +23,26 @@ pub struct StartRequest {
     pub detach: bool,
     pub args: Vec<String>,
     pub shell_pid: Option<u32>,
+    /// `--worktree NAME`: run in that git worktree of the project.
+    pub worktree: Option<String>,
+}
+
+/// `claude -w NAME ARGS` from the shell function: a leading `-w NAME`,
+/// `--worktree NAME` or `--worktree=NAME` is ours, the rest the agent's.
+fn split_worktree(mut args: Vec<String>) -> (Option<String>, Vec<String>) {
+    match args.first().map(String::as_str) {
+        Some("-w" | "--worktree") if args.len() >= 2 => {
+            let name = args.remove(1);
+            args.remove(0);
+            (Some(name), args)
+        }
+        Some(a) if a.starts_with("--worktree=") => {
+            let name = a["--worktree=".len()..].to_owned();
+            args.remove(0);
+            (Some(name), args)
+        }
+        _ => (None, args),
+    }
 }
 
 pub fn run(
@@ -31,6 +51,7 @@ pub fn run(
     shell_pid: Option<u32>,
     runtime: Option<RuntimeChoice>,
     egress: Option<crate::config::EgressPolicy>,
+    worktree: Option<String>,
     args: Vec<String>,
 ) -> Result<u8> {
     if let Some(pid) = shell_pid {
@@ -38,6 +59,10 @@ pub fn run(
         // without it, reconcile applies the policy once the shell is gone).
         let _ = crate::shell::mark_owner(&ctx.dirs, pid);
     }
+    let (from_args, args) = match worktree {
+        Some(w) => (Some(w), args),
+        None => split_worktree(args),
+    };
     start(
         ctx,
         StartRequest {
@@ -50,12 +75,25 @@ pub fn run(
             detach: false,
             args,
             shell_pid,
+            worktree: from_args,
         },
     )
 }
 
 pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
-    let project = crate::project::of(&ctx.dirs, req.path.as_deref())?;
+    let mut project = crate::project::of(&ctx.dirs, req.path.as_deref())?;
+    let mut req = req;
+    let worktree = match req.worktree.take() {
+        Some(name) => {
+            let info = crate::worktree::prepare(ctx, &project, &name)?;
+            project = crate::project::of(&ctx.dirs, Some(&info.path))?;
+            if req.id.is_none() {
+                req.id = Some(crate::worktree::id_for(&info, &req.mode)?);
+            }
+            Some(info)
+        }
+        None => None,
+    };
     // Reconcile first, so a dead instance is restarted, not attached to.
     // An engine that does not answer is reported by the start itself.
     let reg = crate::runtime::refresh_quietly(ctx)?;
@@ -89,6 +127,13 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
             heal: false,
         },
     )?;
+    if let Some(info) = &worktree {
+        let id = match &started {
+            Started::AlreadyRunning(i) => &i.id,
+            Started::Container { inst, .. } | Started::Process { inst, .. } => &inst.id,
+        };
+        crate::worktree::record(ctx, id, info)?;
+    }
     match started {
         Started::AlreadyRunning(inst) => {
             if req.detach {

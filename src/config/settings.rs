@@ -466,7 +466,8 @@ pub struct Worktree {
     pub dir: Option<String>,
     /// Untracked files copied from the repository into a new worktree.
     pub copy: Vec<String>,
-    /// Commands run (by `sh -c`) in the container before the agent starts.
+    /// Commands to run in the container before the agent starts (not
+    /// carried out yet: accepted so configs written for it load).
     pub setup: Vec<String>,
 }
 

@@ -314,6 +314,7 @@ fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
             .mount
             .map(|m| (m, crate::activity::MOUNT.to_owned()))
             .into_iter()
+            .chain(crate::worktree::git_mounts(&req.project))
             .collect(),
     };
     let runtime: &dyn Runtime = match &plan.engine {

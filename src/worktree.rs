@@ -1,0 +1,216 @@
+//! `--worktree NAME`: an instance in its own git worktree, on branch
+//! `ai/NAME` (or the existing branch `NAME`), so several agents work on
+//! one repository side by side. Worktrees live in `worktree.dir` (default:
+//! the sibling `<repo>.worktrees/`), never in the state home. git works
+//! inside the container: a worktree's `.git` file points into the main
+//! repository's `.git` directory, which is mounted at its host path.
+
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What an instance records about its worktree (`extra["worktree"]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Info {
+    pub name: String,
+    pub branch: String,
+    pub path: PathBuf,
+    pub repo: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .map_err(|e| Error::Other(format!("git: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Invalid(format!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A worktree name: what a branch and a path component allow.
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['-', '.'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "invalid worktree name {:?}: use letters, digits, '-', '_' and '.'",
+            crate::types::truncate_for_message(name)
+        )))
+    }
+}
+
+/// Where the worktree `name` of `repo` goes.
+fn place(ctx: &Ctx, repo: &Path, name: &str) -> Result<PathBuf> {
+    let settings = ctx.global()?;
+    let base = match &settings.worktree.dir {
+        Some(d) => {
+            let d = match d.strip_prefix("~/") {
+                Some(rest) => std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_default()
+                    .join(rest),
+                None => PathBuf::from(d),
+            };
+            d.join(crate::registry::project_name_of(repo))
+        }
+        None => {
+            let mut s = repo.as_os_str().to_owned();
+            s.push(".worktrees");
+            PathBuf::from(s)
+        }
+    };
+    let state = ctx.dirs.root();
+    let state = state.canonicalize().unwrap_or_else(|_| state.to_path_buf());
+    if base.starts_with(&state) || base.starts_with(ctx.dirs.root()) {
+        return Err(Error::Invalid(format!(
+            "worktree.dir {} is inside the state directory; choose another place",
+            base.display()
+        )));
+    }
+    Ok(base.join(name))
+}
+
+/// Creates (or reuses) the worktree `name` of the repository `repo`; copies
+/// `worktree.copy` files into a new one.
+pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
+    check_name(name)?;
+    let top = PathBuf::from(git(repo, &["rev-parse", "--show-toplevel"]).map_err(|_| {
+        Error::Invalid(format!(
+            "{} is not a git repository: --worktree needs one",
+            repo.display()
+        ))
+    })?);
+    let path = place(ctx, &top, name)?;
+    let exists_branch = |b: &str| {
+        git(
+            &top,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{b}"),
+            ],
+        )
+        .is_ok()
+    };
+    if path.join(".git").exists() {
+        let branch = git(&path, &["rev-parse", "--abbrev-ref", "HEAD"])?;
+        return Ok(Info {
+            name: name.to_owned(),
+            branch,
+            path: path.canonicalize().unwrap_or(path),
+            repo: top,
+        });
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let p = path.to_string_lossy().into_owned();
+    let branch = if exists_branch(name) {
+        git(&top, &["worktree", "add", &p, name])?;
+        name.to_owned()
+    } else {
+        let b = format!("ai/{name}");
+        if exists_branch(&b) {
+            git(&top, &["worktree", "add", &p, &b])?;
+        } else {
+            git(&top, &["worktree", "add", "-b", &b, &p])?;
+        }
+        b
+    };
+    for f in ctx.global()?.worktree.copy {
+        let rel = Path::new(&f);
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            continue;
+        }
+        let src = top.join(rel);
+        if src.is_file() {
+            let dst = path.join(rel);
+            if let Some(d) = dst.parent() {
+                let _ = std::fs::create_dir_all(d);
+            }
+            std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+        }
+    }
+    Ok(Info {
+        name: name.to_owned(),
+        branch,
+        path: path.canonicalize().unwrap_or(path),
+        repo: top,
+    })
+}
+
+/// The id of a worktree instance: `<project>-<NAME>-<mode>`.
+pub fn id_for(info: &Info, mode: &crate::types::Mode) -> Result<crate::types::InstanceId> {
+    let project = crate::registry::project_name_of(&info.repo);
+    let name: String = info
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    crate::types::InstanceId::parse(&format!("{project}-{name}-{mode}"))
+}
+
+/// For a project that is a linked worktree: the main repository's `.git`
+/// directory, to be mounted at its own path so the worktree's `.git` file
+/// resolves inside the container.
+pub fn git_mounts(project: &Path) -> Vec<(PathBuf, String)> {
+    let Ok(text) = std::fs::read_to_string(project.join(".git")) else {
+        return Vec::new();
+    };
+    let Some(gitdir) = text.trim().strip_prefix("gitdir:").map(str::trim) else {
+        return Vec::new();
+    };
+    let gitdir = project.join(gitdir);
+    // <common>/worktrees/<name>: mount <common>.
+    let common = gitdir
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "worktrees"))
+        .and_then(Path::parent)
+        .map(Path::to_path_buf);
+    match common.and_then(|c| c.canonicalize().ok()) {
+        Some(c) => {
+            let at = c.to_string_lossy().into_owned();
+            vec![(c, at)]
+        }
+        None => Vec::new(),
+    }
+}
+
+/// Notes the worktree on the instance (kept across restarts).
+pub fn record(ctx: &Ctx, id: &crate::types::InstanceId, info: &Info) -> Result<()> {
+    let v = serde_json::to_value(info).map_err(|e| Error::Other(e.to_string()))?;
+    ctx.store.update(|reg| {
+        if let Some(i) = reg.instances.get_mut(id) {
+            i.extra.insert("worktree".to_owned(), v);
+        }
+        Ok(())
+    })
+}
