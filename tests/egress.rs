@@ -87,13 +87,13 @@ impl Dest {
 
 impl Drop for Dest {
     fn drop(&mut self) {
-        let _ = docker(
-            &[
-                &["rm", "-f"][..],
-                &self.names.iter().map(String::as_str).collect::<Vec<_>>(),
-            ]
-            .concat(),
-        );
+        // This test's proxy sidecars are attached too while their instance
+        // still runs (the harness removes instances after this).
+        let attached = docker(&["ps", "-aq", "--filter", &format!("network={}", self.net)]);
+        let attached = stdout(&attached);
+        let mut gone: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        gone.extend(attached.split_whitespace());
+        let _ = docker(&[&["rm", "-f"][..], &gone].concat());
         let _ = docker(&["network", "rm", &self.net]);
     }
 }
