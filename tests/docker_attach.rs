@@ -278,9 +278,9 @@ fn agent_that_dies_at_once_is_reported() {
     assert!(e["status"] == "stopped" || e["status"] == "error", "{e}");
     assert_eq!(e["exit_code"], 5, "{e}");
     assert!(
-        wait_until(Duration::from_secs(5), || !container_exists(&format!(
-            "ai-{id}"
-        ))),
+        wait_until(Duration::from_secs(5), || !container_exists(
+            &common::cname(&id)
+        )),
         "the dead container is cleaned up"
     );
     let log = std::fs::read_to_string(env.state().join(format!("logs/{id}.log"))).unwrap();

@@ -125,9 +125,9 @@ fn killed_behind_our_back_shows_error_with_reason() {
     assert_eq!(e["exit_code"], 137, "{e}");
     // The dead container's output was kept and the container cleaned up.
     assert!(
-        wait_until(Duration::from_secs(5), || !container_exists(&format!(
-            "ai-{id}"
-        ))),
+        wait_until(Duration::from_secs(5), || !container_exists(
+            &common::cname(&id)
+        )),
         "auto_cleanup removes the killed container"
     );
     assert!(env.state().join(format!("logs/{id}.log")).exists());

@@ -3,6 +3,7 @@
 //! the registry are taken under its lock, and a user's intent wins over
 //! automation.
 
+mod api_support;
 mod common;
 mod docker_support;
 mod fault_support;
@@ -199,4 +200,67 @@ fn a_users_stop_mid_heal_wins() {
         bad.join("\n")
     );
     assert_consistent(&env, "after the stops mid-heal", true);
+}
+
+/// The same race through the API: concurrent `POST /api/v1/instances` for
+/// projects with one basename each create their own instance.
+#[test]
+fn same_basename_projects_created_at_once_over_http_get_their_own_instances() {
+    require_docker!();
+    const ROUNDS: usize = 20;
+    const AT_ONCE: usize = 3;
+    let env = Env::new();
+    fault_config(&env, 100, "[]");
+    let _rm = RmHome(home_label(&env));
+    let srv = api_support::Serve::start(&env);
+    let tok = api_support::token(&env);
+    let mut bad = Vec::new();
+    for round in 0..ROUNDS {
+        let name = env.unique(&format!("http{round}"));
+        let dirs: Vec<_> = (0..AT_ONCE)
+            .map(|k| env.project(&format!("h{k}/{name}")))
+            .collect();
+        let answers: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = dirs
+                .iter()
+                .map(|d| {
+                    let req = srv
+                        .req("POST", "/api/v1/instances")
+                        .bearer(&tok)
+                        .json(&serde_json::json!({"project_path": d, "mode": "claude"}));
+                    s.spawn(move || req.send())
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut ids = Vec::new();
+        for (d, r) in dirs.iter().zip(&answers) {
+            if r.status != 201 {
+                bad.push(format!(
+                    "round {round} {}: {} {}",
+                    d.display(),
+                    r.status,
+                    r.text()
+                ));
+                continue;
+            }
+            let inst = r.json();
+            if inst["project_path"] != d.to_str().unwrap() {
+                bad.push(format!("round {round}: {} was handed {inst}", d.display()));
+            }
+            ids.push(inst["id"].as_str().unwrap_or("").to_owned());
+        }
+        ids.sort();
+        ids.dedup();
+        if ids.len() != answers.iter().filter(|r| r.status == 201).count() {
+            bad.push(format!("round {round}: shared instances {ids:?}"));
+        }
+        let _ = env.run(&["stop", "--all", "--force"]);
+    }
+    assert!(
+        bad.is_empty(),
+        "{} bad outcomes:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }

@@ -142,7 +142,7 @@ fn crash_loop_gives_up_after_max_retries() {
     let out = docker_out(&["kill", &common::cname(&id)]);
     assert!(out.status.success(), "docker kill: {}", stderr(&out));
 
-    let gave_up = wait_until(Duration::from_secs(20), || {
+    let gave_up = wait_until(Duration::from_secs(60), || {
         let i = env.instance(&id);
         i["status"] == "error"
             && i["status_reason"]
@@ -186,15 +186,14 @@ fn crash_loop_gives_up_after_max_retries() {
             .collect::<Vec<_>>()
             .join(" s, ")
     );
-    // Backing off exponentially: retry_delay, then twice that.
+    // Backing off exponentially from the end of each try: at least
+    // retry_delay before the second try, at least twice that before the
+    // third (a start's own time comes on top).
     assert_eq!(gaps.len(), 2, "{gaps:?}");
+    assert!(gaps[0] >= 0.99, "first retry before retry_delay: {gaps:?}");
     assert!(
-        (0.99..2.5).contains(&gaps[0]),
-        "first retry not retry_delay after the first try: {gaps:?}"
-    );
-    assert!(
-        (1.99..3.5).contains(&gaps[1]),
-        "second retry not twice retry_delay later: {gaps:?}"
+        gaps[1] >= 1.99,
+        "second retry before twice retry_delay: {gaps:?}"
     );
 
     // The alert: in the event log and through alerts.command, once.
@@ -355,8 +354,8 @@ fn giving_up_stops_the_container_and_keeps_its_output() {
     assert!(gave_up, "never gave up: {inst}\n{}", watch.output());
     assert_eq!(inst["status"], "error", "{inst}");
     assert!(
-        wait_until(Duration::from_secs(10), || common::inspect(&format!(
-            "ai-{id}"
+        wait_until(Duration::from_secs(10), || common::inspect(&common::cname(
+            &id
         ))
         .is_none_or(|c| c["State"]["Status"] != "running")),
         "the container still runs after healing gave up: {inst}\n{}",

@@ -885,7 +885,7 @@ fn exit_returns_at_once(sh: Sh) {
     s.tmux.wait_gone();
     let gone = t0.elapsed();
     // The shell is gone while the agent is still being stopped.
-    let state = common::inspect(&format!("ai-{id}"))
+    let state = common::inspect(&common::cname(&id))
         .and_then(|v| v["State"]["Status"].as_str().map(str::to_owned));
     assert_eq!(
         state.as_deref(),
@@ -909,8 +909,8 @@ fn exit_returns_at_once(sh: Sh) {
         "{inst:#}"
     );
     assert!(
-        wait_until(Duration::from_secs(10), || common::inspect(&format!(
-            "ai-{id}"
+        wait_until(Duration::from_secs(10), || common::inspect(&common::cname(
+            &id
         ))
         .is_none()),
         "container removed"

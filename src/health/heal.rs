@@ -120,8 +120,8 @@ fn needs_healing(inst: &Instance) -> bool {
     }
 }
 
-/// The wait before try `attempts + 1`: `retry_delay` after the first try,
-/// doubling after each one after that.
+/// The wait before try `attempts + 1`, from the end of the last one:
+/// `retry_delay` after the first try, doubling after each one after that.
 fn backoff(retry_delay: Duration, attempts: u32) -> Duration {
     retry_delay.saturating_mul(1 << attempts.saturating_sub(1).min(16))
 }
@@ -177,7 +177,11 @@ impl Healer {
                 json!({"instance": inst.id, "attempt": n, "max_retries": h.max_retries,
                        "reason": inst.status_reason.clone().or_else(|| inst.health.as_ref().and_then(|h| h.last_error.clone()))}),
             );
-            match heal_automatically(ctx, &inst.id) {
+            let healed = heal_automatically(ctx, &inst.id);
+            // The wait counts from the end of this try: a slow start must
+            // not eat the backoff.
+            tries.last = Some(Instant::now());
+            match healed {
                 Ok(Healed::Restarted) => {
                     said.push(format!("{}: restarted ({n}/{})", inst.id, h.max_retries))
                 }
