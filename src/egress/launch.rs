@@ -110,12 +110,13 @@ fn create_internal_network(
         ..Default::default()
     };
     engine.block_on(async {
-        let mut created = engine.client().create_network(req(true)).await;
+        let client = engine.client();
+        let mut created = crate::runtime::subnet::create_network(client, req(true)).await?;
         // Podman (netavark) knows no such option and refuses it; its
         // internal network still has no route out (see SECURITY.md).
         if let Err(bollard::errors::Error::DockerResponseServerError { message, .. }) = &created {
             if message.contains(NO_HOST_ADDRESS) {
-                created = engine.client().create_network(req(false)).await;
+                created = crate::runtime::subnet::create_network(client, req(false)).await?;
             }
         }
         match created {

@@ -10,6 +10,7 @@ pub mod logfile;
 pub mod network;
 pub mod ops;
 mod reconcile;
+pub mod subnet;
 
 pub use reconcile::{apply_shell_exit, refresh, refresh_quietly};
 

@@ -97,10 +97,9 @@ pub async fn ensure(docker: &Docker, net: &OwnNetwork) -> Result<()> {
         labels: Some(net.labels.clone()),
         ..Default::default()
     };
-    match docker.create_network(req).await {
-        Ok(_) => Ok(()),
-        Err(e) => Err(api_error("create network", e)),
-    }
+    super::subnet::create_network(docker, req)
+        .await?
+        .map_err(|e| api_error("create network", e))
 }
 
 /// Removes a network; gone already, or still in use (by a container that
