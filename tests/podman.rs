@@ -132,9 +132,13 @@ fn start_list_health_logs_stats_attach_stop_on_podman() {
     };
     let image = podman.load_test_image();
     let env = Env::new();
+    // Given any rlimit, Podman 4.3 also sets its maximum process limit,
+    // which this kind of host (an engine inside a restricted container)
+    // refuses, like the default ulimits above: leave nofile to the engine.
     env.write_config(&format!(
         "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
          [resources.memory]\nlimit = \"128Mi\"\n\n\
+         [resources.nofile]\nlimit = 0\n\n\
          [agents.claude]\nimage = \"{image}\"\n"
     ));
     let name = env.unique("pod");

@@ -328,11 +328,15 @@ impl DockerEngine {
                     .collect(),
                 ),
                 pids_limit: Some(i64::from(settings.resources.pids.limit)),
-                ulimits: Some(vec![ResourcesUlimits {
-                    name: Some("nofile".to_owned()),
-                    soft: Some(i64::from(settings.resources.nofile.limit)),
-                    hard: Some(i64::from(settings.resources.nofile.limit)),
-                }]),
+                // 0: the engine's default. (Podman, given any limit, adds
+                // its own process limit, which some hosts refuse.)
+                ulimits: (settings.resources.nofile.limit > 0).then(|| {
+                    vec![ResourcesUlimits {
+                        name: Some("nofile".to_owned()),
+                        soft: Some(i64::from(settings.resources.nofile.limit)),
+                        hard: Some(i64::from(settings.resources.nofile.limit)),
+                    }]
+                }),
                 log_config: Some(HostConfigLogConfig {
                     typ: Some("json-file".to_owned()),
                     config: Some(HashMap::from([
