@@ -181,8 +181,17 @@ fn a_users_stop_mid_heal_wins() {
                 stderr(&out).trim()
             ));
         }
+        // A stop that lands on a heal's start is handed to that starter,
+        // which stops what it launched once it is recorded: wait (bounded)
+        // for the instance to settle, however slow the machine. A heal that
+        // ignored the stop settles as `running` and is caught below.
+        let mut e = env.instance(&id);
+        common::wait_until(std::time::Duration::from_secs(60), || {
+            e = env.instance(&id);
+            e["status"] != "initializing"
+        });
         std::thread::sleep(std::time::Duration::from_millis(2500));
-        let e = env.instance(&id);
+        e = env.instance(&id);
         if e["status"] != "stopped" || e["status_reason"] != "stopped by user" {
             bad.push(format!("round {round}: after the user's stop: {e}"));
         }
