@@ -89,7 +89,9 @@ fn doctor_reports_engine_images_and_shell_integration() {
     );
     assert!(
         text.lines()
-            .any(|l| l.starts_with(&format!("FIX  {sh}:")) && l.contains(&format!("init {sh}"))),
+            .any(|l| l.starts_with(&format!("FIX  {sh}: not loaded")))
+            // The line to add follows, on its own line.
+            && text.contains(&format!("init {sh})")),
         "a new {sh} does not load the integration: {text}"
     );
     assert_eq!(out.status.code(), Some(1), "a problem makes doctor exit 1");
