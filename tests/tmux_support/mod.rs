@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Generous: a container start and attach takes ~1-2 s on a loaded box.
-pub const POLL: Duration = Duration::from_secs(15);
+/// Generous: a loaded machine (parallel test binaries) can take seconds per step.
+pub const POLL: Duration = Duration::from_secs(30);
 
 static SOCKETS: AtomicU32 = AtomicU32::new(0);
 
