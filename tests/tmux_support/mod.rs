@@ -9,8 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// Generous: a container start and attach takes ~1-2 s on a loaded box.
-/// Generous: a loaded machine (parallel test binaries) can take seconds per step.
+/// Generous: a container start and attach takes seconds when parallel test
+/// binaries load the machine.
 pub const POLL: Duration = Duration::from_secs(30);
 
 static SOCKETS: AtomicU32 = AtomicU32::new(0);
