@@ -360,6 +360,18 @@ fn uninstall_removes_the_rc_files_install_created() {
 
 // ----------------------------------------------------------- walkthrough
 
+/// Waits for the shell's prompt, so the next command is typed as a person
+/// types it: keys typed before an attach has let go of the terminal go to
+/// the agent.
+fn at_prompt(t: &Tmux) {
+    t.wait("the prompt after detaching", |p| {
+        p.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| l.contains("sh>"))
+    });
+}
+
 /// The first hour, typed: install into a fresh home, `claude` before the
 /// image exists (told to build it), with the image (banner, detach), a
 /// second project of the same name (one name per project across agents,
@@ -423,10 +435,12 @@ fn walkthrough(sh: Sh) {
     t.wait_count("fake-agent ready mode=gemini", 1);
     t.keys(&["C-p", "C-q"]);
     t.wait_count("detached from", 2);
+    at_prompt(&t);
     t.line("claude");
     t.wait_count("fake-agent ready mode=claude", 2);
     t.keys(&["C-p", "C-q"]);
     t.wait_count("detached from", 3);
+    at_prompt(&t);
     let id2 = format!("{name}-2-claude");
     let gem2 = format!("{name}-2-gemini");
     for id in [&id2, &gem2] {
