@@ -30,17 +30,28 @@ pub fn events(
             writeln!(out, "{}", format_human(&e, color))
         }
     };
+    print_log(&path, follow, show)
+}
+
+/// Prints each whole line of the JSON-lines log at `path` through `show`;
+/// `follow` keeps reading what is appended (and starts over when the log
+/// was pruned in place). Shared by `events` and `net log`.
+pub(super) fn print_log(
+    path: &std::path::Path,
+    follow: bool,
+    mut show: impl FnMut(&str, &mut dyn Write) -> std::io::Result<()>,
+) -> Result<u8> {
     let mut offset = 0u64;
     let stdout = std::io::stdout();
     loop {
-        match std::fs::File::open(&path) {
+        match std::fs::File::open(path) {
             Ok(mut f) => {
                 let len = f.metadata().map(|m| m.len()).unwrap_or(0);
                 if len < offset {
                     offset = 0; // pruned in place: start over
                 }
                 f.seek(SeekFrom::Start(offset))
-                    .map_err(|e| Error::io(&path, e))?;
+                    .map_err(|e| Error::io(path, e))?;
                 let mut reader = BufReader::new(f);
                 let mut out = stdout.lock();
                 let mut line = String::new();
@@ -48,7 +59,7 @@ pub fn events(
                     line.clear();
                     let n = reader
                         .read_line(&mut line)
-                        .map_err(|e| Error::io(&path, e))?;
+                        .map_err(|e| Error::io(path, e))?;
                     if n == 0 || !line.ends_with('\n') {
                         break; // a partial line is read again next round
                     }
@@ -60,7 +71,7 @@ pub fn events(
                 let _ = out.flush();
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&path, e)),
+            Err(e) => return Err(Error::io(path, e)),
         }
         if !follow {
             return Ok(0);

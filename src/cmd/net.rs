@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::events::{Event, Level};
 use crate::types::InstanceId;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 
 pub fn net(ctx: &Ctx, cmd: NetCmd) -> Result<u8> {
     match cmd {
@@ -80,55 +79,19 @@ fn log(ctx: &Ctx, id: Option<InstanceId>, follow: bool, json: bool) -> Result<u8
             return Err(Error::not_found(id));
         }
     }
-    let path = ctx.dirs.event_log();
-    let mut offset = 0u64;
-    let stdout = std::io::stdout();
-    loop {
-        match std::fs::File::open(&path) {
-            Ok(mut f) => {
-                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-                if len < offset {
-                    offset = 0;
-                }
-                f.seek(SeekFrom::Start(offset))
-                    .map_err(|e| Error::io(&path, e))?;
-                let mut reader = BufReader::new(f);
-                let mut out = stdout.lock();
-                let mut text = String::new();
-                loop {
-                    text.clear();
-                    let n = reader
-                        .read_line(&mut text)
-                        .map_err(|e| Error::io(&path, e))?;
-                    if n == 0 || !text.ends_with('\n') {
-                        break;
-                    }
-                    offset += n as u64;
-                    let Ok(e) = serde_json::from_str::<Event>(&text) else {
-                        continue;
-                    };
-                    if !is_refusal(&e, id.as_ref()) {
-                        continue;
-                    }
-                    let shown = if json {
-                        writeln!(out, "{}", text.trim_end())
-                    } else {
-                        writeln!(out, "{}", line(&e))
-                    };
-                    if shown.is_err() {
-                        return Ok(0);
-                    }
-                }
-                let _ = out.flush();
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&path, e)),
+    super::events::print_log(&ctx.dirs.event_log(), follow, |text, out| {
+        let Ok(e) = serde_json::from_str::<Event>(text) else {
+            return Ok(());
+        };
+        if !is_refusal(&e, id.as_ref()) {
+            return Ok(());
         }
-        if !follow {
-            return Ok(0);
+        if json {
+            writeln!(out, "{}", text.trim_end())
+        } else {
+            writeln!(out, "{}", line(&e))
         }
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    })
 }
 
 /// Adds `host` to the instance's `networking.allow` (its own config file;
