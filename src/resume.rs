@@ -71,6 +71,7 @@ pub fn bring_back(ctx: &Ctx, inst: &Instance) -> Result<Instance> {
             shell_pid: None,
             detach: true,
             heal: false,
+            worktree: None,
         },
     )?;
     let id = inst.id.clone();

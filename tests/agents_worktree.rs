@@ -90,3 +90,110 @@ fn start_with_a_worktree_makes_the_branch_and_git_resolves_inside() {
     assert!(stderr(&out).contains("already"), "{}", stderr(&out));
     env.ok(&["stop", &id]);
 }
+
+/// A git repository with one commit, in a fresh project dir.
+fn repo(env: &Env, name: &str) -> std::path::PathBuf {
+    let repo = env.project(name);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "hi\n").unwrap();
+    git(&repo, &["add", "README"]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+    repo
+}
+
+fn with_worktree_config(env: &Env, section: &str) {
+    docker_config(env, "");
+    std::fs::write(
+        env.state().join("config.toml"),
+        std::fs::read_to_string(env.state().join("config.toml")).unwrap() + section,
+    )
+    .unwrap();
+}
+
+#[test]
+fn setup_commands_run_in_the_worktree_before_the_agent_and_show_in_logs() {
+    require_docker!();
+    let env = Env::new();
+    with_worktree_config(
+        &env,
+        "\n[worktree]\nsetup = [\"echo setup-ran-here; pwd\", \"id -u > made-by-setup\"]\n",
+    );
+    let name = env.unique("wts");
+    let repo = repo(&env, &name);
+    let out = env.run_in(&repo, &["start", "--mode", "claude", "--detach", "-w", "s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = format!("{name}-s-claude");
+    let wt = repo.parent().unwrap().join(format!("{name}.worktrees/s"));
+    // Ran in the project dir, as the user, and finished before the start
+    // returned.
+    let uid = nix_uid();
+    assert_eq!(
+        std::fs::read_to_string(wt.join("made-by-setup"))
+            .unwrap()
+            .trim(),
+        uid.to_string()
+    );
+    assert_eq!(env.instance(&id)["status"], "running");
+    // Output in the instance log, before the agent's banner.
+    let mut logs = String::new();
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(10), || {
+            logs = common::stdout(&env.run(&["logs", &id]));
+            logs.contains("fake-agent ready")
+        }),
+        "{logs}"
+    );
+    let setup_at = logs.find("setup-ran-here").expect(&logs);
+    assert!(setup_at < logs.find("fake-agent ready").unwrap(), "{logs}");
+    // A plain instance (no worktree) runs no setup.
+    let plain = env.project(&env.unique("plain"));
+    let out = env.run_in(&plain, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!plain.join("made-by-setup").exists());
+    env.ok(&["stop", "--all"]);
+}
+
+#[test]
+fn a_failing_setup_command_stops_the_start_naming_it_and_keeps_everything() {
+    require_docker!();
+    let env = Env::new();
+    with_worktree_config(
+        &env,
+        "\n[worktree]\nsetup = [\"echo before-the-failure\", \"exit 7\", \"echo never-run\"]\n",
+    );
+    let name = env.unique("wtf");
+    let repo = repo(&env, &name);
+    let out = env.run_in(&repo, &["start", "--mode", "claude", "--detach", "-w", "f"]);
+    assert!(!out.status.success(), "started despite the failure");
+    let err = stderr(&out);
+    assert!(err.contains("`exit 7`"), "{err}");
+    assert!(err.contains("exit code 7"), "{err}");
+    let id = format!("{name}-f-claude");
+    let inst = env.instance(&id);
+    assert!(
+        inst["status"] == "stopped" || inst["status"] == "error",
+        "{inst:#}"
+    );
+    assert!(
+        inst["status_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("exit 7"),
+        "{inst:#}"
+    );
+    // Nothing lost: the worktree, its branch, and the output.
+    let wt = repo.parent().unwrap().join(format!("{name}.worktrees/f"));
+    assert_eq!(git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]), "ai/f");
+    let logs = common::stdout(&env.run(&["logs", &id]));
+    assert!(logs.contains("before-the-failure"), "{logs}");
+    assert!(!logs.contains("never-run"), "{logs}");
+    assert!(!logs.contains("fake-agent ready"), "{logs}");
+}
+
+fn nix_uid() -> u32 {
+    String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}

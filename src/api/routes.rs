@@ -128,6 +128,7 @@ pub async fn create(
                 shell_pid: None,
                 detach: true,
                 heal: false,
+                worktree: None,
             },
         )?;
         Ok(match started {

@@ -125,14 +125,11 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
             shell_pid: req.shell_pid,
             detach: req.detach,
             heal: false,
+            worktree: worktree.clone(),
         },
     )?;
-    if let Some(info) = &worktree {
-        let id = match &started {
-            Started::AlreadyRunning(i) => &i.id,
-            Started::Container { inst, .. } | Started::Process { inst, .. } => &inst.id,
-        };
-        crate::worktree::record(ctx, id, info)?;
+    if let (Some(info), Started::AlreadyRunning(i)) = (&worktree, &started) {
+        crate::worktree::record(ctx, &i.id, info)?;
     }
     match started {
         Started::AlreadyRunning(inst) => {
@@ -156,6 +153,16 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
         }
         Started::Container { inst, engine } => {
             if req.detach {
+                if inst.extra.contains_key("worktree")
+                    && !ops::effective_for(ctx, &inst.id)?
+                        .settings
+                        .worktree
+                        .setup
+                        .is_empty()
+                {
+                    eprintln!("{}: running worktree.setup…", inst.id);
+                    crate::worktree::setup::wait(ctx, &engine, &inst)?;
+                }
                 println!("{}", inst.id);
                 eprintln!("started {} on {}", inst.id, inst.address());
                 return Ok(0);
@@ -265,14 +272,14 @@ fn attach_to(
             Ok(0)
         }
         AttachEnd::Exited(code) => {
-            ops::finish(
-                ctx,
-                &inst,
-                Some(code),
-                Status::Stopped,
-                Some("agent exited".into()),
-                Some(&engine),
-            )?;
+            // The script said why on the terminal; the entry says it too.
+            let setup_failed = crate::worktree::setup::failure_reason(&ctx.dirs, &inst.id);
+            let status = match setup_failed {
+                Some(_) => Status::Error,
+                None => Status::Stopped,
+            };
+            let reason = setup_failed.unwrap_or_else(|| "agent exited".into());
+            ops::finish(ctx, &inst, Some(code), status, Some(reason), Some(&engine))?;
             Ok(exit_byte(code))
         }
     }

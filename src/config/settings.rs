@@ -466,8 +466,8 @@ pub struct Worktree {
     pub dir: Option<String>,
     /// Untracked files copied from the repository into a new worktree.
     pub copy: Vec<String>,
-    /// Commands to run in the container before the agent starts (not
-    /// carried out yet: accepted so configs written for it load).
+    /// Commands run (`sh -c`, in the project dir) in the container before
+    /// the agent, at every start of a worktree instance (`worktree::setup`).
     pub setup: Vec<String>,
 }
 

@@ -264,6 +264,7 @@ impl DockerEngine {
         ]);
         let mut cmd = agent.command.clone();
         cmd.extend(spec.args.iter().cloned());
+        let cmd = crate::worktree::setup::wrap(&spec.setup, cmd);
         // An egress policy brings an internal network of its own; else the
         // instance gets its own network unless the user shares the bridge.
         let egress = crate::egress::launch::prepare(self, spec, &name)?;

@@ -25,10 +25,12 @@ pub fn find_binary(program: &str) -> Result<PathBuf> {
 /// Starts the agent. In the foreground it shares the terminal; detached it
 /// gets its own session, no stdin and its output in `log`.
 fn spawn(spec: &LaunchSpec) -> Result<Child> {
-    let argv = &spec.eff.agent.command;
+    let mut argv = spec.eff.agent.command.clone();
+    argv.extend(spec.args.iter().cloned());
+    let argv = crate::worktree::setup::wrap(&spec.setup, argv);
     let bin = find_binary(&argv[0])?;
     let mut cmd = Command::new(&bin);
-    cmd.args(&argv[1..]).args(spec.args).current_dir(&spec.cwd);
+    cmd.args(&argv[1..]).current_dir(&spec.cwd);
     for kv in &spec.env {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);

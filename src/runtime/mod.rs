@@ -44,6 +44,8 @@ pub struct LaunchSpec<'a> {
     /// Containers: more host directories bound read-write (host path,
     /// path inside), e.g. the activity directory.
     pub mounts: Vec<(PathBuf, String)>,
+    /// `worktree.setup` steps run before the agent (see `worktree::setup`).
+    pub setup: Vec<String>,
 }
 
 /// What a runtime started.

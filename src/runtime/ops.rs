@@ -32,6 +32,9 @@ pub struct StartRequest {
     /// A heal by `health watch`: goes ahead only while the entry still
     /// carries this process's healing marker (a user's stop clears it).
     pub heal: bool,
+    /// A `--worktree` start: recorded on the entry (`extra["worktree"]`),
+    /// which makes every start of it run `worktree.setup` first.
+    pub worktree: Option<crate::worktree::Info>,
 }
 
 pub enum Started {
@@ -267,6 +270,11 @@ fn register(
         inst.owner_start_time = crate::procinfo::start_time(pid);
     }
     inst.starter = Some(ProcRef::me());
+    if let Some(info) = &req.worktree {
+        if let Ok(v) = serde_json::to_value(info) {
+            inst.extra.insert("worktree".to_owned(), v);
+        }
+    }
     reg.instances.insert(id.clone(), inst.clone());
     Ok((inst, previous))
 }
@@ -294,6 +302,12 @@ fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
         &plan.eff.agent.env_passthrough,
     );
     env.extend(wiring.env);
+    let setup = if inst.extra.contains_key("worktree") {
+        plan.eff.settings.worktree.setup.clone()
+    } else {
+        Vec::new()
+    };
+    crate::worktree::setup::clear(&ctx.dirs, id);
     let spec = LaunchSpec {
         id,
         project: &req.project,
@@ -316,6 +330,7 @@ fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
             .into_iter()
             .chain(crate::worktree::git_mounts(&req.project))
             .collect(),
+        setup,
     };
     let runtime: &dyn Runtime = match &plan.engine {
         Some(engine) if plan.kind == RuntimeKind::Docker => engine,
@@ -908,6 +923,7 @@ pub fn restart_as(
             shell_pid: None,
             detach: true,
             heal: by == Stopper::Heal,
+            worktree: None,
         },
     )?;
     ctx.store.update(|reg| {

@@ -223,7 +223,11 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                                 changes.push(change(Status::Stopped, &why, code, None));
                                 continue;
                             }
+                            let setup = crate::worktree::setup::failure_reason(&ctx.dirs, &inst.id);
                             let (status, reason) = match code {
+                                Some(c) if c != 0 && setup.is_some() => {
+                                    (Status::Error, setup.unwrap_or_default())
+                                }
                                 Some(0) => (Status::Stopped, "agent exited".to_owned()),
                                 Some(c) => (Status::Error, format!("agent exited with code {c}")),
                                 None => (Status::Error, "container died".to_owned()),

@@ -5,6 +5,8 @@
 //! inside the container: a worktree's `.git` file points into the main
 //! repository's `.git` directory, which is mounted at its host path.
 
+pub mod setup;
+
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

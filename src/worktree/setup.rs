@@ -1,0 +1,156 @@
+//! `worktree.setup`: commands run in a worktree instance's container before
+//! its agent (`npm ci`), on every fresh start of the container (each start
+//! gets a new container, so what setup installs outside the project is gone
+//! again; commands like `npm ci` are made to be repeated). The agent's
+//! command is wrapped in a small script that runs them in the project
+//! directory as the agent's user, their output going to the instance log,
+//! and writes the outcome to `activity/<id>/setup`, which a detached start
+//! waits for so a failure is reported where the user started it.
+
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::paths::StateDir;
+use crate::registry::Instance;
+use crate::runtime::docker::DockerEngine;
+use crate::types::{InstanceId, Status};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const SCRIPT: &str = include_str!("../../shell/worktree-setup.sh");
+
+/// The outcome file, next to the activity status file.
+fn file(dirs: &StateDir, id: &InstanceId) -> PathBuf {
+    crate::activity::dir_of(dirs, id).join("setup")
+}
+
+/// `command` preceded by the setup steps (unchanged without any).
+pub fn wrap(steps: &[String], command: Vec<String>) -> Vec<String> {
+    if steps.is_empty() {
+        return command;
+    }
+    let mut out = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        SCRIPT.to_owned(),
+        "ai-setup".to_owned(),
+        steps.len().to_string(),
+    ];
+    out.extend(steps.iter().cloned());
+    out.extend(command);
+    out
+}
+
+/// Forgets a previous run's outcome (before a launch).
+pub fn clear(dirs: &StateDir, id: &InstanceId) {
+    let _ = std::fs::remove_file(file(dirs, id));
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Failed { command: String, code: i64 },
+}
+
+/// What the setup of the current run of `id` said, if it finished.
+pub fn outcome(dirs: &StateDir, id: &InstanceId) -> Option<Outcome> {
+    let text = std::fs::read_to_string(file(dirs, id)).ok()?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    if text == "ok" {
+        return Some(Outcome::Done);
+    }
+    let rest = text.strip_prefix("failed ")?;
+    let (code, command) = rest.split_once(' ').unwrap_or((rest, ""));
+    Some(Outcome::Failed {
+        command: command.to_owned(),
+        code: code.parse().ok()?,
+    })
+}
+
+/// Why the instance ended, when its setup failed (the status reason).
+pub fn failure_reason(dirs: &StateDir, id: &InstanceId) -> Option<String> {
+    match outcome(dirs, id)? {
+        Outcome::Failed { command, code } => Some(format!(
+            "setup command `{command}` failed with exit code {code}"
+        )),
+        Outcome::Done => None,
+    }
+}
+
+/// A detached start of an instance with setup steps: waits until they have
+/// run. A failure ends the instance (output kept in its log, worktree and
+/// state untouched) and is the error.
+pub fn wait(ctx: &Ctx, engine: &DockerEngine, inst: &Instance) -> Result<()> {
+    let Some(cid) = inst.container_id.as_deref() else {
+        return Ok(());
+    };
+    let mut ended_code = None;
+    loop {
+        match outcome(&ctx.dirs, &inst.id) {
+            Some(Outcome::Done) => return Ok(()),
+            Some(Outcome::Failed { .. }) => break,
+            None => {}
+        }
+        match engine.observe_one(cid) {
+            Some(o) if o.state == "running" || o.state == "created" => {}
+            // Ended (or gone) without a word: look once more, then report.
+            o => {
+                ended_code = o.and_then(|o| o.exit_code);
+                if outcome(&ctx.dirs, &inst.id).is_some() {
+                    continue;
+                }
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The script exits right after writing its outcome: let it end, so
+    // its last words are in the saved log.
+    for _ in 0..50 {
+        match engine.observe_one(cid) {
+            Some(o) if o.state == "running" => std::thread::sleep(Duration::from_millis(100)),
+            o => {
+                ended_code = ended_code.or(o.and_then(|o| o.exit_code));
+                break;
+            }
+        }
+    }
+    let reason = failure_reason(&ctx.dirs, &inst.id).unwrap_or_else(|| match ended_code {
+        Some(c) => format!("the container ended during setup with exit code {c}"),
+        None => "the container ended during setup".to_owned(),
+    });
+    crate::runtime::ops::finish(
+        ctx,
+        inst,
+        ended_code,
+        Status::Error,
+        Some(reason.clone()),
+        Some(engine),
+    )?;
+    // Reconcile may have recorded the end first, in its own words.
+    let _ = ctx.store.update(|reg| {
+        if let Some(i) = reg.instances.get_mut(&inst.id) {
+            if !i.status.is_live() {
+                i.status_reason = Some(reason.clone());
+            }
+        }
+        Ok(())
+    });
+    Err(Error::Invalid(format!(
+        "{reason}; {id} was not started (the worktree is untouched; output: `ai-sessctl logs {id}`)",
+        id = inst.id
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_leaves_a_command_without_steps_alone() {
+        let cmd = vec!["claude".to_owned(), "--x".to_owned()];
+        assert_eq!(wrap(&[], cmd.clone()), cmd);
+        let w = wrap(&["npm ci".to_owned()], cmd);
+        assert_eq!(&w[..2], ["sh", "-c"]);
+        assert_eq!(&w[3..], ["ai-setup", "1", "npm ci", "claude", "--x"]);
+    }
+}
