@@ -1,7 +1,8 @@
 //! `--worktree NAME`: real git; the worktree is made as a sibling on branch
-//! `ai/NAME`, `.env` copied, the instance id `<project>-<NAME>-<mode>`, and
-//! the worktree's `.git` file resolves inside the container (the test image
-//! has no git binary: that git itself runs there is not tested here).
+//! `ai/NAME`, `.env` copied, the instance id `<project>-<NAME>-<mode>`, the
+//! worktree's `.git` file resolves inside the container, `git commit` in
+//! the real agent image (which has git) lands on the branch, and
+//! `worktree.setup` runs before the agent.
 
 mod common;
 mod docker_support;
@@ -196,4 +197,69 @@ fn nix_uid() -> u32 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// The locally built real claude image (Debian, with git), or a loud skip.
+fn real_image() -> Option<String> {
+    let var = "AI_SESSIONS_REAL_CLAUDE_IMAGE";
+    let tag = std::env::var(var).unwrap_or_else(|_| "ai-sessions-ci/claude:latest".to_owned());
+    if docker(&["image", "inspect", &tag]).status.success() {
+        return Some(tag);
+    }
+    let msg = format!("no real image {tag} with git (built by .ci/run; set {var} to use another)");
+    if std::env::var("AI_SESSIONS_REQUIRE_REAL_AGENTS").as_deref() == Ok("1") {
+        panic!("{msg} and AI_SESSIONS_REQUIRE_REAL_AGENTS=1");
+    }
+    eprintln!("\n*** SKIPPED: {msg} ***\n");
+    None
+}
+
+#[test]
+fn git_commit_inside_a_worktree_instance_lands_on_its_branch() {
+    require_docker!();
+    let Some(image) = real_image() else { return };
+    let env = Env::new();
+    let script = "set -e; git status; git log --oneline -1; \
+                  echo from-the-box > boxed.txt; git add boxed.txt; \
+                  git -c user.name=box -c user.email=box@example.com commit -q -m 'made in the box'; \
+                  git diff HEAD~1 --stat; git branch --show-current; echo GIT-WORKED";
+    env.write_config(&format!(
+        "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\nauto_cleanup = true\n\n\
+         [agents.claude]\nimage = \"{image}\"\ncommand = [\"sh\", \"-c\", \"{}\"]\n",
+        script.replace('\\', "\\\\").replace('"', "\\\"")
+    ));
+    let name = env.unique("wtgit");
+    let repo = repo(&env, &name);
+    let out = env.run_in(
+        &repo,
+        &["start", "--mode", "claude", "--detach", "-w", "box"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = format!("{name}-box-claude");
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(60), || {
+            let reg = env.ok(&["list", "--json"]);
+            !reg.contains("\"running\"") && !reg.contains("\"initializing\"")
+        }),
+        "{}",
+        env.ok(&["list", "--json"])
+    );
+    let logs = common::stdout(&env.run(&["logs", &id]));
+    assert!(
+        logs.contains("GIT-WORKED"),
+        "git failed in the box:\n{logs}"
+    );
+    assert!(logs.contains("ai/box"), "{logs}");
+    // On the host: the commit is on ai/box, main is untouched.
+    assert_eq!(
+        git(&repo, &["log", "-1", "--format=%s", "ai/box"]),
+        "made in the box"
+    );
+    assert_eq!(git(&repo, &["log", "-1", "--format=%s", "main"]), "init");
+    let wt = repo.parent().unwrap().join(format!("{name}.worktrees/box"));
+    assert_eq!(git(&wt, &["status", "--porcelain"]), "");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("boxed.txt")).unwrap(),
+        "from-the-box\n"
+    );
 }
