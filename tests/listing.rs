@@ -504,3 +504,42 @@ fn prompt_file_follows_the_registry() {
         .unwrap();
     assert_eq!(stdout(&out).trim(), "ai:3", "{}", stdout(&out));
 }
+
+#[test]
+fn list_shows_a_branch_column_once_a_worktree_instance_is_listed() {
+    let w = world();
+    let env = &w.env;
+    let path = env.state().join("registry.json");
+    let mut reg: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    reg["instances"]["api-gemini"]["worktree"] = json!({
+        "name": "feat", "branch": "ai/feat",
+        "path": w.api.to_str().unwrap(), "repo": w.api.to_str().unwrap(),
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&reg).unwrap()).unwrap();
+    let out = env.ok(&["list"]);
+    let rows = table(&out);
+    assert_eq!(
+        rows[0],
+        [
+            "ID", "PROJECT", "BRANCH", "MODE", "PORT", "STATUS", "ACTIVITY", "LIMITS", "CPU",
+            "MEM", "UPTIME"
+        ],
+        "{out}"
+    );
+    let row = |id: &str| rows.iter().find(|r| r[0] == id).unwrap().clone();
+    assert_eq!(row("api-gemini")[2], "ai/feat", "{out}");
+    assert_eq!(row("api-claude")[2], "-", "{out}");
+    // --json carries it too, under `worktree`.
+    let json: Value = serde_json::from_str(&env.ok(&["list", "--json"])).unwrap();
+    let wt = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "api-gemini")
+        .unwrap()["worktree"]
+        .clone();
+    assert_eq!(wt["branch"], "ai/feat", "{json:#}");
+    // A stopped-only filter without worktree rows: no column.
+    let out = env.ok(&["list", "--status", "running"]);
+    assert!(!table(&out)[0].contains(&"BRANCH".to_owned()), "{out}");
+}

@@ -127,18 +127,35 @@ fn uptime(i: &Instance) -> String {
     }
 }
 
+/// The git branch of a worktree instance.
+pub fn branch_of(i: &Instance) -> Option<&str> {
+    i.extra
+        .get("worktree")
+        .and_then(|w| w.get("branch"))
+        .and_then(|b| b.as_str())
+}
+
 fn print_table(rows: &[&Instance]) {
     let on = crate::output::color_stdout();
-    let header = [
-        "ID", "PROJECT", "MODE", "PORT", "STATUS", "ACTIVITY", "LIMITS", "CPU", "MEM", "UPTIME",
-    ];
+    // The branch column only when it says something: a narrow terminal
+    // keeps its width while no worktree instance is listed.
+    let branches = rows.iter().any(|i| branch_of(i).is_some());
+    let mut header = vec!["ID", "PROJECT"];
+    if branches {
+        header.push("BRANCH");
+    }
+    header.extend([
+        "MODE", "PORT", "STATUS", "ACTIVITY", "LIMITS", "CPU", "MEM", "UPTIME",
+    ]);
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|i| {
             let (cpu, mem) = usage(i);
-            vec![
-                i.id.to_string(),
-                project_shown(&i.project_path),
+            let mut row = vec![i.id.to_string(), project_shown(&i.project_path)];
+            if branches {
+                row.push(branch_of(i).unwrap_or("-").to_owned());
+            }
+            row.extend([
                 i.mode.to_string(),
                 i.port.to_string(),
                 paint(i.status.as_str(), status_color(i.status), on),
@@ -147,10 +164,12 @@ fn print_table(rows: &[&Instance]) {
                 cpu,
                 mem,
                 uptime(i),
-            ]
+            ]);
+            row
         })
         .collect();
-    print!("{}", crate::output::table(&header, cells, &[3]));
+    let port = if branches { 4 } else { 3 };
+    print!("{}", crate::output::table(&header, cells, &[port]));
 }
 
 pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
@@ -171,12 +190,7 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
         field("reason", r);
     }
     field("activity", &activity_shown(inst, on));
-    if let Some(b) = inst
-        .extra
-        .get("worktree")
-        .and_then(|w| w.get("branch"))
-        .and_then(|b| b.as_str())
-    {
+    if let Some(b) = branch_of(inst) {
         field("branch", b);
     }
     field("project", &inst.project_path);
