@@ -283,6 +283,9 @@ pub enum Command {
     /// Inspect or repair the registry
     #[command(subcommand)]
     Registry(RegistryCmd),
+    /// The git worktrees made by `--worktree NAME`
+    #[command(subcommand)]
+    Worktree(WorktreeCmd),
     /// Build an agent's image
     #[command(subcommand)]
     Image(ImageCmd),
@@ -421,6 +424,22 @@ pub enum RegistryCmd {
     Check,
     /// Rebuild the registry from the engine's containers and live processes
     Repair,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorktreeCmd {
+    /// Worktrees of this repository (all repositories outside one, or with
+    /// --all): path, branch, instances, and what removing one would lose
+    #[command(
+        after_help = "Examples:\n  ai-sessctl worktree list\n  ai-sessctl worktree list --all --json"
+    )]
+    List {
+        /// Every repository's, not just this one's
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

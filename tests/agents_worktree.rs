@@ -263,3 +263,90 @@ fn git_commit_inside_a_worktree_instance_lands_on_its_branch() {
         "from-the-box\n"
     );
 }
+
+#[test]
+fn worktree_list_shows_paths_branches_instances_and_what_removal_would_lose() {
+    require_docker!();
+    let env = Env::new();
+    with_worktree_config(&env, "");
+    let name = env.unique("wtl");
+    let repo = repo(&env, &name);
+    for w in ["clean", "dirty", "ahead"] {
+        let out = env.run_in(&repo, &["start", "--mode", "claude", "--detach", "-w", w]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let base = repo.parent().unwrap().join(format!("{name}.worktrees"));
+    std::fs::write(base.join("dirty/README"), "changed\n").unwrap();
+    std::fs::write(base.join("ahead/new.txt"), "x\n").unwrap();
+    git(&base.join("ahead"), &["add", "new.txt"]);
+    git(&base.join("ahead"), &["commit", "-q", "-m", "ahead"]);
+    env.ok(&["stop", &format!("{name}-clean-claude")]);
+    // A worktree whose instance is gone is still listed.
+    env.ok(&["rm", "--force", &format!("{name}-ahead-claude")]);
+    // A worktree the user made elsewhere is not ours.
+    git(
+        &repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "mine",
+            repo.parent()
+                .unwrap()
+                .join(format!("{name}-mine"))
+                .to_str()
+                .unwrap(),
+        ],
+    );
+
+    let out = env.run_in(&repo, &["worktree", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let row = |w: &str| {
+        rows.iter()
+            .find(|r| r["branch"] == format!("ai/{w}"))
+            .unwrap_or_else(|| panic!("{w} missing: {rows:#?}"))
+            .clone()
+    };
+    let clean = row("clean");
+    assert_eq!(clean["path"], base.join("clean").to_str().unwrap());
+    assert_eq!(clean["repo"], repo.to_str().unwrap());
+    assert_eq!(clean["instances"][0]["id"], format!("{name}-clean-claude"));
+    assert_eq!(clean["instances"][0]["status"], "stopped");
+    assert_eq!(
+        (clean["dirty"].as_bool(), clean["unpushed"].as_u64()),
+        (Some(false), Some(0))
+    );
+    let dirty = row("dirty");
+    assert_eq!(dirty["instances"][0]["status"], "running");
+    assert_eq!(dirty["dirty"], true);
+    let ahead = row("ahead");
+    assert_eq!(ahead["instances"].as_array().unwrap().len(), 0, "{ahead:#}");
+    assert_eq!(
+        (ahead["dirty"].as_bool(), ahead["unpushed"].as_u64()),
+        (Some(false), Some(1))
+    );
+
+    // The table, from inside a worktree (the same repository) and, with
+    // --all, from anywhere.
+    let out = env.run_in(&base.join("dirty"), &["worktree", "list"]);
+    let text = common::stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.starts_with("PATH"), "{text}");
+    for needle in [
+        "ai/clean",
+        "ai/dirty",
+        "uncommitted changes",
+        "1 unpushed",
+        "running",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let elsewhere = env.project(&env.unique("elsewhere"));
+    let text = common::stdout(&env.run_in(&elsewhere, &["worktree", "list", "--all"]));
+    assert!(text.contains("ai/ahead"), "{text}");
+    env.ok(&["stop", "--all"]);
+}

@@ -17,6 +17,7 @@ mod run;
 mod shell;
 mod stats;
 mod top;
+mod worktree;
 
 use crate::cli::Command;
 pub use crate::context::Ctx;
@@ -105,6 +106,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Dashboard { json } => dashboard::dashboard(&ctx, json),
         Command::Port(p) => port::port(&ctx, p),
         Command::Registry(r) => registry::registry(&ctx, r),
+        Command::Worktree(w) => worktree::worktree(&ctx, w),
         Command::Image(crate::cli::ImageCmd::Build {
             mode,
             base,

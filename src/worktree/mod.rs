@@ -5,6 +5,7 @@
 //! inside the container: a worktree's `.git` file points into the main
 //! repository's `.git` directory, which is mounted at its host path.
 
+pub mod inventory;
 pub mod setup;
 
 use crate::context::Ctx;
@@ -22,7 +23,7 @@ pub struct Info {
     pub repo: PathBuf,
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -59,7 +60,7 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// Where the worktree `name` of `repo` goes.
-fn place(ctx: &Ctx, repo: &Path, name: &str) -> Result<PathBuf> {
+pub(crate) fn place(ctx: &Ctx, repo: &Path, name: &str) -> Result<PathBuf> {
     let settings = ctx.global()?;
     let base = match &settings.worktree.dir {
         Some(d) => {

@@ -1,0 +1,62 @@
+//! `worktree list`: the worktrees `--worktree NAME` made.
+
+use super::Ctx;
+use crate::cli::WorktreeCmd;
+use crate::error::Result;
+use crate::output::print_json;
+use crate::worktree::inventory;
+
+pub fn worktree(ctx: &Ctx, cmd: WorktreeCmd) -> Result<u8> {
+    match cmd {
+        WorktreeCmd::List { all, json } => list(ctx, all, json),
+    }
+}
+
+fn list(ctx: &Ctx, all: bool, json: bool) -> Result<u8> {
+    let reg = crate::runtime::refresh_quietly(ctx)?;
+    let here = if all {
+        None
+    } else {
+        std::env::current_dir()
+            .ok()
+            .and_then(|d| inventory::repo_of(&d))
+    };
+    let entries = inventory::list(ctx, &reg, here.as_deref())?;
+    if json {
+        print_json(&entries)?;
+        return Ok(0);
+    }
+    if entries.is_empty() {
+        match &here {
+            Some(r) => println!(
+                "No worktrees made by ai-sessions for {} (`--all`: every repository).",
+                super::list::project_shown(&r.to_string_lossy())
+            ),
+            None => println!("No worktrees made by ai-sessions."),
+        }
+        return Ok(0);
+    }
+    let header = ["PATH", "BRANCH", "INSTANCES", "CHANGES"];
+    let rows = entries
+        .iter()
+        .map(|e| {
+            let instances = e
+                .instances
+                .iter()
+                .map(|i| format!("{} ({})", i.id, i.status))
+                .collect::<Vec<_>>();
+            vec![
+                super::list::project_shown(&e.path.to_string_lossy()),
+                e.branch.clone().unwrap_or_else(|| "(detached)".to_owned()),
+                if instances.is_empty() {
+                    "-".to_owned()
+                } else {
+                    instances.join(", ")
+                },
+                e.changes.describe(),
+            ]
+        })
+        .collect();
+    print!("{}", crate::output::table(&header, rows, &[]));
+    Ok(0)
+}

@@ -1,0 +1,171 @@
+//! The worktrees ai-sessions made: those git lists for a repository under
+//! its worktree place (`worktree.dir`, or the sibling `<repo>.worktrees/`),
+//! plus any an instance records, with the instances that run in them and
+//! what removing one would lose (uncommitted changes, unpushed commits).
+
+use super::{git, Info};
+use crate::context::Ctx;
+use crate::registry::Registry;
+use crate::types::{InstanceId, Status};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub path: PathBuf,
+    /// `None`: a detached HEAD.
+    pub branch: Option<String>,
+    pub repo: PathBuf,
+    pub instances: Vec<InstanceRef>,
+    #[serde(flatten)]
+    pub changes: Changes,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceRef {
+    pub id: InstanceId,
+    pub status: Status,
+}
+
+/// What removing a worktree would lose.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Changes {
+    /// Modified, staged or untracked files (not ignored ones, nor the
+    /// `worktree.copy` files, which are copies).
+    pub dirty: bool,
+    /// Commits on no other branch, local or remote: neither pushed nor
+    /// merged anywhere.
+    pub unpushed: u32,
+}
+
+impl Changes {
+    pub fn clean(&self) -> bool {
+        !self.dirty && self.unpushed == 0
+    }
+
+    /// `clean`, `uncommitted changes`, `2 unpushed`, or both.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.dirty {
+            parts.push("uncommitted changes".to_owned());
+        }
+        if self.unpushed > 0 {
+            parts.push(format!("{} unpushed", self.unpushed));
+        }
+        if parts.is_empty() {
+            "clean".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// What removing the worktree at `path` (on `branch`) would lose; `copy`
+/// lists the `worktree.copy` files, not counted as changes.
+pub fn changes(
+    path: &Path,
+    branch: Option<&str>,
+    copy: &[String],
+) -> crate::error::Result<Changes> {
+    let status = git(path, &["status", "--porcelain", "--untracked-files=all"])?;
+    let dirty = status.lines().any(|l| match l.strip_prefix("?? ") {
+        Some(untracked) => !copy.iter().any(|c| c == untracked),
+        None => !l.is_empty(),
+    });
+    let exclude = branch.map(|b| format!("--exclude={b}"));
+    let mut args = vec!["rev-list", "--count", "HEAD", "--not", "--remotes"];
+    if let Some(e) = &exclude {
+        args.push(e);
+    }
+    args.push("--branches");
+    let unpushed = git(path, &args)?.parse().unwrap_or(0);
+    Ok(Changes { dirty, unpushed })
+}
+
+/// The main repository of the git checkout around `dir` (also when `dir`
+/// is in one of its worktrees).
+pub fn repo_of(dir: &Path) -> Option<PathBuf> {
+    let common = git(
+        dir,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .ok()?;
+    let common = PathBuf::from(common);
+    let repo = if common.file_name().is_some_and(|n| n == ".git") {
+        common.parent()?.to_path_buf()
+    } else {
+        common
+    };
+    Some(repo.canonicalize().unwrap_or(repo))
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The worktrees of `only` (a main repository), or of every repository an
+/// instance made one in.
+pub fn list(ctx: &Ctx, reg: &Registry, only: Option<&Path>) -> crate::error::Result<Vec<Entry>> {
+    let recorded: Vec<(InstanceId, Status, Info)> = reg
+        .instances
+        .values()
+        .filter_map(|i| {
+            let info: Info = serde_json::from_value(i.extra.get("worktree")?.clone()).ok()?;
+            Some((i.id.clone(), i.status, info))
+        })
+        .collect();
+    let mut repos: BTreeSet<PathBuf> = recorded
+        .iter()
+        .map(|(_, _, i)| canonical(&i.repo))
+        .collect();
+    if let Some(r) = only {
+        repos.retain(|x| x == r);
+        repos.insert(r.to_path_buf());
+    }
+    let copy = ctx.global()?.worktree.copy;
+    let mut out = Vec::new();
+    for repo in repos {
+        // A repository that is gone has no worktrees left to show.
+        let Ok(porcelain) = git(&repo, &["worktree", "list", "--porcelain"]) else {
+            continue;
+        };
+        let base = super::place(ctx, &repo, "x")
+            .ok()
+            .and_then(|p| p.parent().map(canonical));
+        for block in porcelain.split("\n\n") {
+            let mut path = None;
+            let mut branch = None;
+            for line in block.lines() {
+                if let Some(p) = line.strip_prefix("worktree ") {
+                    path = Some(canonical(Path::new(p)));
+                } else if let Some(b) = line.strip_prefix("branch ") {
+                    branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_owned());
+                }
+            }
+            let Some(path) = path else { continue };
+            let ours = base.as_ref().is_some_and(|b| path.starts_with(b))
+                || recorded.iter().any(|(_, _, i)| canonical(&i.path) == path);
+            if !ours || path == repo {
+                continue;
+            }
+            let instances = recorded
+                .iter()
+                .filter(|(_, _, i)| canonical(&i.path) == path)
+                .map(|(id, status, _)| InstanceRef {
+                    id: id.clone(),
+                    status: *status,
+                })
+                .collect();
+            let changes = changes(&path, branch.as_deref(), &copy).unwrap_or_default();
+            out.push(Entry {
+                path,
+                branch,
+                repo: repo.clone(),
+                instances,
+                changes,
+            });
+        }
+    }
+    Ok(out)
+}
