@@ -186,6 +186,11 @@ pub enum Command {
         /// agent's shared state stays)
         #[arg(long)]
         state: bool,
+        /// Also remove its git worktree (`--worktree NAME`) without asking;
+        /// one with uncommitted changes or unpushed commits only with
+        /// --force. Its branch is kept
+        #[arg(long)]
+        worktree: bool,
     },
     /// Remove old stopped entries and containers the registry does not know
     Gc {

@@ -350,3 +350,76 @@ fn worktree_list_shows_paths_branches_instances_and_what_removal_would_lose() {
     assert!(text.contains("ai/ahead"), "{text}");
     env.ok(&["stop", "--all"]);
 }
+
+#[test]
+fn rm_removes_a_clean_worktree_when_asked_and_never_one_with_work_in_it() {
+    require_docker!();
+    let env = Env::new();
+    with_worktree_config(&env, "");
+    let name = env.unique("wtr");
+    let repo = repo(&env, &name);
+    let names = ["keep", "clean", "dirty", "ahead", "asked"];
+    for w in names {
+        let out = env.run_in(&repo, &["start", "--mode", "claude", "--detach", "-w", w]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    env.ok(&["stop", "--all"]);
+    let base = repo.parent().unwrap().join(format!("{name}.worktrees"));
+    let id = |w: &str| format!("{name}-{w}-claude");
+    std::fs::write(base.join("dirty/README"), "changed\n").unwrap();
+    std::fs::write(base.join("ahead/new.txt"), "x\n").unwrap();
+    git(&base.join("ahead"), &["add", "new.txt"]);
+    git(&base.join("ahead"), &["commit", "-q", "-m", "ahead"]);
+
+    // Not asked, no terminal to ask on: the worktree stays, and it says so.
+    let out = env.run(&["rm", &id("keep")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("kept"), "{}", stderr(&out));
+    assert!(base.join("keep/README").exists());
+    assert!(env.instance(&id("keep")).is_null());
+
+    // --worktree: a clean one goes (its branch stays).
+    let out = env.run(&["rm", "--worktree", &id("clean")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!base.join("clean").exists(), "{}", stderr(&out));
+    assert!(!git(&repo, &["worktree", "list"]).contains("clean"));
+    assert_eq!(git(&repo, &["branch", "--list", "ai/clean"]), "ai/clean");
+
+    // Uncommitted changes or unpushed commits: refused, nothing removed.
+    for (w, why) in [("dirty", "uncommitted changes"), ("ahead", "1 unpushed")] {
+        let out = env.run(&["rm", "--worktree", &id(w)]);
+        assert!(!out.status.success(), "{w} removed");
+        assert!(stderr(&out).contains(why), "{w}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+        assert_eq!(env.instance(&id(w))["status"], "stopped", "{w}");
+        assert!(base.join(w).join("README").exists(), "{w}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(base.join("dirty/README")).unwrap(),
+        "changed\n"
+    );
+    // ... unless forced; the commit stays on its branch.
+    env.ok(&["rm", "--worktree", "--force", &id("ahead")]);
+    assert!(!base.join("ahead").exists());
+    assert_eq!(
+        git(&repo, &["log", "-1", "--format=%s", "ai/ahead"]),
+        "ahead"
+    );
+
+    // On a terminal: a clean one is offered, a dirty one is not.
+    let mut c = env.cmd();
+    // The pty is stdin too (env.cmd() sets a null one).
+    c.args(["rm", &id("asked")]).stdin(std::process::Stdio::inherit());
+    let mut p = rexpect::session::spawn_command(c, Some(20_000)).unwrap();
+    p.exp_string("[y/N]").unwrap();
+    p.send_line("y").unwrap();
+    p.exp_eof().unwrap();
+    assert!(!base.join("asked").exists());
+    let mut c = env.cmd();
+    c.args(["rm", &id("dirty")]).stdin(std::process::Stdio::inherit());
+    let mut p = rexpect::session::spawn_command(c, Some(20_000)).unwrap();
+    let said = p.exp_eof().unwrap();
+    assert!(!said.contains("[y/N]"), "{said}");
+    assert!(said.contains("uncommitted changes"), "{said}");
+    assert!(base.join("dirty/README").exists());
+}

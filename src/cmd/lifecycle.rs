@@ -101,18 +101,117 @@ pub fn resume(ctx: &Ctx, id: Option<InstanceId>) -> Result<u8> {
     pause(ctx, id, false)
 }
 
-pub fn rm(ctx: &Ctx, ids: Vec<InstanceId>, force: bool, state: bool) -> Result<u8> {
+/// What `rm` does with an instance's worktree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorktreeChoice {
+    /// `--worktree`: remove it (refused, removing nothing, when it holds
+    /// work, unless forced).
+    Remove,
+    /// Offer a clean one on a terminal; else keep it and say so.
+    Ask,
+    /// Keep it and say so (`rm --all`: no question per instance).
+    Keep,
+}
+
+impl WorktreeChoice {
+    pub fn from_flag(flag: bool) -> Self {
+        if flag {
+            WorktreeChoice::Remove
+        } else {
+            WorktreeChoice::Ask
+        }
+    }
+}
+
+pub fn rm(
+    ctx: &Ctx,
+    ids: Vec<InstanceId>,
+    force: bool,
+    state: bool,
+    wt: WorktreeChoice,
+) -> Result<u8> {
+    use crate::worktree::remove as wtrm;
+    // Every refusal before anything is removed.
+    let reg = crate::runtime::refresh_quietly(ctx)?;
+    let mut plans = Vec::new();
     for id in &ids {
+        let plan = wtrm::plan(ctx, &reg, id)?;
+        if let (WorktreeChoice::Remove, Some(p), false) = (wt, &plan, force) {
+            if let Some(why) = wtrm::refusal(p) {
+                return Err(crate::error::Error::Invalid(format!(
+                    "{id}: {why}; nothing was removed (commit and push or merge that work, or add --force to remove the worktree anyway; its branch {} is kept)",
+                    p.info.branch
+                )));
+            }
+        }
+        plans.push(plan);
+    }
+    for (id, plan) in ids.iter().zip(plans) {
         ops::remove(ctx, id, force, state)?;
         eprintln!("removed {id}");
+        if let Some(p) = plan {
+            settle_worktree(&p, wt)?;
+        }
     }
     Ok(0)
+}
+
+/// After its instance went: removes its worktree, asks, or says it stays.
+fn settle_worktree(p: &crate::worktree::remove::Plan, wt: WorktreeChoice) -> Result<()> {
+    use crate::worktree::remove as wtrm;
+    use std::io::{BufRead, IsTerminal, Write};
+    let path = super::list::project_shown(&p.info.path.to_string_lossy());
+    if !p.shared_with.is_empty() {
+        let others: Vec<String> = p.shared_with.iter().map(|i| i.to_string()).collect();
+        eprintln!(
+            "kept its worktree {path}: {} runs in it too",
+            others.join(", ")
+        );
+        return Ok(());
+    }
+    let remove = match wt {
+        WorktreeChoice::Remove => true,
+        _ if !p.changes.clean() => {
+            eprintln!(
+                "kept its worktree {path} ({}; branch {})",
+                p.changes.describe(),
+                p.info.branch
+            );
+            return Ok(());
+        }
+        WorktreeChoice::Ask
+            if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() =>
+        {
+            eprint!(
+                "remove its worktree {path} too (clean; branch {} is kept)? [y/N] ",
+                p.info.branch
+            );
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut answer);
+            matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
+        }
+        _ => false,
+    };
+    if remove {
+        wtrm::remove(p)?;
+        eprintln!(
+            "removed its worktree {path} (branch {} is kept)",
+            p.info.branch
+        );
+    } else {
+        eprintln!(
+            "kept its worktree {path} (clean; `git worktree remove {}` removes it)",
+            p.info.path.display()
+        );
+    }
+    Ok(())
 }
 
 /// `rm --all`: every entry of this state home, and containers labelled
 /// with this home that the registry lost. Refuses (removing nothing) while
 /// any runs, unless `force`.
-pub fn rm_all(ctx: &Ctx, force: bool, state: bool) -> Result<u8> {
+pub fn rm_all(ctx: &Ctx, force: bool, state: bool, wt: WorktreeChoice) -> Result<u8> {
     let reg = crate::runtime::refresh_quietly(ctx)?;
     let live: Vec<String> = reg
         .instances
@@ -128,7 +227,11 @@ pub fn rm_all(ctx: &Ctx, force: bool, state: bool) -> Result<u8> {
         )));
     }
     let ids: Vec<InstanceId> = reg.instances.keys().cloned().collect();
-    rm(ctx, ids, force, state)?;
+    let wt = match wt {
+        WorktreeChoice::Ask => WorktreeChoice::Keep,
+        w => w,
+    };
+    rm(ctx, ids, force, state, wt)?;
     if let Ok(engine) = DockerEngine::connect() {
         let home = crate::runtime::docker::home_label(&ctx.dirs);
         for (id, o) in engine.observe()? {

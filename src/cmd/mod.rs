@@ -71,11 +71,13 @@ pub fn dispatch(command: Command) -> Result<u8> {
             all,
             force,
             state,
+            worktree,
         } => {
+            let wt = lifecycle::WorktreeChoice::from_flag(worktree);
             if all {
-                lifecycle::rm_all(&ctx, force, state)
+                lifecycle::rm_all(&ctx, force, state, wt)
             } else {
-                lifecycle::rm(&ctx, ids, force, state)
+                lifecycle::rm(&ctx, ids, force, state, wt)
             }
         }
         Command::Gc { dry_run } => lifecycle::gc(&ctx, dry_run),

@@ -6,6 +6,7 @@
 //! repository's `.git` directory, which is mounted at its host path.
 
 pub mod inventory;
+pub mod remove;
 pub mod setup;
 
 use crate::context::Ctx;

@@ -1,0 +1,98 @@
+//! `rm ID` and the instance's worktree: removed when asked (`--worktree`,
+//! or yes at the prompt on a terminal) and only when nothing would be lost
+//! (no uncommitted changes, no unpushed commits) unless forced. Its branch
+//! is always kept: removing a worktree never deletes a commit.
+
+use super::inventory::{changes, Changes};
+use super::{git, Info};
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::registry::Registry;
+use crate::types::InstanceId;
+use std::path::Path;
+
+/// The worktree an instance runs in, as it is now.
+#[derive(Debug)]
+pub struct Plan {
+    pub info: Info,
+    pub changes: Changes,
+    /// Other instances in the same worktree (it stays while they exist).
+    pub shared_with: Vec<InstanceId>,
+}
+
+/// The worktree `id` runs in, if it made one that git still lists.
+pub fn plan(ctx: &Ctx, reg: &Registry, id: &InstanceId) -> Result<Option<Plan>> {
+    let Some(inst) = reg.get(id) else {
+        return Ok(None);
+    };
+    let Some(info) = inst
+        .extra
+        .get("worktree")
+        .and_then(|v| serde_json::from_value::<Info>(v.clone()).ok())
+    else {
+        return Ok(None);
+    };
+    if !listed(&info.repo, &info.path) {
+        return Ok(None);
+    }
+    let copy = ctx.global()?.worktree.copy;
+    let changes = changes(&info.path, Some(&info.branch), &copy)?;
+    let shared_with = reg
+        .instances
+        .values()
+        .filter(|i| &i.id != id)
+        .filter(|i| {
+            i.extra
+                .get("worktree")
+                .and_then(|w| w.get("path"))
+                .and_then(|p| p.as_str())
+                .is_some_and(|p| Path::new(p) == info.path)
+        })
+        .map(|i| i.id.clone())
+        .collect();
+    Ok(Some(Plan {
+        info,
+        changes,
+        shared_with,
+    }))
+}
+
+/// Whether git lists `path` as a linked worktree of `repo` (never the
+/// repository itself).
+fn listed(repo: &Path, path: &Path) -> bool {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let (repo_c, path_c) = (canon(repo), canon(path));
+    if repo_c == path_c || !path.exists() {
+        return false;
+    }
+    git(repo, &["worktree", "list", "--porcelain"]).is_ok_and(|out| {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("worktree "))
+            .any(|p| canon(Path::new(p)) == path_c)
+    })
+}
+
+/// Why the worktree may not go without `--force` (None: it may).
+pub fn refusal(plan: &Plan) -> Option<String> {
+    (!plan.changes.clean()).then(|| {
+        format!(
+            "its worktree {} has {}",
+            plan.info.path.display(),
+            plan.changes.describe()
+        )
+    })
+}
+
+/// Removes the worktree (its branch stays). The caller decided it may go.
+pub fn remove(plan: &Plan) -> Result<()> {
+    let path = plan.info.path.to_string_lossy().into_owned();
+    // `--force` for git: our own check (which ignores the `worktree.copy`
+    // copies) is the policy; git would refuse any untracked file.
+    git(&plan.info.repo, &["worktree", "remove", "--force", &path]).map_err(|e| {
+        Error::Invalid(format!(
+            "could not remove the worktree {}: {e}",
+            plan.info.path.display()
+        ))
+    })?;
+    Ok(())
+}
