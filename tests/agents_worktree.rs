@@ -409,14 +409,16 @@ fn rm_removes_a_clean_worktree_when_asked_and_never_one_with_work_in_it() {
     // On a terminal: a clean one is offered, a dirty one is not.
     let mut c = env.cmd();
     // The pty is stdin too (env.cmd() sets a null one).
-    c.args(["rm", &id("asked")]).stdin(std::process::Stdio::inherit());
+    c.args(["rm", &id("asked")])
+        .stdin(std::process::Stdio::inherit());
     let mut p = rexpect::session::spawn_command(c, Some(20_000)).unwrap();
     p.exp_string("[y/N]").unwrap();
     p.send_line("y").unwrap();
     p.exp_eof().unwrap();
     assert!(!base.join("asked").exists());
     let mut c = env.cmd();
-    c.args(["rm", &id("dirty")]).stdin(std::process::Stdio::inherit());
+    c.args(["rm", &id("dirty")])
+        .stdin(std::process::Stdio::inherit());
     let mut p = rexpect::session::spawn_command(c, Some(20_000)).unwrap();
     let said = p.exp_eof().unwrap();
     assert!(!said.contains("[y/N]"), "{said}");

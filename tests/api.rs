@@ -941,3 +941,67 @@ fn api_restart_is_graceful_and_start_on_running_is_a_no_op() {
     );
     let _ = env.run(&["stop", &id]);
 }
+
+#[test]
+fn create_with_a_worktree_runs_the_instance_on_its_branch() {
+    require_docker!();
+    let env = Env::new();
+    env.use_test_image("");
+    let srv = Serve::start(&env);
+    let tok = token(&env);
+    let name = env.unique("apiwt");
+    let repo = env.project(&name);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "hi\n").unwrap();
+    git(&["add", "README"]);
+    git(&["commit", "-q", "-m", "init"]);
+    let post = |body: Value| {
+        srv.req("POST", "/api/v1/instances")
+            .bearer(&tok)
+            .json(&body)
+            .send()
+    };
+    let r = post(json!({"project_path": repo, "mode": "claude", "worktree": "feat"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let inst = r.json();
+    let id = format!("{name}-feat-claude");
+    assert_eq!(inst["id"], id.as_str(), "{inst:#}");
+    let wt = repo
+        .parent()
+        .unwrap()
+        .join(format!("{name}.worktrees/feat"));
+    assert_eq!(inst["project_path"], wt.to_str().unwrap(), "{inst:#}");
+    assert_eq!(inst["worktree"]["branch"], "ai/feat", "{inst:#}");
+    assert_eq!(
+        git(&["rev-parse", "--verify", "--quiet", "refs/heads/ai/feat"]).len(),
+        40
+    );
+    // Again: the same instance.
+    let r = post(json!({"project_path": repo, "mode": "claude", "worktree": "feat"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["id"], id.as_str());
+    // Bad names and a project that is no repository: 400, nothing made.
+    let r = post(json!({"project_path": repo, "mode": "claude", "worktree": "../x"}));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("invalid worktree name"), "{}", r.text());
+    let plain = env.project(&env.unique("nogit"));
+    let r = post(json!({"project_path": plain, "mode": "claude", "worktree": "feat"}));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("not a git repository"), "{}", r.text());
+    assert!(!plain
+        .parent()
+        .unwrap()
+        .join(format!("{}.worktrees", env.unique("nogit")))
+        .exists());
+}

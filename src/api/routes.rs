@@ -89,6 +89,9 @@ pub struct CreateBody {
     port: Option<u16>,
     #[serde(default)]
     args: Vec<String>,
+    /// Run in the git worktree of this name (as `--worktree NAME`).
+    #[serde(default)]
+    worktree: Option<String>,
 }
 
 pub async fn create(
@@ -114,13 +117,23 @@ pub async fn create(
             Error::NotFound(m) => Error::Usage(m),
             e => e,
         })?;
-        let project = crate::project::of(&ctx.dirs, Some(&path))?;
+        let mut project = crate::project::of(&ctx.dirs, Some(&path))?;
+        let mut id = None;
+        let worktree = match &body.worktree {
+            Some(name) => {
+                let (info, dir, wid) = crate::worktree::target(ctx, &project, name, &mode)?;
+                project = dir;
+                id = Some(wid);
+                Some(info)
+            }
+            None => None,
+        };
         let started = ops::start(
             ctx,
             ops::StartRequest {
                 project,
                 mode,
-                id: None,
+                id,
                 port,
                 runtime: None,
                 egress: None,
@@ -128,11 +141,16 @@ pub async fn create(
                 shell_pid: None,
                 detach: true,
                 heal: false,
-                worktree: None,
+                worktree: worktree.clone(),
             },
         )?;
         Ok(match started {
-            ops::Started::AlreadyRunning(i) => (false, i),
+            ops::Started::AlreadyRunning(i) => {
+                if let Some(info) = &worktree {
+                    crate::worktree::record(ctx, &i.id, info)?;
+                }
+                (false, i)
+            }
             ops::Started::Container { inst, .. } | ops::Started::Process { inst, .. } => {
                 (true, inst)
             }

@@ -85,11 +85,9 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
     let mut req = req;
     let worktree = match req.worktree.take() {
         Some(name) => {
-            let info = crate::worktree::prepare(ctx, &project, &name)?;
-            project = crate::project::of(&ctx.dirs, Some(&info.path))?;
-            if req.id.is_none() {
-                req.id = Some(crate::worktree::id_for(&info, &req.mode)?);
-            }
+            let (info, dir, id) = crate::worktree::target(ctx, &project, &name, &req.mode)?;
+            project = dir;
+            req.id.get_or_insert(id);
             Some(info)
         }
         None => None,

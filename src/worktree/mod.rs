@@ -96,7 +96,7 @@ pub(crate) fn place(ctx: &Ctx, repo: &Path, name: &str) -> Result<PathBuf> {
 pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
     check_name(name)?;
     let top = PathBuf::from(git(repo, &["rev-parse", "--show-toplevel"]).map_err(|_| {
-        Error::Invalid(format!(
+        Error::Usage(format!(
             "{} is not a git repository: --worktree needs one",
             repo.display()
         ))
@@ -163,6 +163,20 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
         path: path.canonicalize().unwrap_or(path),
         repo: top,
     })
+}
+
+/// A `--worktree NAME` start in `project` (CLI or API): the worktree made
+/// or reused, the project directory it is, and its instance id.
+pub fn target(
+    ctx: &Ctx,
+    project: &Path,
+    name: &str,
+    mode: &crate::types::Mode,
+) -> Result<(Info, PathBuf, crate::types::InstanceId)> {
+    let info = prepare(ctx, project, name)?;
+    let dir = crate::project::of(&ctx.dirs, Some(&info.path))?;
+    let id = id_for(&info, mode)?;
+    Ok((info, dir, id))
 }
 
 /// The id of a worktree instance: `<project>-<NAME>-<mode>`.
