@@ -425,3 +425,38 @@ fn rm_removes_a_clean_worktree_when_asked_and_never_one_with_work_in_it() {
     assert!(said.contains("uncommitted changes"), "{said}");
     assert!(base.join("dirty/README").exists());
 }
+
+#[test]
+fn setup_in_the_foreground_shows_its_output_and_a_failure_on_the_terminal() {
+    require_docker!();
+    let env = Env::new();
+    with_worktree_config(
+        &env,
+        "\n[worktree]\nsetup = [\"echo installing-things\", \"exit 3\"]\n",
+    );
+    let name = env.unique("wtfg");
+    let repo = repo(&env, &name);
+    let mut c = env.cmd();
+    c.current_dir(&repo)
+        .args(["run", "claude", "-w", "fg"])
+        .stdin(std::process::Stdio::inherit())
+        .env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(c, Some(30_000)).unwrap();
+    p.exp_string("installing-things").unwrap();
+    let rest = p.exp_eof().unwrap();
+    assert!(
+        rest.contains("setup command `exit 3` failed with exit code 3"),
+        "{rest}"
+    );
+    assert!(!rest.contains("fake-agent ready"), "{rest}");
+    match p.process.wait().unwrap() {
+        rexpect::process::wait::WaitStatus::Exited(_, code) => assert_eq!(code, 3),
+        other => panic!("{other:?}"),
+    }
+    let inst = env.instance(&format!("{name}-fg-claude"));
+    assert_eq!(inst["status"], "error", "{inst:#}");
+    assert_eq!(
+        inst["status_reason"], "setup command `exit 3` failed with exit code 3",
+        "{inst:#}"
+    );
+}
