@@ -355,10 +355,12 @@ fn worktree_list_shows_paths_branches_instances_and_what_removal_would_lose() {
 fn rm_removes_a_clean_worktree_when_asked_and_never_one_with_work_in_it() {
     require_docker!();
     let env = Env::new();
-    with_worktree_config(&env, "");
+    with_worktree_config(&env, "\n[worktree]\ncopy = [\".env\"]\n");
     let name = env.unique("wtr");
     let repo = repo(&env, &name);
-    let names = ["keep", "clean", "dirty", "ahead", "asked"];
+    // Untracked and not ignored: the copy alone is no work of the agent's.
+    std::fs::write(repo.join(".env"), "A=1\n").unwrap();
+    let names = ["keep", "clean", "dirty", "ahead", "asked", "envedit"];
     for w in names {
         let out = env.run_in(&repo, &["start", "--mode", "claude", "--detach", "-w", w]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -367,6 +369,7 @@ fn rm_removes_a_clean_worktree_when_asked_and_never_one_with_work_in_it() {
     let base = repo.parent().unwrap().join(format!("{name}.worktrees"));
     let id = |w: &str| format!("{name}-{w}-claude");
     std::fs::write(base.join("dirty/README"), "changed\n").unwrap();
+    std::fs::write(base.join("envedit/.env"), "A=2\n").unwrap();
     std::fs::write(base.join("ahead/new.txt"), "x\n").unwrap();
     git(&base.join("ahead"), &["add", "new.txt"]);
     git(&base.join("ahead"), &["commit", "-q", "-m", "ahead"]);
@@ -386,7 +389,11 @@ fn rm_removes_a_clean_worktree_when_asked_and_never_one_with_work_in_it() {
     assert_eq!(git(&repo, &["branch", "--list", "ai/clean"]), "ai/clean");
 
     // Uncommitted changes or unpushed commits: refused, nothing removed.
-    for (w, why) in [("dirty", "uncommitted changes"), ("ahead", "1 unpushed")] {
+    for (w, why) in [
+        ("dirty", "uncommitted changes"),
+        ("envedit", "uncommitted changes"),
+        ("ahead", "1 unpushed"),
+    ] {
         let out = env.run(&["rm", "--worktree", &id(w)]);
         assert!(!out.status.success(), "{w} removed");
         assert!(stderr(&out).contains(why), "{w}: {}", stderr(&out));

@@ -31,8 +31,8 @@ pub struct InstanceRef {
 /// What removing a worktree would lose.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Changes {
-    /// Modified, staged or untracked files (not ignored ones, nor the
-    /// `worktree.copy` files, which are copies).
+    /// Modified, staged or untracked files (not ignored ones, nor
+    /// `worktree.copy` files that still equal the repository's).
     pub dirty: bool,
     /// Commits on no other branch, local or remote: neither pushed nor
     /// merged anywhere.
@@ -61,16 +61,25 @@ impl Changes {
     }
 }
 
-/// What removing the worktree at `path` (on `branch`) would lose; `copy`
-/// lists the `worktree.copy` files, not counted as changes.
+/// What removing the worktree at `path` (on `branch`) would lose. The
+/// `worktree.copy` files (`copy`) are not counted while they still equal
+/// the repository's (`repo`): then they are copies, not work.
 pub fn changes(
     path: &Path,
     branch: Option<&str>,
     copy: &[String],
+    repo: &Path,
 ) -> crate::error::Result<Changes> {
     let status = git(path, &["status", "--porcelain", "--untracked-files=all"])?;
+    let a_copy = |f: &str| {
+        copy.iter().any(|c| c == f)
+            && matches!(
+                (std::fs::read(path.join(f)), std::fs::read(repo.join(f))),
+                (Ok(a), Ok(b)) if a == b
+            )
+    };
     let dirty = status.lines().any(|l| match l.strip_prefix("?? ") {
-        Some(untracked) => !copy.iter().any(|c| c == untracked),
+        Some(untracked) => !a_copy(untracked),
         None => !l.is_empty(),
     });
     let exclude = branch.map(|b| format!("--exclude={b}"));
@@ -157,7 +166,7 @@ pub fn list(ctx: &Ctx, reg: &Registry, only: Option<&Path>) -> crate::error::Res
                     status: *status,
                 })
                 .collect();
-            let changes = changes(&path, branch.as_deref(), &copy).unwrap_or_default();
+            let changes = changes(&path, branch.as_deref(), &copy, &repo).unwrap_or_default();
             out.push(Entry {
                 path,
                 branch,

@@ -36,7 +36,7 @@ pub fn plan(ctx: &Ctx, reg: &Registry, id: &InstanceId) -> Result<Option<Plan>> 
         return Ok(None);
     }
     let copy = ctx.global()?.worktree.copy;
-    let changes = changes(&info.path, Some(&info.branch), &copy)?;
+    let changes = changes(&info.path, Some(&info.branch), &copy, &info.repo)?;
     let shared_with = reg
         .instances
         .values()
@@ -86,8 +86,8 @@ pub fn refusal(plan: &Plan) -> Option<String> {
 /// Removes the worktree (its branch stays). The caller decided it may go.
 pub fn remove(plan: &Plan) -> Result<()> {
     let path = plan.info.path.to_string_lossy().into_owned();
-    // `--force` for git: our own check (which ignores the `worktree.copy`
-    // copies) is the policy; git would refuse any untracked file.
+    // `--force` for git: our own check (which ignores unchanged
+    // `worktree.copy` copies) is the policy; git refuses any untracked file.
     git(&plan.info.repo, &["worktree", "remove", "--force", &path]).map_err(|e| {
         Error::Invalid(format!(
             "could not remove the worktree {}: {e}",
