@@ -348,7 +348,13 @@ fn worktree_list_shows_paths_branches_instances_and_what_removal_would_lose() {
     let elsewhere = env.project(&env.unique("elsewhere"));
     let text = common::stdout(&env.run_in(&elsewhere, &["worktree", "list", "--all"]));
     assert!(text.contains("ai/ahead"), "{text}");
-    env.ok(&["stop", "--all"]);
+    // With every instance gone, --all still finds the worktrees left.
+    env.ok(&["rm", "--all", "--force"]);
+    let text = common::stdout(&env.run_in(&elsewhere, &["worktree", "list", "--all"]));
+    for needle in ["ai/clean", "ai/dirty", "ai/ahead"] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert!(!text.contains("mine"), "{text}");
 }
 
 #[test]

@@ -124,9 +124,18 @@ pub fn list(ctx: &Ctx, reg: &Registry, only: Option<&Path>) -> crate::error::Res
             Some((i.id.clone(), i.status, info))
         })
         .collect();
+    let remembered = reg
+        .extra
+        .get(super::REPOS_KEY)
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+        .map(|r| canonical(Path::new(r)));
     let mut repos: BTreeSet<PathBuf> = recorded
         .iter()
         .map(|(_, _, i)| canonical(&i.repo))
+        .chain(remembered)
         .collect();
     if let Some(r) = only {
         repos.retain(|x| x == r);

@@ -91,6 +91,27 @@ pub(crate) fn place(ctx: &Ctx, repo: &Path, name: &str) -> Result<PathBuf> {
     Ok(base.join(name))
 }
 
+/// The registry key listing the repositories worktrees were made in, so
+/// `worktree list --all` finds them after their instances are gone.
+pub const REPOS_KEY: &str = "worktree_repos";
+
+/// Notes `repo` among the repositories with worktrees of ours.
+fn remember_repo(ctx: &Ctx, repo: &Path) -> Result<()> {
+    let repo = repo.to_string_lossy().into_owned();
+    ctx.store.update(|reg| {
+        let list = reg
+            .extra
+            .entry(REPOS_KEY.to_owned())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        match list.as_array_mut() {
+            Some(a) if a.iter().any(|r| r.as_str() == Some(&repo)) => {}
+            Some(a) => a.push(serde_json::Value::String(repo.clone())),
+            None => *list = serde_json::json!([repo]),
+        }
+        Ok(())
+    })
+}
+
 /// Creates (or reuses) the worktree `name` of the repository `repo`; copies
 /// `worktree.copy` files into a new one.
 pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
@@ -102,6 +123,7 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
         ))
     })?);
     let path = place(ctx, &top, name)?;
+    remember_repo(ctx, &top)?;
     let exists_branch = |b: &str| {
         git(
             &top,
