@@ -6,7 +6,7 @@
 //! apart from ends the user asked for (a stop, a shell exit, an agent that
 //! exited by itself). `ai-sessctl resume` starts every interrupted
 //! container instance of this state home again with the same id, port
-//! (when free), owner and state; an agent with `resume_args` (claude:
+//! (when free), owner, state and arguments; an agent with `resume_args` (claude:
 //! `--continue`) continues its last conversation when its state dir holds
 //! one.
 
@@ -53,11 +53,11 @@ pub fn resume_args(ctx: &Ctx, inst: &Instance) -> Vec<String> {
     }
 }
 
-/// Starts `inst` again as it was (same id, project, port when free, owner)
-/// with its agent's resume arguments.
+/// Starts `inst` again as it was (same id, project, port when free, owner,
+/// the arguments it was started with) plus its agent's resume arguments.
 pub fn bring_back(ctx: &Ctx, inst: &Instance) -> Result<Instance> {
     let bind = ops::effective_for(ctx, &inst.id)?.settings.networking.bind;
-    let args = resume_args(ctx, inst);
+    let continue_args = resume_args(ctx, inst);
     ops::start(
         ctx,
         StartRequest {
@@ -67,7 +67,8 @@ pub fn bring_back(ctx: &Ctx, inst: &Instance) -> Result<Instance> {
             port: Some(inst.port).filter(|p| crate::ports::bindable(bind, *p)),
             runtime: Some(crate::config::RuntimeChoice::Docker),
             egress: inst.egress_flag,
-            args: args.clone(),
+            args: inst.args.clone(),
+            continue_args: continue_args.clone(),
             shell_pid: None,
             detach: true,
             heal: false,
@@ -95,7 +96,7 @@ pub fn bring_back(ctx: &Ctx, inst: &Instance) -> Result<Instance> {
         Level::Info,
         "runtime",
         "instance resumed after an interruption",
-        json!({"instance": id, "was": inst.status_reason, "args": args}),
+        json!({"instance": id, "was": inst.status_reason, "args": inst.args, "continue_args": continue_args}),
     );
     Ok(back)
 }

@@ -102,3 +102,107 @@ fn resume_brings_back_what_the_engine_ended_and_nothing_else() {
     );
     env.ok(&["stop", "--all"]);
 }
+
+/// The arguments of the agent's latest run, as the fake agent printed them.
+fn last_args(env: &Env, id: &str) -> String {
+    env.ok(&["logs", id])
+        .lines()
+        .filter_map(|l| l.trim_end().split_once(" args="))
+        .map(|(_, a)| a.to_owned())
+        .next_back()
+        .unwrap_or_default()
+}
+
+#[test]
+fn resumed_and_restarted_agents_keep_the_arguments_they_were_started_with() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let start_with = |name: &str, args: &[&str]| {
+        let name = env.unique(name);
+        let proj = env.project(&name);
+        let mut cmd = vec!["start", "--mode", "claude", "--detach", "--"];
+        cmd.extend_from_slice(args);
+        let out = env.run_in(&proj, &cmd);
+        assert!(out.status.success(), "{}", stderr(&out));
+        (format!("{name}-claude"), proj)
+    };
+    let (by_resume, _) = start_with("ka", &["--model", "opus", "--verbose"]);
+    let (by_claude, proj) = start_with("kb", &["--model", "sonnet"]);
+    let hooks = "--settings /run/ai-sessions/claude-settings.json";
+    let mut seen = String::new();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            seen = last_args(&env, &by_resume);
+            seen == format!("{hooks} --model opus --verbose")
+        }),
+        "started with its arguments: {seen:?}"
+    );
+    // A previous conversation in claude's state (shared by its instances).
+    let state_target = env
+        .ok(&["config", "get", "--global", "agents.claude.state_dir"])
+        .trim()
+        .to_owned();
+    docker_ok(&[
+        "exec",
+        &cid(&env, &by_resume),
+        "sh",
+        "-c",
+        &format!("echo conversation > {state_target}/session.jsonl"),
+    ]);
+
+    // An engine restart: one container gone, one agent killed.
+    docker_ok(&["rm", "-f", &cid(&env, &by_resume)]);
+    docker_ok(&["kill", &cid(&env, &by_claude)]);
+    env.ok(&["list"]);
+
+    // `resume` brings the first back with its arguments, continuing.
+    let out = env.run(&["resume"]);
+    assert!(out.status.success(), "resume: {}", stderr(&out));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            seen = last_args(&env, &by_resume);
+            seen == format!("{hooks} --model opus --verbose --continue")
+        }),
+        "resume keeps the arguments: {seen:?}"
+    );
+    // Typing `claude` (no arguments) in the other project does the same.
+    let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            seen = last_args(&env, &by_claude);
+            seen == format!("{hooks} --model sonnet --continue")
+        }),
+        "`claude` in the project keeps the arguments: {seen:?}"
+    );
+    // A restart is the same agent again, with the same arguments (its
+    // conversation is the user's to continue: no resume arguments).
+    env.ok(&["restart", &by_resume]);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            seen = last_args(&env, &by_resume);
+            seen == format!("{hooks} --model opus --verbose")
+        }),
+        "restart keeps the arguments: {seen:?}"
+    );
+    // Arguments typed now replace the recorded ones for this and later runs.
+    env.ok(&["stop", &by_claude]);
+    let out = env.run_in(
+        &proj,
+        &["start", "--mode", "claude", "--detach", "--", "--debug"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            seen = last_args(&env, &by_claude);
+            seen == format!("{hooks} --debug")
+        }),
+        "new arguments: {seen:?}"
+    );
+    assert_eq!(
+        env.instance(&by_claude)["args"],
+        serde_json::json!(["--debug"])
+    );
+    env.ok(&["stop", "--all"]);
+}

@@ -138,6 +138,7 @@ pub async fn create(
                 runtime: None,
                 egress: None,
                 args: body.args,
+                continue_args: Vec::new(),
                 shell_pid: None,
                 detach: true,
                 heal: false,

@@ -96,9 +96,11 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
     // An engine that does not answer is reported by the start itself.
     let reg = crate::runtime::refresh_quietly(ctx)?;
     let args = req.args.clone();
-    // An instance an engine restart or reboot ended comes back continuing
-    // its conversation (`resume_args`), unless the user gave arguments.
+    // An instance an engine restart or reboot ended comes back with the
+    // arguments it was started with, continuing its conversation
+    // (`resume_args`), unless the user gave arguments now.
     let mut start_args = req.args;
+    let mut continue_args = Vec::new();
     if start_args.is_empty() {
         let id = match &req.id {
             Some(id) => Some(id.clone()),
@@ -106,7 +108,8 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
         };
         if let Some(prev) = id.and_then(|id| reg.get(&id).cloned()) {
             if crate::resume::interrupted(&prev) {
-                start_args = crate::resume::resume_args(ctx, &prev);
+                start_args = prev.args.clone();
+                continue_args = crate::resume::resume_args(ctx, &prev);
             }
         }
     }
@@ -120,6 +123,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
             runtime: req.runtime,
             egress: req.egress,
             args: start_args,
+            continue_args,
             shell_pid: req.shell_pid,
             detach: req.detach,
             heal: false,

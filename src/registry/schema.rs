@@ -130,6 +130,16 @@ pub struct Instance {
         deserialize_with = "lenient_vec"
     )]
     pub clients: Vec<Client>,
+    /// The arguments the user gave the agent at its start (not ours: hook
+    /// settings, resume arguments), so a resume, `claude` after an engine
+    /// restart and `restart` run it as it was. User-typed; API keys go by
+    /// environment variable name, never here.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient_vec"
+    )]
+    pub args: Vec<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

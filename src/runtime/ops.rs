@@ -25,7 +25,11 @@ pub struct StartRequest {
     pub runtime: Option<RuntimeChoice>,
     /// `--egress`: overrides `networking.egress` for this instance.
     pub egress: Option<config::EgressPolicy>,
+    /// The user's arguments for the agent, recorded with the instance.
     pub args: Vec<String>,
+    /// Appended to `args` for this run only (`resume_args`: continue the
+    /// last conversation); not recorded.
+    pub continue_args: Vec<String>,
     pub shell_pid: Option<u32>,
     /// Host runtime only: run without a terminal, output to the log.
     pub detach: bool,
@@ -275,6 +279,7 @@ fn register(
             inst.extra.insert("worktree".to_owned(), v);
         }
     }
+    inst.args = req.args.clone();
     reg.instances.insert(id.clone(), inst.clone());
     Ok((inst, previous))
 }
@@ -293,7 +298,13 @@ fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
     };
     let project_name = project_name_of(&req.project);
     let wiring = crate::activity::prepare(&ctx.dirs, id, &plan.eff.agent, plan.kind)?;
-    let args: Vec<String> = wiring.args.iter().chain(&req.args).cloned().collect();
+    let args: Vec<String> = wiring
+        .args
+        .iter()
+        .chain(&req.args)
+        .chain(&req.continue_args)
+        .cloned()
+        .collect();
     let mut env = agent_env(
         id,
         &req.mode,
@@ -919,7 +930,8 @@ pub fn restart_as(
             port: Some(inst.port).filter(|p| crate::ports::bindable(bind, *p)),
             runtime: Some(RuntimeChoice::Docker),
             egress: inst.egress_flag,
-            args: Vec::new(),
+            args: inst.args.clone(),
+            continue_args: Vec::new(),
             shell_pid: None,
             detach: true,
             heal: by == Stopper::Heal,
