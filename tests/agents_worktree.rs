@@ -473,3 +473,49 @@ fn setup_in_the_foreground_shows_its_output_and_a_failure_on_the_terminal() {
         "{inst:#}"
     );
 }
+
+#[test]
+fn setup_on_the_host_runtime_is_waited_for_and_a_failure_reported() {
+    let env = Env::new();
+    env.write_config(
+        "[global]\nruntime = \"host\"\nstop_timeout = \"3s\"\n\n\
+         [worktree]\nsetup = [\"echo host-setup > made-here\", \"exit 4\"]\n",
+    );
+    let bin = fake_agent_bin(env.projects.path());
+    let name = env.unique("wth");
+    let repo = repo(&env, &name);
+    let out = env
+        .cmd()
+        .current_dir(&repo)
+        .env("PATH", path_with(&bin))
+        .env("FAKE_AGENT_STAY", "1")
+        .args([
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "h",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started despite the failure");
+    assert!(
+        stderr(&out).contains("setup command `exit 4` failed with exit code 4"),
+        "{}",
+        stderr(&out)
+    );
+    let wt = repo.parent().unwrap().join(format!("{name}.worktrees/h"));
+    assert_eq!(
+        std::fs::read_to_string(wt.join("made-here")).unwrap(),
+        "host-setup\n"
+    );
+    let inst = env.instance(&format!("{name}-h-claude"));
+    assert_eq!(inst["status"], "error", "{inst:#}");
+    assert_eq!(
+        inst["status_reason"], "setup command `exit 4` failed with exit code 4",
+        "{inst:#}"
+    );
+}

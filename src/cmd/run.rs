@@ -9,6 +9,7 @@ use crate::runtime::attach::{parse_detach_keys, AttachEnd};
 use crate::runtime::docker::DockerEngine;
 use crate::runtime::ops::{self, StartRequest as OpsStart, Started};
 use crate::types::{InstanceId, Mode, Port, Status};
+use crate::worktree::setup::Watch;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -155,15 +156,9 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
         }
         Started::Container { inst, engine } => {
             if req.detach {
-                if inst.extra.contains_key("worktree")
-                    && !ops::effective_for(ctx, &inst.id)?
-                        .settings
-                        .worktree
-                        .setup
-                        .is_empty()
-                {
+                if has_setup(ctx, &inst)? {
                     eprintln!("{}: running worktree.setup…", inst.id);
-                    crate::worktree::setup::wait(ctx, &engine, &inst)?;
+                    crate::worktree::setup::wait(ctx, Watch::Container(&engine), &inst)?;
                 }
                 println!("{}", inst.id);
                 eprintln!("started {} on {}", inst.id, inst.address());
@@ -173,6 +168,10 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
         }
         Started::Process { inst, mut child } => {
             if req.detach {
+                if has_setup(ctx, &inst)? {
+                    eprintln!("{}: running worktree.setup…", inst.id);
+                    crate::worktree::setup::wait(ctx, Watch::Process(&mut child), &inst)?;
+                }
                 println!("{}", inst.id);
                 eprintln!(
                     "started {} on the host (pid {}), output in {}",
@@ -192,17 +191,30 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
                 use std::os::unix::process::ExitStatusExt;
                 128 + i64::from(status.signal().unwrap_or(0))
             });
-            ops::finish(
-                ctx,
-                &inst,
-                Some(code),
-                Status::Stopped,
-                Some("agent exited".into()),
-                None,
-            )?;
+            let (status, reason) = end_of(ctx, &inst.id);
+            ops::finish(ctx, &inst, Some(code), status, Some(reason), None)?;
             Ok(exit_byte(code))
         }
     }
+}
+
+/// How a foreground agent's end is recorded: a failed `worktree.setup`
+/// (the script said why on the terminal) is an error with that reason.
+fn end_of(ctx: &Ctx, id: &InstanceId) -> (Status, String) {
+    match crate::worktree::setup::failure_reason(&ctx.dirs, id) {
+        Some(why) => (Status::Error, why),
+        None => (Status::Stopped, "agent exited".to_owned()),
+    }
+}
+
+/// Whether the launch of `inst` ran `worktree.setup` before its agent.
+fn has_setup(ctx: &Ctx, inst: &Instance) -> Result<bool> {
+    Ok(inst.extra.contains_key("worktree")
+        && !ops::effective_for(ctx, &inst.id)?
+            .settings
+            .worktree
+            .setup
+            .is_empty())
 }
 
 fn exit_byte(code: i64) -> u8 {
@@ -274,13 +286,7 @@ fn attach_to(
             Ok(0)
         }
         AttachEnd::Exited(code) => {
-            // The script said why on the terminal; the entry says it too.
-            let setup_failed = crate::worktree::setup::failure_reason(&ctx.dirs, &inst.id);
-            let status = match setup_failed {
-                Some(_) => Status::Error,
-                None => Status::Stopped,
-            };
-            let reason = setup_failed.unwrap_or_else(|| "agent exited".into());
+            let (status, reason) = end_of(ctx, &inst.id);
             ops::finish(ctx, &inst, Some(code), status, Some(reason), Some(&engine))?;
             Ok(exit_byte(code))
         }
