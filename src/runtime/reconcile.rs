@@ -251,7 +251,12 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
             // anyone's by now: never taken for the agent.
             Some(RuntimeKind::Host) => match (inst.pid, inst.pid_start_time) {
                 (Some(pid), Some(start)) if crate::procinfo::alive(pid, Some(start)) => {}
-                _ => changes.push(change(Status::Stopped, "agent process ended", None, None)),
+                _ => changes.push(
+                    match crate::worktree::setup::failure_reason(&ctx.dirs, &inst.id) {
+                        Some(why) => change(Status::Error, &why, None, None),
+                        None => change(Status::Stopped, "agent process ended", None, None),
+                    },
+                ),
             },
             None if inst.status == Status::Initializing => {
                 changes.push(change(Status::Error, "start was interrupted", None, None))

@@ -51,9 +51,22 @@ pub enum Outcome {
     Failed { command: String, code: i64 },
 }
 
-/// What the setup of the current run of `id` said, if it finished.
+/// What the setup of the current run of `id` said, if it finished. The
+/// file is on the agent's mount: read as untrusted (a few KiB, control
+/// characters shown as `?`, so a message cannot drive the terminal).
 pub fn outcome(dirs: &StateDir, id: &InstanceId) -> Option<Outcome> {
-    let text = std::fs::read_to_string(file(dirs, id)).ok()?;
+    use std::io::Read;
+    let mut raw = Vec::new();
+    std::fs::File::open(file(dirs, id))
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut raw)
+        .ok()?;
+    parse(&raw)
+}
+
+fn parse(raw: &[u8]) -> Option<Outcome> {
+    let text = String::from_utf8_lossy(raw);
     let text = text.strip_suffix('\n').unwrap_or(&text);
     if text == "ok" {
         return Some(Outcome::Done);
@@ -61,7 +74,10 @@ pub fn outcome(dirs: &StateDir, id: &InstanceId) -> Option<Outcome> {
     let rest = text.strip_prefix("failed ")?;
     let (code, command) = rest.split_once(' ').unwrap_or((rest, ""));
     Some(Outcome::Failed {
-        command: command.to_owned(),
+        command: command
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
         code: code.parse().ok()?,
     })
 }
@@ -184,5 +200,26 @@ mod tests {
         let w = wrap(&["npm ci".to_owned()], cmd);
         assert_eq!(&w[..2], ["sh", "-c"]);
         assert_eq!(&w[3..], ["ai-setup", "1", "npm ci", "claude", "--x"]);
+    }
+
+    #[test]
+    fn outcomes_parse_and_cannot_carry_escape_sequences() {
+        assert_eq!(parse(b"ok\n"), Some(Outcome::Done));
+        assert_eq!(parse(b"running"), None);
+        assert_eq!(parse(b"failed x npm ci\n"), None);
+        assert_eq!(
+            parse(b"failed 3 npm ci\n"),
+            Some(Outcome::Failed {
+                command: "npm ci".into(),
+                code: 3
+            })
+        );
+        assert_eq!(
+            parse(b"failed 1 a\x1b]0;pwned\x07\nb\n"),
+            Some(Outcome::Failed {
+                command: "a?]0;pwned??b".into(),
+                code: 1
+            })
+        );
     }
 }
