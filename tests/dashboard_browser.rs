@@ -264,9 +264,35 @@ fn dashboard_shows_and_stops_an_instance() {
     assert!(out.status.success(), "{}", stderr(&out));
     let id = format!("{name}-claude");
     assert_eq!(stdout(&out).trim(), id);
-    // A second instance, stopped from the CLI while the page is open.
+    // A second instance, in a git worktree, stopped from the CLI while the
+    // page is open.
     let other = env.project(&env.unique("docs"));
-    let out = env.run_in(&other, &["start", "--mode", "gemini", "--detach"]);
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "init",
+        ],
+    ] {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&other)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "git {args:?}");
+    }
+    let out = env.run_in(
+        &other,
+        &["start", "--mode", "gemini", "--detach", "-w", "fix"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let other_id = stdout(&out).trim().to_owned();
 
@@ -293,6 +319,15 @@ fn dashboard_shows_and_stops_an_instance() {
         s.js("return document.body.innerText", json!([]))
     );
     assert_eq!(s.js(ROW_STATUS, json!([other_id])), "running");
+    // Its branch is shown with its project.
+    let other_row = s.js(
+        "return document.querySelector(`tr[data-id=\"${arguments[0]}\"] td.id`).innerText",
+        json!([other_id]),
+    );
+    assert!(
+        other_row.as_str().is_some_and(|t| t.contains("ai/fix")),
+        "{other_row}"
+    );
     assert_eq!(
         s.js("return document.cookie", json!([])),
         "",
