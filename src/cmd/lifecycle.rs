@@ -149,7 +149,10 @@ pub fn rm(
     for (id, plan) in ids.iter().zip(plans) {
         ops::remove(ctx, id, force, state)?;
         eprintln!("removed {id}");
-        if let Some(p) = plan {
+        if let Some(mut p) = plan {
+            // Who else uses it now (an instance removed by this same `rm`
+            // no longer counts).
+            p.shared_with = crate::worktree::remove::users(&ctx.store.load()?, &p.info.path, id);
             settle_worktree(&p, wt)?;
         }
     }

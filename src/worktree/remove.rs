@@ -37,8 +37,17 @@ pub fn plan(ctx: &Ctx, reg: &Registry, id: &InstanceId) -> Result<Option<Plan>> 
     }
     let copy = ctx.global()?.worktree.copy;
     let changes = changes(&info.path, Some(&info.branch), &copy, &info.repo)?;
-    let shared_with = reg
-        .instances
+    let shared_with = users(reg, &info.path, id);
+    Ok(Some(Plan {
+        info,
+        changes,
+        shared_with,
+    }))
+}
+
+/// The instances other than `id` that run in the worktree at `path`.
+pub fn users(reg: &Registry, path: &Path, id: &InstanceId) -> Vec<InstanceId> {
+    reg.instances
         .values()
         .filter(|i| &i.id != id)
         .filter(|i| {
@@ -46,15 +55,10 @@ pub fn plan(ctx: &Ctx, reg: &Registry, id: &InstanceId) -> Result<Option<Plan>> 
                 .get("worktree")
                 .and_then(|w| w.get("path"))
                 .and_then(|p| p.as_str())
-                .is_some_and(|p| Path::new(p) == info.path)
+                .is_some_and(|p| Path::new(p) == path)
         })
         .map(|i| i.id.clone())
-        .collect();
-    Ok(Some(Plan {
-        info,
-        changes,
-        shared_with,
-    }))
+        .collect()
 }
 
 /// Whether git lists `path` as a linked worktree of `repo` (never the
