@@ -59,6 +59,13 @@ fn config_word_candidates() -> Vec<CompletionCandidate> {
     }
 }
 
+fn worktree_candidates() -> Vec<CompletionCandidate> {
+    crate::cmd::completion_worktrees()
+        .into_iter()
+        .map(|(name, branch)| CompletionCandidate::new(name).help(branch.map(Into::into)))
+        .collect()
+}
+
 fn agent_candidates() -> Vec<CompletionCandidate> {
     crate::cmd::completion_agents()
         .into_iter()
@@ -110,7 +117,7 @@ pub enum Command {
         #[arg(long, value_enum)]
         egress: Option<EgressPolicy>,
         /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
-        #[arg(long, short = 'w', value_name = "NAME")]
+        #[arg(long, short = 'w', value_name = "NAME", add = ArgValueCandidates::new(worktree_candidates))]
         worktree: Option<String>,
         /// Arguments passed to the agent
         #[arg(last = true)]
@@ -137,7 +144,7 @@ pub enum Command {
         #[arg(long, short)]
         detach: bool,
         /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
-        #[arg(long, short = 'w', value_name = "NAME")]
+        #[arg(long, short = 'w', value_name = "NAME", add = ArgValueCandidates::new(worktree_candidates))]
         worktree: Option<String>,
         #[arg(last = true)]
         args: Vec<String>,

@@ -422,15 +422,25 @@ fn rm_removes_a_clean_worktree_when_asked_and_never_one_with_work_in_it() {
     // Two agents in one worktree: it stays while the other runs in it, and
     // goes when both are removed at once.
     for mode in ["claude", "gemini"] {
-        let out = env.run_in(&repo, &["start", "--mode", mode, "--detach", "-w", "shared"]);
+        let out = env.run_in(
+            &repo,
+            &["start", "--mode", mode, "--detach", "-w", "shared"],
+        );
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let (c, g) = (id("shared"), format!("{name}-shared-gemini"));
     let out = env.run(&["rm", "--force", "--worktree", &c]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("{g} runs in it too")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{g} runs in it too")),
+        "{}",
+        stderr(&out)
+    );
     assert!(base.join("shared/README").exists());
-    let out = env.run_in(&repo, &["start", "--mode", "claude", "--detach", "-w", "shared"]);
+    let out = env.run_in(
+        &repo,
+        &["start", "--mode", "claude", "--detach", "-w", "shared"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = env.run(&["rm", "--force", "--worktree", &c, &g]);
     assert!(out.status.success(), "{}", stderr(&out));

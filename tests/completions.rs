@@ -207,3 +207,56 @@ fn agents_and_subcommands_complete() {
     let got = complete(&env, &["list", "--status", ""]);
     assert_eq!(got, ["running", "stopped", "all"]);
 }
+
+/// `-w <TAB>` offers the worktrees made for the repository you are in.
+#[test]
+fn worktree_names_complete_in_a_repository() {
+    let env = Env::new();
+    let repo = env.project("wtc");
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "init"]);
+    let place = repo.parent().unwrap().join("wtc.worktrees");
+    for name in ["feat", "fix"] {
+        git(&[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            &format!("ai/{name}"),
+            place.join(name).to_str().unwrap(),
+        ]);
+    }
+    let complete_in = |words: &[&str]| {
+        let out = env
+            .cmd()
+            .current_dir(&repo)
+            .env("COMPLETE", "bash")
+            .env("_CLAP_COMPLETE_INDEX", words.len().to_string())
+            .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+            .env("_CLAP_COMPLETE_SPACE", "true")
+            .env("_CLAP_IFS", "\n")
+            .arg("--")
+            .arg("ai-sessctl")
+            .args(words)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && stderr(&out).is_empty(),
+            "{}",
+            stderr(&out)
+        );
+        stdout(&out).lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert_eq!(complete_in(&["run", "claude", "-w", ""]), ["feat", "fix"]);
+    assert_eq!(complete_in(&["start", "--worktree", "fe"]), ["feat"]);
+}

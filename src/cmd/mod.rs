@@ -175,6 +175,18 @@ pub fn completion_config_keys() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `-w <TAB>`: the worktrees made for the repository the shell is in.
+pub fn completion_worktrees() -> Vec<(String, Option<String>)> {
+    let Ok(ctx) = Ctx::from_env() else {
+        return Vec::new();
+    };
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| crate::worktree::inventory::repo_of(&d))
+        .map(|repo| crate::worktree::inventory::names(&ctx, &repo))
+        .unwrap_or_default()
+}
+
 pub fn completion_agents() -> Vec<String> {
     Ctx::from_env()
         .ok()

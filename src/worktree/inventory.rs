@@ -113,6 +113,49 @@ fn canonical(p: &Path) -> PathBuf {
     p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// `git worktree list` of `repo`: each worktree's path and branch.
+fn git_worktrees(repo: &Path) -> Option<Vec<(PathBuf, Option<String>)>> {
+    let porcelain = git(repo, &["worktree", "list", "--porcelain"]).ok()?;
+    let mut out = Vec::new();
+    for block in porcelain.split("\n\n") {
+        let mut path = None;
+        let mut branch = None;
+        for line in block.lines() {
+            if let Some(p) = line.strip_prefix("worktree ") {
+                path = Some(canonical(Path::new(p)));
+            } else if let Some(b) = line.strip_prefix("branch ") {
+                branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_owned());
+            }
+        }
+        if let Some(path) = path {
+            out.push((path, branch));
+        }
+    }
+    Some(out)
+}
+
+/// Where the worktrees of `repo` are made.
+fn base_of(ctx: &Ctx, repo: &Path) -> Option<PathBuf> {
+    super::place(ctx, repo, "x")
+        .ok()
+        .and_then(|p| p.parent().map(canonical))
+}
+
+/// The names (and branches) of the worktrees in the place of `repo`, for
+/// `-w <TAB>`: one git call, no status.
+pub fn names(ctx: &Ctx, repo: &Path) -> Vec<(String, Option<String>)> {
+    let (Some(base), Some(linked)) = (base_of(ctx, repo), git_worktrees(repo)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Option<String>)> = linked
+        .into_iter()
+        .filter(|(p, _)| p.parent() == Some(base.as_path()))
+        .filter_map(|(p, b)| Some((p.file_name()?.to_str()?.to_owned(), b)))
+        .collect();
+    out.sort();
+    out
+}
+
 /// The worktrees of `only` (a main repository), or of every repository an
 /// instance made one in.
 pub fn list(ctx: &Ctx, reg: &Registry, only: Option<&Path>) -> crate::error::Result<Vec<Entry>> {
@@ -145,23 +188,11 @@ pub fn list(ctx: &Ctx, reg: &Registry, only: Option<&Path>) -> crate::error::Res
     let mut out = Vec::new();
     for repo in repos {
         // A repository that is gone has no worktrees left to show.
-        let Ok(porcelain) = git(&repo, &["worktree", "list", "--porcelain"]) else {
+        let Some(linked) = git_worktrees(&repo) else {
             continue;
         };
-        let base = super::place(ctx, &repo, "x")
-            .ok()
-            .and_then(|p| p.parent().map(canonical));
-        for block in porcelain.split("\n\n") {
-            let mut path = None;
-            let mut branch = None;
-            for line in block.lines() {
-                if let Some(p) = line.strip_prefix("worktree ") {
-                    path = Some(canonical(Path::new(p)));
-                } else if let Some(b) = line.strip_prefix("branch ") {
-                    branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_owned());
-                }
-            }
-            let Some(path) = path else { continue };
+        let base = base_of(ctx, &repo);
+        for (path, branch) in linked {
             let ours = base.as_ref().is_some_and(|b| path.starts_with(b))
                 || recorded.iter().any(|(_, _, i)| canonical(&i.path) == path);
             if !ours || path == repo {
