@@ -52,16 +52,22 @@ pub enum Outcome {
 }
 
 /// What the setup of the current run of `id` said, if it finished. The
-/// file is on the agent's mount: read as untrusted (a few KiB, control
+/// file is on the agent's mount: read as untrusted (a regular file only,
+/// never through a symlink or blocking on a FIFO, a few KiB, control
 /// characters shown as `?`, so a message cannot drive the terminal).
 pub fn outcome(dirs: &StateDir, id: &InstanceId) -> Option<Outcome> {
     use std::io::Read;
-    let mut raw = Vec::new();
-    std::fs::File::open(file(dirs, id))
-        .ok()?
-        .take(4096)
-        .read_to_end(&mut raw)
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(file(dirs, id))
         .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut raw = Vec::new();
+    f.take(4096).read_to_end(&mut raw).ok()?;
     parse(&raw)
 }
 
@@ -200,6 +206,25 @@ mod tests {
         let w = wrap(&["npm ci".to_owned()], cmd);
         assert_eq!(&w[..2], ["sh", "-c"]);
         assert_eq!(&w[3..], ["ai-setup", "1", "npm ci", "claude", "--x"]);
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read() {
+        let home = tempfile::tempdir().unwrap();
+        let dirs = StateDir::new(home.path().to_path_buf());
+        let id = InstanceId::parse("p-claude").unwrap();
+        let f = file(&dirs, &id);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        nix::unistd::mkfifo(&f, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(outcome(&dirs, &id), None, "a FIFO must not block");
+        std::fs::remove_file(&f).unwrap();
+        let elsewhere = home.path().join("elsewhere");
+        std::fs::write(&elsewhere, "ok\n").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &f).unwrap();
+        assert_eq!(outcome(&dirs, &id), None, "not through a symlink");
+        std::fs::remove_file(&f).unwrap();
+        std::fs::write(&f, "ok\n").unwrap();
+        assert_eq!(outcome(&dirs, &id), Some(Outcome::Done));
     }
 
     #[test]
