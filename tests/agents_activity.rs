@@ -266,7 +266,8 @@ fn claude_gets_a_generated_hooks_settings_file() {
     docker_ok(&["exec", &cid, "sh", "-c", cmd]);
     assert_eq!(list_activity(&env, &id), "waiting");
 
-    // Gemini: the same through its system settings file.
+    // Gemini: the same through its system defaults file, owned by root
+    // (gemini reads no other; see real_gemini_hooks.rs for the real CLI).
     let out = env
         .cmd()
         .current_dir(env.project(&env.unique("hooks")))
@@ -284,8 +285,25 @@ fn claude_gets_a_generated_hooks_settings_file() {
         &gcid,
         "sh",
         "-c",
-        "cat \"$GEMINI_CLI_SYSTEM_SETTINGS_PATH\"",
+        "cat \"$GEMINI_CLI_SYSTEM_DEFAULTS_PATH\"",
     ]);
     let g: Value = serde_json::from_str(&seen).unwrap();
     assert!(g["hooks"]["AfterAgent"].is_array(), "{g}");
+    let owner = docker_ok(&[
+        "exec",
+        &gcid,
+        "sh",
+        "-c",
+        "stat -c '%u %a' \"$GEMINI_CLI_SYSTEM_DEFAULTS_PATH\" \"$(dirname \"$GEMINI_CLI_SYSTEM_DEFAULTS_PATH\")\"",
+    ]);
+    assert_eq!(
+        owner.split_whitespace().collect::<Vec<_>>(),
+        ["0", "644", "0", "755"]
+    );
+    // Its hook writes the word into the status file by name.
+    let cmd = g["hooks"]["Notification"][0]["hooks"][0]["command"]
+        .as_str()
+        .unwrap();
+    assert_eq!(docker_ok(&["exec", &gcid, "sh", "-c", cmd]), "{}");
+    assert_eq!(list_activity(&env, &gid), "waiting");
 }

@@ -15,7 +15,7 @@ pub mod hooks;
 pub mod notify;
 pub mod watch;
 
-use crate::config::AgentSpec;
+use crate::config::{AgentSpec, HookKind};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::events::Level;
@@ -43,12 +43,15 @@ pub fn status_file(dirs: &StateDir, id: &InstanceId) -> PathBuf {
 }
 
 /// What a launch adds so the agent can report: environment, arguments
-/// before the user's, and (containers) the directory to mount at [`MOUNT`].
+/// before the user's, (containers) the directory to mount at [`MOUNT`],
+/// and files to place in the container, owned by root, before it starts
+/// (path inside, contents).
 #[derive(Debug, Default)]
 pub struct Wiring {
     pub env: Vec<String>,
     pub args: Vec<String>,
     pub mount: Option<PathBuf>,
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 /// Prepares the activity directory of a new run of `id` (a previous run's
@@ -74,16 +77,24 @@ pub fn prepare(
         env: vec![format!("{ENV}={}", inside(STATUS_FILE))],
         args: Vec::new(),
         mount: (kind == RuntimeKind::Docker).then(|| dir.clone()),
+        files: Vec::new(),
     };
-    let kind_of_hooks = agent.hook_kind();
-    if let Some(file) = hooks::write(&dir, kind_of_hooks)? {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let (env, args) = hooks::wiring(kind_of_hooks, &inside(&name));
-        w.env.extend(env);
-        w.args.extend(args);
+    match agent.hook_kind() {
+        HookKind::Claude => {
+            hooks::write_claude(&dir)?;
+            w.args = vec!["--settings".into(), inside(hooks::CLAUDE_FILE)];
+        }
+        // Only a root-owned file is read (see hooks::GEMINI_PATH): on the
+        // host there is none to give it, and a file of the user's would
+        // only earn a warning at every start.
+        HookKind::Gemini if kind == RuntimeKind::Docker => {
+            let settings = hooks::gemini_settings(&inside(STATUS_FILE));
+            w.env
+                .push(format!("{}={}", hooks::GEMINI_ENV, hooks::GEMINI_PATH));
+            w.files
+                .push((hooks::GEMINI_PATH.to_owned(), hooks::to_bytes(&settings)));
+        }
+        HookKind::Gemini | HookKind::None | HookKind::Auto => {}
     }
     Ok(w)
 }

@@ -243,6 +243,20 @@ impl DockerEngine {
         }
     }
 
+    /// Copies `files` (path inside, contents) into a created container,
+    /// owned by root, mode 0644, in directories of root's (0755).
+    async fn place_files(&self, container: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let tar = root_files_tar(files)
+            .map_err(|e| Error::Other(format!("packing files for the container: {e}")))?;
+        let opts = q::UploadToContainerOptionsBuilder::new().path("/").build();
+        Self::timed(
+            "copy files into the container",
+            self.docker
+                .upload_to_container(container, Some(opts), bollard::body_full(tar.into())),
+        )
+        .await
+    }
+
     /// Creates and starts the container for an instance; returns its id.
     pub fn launch_container(&self, spec: &LaunchSpec) -> Result<String> {
         let name = object_name(spec.id, &spec.home);
@@ -403,6 +417,15 @@ impl DockerEngine {
                     )))
                 }
             };
+            // Best effort: an agent without its hook settings still runs
+            // (its activity stays unknown).
+            if !spec.files.is_empty() && !settings.resources.read_only_root {
+                if let Err(e) = self.place_files(&created.id, &spec.files).await {
+                    if std::env::var_os("AI_SESSIONS_DEBUG").is_some() {
+                        eprintln!("ai-sessctl: placing files in {name}: {e}");
+                    }
+                }
+            }
             if let Err(e) = Self::timed(
                 "start container",
                 self.docker
@@ -708,6 +731,32 @@ impl DockerEngine {
 
 /// In-memory scratch for a read-only root: `/tmp`, and the agent's home
 /// (the parent of its state dir) that the shipped images write caches to.
+/// A tar of `files` (absolute paths inside), every entry root's: the
+/// engine keeps the owner an archive names.
+fn root_files_tar(files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let header = |kind: tar::EntryType, mode: u32, size: usize| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(size as u64);
+        h
+    };
+    for (path, data) in files {
+        let rel = Path::new(path.trim_start_matches('/'));
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let mut h = header(tar::EntryType::Directory, 0o755, 0);
+            tar.append_data(&mut h, parent, std::io::empty())?;
+        }
+        let mut h = header(tar::EntryType::Regular, 0o644, data.len());
+        tar.append_data(&mut h, rel, data.as_slice())?;
+    }
+    tar.into_inner()
+}
+
 fn scratch_dirs(state_dir: &str) -> HashMap<String, String> {
     let opts = "rw,nosuid,nodev,size=256m".to_owned();
     let mut dirs = HashMap::from([("/tmp".to_owned(), opts.clone())]);

@@ -46,6 +46,10 @@ pub struct LaunchSpec<'a> {
     pub mounts: Vec<(PathBuf, String)>,
     /// `worktree.setup` steps run before the agent (see `worktree::setup`).
     pub setup: Vec<String>,
+    /// Containers: files placed in it before it starts, owned by root and
+    /// read-only to the agent (path inside, contents), e.g. gemini's hook
+    /// settings. Not with `resources.read_only_root`.
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 /// What a runtime started.

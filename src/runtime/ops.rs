@@ -342,6 +342,7 @@ fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
             .chain(crate::worktree::git_mounts(&req.project))
             .collect(),
         setup,
+        files: wiring.files,
     };
     let runtime: &dyn Runtime = match &plan.engine {
         Some(engine) if plan.kind == RuntimeKind::Docker => engine,
