@@ -419,3 +419,53 @@ fn arguments_for_a_running_instance_are_explained() {
     p.exp_string("run-rc=0").unwrap();
     env.ok(&["stop", &id]);
 }
+
+/// Whether the PTY is back in the shell's cooked mode (signals on), read
+/// from the master side without spawning anything.
+fn cooked(p: &PtySession) -> bool {
+    use std::os::fd::AsRawFd;
+    let master = p.process.get_file_handle().unwrap();
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: tcgetattr writes a termios into the pointer we pass.
+    let r = unsafe { libc::tcgetattr(master.as_raw_fd(), &mut t) };
+    r == 0 && t.c_lflag & libc::ISIG != 0
+}
+
+#[test]
+fn keys_typed_right_after_a_detach_reach_the_shell() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let name = env.unique("att-ahead");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    env.ok(&[
+        "start",
+        proj.to_str().unwrap(),
+        "--mode",
+        "claude",
+        "--detach",
+    ]);
+    // Detach and type on as soon as the terminal is the shell's again, as a
+    // user does: the client on its way out must not read what the shell is
+    // owed.
+    for i in 0..3 {
+        let mut p = spawn_in_pty(
+            &env,
+            env.projects.path(),
+            &format!(r#""$AIS_BIN" attach {id}; IFS= read -r next; echo "shell got: $next""#),
+        );
+        wait_attached(&mut p, &format!("hello-ahead-{i}"));
+        p.send_control('p').unwrap();
+        p.send_control('q').unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while !cooked(&p) {
+            assert!(std::time::Instant::now() < end, "the terminal stayed raw");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        p.send_line(&format!("typed-after-detach-{i}")).unwrap();
+        p.exp_string(&format!("shell got: typed-after-detach-{i}"))
+            .unwrap_or_else(|e| panic!("the line typed after the detach was lost: {e}"));
+    }
+    env.ok(&["stop", "--force", &id]);
+}

@@ -145,6 +145,21 @@ impl Term {
         }
     }
 
+    /// Whether the pane's terminal is in the attach's raw mode (signals off):
+    /// keys typed before that reach the shell or kill the starting client,
+    /// and bash's readline leaves signals on.
+    fn raw(&self) -> bool {
+        let tty = self.tmux(&["display-message", "-p", "-t", "=s:", "#{pane_tty}"]);
+        let tty = String::from_utf8_lossy(&tty.stdout).trim().to_owned();
+        let out = Command::new("stty")
+            .args(["-a", "-F", &tty])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|w| w == "-isig")
+    }
+
     fn resize(&self, cols: u16, rows: u16) {
         let out = self.tmux(&[
             "resize-window",
@@ -271,10 +286,11 @@ fn gemini_cli_renders_takes_input_redraws_detaches_and_quits() {
     );
     assert_eq!(env.instance(&id)["status"], "running");
 
-    // Re-attach: the same process, its screen drawn again.
+    // Re-attach: the same process, its screen drawn again. The old screen
+    // says "authenticate" too until `clear` runs: wait for the attach.
     t.line("clear; gemini");
     t.wait("the sign-in question again", Duration::from_secs(30), |s| {
-        s.contains("authenticate")
+        s.contains("authenticate") && t.raw()
     });
     assert_eq!(
         main_process(&env, &id),

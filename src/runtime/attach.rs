@@ -6,9 +6,10 @@ use crate::error::{Error, Result};
 use bollard::query_parameters as q;
 use bollard::Docker;
 use futures_util::StreamExt;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, SetArg, Termios};
-use std::io::{IsTerminal, Read, Write};
-use std::os::fd::AsFd;
+use std::io::{IsTerminal, Write};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
@@ -152,34 +153,80 @@ async fn resize_to(docker: &Docker, container: &str, h: u16, w: u16) {
     let _ = docker.resize_container_tty(container, opts).await;
 }
 
-/// Re-attaching to a running TUI: a size change (one column less, then the
-/// real size) makes it draw its screen again, which a resize to the size it
-/// already has would not (nor, for some, a change of height only).
-async fn redraw(docker: &Docker, container: &str) {
-    if let Some((h, w)) = window_size() {
-        resize_to(docker, container, h, w.saturating_sub(1).max(1)).await;
-        resize_to(docker, container, h, w).await;
-    }
+/// How long a re-attach waits for the agent to draw at the narrower size
+/// before restoring the real one.
+const REDRAW_WAIT: std::time::Duration = std::time::Duration::from_millis(400);
+
+/// What the user typed: keys for the agent, then perhaps the detach keys.
+struct Typed {
+    keys: Vec<u8>,
+    detach: bool,
 }
 
-/// Reads stdin on its own thread (a blocking read cannot be cancelled).
-fn spawn_stdin_pump() -> tokio::sync::mpsc::UnboundedReceiver<Vec<u8>> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        let mut stdin = std::io::stdin();
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.send(buf[..n].to_vec()).is_err() {
-                        break;
+/// Reads stdin on its own thread (a blocking read cannot be cancelled),
+/// finds the detach keys there and reads no further once it has them, nor
+/// once the attach ends: keys typed right after a detach belong to the
+/// shell, not to a client on its way out.
+struct StdinPump {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Typed>,
+    wake: Option<std::os::fd::OwnedFd>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl StdinPump {
+    fn spawn(mut matcher: DetachMatcher) -> Result<StdinPump> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let (wake_r, wake_w) =
+            nix::unistd::pipe().map_err(|e| Error::Other(format!("attach: pipe: {e}")))?;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let stdin = std::io::stdin();
+            loop {
+                let mut fds = [
+                    PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(wake_r.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break,
+                    Ok(_) => {}
+                }
+                // Asked to stop (or the other end is gone): leave the input
+                // where it is.
+                if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                    break;
+                }
+                match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
+                    Ok(0) => break,
+                    Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
+                    Err(_) => break,
+                    Ok(n) => {
+                        let (keys, detach) = matcher.feed(&buf[..n]);
+                        if tx.send(Typed { keys, detach }).is_err() || detach {
+                            break;
+                        }
                     }
                 }
             }
-        }
-    });
-    rx
+            let _ = done_tx.send(());
+        });
+        Ok(StdinPump {
+            rx,
+            wake: Some(wake_w),
+            done,
+        })
+    }
+}
+
+impl Drop for StdinPump {
+    fn drop(&mut self) {
+        // Closing the pipe wakes the thread; wait briefly for it to let go.
+        self.wake.take();
+        let _ = self
+            .done
+            .recv_timeout(std::time::Duration::from_millis(200));
+    }
 }
 
 async fn wait_exit(docker: &Docker, container: &str) -> Option<i64> {
@@ -223,12 +270,37 @@ pub async fn attach_container(
     let mut hup = signal(SignalKind::hangup()).ok();
     if replay {
         resize(docker, container).await;
-    } else {
-        redraw(docker, container).await;
+    } else if let Some((h, w)) = window_size() {
+        // Re-attaching to a running TUI: a size change (one column less, then
+        // the real size) makes it draw its screen again, which a resize to the
+        // size it already has would not (nor, for some, a change of height
+        // only). Two resizes in a row coalesce into no change for an agent
+        // that reads the size when it handles SIGWINCH (Node): restore the
+        // size once it has drawn at the narrower one, or after a moment.
+        resize_to(docker, container, h, w.saturating_sub(1).max(1)).await;
+        match tokio::time::timeout(REDRAW_WAIT, output.next()).await {
+            Ok(Some(Ok(c))) => {
+                let _ = std::io::stdout().write_all(&c.into_bytes());
+                let _ = std::io::stdout().flush();
+            }
+            Ok(_) => {
+                // The stream ended at once: the agent is gone or going.
+                let code = tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    wait_exit(docker, container),
+                )
+                .await;
+                return Ok(match code {
+                    Ok(code) => AttachEnd::Exited(code.unwrap_or(-1)),
+                    Err(_) => AttachEnd::Detached,
+                });
+            }
+            Err(_) => {}
+        }
+        resize_to(docker, container, h, w).await;
     }
-    let mut stdin = spawn_stdin_pump();
+    let mut stdin = StdinPump::spawn(DetachMatcher::new(keys.to_vec()))?;
     let mut stdin_open = true;
-    let mut matcher = DetachMatcher::new(keys.to_vec());
     let wait = wait_exit(docker, container);
     tokio::pin!(wait);
     let mut stdout = std::io::stdout();
@@ -258,11 +330,10 @@ pub async fn attach_container(
                     });
                 }
             },
-            data = stdin.recv(), if stdin_open => match data {
-                Some(bytes) => {
-                    let (fwd, detach) = matcher.feed(&bytes);
-                    if !fwd.is_empty() {
-                        let _ = input.write_all(&fwd).await;
+            data = stdin.rx.recv(), if stdin_open => match data {
+                Some(Typed { keys, detach }) => {
+                    if !keys.is_empty() {
+                        let _ = input.write_all(&keys).await;
                         let _ = input.flush().await;
                     }
                     if detach {
