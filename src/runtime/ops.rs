@@ -485,43 +485,81 @@ pub fn finish(
     reason: Option<String>,
     engine: Option<&DockerEngine>,
 ) -> Result<()> {
-    let applied = ctx.store.update(|reg| {
+    let reason = reason.as_deref();
+    let end = Ended {
+        inst: inst.clone(),
+        code: exit_code,
+        status,
+        eff: engine
+            .and(inst.container_id.as_ref())
+            .and_then(|_| effective_for(ctx, &inst.id).ok()),
+    };
+    let applied = ctx.store.update(|reg| Ok(end.record(reg, reason)));
+    end.aftermath(ctx, reason, engine, applied)
+}
+
+/// An agent that ended, to be written down by [`finish`] (or, for a batch
+/// of stops, many at once in one registry update).
+struct Ended {
+    inst: Instance,
+    code: Option<i64>,
+    status: Status,
+    /// Its configuration as read when stopping (`None`: the defaults).
+    eff: Option<Effective>,
+}
+
+impl Ended {
+    /// Whether the entry still described the same live container/process
+    /// and now says it ended.
+    fn record(&self, reg: &mut Registry, reason: Option<&str>) -> bool {
+        let inst = &self.inst;
         let Some(cur) = reg.instances.get_mut(&inst.id) else {
-            return Ok(false);
+            return false;
         };
         if cur.container_id != inst.container_id || cur.pid != inst.pid || !cur.status.is_live() {
-            return Ok(false);
+            return false;
         }
-        cur.status = status;
+        cur.status = self.status;
         cur.stopping = None;
-        cur.exit_code = exit_code.or(cur.exit_code);
-        cur.status_reason = reason.clone();
+        cur.exit_code = self.code.or(cur.exit_code);
+        cur.status_reason = reason.map(str::to_owned);
         cur.timestamps.stopped = Some(Utc::now());
         cur.resources.cpu_usage = None;
         cur.resources.memory_usage = None;
-        Ok(true)
-    });
-    // The container goes whether or not that could be recorded: a full
-    // state disk must not keep an ended agent's container around.
-    if let (Some(engine), Some(cid)) = (engine, &inst.container_id) {
-        let eff = effective_for(ctx, &inst.id).ok();
-        if eff.is_none_or(|e| e.settings.global.auto_cleanup) {
-            save_and_remove(ctx, engine, &inst.id, cid)?;
+        true
+    }
+
+    /// What follows the record: the container goes whether or not that
+    /// could be recorded (a full state disk must not keep an ended agent's
+    /// container around), then the event is logged.
+    fn aftermath(
+        &self,
+        ctx: &Ctx,
+        reason: Option<&str>,
+        engine: Option<&DockerEngine>,
+        applied: Result<bool>,
+    ) -> Result<()> {
+        let inst = &self.inst;
+        let eff = self.eff.as_ref();
+        if let (Some(engine), Some(cid)) = (engine, &inst.container_id) {
+            if eff.is_none_or(|e| e.settings.global.auto_cleanup) {
+                save_and_remove_as(ctx, engine, &inst.id, cid, eff)?;
+            }
         }
+        if applied? {
+            ctx.events().log(
+                if self.status == Status::Error {
+                    Level::Warn
+                } else {
+                    Level::Info
+                },
+                "runtime",
+                "instance stopped",
+                json!({"instance": inst.id, "exit_code": self.code, "reason": reason}),
+            );
+        }
+        Ok(())
     }
-    if applied? {
-        ctx.events().log(
-            if status == Status::Error {
-                Level::Warn
-            } else {
-                Level::Info
-            },
-            "runtime",
-            "instance stopped",
-            json!({"instance": inst.id, "exit_code": exit_code, "reason": reason}),
-        );
-    }
-    Ok(())
 }
 
 /// Keeps the container's output in `logs/<id>.log` (replacing the previous
@@ -529,10 +567,22 @@ pub fn finish(
 /// Saving is best effort: the removal happens even when the output cannot
 /// be kept (full disk).
 pub fn save_and_remove(ctx: &Ctx, engine: &DockerEngine, id: &InstanceId, cid: &str) -> Result<()> {
+    save_and_remove_as(ctx, engine, id, cid, effective_for(ctx, id).ok().as_ref())
+}
+
+/// [`save_and_remove`] with the instance's configuration already read.
+fn save_and_remove_as(
+    ctx: &Ctx,
+    engine: &DockerEngine,
+    id: &InstanceId,
+    cid: &str,
+    eff: Option<&Effective>,
+) -> Result<()> {
     if ctx.dirs.ensure_sub(&ctx.dirs.logs_dir()).is_ok() {
-        let cap = effective_for(ctx, id)
-            .map(|e| e.settings.logging.cap())
-            .unwrap_or_else(|_| crate::config::Logging::default().cap());
+        let cap = eff.map_or_else(
+            || crate::config::Logging::default().cap(),
+            |e| e.settings.logging.cap(),
+        );
         if let Err(e) = engine.save_log(cid, &ctx.dirs.instance_log(id), cap) {
             eprintln!("ai-sessctl: warning: output of {id} not kept: {e}");
         }
@@ -603,23 +653,80 @@ pub fn stop_many_as(
         .filter(|id| reg.get(id).is_none())
         .map(|id| (id.clone(), Error::not_found(id)))
         .collect();
+    // The whole batch is marked in one registry update (each write is
+    // fsync'd under the lock: one per instance made a batch wait in line).
+    // An initializing entry goes its own way (see `stop_one_at`).
+    let me = ProcRef::me();
+    let mut marks: Vec<Option<Result<Then>>> = match ctx.store.update(|reg| {
+        Ok(targets
+            .iter()
+            .map(|inst| {
+                (inst.status != Status::Initializing).then(|| mark(reg, inst, reason, by, &me))
+            })
+            .collect::<Vec<_>>())
+    }) {
+        Ok(marks) => marks.into_iter().map(|m| m.map(Ok)).collect(),
+        // Not being able to write (full disk) must not keep agents running.
+        Err(e) => targets
+            .iter()
+            .map(|i| (i.status != Status::Initializing).then(|| Err(Error::Other(e.to_string()))))
+            .collect(),
+    };
+    let mut ended = Vec::new();
     std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .iter()
-            .map(|inst| {
+            .zip(marks.drain(..))
+            .map(|(inst, pre)| {
                 let engine = engine.as_ref();
                 s.spawn(move || {
-                    stop_one(ctx, inst, engine, force, reason, by).map_err(|e| (inst.id.clone(), e))
+                    stop_one_at(ctx, inst, engine, force, reason, by, 4, pre)
+                        .map_err(|e| (inst.id.clone(), e))
                 })
             })
             .collect();
         for h in handles {
-            if let Ok(Err(f)) = h.join() {
-                failed.push(f);
+            match h.join() {
+                Ok(Err(f)) => failed.push(f),
+                Ok(Ok(Some(end))) => ended.push(end),
+                _ => {}
             }
         }
     });
+    if ended.is_empty() {
+        return failed;
+    }
+    // The agents are stopped; their ends are written in one update, then
+    // their containers go (output kept first) in parallel. Failing to
+    // write is reported, and the next reconcile records it.
+    let applied = ctx.store.update(|reg| {
+        Ok(ended
+            .iter()
+            .map(|end| end.record(reg, Some(reason)))
+            .collect::<Vec<_>>())
+    });
+    std::thread::scope(|s| {
+        for (i, end) in ended.iter().enumerate() {
+            let applied = match &applied {
+                Ok(v) => Ok(v[i]),
+                Err(e) => Err(Error::Other(e.to_string())),
+            };
+            let engine = engine.as_ref();
+            s.spawn(move || {
+                if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied) {
+                    not_recorded(&end.inst, &e);
+                }
+            });
+        }
+    });
     failed
+}
+
+fn not_recorded(inst: &Instance, e: &Error) {
+    eprintln!(
+        "ai-sessctl: warning: {} is stopped, but that could not be recorded: {e}",
+        inst.id
+    );
 }
 
 fn stop_one(
@@ -630,9 +737,77 @@ fn stop_one(
     reason: &str,
     by: Stopper,
 ) -> Result<()> {
-    stop_one_at(ctx, inst, engine, force, reason, by, 4)
+    if let Some(end) = stop_one_at(ctx, inst, engine, force, reason, by, 4, None)? {
+        finish_now(ctx, &end, reason, engine);
+    }
+    Ok(())
 }
 
+/// Records one stopped agent's end on its own (reported, not fatal).
+fn finish_now(ctx: &Ctx, end: &Ended, reason: &str, engine: Option<&DockerEngine>) {
+    let applied = ctx.store.update(|reg| Ok(end.record(reg, Some(reason))));
+    if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied) {
+        not_recorded(&end.inst, &e);
+    }
+}
+
+/// What a stop does with an entry, decided on it as it is now.
+enum Then {
+    Stop,
+    /// The entry changed since it was read (a heal started it again,
+    /// a reconcile settled it): stop what it says now.
+    Changed(Box<Instance>),
+    /// A start is under way now: the stop is handed to its starter.
+    Handed,
+    Cancelled,
+}
+
+/// Decides (under the lock) what stopping `inst` does, and marks it.
+/// Said before the agent goes: a reconcile that sees it end meanwhile
+/// (`health watch` follows the engine) takes it for this stop, not for
+/// a crash to heal. Also where the user's intent overrides automation:
+/// their stop clears a heal's marker (an entry in error, or stopped by
+/// a heal that is about to start it again, is stopped for good); a
+/// heal's own stop needs its marker still there.
+fn mark(reg: &mut Registry, inst: &Instance, reason: &str, by: Stopper, me: &ProcRef) -> Then {
+    let live = inst.status.is_live();
+    let Some(cur) = reg.instances.get_mut(&inst.id) else {
+        return Then::Stop;
+    };
+    let was_healing = match by {
+        Stopper::User => cur.healing.take().is_some(),
+        Stopper::Heal if cur.healing.as_ref() != Some(me) => return Then::Cancelled,
+        _ => false,
+    };
+    if cur.status == Status::Initializing {
+        cur.stopping = Some(StopMarker {
+            reason: reason.to_owned(),
+            by: None,
+        });
+        return Then::Handed;
+    }
+    if cur.container_id != inst.container_id || cur.pid != inst.pid || cur.status.is_live() != live
+    {
+        return Then::Changed(Box::new(cur.clone()));
+    }
+    if live {
+        // Who stops it: a marker left by a stopper that was killed
+        // before it got to the engine must not turn a later crash
+        // into a "stop".
+        cur.stopping = Some(StopMarker {
+            reason: reason.to_owned(),
+            by: Some(me.clone()),
+        });
+    } else if by == Stopper::User && (cur.status == Status::Error || was_healing) {
+        cur.status = Status::Stopped;
+        cur.status_reason = Some(reason.to_owned());
+        cur.timestamps.stopped = Some(Utc::now());
+    }
+    Then::Stop
+}
+
+// One stop's whole context; `pre` is the batch's marking of it.
+#[allow(clippy::too_many_arguments)]
 fn stop_one_at(
     ctx: &Ctx,
     inst: &Instance,
@@ -641,7 +816,8 @@ fn stop_one_at(
     reason: &str,
     by: Stopper,
     depth: u8,
-) -> Result<()> {
+    pre: Option<Result<Then>>,
+) -> Result<Option<Ended>> {
     if inst.status == Status::Initializing {
         // Its starter owns the launch: a stop now would free the port the
         // container is about to publish and be undone when the start
@@ -669,97 +845,57 @@ fn stop_one_at(
         })?;
         return match now {
             Some(cur) if cur.status.is_live() => {
-                let own;
-                let engine = match engine {
-                    Some(e) => Some(e),
-                    None if cur.container_id.is_some() => {
-                        own = DockerEngine::connect()?;
-                        Some(&own)
-                    }
-                    None => None,
+                let own = match engine {
+                    None if cur.container_id.is_some() => Some(DockerEngine::connect()?),
+                    _ => None,
                 };
-                stop_one_at(
+                let end = stop_one_at(
                     ctx,
                     &cur,
-                    engine,
+                    engine.or(own.as_ref()),
                     force,
                     reason,
                     by,
                     depth.saturating_sub(1),
-                )
+                    None,
+                )?;
+                match (end, &own) {
+                    // Its engine connection ends here: recorded now.
+                    (Some(end), Some(own)) => {
+                        finish_now(ctx, &end, reason, Some(own));
+                        Ok(None)
+                    }
+                    (end, _) => Ok(end),
+                }
             }
-            _ => Ok(()),
+            _ => Ok(None),
         };
     }
-    let timeout = effective_for(ctx, &inst.id)
-        .map(|e| e.settings.global.stop_timeout.0)
-        .unwrap_or(Duration::from_secs(10));
-    let live = inst.status.is_live();
-    let me = ProcRef::me();
-    // What to do is decided on the entry as it is now, under the lock.
-    enum Then {
-        Stop,
-        /// The entry changed since it was read (a heal started it again,
-        /// a reconcile settled it): stop what it says now.
-        Changed(Box<Instance>),
-        /// A start is under way now: the stop is handed to its starter.
-        Handed,
-        Cancelled,
-    }
-    // Said before the agent goes: a reconcile that sees it end meanwhile
-    // (`health watch` follows the engine) takes it for this stop, not for
-    // a crash to heal. Also where the user's intent overrides automation:
-    // their stop clears a heal's marker (an entry in error, or stopped by
-    // a heal that is about to start it again, is stopped for good); a
-    // heal's own stop needs its marker still there. Not being able to
-    // write (full disk) must not keep the agent running.
-    let marked = ctx.store.update(|reg| {
-        let Some(cur) = reg.instances.get_mut(&inst.id) else {
-            return Ok(Then::Stop);
-        };
-        let was_healing = match by {
-            Stopper::User => cur.healing.take().is_some(),
-            Stopper::Heal if cur.healing.as_ref() != Some(&me) => return Ok(Then::Cancelled),
-            _ => false,
-        };
-        if cur.status == Status::Initializing {
-            cur.stopping = Some(StopMarker {
-                reason: reason.to_owned(),
-                by: None,
-            });
-            return Ok(Then::Handed);
-        }
-        if cur.container_id != inst.container_id
-            || cur.pid != inst.pid
-            || cur.status.is_live() != live
-        {
-            return Ok(Then::Changed(Box::new(cur.clone())));
-        }
-        if live {
-            // Who stops it: a marker left by a stopper that was killed
-            // before it got to the engine must not turn a later crash
-            // into a "stop".
-            cur.stopping = Some(StopMarker {
-                reason: reason.to_owned(),
-                by: Some(me.clone()),
-            });
-        } else if by == Stopper::User && (cur.status == Status::Error || was_healing) {
-            cur.status = Status::Stopped;
-            cur.status_reason = Some(reason.to_owned());
-            cur.timestamps.stopped = Some(Utc::now());
-        }
-        Ok(Then::Stop)
+    // Read once: the timeout, then whether and how its container goes.
+    let eff = effective_for(ctx, &inst.id).ok();
+    let timeout = eff.as_ref().map_or(Duration::from_secs(10), |e| {
+        e.settings.global.stop_timeout.0
     });
+    let live = inst.status.is_live();
+    // Not being able to write the marker (full disk) must not keep the
+    // agent running.
+    let marked = match pre {
+        Some(pre) => pre,
+        None => {
+            let me = ProcRef::me();
+            ctx.store.update(|reg| Ok(mark(reg, inst, reason, by, &me)))
+        }
+    };
     match marked {
         Ok(Then::Stop) | Err(_) => {}
-        Ok(Then::Handed) => return Ok(()),
+        Ok(Then::Handed) => return Ok(None),
         Ok(Then::Changed(cur)) => {
             return match depth {
                 0 => Err(Error::Other(format!(
                     "{} kept changing while it was being stopped; try again",
                     inst.id
                 ))),
-                _ => stop_one_at(ctx, &cur, engine, force, reason, by, depth - 1),
+                _ => stop_one_at(ctx, &cur, engine, force, reason, by, depth - 1, None),
             }
         }
         Ok(Then::Cancelled) => {
@@ -774,31 +910,38 @@ fn stop_one_at(
     if let Some(runtime) = super::runtime_of(inst, engine, &mut own)? {
         code = runtime.stop(inst, timeout, force)?;
     }
-    let engine = engine.or(own.as_ref());
+    let engine_used = engine.or(own.as_ref());
     if !live {
         // Its container (an entry in error may still have one running) is
         // stopped; it goes like any ended container.
-        if let (Some(engine), Some(cid), true) = (engine, &inst.container_id, by == Stopper::User) {
-            if effective_for(ctx, &inst.id).map_or(true, |e| e.settings.global.auto_cleanup) {
-                save_and_remove(ctx, engine, &inst.id, cid)?;
+        if let (Some(engine), Some(cid), true) =
+            (engine_used, &inst.container_id, by == Stopper::User)
+        {
+            if eff.as_ref().is_none_or(|e| e.settings.global.auto_cleanup) {
+                save_and_remove_as(ctx, engine, &inst.id, cid, eff.as_ref())?;
             }
         }
-        return Ok(());
+        return Ok(None);
     }
-    let status = if by == Stopper::GiveUp {
-        Status::Error
-    } else {
-        Status::Stopped
+    let end = Ended {
+        inst: inst.clone(),
+        code,
+        status: if by == Stopper::GiveUp {
+            Status::Error
+        } else {
+            Status::Stopped
+        },
+        eff,
     };
-    // The agent is stopped; failing to write that down is reported, and
-    // the next reconcile records it.
-    if let Err(e) = finish(ctx, inst, code, status, Some(reason.to_owned()), engine) {
-        eprintln!(
-            "ai-sessctl: warning: {} is stopped, but that could not be recorded: {e}",
-            inst.id
-        );
+    // The agent is stopped: its end is recorded by the caller, with the
+    // rest of its batch, unless this stop made its own engine connection.
+    match &own {
+        Some(own) => {
+            finish_now(ctx, &end, reason, Some(own));
+            Ok(None)
+        }
+        None => Ok(Some(end)),
     }
-    Ok(())
 }
 
 pub fn set_paused(ctx: &Ctx, id: &InstanceId, paused: bool) -> Result<()> {
