@@ -347,6 +347,9 @@ pub enum Command {
     /// Follow the agents' activity and notify (started on demand)
     #[command(hide = true)]
     Notifier,
+    /// Remove the networks a batch of stops left (started by `stop`)
+    #[command(hide = true)]
+    ReapNetworks { names: Vec<String> },
 }
 
 #[derive(Debug, Args)]

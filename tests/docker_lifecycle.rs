@@ -69,15 +69,25 @@ fn stop_graceful_and_forced() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }
 
+/// This home's networks, by name.
+fn networks(env: &Env) -> Vec<String> {
+    let label = format!("label=ai.home={}", common::home_label(env.state()));
+    docker_ok(&["network", "ls", "--format", "{{.Name}}", "--filter", &label])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn stop_all_stops_every_instance() {
     require_docker!();
     let env = Env::new();
     docker_config(&env, "");
-    let ids: Vec<String> = ["all1", "all2", "all3"]
+    let ids: Vec<String> = ["all1", "all2", "all3", "all4"]
         .iter()
         .map(|n| start(&env, n).0)
         .collect();
+    assert_eq!(networks(&env).len(), ids.len(), "a network each");
     let t = std::time::Instant::now();
     let out = env.run(&["stop", "--all"]);
     let took = t.elapsed();
@@ -88,11 +98,43 @@ fn stop_all_stops_every_instance() {
             "{}",
             stderr(&out)
         );
-        assert_eq!(env.instance(id)["status"], "stopped");
+        // Recorded, output kept, container gone, by the time it returns.
+        let e = env.instance(id);
+        assert_eq!(e["status"], "stopped", "{e}");
+        assert_eq!(e["exit_code"], 143, "SIGTERM handled: {e}");
+        assert!(e["stopping"].is_null(), "{e}");
+        let log = env.ok(&["logs", id]);
+        assert!(log.contains("fake-agent ready"), "{id}: {log:?}");
+        assert!(log.contains("terminated"), "{id}: {log:?}");
         assert!(!container_exists(&common::cname(id)));
     }
     // Informative only: the agents handle SIGTERM, so this is short anyway.
-    eprintln!("stop --all of 3 took {took:?}");
+    eprintln!("stop --all of {} took {took:?}", ids.len());
+    // The networks go right after, in the background; a start meanwhile
+    // gets a network that stays.
+    let proj = env.project(ids[0].trim_end_matches("-claude"));
+    let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "start again: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), ids[0]);
+    let mine = common::cname(&ids[0]);
+    let mut left = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            left = networks(&env);
+            left == [mine.clone()]
+        }),
+        "only the restarted instance's network is left: {left:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(networks(&env), std::slice::from_ref(&mine));
+    let c = common::inspect(&mine).expect("restarted container");
+    assert_eq!(c["State"]["Running"], true, "{c}");
+    assert!(c["NetworkSettings"]["Networks"].get(&mine).is_some(), "{c}");
+    env.ok(&["stop", "--all"]);
+    assert!(
+        networks(&env).is_empty(),
+        "one stop removes its network itself"
+    );
     let out = env.run(&["stop", "--all"]);
     assert!(out.status.success());
     assert!(

@@ -360,3 +360,11 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
     }
     Ok(0)
 }
+
+/// The detached helper of a batch of stops: removes the networks its
+/// containers left (see `ops::reap_networks`).
+pub fn reap_networks(ctx: &Ctx, names: &[String]) -> Result<u8> {
+    let engine = DockerEngine::connect()?;
+    ops::reap_networks(ctx, &engine, names);
+    Ok(0)
+}

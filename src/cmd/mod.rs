@@ -127,6 +127,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Prompt => shell::prompt(&ctx),
         Command::ShellExit { pid, now } => shell::shell_exit(&ctx, pid, now),
         Command::Notifier => crate::activity::watch::run(&ctx).map(|_| 0),
+        Command::ReapNetworks { names } => lifecycle::reap_networks(&ctx, &names),
     }
 }
 

@@ -123,24 +123,6 @@ pub fn shell_exit(ctx: &Ctx, pid: u32, now: bool) -> Result<u8> {
 /// `ai-sessctl shell-exit PID --now` in a new session with no terminal:
 /// it outlives the shell and cannot be stopped by its hangup.
 fn spawn_detached(pid: u32) -> Result<()> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::Other(format!("cannot locate ai-sessctl: {e}")))?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["shell-exit", &pid.to_string(), "--now"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe; it detaches from the terminal.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(|_| ())
-                .map_err(std::io::Error::from)
-        });
-    }
-    cmd.spawn()
-        .map(drop)
-        .map_err(|e| Error::Other(format!("cannot start the shell-exit helper: {e}")))
+    let args = ["shell-exit".to_owned(), pid.to_string(), "--now".to_owned()];
+    crate::runtime::ops::spawn_helper(&args)
 }

@@ -622,6 +622,17 @@ impl DockerEngine {
         if let Some((path, cap)) = log {
             let _ = self.save_log(container, path, cap);
         }
+        if let Some(net) = self.remove_leaving_network(container)? {
+            self.block_on(network::remove(&self.docker, &net))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the container (and an egress policy's sidecar and network),
+    /// but not the network made for it: its name is returned, for the
+    /// caller to remove (the engine removes networks one at a time, about
+    /// a quarter second each, so a batch hands them to `reap_networks`).
+    pub fn remove_leaving_network(&self, container: &str) -> Result<Option<String>> {
         // What goes with the container: an egress policy's sidecar and
         // network, or the network made for it.
         let labels = self
@@ -658,10 +669,7 @@ impl DockerEngine {
         if let Some(name) = egress_name {
             crate::egress::launch::cleanup(self, &name);
         }
-        if let (Some(net), Ok(())) = (own_net, &removed) {
-            self.block_on(network::remove(&self.docker, &net))?;
-        }
-        removed
+        removed.map(|()| own_net)
     }
 
     /// Streams the container's output into `dest` (replacing the previous

@@ -13,8 +13,11 @@ use crate::registry::{
 use crate::types::{InstanceId, Mode, Port, Status};
 use chrono::Utc;
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub struct StartRequest {
@@ -495,11 +498,12 @@ pub fn finish(
             .and_then(|_| effective_for(ctx, &inst.id).ok()),
     };
     let applied = ctx.store.update(|reg| Ok(end.record(reg, reason)));
-    end.aftermath(ctx, reason, engine, applied)
+    end.aftermath(ctx, reason, engine, applied, None)
 }
 
 /// An agent that ended, to be written down by [`finish`] (or, for a batch
 /// of stops, many at once in one registry update).
+#[derive(Clone)]
 struct Ended {
     inst: Instance,
     code: Option<i64>,
@@ -538,12 +542,13 @@ impl Ended {
         reason: Option<&str>,
         engine: Option<&DockerEngine>,
         applied: Result<bool>,
+        nets: Option<&Mutex<Vec<String>>>,
     ) -> Result<()> {
         let inst = &self.inst;
         let eff = self.eff.as_ref();
         if let (Some(engine), Some(cid)) = (engine, &inst.container_id) {
             if eff.is_none_or(|e| e.settings.global.auto_cleanup) {
-                save_and_remove_as(ctx, engine, &inst.id, cid, eff)?;
+                save_and_remove_as(ctx, engine, &inst.id, cid, eff, nets)?;
             }
         }
         if applied? {
@@ -567,16 +572,26 @@ impl Ended {
 /// Saving is best effort: the removal happens even when the output cannot
 /// be kept (full disk).
 pub fn save_and_remove(ctx: &Ctx, engine: &DockerEngine, id: &InstanceId, cid: &str) -> Result<()> {
-    save_and_remove_as(ctx, engine, id, cid, effective_for(ctx, id).ok().as_ref())
+    save_and_remove_as(
+        ctx,
+        engine,
+        id,
+        cid,
+        effective_for(ctx, id).ok().as_ref(),
+        None,
+    )
 }
 
 /// [`save_and_remove`] with the instance's configuration already read.
+/// With `nets`, the container's own network is left for the caller and
+/// its name added there.
 fn save_and_remove_as(
     ctx: &Ctx,
     engine: &DockerEngine,
     id: &InstanceId,
     cid: &str,
     eff: Option<&Effective>,
+    nets: Option<&Mutex<Vec<String>>>,
 ) -> Result<()> {
     if ctx.dirs.ensure_sub(&ctx.dirs.logs_dir()).is_ok() {
         let cap = eff.map_or_else(
@@ -587,7 +602,15 @@ fn save_and_remove_as(
             eprintln!("ai-sessctl: warning: output of {id} not kept: {e}");
         }
     }
-    engine.remove(cid, None)
+    match nets {
+        None => engine.remove(cid, None),
+        Some(nets) => {
+            if let Some(net) = engine.remove_leaving_network(cid)? {
+                nets.lock().unwrap_or_else(|p| p.into_inner()).push(net);
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Who asks for a stop. The user's intent wins over automation: a user's
@@ -672,54 +695,181 @@ pub fn stop_many_as(
             .map(|i| (i.status != Status::Initializing).then(|| Err(Error::Other(e.to_string()))))
             .collect(),
     };
-    let mut ended = Vec::new();
+    // Each agent's end is recorded as soon as it is stopped, together with
+    // whatever others ended meanwhile (one registry update for them), and
+    // its container goes right after (output kept first). Networks made
+    // for the containers are removed last: the engine removes them one at
+    // a time (about a quarter second each), so a batch hands them to a
+    // detached helper instead of keeping the user waiting.
+    let recorder = Recorder::new(ctx, reason);
+    let batch = targets.len() > 1;
+    let nets = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .iter()
             .zip(marks.drain(..))
             .map(|(inst, pre)| {
                 let engine = engine.as_ref();
+                let (recorder, nets) = (&recorder, &nets);
                 s.spawn(move || {
-                    stop_one_at(ctx, inst, engine, force, reason, by, 4, pre)
-                        .map_err(|e| (inst.id.clone(), e))
+                    let end = stop_one_at(ctx, inst, engine, force, reason, by, 4, pre)
+                        .map_err(|e| (inst.id.clone(), e))?;
+                    if let Some(end) = end {
+                        let applied = recorder.record(&end);
+                        let nets = batch.then_some(nets);
+                        if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied, nets) {
+                            not_recorded(&end.inst, &e);
+                        }
+                    }
+                    Ok(())
                 })
             })
             .collect();
         for h in handles {
-            match h.join() {
-                Ok(Err(f)) => failed.push(f),
-                Ok(Ok(Some(end))) => ended.push(end),
-                _ => {}
+            if let Ok(Err(f)) = h.join() {
+                failed.push(f);
             }
         }
     });
-    if ended.is_empty() {
-        return failed;
+    let nets = nets.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let (Some(engine), false) = (&engine, nets.is_empty()) {
+        hand_off_networks(ctx, engine, nets);
     }
-    // The agents are stopped; their ends are written in one update, then
-    // their containers go (output kept first) in parallel. Failing to
-    // write is reported, and the next reconcile records it.
-    let applied = ctx.store.update(|reg| {
-        Ok(ended
-            .iter()
-            .map(|end| end.record(reg, Some(reason)))
-            .collect::<Vec<_>>())
-    });
-    std::thread::scope(|s| {
-        for (i, end) in ended.iter().enumerate() {
-            let applied = match &applied {
-                Ok(v) => Ok(v[i]),
-                Err(e) => Err(Error::Other(e.to_string())),
-            };
-            let engine = engine.as_ref();
-            s.spawn(move || {
-                if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied) {
-                    not_recorded(&end.inst, &e);
-                }
-            });
-        }
-    });
     failed
+}
+
+/// Records the ends of a batch's stops as they come, in as few registry
+/// updates as it takes (each one is fsync'd under the lock): a stop that
+/// finds others waiting writes theirs with its own.
+struct Recorder<'a> {
+    ctx: &'a Ctx,
+    reason: &'a str,
+    /// Ends not written yet, by ticket.
+    queue: Mutex<Vec<(usize, Ended)>>,
+    /// Written ends: whether each applied (`Err`: why none could be).
+    done: Mutex<HashMap<usize, std::result::Result<bool, String>>>,
+    /// Held by the one stop writing.
+    writer: Mutex<()>,
+    tickets: AtomicUsize,
+}
+
+impl<'a> Recorder<'a> {
+    fn new(ctx: &'a Ctx, reason: &'a str) -> Self {
+        Recorder {
+            ctx,
+            reason,
+            queue: Mutex::new(Vec::new()),
+            done: Mutex::new(HashMap::new()),
+            writer: Mutex::new(()),
+            tickets: AtomicUsize::new(0),
+        }
+    }
+
+    /// Writes `end` down (with the ends queued meanwhile); whether it
+    /// applied, as [`Ended::record`] says.
+    fn record(&self, end: &Ended) -> Result<bool> {
+        fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+            m.lock().unwrap_or_else(|p| p.into_inner())
+        }
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        lock(&self.queue).push((ticket, end.clone()));
+        let _writing = lock(&self.writer);
+        let written = lock(&self.done).remove(&ticket);
+        let result = match written {
+            Some(r) => r,
+            None => {
+                let batch = std::mem::take(&mut *lock(&self.queue));
+                let applied = self.ctx.store.update(|reg| {
+                    Ok(batch
+                        .iter()
+                        .map(|(_, end)| end.record(reg, Some(self.reason)))
+                        .collect::<Vec<_>>())
+                });
+                let mut done = lock(&self.done);
+                for (i, (t, _)) in batch.iter().enumerate() {
+                    let r = match &applied {
+                        Ok(v) => Ok(v[i]),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    done.insert(*t, r);
+                }
+                done.remove(&ticket)
+                    .unwrap_or_else(|| Err("its stop was not recorded".to_owned()))
+            }
+        };
+        result.map_err(Error::Other)
+    }
+}
+
+/// Removes the networks a batch of stops left: in a detached helper
+/// (`ai-sessctl reap-networks`), or here when it cannot be started.
+fn hand_off_networks(ctx: &Ctx, engine: &DockerEngine, nets: Vec<String>) {
+    let mut args = vec!["reap-networks".to_owned()];
+    args.extend(nets.iter().cloned());
+    if let Err(e) = spawn_helper(&args) {
+        eprintln!("ai-sessctl: warning: {e}; removing the networks in the foreground");
+        reap_networks(ctx, engine, &nets);
+    }
+}
+
+/// `ai-sessctl ARGS` in a new session with no terminal: it outlives this
+/// process and its terminal's hangup. A long-running caller (`serve`)
+/// reaps it from a thread.
+pub fn spawn_helper(args: &[String]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot locate ai-sessctl: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe; it detaches from the terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::Other(format!(
+            "cannot start the `ai-sessctl {}` helper: {e}",
+            args.first().map_or("", String::as_str)
+        ))
+    })?;
+    std::thread::spawn(move || child.wait());
+    Ok(())
+}
+
+/// Removes the networks stopped instances left, one at a time, each under
+/// the registry lock: a start takes the lock to become `initializing`
+/// before it makes (or reuses) its network, so a network is either
+/// removed before that start looks for it or kept for it. One in use, or
+/// gone already, is left as it is.
+pub fn reap_networks(ctx: &Ctx, engine: &DockerEngine, nets: &[String]) {
+    let home = super::docker::home_label(&ctx.dirs);
+    for net in nets {
+        // A state home deleted meanwhile is not made again for its lock;
+        // nothing can be starting in it.
+        if !ctx.dirs.root().is_dir() {
+            let _ = engine.remove_network(net);
+            continue;
+        }
+        let removed = ctx.store.update(|reg| {
+            let starting = reg.instances.values().any(|i| {
+                i.status == Status::Initializing && super::docker::object_name(&i.id, &home) == *net
+            });
+            if starting {
+                return Ok(());
+            }
+            engine.remove_network(net)
+        });
+        if let Err(e) = removed {
+            eprintln!("ai-sessctl: warning: network {net} not removed: {e}");
+        }
+    }
 }
 
 fn not_recorded(inst: &Instance, e: &Error) {
@@ -746,7 +896,7 @@ fn stop_one(
 /// Records one stopped agent's end on its own (reported, not fatal).
 fn finish_now(ctx: &Ctx, end: &Ended, reason: &str, engine: Option<&DockerEngine>) {
     let applied = ctx.store.update(|reg| Ok(end.record(reg, Some(reason))));
-    if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied) {
+    if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied, None) {
         not_recorded(&end.inst, &e);
     }
 }
@@ -918,7 +1068,7 @@ fn stop_one_at(
             (engine_used, &inst.container_id, by == Stopper::User)
         {
             if eff.as_ref().is_none_or(|e| e.settings.global.auto_cleanup) {
-                save_and_remove_as(ctx, engine, &inst.id, cid, eff.as_ref())?;
+                save_and_remove_as(ctx, engine, &inst.id, cid, eff.as_ref(), None)?;
             }
         }
         return Ok(None);
