@@ -101,7 +101,10 @@ def docker(n, baseline):
         args = ["docker", "run", "-d", "--label", "ai.bench=stop", "--name", names[i],
                 "-t", "-i", "--init", "-m", "64m"]
         if baseline == "own-network":
-            sh("docker", "network", "create", "--label", "ai.bench=stop", names[i])
+            # A /28 each, as ours get (the engine's default pools hold
+            # about thirty networks).
+            subnet = f"10.213.{i // 16}.{i % 16 * 16}/28"
+            sh("docker", "network", "create", "--label", "ai.bench=stop", "--subnet", subnet, names[i])
             args += ["--network", names[i], "-p", f"127.0.0.1:{33000 + i}:{33000 + i}"]
         sh(*args, IMAGE)
 
