@@ -430,6 +430,122 @@ fn dashboard_shows_and_stops_an_instance() {
     assert_eq!(r.status, 401);
 }
 
+/// Writes `word` into the instance's status file from inside its
+/// container, as the agent's hook does (same user, same variable).
+fn agent_says(cid: &str, word: &str) {
+    let out = Command::new("docker")
+        .args(["exec", cid, "sh", "-c"])
+        .arg(format!("printf '{word}\\n' >\"$AI_SESSION_STATUS_FILE\""))
+        .output()
+        .expect("run docker");
+    assert!(out.status.success(), "docker exec: {}", stderr(&out));
+}
+
+/// The row's activity: the row's `data-activity` and the cell's text.
+const ROW_ACTIVITY: &str = "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`); \
+     const c = r && r.querySelector('td.activity'); \
+     return r ? [r.dataset.activity || null, c ? c.textContent : null] : null;";
+
+/// The "needs you" entries of the page, as [id, state, text].
+const ALERTS: &str = "return [...document.querySelectorAll('#alerts .alert')] \
+     .map(a => [a.dataset.id, a.dataset.state, a.innerText]);";
+
+#[test]
+fn dashboard_shows_when_an_agent_needs_you() {
+    let Some((browser, driver_bin)) = browser_or_skip("dashboard_shows_when_an_agent_needs_you")
+    else {
+        return;
+    };
+    require_docker!();
+    let env = Env::new();
+    env.use_test_image("");
+    let name = env.unique("needs");
+    let proj = env.project(&name);
+    let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = format!("{name}-claude");
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .expect("container id")
+        .to_owned();
+
+    let srv = Serve::start(&env);
+    let work = tempfile::Builder::new()
+        .prefix("ais-chromium")
+        .tempdir()
+        .unwrap();
+    let driver = Driver::start(&driver_bin, &work.path().join("chromedriver.log"));
+    let s = Session::new(&driver, &browser, &work.path().join("profile"));
+    s.goto(&srv.login_url);
+    let status = || s.js(ROW_STATUS, json!([id]));
+    assert!(
+        wait_until(Duration::from_secs(15), || status() == "running"),
+        "row for {id} shows running; got {}",
+        status()
+    );
+    let activity = || s.js(ROW_ACTIVITY, json!([id]));
+    let alerts = || s.js(ALERTS, json!([]));
+    let title = || s.js("return document.title", json!([]));
+    assert_eq!(activity()[0], "unknown", "nothing said yet: {}", activity());
+    assert_eq!(alerts(), json!([]), "no notification yet");
+    assert_eq!(title(), "ai-sessions");
+
+    // The agent asks a question while nobody is attached: the row turns,
+    // without a reload, and a notification appears in the page.
+    agent_says(&cid, "waiting");
+    let waiting = || {
+        let a = activity();
+        a[0] == "waiting" && a[1].as_str().is_some_and(|t| t.contains('?'))
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), waiting),
+        "the row shows the waiting mark; got {}",
+        activity()
+    );
+    let open_alert = || {
+        alerts().as_array().unwrap().iter().any(|a| {
+            a[0] == id.as_str()
+                && a[1] == "open"
+                && a[2].as_str().is_some_and(|t| t.contains("needs you"))
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), open_alert),
+        "a notification for {id}; page has {}",
+        alerts()
+    );
+    assert!(
+        title().as_str().is_some_and(|t| t.starts_with("(1) ")),
+        "the tab's title counts who waits: {}",
+        title()
+    );
+    s.screenshot(&artifacts().join("dashboard-needs-you.png"));
+
+    // Answered: back to working; the notification is marked as answered.
+    agent_says(&cid, "working");
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let a = activity();
+            a[0] == "working" && a[1].as_str().is_some_and(|t| t.contains("working"))
+        }),
+        "the row shows working; got {}",
+        activity()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || alerts()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a[0] == id.as_str() && a[1] == "answered")
+            && !alerts().as_array().unwrap().is_empty()),
+        "the notification is answered; page has {}",
+        alerts()
+    );
+    assert_eq!(title(), "ai-sessions");
+
+    env.ok(&["stop", &id]);
+}
+
 /// A loopback listener that records every request it gets.
 fn recording_listener() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<String>>) {
     use std::io::{Read, Write};
