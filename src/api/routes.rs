@@ -331,7 +331,17 @@ pub async fn health(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
 }
 
 pub async fn resources(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    Ok(Json(blocking(&st, crate::cmd::dashboard_value).await?))
+    Ok(Json(
+        blocking(&st, |ctx| {
+            // The watcher notifies (the page shows its notifications): a
+            // dashboard open while instances run keeps one running.
+            if ctx.store.load().is_ok_and(|r| r.live_count() > 0) {
+                crate::activity::watch::ensure(ctx);
+            }
+            crate::cmd::dashboard_value(ctx)
+        })
+        .await?,
+    ))
 }
 
 /// The event log as server-sent events: new lines as they are appended.
