@@ -461,7 +461,15 @@ fn dashboard_shows_when_an_agent_needs_you() {
     env.use_test_image("");
     let name = env.unique("needs");
     let proj = env.project(&name);
-    let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+    // Started without the activity watcher (as after a watcher was killed):
+    // the open dashboard brings one up, and its notifications reach the page.
+    let out = env
+        .cmd()
+        .current_dir(&proj)
+        .env("AI_SESSIONS_NO_WATCHER", "1")
+        .args(["start", "--mode", "claude", "--detach"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let id = format!("{name}-claude");
     let cid = env.instance(&id)["container_id"]
