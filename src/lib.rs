@@ -27,4 +27,5 @@ pub mod resume;
 pub mod runtime;
 pub mod shell;
 pub mod types;
+pub mod untrusted;
 pub mod worktree;

@@ -66,8 +66,12 @@ fn ok_alone(env: &Env, args: &[&str]) -> String {
 }
 
 fn list_activity(env: &Env, id: &str) -> String {
-    let out = ok_alone(env, &["list", "--json"]);
-    let v: Value = serde_json::from_str(&out).unwrap();
+    activity_in(&ok_alone(env, &["list", "--json"]), id)
+}
+
+/// The activity of `id` in `list --json` output.
+fn activity_in(list_json: &str, id: &str) -> String {
+    let v: Value = serde_json::from_str(list_json).unwrap();
     v.as_array()
         .unwrap()
         .iter()
@@ -306,4 +310,82 @@ fn claude_gets_a_generated_hooks_settings_file() {
         .unwrap();
     assert_eq!(docker_ok(&["exec", &gcid, "sh", "-c", cmd]), "{}");
     assert_eq!(list_activity(&env, &gid), "waiting");
+}
+
+/// `list --json` with the watcher off, killed if it has not finished
+/// within a minute (a FIFO would block it forever): its activity of `id`.
+fn list_activity_or_hang(env: &Env, id: &str) -> String {
+    let mut child = env
+        .cmd()
+        .env("AI_SESSIONS_NO_WATCHER", "1")
+        .args(["list", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = wait_until(Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("`list` blocked on the agent's status file");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "list: {}", stderr(&out));
+    activity_in(&stdout(&out), id)
+}
+
+#[test]
+fn a_hostile_status_file_neither_blocks_nor_reads_a_host_file() {
+    require_docker!();
+    let env = Env::new();
+    let (id, cid, _proj) = start(&env, "hostile", &[("AI_SESSIONS_NO_WATCHER", "1")]);
+    agent_says(&cid, "waiting");
+    assert_eq!(list_activity(&env, &id), "waiting");
+
+    // A FIFO in place of the file: every command that syncs would block.
+    docker_ok(&[
+        "exec",
+        &cid,
+        "sh",
+        "-c",
+        "rm -f \"$AI_SESSION_STATUS_FILE\" && mkfifo \"$AI_SESSION_STATUS_FILE\"",
+    ]);
+    assert_eq!(
+        list_activity_or_hang(&env, &id),
+        "waiting",
+        "the last good word stays"
+    );
+
+    // A symlink to a file of the host's (its path as the host sees it):
+    // what it says must never reach us.
+    let host_file = env.home.path().join("host-secret");
+    std::fs::write(&host_file, "idle\n").unwrap();
+    docker_ok(&[
+        "exec",
+        &cid,
+        "sh",
+        "-c",
+        &format!(
+            "rm -f \"$AI_SESSION_STATUS_FILE\" && ln -s '{}' \"$AI_SESSION_STATUS_FILE\"",
+            host_file.display()
+        ),
+    ]);
+    assert_eq!(
+        list_activity_or_hang(&env, &id),
+        "waiting",
+        "the host file's word must not be read"
+    );
+
+    // A regular file again is read again.
+    docker_ok(&[
+        "exec",
+        &cid,
+        "sh",
+        "-c",
+        "rm -f \"$AI_SESSION_STATUS_FILE\"",
+    ]);
+    agent_says(&cid, "working");
+    assert_eq!(list_activity_or_hang(&env, &id), "working");
 }

@@ -24,7 +24,6 @@ use crate::registry::{Instance, RuntimeKind};
 use crate::types::{Activity, InstanceId};
 use chrono::Utc;
 use serde_json::json;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Where an instance's activity directory is mounted in its container.
@@ -101,11 +100,11 @@ pub fn prepare(
 
 /// The word in an activity file; `None` when absent or unreadable (an
 /// agent mid-write leaves an empty file for a moment: that is not news).
+/// The agent owns the file: read as [`crate::untrusted`] (a FIFO or a
+/// symlink in its place says nothing).
 pub fn read(path: &Path) -> Option<Activity> {
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut buf = [0u8; 64];
-    let n = f.read(&mut buf).ok()?;
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let buf = crate::untrusted::read(path, 64)?;
+    let text = std::str::from_utf8(&buf).ok()?;
     text.lines()
         .rev()
         .find(|l| !l.trim().is_empty())

@@ -98,7 +98,9 @@ fn same_content(a: &Path, b: &Path) -> bool {
     if ma.file_type().is_symlink() || mb.file_type().is_symlink() {
         return fs::read_link(a).ok() == fs::read_link(b).ok() && fs::read_link(a).is_ok();
     }
-    ma.len() == mb.len() && fs::read(a).ok() == fs::read(b).ok()
+    // Agents write these dirs: only regular files are opened (a FIFO
+    // would block the read for good).
+    ma.is_file() && mb.is_file() && ma.len() == mb.len() && fs::read(a).ok() == fs::read(b).ok()
 }
 
 /// A free path at `p`, or `p.1`, `p.2`, … (a second migrate never

@@ -52,23 +52,10 @@ pub enum Outcome {
 }
 
 /// What the setup of the current run of `id` said, if it finished. The
-/// file is on the agent's mount: read as untrusted (a regular file only,
-/// never through a symlink or blocking on a FIFO, a few KiB, control
-/// characters shown as `?`, so a message cannot drive the terminal).
+/// file is on the agent's mount: read as [`crate::untrusted`] (a few KiB,
+/// control characters shown as `?`).
 pub fn outcome(dirs: &StateDir, id: &InstanceId) -> Option<Outcome> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(file(dirs, id))
-        .ok()?;
-    if !f.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut raw = Vec::new();
-    f.take(4096).read_to_end(&mut raw).ok()?;
-    parse(&raw)
+    parse(&crate::untrusted::read(&file(dirs, id), 4096)?)
 }
 
 fn parse(raw: &[u8]) -> Option<Outcome> {
@@ -80,10 +67,7 @@ fn parse(raw: &[u8]) -> Option<Outcome> {
     let rest = text.strip_prefix("failed ")?;
     let (code, command) = rest.split_once(' ').unwrap_or((rest, ""));
     Some(Outcome::Failed {
-        command: command
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect(),
+        command: crate::untrusted::printable(command),
         code: code.parse().ok()?,
     })
 }

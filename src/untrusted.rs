@@ -1,0 +1,66 @@
+//! Files an agent can write (its activity directory, the project, its
+//! state directory are mounted read-write in its container), read as
+//! hostile input: the agent may put a FIFO there (an open would block every
+//! command that reads it), a symlink (to make us read a file of the host's
+//! for it), or a file of any size; text from them may carry escape
+//! sequences meant for the user's terminal.
+
+use std::io::Read;
+use std::path::Path;
+
+/// At most `cap` bytes of the regular file at `path`; `None` when it is
+/// absent, a symlink (never followed), a FIFO, a device or a directory (the
+/// open never blocks), or unreadable.
+pub fn read(path: &Path, cap: u64) -> Option<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut raw = Vec::new();
+    f.take(cap).read_to_end(&mut raw).ok()?;
+    Some(raw)
+}
+
+/// `text` with control characters shown as `?`, so it cannot drive the
+/// terminal it is printed on.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_regular_file_is_read_and_only_so_much() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("status");
+        nix::unistd::mkfifo(&f, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(read(&f, 64), None, "a FIFO must not block");
+        std::fs::remove_file(&f).unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, "secret\n").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &f).unwrap();
+        assert_eq!(read(&f, 64), None, "not through a symlink");
+        std::fs::remove_file(&f).unwrap();
+        std::fs::create_dir(&f).unwrap();
+        assert_eq!(read(&f, 64), None, "not a directory");
+        std::fs::remove_dir(&f).unwrap();
+        std::fs::write(&f, vec![b'x'; 10_000]).unwrap();
+        assert_eq!(read(&f, 64).map(|b| b.len()), Some(64), "capped");
+        assert_eq!(read(&dir.path().join("none"), 64), None);
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_sent() {
+        assert_eq!(printable("a\x1b]0;pwned\x07\nb"), "a?]0;pwned??b");
+        assert_eq!(printable("npm ci ü"), "npm ci ü");
+    }
+}
