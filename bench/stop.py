@@ -68,7 +68,7 @@ image = "{IMAGE}"
             d = os.path.join(projects, f"p{i}")
             os.makedirs(d)
             dirs.append(d)
-        with cf.ThreadPoolExecutor(n) as ex:
+        with cf.ThreadPoolExecutor(min(n, 10)) as ex:
             list(ex.map(lambda d: sh(binary, "start", d, "--mode", "claude", "--detach", env=env), dirs))
         t = time.perf_counter()
         sh(binary, "stop", "--all", env=env)
@@ -109,7 +109,7 @@ def docker(n, baseline):
         sh(*args, IMAGE)
 
     try:
-        with cf.ThreadPoolExecutor(n) as ex:
+        with cf.ThreadPoolExecutor(min(n, 10)) as ex:
             list(ex.map(run, range(n)))
         t = time.perf_counter()
         sh("docker", "stop", "-t", "2", *names)
