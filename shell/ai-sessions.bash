@@ -14,7 +14,9 @@
 #   ai-list ai-stop ai-stop-all ai-restart ai-attach ai-logs ai-stats ai-top
 #   ai-health, their completions (`complete -F`, with or without
 #   bash-completion), and `ai-sessctl` completion, loaded lazily on the first
-#   TAB so that shell start costs no fork for it.
+#   TAB so that shell start costs no fork for it; `claude -w <TAB>` offers
+#   the repository's worktree names (an agent name that already had a
+#   completion keeps it).
 #
 # Settings (read at every prompt, set them anywhere):
 #   AI_SESSIONS_HOME           state directory (default ~/.ai-sessions)
@@ -267,6 +269,24 @@ _ai_sessions_complete_sessctl() {
   return 0
 }
 
+# complete -F handler for the agent functions: `claude -w <TAB>` (the
+# agent's own first arguments, as `run` reads them) offers the worktree names
+# of the repository the shell is in (one fork, at TAB time only); anything
+# else is left to `-o default` (files). bash splits `--worktree=x` at `=`.
+_ai_sessions_complete_agent() {
+  local cur=${2-} prev=${3-} name
+  local -a names=()
+  COMPREPLY=()
+  if (( COMP_CWORD == 2 )) && [[ $prev == -w || $prev == --worktree ]] ||
+    { (( COMP_CWORD == 3 )) && [[ $prev == = && ${COMP_WORDS[1]-} == --worktree ]]; }; then
+    mapfile -t names < <("$_AI_SESSIONS_BIN" worktree list --quiet 2>/dev/null)
+    for name in "${names[@]}"; do
+      [[ -n $name && $name == "$cur"* ]] && COMPREPLY+=("$name")
+    done
+  fi
+  return 0
+}
+
 # ---------------------------------------------------------------- agents
 
 # One function per agent named in "$@" (configured names, [a-z0-9_-]+;
@@ -278,11 +298,16 @@ _ai_sessions_define_agents() {
     [[ -z $agent || $agent == -* || $agent == *[^a-z0-9_-]* ]] && continue
     agents+=("$agent")
     eval "function $agent { \"\$_AI_SESSIONS_BIN\" run $agent --shell-pid \"\$\$\" -- \"\$@\"; }"
+    # A completion the name already had stays.
+    complete -p -- "$agent" >/dev/null 2>&1 ||
+      complete -o default -F _ai_sessions_complete_agent -- "$agent"
   done
-  local IFS=' '
+  local IFS=' ' spec
   for old in ${_AI_SESSIONS_AGENTS-}; do
     for agent in "${agents[@]}"; do [[ $agent == "$old" ]] && continue 2; done
     unset -f -- "$old"
+    spec=$(complete -p -- "$old" 2>/dev/null) || spec=
+    [[ $spec == *_ai_sessions_complete_agent* ]] && complete -r -- "$old"
   done
   _AI_SESSIONS_AGENTS="${agents[*]}"
 }
@@ -361,6 +386,6 @@ else
     "  Use zsh (eval \"\$(ai-sessctl init zsh)\" in ~/.zshrc), or a newer bash (macOS: brew install bash)." >&2
   unset -f ai-list ai-stop-all ai-restart ai-attach ai-stats ai-top ai-health ai-stop ai-logs \
     _ai_sessions_segment _ai_sessions_precmd _ai_sessions_exit_hook _ai_sessions_live_ids \
-    _ai_sessions_complete _ai_sessions_complete_sessctl _ai_sessions_init
+    _ai_sessions_complete _ai_sessions_complete_sessctl _ai_sessions_complete_agent _ai_sessions_init
   unset _AI_SESSIONS_BIN
 fi

@@ -11,7 +11,8 @@
 #          `command claude` still runs the real CLI)
 #   ai-list ai-stop ai-stop-all ai-restart ai-attach ai-logs ai-stats ai-top
 #   ai-health, their completions, and `ai-sessctl` completion (loaded lazily
-#   on the first TAB so that shell start costs no fork).
+#   on the first TAB so that shell start costs no fork); `claude -w <TAB>`
+#   offers the repository's worktree names.
 #
 # Settings (read at every prompt, set them anywhere):
 #   AI_SESSIONS_HOME           state directory (default ~/.ai-sessions)
@@ -31,6 +32,8 @@
 #   _AI_SESSIONS_AGENTS        agent functions defined by the last load
 #   _AI_SESSIONS_AGENTS_SRC    the agent list they were defined from (the
 #                              prompt hook compares agents.list with it)
+#   _AI_SESSIONS_AGENT_COMPS   completion each agent name had before ours
+#                              (used for what is not a worktree name)
 #   _AI_SESSIONS_ZSTAT         1 when zsh/stat's zstat builtin is available
 #   _AI_SESSIONS_CACHED        1 when loaded from the cached copy
 #   _AI_SESSIONS_KEY           cache key of the last computed segment
@@ -265,11 +268,59 @@ function _ai_sessions_complete_sessctl {
   _files
 }
 
+# The worktree names `ai-sessctl worktree list --quiet` gives for the repo
+# the shell is in (one fork, at TAB time only), offered with compadd "$@".
+function _ai_sessions_worktree_names {
+  local -a names expl
+  names=( ${(f)"$("$_AI_SESSIONS_BIN" worktree list --quiet 2>/dev/null)"} )
+  (( $#names )) && _wanted worktrees expl 'worktree' compadd "$@" -- $names
+}
+
+# Agent functions: `claude -w <TAB>` / `--worktree=<TAB>` (the agent's own
+# first arguments, as `run` reads them) offer worktree names; anything else
+# goes to the completion the command had before ours, or to files.
+function _ai_sessions_complete_agent {
+  local cmd=${service:-${words[1]}}
+  if (( CURRENT == 3 )) && [[ ${words[2]} == (-w|--worktree) ]]; then
+    _ai_sessions_worktree_names
+    return
+  fi
+  if (( CURRENT == 2 )) && [[ $PREFIX == --worktree=* ]]; then
+    compset -P '--worktree='
+    _ai_sessions_worktree_names
+    return
+  fi
+  local prev=${_AI_SESSIONS_AGENT_COMPS[$cmd]-}
+  if [[ -n $prev ]]; then
+    "$prev" "$@"
+    return
+  fi
+  _default
+}
+
+# Registers _ai_sessions_complete_agent for the agents in $@, keeping what
+# was registered before for each (compinit must have run).
+function _ai_sessions_compdef_agents {
+  emulate -L zsh
+  (( ${+functions[compdef]} )) || return 1
+  (( ${+_AI_SESSIONS_AGENT_COMPS} )) || typeset -gA _AI_SESSIONS_AGENT_COMPS
+  local agent had
+  for agent in "$@"; do
+    had=${_comps[$agent]-}
+    if [[ -n $had && $had != _ai_sessions_complete_agent ]]; then
+      _AI_SESSIONS_AGENT_COMPS[$agent]=$had
+    fi
+    compdef _ai_sessions_complete_agent $agent
+  done
+  return 0
+}
+
 # Register completions once compinit has run (now, or at a later prompt).
 function _ai_sessions_compdef {
   emulate -L zsh
   (( ${+functions[compdef]} )) || return 1
   compdef _ai_sessions_complete ai-list ai-stop ai-restart ai-attach ai-logs ai-stats ai-health
+  _ai_sessions_compdef_agents ${=_AI_SESSIONS_AGENTS-}
   # An installed _ai-sessctl (fpath) or an earlier registration wins.
   if (( ! ${+_comps[ai-sessctl]} )); then
     compdef _ai_sessions_complete_sessctl ai-sessctl
@@ -304,6 +355,10 @@ function _ai_sessions_define_agents {
     fi
   done
   typeset -g _AI_SESSIONS_AGENTS="${agents[*]}"
+  # Newly configured agents get completion too (once compinit has run;
+  # until then _ai_sessions_compdef does it).
+  (( ${+functions[compdef]} )) && _ai_sessions_compdef_agents $agents
+  return 0
 }
 
 # The agent list changed since the last load (`config set` of a new agent

@@ -452,8 +452,12 @@ pub enum WorktreeCmd {
         /// Every repository's, not just this one's
         #[arg(long)]
         all: bool,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "quiet")]
         json: bool,
+        /// Names only, one a line, of this repository's worktrees (what
+        /// `--worktree NAME` takes; no status, quick enough for completion)
+        #[arg(long, short, conflicts_with = "all")]
+        quiet: bool,
     },
 }
 

@@ -213,29 +213,7 @@ fn agents_and_subcommands_complete() {
 fn worktree_names_complete_in_a_repository() {
     let env = Env::new();
     let repo = env.project("wtc");
-    let git = |args: &[&str]| {
-        let ok = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "git {args:?}");
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["commit", "-q", "--allow-empty", "-m", "init"]);
-    let place = repo.parent().unwrap().join("wtc.worktrees");
-    for name in ["feat", "fix"] {
-        git(&[
-            "worktree",
-            "add",
-            "-q",
-            "-b",
-            &format!("ai/{name}"),
-            place.join(name).to_str().unwrap(),
-        ]);
-    }
+    common::repo_with_worktrees(&repo, &["feat", "fix"]);
     let complete_in = |words: &[&str]| {
         let out = env
             .cmd()
@@ -259,4 +237,13 @@ fn worktree_names_complete_in_a_repository() {
     };
     assert_eq!(complete_in(&["run", "claude", "-w", ""]), ["feat", "fix"]);
     assert_eq!(complete_in(&["start", "--worktree", "fe"]), ["feat"]);
+    // What the agent functions' completion asks for.
+    let out = env
+        .cmd()
+        .current_dir(&repo)
+        .args(["worktree", "list", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "feat\nfix\n");
 }

@@ -515,3 +515,71 @@ fn bash_first_hour_walkthrough() {
         walkthrough(Sh::Bash);
     }
 }
+
+// ------------------------------------------------- agent worktree names
+
+/// `claude -w <TAB>` / `gemini --worktree <TAB>` in the agent functions
+/// offer the worktrees made for the repository the shell is in, as
+/// `ai-sessctl run -w <TAB>` does.
+fn agent_worktree_completion(sh: Sh) {
+    let f = Fresh::new();
+    f.write(".zshrc", "PS1='zsh> '\n");
+    f.write(".bashrc", "PS1='bash> '\n");
+    f.install(&[]);
+    let repo = f.env.project("wtc");
+    common::repo_with_worktrees(&repo, &["feat", "fix"]);
+    let t = f.shell(sh, &repo);
+    let last_is = |what: &str, want: &str| {
+        t.wait(what, |p| {
+            p.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| l.trim_end().ends_with(want))
+        });
+    };
+    t.type_text("claude -w fe");
+    t.keys(&["Tab"]);
+    last_is("claude -w fe<TAB>", "claude -w feat");
+    t.keys(&["C-u"]);
+    // Two names: listed (zsh at the first TAB, bash at the second).
+    t.type_text("gemini --worktree f");
+    t.keys(&["Tab", "Tab"]);
+    t.wait("both names listed", |p| {
+        p.lines().any(|l| l.contains("feat") && l.contains("fix"))
+    });
+    t.keys(&["C-u"]);
+    t.type_text("claude --worktree=fi");
+    t.keys(&["Tab"]);
+    last_is("claude --worktree=fi<TAB>", "claude --worktree=fix");
+    t.keys(&["C-u"]);
+    // Not a worktree position: files, as before.
+    std::fs::write(repo.join("notes-unique.txt"), "x").unwrap();
+    t.type_text("claude notes-u");
+    t.keys(&["Tab"]);
+    last_is("claude notes-u<TAB>", "claude notes-unique.txt");
+    t.keys(&["C-u"]);
+    let pane = t.capture();
+    for bad in ["command not found", "unbound variable", "parameter not set"] {
+        assert!(!pane.contains(bad), "{bad:?} on screen:\n{pane}");
+    }
+}
+
+#[test]
+fn zsh_agent_functions_complete_worktree_names() {
+    if tools_or_skip(
+        "zsh_agent_functions_complete_worktree_names",
+        &["tmux", "zsh", "git"],
+    ) {
+        agent_worktree_completion(Sh::Zsh);
+    }
+}
+
+#[test]
+fn bash_agent_functions_complete_worktree_names() {
+    if tools_or_skip(
+        "bash_agent_functions_complete_worktree_names",
+        &["tmux", "git"],
+    ) {
+        agent_worktree_completion(Sh::Bash);
+    }
+}

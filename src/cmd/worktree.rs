@@ -8,7 +8,16 @@ use crate::worktree::inventory;
 
 pub fn worktree(ctx: &Ctx, cmd: WorktreeCmd) -> Result<u8> {
     match cmd {
-        WorktreeCmd::List { all, json } => list(ctx, all, json),
+        WorktreeCmd::List { quiet: true, .. } => {
+            let here = std::env::current_dir()
+                .ok()
+                .and_then(|d| inventory::repo_of(&d));
+            for (name, _) in here.map_or_else(Vec::new, |r| inventory::names(ctx, &r)) {
+                println!("{name}");
+            }
+            Ok(0)
+        }
+        WorktreeCmd::List { all, json, .. } => list(ctx, all, json),
     }
 }
 

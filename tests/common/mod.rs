@@ -304,3 +304,36 @@ pub fn inspect(name: &str) -> Option<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     v.get(0).cloned()
 }
+
+/// A git repository at `repo` (one empty commit on `main`) with a worktree
+/// per name in the place `--worktree NAME` makes them by default
+/// (`<repo>.worktrees/NAME` on branch `ai/NAME`).
+pub fn repo_with_worktrees(repo: &Path, names: &[&str]) {
+    let git = |args: &[&str]| {
+        let ok = Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "init"]);
+    let place = repo.with_file_name(format!(
+        "{}.worktrees",
+        repo.file_name().unwrap().to_string_lossy()
+    ));
+    for name in names {
+        let to = place.join(name);
+        git(&[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            &format!("ai/{name}"),
+            to.to_str().unwrap(),
+        ]);
+    }
+}
