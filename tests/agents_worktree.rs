@@ -546,3 +546,48 @@ fn setup_on_the_host_runtime_is_waited_for_and_a_failure_reported() {
         "{inst:#}"
     );
 }
+
+/// The project is the agent's to write: a `.git` file it plants there,
+/// naming a directory of the host's as its repository, must not get that
+/// directory mounted into its next container (only a repository that names
+/// the worktree back, as git's own link does, is mounted).
+#[test]
+fn a_planted_git_file_does_not_mount_a_host_directory() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let name = env.unique("plant");
+    let proj = env.project(&name);
+    let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = format!("{name}-claude");
+    let host = env.home.path().join("host-dir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("secret"), "host secret\n").unwrap();
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    docker_ok(&[
+        "exec",
+        &cid,
+        "sh",
+        "-c",
+        &format!("printf 'gitdir: {}/worktrees/x\\n' >.git", host.display()),
+    ]);
+    let out = env.run(&["restart", &id]);
+    assert!(out.status.success(), "restart: {}", stderr(&out));
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seen = std::process::Command::new("docker")
+        .args(["exec", &cid, "cat"])
+        .arg(host.join("secret"))
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&seen.stdout).contains("host secret"),
+        "the host directory was mounted into the agent's container"
+    );
+}

@@ -220,28 +220,43 @@ pub fn id_for(info: &Info, mode: &crate::types::Mode) -> Result<crate::types::In
 
 /// For a project that is a linked worktree: the main repository's `.git`
 /// directory, to be mounted at its own path so the worktree's `.git` file
-/// resolves inside the container.
+/// resolves inside the container. The project is the agent's to write, so
+/// its `.git` file is read as [`crate::untrusted`] and what it names is
+/// mounted only when that repository names this worktree back (git's own
+/// link, `<common>/worktrees/<name>/gitdir`, read in the real directory):
+/// an agent can forge that only where it can already write.
 pub fn git_mounts(project: &Path) -> Vec<(PathBuf, String)> {
-    let Ok(text) = std::fs::read_to_string(project.join(".git")) else {
+    let dot_git = project.join(".git");
+    let Some(raw) = crate::untrusted::read(&dot_git, 4096) else {
         return Vec::new();
     };
+    let text = String::from_utf8_lossy(&raw);
     let Some(gitdir) = text.trim().strip_prefix("gitdir:").map(str::trim) else {
         return Vec::new();
     };
     let gitdir = project.join(gitdir);
     // <common>/worktrees/<name>: mount <common>.
-    let common = gitdir
-        .parent()
-        .filter(|p| p.file_name().is_some_and(|n| n == "worktrees"))
-        .and_then(Path::parent)
-        .map(Path::to_path_buf);
-    match common.and_then(|c| c.canonicalize().ok()) {
-        Some(c) => {
-            let at = c.to_string_lossy().into_owned();
-            vec![(c, at)]
-        }
-        None => Vec::new(),
+    let (Some(name), Some(common)) = (
+        gitdir.file_name(),
+        gitdir
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == "worktrees"))
+            .and_then(Path::parent)
+            .and_then(|c| c.canonicalize().ok()),
+    ) else {
+        return Vec::new();
+    };
+    let back = crate::untrusted::read(&common.join("worktrees").join(name).join("gitdir"), 4096)
+        .map(|b| PathBuf::from(String::from_utf8_lossy(&b).trim()));
+    let names_us = back
+        .and_then(|b| b.canonicalize().ok())
+        .zip(dot_git.canonicalize().ok())
+        .is_some_and(|(b, ours)| b == ours);
+    if !names_us {
+        return Vec::new();
     }
+    let at = common.to_string_lossy().into_owned();
+    vec![(common, at)]
 }
 
 /// Notes the worktree on the instance (kept across restarts).
