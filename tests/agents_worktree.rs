@@ -591,3 +591,34 @@ fn a_planted_git_file_does_not_mount_a_host_directory() {
         "the host directory was mounted into the agent's container"
     );
 }
+
+/// An agent can write the repository's git config (it is in the project,
+/// or mounted for a worktree instance); `worktree list` runs `git status`
+/// on the host, which must not run a command the config names there
+/// (`core.fsmonitor`).
+#[test]
+fn worktree_list_does_not_run_the_repositorys_fsmonitor() {
+    let env = Env::new();
+    let repo = env.project("fsm");
+    common::repo_with_worktrees(&repo, &["feat"]);
+    let marker = env.home.path().join("ran");
+    let hook = env.home.path().join("hook.sh");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\ntouch '{}'\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    git(&repo, &["config", "core.fsmonitor", hook.to_str().unwrap()]);
+    let out = env.run_in(&repo, &["worktree", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("feat"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !marker.exists(),
+        "`worktree list` ran the repository's fsmonitor"
+    );
+}

@@ -28,6 +28,9 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
+        // Agents can write the repository's config: what we run behind the
+        // user's back (`worktree list`'s status) starts no command it names.
+        .args(["-c", "core.fsmonitor=false"])
         .args(args)
         .output()
         .map_err(|e| Error::Other(format!("git: {e}")))?;
