@@ -26,6 +26,21 @@ pub fn read(path: &Path, cap: u64) -> Option<Vec<u8>> {
     Some(raw)
 }
 
+/// The regular file at `path` opened for locking (`flock`), created 0600
+/// when `create`; `None` for what [`read`] refuses.
+pub fn open_lock(path: &Path, create: bool) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .append(create)
+        .create(create)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    f.metadata().ok()?.is_file().then_some(f)
+}
+
 /// `text` with control characters shown as `?`, so it cannot drive the
 /// terminal it is printed on.
 pub fn printable(text: &str) -> String {

@@ -28,8 +28,19 @@ fn attach_lock(ctx: &Ctx, id: &InstanceId) -> PathBuf {
 pub struct Attached(#[allow(dead_code)] Option<File>);
 
 pub fn attached_guard(ctx: &Ctx, id: &InstanceId) -> Attached {
-    let path = attach_lock(ctx, id);
-    let file = crate::paths::open_private_append(&path).ok();
+    hold_shared(&attach_lock(ctx, id))
+}
+
+/// Whether some process holds the attach lock of `id`.
+pub fn is_attached(ctx: &Ctx, id: &InstanceId) -> bool {
+    is_held(&attach_lock(ctx, id))
+}
+
+// The lock lives in the agent's activity directory, which it can write: a
+// FIFO or a symlink in its place must neither block us nor be followed
+// (see crate::untrusted); without the lock, notifications still come.
+fn hold_shared(path: &std::path::Path) -> Attached {
+    let file = crate::untrusted::open_lock(path, true);
     if let Some(f) = &file {
         // SAFETY: flock on a descriptor we own; released when it closes.
         unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) };
@@ -37,9 +48,8 @@ pub fn attached_guard(ctx: &Ctx, id: &InstanceId) -> Attached {
     Attached(file)
 }
 
-/// Whether some process holds the attach lock of `id`.
-pub fn is_attached(ctx: &Ctx, id: &InstanceId) -> bool {
-    let Ok(f) = File::open(attach_lock(ctx, id)) else {
+fn is_held(path: &std::path::Path) -> bool {
+    let Some(f) = crate::untrusted::open_lock(path, false) else {
         return false;
     };
     // SAFETY: as above; a lock we get is dropped at once.
@@ -197,6 +207,40 @@ fn tty_of(pid: u32) -> Option<PathBuf> {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    /// `f` on another thread; false when it has not returned in 10 s.
+    fn returns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok()
+    }
+
+    #[test]
+    fn a_planted_fifo_or_symlink_lock_neither_blocks_nor_is_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let lock = d.path().join("attach.lock");
+        nix::unistd::mkfifo(&lock, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let p = lock.clone();
+        assert!(returns(move || hold_shared(&p)), "attach blocked on a FIFO");
+        let p = lock.clone();
+        assert!(
+            returns(move || is_held(&p)),
+            "the watcher blocked on a FIFO"
+        );
+        std::fs::remove_file(&lock).unwrap();
+        let target = d.path().join("host-file");
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        let g = hold_shared(&lock);
+        assert!(!target.exists(), "created through a symlink");
+        drop(g);
+        std::fs::remove_file(&lock).unwrap();
+        let g = hold_shared(&lock);
+        assert!(is_held(&lock), "a real lock still works");
+        drop(g);
+        assert!(!is_held(&lock));
+    }
 
     #[test]
     fn the_owner_terminal_gets_the_bell_and_a_desktop_notification() {
