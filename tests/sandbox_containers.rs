@@ -405,3 +405,73 @@ fn a_container_of_the_old_name_form_is_still_found_by_label() {
         "stopped and removed through its label"
     );
 }
+
+/// `POST /networks/create` straight to the engine's socket, as a start
+/// killed mid-create leaves it: engines before API 1.44 then hold two
+/// networks of one name (the docker CLI refuses to make that).
+fn create_network_behind_our_back(name: &str, labels: &serde_json::Value) {
+    use std::io::{Read, Write};
+    let sock = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_owned());
+    let body = serde_json::json!({ "Name": name, "Labels": labels }).to_string();
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    write!(
+        s,
+        "POST /v1.41/networks/create HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.0 201") || reply.starts_with("HTTP/1.1 201"),
+        "{reply}"
+    );
+}
+
+#[test]
+fn a_network_made_twice_behind_our_back_does_not_stop_a_start() {
+    require_docker!();
+    if std::env::var("DOCKER_HOST").is_ok_and(|h| !h.starts_with("unix://")) {
+        eprintln!("*** SKIPPED: needs the engine's unix socket ***");
+        return;
+    }
+    let env = Env::new();
+    env.use_test_image("");
+    let name = env.unique("dupnet");
+    let proj = env.project(&name);
+    let id = start(&env, &proj, "claude");
+    let net = cname(&id);
+    let labels: serde_json::Value = serde_json::from_str(&stdout(&docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{json .Labels}}",
+        &net,
+    ])))
+    .unwrap();
+    env.ok(&["stop", &id]);
+    create_network_behind_our_back(&net, &labels);
+    create_network_behind_our_back(&net, &labels);
+    let listed = || {
+        stdout(&docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name=^{net}$"),
+        ]))
+        .lines()
+        .count()
+    };
+    assert_eq!(listed(), 2);
+
+    let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.instance(&id)["status"], "running");
+    assert_eq!(listed(), 1, "the extra network of that name is gone");
+    env.ok(&["stop", &id]);
+    assert_eq!(listed(), 0);
+}

@@ -88,6 +88,7 @@ pub async fn ensure(docker: &Docker, net: &OwnNetwork) -> Result<()> {
             };
         }
         Err(e) if is_404(&e) => {}
+        Err(e) if is_ambiguous(&e) => return keep_one(docker, net).await,
         Err(e) => return Err(api_error("inspect network", e)),
     }
     let req = NetworkCreateRequest {
@@ -102,11 +103,85 @@ pub async fn ensure(docker: &Docker, net: &OwnNetwork) -> Result<()> {
         .map_err(|e| api_error("create network", e))
 }
 
+/// Engines before API 1.44 create a second network of a name that exists
+/// (a start killed while its create was under way, then started again):
+/// the name is then ambiguous and no container can join it.
+fn is_ambiguous(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 400, message }
+            if message.contains("ambiguous")
+    )
+}
+
+/// Of several networks named `net.name`, all ours, keeps the one in use
+/// (else the oldest) and removes the others.
+async fn keep_one(docker: &Docker, net: &OwnNetwork) -> Result<()> {
+    let mut same = Vec::new();
+    for n in named(docker, &net.name).await? {
+        let Some(id) = n.id else { continue };
+        let labels = n.labels.unwrap_or_default();
+        if labels.get(HOME_LABEL) != net.labels.get(HOME_LABEL)
+            || labels.get(MANAGED_LABEL).map(String::as_str) != Some(MANAGED_VALUE)
+        {
+            return Err(Error::Invalid(format!(
+                "network {} exists and is not this state home's; remove it or start with another --id",
+                net.name
+            )));
+        }
+        // The listing does not say which containers are attached.
+        let in_use = docker
+            .inspect_network(&id, None::<q::InspectNetworkOptions>)
+            .await
+            .ok()
+            .and_then(|d| d.containers)
+            .is_some_and(|c| !c.is_empty());
+        same.push((!in_use, n.created.unwrap_or_default(), id));
+    }
+    same.sort();
+    for (_, _, id) in same.iter().skip(1) {
+        docker.remove_network(id).await.or_else(|e| {
+            if is_404(&e) {
+                Ok(())
+            } else {
+                Err(Error::Invalid(format!(
+                    "network {} exists more than once and one of them cannot be removed ({}); remove the extra ones with `docker network rm`",
+                    net.name,
+                    api_error("remove network", e)
+                )))
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// The networks named exactly `name`.
+async fn named(docker: &Docker, name: &str) -> Result<Vec<bollard::models::Network>> {
+    let filters = HashMap::from([("name".to_owned(), vec![name.to_owned()])]);
+    let listed = docker
+        .list_networks(Some(q::ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .map_err(|e| api_error("list networks", e))?;
+    // The filter matches on part of the name.
+    Ok(listed
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+        .collect())
+}
+
 /// Removes a network; gone already, or still in use (by a container that
 /// is not ours to remove), is left as it is.
 pub async fn remove(docker: &Docker, name: &str) -> Result<()> {
     match docker.remove_network(name).await {
         Ok(()) => Ok(()),
+        Err(e) if is_ambiguous(&e) => {
+            for id in named(docker, name).await?.into_iter().filter_map(|n| n.id) {
+                Box::pin(remove(docker, &id)).await?;
+            }
+            Ok(())
+        }
         Err(e) if is_404(&e) => Ok(()),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 403 | 409,
