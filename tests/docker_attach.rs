@@ -165,17 +165,7 @@ fn run_attach_detach_reattach_exit() {
 fn attach_command_and_detach_keep_instance() {
     require_docker!();
     let env = Env::new();
-    docker_config(&env, "");
-    let name = env.unique("att2");
-    let proj = env.project(&name);
-    let id = format!("{name}-claude");
-    env.ok(&[
-        "start",
-        proj.to_str().unwrap(),
-        "--mode",
-        "claude",
-        "--detach",
-    ]);
+    let id = start_detached(&env, "att2");
 
     // `attach ID` from anywhere (not the project dir).
     let mut p = spawn_in_pty(
@@ -185,6 +175,7 @@ fn attach_command_and_detach_keep_instance() {
     );
     wait_attached(&mut p, "hello-attach");
     p.send_line("pwd").unwrap();
+    let name = id.strip_suffix("-claude").unwrap();
     p.exp_string(&format!("/app/{name}")).expect("working dir");
 
     // Window size: a change of our terminal reaches the agent's terminal.
@@ -435,17 +426,7 @@ fn cooked(p: &PtySession) -> bool {
 fn keys_typed_right_after_a_detach_reach_the_shell() {
     require_docker!();
     let env = Env::new();
-    docker_config(&env, "");
-    let name = env.unique("att-ahead");
-    let proj = env.project(&name);
-    let id = format!("{name}-claude");
-    env.ok(&[
-        "start",
-        proj.to_str().unwrap(),
-        "--mode",
-        "claude",
-        "--detach",
-    ]);
+    let id = start_detached(&env, "att-ahead");
     // Detach and type on as soon as the terminal is the shell's again, as a
     // user does: the client on its way out must not read what the shell is
     // owed.

@@ -174,17 +174,7 @@ fn auto_runtime_falls_back_to_the_host() {
 fn list_and_stop_with_the_engine_gone() {
     require_docker!();
     let env = Env::new();
-    docker_config(&env, "");
-    let name = env.unique("gone");
-    let proj = env.project(&name);
-    let id = format!("{name}-claude");
-    env.ok(&[
-        "start",
-        proj.to_str().unwrap(),
-        "--mode",
-        "claude",
-        "--detach",
-    ]);
+    let id = start_detached(&env, "gone");
     let before = std::fs::read(env.state().join("registry.json")).unwrap();
     let down = |args: &[&str]| {
         let t = Instant::now();

@@ -20,20 +20,6 @@ use std::time::{Duration, Instant};
 /// Node CLIs start slowly on a busy machine.
 const SLOW: Duration = Duration::from_secs(120);
 
-fn real_image(agent: &str) -> Option<String> {
-    let var = format!("AI_SESSIONS_REAL_{}_IMAGE", agent.to_uppercase());
-    let tag = std::env::var(&var).unwrap_or_else(|_| format!("ai-sessions-ci/{agent}:latest"));
-    if docker(&["image", "inspect", &tag]).status.success() {
-        return Some(tag);
-    }
-    let msg = format!("no real {agent} image {tag} (built by .ci/run; set {var} to use another)");
-    if std::env::var("AI_SESSIONS_REQUIRE_REAL_AGENTS").as_deref() == Ok("1") {
-        panic!("{msg} and AI_SESSIONS_REQUIRE_REAL_AGENTS=1");
-    }
-    eprintln!("\n*** SKIPPED: {msg} ***\n");
-    None
-}
-
 /// A bash with the plugin loaded, in a tmux server of its own.
 struct Term {
     sock: String,

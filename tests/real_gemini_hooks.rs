@@ -23,20 +23,6 @@ use std::time::Duration;
 /// The uid:gid the helper runs as: nobody's on a test machine.
 const UID: u32 = 4242;
 
-fn real_image(agent: &str) -> Option<String> {
-    let var = format!("AI_SESSIONS_REAL_{}_IMAGE", agent.to_uppercase());
-    let tag = std::env::var(&var).unwrap_or_else(|_| format!("ai-sessions-ci/{agent}:latest"));
-    if docker(&["image", "inspect", &tag]).status.success() {
-        return Some(tag);
-    }
-    let msg = format!("no real {agent} image {tag} (built by .ci/run; set {var} to use another)");
-    if std::env::var("AI_SESSIONS_REQUIRE_REAL_AGENTS").as_deref() == Ok("1") {
-        panic!("{msg} and AI_SESSIONS_REQUIRE_REAL_AGENTS=1");
-    }
-    eprintln!("\n*** SKIPPED: {msg} ***\n");
-    None
-}
-
 /// `ai-sessctl` run as a user who is not root, with its own state home:
 /// this test's user, or when that is root, [`UID`] (with the engine
 /// socket's group). What it started is removed when dropped.

@@ -150,3 +150,35 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 pub fn pid_alive(pid: u32) -> bool {
     ai_sessions::procinfo::alive(pid, None)
 }
+
+/// A locally built real agent image (`.ci/run` builds them), or None with
+/// a loud skip; AI_SESSIONS_REQUIRE_REAL_AGENTS=1 makes its absence fail.
+pub fn real_image(agent: &str) -> Option<String> {
+    let var = format!("AI_SESSIONS_REAL_{}_IMAGE", agent.to_uppercase());
+    let tag = std::env::var(&var).unwrap_or_else(|_| format!("ai-sessions-ci/{agent}:latest"));
+    if docker(&["image", "inspect", &tag]).status.success() {
+        return Some(tag);
+    }
+    let msg = format!("no real {agent} image {tag} (built by .ci/run; set {var} to use another)");
+    if std::env::var("AI_SESSIONS_REQUIRE_REAL_AGENTS").as_deref() == Ok("1") {
+        panic!("{msg} and AI_SESSIONS_REQUIRE_REAL_AGENTS=1");
+    }
+    eprintln!("\n*** SKIPPED: {msg} ***\n");
+    None
+}
+
+/// A detached `claude` instance of the test image in a new project named
+/// after `stem`; its id.
+pub fn start_detached(env: &Env, stem: &str) -> String {
+    docker_config(env, "");
+    let name = env.unique(stem);
+    let proj = env.project(&name);
+    env.ok(&[
+        "start",
+        proj.to_str().unwrap(),
+        "--mode",
+        "claude",
+        "--detach",
+    ]);
+    format!("{name}-claude")
+}
