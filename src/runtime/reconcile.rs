@@ -307,7 +307,7 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
         // What cannot be written (full disk) is still what is true: show
         // it, say why it is not kept, and the next reconcile writes it.
         let written = ctx.store.update(|reg| {
-            apply(reg, &changes);
+            apply(reg, &mut changes);
             Ok(reg.clone())
         });
         let reg = match written {
@@ -315,7 +315,7 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
             Err(e) => {
                 eprintln!("ai-sessctl: warning: corrections not saved: {e}");
                 let mut reg = reg;
-                apply(&mut reg, &changes);
+                apply(&mut reg, &mut changes);
                 reg
             }
         };
@@ -346,7 +346,7 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
 
 /// Writes reconcile's findings into `reg`, each only to the entry it was
 /// made from (not a newer start of the same id).
-fn apply(reg: &mut Registry, changes: &[Change]) {
+fn apply(reg: &mut Registry, changes: &mut [Change]) {
     for c in changes {
         let Some(cur) = reg.instances.get_mut(&c.id) else {
             continue;
@@ -354,6 +354,16 @@ fn apply(reg: &mut Registry, changes: &[Change]) {
         // Apply only to the entry we looked at, not a newer start.
         if cur.container_id != c.container_id || cur.pid != c.pid || !cur.status.is_live() {
             continue;
+        }
+        // A stop marked since the entry was read: the end is that stop's,
+        // not a crash for `health watch` to heal, and its stopper keeps
+        // the output and removes the container.
+        if !c.status.is_live() {
+            if let Some(why) = ops::stop_in_progress(cur) {
+                c.status = Status::Stopped;
+                c.reason = Some(why);
+                c.ended_container = None;
+            }
         }
         cur.status = c.status;
         if cur.container_id.is_none() {
@@ -463,4 +473,63 @@ fn pass_ownership(ctx: &Ctx, ids: &[InstanceId]) -> Result<Vec<InstanceId>> {
         );
     }
     Ok(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{ProcRef, StopMarker};
+
+    fn registry_with(stopping: Option<StopMarker>) -> (Registry, InstanceId) {
+        let mut reg: Registry = serde_json::from_value(serde_json::json!({
+            "instances": {"p-claude": {
+                "id": "p-claude", "project_name": "p", "mode": "claude",
+                "status": "running", "container_id": "c1", "port": 41000,
+                "runtime": "docker"
+            }}
+        }))
+        .unwrap();
+        let id: InstanceId = "p-claude".parse().unwrap();
+        reg.instances.get_mut(&id).unwrap().stopping = stopping;
+        (reg, id)
+    }
+
+    fn crash(id: &InstanceId) -> Change {
+        Change {
+            id: id.clone(),
+            container_id: Some("c1".into()),
+            pid: None,
+            status: Status::Error,
+            reason: Some("agent exited with code 137".into()),
+            exit_code: Some(137),
+            ended_container: Some("c1".into()),
+            adopt: None,
+            remove_first: None,
+        }
+    }
+
+    /// Read before a user's stop marked the entry, written after: the end
+    /// is the user's stop, not a crash `health watch` would heal.
+    #[test]
+    fn a_crash_seen_before_a_stop_was_marked_is_that_stop() {
+        let by = ProcRef::me();
+        let (mut reg, id) = registry_with(Some(StopMarker {
+            reason: "stopped by user".into(),
+            by: Some(by),
+        }));
+        let mut changes = vec![crash(&id)];
+        apply(&mut reg, &mut changes);
+        let e = &reg.instances[&id];
+        assert_eq!(e.status, Status::Stopped);
+        assert_eq!(e.status_reason.as_deref(), Some("stopped by user"));
+        assert_eq!(e.exit_code, Some(137));
+        assert!(
+            changes[0].ended_container.is_none(),
+            "the stopper removes it"
+        );
+
+        let (mut reg, id) = registry_with(None);
+        apply(&mut reg, &mut [crash(&id)]);
+        assert_eq!(reg.instances[&id].status, Status::Error);
+    }
 }
