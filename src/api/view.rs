@@ -17,11 +17,10 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::paths::StateDir;
 use crate::registry::{Instance, Registry, Store};
-use crate::runtime::docker::{DockerEngine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
+use crate::runtime::docker::{DockerEngine, HOME_LABEL};
 use crate::types::InstanceId;
 use axum::body::Bytes;
 use futures_util::StreamExt;
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
@@ -181,18 +180,8 @@ fn reconciler(dirs: StateDir) {
 fn follow_engine(home: String, tx: mpsc::Sender<Wake>) {
     std::thread::spawn(move || loop {
         if let Ok(engine) = DockerEngine::connect() {
-            let filters = HashMap::from([
-                ("type".to_owned(), vec!["container".to_owned()]),
-                (
-                    "label".to_owned(),
-                    vec![format!("{MANAGED_LABEL}={MANAGED_VALUE}")],
-                ),
-            ]);
-            let opts = bollard::query_parameters::EventsOptionsBuilder::new()
-                .filters(&filters)
-                .build();
             let ended = engine.block_on(async {
-                let mut events = engine.client().events(Some(opts));
+                let mut events = std::pin::pin!(engine.managed_container_events());
                 if tx.send(Wake::Connected).is_err() {
                     return true;
                 }

@@ -6,9 +6,8 @@ use super::{check, Healer};
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::events::Level;
-use crate::runtime::docker::{DockerEngine, MANAGED_LABEL, MANAGED_VALUE};
+use crate::runtime::docker::DockerEngine;
 use futures_util::StreamExt;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -23,18 +22,8 @@ fn follow_engine_events(tx: mpsc::Sender<String>, stop: Arc<AtomicBool>) {
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
             };
-            let filters = HashMap::from([
-                ("type".to_owned(), vec!["container".to_owned()]),
-                (
-                    "label".to_owned(),
-                    vec![format!("{MANAGED_LABEL}={MANAGED_VALUE}")],
-                ),
-            ]);
-            let opts = bollard::query_parameters::EventsOptionsBuilder::new()
-                .filters(&filters)
-                .build();
             engine.block_on(async {
-                let mut events = engine.client().events(Some(opts));
+                let mut events = std::pin::pin!(engine.managed_container_events());
                 while let Some(Ok(ev)) = events.next().await {
                     let action = ev.action.unwrap_or_default();
                     let id = ev

@@ -211,6 +211,24 @@ impl DockerEngine {
         &self.docker
     }
 
+    /// The engine's event stream for the containers this tool manages (any
+    /// state home: callers tell theirs apart by label).
+    pub fn managed_container_events(
+        &self,
+    ) -> impl futures_util::Stream<
+        Item = std::result::Result<bollard::models::EventMessage, bollard::errors::Error>,
+    > + '_ {
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            (
+                "label".to_owned(),
+                vec![format!("{MANAGED_LABEL}={MANAGED_VALUE}")],
+            ),
+        ]);
+        let opts = q::EventsOptionsBuilder::new().filters(&filters).build();
+        self.docker.events(Some(opts))
+    }
+
     async fn timed<T>(
         what: &str,
         f: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
