@@ -8,6 +8,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, SetArg, Termios};
+use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Mutex;
@@ -229,6 +230,15 @@ impl Drop for StdinPump {
     }
 }
 
+/// The output stream ended: either the agent exited or the engine detached
+/// us; the wait call (`wait`, from [`wait_exit`]) tells which.
+async fn stream_ended(wait: impl Future<Output = Option<i64>>) -> AttachEnd {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), wait).await {
+        Ok(code) => AttachEnd::Exited(code.unwrap_or(-1)),
+        Err(_) => AttachEnd::Detached,
+    }
+}
+
 async fn wait_exit(docker: &Docker, container: &str) -> Option<i64> {
     let mut w = docker.wait_container(container, None::<q::WaitContainerOptions>);
     match w.next().await {
@@ -283,18 +293,8 @@ pub async fn attach_container(
                 let _ = std::io::stdout().write_all(&c.into_bytes());
                 let _ = std::io::stdout().flush();
             }
-            Ok(_) => {
-                // The stream ended at once: the agent is gone or going.
-                let code = tokio::time::timeout(
-                    std::time::Duration::from_secs(2),
-                    wait_exit(docker, container),
-                )
-                .await;
-                return Ok(match code {
-                    Ok(code) => AttachEnd::Exited(code.unwrap_or(-1)),
-                    Err(_) => AttachEnd::Detached,
-                });
-            }
+            // The stream ended at once: the agent is gone or going.
+            Ok(_) => return Ok(stream_ended(wait_exit(docker, container)).await),
             Err(_) => {}
         }
         resize_to(docker, container, h, w).await;
@@ -321,14 +321,7 @@ pub async fn attach_container(
                     let _ = stdout.write_all(&c.into_bytes());
                     let _ = stdout.flush();
                 }
-                _ => {
-                    // The stream ended: either the agent exited or the
-                    // engine detached us; the wait call tells which.
-                    return Ok(match tokio::time::timeout(std::time::Duration::from_secs(2), &mut wait).await {
-                        Ok(code) => AttachEnd::Exited(code.unwrap_or(-1)),
-                        Err(_) => AttachEnd::Detached,
-                    });
-                }
+                _ => return Ok(stream_ended(&mut wait).await),
             },
             data = stdin.rx.recv(), if stdin_open => match data {
                 Some(Typed { keys, detach }) => {
