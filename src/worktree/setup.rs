@@ -53,7 +53,7 @@ pub enum Outcome {
 
 /// What the setup of the current run of `id` said, if it finished. The
 /// file is on the agent's mount: read as [`crate::untrusted`] (a few KiB,
-/// control characters shown as `?`).
+/// control characters shown escaped).
 pub fn outcome(dirs: &StateDir, id: &InstanceId) -> Option<Outcome> {
     parse(&crate::untrusted::read(&file(dirs, id), 4096)?)
 }

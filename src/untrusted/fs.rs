@@ -2,8 +2,7 @@
 //! state directory are mounted read-write in its container), read as
 //! hostile input: the agent may put a FIFO there (an open would block every
 //! command that reads it), a symlink (to make us read a file of the host's
-//! for it), or a file of any size; text from them may carry escape
-//! sequences meant for the user's terminal.
+//! for it), or a file of any size.
 
 use std::io::Read;
 use std::path::Path;
@@ -41,14 +40,6 @@ pub fn open_lock(path: &Path, create: bool) -> Option<std::fs::File> {
     f.metadata().ok()?.is_file().then_some(f)
 }
 
-/// `text` with control characters shown as `?`, so it cannot drive the
-/// terminal it is printed on.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,11 +62,5 @@ mod tests {
         std::fs::write(&f, vec![b'x'; 10_000]).unwrap();
         assert_eq!(read(&f, 64).map(|b| b.len()), Some(64), "capped");
         assert_eq!(read(&dir.path().join("none"), 64), None);
-    }
-
-    #[test]
-    fn control_characters_are_shown_not_sent() {
-        assert_eq!(printable("a\x1b]0;pwned\x07\nb"), "a?]0;pwned??b");
-        assert_eq!(printable("npm ci ü"), "npm ci ü");
     }
 }
