@@ -94,6 +94,11 @@ fn api_err(what: &str, e: bollard::errors::Error) -> Error {
         bollard::errors::Error::DockerResponseServerError { message, .. } => {
             Error::Other(format!("{what}: {message}"))
         }
+        // The engine took the call and is slow to finish it (a queue of
+        // network creates): that call timed out, the engine is up.
+        bollard::errors::Error::RequestTimeoutError => Error::Other(format!(
+            "{what}: the container engine did not finish in time (it is busy); try again"
+        )),
         other => engine_err(format!("{what}: {other}")),
     }
 }

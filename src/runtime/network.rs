@@ -17,6 +17,17 @@ use std::collections::HashMap;
 /// Container label naming the network made for it (removed with it).
 pub const NETWORK_LABEL: &str = "ai.network";
 
+/// Deadline for creating or removing a network. The engine does these one
+/// at a time: with fifty starts at once the last waits for the other
+/// forty-nine (about 0.15-0.5 s each on a loaded engine), which is a queue,
+/// not an engine that stopped answering.
+pub const NETWORK_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A client for network create and remove, with [`NETWORK_CALL_TIMEOUT`].
+fn queued(docker: &Docker) -> Docker {
+    docker.clone().with_timeout(NETWORK_CALL_TIMEOUT)
+}
+
 /// Where an instance's container is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -98,7 +109,7 @@ pub async fn ensure(docker: &Docker, net: &OwnNetwork) -> Result<()> {
         labels: Some(net.labels.clone()),
         ..Default::default()
     };
-    super::subnet::create_network(docker, req)
+    super::subnet::create_network(&queued(docker), req)
         .await?
         .map_err(|e| api_error("create network", e))
 }
@@ -140,7 +151,7 @@ async fn keep_one(docker: &Docker, net: &OwnNetwork) -> Result<()> {
     }
     same.sort();
     for (_, _, id) in same.iter().skip(1) {
-        docker.remove_network(id).await.or_else(|e| {
+        queued(docker).remove_network(id).await.or_else(|e| {
             if is_404(&e) {
                 Ok(())
             } else {
@@ -174,7 +185,7 @@ async fn named(docker: &Docker, name: &str) -> Result<Vec<bollard::models::Netwo
 /// Removes a network; gone already, or still in use (by a container that
 /// is not ours to remove), is left as it is.
 pub async fn remove(docker: &Docker, name: &str) -> Result<()> {
-    match docker.remove_network(name).await {
+    match queued(docker).remove_network(name).await {
         Ok(()) => Ok(()),
         Err(e) if is_ambiguous(&e) => {
             for id in named(docker, name).await?.into_iter().filter_map(|n| n.id) {
