@@ -24,15 +24,18 @@ pub fn interrupted(inst: &Instance) -> bool {
     if inst.status.is_live() || inst.runtime == Some(RuntimeKind::Host) {
         return false;
     }
-    // Reconcile's words for an end it saw (a stop of ours records the
-    // stop's reason instead, whatever the exit code).
-    let reason = inst.status_reason.as_deref().unwrap_or("");
-    reason == "agent exited with code 137"
-        || reason == "agent exited with code 143"
-        || reason.contains("container died")
-        || reason.contains("removed outside ai-sessctl")
-        || reason.contains("replaced outside ai-sessctl")
-        || reason.contains("engine")
+    // Reconcile's own words for an end it saw (a stop of ours records the
+    // stop's reason instead, whatever the exit code), matched whole: other
+    // reasons quote what the box wrote (a setup outcome's command), which
+    // must not pass for the engine's word.
+    const INTERRUPTED: [&str; 5] = [
+        "agent exited with code 137",
+        "agent exited with code 143",
+        "container died",
+        "container removed outside ai-sessctl",
+        "container replaced outside ai-sessctl",
+    ];
+    INTERRUPTED.contains(&inst.status_reason.as_deref().unwrap_or(""))
 }
 
 /// The arguments that continue the agent's last conversation, when it has
@@ -151,6 +154,14 @@ mod tests {
             None
         )));
         assert!(interrupted(&inst("error", Some("container died"), None)));
+        assert!(
+            !interrupted(&inst(
+                "error",
+                Some("setup command `container died` failed with exit code 0"),
+                Some(138)
+            )),
+            "words from the box"
+        );
         assert!(
             !interrupted(&inst("stopped", Some("user"), Some(143))),
             "a stop of ours"

@@ -389,3 +389,69 @@ fn a_hostile_status_file_neither_blocks_nor_reads_a_host_file() {
     agent_says(&cid, "working");
     assert_eq!(list_activity_or_hang(&env, &id), "working");
 }
+
+/// Waits until the registry no longer says `id` is live (after its agent
+/// ended behind our back); returns the entry.
+fn ended(env: &Env, id: &str) -> Value {
+    let mut last = Value::Null;
+    let done = wait_until(POLL, || {
+        ok_alone(env, &["list", "--status", "all"]);
+        last = env.instance(id);
+        last["status"] != "running"
+    });
+    assert!(done, "{id} still running: {last:#}");
+    last
+}
+
+#[test]
+fn words_the_agent_plants_in_its_activity_dir_cannot_resume_it_or_break_its_next_start() {
+    require_docker!();
+    let env = Env::new();
+    let stay = [("AI_SESSIONS_NO_WATCHER", "1"), ("FAKE_AGENT_STAY", "1")];
+    let (id, cid, proj) = start(&env, "planted", &stay);
+
+    // The agent writes a setup outcome that names "the engine", makes the
+    // status file a directory, and ends by itself (a signal of its own).
+    docker_ok(&[
+        "exec",
+        &cid,
+        "sh",
+        "-c",
+        "d=$(dirname \"$AI_SESSION_STATUS_FILE\"); printf 'failed 0 engine\\n' >\"$d/setup\"; \
+         rm -f \"$AI_SESSION_STATUS_FILE\"; mkdir \"$AI_SESSION_STATUS_FILE\"",
+    ]);
+    docker_ok(&["kill", "-s", "USR1", &cid]);
+    let entry = ended(&env, &id);
+    assert_ne!(entry["status"], "running");
+
+    // What it wrote is not the engine's word: nothing to resume.
+    let out = env
+        .cmd()
+        .env("AI_SESSIONS_NO_WATCHER", "1")
+        .arg("resume")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("nothing to resume"),
+        "resume took an agent that ended itself for one the engine interrupted: {} {:#}",
+        stderr(&out),
+        env.instance(&id)
+    );
+
+    // The next start is not broken by the directory it left.
+    let mut c = env.cmd();
+    c.current_dir(&proj)
+        .args(["start", "--mode", "claude", "--detach"]);
+    for (k, v) in stay {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "start after the plant: {}",
+        stderr(&out)
+    );
+    assert_eq!(env.instance(&id)["status"], "running");
+    assert_eq!(list_activity(&env, &id), "unknown", "a fresh status file");
+    env.ok(&["stop", &id]);
+}

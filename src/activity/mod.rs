@@ -64,6 +64,13 @@ pub fn prepare(
 ) -> Result<Wiring> {
     let dir = dir_of(dirs, id);
     dirs.ensure_sub(&dirs.root().join("activity"))?;
+    // The previous run's box could write here: whatever it left (a
+    // directory named like our files, a FIFO, a symlink) goes, unfollowed.
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::Other(format!("clearing {}: {e}", dir.display()))),
+    }
     crate::paths::ensure_private_dir(&dir)?;
     let status = dir.join(STATUS_FILE);
     crate::registry::atomic_write(&status, b"unknown\n")?;
