@@ -152,3 +152,33 @@ fn sessions_die_with_the_server() {
     assert_eq!(srv.addr, addr);
     assert_eq!(with_cookie(&srv, &c), 401, "a session of the old server");
 }
+
+#[test]
+fn a_stream_opened_in_a_session_ends_with_its_logout() {
+    let env = Env::new();
+    let srv = Serve::start(&env);
+    let c = login(&srv);
+    let other = login_with_form(&srv, &token(&env));
+    let cookie = |c: &(String, String)| format!("{}={}", c.0, c.1);
+    let mut mine = srv
+        .req("GET", "/api/v1/events")
+        .header("Cookie", &cookie(&c))
+        .stream();
+    let mut theirs = srv
+        .req("GET", "/api/v1/events")
+        .header("Cookie", &cookie(&other))
+        .stream();
+    let r = srv
+        .req("POST", "/logout")
+        .header("Cookie", &cookie(&c))
+        .send();
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(
+        mine.closed_within(Duration::from_secs(5)),
+        "the event stream of a logged-out session still flows"
+    );
+    assert!(
+        !theirs.closed_within(Duration::from_secs(1)),
+        "another session's stream goes on"
+    );
+}

@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,26 @@ pub struct Sessions {
 struct Session {
     created: Instant,
     used: Instant,
+    /// Dropped when the session ends (logout, expiry, a sweep): the
+    /// responses still streaming in it (events, followed logs) end with it.
+    alive: tokio::sync::watch::Sender<()>,
+}
+
+/// Resolves when the session it was taken from has ended, or at its
+/// absolute expiry, whichever comes first.
+pub struct SessionEnd {
+    alive: tokio::sync::watch::Receiver<()>,
+    deadline: Instant,
+}
+
+impl SessionEnd {
+    pub async fn ended(mut self) {
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        tokio::select! {
+            _ = self.alive.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
 }
 
 impl Session {
@@ -65,6 +86,7 @@ impl Sessions {
             Session {
                 created: now,
                 used: now,
+                alive: tokio::sync::watch::channel(()).0,
             },
         );
         Ok(id)
@@ -89,6 +111,16 @@ impl Sessions {
 
     pub fn end(&self, id: &str) {
         self.map().remove(id);
+    }
+
+    /// What ends with the live session `id`; `None` when it is not live.
+    pub fn end_of(&self, id: &str) -> Option<SessionEnd> {
+        let live = self.map();
+        let s = live.get(id)?;
+        Some(SessionEnd {
+            alive: s.alive.subscribe(),
+            deadline: s.created + self.max,
+        })
     }
 }
 
@@ -251,9 +283,27 @@ pub async fn check_host_origin(State(g): State<Arc<Guard>>, req: Request, next: 
 }
 
 /// The token (bearer header) or a live session (cookie) on every API route.
+/// A response in a session (a stream can last hours) ends when the session
+/// does: a logout cuts what the browser still receives.
 pub async fn require_token(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     match g.authorized(req.headers()) {
-        Some(true) => next.run(req).await,
+        Some(true) => {
+            let session = match req.headers().contains_key(header::AUTHORIZATION) {
+                true => None,
+                false => g
+                    .presented_session(req.headers())
+                    .and_then(|id| g.sessions.end_of(id)),
+            };
+            let response = next.run(req).await;
+            match session {
+                None => response,
+                Some(end) => {
+                    let (parts, body) = response.into_parts();
+                    let body = body.into_data_stream().take_until(end.ended());
+                    Response::from_parts(parts, axum::body::Body::from_stream(body))
+                }
+            }
+        }
         Some(false) => error_response(
             StatusCode::UNAUTHORIZED,
             "bad_token",
