@@ -1,13 +1,15 @@
-//! Agent state (Claude Code's `~/.claude`, Gemini's `~/.gemini`): which
-//! host dir an instance mounts, merging old per-instance dirs into the
-//! agent's shared one, and logging in once per agent.
+//! Agent state (Claude Code's `~/.claude`, Gemini's `~/.gemini`): each
+//! instance mounts a state dir of its own (`states/<id>/`): settings,
+//! hooks, MCP servers, history and memory never reach another instance.
+//! What is shared, to log in once per agent, is the login file alone
+//! (`states/<mode>/<file>`), bound read-only over the instance's copy.
 
 mod host_login;
 mod login;
 mod migrate;
 
 pub use host_login::{copy_from_host, HostCopy};
-pub use login::login_in_container;
+pub use login::{login_in_container, reap_logins};
 pub use migrate::{migrate, Migrated};
 
 use crate::config::StateScope;
@@ -15,21 +17,46 @@ use crate::paths::StateDir;
 use crate::types::{InstanceId, Mode};
 use std::path::PathBuf;
 
-/// The host dir mounted as the agent's state for instance `id`. With
-/// `state = "agent"` that is `states/<mode>/`, unless the instance still
-/// has a per-instance dir with files in it (made before agent-wide state):
-/// that one keeps working until `ai-sessctl state migrate` merges it.
-pub fn dir_for(dirs: &StateDir, scope: StateScope, mode: &Mode, id: &InstanceId) -> PathBuf {
-    let own = dirs.state_of(id);
-    match scope {
-        StateScope::Instance => own,
-        StateScope::Agent if has_entries(&own) => own,
-        StateScope::Agent => dirs.agent_state(mode),
+/// The host dir mounted as the agent's state for instance `id`: always its
+/// own (an instance can write its state, so a shared dir would let it
+/// change what runs in every other one).
+pub fn dir_for(dirs: &StateDir, _scope: StateScope, _mode: &Mode, id: &InstanceId) -> PathBuf {
+    dirs.state_of(id)
+}
+
+/// The files that hold an agent's login, by name inside its state dir:
+/// the only ones shared between its instances.
+pub fn credential_files(mode: &Mode) -> &'static [&'static str] {
+    match mode.as_str() {
+        "claude" => &[".credentials.json"],
+        "gemini" => &["oauth_creds.json"],
+        _ => &[],
     }
 }
 
-fn has_entries(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+/// The agent's shared login files to bind read-only into an instance
+/// (host path, path inside): each one that is a regular file (a link is
+/// never mounted: the engine would follow it). None with `state = "instance"`.
+pub fn credential_mounts(
+    dirs: &StateDir,
+    scope: StateScope,
+    mode: &Mode,
+    state_dir: &str,
+) -> Vec<(PathBuf, String)> {
+    if scope == StateScope::Instance {
+        return Vec::new();
+    }
+    let shared = dirs.agent_state(mode);
+    credential_files(mode)
+        .iter()
+        .map(|f| {
+            (
+                shared.join(f),
+                format!("{}/{f}", state_dir.trim_end_matches('/')),
+            )
+        })
+        .filter(|(p, _)| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -37,30 +64,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn agent_scope_shares_unless_an_old_dir_has_files() {
+    fn every_instance_has_its_own_dir_and_shares_only_the_login() {
         let t = tempfile::tempdir().unwrap();
         let d = StateDir::new(t.path().to_path_buf());
         let mode = Mode::parse("claude").unwrap();
         let id = InstanceId::parse("p-claude").unwrap();
-        assert_eq!(
-            dir_for(&d, StateScope::Agent, &mode, &id),
-            t.path().join("states/claude")
+        for scope in [StateScope::Agent, StateScope::Instance] {
+            assert_eq!(
+                dir_for(&d, scope, &mode, &id),
+                t.path().join("states/p-claude")
+            );
+        }
+        assert!(credential_mounts(&d, StateScope::Agent, &mode, "/h/.claude").is_empty());
+        std::fs::create_dir_all(t.path().join("states/claude")).unwrap();
+        std::os::unix::fs::symlink(
+            "/etc/passwd",
+            t.path().join("states/claude/.credentials.json"),
+        )
+        .unwrap();
+        assert!(
+            credential_mounts(&d, StateScope::Agent, &mode, "/h/.claude").is_empty(),
+            "a link is never mounted"
         );
+        std::fs::remove_file(t.path().join("states/claude/.credentials.json")).unwrap();
+        std::fs::write(t.path().join("states/claude/.credentials.json"), "x").unwrap();
         assert_eq!(
-            dir_for(&d, StateScope::Instance, &mode, &id),
-            t.path().join("states/p-claude")
+            credential_mounts(&d, StateScope::Agent, &mode, "/h/.claude/"),
+            vec![(
+                t.path().join("states/claude/.credentials.json"),
+                "/h/.claude/.credentials.json".to_owned()
+            )]
         );
-        std::fs::create_dir_all(t.path().join("states/p-claude")).unwrap();
-        assert_eq!(
-            dir_for(&d, StateScope::Agent, &mode, &id),
-            t.path().join("states/claude"),
-            "an empty old dir is not kept"
-        );
-        std::fs::write(t.path().join("states/p-claude/x"), "1").unwrap();
-        assert_eq!(
-            dir_for(&d, StateScope::Agent, &mode, &id),
-            t.path().join("states/p-claude"),
-            "an old dir with files keeps working"
-        );
+        assert!(credential_mounts(&d, StateScope::Instance, &mode, "/h/.claude").is_empty());
     }
 }
