@@ -59,6 +59,16 @@ pub fn credential_mounts(
         .collect()
 }
 
+/// Whether an instance's state dir holds anything but the login file (or
+/// the engine's empty mount point for it): a conversation to continue.
+pub fn holds_more_than_login(dir: &std::path::Path, mode: &Mode) -> bool {
+    let creds = credential_files(mode);
+    std::fs::read_dir(dir).is_ok_and(|d| {
+        d.filter_map(|e| e.ok())
+            .any(|e| !creds.iter().any(|c| e.file_name() == *c))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +106,16 @@ mod tests {
             )]
         );
         assert!(credential_mounts(&d, StateScope::Instance, &mode, "/h/.claude").is_empty());
+    }
+
+    #[test]
+    fn the_login_mount_point_is_no_conversation() {
+        let t = tempfile::tempdir().unwrap();
+        let mode = Mode::parse("claude").unwrap();
+        assert!(!holds_more_than_login(t.path(), &mode));
+        std::fs::write(t.path().join(".credentials.json"), "").unwrap();
+        assert!(!holds_more_than_login(t.path(), &mode));
+        std::fs::write(t.path().join("history.jsonl"), "x").unwrap();
+        assert!(holds_more_than_login(t.path(), &mode));
     }
 }
