@@ -34,7 +34,7 @@ fn scratch_name(pid: u32) -> String {
 
 /// Runs the login container; returns the login command's exit code.
 pub fn login_in_container(dirs: &StateDir, mode: &Mode, eff: &Effective) -> Result<i64> {
-    let files = credential_files(mode);
+    let files = credential_files(&eff.agent);
     if files.is_empty() {
         return Err(Error::Invalid(format!(
             "no login file is known for {mode}: its instances share nothing, log in inside each one"
@@ -67,7 +67,7 @@ pub fn login_in_container(dirs: &StateDir, mode: &Mode, eff: &Effective) -> Resu
         .map_err(|e| Error::io(states_path.join(&scratch), e))?;
     let code = run_container(&engine, dirs, mode, eff, &states_path.join(&scratch));
     let saved = match &code {
-        Ok(0) => save_login(&states, &scratch, mode, files),
+        Ok(0) => save_login(&states, &scratch, mode, &files),
         _ => Ok(()),
     };
     let _ = states.remove_all(OsStr::new(&scratch));

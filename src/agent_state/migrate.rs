@@ -71,7 +71,12 @@ pub fn migrate(ctx: &Ctx) -> Result<Vec<Migrated>> {
                 continue;
             }
         };
-        let creds = credential_files(&mode);
+        // Its login files stay shared (a config that does not load: none
+        // known, everything is copied into the instances).
+        let agent = crate::config::load_for(&ctx.dirs, &mode, None)
+            .map(|e| e.agent)
+            .unwrap_or_default();
+        let creds = credential_files(&agent);
         let entries: Vec<OsString> = shared
             .names()
             .map_err(|e| Error::io(states_path.join(name), e))?

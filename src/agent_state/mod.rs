@@ -12,7 +12,7 @@ pub use host_login::{copy_from_host, HostCopy};
 pub use login::{login_in_container, reap_logins};
 pub use migrate::{migrate, Migrated};
 
-use crate::config::StateScope;
+use crate::config::{AgentSpec, StateScope};
 use crate::paths::StateDir;
 use crate::types::{InstanceId, Mode};
 use std::path::PathBuf;
@@ -24,14 +24,16 @@ pub fn dir_for(dirs: &StateDir, _scope: StateScope, _mode: &Mode, id: &InstanceI
     dirs.state_of(id)
 }
 
-/// The files that hold an agent's login, by name inside its state dir:
-/// the only ones shared between its instances.
-pub fn credential_files(mode: &Mode) -> &'static [&'static str] {
-    match mode.as_str() {
-        "claude" => &[".credentials.json"],
-        "gemini" => &["oauth_creds.json"],
-        _ => &[],
-    }
+/// The files that hold an agent's login (`login_files`), by name inside
+/// its state dir: the only ones shared between its instances. A name that
+/// is not one plain path component is ignored.
+pub fn credential_files(agent: &AgentSpec) -> Vec<&str> {
+    agent
+        .login_files
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.is_empty() && *f != "." && *f != ".." && !f.contains(['/', '\0']))
+        .collect()
 }
 
 /// The agent's shared login files to bind read-only into an instance
@@ -39,30 +41,25 @@ pub fn credential_files(mode: &Mode) -> &'static [&'static str] {
 /// never mounted: the engine would follow it). None with `state = "instance"`.
 pub fn credential_mounts(
     dirs: &StateDir,
-    scope: StateScope,
+    agent: &AgentSpec,
     mode: &Mode,
-    state_dir: &str,
 ) -> Vec<(PathBuf, String)> {
-    if scope == StateScope::Instance {
+    if agent.state == StateScope::Instance {
         return Vec::new();
     }
     let shared = dirs.agent_state(mode);
-    credential_files(mode)
-        .iter()
-        .map(|f| {
-            (
-                shared.join(f),
-                format!("{}/{f}", state_dir.trim_end_matches('/')),
-            )
-        })
+    let inside = agent.state_dir.trim_end_matches('/');
+    credential_files(agent)
+        .into_iter()
+        .map(|f| (shared.join(f), format!("{inside}/{f}")))
         .filter(|(p, _)| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file()))
         .collect()
 }
 
 /// Whether an instance's state dir holds anything but the login file (or
 /// the engine's empty mount point for it): a conversation to continue.
-pub fn holds_more_than_login(dir: &std::path::Path, mode: &Mode) -> bool {
-    let creds = credential_files(mode);
+pub fn holds_more_than_login(dir: &std::path::Path, agent: &AgentSpec) -> bool {
+    let creds = credential_files(agent);
     std::fs::read_dir(dir).is_ok_and(|d| {
         d.filter_map(|e| e.ok())
             .any(|e| !creds.iter().any(|c| e.file_name() == *c))
@@ -85,7 +82,14 @@ mod tests {
                 t.path().join("states/p-claude")
             );
         }
-        assert!(credential_mounts(&d, StateScope::Agent, &mode, "/h/.claude").is_empty());
+        let mut agent = AgentSpec {
+            state_dir: "/h/.claude/".to_owned(),
+            login_files: vec![".credentials.json".to_owned(), "../x".to_owned()],
+            ..AgentSpec::default()
+        };
+        std::fs::create_dir_all(t.path().join("states/x")).unwrap();
+        std::fs::write(t.path().join("states/x/x"), "x").unwrap();
+        assert!(credential_mounts(&d, &agent, &mode).is_empty());
         std::fs::create_dir_all(t.path().join("states/claude")).unwrap();
         std::os::unix::fs::symlink(
             "/etc/passwd",
@@ -93,29 +97,33 @@ mod tests {
         )
         .unwrap();
         assert!(
-            credential_mounts(&d, StateScope::Agent, &mode, "/h/.claude").is_empty(),
+            credential_mounts(&d, &agent, &mode).is_empty(),
             "a link is never mounted"
         );
         std::fs::remove_file(t.path().join("states/claude/.credentials.json")).unwrap();
         std::fs::write(t.path().join("states/claude/.credentials.json"), "x").unwrap();
         assert_eq!(
-            credential_mounts(&d, StateScope::Agent, &mode, "/h/.claude/"),
+            credential_mounts(&d, &agent, &mode),
             vec![(
                 t.path().join("states/claude/.credentials.json"),
                 "/h/.claude/.credentials.json".to_owned()
             )]
         );
-        assert!(credential_mounts(&d, StateScope::Instance, &mode, "/h/.claude").is_empty());
+        agent.state = StateScope::Instance;
+        assert!(credential_mounts(&d, &agent, &mode).is_empty());
     }
 
     #[test]
     fn the_login_mount_point_is_no_conversation() {
         let t = tempfile::tempdir().unwrap();
-        let mode = Mode::parse("claude").unwrap();
-        assert!(!holds_more_than_login(t.path(), &mode));
+        let agent = AgentSpec {
+            login_files: vec![".credentials.json".to_owned()],
+            ..AgentSpec::default()
+        };
+        assert!(!holds_more_than_login(t.path(), &agent));
         std::fs::write(t.path().join(".credentials.json"), "").unwrap();
-        assert!(!holds_more_than_login(t.path(), &mode));
+        assert!(!holds_more_than_login(t.path(), &agent));
         std::fs::write(t.path().join("history.jsonl"), "x").unwrap();
-        assert!(holds_more_than_login(t.path(), &mode));
+        assert!(holds_more_than_login(t.path(), &agent));
     }
 }

@@ -338,12 +338,7 @@ fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
             .filter(|d| d.starts_with(&req.project))
             .unwrap_or_else(|| req.project.clone()),
         log: req.detach.then(|| ctx.dirs.instance_log(id)),
-        read_only: crate::agent_state::credential_mounts(
-            &ctx.dirs,
-            plan.eff.agent.state,
-            &req.mode,
-            &plan.eff.agent.state_dir,
-        ),
+        read_only: crate::agent_state::credential_mounts(&ctx.dirs, &plan.eff.agent, &req.mode),
         mounts: wiring
             .mount
             .map(|m| (m, crate::activity::MOUNT.to_owned()))
