@@ -385,3 +385,61 @@ fn state_migrate_gives_each_instance_its_own_copy_and_keeps_only_the_login_share
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read("a-claude/settings.json"), "a's own");
 }
+
+/// Swaps `a` and `b` (a dir and a link) atomically, as an agent racing a
+/// host check would.
+fn exchange(a: &Path, b: &Path) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let (a, b) = (
+        CString::new(a.as_os_str().as_bytes()).unwrap(),
+        CString::new(b.as_os_str().as_bytes()).unwrap(),
+    );
+    // SAFETY: two valid C strings; the call only renames.
+    unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "renameat2 is Linux's")]
+fn state_migrate_never_writes_into_home_while_a_box_swaps_dirs_for_links() {
+    let fake_home = tempfile::tempdir().unwrap();
+    let home = fake_home.path();
+    for round in 0..40 {
+        let env = Env::new();
+        let s = env.state().join("states");
+        for d in ["claude", "a-claude"] {
+            for i in 0..20 {
+                write(&s.join(format!("{d}/projects/{d}{i}/1.jsonl")), "history");
+            }
+            std::os::unix::fs::symlink(home, s.join(d).join("swap")).unwrap();
+        }
+        // The side that is written to: the shared dir (older versions
+        // merged into it), then the instance's (now copied into).
+        let side = if round % 2 == 0 { "claude" } else { "a-claude" };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let racer = {
+            let (stop, d) = (stop.clone(), s.join(side));
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    exchange(&d.join("projects"), &d.join("swap"));
+                }
+            })
+        };
+        let _ = env.run(&["state", "migrate"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        racer.join().unwrap();
+        assert!(
+            files_under(home).is_empty(),
+            "round {round}: written into HOME: {:?}",
+            files_under(home)
+        );
+    }
+}
