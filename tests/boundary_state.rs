@@ -81,6 +81,36 @@ fn settings_written_by_one_instance_never_reach_another_projects_instance() {
         &env.state().join("states/claude/.credentials.json"),
         "shared-login",
     );
+    // Shared by an older version (and maybe planted): no longer mounted.
+    write(
+        &env.state().join("states/claude/settings.json"),
+        r#"{"hooks":{"SessionStart":[]}}"#,
+    );
+    let out = env
+        .cmd()
+        .current_dir(env.project("zero/old"))
+        .env("FAKE_AGENT_STAY", "1")
+        .args(["start", "--mode", "claude", "--detach"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("state migrate"),
+        "no hint to migrate: {}",
+        stderr(&out)
+    );
+    let old = stdout(&out).trim().to_owned();
+    let seen = docker(&[
+        "exec",
+        &container_of(&env, &old),
+        "cat",
+        "/home/agent/.claude/settings.json",
+    ]);
+    assert!(
+        !seen.status.success(),
+        "the old shared settings are mounted"
+    );
+    std::fs::remove_file(env.state().join("states/claude/settings.json")).unwrap();
     let a = start_in(
         &env,
         &env.project("one/api"),
@@ -142,7 +172,7 @@ fn settings_written_by_one_instance_never_reach_another_projects_instance() {
         .join(format!("states/{a}/settings.json"))
         .is_file());
     assert!(!env.state().join("states/claude/settings.json").exists());
-    env.ok(&["stop", &a, &b, &c]);
+    env.ok(&["stop", &a, &b, &c, &old]);
 }
 
 // Item 8: the project at its host path.

@@ -56,6 +56,24 @@ pub fn credential_mounts(
         .collect()
 }
 
+/// A note for a start when `states/<mode>/` still holds more than the
+/// login (state shared by older versions, which no instance mounts now).
+pub fn unmigrated_note(dirs: &StateDir, agent: &AgentSpec, mode: &Mode) -> Option<String> {
+    let shared = crate::untrusted::tree::Tree::open(&dirs.agent_state(mode)).ok()?;
+    let creds = credential_files(agent);
+    let more = shared
+        .names()
+        .ok()?
+        .iter()
+        .any(|n| !creds.iter().any(|c| n == *c));
+    more.then(|| {
+        format!(
+            "states/{mode}/ holds {mode} state shared by an older version, which instances no longer mount; \
+             `ai-sessctl state migrate` copies it into each instance's own"
+        )
+    })
+}
+
 /// Whether an instance's state dir holds anything but the login file (or
 /// the engine's empty mount point for it): a conversation to continue.
 pub fn holds_more_than_login(dir: &std::path::Path, agent: &AgentSpec) -> bool {
