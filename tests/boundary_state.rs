@@ -473,3 +473,35 @@ fn state_migrate_never_writes_into_home_while_a_box_swaps_dirs_for_links() {
         );
     }
 }
+
+#[test]
+fn login_copies_out_only_a_regular_file() {
+    require_docker!();
+    let env = Env::new();
+    let host_file = env.projects.path().join("host-secret");
+    write(&host_file, "host secret");
+    login_config(
+        &env,
+        &format!(
+            "ln -s {} /home/agent/.claude/.credentials.json",
+            host_file.display()
+        ),
+        "",
+    );
+    let out = env.run(&["login", "claude"]);
+    assert!(!out.status.success(), "a link was taken as the login");
+    let shared = env.state().join("states/claude/.credentials.json");
+    assert!(
+        std::fs::symlink_metadata(&shared).is_err(),
+        "something was saved: {:?}",
+        std::fs::read_link(&shared)
+    );
+    // The scratch state is gone with the login.
+    let left: Vec<_> = std::fs::read_dir(env.state().join("states"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".login-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
