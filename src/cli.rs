@@ -190,7 +190,7 @@ pub enum Command {
         #[arg(long, short)]
         force: bool,
         /// Also delete the instance's own state dir, states/<id>/ (the
-        /// agent's shared state stays)
+        /// agent's shared login stays)
         #[arg(long)]
         state: bool,
         /// Also remove its git worktree (`--worktree NAME`) without asking;
@@ -505,7 +505,8 @@ pub enum NetCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCmd {
-    /// Merge per-instance state dirs into their agent's shared one
+    /// Copy an agent's old shared state into each of its instances'
+    /// own (only the login stays shared)
     Migrate,
 }
 

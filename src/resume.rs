@@ -48,7 +48,7 @@ pub fn resume_args(ctx: &Ctx, inst: &Instance) -> Vec<String> {
         return Vec::new();
     }
     let dir = crate::agent_state::dir_for(&ctx.dirs, eff.agent.state, &inst.mode, &inst.id);
-    let has_session = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+    let has_session = crate::agent_state::holds_more_than_login(&dir, &eff.agent);
     if has_session {
         eff.agent.resume_args.clone()
     } else {

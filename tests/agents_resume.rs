@@ -138,18 +138,20 @@ fn resumed_and_restarted_agents_keep_the_arguments_they_were_started_with() {
         }),
         "started with its arguments: {seen:?}"
     );
-    // A previous conversation in claude's state (shared by its instances).
+    // A previous conversation in each instance's own state.
     let state_target = env
         .ok(&["config", "get", "--global", "agents.claude.state_dir"])
         .trim()
         .to_owned();
-    docker_ok(&[
-        "exec",
-        &cid(&env, &by_resume),
-        "sh",
-        "-c",
-        &format!("echo conversation > {state_target}/session.jsonl"),
-    ]);
+    for id in [&by_resume, &by_claude] {
+        docker_ok(&[
+            "exec",
+            &cid(&env, id),
+            "sh",
+            "-c",
+            &format!("echo conversation > {state_target}/session.jsonl"),
+        ]);
+    }
 
     // An engine restart: one container gone, one agent killed.
     docker_ok(&["rm", "-f", &cid(&env, &by_resume)]);

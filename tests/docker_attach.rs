@@ -175,8 +175,12 @@ fn attach_command_and_detach_keep_instance() {
     );
     wait_attached(&mut p, "hello-attach");
     p.send_line("pwd").unwrap();
-    let name = id.strip_suffix("-claude").unwrap();
-    p.exp_string(&format!("/app/{name}")).expect("working dir");
+    // The project at its host path.
+    let workdir = env.instance(&id)["project_path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    p.exp_string(&workdir).expect("working dir");
 
     // Window size: a change of our terminal reaches the agent's terminal.
     let cname = common::cname(&id);

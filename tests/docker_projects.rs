@@ -46,7 +46,7 @@ fn same_basename_in_two_parents_gets_two_instances() {
             "exec",
             &common::cname(id),
             "cat",
-            &format!("/app/{name}/which.txt"),
+            dir.join("which.txt").to_str().unwrap(),
         ]);
         assert_eq!(seen, which, "{id} mounts the wrong project");
         assert_eq!(env.instance(id)["project_path"], dir.to_str().unwrap());
@@ -121,9 +121,14 @@ fn unusual_project_paths_work() {
             c["Config"]["Labels"]["ai.project_path"],
             dir.to_str().unwrap()
         );
-        let ls = docker_ok(&["exec", &cname, "ls", &format!("/app/{project}")]);
+        let ls = docker_ok(&["exec", &cname, "ls", dir.to_str().unwrap()]);
         assert!(ls.contains("here.txt"), "mount of {}: {ls}", dir.display());
-        let content = docker_ok(&["exec", &cname, "cat", &format!("/app/{project}/here.txt")]);
+        let content = docker_ok(&[
+            "exec",
+            &cname,
+            "cat",
+            dir.join("here.txt").to_str().unwrap(),
+        ]);
         assert_eq!(&content, rel);
         // `list` and `show` print it back as it is.
         assert!(env.ok(&["show", &id]).contains(dir.to_str().unwrap()));

@@ -49,13 +49,13 @@ fn detached_container_has_the_promised_shape() {
     assert_eq!(labels["ai.project_path"], proj.to_str().unwrap());
     assert_eq!(labels["ai.managed-by"], "ai-sessctl");
 
-    // Mounts: the project at /app/<project> (the working dir), the state dir
+    // Mounts: the project at its host path (the working dir), the state dir
     // at the agent's state_dir, and no Docker socket.
-    let workdir = format!("/app/{name}");
+    let workdir = proj.to_str().unwrap().to_owned();
     assert_eq!(c["Config"]["WorkingDir"], workdir.as_str());
     let mounts = c["Mounts"].as_array().unwrap();
-    // Agent state is shared by the agent's instances (log in once).
-    let state_dir = env.state().join("states").join("claude");
+    // Agent state is the instance's own (only the login is shared).
+    let state_dir = env.state().join("states").join(&id);
     let state_target = env
         .ok(&["config", "get", "--global", "agents.claude.state_dir"])
         .trim()
@@ -80,7 +80,7 @@ fn detached_container_has_the_promised_shape() {
     assert!(ls.contains("marker.txt"), "{ls}");
     let pwd = docker_ok(&["exec", &cname, "pwd"]);
     assert_eq!(pwd.trim(), workdir);
-    // Agent state written inside lands in states/claude on the host.
+    // Agent state written inside lands in states/<id> on the host.
     docker_ok(&[
         "exec",
         &cname,
@@ -265,8 +265,12 @@ fn api_key_reaches_the_agent_and_is_never_written() {
         let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & 0o077, 0, "{} is {mode:o}", f.display());
     }
-    for d in ["logs", "states", "states/claude"] {
-        let mode = std::fs::metadata(env.state().join(d))
+    for d in [
+        "logs".to_owned(),
+        "states".to_owned(),
+        format!("states/{id}"),
+    ] {
+        let mode = std::fs::metadata(env.state().join(&d))
             .unwrap()
             .permissions()
             .mode()

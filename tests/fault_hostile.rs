@@ -109,7 +109,7 @@ fn environment_values_reach_the_agent_verbatim_and_never_run() {
     let name = env.unique("envh");
     let proj = env.project(&name);
     let host_marker = env.projects.path().join("pwned-host");
-    let in_container = format!("/app/{name}/pwned-container");
+    let in_container = proj.join("pwned-container").display().to_string();
     let values = hostile_values(&[host_marker.display().to_string(), in_container]);
     fault_config(&env, 10, &passthrough(&values));
 
@@ -135,7 +135,7 @@ fn environment_values_reach_the_agent_verbatim_and_never_run() {
     );
     let seen = environ(pid.unwrap());
     assert_verbatim(&seen, &values, "docker");
-    let listed = docker_ok(&["exec", &cname, "ls", "-a", &format!("/app/{name}")]);
+    let listed = docker_ok(&["exec", &cname, "ls", "-a", proj.to_str().unwrap()]);
     assert!(
         !listed.contains("pwned"),
         "ran inside the container: {listed}"
@@ -380,7 +380,7 @@ fn dotdot_and_symlinked_project_paths_resolve_to_one_canonical_project() {
     }
     assert_eq!(env.registry()["instances"].as_object().unwrap().len(), 1);
     // State stays inside the state home whatever the path said.
-    assert!(env.state().join("states").join("claude").is_dir());
+    assert!(env.state().join("states").join(&id).is_dir());
     assert!(!env.projects.path().join("states").exists());
     // `..` past the root is the root: not a way out of anything; `/` is
     // never a project (sandbox_project_root.rs).

@@ -311,8 +311,8 @@ fn ids_derived_from_hostile_paths_are_sanitised_and_state_stays_home() {
     // Everything the instances got lives inside the state dir.
     for (id, dir) in &started {
         assert!(
-            env.state().join("states").join("claude").is_dir(),
-            "{id}: the agent's state dir"
+            env.state().join("states").join(id).is_dir(),
+            "{id}: the instance's state dir"
         );
         assert!(
             env.state().join("logs").join(format!("{id}.log")).is_file(),

@@ -1,7 +1,8 @@
-//! Log in once per agent: instances of different projects share the
-//! agent's state dir, `login --from-host` copies the host's login (0600,
-//! never printed), `login MODE` runs a login container on the shared
-//! state, and `state migrate` merges old per-instance dirs losing nothing.
+//! Log in once per agent: every instance has a state dir of its own and
+//! mounts the agent's login file read-only, `login --from-host` copies the
+//! host's login (0600, never printed), `login MODE` runs a login container
+//! and keeps only the login file, and `state migrate` copies an old shared
+//! state dir into each instance losing nothing.
 
 mod common;
 mod docker_support;
@@ -32,34 +33,33 @@ fn start_detached(env: &Env, name: &str) -> String {
 }
 
 #[test]
-fn a_login_written_by_one_instance_is_seen_by_another_project() {
+fn the_agents_login_is_seen_read_only_by_every_instance() {
     require_docker!();
     let env = Env::new();
     docker_config(&env, "");
+    let shared = env.state().join("states/claude/.credentials.json");
+    std::fs::create_dir_all(shared.parent().unwrap()).unwrap();
+    std::fs::write(&shared, "token-from-login\n").unwrap();
     let a = start_detached(&env, &env.unique("login-a"));
     let b = start_detached(&env, &env.unique("login-b"));
-    let (ca, cb) = (container_of(&env, &a), container_of(&env, &b));
-    docker_ok(&[
-        "exec",
-        &ca,
-        "sh",
-        "-c",
-        "echo token-from-a > /home/agent/.claude/.credentials.json",
-    ]);
-    let seen = docker_ok(&["exec", &cb, "cat", "/home/agent/.claude/.credentials.json"]);
-    assert_eq!(seen.trim(), "token-from-a", "b sees a's login");
-    let shared = env.state().join("states/claude/.credentials.json");
-    assert_eq!(std::fs::read_to_string(shared).unwrap(), "token-from-a\n");
-    // A third instance started later is logged in from its first second.
-    let c = start_detached(&env, &env.unique("login-c"));
-    let seen = docker_ok(&[
-        "exec",
-        &container_of(&env, &c),
-        "cat",
-        "/home/agent/.claude/.credentials.json",
-    ]);
-    assert_eq!(seen.trim(), "token-from-a");
-    env.ok(&["stop", &a, &b, &c]);
+    for id in [&a, &b] {
+        let c = container_of(&env, id);
+        let seen = docker_ok(&["exec", &c, "cat", "/home/agent/.claude/.credentials.json"]);
+        assert_eq!(seen.trim(), "token-from-login", "{id} is logged in");
+        let w = docker(&[
+            "exec",
+            &c,
+            "sh",
+            "-c",
+            "echo token-from-a > /home/agent/.claude/.credentials.json",
+        ]);
+        assert!(!w.status.success(), "{id} can rewrite the shared login");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&shared).unwrap(),
+        "token-from-login\n"
+    );
+    env.ok(&["stop", &a, &b]);
 }
 
 #[test]
@@ -92,11 +92,22 @@ fn state_instance_keeps_a_dir_per_instance() {
         "/home/agent/.claude/.credentials.json",
     ]);
     assert!(!out.status.success(), "b must not see a's own state");
+    // Nor the agent's shared login: `state = "instance"` shares nothing.
+    std::fs::create_dir_all(env.state().join("states/claude")).unwrap();
+    std::fs::write(env.state().join("states/claude/.credentials.json"), "x").unwrap();
+    let c = start_detached(&env, &env.unique("own-c"));
+    let out = docker(&[
+        "exec",
+        &container_of(&env, &c),
+        "cat",
+        "/home/agent/.claude/.credentials.json",
+    ]);
+    assert!(!out.status.success(), "c mounts the shared login");
     assert!(env
         .state()
         .join(format!("states/{a}/.credentials.json"))
         .is_file());
-    env.ok(&["stop", &a, &b]);
+    env.ok(&["stop", &a, &b, &c]);
 }
 
 #[test]
@@ -187,57 +198,45 @@ fn write(p: &Path, text: &str, age_secs: u64) {
 }
 
 #[test]
-fn state_migrate_merges_per_instance_dirs_and_loses_nothing() {
+fn state_migrate_copies_the_shared_state_into_each_instance_and_loses_nothing() {
     let env = Env::new();
     let s = env.state().join("states");
-    // Two old per-instance dirs and an existing shared one.
-    write(&s.join("a-claude/.credentials.json"), "newest", 10);
-    write(&s.join("a-claude/projects/a/1.jsonl"), "a history", 100);
-    write(&s.join("b-claude/.credentials.json"), "oldest", 1000);
+    // An old shared dir, two instances (one with files of its own).
+    write(&s.join("claude/.credentials.json"), "login", 10);
+    write(&s.join("claude/projects/a/1.jsonl"), "a history", 100);
+    write(&s.join("claude/settings.json"), "shared", 500);
+    write(&s.join("a-claude/settings.json"), "a's own", 1000);
     write(&s.join("b-claude/projects/b/1.jsonl"), "b history", 100);
-    write(&s.join("b-claude/settings.json"), "same", 100);
-    write(&s.join("claude/.credentials.json"), "middle", 500);
-    write(&s.join("claude/settings.json"), "same", 50);
-    write(&s.join("x-gemini/oauth_creds.json"), "gem", 100);
+    write(&s.join("gemini/history"), "gem", 100);
+    write(&s.join("x-gemini/y"), "x", 100);
 
     let out = env.run(&["state", "migrate"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let read = |rel: &str| std::fs::read_to_string(s.join(rel)).unwrap();
-    assert_eq!(read("claude/.credentials.json"), "newest", "newest wins");
-    assert_eq!(read("claude/projects/a/1.jsonl"), "a history");
-    assert_eq!(read("claude/projects/b/1.jsonl"), "b history");
-    assert_eq!(read("claude/settings.json"), "same");
-    assert_eq!(read("gemini/oauth_creds.json"), "gem");
-    // The losers are kept aside and named.
-    assert_eq!(read(".migrated/a-claude/.credentials.json"), "middle");
-    assert_eq!(read(".migrated/b-claude/.credentials.json"), "oldest");
-    assert!(
-        text.contains(".migrated/a-claude/.credentials.json"),
-        "{text}"
-    );
-    assert!(
-        text.contains(".migrated/b-claude/.credentials.json"),
-        "{text}"
-    );
-    for old in ["a-claude", "b-claude", "x-gemini"] {
-        assert!(!s.join(old).exists(), "{old} should be merged away: {text}");
+    assert_eq!(read("claude/.credentials.json"), "login", "the login stays");
+    assert_eq!(read("a-claude/settings.json"), "a's own", "its own wins");
+    assert_eq!(read("b-claude/settings.json"), "shared");
+    for i in ["a-claude", "b-claude"] {
+        assert_eq!(read(&format!("{i}/projects/a/1.jsonl")), "a history");
     }
-    // Every byte is still somewhere: count the files.
-    let mut n = 0;
-    let mut stack = vec![s.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap().flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                n += 1;
-            }
-        }
-    }
-    // 8 written, 1 identical copy dropped.
-    assert_eq!(n, 7, "{text}");
+    assert_eq!(read("b-claude/projects/b/1.jsonl"), "b history");
+    assert_eq!(read("x-gemini/history"), "gem");
+    assert_eq!(read(".migrated/claude/settings.json"), "shared");
+    assert!(text.contains(".migrated/claude"), "{text}");
+    assert!(!s.join("claude/settings.json").exists());
+    assert!(!s.join("claude/projects").exists());
+    // Copied with their times (history order), privately.
+    let m = std::fs::metadata(s.join("b-claude/settings.json")).unwrap();
+    let orig = std::fs::metadata(s.join(".migrated/claude/settings.json")).unwrap();
+    assert_eq!(m.modified().unwrap(), orig.modified().unwrap());
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
     // A second run has nothing left to do.
     let out = env.run(&["state", "migrate"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nothing to migrate"),
+        "{}",
+        stdout(&out)
+    );
 }

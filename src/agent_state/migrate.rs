@@ -1,192 +1,202 @@
-//! `ai-sessctl state migrate`: merges per-instance state dirs
-//! (`states/<id>/`) into their agent's shared one (`states/<mode>/`)
-//! without losing a file: on a conflict the newer file wins and the other
-//! is kept aside under `states/.migrated/<id>/`.
+//! `ai-sessctl state migrate`: an agent's state dir shared by all its
+//! instances (`states/<mode>/`, older versions) becomes per instance:
+//! every instance of the agent gets a copy of what it held (its own files
+//! win), the original is kept whole under `states/.migrated/<mode>/`, and
+//! only the login file stays shared. The box could write these dirs: every
+//! step goes through [`crate::untrusted::tree`] (relative to directory fds,
+//! no link followed, links never copied).
 
-use crate::config::{self, StateScope};
+use super::credential_files;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::paths::ensure_private_dir;
 use crate::types::{InstanceId, Mode};
-use std::fs;
+use crate::untrusted::tree::{Kind, Tree, MAX_DEPTH};
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
-/// What happened to one per-instance dir.
+/// What happened to one agent's shared dir.
 #[derive(Debug, Default)]
 pub struct Migrated {
-    pub id: String,
-    pub into: PathBuf,
-    pub moved: usize,
-    /// Files identical in both places (the copy was dropped).
-    pub same: usize,
-    /// `(path inside the state, where the older copy now is)`.
-    pub aside: Vec<(PathBuf, PathBuf)>,
-    /// Why the dir was left alone (running, own state by config).
+    pub mode: String,
+    /// The instances that got a copy.
+    pub into: Vec<String>,
+    /// Files copied, over all instances.
+    pub copied: usize,
+    /// Files an instance had already (its own copy kept).
+    pub kept_own: usize,
+    /// `(instance, path inside the state, why it was not copied)`: links,
+    /// FIFOs, a link in the instance's dir where a dir was to go.
+    pub refused: Vec<(String, PathBuf, String)>,
+    /// Where the old shared state now is, whole.
+    pub archive: Option<PathBuf>,
+    /// Why the dir was left alone (instances running, not a directory).
     pub skipped: Option<String>,
 }
 
-/// Where the older copies of the files of instance `id` go.
-pub fn aside_root(ctx: &Ctx, id: &str) -> PathBuf {
-    ctx.dirs.states_dir().join(".migrated").join(id)
-}
-
 pub fn migrate(ctx: &Ctx) -> Result<Vec<Migrated>> {
-    let states = ctx.dirs.states_dir();
-    let entries = match fs::read_dir(&states) {
-        Ok(e) => e,
+    let states_path = ctx.dirs.states_dir();
+    let states = match Tree::open(&states_path) {
+        Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&states, e)),
+        Err(e) => return Err(Error::io(&states_path, e)),
     };
+    let names = states.names().map_err(|e| Error::io(&states_path, e))?;
     let reg = ctx.store.load()?;
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
     let mut out = Vec::new();
-    for name in names {
-        // Agent dirs have no '-', `.migrated` is ours; the rest are ids.
-        let Ok(id) = InstanceId::parse(&name) else {
+    for name in &names {
+        // Agent dirs are letters only; ids have a '-', `.migrated` a '.'.
+        let Some(mode) = name.to_str().and_then(|s| Mode::parse(s).ok()) else {
             continue;
         };
-        let Ok(mode) = Mode::parse(id.mode_suffix()) else {
-            continue;
-        };
-        let into = ctx.dirs.agent_state(&mode);
         let mut m = Migrated {
-            id: name.clone(),
-            into: into.clone(),
+            mode: mode.to_string(),
             ..Migrated::default()
         };
-        let scope = config::load_for(&ctx.dirs, &mode, Some(&id))
-            .map(|e| e.agent.state)
+        let shared = match states.kind(name) {
+            Ok(Kind::Dir) => states.sub(name),
+            Ok(_) => {
+                m.skipped =
+                    Some("not a directory (a link?): left alone, nothing read through it".into());
+                out.push(m);
+                continue;
+            }
+            Err(e) => Err(e),
+        };
+        let shared = match shared {
+            Ok(t) => t,
+            Err(e) => {
+                m.skipped = Some(format!("cannot open it: {e}"));
+                out.push(m);
+                continue;
+            }
+        };
+        // Its login files stay shared (a config that does not load: none
+        // known, everything is copied into the instances).
+        let agent = crate::config::load_for(&ctx.dirs, &mode, None)
+            .map(|e| e.agent)
             .unwrap_or_default();
-        if scope == StateScope::Instance {
-            m.skipped = Some(format!("agents.{mode}.state = \"instance\" applies to it"));
-        } else if reg.get(&id).is_some_and(|i| i.status.is_live()) {
-            m.skipped = Some(format!(
-                "it is {}; stop it first (`ai-sessctl stop {id}`)",
-                reg.get(&id)
-                    .map(|i| i.status.to_string())
-                    .unwrap_or_default()
-            ));
-        } else {
-            ensure_private_dir(&states)?;
-            ensure_private_dir(&into)?;
-            let from = states.join(&name);
-            let aside = aside_root(ctx, &name);
-            merge_dir(&from, &into, Path::new(""), &aside, &mut m)?;
-            remove_empty_tree(&from);
+        let creds = credential_files(&agent);
+        let entries: Vec<OsString> = shared
+            .names()
+            .map_err(|e| Error::io(states_path.join(name), e))?
+            .into_iter()
+            .filter(|n| !creds.iter().any(|c| OsStr::new(c) == n))
+            .collect();
+        if entries.is_empty() {
+            continue;
         }
+        let live: Vec<String> = reg
+            .instances
+            .values()
+            .filter(|i| i.mode == mode && i.status.is_live())
+            .map(|i| i.id.to_string())
+            .collect();
+        if !live.is_empty() {
+            m.skipped = Some(format!(
+                "{mode} instances are running ({}); stop them first",
+                live.join(", ")
+            ));
+            out.push(m);
+            continue;
+        }
+        // The agent's instances: those registered and those with a dir.
+        let targets: BTreeSet<String> = reg
+            .instances
+            .values()
+            .filter(|i| i.mode == mode)
+            .map(|i| i.id.to_string())
+            .chain(
+                names
+                    .iter()
+                    .filter_map(|n| n.to_str())
+                    .filter_map(|n| InstanceId::parse(n).ok())
+                    .filter(|id| id.mode_suffix() == mode.as_str())
+                    .map(|id| id.to_string()),
+            )
+            .collect();
+        for t in &targets {
+            match states.mkdir(OsStr::new(t), 0o700) {
+                Ok(dir) => {
+                    copy_tree(&shared, &dir, Path::new(""), &entries, 0, t, &mut m);
+                    m.into.push(t.clone());
+                }
+                Err(e) => m.refused.push((
+                    t.clone(),
+                    PathBuf::new(),
+                    format!("its state dir cannot be opened as a directory ({e})"),
+                )),
+            }
+        }
+        // The original, whole, out of every instance's reach.
+        let aside = states
+            .mkdir(OsStr::new(".migrated"), 0o700)
+            .map_err(|e| Error::io(states_path.join(".migrated"), e))?;
+        let arch_name = (0..)
+            .map(|n| match n {
+                0 => OsString::from(mode.as_str()),
+                n => OsString::from(format!("{mode}.{n}")),
+            })
+            .find(|n| !aside.has(n))
+            .unwrap_or_default();
+        let arch_path = states_path.join(".migrated").join(&arch_name);
+        let arch = aside
+            .mkdir(&arch_name, 0o700)
+            .map_err(|e| Error::io(&arch_path, e))?;
+        for e in &entries {
+            shared
+                .rename_to(e, &arch, e)
+                .map_err(|err| Error::io(states_path.join(name).join(e), err))?;
+        }
+        m.archive = Some(arch_path);
         out.push(m);
     }
     Ok(out)
 }
 
-fn mtime(p: &Path) -> SystemTime {
-    fs::symlink_metadata(p)
-        .and_then(|m| m.modified())
-        .unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-fn same_content(a: &Path, b: &Path) -> bool {
-    let (Ok(ma), Ok(mb)) = (fs::symlink_metadata(a), fs::symlink_metadata(b)) else {
-        return false;
-    };
-    if ma.file_type().is_symlink() || mb.file_type().is_symlink() {
-        return fs::read_link(a).ok() == fs::read_link(b).ok() && fs::read_link(a).is_ok();
-    }
-    // Agents write these dirs: only regular files are opened (a FIFO
-    // would block the read for good).
-    ma.is_file() && mb.is_file() && ma.len() == mb.len() && fs::read(a).ok() == fs::read(b).ok()
-}
-
-/// A free path at `p`, or `p.1`, `p.2`, … (a second migrate never
-/// overwrites what the first kept aside).
-fn free_path(p: PathBuf) -> PathBuf {
-    if fs::symlink_metadata(&p).is_err() {
-        return p;
-    }
-    (1..)
-        .map(|n| {
-            let mut s = p.clone().into_os_string();
-            s.push(format!(".{n}"));
-            PathBuf::from(s)
-        })
-        .find(|c| fs::symlink_metadata(c).is_err())
-        .expect("some suffix is free")
-}
-
-fn move_to(from: &Path, to: &Path) -> Result<()> {
-    if let Some(parent) = to.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|e| Error::io(parent, e))?;
-    }
-    fs::rename(from, to).map_err(|e| Error::io(from, e))
-}
-
-use std::os::unix::fs::DirBuilderExt;
-
-fn merge_dir(from: &Path, into: &Path, rel: &Path, aside: &Path, m: &mut Migrated) -> Result<()> {
-    let dir = from.join(rel);
-    let entries = fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(&dir, e))?;
-        let rel = rel.join(entry.file_name());
-        let src = from.join(&rel);
-        let dst = into.join(&rel);
-        let src_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        match fs::symlink_metadata(&dst) {
-            Err(_) => {
-                move_to(&src, &dst)?;
-                m.moved += count_files(&dst);
-            }
-            Ok(d) if d.is_dir() && src_dir => merge_dir(from, into, &rel, aside, m)?,
-            Ok(d) if !d.is_dir() && !src_dir && same_content(&src, &dst) => {
-                fs::remove_file(&src).map_err(|e| Error::io(&src, e))?;
-                m.same += 1;
-            }
-            Ok(d) => {
-                // Newest wins; a file against a dir keeps the dir in place.
-                let src_wins = !d.is_dir() && !src_dir && mtime(&src) > mtime(&dst);
-                let kept_aside = free_path(aside.join(&rel));
-                if src_wins {
-                    move_to(&dst, &kept_aside)?;
-                    move_to(&src, &dst)?;
-                    m.moved += 1;
-                } else {
-                    move_to(&src, &kept_aside)?;
+/// Copies `names` of `src` into `dst`: dirs merged, regular files copied
+/// when `dst` has none of that name (the instance's own wins), anything
+/// else (a link, a FIFO) left out and named.
+fn copy_tree(
+    src: &Tree,
+    dst: &Tree,
+    rel: &Path,
+    names: &[OsString],
+    depth: usize,
+    target: &str,
+    m: &mut Migrated,
+) {
+    let mut refuse = |rel: PathBuf, why: String| m.refused.push((target.to_owned(), rel, why));
+    let mut subdirs = Vec::new();
+    for n in names {
+        let r = rel.join(n);
+        match (src.kind(n), dst.kind(n)) {
+            (Ok(Kind::Dir), Err(_) | Ok(Kind::Dir)) if depth + 1 < MAX_DEPTH => subdirs.push(n),
+            (Ok(Kind::Dir), Err(_) | Ok(Kind::Dir)) => refuse(r, "too deep; not copied".into()),
+            (Ok(Kind::Dir), Ok(_)) => refuse(
+                r,
+                "the instance has a file or link there; its own kept".into(),
+            ),
+            (Ok(Kind::File), Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                match src.copy_file(n, dst, n) {
+                    Ok(_) => m.copied += 1,
+                    Err(e) => refuse(r, format!("not copied: {e}")),
                 }
-                m.aside.push((rel, kept_aside));
             }
+            (Ok(Kind::File), _) => m.kept_own += 1,
+            (Ok(Kind::Link), _) => refuse(r, "a link: not copied".into()),
+            (Ok(Kind::Other), _) => refuse(r, "not a regular file: not copied".into()),
+            (Err(e), _) => refuse(r, format!("not copied: {e}")),
         }
     }
-    Ok(())
-}
-
-fn count_files(p: &Path) -> usize {
-    match fs::read_dir(p) {
-        Ok(d) => d
-            .filter_map(|e| e.ok())
-            .map(|e| count_files(&e.path()))
-            .sum(),
-        Err(_) => 1,
-    }
-}
-
-/// Removes `dir` and the empty dirs under it; anything else stays.
-fn remove_empty_tree(dir: &Path) {
-    if let Ok(d) = fs::read_dir(dir) {
-        for e in d.filter_map(|e| e.ok()) {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_empty_tree(&e.path());
-            }
+    for n in subdirs {
+        let r = rel.join(n);
+        let pair = src.sub(n).and_then(|s| Ok((dst.mkdir(n, 0o700)?, s)));
+        match pair.and_then(|(d, s)| Ok((s.names()?, d, s))) {
+            Ok((names, d, s)) => copy_tree(&s, &d, &r, &names, depth + 1, target, m),
+            Err(e) => m
+                .refused
+                .push((target.to_owned(), r, format!("not copied: {e}"))),
         }
     }
-    let _ = fs::remove_dir(dir);
 }

@@ -312,6 +312,15 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
             println!("nothing to remove");
         }
     };
+    // Login containers whose `login` was killed (they are not instances).
+    let logins = match &engine {
+        Some(e) => crate::agent_state::reap_logins(e, &ctx.dirs, dry_run)?,
+        None => Vec::new(),
+    };
+    for name in &logins {
+        let did = if dry_run { "would remove" } else { "removed" };
+        println!("{did} login container {name} (its login is gone)");
+    }
     if dry_run {
         say(&strays_in(&ctx.store.load()?));
         return Ok(0);

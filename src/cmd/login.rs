@@ -6,13 +6,14 @@ use crate::config::{self, StateScope};
 use crate::error::Result;
 use crate::events::Level;
 use crate::types::Mode;
+use crate::untrusted::printable;
 use serde_json::json;
 
 pub fn login(ctx: &Ctx, mode: Mode, from_host: bool) -> Result<u8> {
     let eff = config::load_for(&ctx.dirs, &mode, None)?;
     if eff.agent.state == StateScope::Instance {
         eprintln!(
-            "ai-sessctl: note: agents.{mode}.state = \"instance\": instances keep their own state and will not see this login"
+            "ai-sessctl: note: agents.{mode}.state = \"instance\": instances do not mount the shared login and will not see this one"
         );
     }
     if from_host {
@@ -24,7 +25,7 @@ pub fn login(ctx: &Ctx, mode: Mode, from_host: bool) -> Result<u8> {
             json!({"mode": mode, "to": copy.to}),
         );
         println!(
-            "copied {mode}'s login from {} to {} (0600); every {mode} instance uses it",
+            "copied {mode}'s login from {} to {} (0600); {mode} instances started from now on mount it read-only",
             copy.from,
             copy.to.display()
         );
@@ -39,7 +40,7 @@ pub fn login(ctx: &Ctx, mode: Mode, from_host: bool) -> Result<u8> {
     );
     if code == 0 {
         println!(
-            "{mode}'s state is in {}; every {mode} instance uses it",
+            "{mode}'s login is in {}; {mode} instances started from now on mount it read-only",
             ctx.dirs.agent_state(&mode).display()
         );
     }
@@ -49,36 +50,42 @@ pub fn login(ctx: &Ctx, mode: Mode, from_host: bool) -> Result<u8> {
 pub fn migrate(ctx: &Ctx) -> Result<u8> {
     let done = agent_state::migrate(ctx)?;
     if done.is_empty() {
-        println!("nothing to migrate: no per-instance state dirs");
+        println!("nothing to migrate: no agent state is shared but the login");
         return Ok(0);
     }
     let mut skipped = 0;
     for m in &done {
         if let Some(why) = &m.skipped {
             skipped += 1;
-            println!("states/{}: left as it is: {why}", m.id);
+            println!("states/{}: left as it is: {why}", m.mode);
             continue;
         }
         println!(
-            "states/{} -> {}: {} file(s) moved, {} identical dropped, {} conflict(s)",
-            m.id,
-            m.into.display(),
-            m.moved,
-            m.same,
-            m.aside.len()
+            "states/{}: copied into {} instance dir(s) ({} file(s) copied, {} kept as the instance had them); only the login stays shared",
+            m.mode,
+            m.into.len(),
+            m.copied,
+            m.kept_own,
         );
-        for (rel, aside) in &m.aside {
+        if let Some(a) = &m.archive {
+            println!("  the old shared state is kept whole in {}", a.display());
+        }
+        for (inst, rel, why) in m.refused.iter().take(20) {
             println!(
-                "  {}: kept the newer copy; the older is at {}",
-                rel.display(),
-                aside.display()
+                "  {inst}: {}: {}",
+                printable(&rel.to_string_lossy()),
+                printable(why)
             );
+        }
+        if m.refused.len() > 20 {
+            println!("  … and {} more left out", m.refused.len() - 20);
         }
         ctx.events().log(
             Level::Info,
             "state",
             "state migrated",
-            json!({"instance": m.id, "into": m.into, "moved": m.moved, "conflicts": m.aside.len()}),
+            json!({"mode": m.mode, "into": m.into, "copied": m.copied, "kept": m.kept_own,
+                   "left_out": m.refused.len(), "archive": m.archive}),
         );
     }
     Ok(if skipped > 0 { 1 } else { 0 })

@@ -396,8 +396,9 @@ pub struct Images {
     pub ca_certificates: Vec<String>,
 }
 
-/// `[agents.<mode>] state`: `agent` = `states/<mode>/` shared by the
-/// agent's instances; `instance` = `states/<id>/` per instance.
+/// `[agents.<mode>] state`: every instance has its own `states/<id>/`;
+/// `agent` also mounts the agent's login file (`login_files`, kept in
+/// `states/<mode>/`) read-only into each; `instance` shares nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StateScope {
@@ -422,9 +423,13 @@ pub struct AgentSpec {
     /// A directory with a Dockerfile that `image build` uses instead of the
     /// shipped one (for agents of your own).
     pub build_context: Option<String>,
-    /// Whose state dir an instance mounts: the agent's, shared by all its
-    /// instances (log in once, as on the host), or its own.
+    /// Whether an instance mounts the agent's shared login read-only
+    /// (`agent`: log in once) or shares nothing (`instance`); the rest of
+    /// its state is always its own.
     pub state: StateScope,
+    /// The files in `state_dir` that hold the agent's login: the only
+    /// state its instances share (names, e.g. `.credentials.json`).
+    pub login_files: Vec<String>,
     /// What `ai-sessctl login MODE` runs (default: the agent's command,
     /// which starts its own login flow when it is not logged in).
     pub login_command: Option<Vec<String>>,
@@ -481,6 +486,7 @@ impl Default for AgentSpec {
             listens: false,
             build_context: None,
             state: StateScope::Agent,
+            login_files: Vec::new(),
             login_command: None,
             egress_allow: Vec::new(),
             resources: None,
@@ -540,6 +546,7 @@ impl AgentSpec {
         };
         let claude = AgentSpec {
             resume_args: vec!["--continue".to_owned()],
+            login_files: vec![".credentials.json".to_owned()],
             egress_allow: hosts(&[
                 "api.anthropic.com",
                 "console.anthropic.com",
@@ -557,6 +564,7 @@ impl AgentSpec {
         };
         let gemini = AgentSpec {
             resume_args: vec!["--resume".to_owned(), "latest".to_owned()],
+            login_files: vec!["oauth_creds.json".to_owned()],
             egress_allow: hosts(&[
                 "generativelanguage.googleapis.com",
                 "cloudcode-pa.googleapis.com",

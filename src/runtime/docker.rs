@@ -286,7 +286,11 @@ impl DockerEngine {
         let port_key = format!("{}/tcp", spec.port);
         let settings = &spec.eff.settings;
         let agent = &spec.eff.agent;
-        let workdir = format!("/app/{}", spec.project_name);
+        // The project at its host path, as on the host: the agent's
+        // per-project state (Claude Code's `projects/<path>/`) is keyed by
+        // it, so two projects of one name never share it, and it matches
+        // the host's own.
+        let workdir = spec.project.to_string_lossy().into_owned();
         let labels = HashMap::from([
             ("ai.instance".to_owned(), spec.id.to_string()),
             ("ai.mode".to_owned(), spec.mode.to_string()),
@@ -321,6 +325,10 @@ impl DockerEngine {
             target: Some(target.to_owned()),
             typ: Some(MountType::BIND),
             ..Default::default()
+        };
+        let read_only = |source: &Path, target: &str| Mount {
+            read_only: Some(true),
+            ..bind(source, target)
         };
         let body = ContainerCreateBody {
             image: Some(agent.image.clone()),
@@ -363,6 +371,8 @@ impl DockerEngine {
                     ]
                     .into_iter()
                     .chain(spec.mounts.iter().map(|(src, dst)| bind(src, dst)))
+                    // After the state dir: bound over the files in it.
+                    .chain(spec.read_only.iter().map(|(src, dst)| read_only(src, dst)))
                     .collect(),
                 ),
                 pids_limit: Some(i64::from(settings.resources.pids.limit)),

@@ -44,6 +44,9 @@ pub struct LaunchSpec<'a> {
     /// Containers: more host directories bound read-write (host path,
     /// path inside), e.g. the activity directory.
     pub mounts: Vec<(PathBuf, String)>,
+    /// Containers: host files bound read-only (host path, path inside):
+    /// the agent's shared login, over its own state dir.
+    pub read_only: Vec<(PathBuf, String)>,
     /// `worktree.setup` steps run before the agent (see `worktree::setup`).
     pub setup: Vec<String>,
     /// Containers: files placed in it before it starts, owned by root and

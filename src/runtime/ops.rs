@@ -294,6 +294,9 @@ fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
     let state_dir = crate::agent_state::dir_for(&ctx.dirs, plan.eff.agent.state, &req.mode, id);
     ctx.dirs.ensure_sub(&ctx.dirs.states_dir())?;
     crate::paths::ensure_private_dir(&state_dir)?;
+    if let Some(note) = crate::agent_state::unmigrated_note(&ctx.dirs, &plan.eff.agent, &req.mode) {
+        eprintln!("ai-sessctl: note: {note}");
+    }
     ctx.dirs.ensure_sub(&ctx.dirs.logs_dir())?;
     let socket = match plan.kind {
         RuntimeKind::Docker => "/tmp/ai-sessions.sock".to_owned(),
@@ -338,6 +341,7 @@ fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
             .filter(|d| d.starts_with(&req.project))
             .unwrap_or_else(|| req.project.clone()),
         log: req.detach.then(|| ctx.dirs.instance_log(id)),
+        read_only: crate::agent_state::credential_mounts(&ctx.dirs, &plan.eff.agent, &req.mode),
         mounts: wiring
             .mount
             .map(|m| (m, crate::activity::MOUNT.to_owned()))

@@ -12,6 +12,7 @@
 
 pub mod fs;
 pub mod text;
+pub mod tree;
 
 pub use fs::{open_lock, read};
 pub use text::printable;
