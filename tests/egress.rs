@@ -445,3 +445,28 @@ fn an_instance_without_egress_is_healthy_without_a_published_port() {
     assert!(!stdout(&out).contains("\"port\""), "{}", stdout(&out));
     env.ok(&["stop", &id]);
 }
+
+/// The flag's policy is part of the instance: the agent exiting (killed
+/// here) and the next plain start (the `claude` path, no `--egress`) bring
+/// it back under `none`, not `open`.
+#[test]
+fn a_policy_from_the_flag_survives_the_agent_exiting_and_a_rerun() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "open");
+    let name = env.unique("rerun");
+    let (id, cid) = start(&env, &name, &["--egress", "none"]);
+    assert_eq!(env.instance(&id)["egress"], "none");
+    docker_ok(&["kill", &cid]);
+    let (again, cid) = start(&env, &name, &[]);
+    assert_eq!(again, id);
+    assert_eq!(env.instance(&id)["egress"], "none", "re-run came back open");
+    let (_l, port) = host_listener(&dest.gateway);
+    assert_eq!(direct(&cid, &dest.gateway, port).trim(), "refused");
+    // An explicit flag still changes it.
+    env.ok(&["stop", &id]);
+    let (_, _) = start(&env, &name, &["--egress", "open"]);
+    assert_eq!(env.instance(&id)["egress"], "open");
+    env.ok(&["stop", &id]);
+}
