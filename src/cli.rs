@@ -493,8 +493,9 @@ pub enum NetCmd {
         rules: PathBuf,
         #[arg(long)]
         events: PathBuf,
+        /// HOST:PORT; a name is resolved (the proxy's alias on its network)
         #[arg(long)]
-        listen: std::net::SocketAddr,
+        listen: String,
         /// PORT=HOST:PORT
         #[arg(long)]
         forward: Vec<String>,

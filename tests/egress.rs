@@ -24,6 +24,8 @@ struct Dest {
     allowed_ip: String,
     /// The network's gateway: an address of this host.
     gateway: String,
+    /// Its subnet (private: `networking.allow_private` lets the proxy in).
+    subnet: String,
 }
 
 impl Dest {
@@ -75,7 +77,17 @@ impl Dest {
         ])
         .trim()
         .to_owned();
+        let subnet = docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            &net,
+        ])
+        .trim()
+        .to_owned();
         Dest {
+            subnet,
             net,
             names,
             allowed_ip: ips[0].clone(),
@@ -99,8 +111,14 @@ impl Drop for Dest {
 }
 
 fn config(env: &Env, dest: &Dest, egress: &str) {
+    let private = format!("allow_private = [\"{}\"]\n", dest.subnet);
+    config_with(env, dest, egress, &private);
+}
+
+/// The config with `networking` lines of the test's own.
+fn config_with(env: &Env, dest: &Dest, egress: &str, networking: &str) {
     env.write_config(&format!(
-        "egress = \"{egress}\"\nallow = [\"allowed.test\"]\nproxy_network = \"{}\"\n\n\
+        "egress = \"{egress}\"\nallow = [\"allowed.test\"]\nproxy_network = \"{}\"\n{networking}\n\
          [global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
          [resources.memory]\nlimit = \"128Mi\"\n\n\
          [agents.claude]\nimage = \"{TEST_IMAGE}\"\nenv_passthrough = {PASSTHROUGH}\n",
@@ -469,4 +487,185 @@ fn a_policy_from_the_flag_survives_the_agent_exiting_and_a_rerun() {
     let (_, _) = start(&env, &name, &["--egress", "open"]);
     assert_eq!(env.instance(&id)["egress"], "open");
     env.ok(&["stop", &id]);
+}
+
+/// Through the real proxy: an allowed name or address that leads to a
+/// private network is refused unless `allow_private` lists it, and the
+/// engine's gateway (this machine) is refused even when listed.
+#[test]
+fn the_proxy_refuses_private_addresses_and_the_host_gateway() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    let (_l, port) = host_listener(&dest.gateway);
+    let host_rule = format!("allow = [\"allowed.test\", \"{}:{port}\"]\n", dest.gateway);
+    // Without allow_private: the allowed name resolves to a private address.
+    config_with(&env, &dest, "allowlist", "");
+    let cfg = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+    let cfg = cfg.replace("allow = [\"allowed.test\"]\n", &host_rule);
+    std::fs::write(env.state().join("config.toml"), &cfg).unwrap();
+    let (id, cid) = start(&env, &env.unique("priv"), &[]);
+    let g = get(&cid, "http://allowed.test/");
+    assert!(g.contains("403") && g.contains("private address"), "{g}");
+    assert!(!g.contains("allowed-ok"), "{g}");
+    let h = connect(&cid, &format!("{}:{port}", dest.gateway));
+    assert!(
+        h.contains("403") && !h.contains("host"),
+        "the host through the proxy: {h}"
+    );
+    assert!(refusals(&env, &id).contains("private address"));
+    env.ok(&["stop", &id]);
+
+    // With it: the private network is reachable, the gateway still not.
+    let cfg = cfg.replace(
+        &host_rule,
+        &format!("{host_rule}allow_private = [\"{}\"]\n", dest.subnet),
+    );
+    std::fs::write(env.state().join("config.toml"), &cfg).unwrap();
+    let (id, cid) = start(&env, &env.unique("priv2"), &[]);
+    assert!(get(&cid, "http://allowed.test/").contains("allowed-ok"));
+    let h = connect(&cid, &format!("{}:{port}", dest.gateway));
+    assert!(
+        h.contains("403") && h.contains("gateway") && !h.contains("\nhost"),
+        "{h}"
+    );
+    env.ok(&["stop", &id]);
+}
+
+/// The sidecar of an instance started with the default `proxy_network`:
+/// (container id, its addresses by network).
+fn sidecar_of(id: &str) -> (String, Vec<(String, String)>) {
+    let sc = docker_ok(&[
+        "ps",
+        "-q",
+        "--filter",
+        "label=ai.role=egress-proxy",
+        "--filter",
+        &format!("label=ai.egress-for={id}"),
+    ])
+    .trim()
+    .to_owned();
+    assert!(!sc.is_empty(), "no sidecar for {id}");
+    let nets = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}}\n{{end}}",
+        &sc,
+    ]);
+    let nets = nets
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, ip)| (n.to_owned(), ip.to_owned()))
+        .collect();
+    (sc, nets)
+}
+
+/// The proxy is its agent's only: another container on the engine's
+/// default bridge (another user's, a `shared` instance) reaches neither
+/// the proxy nor the agent's port; no other container joins the sidecar's
+/// networks; the proxy listens on the internal network only.
+#[test]
+fn the_proxy_and_the_agents_port_are_reachable_from_its_agent_only() {
+    require_docker!();
+    let env = Env::new();
+    env.write_config(&format!(
+        "egress = \"allowlist\"\nallow = [\"allowed.test\"]\n\n\
+         [global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
+         [agents.claude]\nimage = \"{TEST_IMAGE}\"\nlistens = true\nenv_passthrough = {PASSTHROUGH}\n"
+    ));
+    let proj = env.project(&env.unique("reach"));
+    let out = env
+        .cmd()
+        .current_dir(&proj)
+        .env("FAKE_AGENT_STAY", "1")
+        .env("FAKE_AGENT_LISTEN", "1")
+        .args(["start", "--mode", "claude", "--detach"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let port = env.instance(&id)["port"].as_u64().unwrap();
+    let (sc, nets) = sidecar_of(&id);
+    // The agent still has its proxy (the refusal proves it answered).
+    assert!(get(&cid, "http://blocked.test/").contains("403"));
+
+    for (net, _) in &nets {
+        assert_ne!(net, "bridge", "the sidecar is on the default bridge");
+        let members = docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range $k, $v := .Containers}}{{$k}} {{end}}",
+            net,
+        ]);
+        for m in members.split_whitespace() {
+            assert!(
+                sc.starts_with(&m[..12]) || cid.starts_with(&m[..12]) || m.starts_with(&cid),
+                "{net} has another member {m}"
+            );
+        }
+    }
+    // What answers is checked, not only that a connection opened: this
+    // machine's own network may accept any connection going off it.
+    let mut probes = String::new();
+    for (_, ip) in &nets {
+        probes.push_str(&format!(
+            "printf 'GET http://blocked.test/ HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' | nc -w 3 {ip} 3128 2>&1 | grep -q 'ai-sessions egress' && echo REACHED-PROXY {ip}; \
+             nc -w 3 {ip} {port} </dev/null 2>&1 | grep -q '^ok' && echo REACHED-AGENT {ip}; "
+        ));
+    }
+    let own = sh(
+        &cid,
+        &probes.replace(&format!("{} 3128", nets[0].1), "egress-proxy 3128"),
+    );
+    assert!(own.contains("REACHED-PROXY"), "the probe itself: {own}");
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "bridge",
+        "--label",
+        "ai.sessions.test=1",
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        &format!("{probes} true"),
+    ]);
+    assert!(!stdout(&o).contains("REACHED"), "{} {nets:?}", stdout(&o));
+    // From the host, the proxy is not on its outer address either.
+    for (net, ip) in &nets {
+        let internal = docker_ok(&["network", "inspect", "-f", "{{.Internal}}", net]);
+        if internal.trim() == "false" {
+            use std::io::{Read, Write};
+            let answer = std::net::TcpStream::connect_timeout(
+                &format!("{ip}:3128").parse().unwrap(),
+                std::time::Duration::from_secs(3),
+            )
+            .map(|mut c| {
+                let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(3)));
+                let _ = c.write_all(b"GET http://blocked.test/ HTTP/1.1\r\nHost: x\r\n\r\n");
+                let mut b = String::new();
+                let _ = c.read_to_string(&mut b);
+                b
+            })
+            .unwrap_or_default();
+            assert!(
+                !answer.contains("ai-sessions egress"),
+                "the proxy answers on {net} {ip}"
+            );
+        }
+    }
+    env.ok(&["stop", &id]);
+    let left = docker_ok(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=ai.instance={id}"),
+    ]);
+    assert!(left.trim().is_empty(), "networks left: {left}");
 }

@@ -37,6 +37,13 @@ pub fn sidecar_name(container: &str) -> String {
     format!("{container}-egress")
 }
 
+/// The network the sidecar of `container` reaches out through, unless
+/// `networking.proxy_network` names one: its own, so that no other
+/// container can reach the proxy or the agent's port it forwards.
+pub fn outer_network_name(container: &str) -> String {
+    format!("{container}-out")
+}
+
 /// Sets up the policy of `spec` for the container `name`.
 pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<Prepared> {
     let net = &spec.eff.settings.networking;
@@ -51,7 +58,7 @@ pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<P
         (HOME_LABEL.to_owned(), spec.home.clone()),
         ("ai.instance".to_owned(), spec.id.to_string()),
     ]);
-    create_internal_network(engine, name, labels)?;
+    create_internal_network(engine, name, labels.clone())?;
     let mut out = Prepared {
         network: Some(name.to_owned()),
         dns: Some(vec!["127.0.0.1".to_owned()]),
@@ -64,13 +71,20 @@ pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<P
         let planned = (|| {
             super::write_rules(&dirs, spec.id, spec.eff)?;
             dirs.ensure_sub(&dirs.logs_dir())?;
+            let outer = if net.proxy_network.is_empty() {
+                let outer = outer_network_name(name);
+                create_outer_network(engine, &outer, labels)?;
+                outer
+            } else {
+                net.proxy_network.clone()
+            };
             Ok::<_, Error>(sidecar::Sidecar {
                 name: sidecar_name(name),
                 image: sidecar::image(engine)?,
                 instance: spec.id.to_string(),
                 agent: name.to_owned(),
                 internal_network: name.to_owned(),
-                outer_network: net.proxy_network.clone(),
+                outer_network: outer,
                 port: spec.port,
                 bind: net.bind,
                 net_dir: super::net_dir(&dirs, spec.id),
@@ -144,9 +158,26 @@ fn create_internal_network(
     })
 }
 
-/// Removes the sidecar and the internal network of container `name`
-/// (each gone already is fine).
+/// The sidecar's own way out: a plain bridge (with a route off the host)
+/// that only the sidecar joins. One left by an earlier start is reused if
+/// it is this home's.
+fn create_outer_network(
+    engine: &DockerEngine,
+    name: &str,
+    labels: HashMap<String, String>,
+) -> Result<()> {
+    let net = crate::runtime::network::OwnNetwork {
+        name: name.to_owned(),
+        internal: false,
+        labels,
+    };
+    engine.block_on(crate::runtime::network::ensure(engine.client(), &net))
+}
+
+/// Removes the sidecar and the networks of container `name` (each gone
+/// already is fine).
 pub fn cleanup(engine: &DockerEngine, name: &str) {
     sidecar::remove(engine, &sidecar_name(name));
     let _ = engine.block_on(engine.client().remove_network(name));
+    let _ = engine.block_on(engine.client().remove_network(&outer_network_name(name)));
 }

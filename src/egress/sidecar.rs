@@ -195,8 +195,11 @@ pub async fn start(docker: &bollard::Docker, s: &Sidecar) -> Result<String> {
         "/ai/net/rules.json".to_owned(),
         "--events".to_owned(),
         "/ai/logs/session-manager.log".to_owned(),
+        // Its address on the internal network only: nothing on the outer
+        // network (the host, or others where `proxy_network` is shared)
+        // can use the proxy.
         "--listen".to_owned(),
-        format!("0.0.0.0:{PROXY_PORT}"),
+        format!("{PROXY_ALIAS}:{PROXY_PORT}"),
         "--watch".to_owned(),
         s.agent.clone(),
         "--forward".to_owned(),
