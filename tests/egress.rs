@@ -669,3 +669,110 @@ fn the_proxy_and_the_agents_port_are_reachable_from_its_agent_only() {
     ]);
     assert!(left.trim().is_empty(), "networks left: {left}");
 }
+
+/// The sidecar of `id` (running or not), by its labels.
+fn sidecar_id(id: &str) -> String {
+    docker_ok(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=ai.role=egress-proxy",
+        "--filter",
+        &format!("label=ai.egress-for={id}"),
+    ])
+    .trim()
+    .to_owned()
+}
+
+/// Held tunnels from inside the box (a bounded number, to a destination on
+/// this machine) are capped: past the cap the proxy answers 503 and says so
+/// once in the event log, the sidecar keeps running, and once they are
+/// closed it serves again.
+#[test]
+fn held_connections_are_capped_and_the_sidecar_survives() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let cfg = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+    std::fs::write(
+        env.state().join("config.toml"),
+        cfg.replace(
+            "[resources.memory]",
+            "[resources.pids]\nlimit = 4096\n\n[resources.memory]",
+        ),
+    )
+    .unwrap();
+    let (id, cid) = start(&env, &env.unique("flood"), &[]);
+    let sc = sidecar_id(&id);
+    // 400 tunnels held open (each: a subshell, sleep and nc).
+    let held = sh(
+        &cid,
+        "i=0; while [ $i -lt 400 ]; do \
+           ( { printf 'CONNECT allowed.test:80 HTTP/1.1\\r\\n\\r\\n'; sleep 120; } | nc egress-proxy 3128 >/dev/null 2>&1 & ); \
+           i=$((i+1)); done; echo started",
+    );
+    assert!(held.contains("started"), "{held}");
+    let mut last = String::new();
+    let capped = common::wait_until(std::time::Duration::from_secs(60), || {
+        last = get(&cid, "http://allowed.test/");
+        last.contains("503")
+    });
+    assert!(capped, "no cap: {last}");
+    assert!(last.contains("too many connections"), "{last}");
+    assert_eq!(container_state(&sc).as_deref(), Some("running"));
+    let events = env.ok(&["events", "--json"]);
+    assert!(events.contains("connection limit"), "{events}");
+    // Closed again: served again.
+    sh(&cid, "pkill sleep; killall sleep; true");
+    let back = common::wait_until(std::time::Duration::from_secs(60), || {
+        get(&cid, "http://allowed.test/").contains("allowed-ok")
+    });
+    assert!(back, "{}", get(&cid, "http://allowed.test/"));
+    assert_eq!(container_state(&sc).as_deref(), Some("running"));
+    env.ok(&["stop", &id]);
+}
+
+/// A sidecar that is paused, or gone (killed, out of memory), makes the
+/// instance unhealthy with an event saying why; a heal brings it back.
+#[test]
+fn a_dead_or_paused_sidecar_is_unhealthy_logged_and_healed() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let (id, cid) = start(&env, &env.unique("sidecar"), &[]);
+    let health = |env: &Env| {
+        let out = env.run(&["health", "check", &id]);
+        format!("{}{}", stdout(&out), stderr(&out))
+    };
+    assert!(!health(&env).contains("unhealthy"), "{}", health(&env));
+    for how in ["pause", "kill"] {
+        let sc = sidecar_id(&id);
+        docker_ok(&[how, &sc]);
+        let h = health(&env);
+        assert!(
+            h.contains("unhealthy") && h.contains("egress-proxy"),
+            "{how}: {h}"
+        );
+        let events = env.ok(&["events", "--json"]);
+        assert!(events.contains("egress proxy"), "{how}: {events}");
+        env.ok(&["heal", &id]);
+        let cid2 = env.instance(&id)["container_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            container_state(&sidecar_id(&id)).as_deref(),
+            Some("running")
+        );
+        assert!(
+            !health(&env).contains("unhealthy"),
+            "{how}: {}",
+            health(&env)
+        );
+        assert!(get(&cid2, "http://allowed.test/").contains("allowed-ok"));
+        let _ = &cid;
+    }
+    env.ok(&["stop", &id]);
+}

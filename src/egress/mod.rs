@@ -6,6 +6,7 @@
 
 pub mod launch;
 pub mod proxy;
+pub mod relay;
 pub mod rules;
 pub mod sidecar;
 

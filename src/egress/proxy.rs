@@ -6,6 +6,7 @@
 //! instance's published port to the agent, and exits once the agent's
 //! container is gone.
 
+use super::relay;
 use super::rules::{RuleFile, RuleSet};
 use crate::error::{Error, Result};
 use crate::events::{Event, Level};
@@ -92,14 +93,41 @@ async fn serve(args: ProxyArgs) -> Result<()> {
         tokio::spawn(watch(name));
     }
     eprintln!("egress proxy: listening on {}", args.listen);
+    let limit = relay::Limit::new(relay::MAX_PROXY);
     loop {
-        let Ok((conn, _)) = listener.accept().await else {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            // Out of descriptors, say: not a busy loop.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let rules = rules.clone();
         let events = events.clone();
+        let slot = limit.take();
         tokio::spawn(async move {
-            let _ = handle(conn, rules, &events).await;
+            match slot {
+                Ok(_slot) => {
+                    let _ = handle(conn, rules, &events).await;
+                }
+                Err(first) => {
+                    let why = format!("too many connections ({} at once)", relay::MAX_PROXY);
+                    if first {
+                        let (_, instance) =
+                            rules.lock().unwrap_or_else(|p| p.into_inner()).current();
+                        log_refusal(
+                            &events,
+                            &instance,
+                            "*",
+                            0,
+                            &format!("connection limit reached: {why}"),
+                        );
+                    }
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        respond(&mut conn, "503 Service Unavailable", &why),
+                    )
+                    .await;
+                }
+            }
         });
     }
 }
@@ -153,16 +181,23 @@ async fn watch(name: String) {
 }
 
 async fn forward(listener: TcpListener, target: String) {
+    let limit = relay::Limit::new(relay::MAX_FORWARD);
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
+        let Ok((conn, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        // Past the cap the connection is closed at once.
+        let Ok(slot) = limit.take() else {
             continue;
         };
         let target = target.clone();
         tokio::spawn(async move {
-            if let Ok(Ok(mut up)) =
+            let _slot = slot;
+            if let Ok(Ok(up)) =
                 tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str())).await
             {
-                let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                relay::relay(conn, up, relay::FORWARD_IDLE).await;
             }
         });
     }
@@ -357,7 +392,7 @@ async fn handle(
     if !rest.is_empty() {
         up.write_all(&rest).await?;
     }
-    let _ = tokio::io::copy_bidirectional_with_sizes(&mut conn, &mut up, 64 << 10, 64 << 10).await;
+    relay::relay(conn, up, relay::IDLE).await;
     Ok(())
 }
 

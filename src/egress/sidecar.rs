@@ -310,3 +310,45 @@ pub fn remove(engine: &DockerEngine, name: &str) {
         Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
     ));
 }
+
+/// The state of each sidecar of this state home, by the instance it serves
+/// (`running`, `paused`, `exited`, …). One gone is not listed: it removes
+/// itself when it ends.
+pub fn observe(engine: &DockerEngine) -> Result<HashMap<String, String>> {
+    let home = crate::paths::StateDir::from_env()
+        .ok()
+        .map(|d| crate::runtime::docker::home_label(&d));
+    let mut labels = vec![
+        format!("{MANAGED_LABEL}={MANAGED_VALUE}"),
+        format!("{ROLE_LABEL}=egress-proxy"),
+    ];
+    if let Some(h) = &home {
+        labels.push(format!("{HOME_LABEL}={h}"));
+    }
+    let filters = HashMap::from([("label".to_owned(), labels)]);
+    let list = engine
+        .block_on(
+            engine.client().list_containers(Some(
+                q::ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            )),
+        )
+        .map_err(|e| Error::Engine(format!("list egress proxies: {e}")))?;
+    let mut out = HashMap::new();
+    for c in list {
+        let Some(inst) = c.labels.and_then(|mut l| l.remove("ai.egress-for")) else {
+            continue;
+        };
+        let state = c
+            .state
+            .map(|s| s.to_string().to_lowercase())
+            .unwrap_or_default();
+        // A replaced one may linger a moment: a running one wins.
+        if out.get(&inst).is_none_or(|s| s != "running") {
+            out.insert(inst, state);
+        }
+    }
+    Ok(out)
+}
