@@ -776,3 +776,85 @@ fn a_dead_or_paused_sidecar_is_unhealthy_logged_and_healed() {
     }
     env.ok(&["stop", &id]);
 }
+
+/// An image of the sidecar kind built FROM scratch with `labels`, tagged
+/// `tag`.
+fn fake_sidecar_image(tag: &str, labels: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut df = String::from("FROM scratch\n");
+    for (k, v) in labels {
+        df.push_str(&format!("LABEL {k}=\"{v}\"\n"));
+    }
+    std::fs::write(dir.path().join("Dockerfile"), df).unwrap();
+    let o = std::process::Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", tag])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// A new proxy binary builds a new sidecar image and prunes this home's
+/// older ones; another home's images (of its own binary) stay.
+#[test]
+fn sidecar_image_pruning_stays_in_its_own_home() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let tok: String = env
+        .token
+        .bytes()
+        .map(|b| format!("{:02x}", b))
+        .collect::<String>()
+        .chars()
+        .take(16)
+        .collect();
+    let theirs = format!("ai-sessions-egress:{tok:0>16}");
+    fake_sidecar_image(
+        &theirs,
+        &[
+            ("ai.managed-by", "ai-sessctl"),
+            ("ai.home", "/another/home"),
+        ],
+    );
+    let old = format!(
+        "ai-sessions-egress:{:0>16}",
+        format!("{tok}").chars().rev().collect::<String>()
+    );
+    fake_sidecar_image(
+        &old,
+        &[
+            ("ai.managed-by", "ai-sessctl"),
+            ("ai.home", &common::home_label(env.state())),
+        ],
+    );
+    // A binary of its own, so that this start builds (and prunes).
+    let bins = tempfile::tempdir().unwrap();
+    let bin = bins.path().join("ai-sessctl");
+    std::fs::copy(env!("CARGO_BIN_EXE_ai-sessctl"), &bin).unwrap();
+    let proj = env.project(&env.unique("prune"));
+    let out = env
+        .cmd()
+        .current_dir(&proj)
+        .env("FAKE_AGENT_STAY", "1")
+        .env("AI_SESSIONS_PROXY_BINARY", &bin)
+        .args(["start", "--mode", "claude", "--detach"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    let mine = docker_ok(&["inspect", "-f", "{{.Config.Image}}", &sidecar_id(&id)])
+        .trim()
+        .to_owned();
+    assert!(mine.starts_with("ai-sessions-egress:"), "{mine}");
+    let left = docker(&["image", "inspect", &theirs]);
+    let _ = docker(&["rmi", &theirs]);
+    assert!(left.status.success(), "another home's image was removed");
+    let old_left = docker(&["image", "inspect", &old]);
+    let _ = docker(&["rmi", &old]);
+    assert!(!old_left.status.success(), "this home's old image stays");
+    env.ok(&["stop", &id]);
+    let _ = docker(&["rmi", &mine]);
+}

@@ -80,7 +80,7 @@ pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<P
             };
             Ok::<_, Error>(sidecar::Sidecar {
                 name: sidecar_name(name),
-                image: sidecar::image(engine)?,
+                image: sidecar::image(engine, &spec.home)?,
                 instance: spec.id.to_string(),
                 agent: name.to_owned(),
                 internal_network: name.to_owned(),

@@ -104,15 +104,23 @@ fn context(bin: &Path) -> Result<Vec<u8>> {
     tar.into_inner().map_err(err)
 }
 
-/// The sidecar image, built once per binary.
-pub fn image(engine: &DockerEngine) -> Result<String> {
+/// The sidecar image, built once per binary, labelled with the state home
+/// that built it (`home`, as its containers are): only that home prunes
+/// it. Another home with the same binary uses it meanwhile (and builds it
+/// again if it was pruned).
+pub fn image(engine: &DockerEngine, home: &str) -> Result<String> {
     let bin = proxy_binary()?;
     let tag = tag_for(&bin)?;
     if engine.image_exists(&tag)? {
         return Ok(tag);
     }
     let tar = context(&bin)?;
-    let opts = q::BuildImageOptionsBuilder::new().t(&tag).rm(true).build();
+    let labels = HashMap::from([(HOME_LABEL, home)]);
+    let opts = q::BuildImageOptionsBuilder::new()
+        .t(&tag)
+        .rm(true)
+        .labels(&labels)
+        .build();
     engine.block_on(async {
         let body = bollard::body_full(tar.into());
         let mut stream = engine.client().build_image(opts, None, Some(body));
@@ -127,21 +135,29 @@ pub fn image(engine: &DockerEngine) -> Result<String> {
         }
         Ok(())
     })?;
-    prune_old_images(engine, &tag);
+    prune_old_images(engine, &tag, home);
     Ok(tag)
 }
 
-/// Removes the images of earlier binaries (one in use stays: no force).
-fn prune_old_images(engine: &DockerEngine, keep: &str) {
+/// Removes this home's images of earlier binaries (one in use stays: no
+/// force). Another home's, or one without a home (made before the label),
+/// is not ours to remove.
+fn prune_old_images(engine: &DockerEngine, keep: &str, home: &str) {
     let repo = keep.split(':').next().unwrap_or(keep);
-    let filters = HashMap::from([("reference".to_owned(), vec![repo.to_owned()])]);
+    let filters = HashMap::from([
+        ("reference".to_owned(), vec![repo.to_owned()]),
+        ("label".to_owned(), vec![format!("{HOME_LABEL}={home}")]),
+    ]);
     let opts = q::ListImagesOptionsBuilder::new().filters(&filters).build();
     engine.block_on(async {
         let Ok(images) = engine.client().list_images(Some(opts)).await else {
             return;
         };
         for img in images {
-            if img.repo_tags.iter().any(|t| t == keep) {
+            // The engine's filter, checked again: an image untagged here is
+            // gone for whoever else used it.
+            let ours = img.labels.get(HOME_LABEL).map(String::as_str) == Some(home);
+            if !ours || img.repo_tags.iter().any(|t| t == keep) {
                 continue;
             }
             for t in &img.repo_tags {
