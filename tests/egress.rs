@@ -821,7 +821,7 @@ fn sidecar_image_pruning_stays_in_its_own_home() {
     );
     let old = format!(
         "ai-sessions-egress:{:0>16}",
-        format!("{tok}").chars().rev().collect::<String>()
+        tok.chars().rev().collect::<String>()
     );
     fake_sidecar_image(
         &old,
