@@ -858,3 +858,59 @@ fn sidecar_image_pruning_stays_in_its_own_home() {
     env.ok(&["stop", &id]);
     let _ = docker(&["rmi", &mine]);
 }
+
+/// IPv6 link-local: the host's address on the agent's network (the
+/// bridge's `fe80::`) must not be reachable from an agent under `none` or
+/// `allowlist` (the host listens on every address, as many servers do).
+#[test]
+fn ipv6_link_local_does_not_reach_the_host() {
+    require_docker!();
+    if std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .map(|s| s.trim() == "1")
+        .unwrap_or(true)
+    {
+        eprintln!("\n*** SKIPPED: IPv6 is off on this host ***\n");
+        return;
+    }
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    let l = TcpListener::bind("[::]:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            use std::io::Write;
+            if let Ok(mut s) = s {
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nhost\n");
+            }
+        }
+    });
+    for egress in ["none", "allowlist"] {
+        config(&env, &dest, egress);
+        let (id, cid) = start(&env, &env.unique(egress), &[]);
+        // Every link-local address of the host's bridges, tried from the box.
+        let addrs = std::process::Command::new("ip")
+            .args(["-6", "-o", "addr", "show", "scope", "link"])
+            .output()
+            .unwrap();
+        let mut tries = String::new();
+        for line in stdout(&addrs).lines() {
+            let mut w = line.split_whitespace();
+            let (Some(_), Some(dev)) = (w.next(), w.next()) else {
+                continue;
+            };
+            if !dev.starts_with("br-") {
+                continue;
+            }
+            if let Some(a) = line.split_whitespace().skip_while(|x| *x != "inet6").nth(1) {
+                let a = a.split('/').next().unwrap();
+                tries.push_str(&format!(
+                    "for i in $(ls /sys/class/net); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {a}%$i {port} 2>/dev/null | grep -q host && echo REACHED {a}%$i; done; "
+                ));
+            }
+        }
+        assert!(!tries.is_empty(), "no bridge with a link-local address");
+        let o = sh(&cid, &tries);
+        assert!(!o.contains("REACHED"), "{egress}: {o}");
+        env.ok(&["stop", &id]);
+    }
+}

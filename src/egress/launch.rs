@@ -53,6 +53,25 @@ pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<P
             ..Prepared::default()
         });
     }
+    if net.egress == EgressPolicy::None {
+        // No network at all: no route, no DNS (Podman's aardvark forwards
+        // queries out of an internal network), no IPv6 link-local to the
+        // host; nothing published.
+        return Ok(Prepared {
+            network: Some("none".to_owned()),
+            publish: false,
+            labels: vec![(EGRESS_LABEL.to_owned(), net.egress.to_string())],
+            ..Prepared::default()
+        });
+    }
+    if is_podman(engine) {
+        return Err(Error::Invalid(
+            "networking.egress = \"allowlist\" cannot be enforced on Podman: its internal networks \
+             forward DNS out (a tunnel around the proxy) and give the agent an IPv6 link-local way to \
+             the host; use egress = \"none\" or \"open\" there, or a Docker engine"
+                .into(),
+        ));
+    }
     let labels = HashMap::from([
         (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
         (HOME_LABEL.to_owned(), spec.home.clone()),
@@ -102,6 +121,18 @@ pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<P
         out.env = sidecar::agent_env();
     }
     Ok(out)
+}
+
+/// Whether the engine is Podman (its version lists a "Podman Engine").
+fn is_podman(engine: &DockerEngine) -> bool {
+    engine
+        .block_on(engine.client().version())
+        .ok()
+        .and_then(|v| v.components)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.name.to_ascii_lowercase().contains("podman"))
+        })
 }
 
 /// The Docker bridge option that keeps the host's address off a network.
