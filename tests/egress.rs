@@ -914,3 +914,49 @@ fn ipv6_link_local_does_not_reach_the_host() {
         env.ok(&["stop", &id]);
     }
 }
+
+/// `health watch` heals a killed sidecar by itself: the instance is
+/// restarted with a new proxy, which serves.
+#[test]
+fn health_watch_brings_a_killed_sidecar_back() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let cfg = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+    std::fs::write(
+        env.state().join("config.toml"),
+        format!("{cfg}\n[health]\ncheck_interval = \"1s\"\nretry_delay = \"1s\"\n"),
+    )
+    .unwrap();
+    let (id, _) = start(&env, &env.unique("watchsc"), &[]);
+    let old = sidecar_id(&id);
+    let mut watch = env
+        .cmd()
+        .args(["health", "watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    docker_ok(&["kill", &old]);
+    let healed = common::wait_until(std::time::Duration::from_secs(60), || {
+        let now = sidecar_id(&id);
+        !now.is_empty()
+            && !old.starts_with(&now)
+            && container_state(&now).as_deref() == Some("running")
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(healed, "the sidecar was not brought back");
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(20),
+        || get(&cid, "http://allowed.test/").contains("allowed-ok")
+    ));
+    let events = env.ok(&["events", "--json"]);
+    assert!(events.contains("egress proxy down"), "{events}");
+    env.ok(&["stop", &id]);
+}
