@@ -501,6 +501,9 @@ pub enum NetCmd {
         forward: Vec<String>,
         #[arg(long)]
         watch: Option<String>,
+        /// An address of the engine's machine: never a destination
+        #[arg(long)]
+        forbid: Vec<std::net::IpAddr>,
     },
 }
 

@@ -28,7 +28,12 @@ pub struct ProxyArgs {
     pub forward: Vec<(u16, String)>,
     /// Exit when this name (the agent's container) stops resolving.
     pub watch: Option<String>,
+    /// The addresses of the engine's machine: never a destination.
+    pub forbid: Vec<IpAddr>,
 }
+
+/// `--forbid` and the gateways of the sidecar's routes, set at start.
+static MACHINE: std::sync::OnceLock<Vec<IpAddr>> = std::sync::OnceLock::new();
 
 const HEAD_MAX: usize = 16 << 10;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
@@ -82,6 +87,7 @@ async fn serve(args: ProxyArgs) -> Result<()> {
     rules.current();
     let rules = Arc::new(Mutex::new(rules));
     let events = Arc::new(args.events.clone());
+    let _ = MACHINE.set(args.forbid.clone());
     let listener = bind_listen(&args.listen).await?;
     for (port, target) in args.forward.clone() {
         let l = TcpListener::bind((IpAddr::from([0, 0, 0, 0]), port))
@@ -244,12 +250,16 @@ fn split_host_port(s: &str, default: u16) -> Option<(String, u16)> {
     }
 }
 
-/// The gateways of the sidecar's routes: the engine's host, never a
-/// destination.
+/// The engine's machine: its addresses given at start, and the gateways of
+/// the sidecar's routes (read again: routes may come after the start).
 fn gateways() -> Vec<IpAddr> {
-    std::fs::read_to_string("/proc/net/route")
-        .map(|t| crate::untrusted::addr::route_gateways(&t))
-        .unwrap_or_default()
+    let mut all = MACHINE.get().cloned().unwrap_or_default();
+    all.extend(
+        std::fs::read_to_string("/proc/net/route")
+            .map(|t| crate::untrusted::addr::route_gateways(&t))
+            .unwrap_or_default(),
+    );
+    all
 }
 
 async fn respond(conn: &mut TcpStream, status: &str, why: &str) {

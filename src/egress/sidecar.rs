@@ -191,6 +191,31 @@ pub struct Sidecar {
     pub home: String,
 }
 
+/// This machine's own addresses (every interface's but loopback, which the
+/// proxy refuses anyway): with a local engine the sidecar reaches them
+/// through its gateway, and with them every service listening on all
+/// addresses.
+fn machine_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<IpAddr> = Vec::new();
+    for a in addrs {
+        let Some(sa) = a.address else { continue };
+        let ip = if let Some(v4) = sa.as_sockaddr_in() {
+            IpAddr::V4(v4.ip())
+        } else if let Some(v6) = sa.as_sockaddr_in6() {
+            IpAddr::V6(v6.ip())
+        } else {
+            continue;
+        };
+        if !ip.is_loopback() && !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
 /// Creates and starts the sidecar; returns its container id. A sidecar
 /// left from an earlier start of the instance is replaced. Async, so that
 /// it runs alongside the agent's own create and start.
@@ -221,6 +246,11 @@ pub async fn start(docker: &bollard::Docker, s: &Sidecar) -> Result<String> {
         "--forward".to_owned(),
         format!("{}={}:{}", s.port, s.agent, s.port),
     ];
+    let mut cmd = cmd;
+    for ip in machine_addresses() {
+        cmd.push("--forbid".to_owned());
+        cmd.push(ip.to_string());
+    }
     let body = ContainerCreateBody {
         image: Some(image),
         cmd: Some(cmd),

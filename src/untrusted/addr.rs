@@ -165,7 +165,7 @@ pub fn check(
         v4 => v4,
     };
     if gateways.iter().any(|g| *g == plain || *g == ip) {
-        return Err("the engine's gateway (this machine)");
+        return Err("an address of this machine (the engine's host)");
     }
     match classify(ip) {
         Class::Public => Ok(()),
