@@ -493,13 +493,17 @@ pub enum NetCmd {
         rules: PathBuf,
         #[arg(long)]
         events: PathBuf,
+        /// HOST:PORT; a name is resolved (the proxy's alias on its network)
         #[arg(long)]
-        listen: std::net::SocketAddr,
+        listen: String,
         /// PORT=HOST:PORT
         #[arg(long)]
         forward: Vec<String>,
         #[arg(long)]
         watch: Option<String>,
+        /// An address of the engine's machine: never a destination
+        #[arg(long)]
+        forbid: Vec<std::net::IpAddr>,
     },
 }
 

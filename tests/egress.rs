@@ -24,6 +24,8 @@ struct Dest {
     allowed_ip: String,
     /// The network's gateway: an address of this host.
     gateway: String,
+    /// Its subnet (private: `networking.allow_private` lets the proxy in).
+    subnet: String,
 }
 
 impl Dest {
@@ -75,7 +77,17 @@ impl Dest {
         ])
         .trim()
         .to_owned();
+        let subnet = docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            &net,
+        ])
+        .trim()
+        .to_owned();
         Dest {
+            subnet,
             net,
             names,
             allowed_ip: ips[0].clone(),
@@ -99,8 +111,14 @@ impl Drop for Dest {
 }
 
 fn config(env: &Env, dest: &Dest, egress: &str) {
+    let private = format!("allow_private = [\"{}\"]\n", dest.subnet);
+    config_with(env, dest, egress, &private);
+}
+
+/// The config with `networking` lines of the test's own.
+fn config_with(env: &Env, dest: &Dest, egress: &str, networking: &str) {
     env.write_config(&format!(
-        "egress = \"{egress}\"\nallow = [\"allowed.test\"]\nproxy_network = \"{}\"\n\n\
+        "egress = \"{egress}\"\nallow = [\"allowed.test\"]\nproxy_network = \"{}\"\n{networking}\n\
          [global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
          [resources.memory]\nlimit = \"128Mi\"\n\n\
          [agents.claude]\nimage = \"{TEST_IMAGE}\"\nenv_passthrough = {PASSTHROUGH}\n",
@@ -443,5 +461,549 @@ fn an_instance_without_egress_is_healthy_without_a_published_port() {
     let out = env.run(&["health", "check", &id, "--json"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(!stdout(&out).contains("\"port\""), "{}", stdout(&out));
+    env.ok(&["stop", &id]);
+}
+
+/// The flag's policy is part of the instance: the agent exiting (killed
+/// here) and the next plain start (the `claude` path, no `--egress`) bring
+/// it back under `none`, not `open`.
+#[test]
+fn a_policy_from_the_flag_survives_the_agent_exiting_and_a_rerun() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "open");
+    let name = env.unique("rerun");
+    let (id, cid) = start(&env, &name, &["--egress", "none"]);
+    assert_eq!(env.instance(&id)["egress"], "none");
+    docker_ok(&["kill", &cid]);
+    let (again, cid) = start(&env, &name, &[]);
+    assert_eq!(again, id);
+    assert_eq!(env.instance(&id)["egress"], "none", "re-run came back open");
+    let (_l, port) = host_listener(&dest.gateway);
+    assert_eq!(direct(&cid, &dest.gateway, port).trim(), "refused");
+    // An explicit flag still changes it.
+    env.ok(&["stop", &id]);
+    let (_, _) = start(&env, &name, &["--egress", "open"]);
+    assert_eq!(env.instance(&id)["egress"], "open");
+    env.ok(&["stop", &id]);
+}
+
+/// Through the real proxy: an allowed name or address that leads to a
+/// private network is refused unless `allow_private` lists it, and the
+/// engine's gateway (this machine) is refused even when listed.
+#[test]
+fn the_proxy_refuses_private_addresses_and_the_host_gateway() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    let (_l, port) = host_listener(&dest.gateway);
+    let host_rule = format!("allow = [\"allowed.test\", \"{}:{port}\"]\n", dest.gateway);
+    // Without allow_private: the allowed name resolves to a private address.
+    config_with(&env, &dest, "allowlist", "");
+    let cfg = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+    let cfg = cfg.replace("allow = [\"allowed.test\"]\n", &host_rule);
+    std::fs::write(env.state().join("config.toml"), &cfg).unwrap();
+    let (id, cid) = start(&env, &env.unique("priv"), &[]);
+    let g = get(&cid, "http://allowed.test/");
+    assert!(g.contains("403") && g.contains("private address"), "{g}");
+    assert!(!g.contains("allowed-ok"), "{g}");
+    let h = connect(&cid, &format!("{}:{port}", dest.gateway));
+    assert!(
+        h.contains("403") && !h.contains("\nhost"),
+        "the host through the proxy: {h}"
+    );
+    assert!(refusals(&env, &id).contains("private address"));
+    env.ok(&["stop", &id]);
+
+    // With it: the private network is reachable, the gateway still not.
+    let cfg = cfg.replace(
+        &host_rule,
+        &format!("{host_rule}allow_private = [\"{}\"]\n", dest.subnet),
+    );
+    std::fs::write(env.state().join("config.toml"), &cfg).unwrap();
+    let (id, cid) = start(&env, &env.unique("priv2"), &[]);
+    assert!(get(&cid, "http://allowed.test/").contains("allowed-ok"));
+    let h = connect(&cid, &format!("{}:{port}", dest.gateway));
+    assert!(
+        h.contains("403") && h.contains("this machine") && !h.contains("\nhost"),
+        "{h}"
+    );
+    env.ok(&["stop", &id]);
+}
+
+/// The sidecar of an instance started with the default `proxy_network`:
+/// (container id, its addresses by network).
+fn sidecar_of(id: &str) -> (String, Vec<(String, String)>) {
+    let sc = docker_ok(&[
+        "ps",
+        "-q",
+        "--filter",
+        "label=ai.role=egress-proxy",
+        "--filter",
+        &format!("label=ai.egress-for={id}"),
+    ])
+    .trim()
+    .to_owned();
+    assert!(!sc.is_empty(), "no sidecar for {id}");
+    let nets = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}}\n{{end}}",
+        &sc,
+    ]);
+    let nets = nets
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, ip)| (n.to_owned(), ip.to_owned()))
+        .collect();
+    (sc, nets)
+}
+
+/// The proxy is its agent's only: another container on the engine's
+/// default bridge (another user's, a `shared` instance) reaches neither
+/// the proxy nor the agent's port; no other container joins the sidecar's
+/// networks; the proxy listens on the internal network only.
+#[test]
+fn the_proxy_and_the_agents_port_are_reachable_from_its_agent_only() {
+    require_docker!();
+    let env = Env::new();
+    env.write_config(&format!(
+        "egress = \"allowlist\"\nallow = [\"allowed.test\"]\n\n\
+         [global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
+         [agents.claude]\nimage = \"{TEST_IMAGE}\"\nlistens = true\nenv_passthrough = {PASSTHROUGH}\n"
+    ));
+    let proj = env.project(&env.unique("reach"));
+    let out = env
+        .cmd()
+        .current_dir(&proj)
+        .env("FAKE_AGENT_STAY", "1")
+        .env("FAKE_AGENT_LISTEN", "1")
+        .args(["start", "--mode", "claude", "--detach"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let port = env.instance(&id)["port"].as_u64().unwrap();
+    let (sc, nets) = sidecar_of(&id);
+    // The agent still has its proxy (the refusal proves it answered).
+    assert!(get(&cid, "http://blocked.test/").contains("403"));
+
+    for (net, _) in &nets {
+        assert_ne!(net, "bridge", "the sidecar is on the default bridge");
+        let members = docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range $k, $v := .Containers}}{{$k}} {{end}}",
+            net,
+        ]);
+        for m in members.split_whitespace() {
+            assert!(
+                sc.starts_with(&m[..12]) || cid.starts_with(&m[..12]) || m.starts_with(&cid),
+                "{net} has another member {m}"
+            );
+        }
+    }
+    // What answers is checked, not only that a connection opened: this
+    // machine's own network may accept any connection going off it.
+    let mut probes = String::new();
+    for (_, ip) in &nets {
+        probes.push_str(&format!(
+            "printf 'GET http://blocked.test/ HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' | nc -w 3 {ip} 3128 2>&1 | grep -q 'ai-sessions egress' && echo REACHED-PROXY {ip}; \
+             nc -w 3 {ip} {port} </dev/null 2>&1 | grep -q '^ok' && echo REACHED-AGENT {ip}; "
+        ));
+    }
+    let own = sh(
+        &cid,
+        &probes.replace(&format!("{} 3128", nets[0].1), "egress-proxy 3128"),
+    );
+    assert!(own.contains("REACHED-PROXY"), "the probe itself: {own}");
+    let o = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "bridge",
+        "--label",
+        "ai.sessions.test=1",
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        &format!("{probes} true"),
+    ]);
+    assert!(!stdout(&o).contains("REACHED"), "{} {nets:?}", stdout(&o));
+    // From the host, the proxy is not on its outer address either.
+    for (net, ip) in &nets {
+        let internal = docker_ok(&["network", "inspect", "-f", "{{.Internal}}", net]);
+        if internal.trim() == "false" {
+            use std::io::{Read, Write};
+            let answer = std::net::TcpStream::connect_timeout(
+                &format!("{ip}:3128").parse().unwrap(),
+                std::time::Duration::from_secs(3),
+            )
+            .map(|mut c| {
+                let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(3)));
+                let _ = c.write_all(b"GET http://blocked.test/ HTTP/1.1\r\nHost: x\r\n\r\n");
+                let mut b = String::new();
+                let _ = c.read_to_string(&mut b);
+                b
+            })
+            .unwrap_or_default();
+            assert!(
+                !answer.contains("ai-sessions egress"),
+                "the proxy answers on {net} {ip}"
+            );
+        }
+    }
+    env.ok(&["stop", &id]);
+    let left = docker_ok(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=ai.instance={id}"),
+    ]);
+    assert!(left.trim().is_empty(), "networks left: {left}");
+}
+
+/// The sidecar of `id` (running or not), by its labels.
+fn sidecar_id(id: &str) -> String {
+    docker_ok(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=ai.role=egress-proxy",
+        "--filter",
+        &format!("label=ai.egress-for={id}"),
+    ])
+    .trim()
+    .to_owned()
+}
+
+/// Held tunnels from inside the box (a bounded number, to a destination on
+/// this machine) are capped: past the cap the proxy answers 503 and says so
+/// once in the event log, the sidecar keeps running, and once they are
+/// closed it serves again.
+#[test]
+fn held_connections_are_capped_and_the_sidecar_survives() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let cfg = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+    std::fs::write(
+        env.state().join("config.toml"),
+        cfg.replace(
+            "[resources.memory]",
+            "[resources.pids]\nlimit = 4096\n\n[resources.memory]",
+        ),
+    )
+    .unwrap();
+    let (id, cid) = start(&env, &env.unique("flood"), &[]);
+    let sc = sidecar_id(&id);
+    // 400 tunnels held open (each: a subshell, sleep and nc).
+    let held = sh(
+        &cid,
+        "i=0; while [ $i -lt 400 ]; do \
+           ( { printf 'CONNECT allowed.test:80 HTTP/1.1\\r\\n\\r\\n'; sleep 120; } | nc egress-proxy 3128 >/dev/null 2>&1 & ); \
+           i=$((i+1)); done; echo started",
+    );
+    assert!(held.contains("started"), "{held}");
+    let mut last = String::new();
+    let capped = common::wait_until(std::time::Duration::from_secs(60), || {
+        last = get(&cid, "http://allowed.test/");
+        last.contains("503")
+    });
+    assert!(capped, "no cap: {last}");
+    assert!(last.contains("too many connections"), "{last}");
+    assert_eq!(container_state(&sc).as_deref(), Some("running"));
+    let events = env.ok(&["events", "--json"]);
+    assert!(events.contains("connection limit"), "{events}");
+    // Closed again: served again.
+    sh(&cid, "pkill sleep; killall sleep; true");
+    let back = common::wait_until(std::time::Duration::from_secs(60), || {
+        get(&cid, "http://allowed.test/").contains("allowed-ok")
+    });
+    assert!(back, "{}", get(&cid, "http://allowed.test/"));
+    assert_eq!(container_state(&sc).as_deref(), Some("running"));
+    env.ok(&["stop", &id]);
+}
+
+/// A sidecar that is paused, or gone (killed, out of memory), makes the
+/// instance unhealthy with an event saying why; a heal brings it back.
+#[test]
+fn a_dead_or_paused_sidecar_is_unhealthy_logged_and_healed() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let (id, cid) = start(&env, &env.unique("sidecar"), &[]);
+    let health = |env: &Env| {
+        let out = env.run(&["health", "check", &id]);
+        format!("{}{}", stdout(&out), stderr(&out))
+    };
+    assert!(!health(&env).contains("unhealthy"), "{}", health(&env));
+    for how in ["pause", "kill"] {
+        let sc = sidecar_id(&id);
+        docker_ok(&[how, &sc]);
+        let h = health(&env);
+        assert!(
+            h.contains("unhealthy") && h.contains("egress-proxy"),
+            "{how}: {h}"
+        );
+        let events = env.ok(&["events", "--json"]);
+        assert!(events.contains("egress proxy"), "{how}: {events}");
+        env.ok(&["heal", &id]);
+        let cid2 = env.instance(&id)["container_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            container_state(&sidecar_id(&id)).as_deref(),
+            Some("running")
+        );
+        assert!(
+            !health(&env).contains("unhealthy"),
+            "{how}: {}",
+            health(&env)
+        );
+        assert!(get(&cid2, "http://allowed.test/").contains("allowed-ok"));
+        let _ = &cid;
+    }
+    env.ok(&["stop", &id]);
+}
+
+/// An image of the sidecar kind built FROM scratch with `labels`, tagged
+/// `tag`.
+fn fake_sidecar_image(tag: &str, labels: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut df = String::from("FROM scratch\n");
+    for (k, v) in labels {
+        df.push_str(&format!("LABEL {k}=\"{v}\"\n"));
+    }
+    std::fs::write(dir.path().join("Dockerfile"), df).unwrap();
+    let o = std::process::Command::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", tag])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// A new proxy binary builds a new sidecar image and prunes this home's
+/// older ones; another home's images (of its own binary) stay.
+#[test]
+fn sidecar_image_pruning_stays_in_its_own_home() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let tok: String = env
+        .token
+        .bytes()
+        .map(|b| format!("{:02x}", b))
+        .collect::<String>()
+        .chars()
+        .take(16)
+        .collect();
+    let theirs = format!("ai-sessions-egress:{tok:0>16}");
+    fake_sidecar_image(
+        &theirs,
+        &[
+            ("ai.managed-by", "ai-sessctl"),
+            ("ai.home", "/another/home"),
+        ],
+    );
+    let old = format!(
+        "ai-sessions-egress:{:0>16}",
+        tok.chars().rev().collect::<String>()
+    );
+    fake_sidecar_image(
+        &old,
+        &[
+            ("ai.managed-by", "ai-sessctl"),
+            ("ai.home", &common::home_label(env.state())),
+        ],
+    );
+    // A binary of its own, so that this start builds (and prunes).
+    let bins = tempfile::tempdir().unwrap();
+    let bin = bins.path().join("ai-sessctl");
+    std::fs::copy(env!("CARGO_BIN_EXE_ai-sessctl"), &bin).unwrap();
+    let proj = env.project(&env.unique("prune"));
+    let out = env
+        .cmd()
+        .current_dir(&proj)
+        .env("FAKE_AGENT_STAY", "1")
+        .env("AI_SESSIONS_PROXY_BINARY", &bin)
+        .args(["start", "--mode", "claude", "--detach"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    let mine = docker_ok(&["inspect", "-f", "{{.Config.Image}}", &sidecar_id(&id)])
+        .trim()
+        .to_owned();
+    assert!(mine.starts_with("ai-sessions-egress:"), "{mine}");
+    let left = docker(&["image", "inspect", &theirs]);
+    let _ = docker(&["rmi", &theirs]);
+    assert!(left.status.success(), "another home's image was removed");
+    let old_left = docker(&["image", "inspect", &old]);
+    let _ = docker(&["rmi", &old]);
+    assert!(!old_left.status.success(), "this home's old image stays");
+    env.ok(&["stop", &id]);
+    let _ = docker(&["rmi", &mine]);
+}
+
+/// IPv6 link-local: the host's address on the agent's network (the
+/// bridge's `fe80::`) must not be reachable from an agent under `none` or
+/// `allowlist` (the host listens on every address, as many servers do).
+#[test]
+fn ipv6_link_local_does_not_reach_the_host() {
+    require_docker!();
+    if std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .map(|s| s.trim() == "1")
+        .unwrap_or(true)
+    {
+        eprintln!("\n*** SKIPPED: IPv6 is off on this host ***\n");
+        return;
+    }
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    let l = TcpListener::bind("[::]:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            use std::io::Write;
+            if let Ok(mut s) = s {
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nhost\n");
+            }
+        }
+    });
+    for egress in ["none", "allowlist"] {
+        config(&env, &dest, egress);
+        let (id, cid) = start(&env, &env.unique(egress), &[]);
+        // Every link-local address of the host's bridges, tried from the box.
+        let addrs = std::process::Command::new("ip")
+            .args(["-6", "-o", "addr", "show", "scope", "link"])
+            .output()
+            .unwrap();
+        let mut tries = String::new();
+        for line in stdout(&addrs).lines() {
+            let mut w = line.split_whitespace();
+            let (Some(_), Some(dev)) = (w.next(), w.next()) else {
+                continue;
+            };
+            if !dev.starts_with("br-") {
+                continue;
+            }
+            if let Some(a) = line.split_whitespace().skip_while(|x| *x != "inet6").nth(1) {
+                let a = a.split('/').next().unwrap();
+                tries.push_str(&format!(
+                    "for i in $(ls /sys/class/net); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {a}%$i {port} 2>/dev/null | grep -q host && echo REACHED {a}%$i; done; "
+                ));
+            }
+        }
+        assert!(!tries.is_empty(), "no bridge with a link-local address");
+        let o = sh(&cid, &tries);
+        assert!(!o.contains("REACHED"), "{egress}: {o}");
+        env.ok(&["stop", &id]);
+    }
+}
+
+/// `health watch` heals a killed sidecar by itself: the instance is
+/// restarted with a new proxy, which serves.
+#[test]
+fn health_watch_brings_a_killed_sidecar_back() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let cfg = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+    std::fs::write(
+        env.state().join("config.toml"),
+        format!("{cfg}\n[health]\ncheck_interval = \"1s\"\nretry_delay = \"1s\"\n"),
+    )
+    .unwrap();
+    let (id, _) = start(&env, &env.unique("watchsc"), &[]);
+    let old = sidecar_id(&id);
+    let mut watch = env
+        .cmd()
+        .args(["health", "watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    docker_ok(&["kill", &old]);
+    let healed = common::wait_until(std::time::Duration::from_secs(60), || {
+        let now = sidecar_id(&id);
+        !now.is_empty()
+            && !old.starts_with(&now)
+            && container_state(&now).as_deref() == Some("running")
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(healed, "the sidecar was not brought back");
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(20),
+        || get(&cid, "http://allowed.test/").contains("allowed-ok")
+    ));
+    let events = env.ok(&["events", "--json"]);
+    assert!(events.contains("egress proxy down"), "{events}");
+    env.ok(&["stop", &id]);
+}
+
+/// The machine's own addresses (not only the engine's gateway) are never a
+/// destination, even where `allow_private` would let the range through.
+#[test]
+fn the_proxy_refuses_the_machines_own_addresses() {
+    require_docker!();
+    let route = std::process::Command::new("ip")
+        .args(["-4", "route", "get", "1.1.1.1"])
+        .output()
+        .unwrap();
+    let route = stdout(&route);
+    let Some(src) = route
+        .split_whitespace()
+        .skip_while(|w| *w != "src")
+        .nth(1)
+        .map(str::to_owned)
+    else {
+        eprintln!("\n*** SKIPPED: no default route here ***\n");
+        return;
+    };
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    let (_l, port) = host_listener(&src);
+    config_with(
+        &env,
+        &dest,
+        "allowlist",
+        &format!("allow_private = [\"{}\", \"{src}/32\"]\n", dest.subnet),
+    );
+    let cfg = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+    std::fs::write(
+        env.state().join("config.toml"),
+        cfg.replace(
+            "allow = [\"allowed.test\"]",
+            &format!("allow = [\"allowed.test\", \"{src}:{port}\"]"),
+        ),
+    )
+    .unwrap();
+    let (id, cid) = start(&env, &env.unique("self"), &[]);
+    assert!(get(&cid, "http://allowed.test/").contains("allowed-ok"));
+    let h = connect(&cid, &format!("{src}:{port}"));
+    assert!(
+        h.contains("403") && h.contains("this machine"),
+        "{src}: {h}"
+    );
     env.ok(&["stop", &id]);
 }

@@ -225,3 +225,79 @@ fn start_list_health_logs_stats_attach_stop_on_podman() {
     assert_eq!(env.instance(&id)["status"], "stopped");
     assert!(!podman.exists(&cid), "the container is removed");
 }
+
+/// Egress policies on Podman (netavark/aardvark): under `none` the agent
+/// has no network at all (no DNS forwarded out, no IPv6 link-local to the
+/// host); `allowlist`, which Podman's internal networks cannot hold, is
+/// refused with the reason (not "engine not answering").
+#[test]
+fn egress_policies_hold_on_podman_or_are_refused() {
+    require_docker!();
+    let Some(podman) = Podman::start() else {
+        return;
+    };
+    let image = podman.load_test_image();
+    let env = Env::new();
+    env.write_config(&format!(
+        "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
+         [resources.memory]\nlimit = \"128Mi\"\n\n\
+         [resources.nofile]\nlimit = 0\n\n\
+         [agents.claude]\nimage = \"{image}\"\nenv_passthrough = [\"FAKE_AGENT_STAY\"]\n"
+    ));
+    let name = env.unique("podeg");
+    let proj: PathBuf = env.project(&name);
+    let id = format!("{name}-claude");
+
+    let out = env
+        .cmd()
+        .current_dir(&proj)
+        .env("DOCKER_HOST", podman.host())
+        .env("FAKE_AGENT_STAY", "1")
+        .args(["start", "--mode", "claude", "--detach", "--egress", "none"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "none on podman: {}", stderr(&out));
+    assert_eq!(env.instance(&id)["egress"], "none");
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let inside = podman
+        .podman()
+        .args(["exec", &cid, "sh", "-c"])
+        .arg(
+            "ls /sys/class/net | tr '\\n' ' '; echo; \
+             nslookup -timeout=2 example.com 2>&1 | grep -q '^Address.*[0-9]' && echo RESOLVED; \
+             ip -6 addr | grep -q fe80 && echo LINK-LOCAL; true",
+        )
+        .output()
+        .unwrap();
+    let seen = stdout(&inside);
+    assert_eq!(seen.lines().next().map(str::trim), Some("lo"), "{seen}");
+    assert!(
+        !seen.contains("RESOLVED") && !seen.contains("LINK-LOCAL"),
+        "{seen}"
+    );
+    let out = via(&env, &podman, &proj, &["stop", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = via(
+        &env,
+        &podman,
+        &proj,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--egress",
+            "allowlist",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("Podman") && err.contains("allowlist") && !err.contains("not answering"),
+        "{err}"
+    );
+}

@@ -19,6 +19,7 @@ pub fn net(ctx: &Ctx, cmd: NetCmd) -> Result<u8> {
             listen,
             forward,
             watch,
+            forbid,
         } => {
             let forward = forward
                 .iter()
@@ -38,6 +39,7 @@ pub fn net(ctx: &Ctx, cmd: NetCmd) -> Result<u8> {
                 listen,
                 forward,
                 watch,
+                forbid,
             })
             .map(|_| 0)
         }

@@ -286,7 +286,12 @@ pub struct Networking {
     pub allow: Vec<String>,
     /// Hosts never reachable (any port unless given); they win over `allow`.
     pub deny: Vec<String>,
-    /// The engine network the egress proxy reaches out through.
+    /// Private networks (CIDR) an allowed name may resolve to under
+    /// `allowlist`; others are refused, as are loopback, link-local and the
+    /// engine's gateway always.
+    pub allow_private: Vec<String>,
+    /// The engine network the egress proxy reaches out through; empty: a
+    /// network of its own, which no other container joins.
     pub proxy_network: String,
 }
 
@@ -329,7 +334,8 @@ impl Default for Networking {
             egress: EgressPolicy::Open,
             allow: Vec::new(),
             deny: Vec::new(),
-            proxy_network: "bridge".to_owned(),
+            allow_private: Vec::new(),
+            proxy_network: String::new(),
         }
     }
 }

@@ -37,6 +37,13 @@ pub fn sidecar_name(container: &str) -> String {
     format!("{container}-egress")
 }
 
+/// The network the sidecar of `container` reaches out through, unless
+/// `networking.proxy_network` names one: its own, so that no other
+/// container can reach the proxy or the agent's port it forwards.
+pub fn outer_network_name(container: &str) -> String {
+    format!("{container}-out")
+}
+
 /// Sets up the policy of `spec` for the container `name`.
 pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<Prepared> {
     let net = &spec.eff.settings.networking;
@@ -46,12 +53,31 @@ pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<P
             ..Prepared::default()
         });
     }
+    if net.egress == EgressPolicy::None {
+        // No network at all: no route, no DNS (Podman's aardvark forwards
+        // queries out of an internal network), no IPv6 link-local to the
+        // host; nothing published.
+        return Ok(Prepared {
+            network: Some("none".to_owned()),
+            publish: false,
+            labels: vec![(EGRESS_LABEL.to_owned(), net.egress.to_string())],
+            ..Prepared::default()
+        });
+    }
+    if is_podman(engine) {
+        return Err(Error::Invalid(
+            "networking.egress = \"allowlist\" cannot be enforced on Podman: its internal networks \
+             forward DNS out (a tunnel around the proxy) and give the agent an IPv6 link-local way to \
+             the host; use egress = \"none\" or \"open\" there, or a Docker engine"
+                .into(),
+        ));
+    }
     let labels = HashMap::from([
         (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
         (HOME_LABEL.to_owned(), spec.home.clone()),
         ("ai.instance".to_owned(), spec.id.to_string()),
     ]);
-    create_internal_network(engine, name, labels)?;
+    create_internal_network(engine, name, labels.clone())?;
     let mut out = Prepared {
         network: Some(name.to_owned()),
         dns: Some(vec!["127.0.0.1".to_owned()]),
@@ -64,13 +90,20 @@ pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<P
         let planned = (|| {
             super::write_rules(&dirs, spec.id, spec.eff)?;
             dirs.ensure_sub(&dirs.logs_dir())?;
+            let outer = if net.proxy_network.is_empty() {
+                let outer = outer_network_name(name);
+                create_outer_network(engine, &outer, labels)?;
+                outer
+            } else {
+                net.proxy_network.clone()
+            };
             Ok::<_, Error>(sidecar::Sidecar {
                 name: sidecar_name(name),
-                image: sidecar::image(engine)?,
+                image: sidecar::image(engine, &spec.home)?,
                 instance: spec.id.to_string(),
                 agent: name.to_owned(),
                 internal_network: name.to_owned(),
-                outer_network: net.proxy_network.clone(),
+                outer_network: outer,
                 port: spec.port,
                 bind: net.bind,
                 net_dir: super::net_dir(&dirs, spec.id),
@@ -88,6 +121,18 @@ pub fn prepare(engine: &DockerEngine, spec: &LaunchSpec, name: &str) -> Result<P
         out.env = sidecar::agent_env();
     }
     Ok(out)
+}
+
+/// Whether the engine is Podman (its version lists a "Podman Engine").
+fn is_podman(engine: &DockerEngine) -> bool {
+    engine
+        .block_on(engine.client().version())
+        .ok()
+        .and_then(|v| v.components)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.name.to_ascii_lowercase().contains("podman"))
+        })
 }
 
 /// The Docker bridge option that keeps the host's address off a network.
@@ -144,9 +189,26 @@ fn create_internal_network(
     })
 }
 
-/// Removes the sidecar and the internal network of container `name`
-/// (each gone already is fine).
+/// The sidecar's own way out: a plain bridge (with a route off the host)
+/// that only the sidecar joins. One left by an earlier start is reused if
+/// it is this home's.
+fn create_outer_network(
+    engine: &DockerEngine,
+    name: &str,
+    labels: HashMap<String, String>,
+) -> Result<()> {
+    let net = crate::runtime::network::OwnNetwork {
+        name: name.to_owned(),
+        internal: false,
+        labels,
+    };
+    engine.block_on(crate::runtime::network::ensure(engine.client(), &net))
+}
+
+/// Removes the sidecar and the networks of container `name` (each gone
+/// already is fine).
 pub fn cleanup(engine: &DockerEngine, name: &str) {
     sidecar::remove(engine, &sidecar_name(name));
     let _ = engine.block_on(engine.client().remove_network(name));
+    let _ = engine.block_on(engine.client().remove_network(&outer_network_name(name)));
 }

@@ -6,6 +6,7 @@
 
 pub mod launch;
 pub mod proxy;
+pub mod relay;
 pub mod rules;
 pub mod sidecar;
 
@@ -39,15 +40,15 @@ pub fn write_rules(dirs: &StateDir, id: &InstanceId, eff: &Effective) -> crate::
     dirs.ensure_sub(&dirs.root().join("net"))?;
     crate::paths::ensure_private_dir(&net_dir(dirs, id))?;
     let allow = allow_list(eff);
-    let deny = eff.settings.networking.deny.clone();
-    // Checked here so a bad rule fails the start, not the proxy.
-    rules::RuleSet::new(&allow, &deny)?;
-    rules::RuleFile {
+    let file = rules::RuleFile {
         instance: id.to_string(),
         allow,
-        deny,
-    }
-    .write(&rules_path(dirs, id))
+        deny: eff.settings.networking.deny.clone(),
+        allow_private: eff.settings.networking.allow_private.clone(),
+    };
+    // Checked here so a bad rule fails the start, not the proxy.
+    rules::RuleSet::from_file(&file)?;
+    file.write(&rules_path(dirs, id))
 }
 
 /// The host runtime cannot confine an agent's network: a policy other

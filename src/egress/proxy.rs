@@ -6,6 +6,7 @@
 //! instance's published port to the agent, and exits once the agent's
 //! container is gone.
 
+use super::relay;
 use super::rules::{RuleFile, RuleSet};
 use crate::error::{Error, Result};
 use crate::events::{Event, Level};
@@ -20,12 +21,19 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct ProxyArgs {
     pub rules: PathBuf,
     pub events: PathBuf,
-    pub listen: SocketAddr,
+    /// `host:port`; a name (the proxy's alias on the internal network)
+    /// is resolved to its address there, which is the only one bound.
+    pub listen: String,
     /// `(port, target)`: listen on `port`, forward to `target` (`host:port`).
     pub forward: Vec<(u16, String)>,
     /// Exit when this name (the agent's container) stops resolving.
     pub watch: Option<String>,
+    /// The addresses of the engine's machine: never a destination.
+    pub forbid: Vec<IpAddr>,
 }
+
+/// `--forbid` and the gateways of the sidecar's routes, set at start.
+static MACHINE: std::sync::OnceLock<Vec<IpAddr>> = std::sync::OnceLock::new();
 
 const HEAD_MAX: usize = 16 << 10;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
@@ -46,8 +54,7 @@ impl Rules {
             .ok()
             .and_then(|m| Some((m.modified().ok()?, m.len())));
         if stamp != self.stamp {
-            match RuleFile::read(&self.path)
-                .and_then(|f| Ok((RuleSet::new(&f.allow, &f.deny)?, f.instance)))
+            match RuleFile::read(&self.path).and_then(|f| Ok((RuleSet::from_file(&f)?, f.instance)))
             {
                 Ok((set, instance)) => {
                     self.set = set;
@@ -80,9 +87,8 @@ async fn serve(args: ProxyArgs) -> Result<()> {
     rules.current();
     let rules = Arc::new(Mutex::new(rules));
     let events = Arc::new(args.events.clone());
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| Error::Other(format!("listen on {}: {e}", args.listen)))?;
+    let _ = MACHINE.set(args.forbid.clone());
+    let listener = bind_listen(&args.listen).await?;
     for (port, target) in args.forward.clone() {
         let l = TcpListener::bind((IpAddr::from([0, 0, 0, 0]), port))
             .await
@@ -93,16 +99,63 @@ async fn serve(args: ProxyArgs) -> Result<()> {
         tokio::spawn(watch(name));
     }
     eprintln!("egress proxy: listening on {}", args.listen);
+    let limit = relay::Limit::new(relay::MAX_PROXY);
     loop {
-        let Ok((conn, _)) = listener.accept().await else {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            // Out of descriptors, say: not a busy loop.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let rules = rules.clone();
         let events = events.clone();
+        let slot = limit.take();
         tokio::spawn(async move {
-            let _ = handle(conn, rules, &events).await;
+            match slot {
+                Ok(_slot) => {
+                    let _ = handle(conn, rules, &events).await;
+                }
+                Err(first) => {
+                    let why = format!("too many connections ({} at once)", relay::MAX_PROXY);
+                    if first {
+                        let (_, instance) =
+                            rules.lock().unwrap_or_else(|p| p.into_inner()).current();
+                        log_refusal(
+                            &events,
+                            &instance,
+                            "*",
+                            0,
+                            &format!("connection limit reached: {why}"),
+                        );
+                    }
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        respond(&mut conn, "503 Service Unavailable", &why),
+                    )
+                    .await;
+                }
+            }
         });
     }
+}
+
+/// Binds `host:port`: the first IPv4 address the name resolves to (the
+/// engine's DNS may need a moment after the start).
+async fn bind_listen(listen: &str) -> Result<TcpListener> {
+    let err = |e: String| Error::Other(format!("listen on {listen}: {e}"));
+    let mut last = String::from("does not resolve");
+    for _ in 0..20 {
+        match tokio::net::lookup_host(listen).await {
+            Ok(addrs) => {
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                if let Some(a) = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
+                    return TcpListener::bind(a).await.map_err(|e| err(e.to_string()));
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(err(last))
 }
 
 /// Exits the process once `name` stopped resolving (its container was
@@ -134,16 +187,23 @@ async fn watch(name: String) {
 }
 
 async fn forward(listener: TcpListener, target: String) {
+    let limit = relay::Limit::new(relay::MAX_FORWARD);
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
+        let Ok((conn, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        // Past the cap the connection is closed at once.
+        let Ok(slot) = limit.take() else {
             continue;
         };
         let target = target.clone();
         tokio::spawn(async move {
-            if let Ok(Ok(mut up)) =
+            let _slot = slot;
+            if let Ok(Ok(up)) =
                 tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str())).await
             {
-                let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                relay::relay(conn, up, relay::FORWARD_IDLE).await;
             }
         });
     }
@@ -190,15 +250,16 @@ fn split_host_port(s: &str, default: u16) -> Option<(String, u16)> {
     }
 }
 
-/// Addresses an allowed name must not lead to: the sidecar's own
-/// loopback, link-local (cloud metadata), unspecified and multicast.
-fn forbidden(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v) => {
-            v.is_loopback() || v.is_link_local() || v.is_unspecified() || v.is_multicast()
-        }
-        IpAddr::V6(v) => v.is_loopback() || v.is_unspecified() || v.is_multicast(),
-    }
+/// The engine's machine: its addresses given at start, and the gateways of
+/// the sidecar's routes (read again: routes may come after the start).
+fn gateways() -> Vec<IpAddr> {
+    let mut all = MACHINE.get().cloned().unwrap_or_default();
+    all.extend(
+        std::fs::read_to_string("/proc/net/route")
+            .map(|t| crate::untrusted::addr::route_gateways(&t))
+            .unwrap_or_default(),
+    );
+    all
 }
 
 async fn respond(conn: &mut TcpStream, status: &str, why: &str) {
@@ -289,12 +350,19 @@ async fn handle(
         .await;
         return Ok(());
     }
-    let Some(addr) = addrs.iter().copied().find(|a| !forbidden(a.ip())) else {
-        let reason = "resolves to a loopback or link-local address";
-        log_refusal(events, &instance, &host, port, reason);
+    // Every address must pass, not one: a name that also resolves to a
+    // forbidden address is refused (no racing the resolver's order).
+    let gws = gateways();
+    if let Some(why) = addrs
+        .iter()
+        .find_map(|a| set.address_ok(a.ip(), &gws).err())
+    {
+        let reason = format!("resolves to {why}");
+        log_refusal(events, &instance, &host, port, &reason);
         respond(&mut conn, "403 Forbidden", &format!("{host}: {reason}")).await;
         return Ok(());
-    };
+    }
+    let addr = addrs[0];
     let mut up = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         _ => {
@@ -334,7 +402,7 @@ async fn handle(
     if !rest.is_empty() {
         up.write_all(&rest).await?;
     }
-    let _ = tokio::io::copy_bidirectional_with_sizes(&mut conn, &mut up, 64 << 10, 64 << 10).await;
+    relay::relay(conn, up, relay::IDLE).await;
     Ok(())
 }
 
@@ -348,8 +416,5 @@ mod tests {
         assert_eq!(split_host_port("a.b", 80), Some(("a.b".into(), 80)));
         assert_eq!(split_host_port("[::1]:8", 1), Some(("::1".into(), 8)));
         assert_eq!(split_host_port("a:x", 1), None);
-        assert!(forbidden("127.0.0.1".parse().unwrap()));
-        assert!(forbidden("169.254.169.254".parse().unwrap()));
-        assert!(!forbidden("172.17.0.2".parse().unwrap()));
     }
 }

@@ -101,12 +101,17 @@ pub struct RuleFile {
     pub instance: String,
     pub allow: Vec<String>,
     pub deny: Vec<String>,
+    /// `networking.allow_private`: private networks allowed names may
+    /// resolve to.
+    #[serde(default)]
+    pub allow_private: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     allow: Vec<Rule>,
     deny: Vec<Rule>,
+    private_ok: Vec<crate::untrusted::addr::Cidr>,
 }
 
 impl RuleSet {
@@ -115,7 +120,29 @@ impl RuleSet {
         Ok(RuleSet {
             allow: parse(allow)?,
             deny: parse(deny)?,
+            private_ok: Vec::new(),
         })
+    }
+
+    /// The rules of a rules file, its private networks included.
+    pub fn from_file(f: &RuleFile) -> Result<RuleSet> {
+        let mut set = RuleSet::new(&f.allow, &f.deny)?;
+        set.private_ok = f
+            .allow_private
+            .iter()
+            .map(|c| crate::untrusted::addr::Cidr::parse(c))
+            .collect::<Result<_>>()?;
+        Ok(set)
+    }
+
+    /// Whether an allowed name may lead to `ip` (see
+    /// [`crate::untrusted::addr::check`]).
+    pub fn address_ok(
+        &self,
+        ip: std::net::IpAddr,
+        gateways: &[std::net::IpAddr],
+    ) -> std::result::Result<(), &'static str> {
+        crate::untrusted::addr::check(ip, gateways, &self.private_ok)
     }
 
     pub fn decide(&self, host: &str, port: u16) -> std::result::Result<(), Refusal> {

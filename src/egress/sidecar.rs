@@ -104,15 +104,23 @@ fn context(bin: &Path) -> Result<Vec<u8>> {
     tar.into_inner().map_err(err)
 }
 
-/// The sidecar image, built once per binary.
-pub fn image(engine: &DockerEngine) -> Result<String> {
+/// The sidecar image, built once per binary, labelled with the state home
+/// that built it (`home`, as its containers are): only that home prunes
+/// it. Another home with the same binary uses it meanwhile (and builds it
+/// again if it was pruned).
+pub fn image(engine: &DockerEngine, home: &str) -> Result<String> {
     let bin = proxy_binary()?;
     let tag = tag_for(&bin)?;
     if engine.image_exists(&tag)? {
         return Ok(tag);
     }
     let tar = context(&bin)?;
-    let opts = q::BuildImageOptionsBuilder::new().t(&tag).rm(true).build();
+    let labels = HashMap::from([(HOME_LABEL, home)]);
+    let opts = q::BuildImageOptionsBuilder::new()
+        .t(&tag)
+        .rm(true)
+        .labels(&labels)
+        .build();
     engine.block_on(async {
         let body = bollard::body_full(tar.into());
         let mut stream = engine.client().build_image(opts, None, Some(body));
@@ -127,21 +135,29 @@ pub fn image(engine: &DockerEngine) -> Result<String> {
         }
         Ok(())
     })?;
-    prune_old_images(engine, &tag);
+    prune_old_images(engine, &tag, home);
     Ok(tag)
 }
 
-/// Removes the images of earlier binaries (one in use stays: no force).
-fn prune_old_images(engine: &DockerEngine, keep: &str) {
+/// Removes this home's images of earlier binaries (one in use stays: no
+/// force). Another home's, or one without a home (made before the label),
+/// is not ours to remove.
+fn prune_old_images(engine: &DockerEngine, keep: &str, home: &str) {
     let repo = keep.split(':').next().unwrap_or(keep);
-    let filters = HashMap::from([("reference".to_owned(), vec![repo.to_owned()])]);
+    let filters = HashMap::from([
+        ("reference".to_owned(), vec![repo.to_owned()]),
+        ("label".to_owned(), vec![format!("{HOME_LABEL}={home}")]),
+    ]);
     let opts = q::ListImagesOptionsBuilder::new().filters(&filters).build();
     engine.block_on(async {
         let Ok(images) = engine.client().list_images(Some(opts)).await else {
             return;
         };
         for img in images {
-            if img.repo_tags.iter().any(|t| t == keep) {
+            // The engine's filter, checked again: an image untagged here is
+            // gone for whoever else used it.
+            let ours = img.labels.get(HOME_LABEL).map(String::as_str) == Some(home);
+            if !ours || img.repo_tags.iter().any(|t| t == keep) {
                 continue;
             }
             for t in &img.repo_tags {
@@ -175,6 +191,31 @@ pub struct Sidecar {
     pub home: String,
 }
 
+/// This machine's own addresses (every interface's but loopback, which the
+/// proxy refuses anyway): with a local engine the sidecar reaches them
+/// through its gateway, and with them every service listening on all
+/// addresses.
+fn machine_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out: Vec<IpAddr> = Vec::new();
+    for a in addrs {
+        let Some(sa) = a.address else { continue };
+        let ip = if let Some(v4) = sa.as_sockaddr_in() {
+            IpAddr::V4(v4.ip())
+        } else if let Some(v6) = sa.as_sockaddr_in6() {
+            IpAddr::V6(v6.ip())
+        } else {
+            continue;
+        };
+        if !ip.is_loopback() && !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
 /// Creates and starts the sidecar; returns its container id. A sidecar
 /// left from an earlier start of the instance is replaced. Async, so that
 /// it runs alongside the agent's own create and start.
@@ -195,13 +236,21 @@ pub async fn start(docker: &bollard::Docker, s: &Sidecar) -> Result<String> {
         "/ai/net/rules.json".to_owned(),
         "--events".to_owned(),
         "/ai/logs/session-manager.log".to_owned(),
+        // Its address on the internal network only: nothing on the outer
+        // network (the host, or others where `proxy_network` is shared)
+        // can use the proxy.
         "--listen".to_owned(),
-        format!("0.0.0.0:{PROXY_PORT}"),
+        format!("{PROXY_ALIAS}:{PROXY_PORT}"),
         "--watch".to_owned(),
         s.agent.clone(),
         "--forward".to_owned(),
         format!("{}={}:{}", s.port, s.agent, s.port),
     ];
+    let mut cmd = cmd;
+    for ip in machine_addresses() {
+        cmd.push("--forbid".to_owned());
+        cmd.push(ip.to_string());
+    }
     let body = ContainerCreateBody {
         image: Some(image),
         cmd: Some(cmd),
@@ -306,4 +355,46 @@ pub fn remove(engine: &DockerEngine, name: &str) {
         name,
         Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
     ));
+}
+
+/// The state of each sidecar of this state home, by the instance it serves
+/// (`running`, `paused`, `exited`, …). One gone is not listed: it removes
+/// itself when it ends.
+pub fn observe(engine: &DockerEngine) -> Result<HashMap<String, String>> {
+    let home = crate::paths::StateDir::from_env()
+        .ok()
+        .map(|d| crate::runtime::docker::home_label(&d));
+    let mut labels = vec![
+        format!("{MANAGED_LABEL}={MANAGED_VALUE}"),
+        format!("{ROLE_LABEL}=egress-proxy"),
+    ];
+    if let Some(h) = &home {
+        labels.push(format!("{HOME_LABEL}={h}"));
+    }
+    let filters = HashMap::from([("label".to_owned(), labels)]);
+    let list = engine
+        .block_on(
+            engine.client().list_containers(Some(
+                q::ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            )),
+        )
+        .map_err(|e| Error::Engine(format!("list egress proxies: {e}")))?;
+    let mut out = HashMap::new();
+    for c in list {
+        let Some(inst) = c.labels.and_then(|mut l| l.remove("ai.egress-for")) else {
+            continue;
+        };
+        let state = c
+            .state
+            .map(|s| s.to_string().to_lowercase())
+            .unwrap_or_default();
+        // A replaced one may linger a moment: a running one wins.
+        if out.get(&inst).is_none_or(|s| s != "running") {
+            out.insert(inst, state);
+        }
+    }
+    Ok(out)
 }

@@ -67,7 +67,30 @@ fn socket_answers(path: &std::path::Path) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
-fn check_one(ctx: &Ctx, inst: &Instance, observed: Option<&HashMap<String, Observed>>) -> Report {
+/// The check of an allowlist instance's proxy: its only way out, and the
+/// way in to its port. `None` when the sidecars could not be listed.
+fn sidecar_check(inst: &Instance, sidecars: Option<&HashMap<String, String>>) -> Option<Check> {
+    if inst.egress != Some(crate::config::EgressPolicy::Allowlist) || inst.status != Status::Running
+    {
+        return None;
+    }
+    let state = sidecars?.get(inst.id.as_str());
+    Some(Check {
+        name: "egress-proxy",
+        ok: state.is_some_and(|s| s == "running"),
+        detail: match state {
+            Some(s) => s.clone(),
+            None => "gone (it exited, was killed or ran out of memory)".into(),
+        },
+    })
+}
+
+fn check_one(
+    ctx: &Ctx,
+    inst: &Instance,
+    observed: Option<&HashMap<String, Observed>>,
+    sidecars: Option<&HashMap<String, String>>,
+) -> Report {
     let mut checks = Vec::new();
     let eff = crate::runtime::ops::effective_for(ctx, &inst.id).ok();
     let timeout = eff
@@ -136,6 +159,9 @@ fn check_one(ctx: &Ctx, inst: &Instance, observed: Option<&HashMap<String, Obser
             detail: format!("{bind}:{}", inst.port),
         });
     }
+    if observed.is_some_and(|o| o.contains_key(inst.id.as_str())) {
+        checks.extend(sidecar_check(inst, sidecars));
+    }
     let sock = ctx.dirs.socket_of(&inst.id);
     if sock.exists() {
         checks.push(Check {
@@ -158,6 +184,31 @@ fn check_one(ctx: &Ctx, inst: &Instance, observed: Option<&HashMap<String, Obser
     }
 }
 
+/// Says in the event log that an instance's egress proxy is down, once:
+/// when its last check did not already say so.
+fn log_proxy_down(ctx: &Ctx, targets: &[&Instance], reports: &[Report]) {
+    for r in reports {
+        let Some(c) = r.checks.iter().find(|c| c.name == "egress-proxy" && !c.ok) else {
+            continue;
+        };
+        let said = targets.iter().any(|i| {
+            i.id.as_str() == r.id
+                && i.health
+                    .as_ref()
+                    .and_then(|h| h.last_error.as_deref())
+                    .is_some_and(|e| e.starts_with("egress-proxy:"))
+        });
+        if !said {
+            ctx.events().log(
+                crate::events::Level::Error,
+                "health",
+                "egress proxy down: the instance has no way out and its port no way in",
+                serde_json::json!({"instance": r.id, "proxy": c.detail}),
+            );
+        }
+    }
+}
+
 /// Checks live instances (or one), records the results in the registry and
 /// returns one report per instance; stopped ones report their status.
 pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
@@ -177,19 +228,28 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
     // An engine that does not answer says nothing about the instances in
     // it: their reports say "unknown" (with the engine's error) and are
     // not stored.
-    let (observed, outage) = if needs_engine {
-        match DockerEngine::connect().and_then(|e| e.observe()) {
-            Ok(o) => (Some(o), None),
-            Err(e) => (None, Some(e.to_string())),
+    let proxied = targets
+        .iter()
+        .any(|i| i.egress == Some(crate::config::EgressPolicy::Allowlist));
+    let (observed, sidecars, outage) = if needs_engine {
+        match DockerEngine::connect().and_then(|e| {
+            let sidecars = proxied
+                .then(|| crate::egress::sidecar::observe(&e).ok())
+                .flatten();
+            Ok((e.observe()?, sidecars))
+        }) {
+            Ok((o, s)) => (Some(o), s, None),
+            Err(e) => (None, None, Some(e.to_string())),
         }
     } else {
-        (None, None)
+        (None, None, None)
     };
     let reports: Vec<Report> = std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .iter()
             .map(|inst| {
                 let observed = observed.as_ref();
+                let sidecars = sidecars.as_ref();
                 let outage = outage.as_deref();
                 s.spawn(move || {
                     if inst.status == Status::Initializing {
@@ -213,7 +273,7 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
                             }],
                         }
                     } else if inst.status.is_live() {
-                        check_one(ctx, inst, observed)
+                        check_one(ctx, inst, observed, sidecars)
                     } else {
                         Report {
                             id: inst.id.to_string(),
@@ -249,6 +309,7 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
     if ended {
         let _ = crate::runtime::refresh(ctx);
     }
+    log_proxy_down(ctx, &targets, &reports);
     let now = chrono::Utc::now();
     // What each report was about: a result is not written onto an entry that
     // was restarted (new container or process) while the checks ran.

@@ -143,9 +143,13 @@ fn settle_id(reg: &Registry, req: &StartRequest) -> Result<InstanceId> {
 /// lock, and redone if the id settled under the lock differs.
 fn reserve(ctx: &Ctx, req: &StartRequest) -> Result<Reserve> {
     for _ in 0..8 {
-        let guess = settle_id(&ctx.store.load()?, req)?;
+        let snapshot = ctx.store.load()?;
+        let guess = settle_id(&snapshot, req)?;
+        // The policy is part of the instance: a start without `--egress`
+        // (the agent exited, the user runs it again) keeps the flag's.
+        let flag = egress_flag(req, snapshot.get(&guess));
         let mut eff = config::load_for(&ctx.dirs, &req.mode, Some(&guess))?;
-        if let Some(e) = req.egress {
+        if let Some(e) = flag {
             eff.settings.networking.egress = e;
         }
         let choice = req.runtime.unwrap_or(eff.settings.global.runtime);
@@ -153,7 +157,7 @@ fn reserve(ctx: &Ctx, req: &StartRequest) -> Result<Reserve> {
         crate::egress::check_runtime(&eff, kind)?;
         let reserved = ctx.store.update(|reg| {
             let id = settle_id(reg, req)?;
-            if id != guess {
+            if id != guess || egress_flag(req, reg.get(&id)) != flag {
                 return Ok(None);
             }
             if req.heal && reg.get(&id).and_then(|i| i.healing.as_ref()) != Some(&ProcRef::me()) {
@@ -185,6 +189,12 @@ fn reserve(ctx: &Ctx, req: &StartRequest) -> Result<Reserve> {
     Err(Error::Other(
         "the registry kept changing under this start; try again".into(),
     ))
+}
+
+/// The `--egress` of a start: the one given, else the one the instance
+/// was started with before.
+fn egress_flag(req: &StartRequest, prev: Option<&Instance>) -> Option<config::EgressPolicy> {
+    req.egress.or(prev.and_then(|p| p.egress_flag))
 }
 
 /// Writes the `initializing` entry for `id` into `reg` (under the lock):
@@ -262,7 +272,7 @@ fn register(
     inst.runtime = Some(kind);
     inst.bind = Some(eff.settings.networking.bind);
     inst.egress = (kind == RuntimeKind::Docker).then_some(eff.settings.networking.egress);
-    inst.egress_flag = req.egress;
+    inst.egress_flag = egress_flag(req, previous.as_ref());
     inst.image = (kind == RuntimeKind::Docker).then(|| eff.agent.image.clone());
     inst.resources.memory_limit = Some(eff.settings.resources.memory.limit.to_string());
     inst.resources.cpu_limit = Some(eff.settings.resources.cpu.limit.to_string());

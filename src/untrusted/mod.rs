@@ -7,9 +7,12 @@
 //!
 //! - [`fs`]: files and directories the box can write: no symlink followed,
 //!   no blocking on a FIFO or a lock the box holds, sizes capped.
+//! - [`addr`]: addresses a name from the box resolved to, before the
+//!   egress proxy connects: public only (private ranges where allowed).
 //! - [`text`]: strings on their way to a terminal: control characters (C0,
 //!   C1, DEL) and bidirectional overrides shown escaped, never sent.
 
+pub mod addr;
 pub mod fs;
 pub mod text;
 pub mod tree;
