@@ -11,6 +11,7 @@
 //!   C1, DEL) and bidirectional overrides shown escaped, never sent.
 
 pub mod fs;
+pub mod git;
 pub mod text;
 
 pub use fs::{open_lock, read};

@@ -13,7 +13,6 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// What an instance records about its worktree (`extra["worktree"]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,24 +23,9 @@ pub struct Info {
     pub repo: PathBuf,
 }
 
+/// Every git call of ours goes through the hardened runner.
 pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        // Agents can write the repository's config: what we run behind the
-        // user's back (`worktree list`'s status) starts no command it names.
-        .args(["-c", "core.fsmonitor=false"])
-        .args(args)
-        .output()
-        .map_err(|e| Error::Other(format!("git: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::Invalid(format!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    crate::untrusted::git::run(dir, args)
 }
 
 /// A worktree name: what a branch and a path component allow.

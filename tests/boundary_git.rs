@@ -1,0 +1,299 @@
+//! The git boundary, with real git and the host runtime (no engine needed):
+//! a repository whose config, attributes and hooks name programs makes none
+//! of our git calls start one (`worktree list` and its forms, `list`, a
+//! `-w` start's `worktree add` and checkout, `rm --worktree`); `worktree.copy`
+//! never follows a symlink; what a repository names is shown printable.
+
+mod common;
+mod docker_support;
+
+use common::{stderr, stdout, Env};
+use docker_support::{fake_agent_bin, path_with};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The test's own git (unguarded: it sets the scene).
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(["-c", "core.hooksPath=/dev/null"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A state home using the host runtime with the fake agent.
+struct Host {
+    env: Env,
+    bin: PathBuf,
+}
+
+impl Host {
+    fn new(extra: &str) -> Host {
+        let env = Env::new();
+        env.write_config(&format!(
+            "[global]\nruntime = \"host\"\nstop_timeout = \"3s\"\n\n{extra}"
+        ));
+        let bin = fake_agent_bin(env.projects.path());
+        Host { env, bin }
+    }
+
+    fn run(&self, dir: &Path, args: &[&str]) -> Output {
+        self.env
+            .cmd()
+            .current_dir(dir)
+            .env("PATH", path_with(&self.bin))
+            .env("FAKE_AGENT_STAY", "1")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.run(dir, args);
+        assert!(
+            out.status.success(),
+            "ai-sessctl {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// `start -w NAME` detached in `repo`; the instance id.
+    fn start_w(&self, repo: &Path, name: &str) -> String {
+        self.ok(
+            repo,
+            &[
+                "start",
+                "--mode",
+                "claude",
+                "--detach",
+                "--runtime",
+                "host",
+                "-w",
+                name,
+            ],
+        );
+        format!(
+            "{}-{name}-claude",
+            repo.file_name().unwrap().to_string_lossy()
+        )
+    }
+}
+
+/// A repository with one commit: README, files for each filter driver and
+/// a committed `.gitattributes` (smudge at checkout).
+fn repo(env: &Env, name: &str) -> PathBuf {
+    let repo = env.project(name);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    for f in ["README", "a.x", "b.p", "c.c"] {
+        std::fs::write(repo.join(f), format!("{f}\n")).unwrap();
+    }
+    std::fs::write(
+        repo.join(".gitattributes"),
+        "c.c filter=c diff=tc merge=mc\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+    repo
+}
+
+const HOOKS: &[&str] = &[
+    "applypatch-msg",
+    "pre-applypatch",
+    "post-applypatch",
+    "pre-commit",
+    "pre-merge-commit",
+    "prepare-commit-msg",
+    "commit-msg",
+    "post-commit",
+    "pre-rebase",
+    "post-checkout",
+    "post-merge",
+    "pre-push",
+    "pre-receive",
+    "update",
+    "proc-receive",
+    "post-receive",
+    "post-update",
+    "reference-transaction",
+    "push-to-checkout",
+    "pre-auto-gc",
+    "post-rewrite",
+    "sendemail-validate",
+    "fsmonitor-watchman",
+    "post-index-change",
+];
+
+/// Config keys that name a command, each set to `touch <canary>/<key>`.
+const KEYS: &[&str] = &[
+    "filter.x.clean",
+    "filter.x.smudge",
+    "filter.p.process",
+    "filter.c.clean",
+    "filter.c.smudge",
+    "filter.all.clean",
+    "filter.all.smudge",
+    "diff.tx.textconv",
+    "diff.tx.command",
+    "diff.tc.textconv",
+    "diff.external",
+    "merge.mx.driver",
+    "merge.mc.driver",
+    "core.fsmonitor",
+    "core.pager",
+    "core.editor",
+    "sequence.editor",
+    "core.sshCommand",
+    "core.askPass",
+    "core.gitProxy",
+    "core.alternateRefsCommand",
+    "credential.helper",
+    "gpg.program",
+    "gpg.ssh.program",
+    "gpg.ssh.defaultKeyCommand",
+    "pager.status",
+    "pager.worktree",
+    "alias.status",
+];
+
+/// What an agent in the box can write into `repo`'s `.git`: every command
+/// key, attributes naming the drivers, and every hook, in `.git/hooks` or
+/// (`hooks_path`) in a directory `core.hooksPath` names.
+fn poison(repo: &Path, canary: &Path, hooks_path: bool) {
+    let config = repo.join(".git/config");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    for key in KEYS {
+        let (section, rest) = key.split_once('.').unwrap();
+        let (sub, name) = match rest.rsplit_once('.') {
+            Some((s, n)) => (format!(" \"{s}\""), n),
+            None => (String::new(), rest),
+        };
+        text.push_str(&format!(
+            "[{section}{sub}]\n\t{name} = \"touch {}/{key}; cat\"\n",
+            canary.display()
+        ));
+    }
+    text.push_str("[filter \"all\"]\n\trequired = false\n");
+    let hooks = if hooks_path {
+        let d = repo.join(".evil-hooks");
+        text.push_str(&format!("[core]\n\thooksPath = {}\n", d.display()));
+        d
+    } else {
+        repo.join(".git/hooks")
+    };
+    std::fs::write(&config, text).unwrap();
+    std::fs::create_dir_all(repo.join(".git/info")).unwrap();
+    std::fs::write(
+        repo.join(".git/info/attributes"),
+        "* diff=tx merge=mx\nREADME filter=all\na.x filter=x\nb.p filter=p\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(&hooks).unwrap();
+    for h in HOOKS {
+        let f = hooks.join(h);
+        std::fs::write(
+            &f,
+            format!("#!/bin/sh\ntouch {}/hook-{h}\n", canary.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+fn fired(canary: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(canary)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every git call of ours on a poisoned repository: a `-w` start (worktree
+/// add and its checkout), `worktree list` and its forms, `list`, `show`,
+/// `rm --worktree`, a second `-w` start (reuse), and `rm --all --worktree`.
+fn nothing_runs(hooks_path: bool) {
+    let host = Host::new("[worktree]\ncopy = [\"a.x\"]\n");
+    let name = host.env.unique(if hooks_path { "gp" } else { "gh" });
+    let repo = repo(&host.env, &name);
+    let canary = host.env.projects.path().join(format!("canary-{name}"));
+    std::fs::create_dir_all(&canary).unwrap();
+    poison(&repo, &canary, hooks_path);
+
+    let one = host.start_w(&repo, "one");
+    let two = host.start_w(&repo, "two");
+    let wt = repo.with_file_name(format!("{name}.worktrees")).join("one");
+    assert!(wt.join("c.c").exists(), "checked out");
+    // The agent changes files, so status has content to clean-filter.
+    for f in ["a.x", "b.p", "c.c", "README"] {
+        std::fs::write(wt.join(f), "changed\n").unwrap();
+    }
+    std::fs::write(wt.join("new.x"), "new\n").unwrap();
+    let listed = host.ok(&repo, &["worktree", "list"]);
+    assert!(listed.contains("uncommitted changes"), "{listed}");
+    host.ok(&repo, &["worktree", "list", "--all"]);
+    host.ok(&repo, &["worktree", "list", "--all", "--json"]);
+    host.ok(&repo, &["worktree", "list", "--quiet"]);
+    host.ok(&repo, &["list"]);
+    host.ok(&repo, &["show", &one]);
+    host.ok(
+        &repo,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "one",
+        ],
+    );
+    host.ok(&repo, &["rm", "--force", "--worktree", &one]);
+    assert!(!wt.exists(), "removed");
+    host.ok(&repo, &["rm", "--force", "--worktree", &two]);
+    assert_eq!(
+        fired(&canary),
+        Vec::<String>::new(),
+        "programs the repository named ran"
+    );
+
+    // The scene is live: plain git on the same repository runs them.
+    let control = repo.with_file_name(format!("{name}.control"));
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["worktree", "add", "-q", "-b", "ctl"])
+        .arg(&control)
+        .output()
+        .unwrap();
+    let _ = out;
+    let seen = fired(&canary);
+    assert!(
+        seen.iter().any(|s| s.starts_with("filter."))
+            && seen.iter().any(|s| s == "hook-post-checkout"),
+        "the poison is not live: {seen:?}"
+    );
+}
+
+#[test]
+fn a_hostile_config_attributes_and_hooks_start_nothing() {
+    nothing_runs(false);
+}
+
+#[test]
+fn a_hooks_path_the_agent_set_starts_nothing() {
+    nothing_runs(true);
+}
