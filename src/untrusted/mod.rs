@@ -10,6 +10,7 @@
 //! - [`text`]: strings on their way to a terminal: control characters (C0,
 //!   C1, DEL) and bidirectional overrides shown escaped, never sent.
 
+pub mod beneath;
 pub mod fs;
 pub mod git;
 pub mod text;

@@ -148,30 +148,42 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
         }
         b
     };
-    for f in ctx.global()?.worktree.copy {
-        let rel = Path::new(&f);
-        if rel.is_absolute()
-            || rel
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            continue;
-        }
-        let src = top.join(rel);
-        if src.is_file() {
-            let dst = path.join(rel);
-            if let Some(d) = dst.parent() {
-                let _ = std::fs::create_dir_all(d);
-            }
-            std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
-        }
-    }
+    copy_files(&ctx.global()?.worktree.copy, &top, &path);
     Ok(Info {
         name: name.to_owned(),
         branch,
         path: path.canonicalize().unwrap_or(path),
         repo: top,
     })
+}
+
+/// `worktree.copy`: each file copied from the repository into the new
+/// worktree only when it is a regular file inside the repository (no
+/// symlink at any component) and nothing is at its place in the worktree
+/// yet ([`crate::untrusted::beneath`]); a refused one is named in one line
+/// and the start goes on.
+fn copy_files(copy: &[String], top: &Path, worktree: &Path) {
+    use crate::untrusted::beneath::{copy_new, Dir};
+    if copy.is_empty() {
+        return;
+    }
+    let dirs = Dir::open(top).and_then(|f| Ok((f, Dir::open(worktree)?)));
+    let (from, to) = match dirs {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("worktree.copy: nothing copied: {e}");
+            return;
+        }
+    };
+    for f in copy {
+        if let Err(e) = copy_new(&from, &to, Path::new(f)) {
+            eprintln!(
+                "worktree.copy: {} not copied: {}",
+                crate::untrusted::printable(f),
+                crate::untrusted::printable(&e.to_string())
+            );
+        }
+    }
 }
 
 /// A `--worktree NAME` start in `project` (CLI or API): the worktree made
