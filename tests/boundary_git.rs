@@ -431,3 +431,64 @@ fn copy_does_not_truncate_the_file_a_committed_symlink_names() {
         &["rm", "--force", "--worktree", &format!("{name}-y-claude")],
     );
 }
+
+/// Nothing in `out` can drive a terminal.
+fn assert_inert(what: &str, out: &str) {
+    for bad in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
+        assert!(!out.contains(bad), "{what} printed {bad:?} raw:\n{out}");
+    }
+}
+
+#[test]
+fn branch_names_and_planted_worktree_paths_are_shown_printable() {
+    let host = Host::new("");
+    let name = host.env.unique("pr");
+    let repo = repo(&host.env, &name);
+    let id = host.start_w(&repo, "one");
+    let wt = repo.with_file_name(format!("{name}.worktrees")).join("one");
+    // The agent switches its worktree to a branch named with a C1 CSI and
+    // a right-to-left override; the user starts `-w one` again.
+    git(&wt, &["checkout", "-q", "-b", "x\u{9b}2J\u{202e}txt"]);
+    host.start_w(&repo, "one");
+    // And plants a worktree record whose path holds an escape sequence.
+    let planted = repo.join(".git/worktrees/evil");
+    std::fs::create_dir_all(&planted).unwrap();
+    let base = repo.with_file_name(format!("{name}.worktrees"));
+    std::fs::write(
+        planted.join("gitdir"),
+        format!("{}/ev\x1b]0;PWNED\x07\u{9b}il/.git\n", base.display()),
+    )
+    .unwrap();
+    std::fs::write(planted.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(planted.join("commondir"), "../..\n").unwrap();
+
+    let table = host.ok(&repo, &["list"]);
+    assert_inert("list", &table);
+    assert!(table.contains("x\\u{9b}2J\\u{202e}txt"), "{table}");
+    let shown = host.ok(&repo, &["show", &id]);
+    assert_inert("show", &shown);
+    assert!(shown.contains("x\\u{9b}2J\\u{202e}txt"), "{shown}");
+    let wts = host.ok(&repo, &["worktree", "list"]);
+    assert_inert("worktree list", &wts);
+    assert!(wts.contains("ev\\x1b]0;PWNED\\x07\\u{9b}il"), "{wts}");
+    let names = host.ok(&repo, &["worktree", "list", "--quiet"]);
+    assert_inert("worktree list --quiet", &names);
+    assert!(names.contains("ev\\x1b]0;PWNED"), "{names}");
+    for args in [
+        &["worktree", "list", "--json"][..],
+        &["worktree", "list", "--all", "--json"],
+        &["list", "--json"],
+        &["show", &id, "--json"],
+    ] {
+        let json = host.ok(&repo, args);
+        assert_inert(&args.join(" "), &json);
+        // Still the same strings once parsed.
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let text = v.to_string();
+        assert!(
+            text.contains('\u{9b}'),
+            "{args:?}: the JSON must still carry the real name: {json}"
+        );
+    }
+    host.ok(&repo, &["rm", "--force", &id]);
+}

@@ -115,21 +115,27 @@ fn canonical(p: &Path) -> PathBuf {
 
 /// `git worktree list` of `repo`: each worktree's path and branch.
 fn git_worktrees(repo: &Path) -> Option<Vec<(PathBuf, Option<String>)>> {
-    let porcelain = git(repo, &["worktree", "list", "--porcelain"]).ok()?;
+    // `-z`: a path the agent planted in `.git/worktrees/*/gitdir` may hold
+    // a newline; with NULs it cannot pass for another record.
+    let porcelain = git(repo, &["worktree", "list", "--porcelain", "-z"]).ok()?;
     let mut out = Vec::new();
-    for block in porcelain.split("\n\n") {
-        let mut path = None;
-        let mut branch = None;
-        for line in block.lines() {
-            if let Some(p) = line.strip_prefix("worktree ") {
-                path = Some(canonical(Path::new(p)));
-            } else if let Some(b) = line.strip_prefix("branch ") {
-                branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_owned());
+    let mut path = None;
+    let mut branch = None;
+    for field in porcelain.split('\0') {
+        if field.is_empty() {
+            // A record ends.
+            if let Some(p) = path.take() {
+                out.push((p, branch.take()));
             }
+            branch = None;
+        } else if let Some(p) = field.strip_prefix("worktree ") {
+            path = Some(canonical(Path::new(p)));
+        } else if let Some(b) = field.strip_prefix("branch ") {
+            branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_owned());
         }
-        if let Some(path) = path {
-            out.push((path, branch));
-        }
+    }
+    if let Some(p) = path {
+        out.push((p, branch));
     }
     Some(out)
 }

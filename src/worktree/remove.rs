@@ -38,6 +38,11 @@ pub fn plan(ctx: &Ctx, reg: &Registry, id: &InstanceId) -> Result<Option<Plan>> 
     let copy = ctx.global()?.worktree.copy;
     let changes = changes(&info.path, Some(&info.branch), &copy, &info.repo)?;
     let shared_with = users(reg, &info.path, id);
+    // From here the branch is only shown (the agent may have named it).
+    let info = Info {
+        branch: crate::untrusted::printable(&info.branch),
+        ..info
+    };
     Ok(Some(Plan {
         info,
         changes,
@@ -69,8 +74,8 @@ fn listed(repo: &Path, path: &Path) -> bool {
     if repo_c == path_c || !path.exists() {
         return false;
     }
-    git(repo, &["worktree", "list", "--porcelain"]).is_ok_and(|out| {
-        out.lines()
+    git(repo, &["worktree", "list", "--porcelain", "-z"]).is_ok_and(|out| {
+        out.split('\0')
             .filter_map(|l| l.strip_prefix("worktree "))
             .any(|p| canon(Path::new(p)) == path_c)
     })
