@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(
             parse(b"failed 1 a\x1b]0;pwned\x07\nb\n"),
             Some(Outcome::Failed {
-                command: "a?]0;pwned??b".into(),
+                command: "a\\x1b]0;pwned\\x07\\x0ab".into(),
                 code: 1
             })
         );
