@@ -492,3 +492,88 @@ fn branch_names_and_planted_worktree_paths_are_shown_printable() {
     }
     host.ok(&repo, &["rm", "--force", &id]);
 }
+
+/// Another repository of the user's, which no box may get mounted.
+fn other_repo(env: &Env, name: &str) -> PathBuf {
+    let other = env.project(&format!("{name}-other"));
+    git(&other, &["init", "-q", "-b", "main"]);
+    git(&other, &["commit", "-q", "--allow-empty", "-m", "o"]);
+    other
+}
+
+/// A `-w` start that must be refused with the reason, leaving `other`'s
+/// `.git` without a worktree of ours.
+fn refused_outside(host: &Host, repo: &Path, other: &Path, wt: &str) {
+    let out = host.run(
+        repo,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            wt,
+        ],
+    );
+    assert!(!out.status.success(), "started: {}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("outside the repository"), "{err}");
+    assert!(err.contains(&format!("{}/.git", other.display())), "{err}");
+    assert!(
+        !other.join(".git/worktrees").exists(),
+        "a worktree was made in the other repository"
+    );
+    let id = format!(
+        "{}-{wt}-claude",
+        repo.file_name().unwrap().to_string_lossy()
+    );
+    assert!(host.env.instance(&id).is_null(), "{id} was made");
+}
+
+#[test]
+fn a_planted_git_file_or_commondir_does_not_get_another_repository_mounted() {
+    let host = Host::new("");
+    let name = host.env.unique("gd");
+    let repo = repo(&host.env, &name);
+    let other = other_repo(&host.env, &name);
+    let one = host.start_w(&repo, "one");
+    // The agent (its worktree mounts the repository's .git read-write)
+    // points the repository's common dir at the other repository.
+    std::fs::write(
+        repo.join(".git/commondir"),
+        format!("{}/.git\n", other.display()),
+    )
+    .unwrap();
+    refused_outside(&host, &repo, &other, "two");
+    std::fs::remove_file(repo.join(".git/commondir")).unwrap();
+    // An agent of the repository itself replaces its .git by a file.
+    std::fs::rename(
+        repo.join(".git"),
+        repo.with_file_name(format!("{name}.git-away")),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join(".git"),
+        format!("gitdir: {}/.git\n", other.display()),
+    )
+    .unwrap();
+    refused_outside(&host, &repo, &other, "three");
+    std::fs::remove_file(repo.join(".git")).unwrap();
+    std::fs::rename(
+        repo.with_file_name(format!("{name}.git-away")),
+        repo.join(".git"),
+    )
+    .unwrap();
+    host.ok(&repo, &["rm", "--force", "--worktree", &one]);
+
+    // A tarball that ships such a .git file, at its first start.
+    let shipped = host.env.project(&format!("{name}-tar"));
+    std::fs::write(
+        shipped.join(".git"),
+        format!("gitdir: {}/.git\n", other.display()),
+    )
+    .unwrap();
+    refused_outside(&host, &shipped, &other, "t");
+}

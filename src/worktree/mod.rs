@@ -82,6 +82,67 @@ pub(crate) fn place(ctx: &Ctx, repo: &Path, name: &str) -> Result<PathBuf> {
 /// `worktree list --all` finds them after their instances are gone.
 pub const REPOS_KEY: &str = "worktree_repos";
 
+/// The registry key recording, per repository, the git directory its
+/// worktrees share (and their instances mount) as it was at the first
+/// `--worktree` start.
+pub const GIT_DIRS_KEY: &str = "worktree_git_dirs";
+
+/// Whether `top` may use (and its worktrees mount) the git directory
+/// `common`: one inside the repository always; one outside only when it is
+/// the one recorded at the first start, or (at the first start) when it
+/// names `top` back as its linked worktree. The project's `.git` and
+/// `.git/commondir` are the agent's to write: a planted `gitdir:
+/// /other/.git` would else get another repository's `.git` mounted
+/// read-write into the box.
+fn check_git_dir(ctx: &Ctx, top: &Path, common: &Path) -> Result<()> {
+    let key = top.to_string_lossy().into_owned();
+    let recorded = ctx
+        .store
+        .load()?
+        .extra
+        .get(GIT_DIRS_KEY)
+        .and_then(|m| m.get(&key))
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from);
+    let shown = |p: &Path| crate::untrusted::printable(&p.to_string_lossy());
+    match &recorded {
+        Some(r) if r == common => return Ok(()),
+        _ if common.starts_with(top) => {}
+        Some(r) => {
+            return Err(Error::Invalid(format!(
+                "{}: its git directory is now {}, outside the repository; at its first start it was {}. \
+                 Not used and not mounted: restore the repository's .git (a .git file or .git/commondir points elsewhere)",
+                top.display(),
+                shown(common),
+                r.display()
+            )))
+        }
+        None if linked_common(top).as_deref() == Some(common) => {}
+        None => {
+            return Err(Error::Invalid(format!(
+                "{}: its git directory {} is outside the repository and does not name it as its worktree; \
+                 not used and not mounted (a .git file or .git/commondir points elsewhere)",
+                top.display(),
+                shown(common)
+            )))
+        }
+    }
+    let value = serde_json::Value::String(common.to_string_lossy().into_owned());
+    ctx.store.update(|reg| {
+        let map = reg
+            .extra
+            .entry(GIT_DIRS_KEY.to_owned())
+            .or_insert_with(|| serde_json::json!({}));
+        match map.as_object_mut() {
+            Some(m) => {
+                m.insert(key.clone(), value.clone());
+            }
+            None => *map = serde_json::json!({ key.clone(): value.clone() }),
+        }
+        Ok(())
+    })
+}
+
 /// Notes `repo` among the repositories with worktrees of ours.
 fn remember_repo(ctx: &Ctx, repo: &Path) -> Result<()> {
     let repo = repo.to_string_lossy().into_owned();
@@ -109,6 +170,16 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
             repo.display()
         ))
     })?);
+    let common = git(
+        &top,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )?;
+    let common = Path::new(&common);
+    check_git_dir(
+        ctx,
+        &top,
+        &common.canonicalize().unwrap_or(common.to_path_buf()),
+    )?;
     let path = place(ctx, &top, name)?;
     remember_repo(ctx, &top)?;
     let exists_branch = |b: &str| {
@@ -225,14 +296,22 @@ pub fn id_for(info: &Info, mode: &crate::types::Mode) -> Result<crate::types::In
 /// link, `<common>/worktrees/<name>/gitdir`, read in the real directory):
 /// an agent can forge that only where it can already write.
 pub fn git_mounts(project: &Path) -> Vec<(PathBuf, String)> {
+    match linked_common(project) {
+        Some(common) => {
+            let at = common.to_string_lossy().into_owned();
+            vec![(common, at)]
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The common git directory of `project` when it is a linked worktree that
+/// its repository names back (see [`git_mounts`]).
+fn linked_common(project: &Path) -> Option<PathBuf> {
     let dot_git = project.join(".git");
-    let Some(raw) = crate::untrusted::read(&dot_git, 4096) else {
-        return Vec::new();
-    };
+    let raw = crate::untrusted::read(&dot_git, 4096)?;
     let text = String::from_utf8_lossy(&raw);
-    let Some(gitdir) = text.trim().strip_prefix("gitdir:").map(str::trim) else {
-        return Vec::new();
-    };
+    let gitdir = text.trim().strip_prefix("gitdir:").map(str::trim)?;
     let gitdir = project.join(gitdir);
     // <common>/worktrees/<name>: mount <common>.
     let (Some(name), Some(common)) = (
@@ -243,7 +322,7 @@ pub fn git_mounts(project: &Path) -> Vec<(PathBuf, String)> {
             .and_then(Path::parent)
             .and_then(|c| c.canonicalize().ok()),
     ) else {
-        return Vec::new();
+        return None;
     };
     let back = crate::untrusted::read(&common.join("worktrees").join(name).join("gitdir"), 4096)
         .map(|b| PathBuf::from(String::from_utf8_lossy(&b).trim()));
@@ -251,11 +330,7 @@ pub fn git_mounts(project: &Path) -> Vec<(PathBuf, String)> {
         .and_then(|b| b.canonicalize().ok())
         .zip(dot_git.canonicalize().ok())
         .is_some_and(|(b, ours)| b == ours);
-    if !names_us {
-        return Vec::new();
-    }
-    let at = common.to_string_lossy().into_owned();
-    vec![(common, at)]
+    names_us.then_some(common)
 }
 
 /// Notes the worktree on the instance (kept across restarts).
