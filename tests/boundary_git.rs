@@ -10,6 +10,7 @@ mod docker_support;
 use common::{stderr, stdout, Env};
 use docker_support::{fake_agent_bin, path_with};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -576,4 +577,247 @@ fn a_planted_git_file_or_commondir_does_not_get_another_repository_mounted() {
     )
     .unwrap();
     refused_outside(&host, &shipped, &other, "t");
+}
+
+#[test]
+fn two_repositories_with_one_basename_do_not_share_worktrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::new(&format!("[worktree]\ndir = \"{}\"\n", dir.path().display()));
+    let name = host.env.unique("same");
+    let a = host.env.project(&format!("a/{name}"));
+    let b = host.env.project(&format!("b/{name}"));
+    for r in [&a, &b] {
+        git(r, &["init", "-q", "-b", "main"]);
+        std::fs::write(r.join("who"), r.to_string_lossy().as_bytes()).unwrap();
+        git(r, &["add", "who"]);
+        git(r, &["commit", "-q", "-m", "init"]);
+    }
+    host.ok(
+        &a,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "feat",
+        ],
+    );
+    host.ok(
+        &b,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "feat",
+        ],
+    );
+    let reg = host.env.registry();
+    let mut seen: Vec<(String, String)> = reg["instances"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|i| {
+            (
+                i["worktree"]["repo"].as_str().unwrap().to_owned(),
+                i["project_path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 2, "one instance each: {reg:#}");
+    assert_ne!(seen[0].1, seen[1].1, "one worktree each: {seen:?}");
+    for (repo, wt) in &seen {
+        let who = std::fs::read_to_string(Path::new(wt).join("who")).unwrap();
+        assert_eq!(&who, repo, "the worktree at {wt} is of {who}, not {repo}");
+    }
+    for id in reg["instances"].as_object().unwrap().keys() {
+        host.ok(&a, &["rm", "--force", "--worktree", id]);
+    }
+}
+
+#[test]
+fn concurrent_starts_of_one_worktree_join() {
+    let host = Host::new("");
+    let name = host.env.unique("cc");
+    let repo = repo(&host.env, &name);
+    let kids: Vec<_> = (0..4)
+        .map(|_| {
+            host.env
+                .cmd()
+                .current_dir(&repo)
+                .env("PATH", path_with(&host.bin))
+                .env("FAKE_AGENT_STAY", "1")
+                .args([
+                    "start",
+                    "--mode",
+                    "claude",
+                    "--detach",
+                    "--runtime",
+                    "host",
+                    "-w",
+                    "same",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for k in kids {
+        let out = k.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("fatal:"), "{}", stderr(&out));
+    }
+    let listed = git(&repo, &["worktree", "list", "--porcelain"]);
+    assert_eq!(listed.matches("worktree ").count(), 2, "{listed}");
+    host.ok(
+        &repo,
+        &[
+            "rm",
+            "--force",
+            "--worktree",
+            &format!("{name}-same-claude"),
+        ],
+    );
+}
+
+/// Files in the worktree, `.git` aside.
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter(|e| e.as_ref().unwrap().file_name() != ".git")
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_start_killed_mid_checkout_leaves_no_half_worktree_to_reuse() {
+    let host = Host::new("");
+    let name = host.env.unique("half");
+    let repo = host.env.project(&name);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    const N: usize = 20_000;
+    for i in 0..N {
+        std::fs::write(repo.join(format!("f{i}")), "x\n").unwrap();
+    }
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "many"]);
+    let base = repo.with_file_name(format!("{name}.worktrees"));
+    // Killed (SIGKILL to its whole group, as a closed terminal would end
+    // it) once git has made the worktree's .git and is checking out.
+    let mut interrupted = None;
+    for attempt in 0..5 {
+        let wt = format!("w{attempt}");
+        let mut child = host
+            .env
+            .cmd()
+            .current_dir(&repo)
+            .env("PATH", path_with(&host.bin))
+            .env("FAKE_AGENT_STAY", "1")
+            .args([
+                "start",
+                "--mode",
+                "claude",
+                "--detach",
+                "--runtime",
+                "host",
+                "-w",
+                &wt,
+            ])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let dot_git = base.join(&wt).join(".git");
+        while !dot_git.exists() && child.try_wait().unwrap().is_none() {
+            std::thread::yield_now();
+        }
+        // SAFETY: our own child's process group.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        let _ = child.wait();
+        if count_files(&base.join(&wt)) < N {
+            interrupted = Some(wt);
+            break;
+        }
+        host.ok(
+            &repo,
+            &[
+                "rm",
+                "--force",
+                "--worktree",
+                &format!("{name}-{wt}-claude"),
+            ],
+        );
+    }
+    let wt = interrupted.expect("no start was caught mid-checkout in 5 tries");
+    let out = host.run(
+        &repo,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            &wt,
+        ],
+    );
+    if out.status.success() {
+        assert_eq!(
+            count_files(&base.join(&wt)),
+            N,
+            "the worktree was made again whole"
+        );
+        assert_eq!(git(&base.join(&wt), &["status", "--porcelain"]), "");
+        host.ok(
+            &repo,
+            &[
+                "rm",
+                "--force",
+                "--worktree",
+                &format!("{name}-{wt}-claude"),
+            ],
+        );
+    } else {
+        assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_killed_worktree_removal_can_be_retried() {
+    let host = Host::new("");
+    let name = host.env.unique("rmk");
+    let repo = repo(&host.env, &name);
+    let base = repo.with_file_name(format!("{name}.worktrees"));
+    let one = host.start_w(&repo, "one");
+    let two = host.start_w(&repo, "two");
+    host.ok(&repo, &["stop", &one]);
+    host.ok(&repo, &["stop", &two]);
+    // `git worktree remove` killed after deleting the directory, before
+    // its record in .git/worktrees: `rm --worktree` again finishes it.
+    std::fs::remove_dir_all(base.join("one")).unwrap();
+    host.ok(&repo, &["rm", "--worktree", &one]);
+    let listed = git(&repo, &["worktree", "list", "--porcelain"]);
+    assert!(!listed.contains("/one\n"), "still registered: {listed}");
+    // Killed halfway through the directory (its .git file gone first):
+    // the retry removes the rest.
+    std::fs::remove_file(base.join("two/.git")).unwrap();
+    host.ok(&repo, &["rm", "--force", "--worktree", &two]);
+    assert!(!base.join("two").exists());
+    // And `-w one` makes it anew.
+    let again = host.start_w(&repo, "one");
+    assert_eq!(
+        count_files(&base.join("one")),
+        5,
+        "README a.x b.p c.c .gitattributes"
+    );
+    host.ok(&repo, &["rm", "--force", "--worktree", &again]);
 }

@@ -75,7 +75,11 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String> {
         return Err(Error::Invalid(format!(
             "git {}: {}",
             args.join(" "),
-            super::printable(String::from_utf8_lossy(&out.stderr).trim())
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .map(super::printable)
+                .collect::<Vec<_>>()
+                .join("; ")
         )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())

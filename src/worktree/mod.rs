@@ -47,20 +47,33 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// `worktree.dir` with `~/` expanded.
+fn expand_dir(d: Option<&str>) -> Option<PathBuf> {
+    let d = d?;
+    Some(match d.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(rest),
+        None => PathBuf::from(d),
+    })
+}
+
+fn worktree_dir(ctx: &Ctx) -> Option<PathBuf> {
+    expand_dir(ctx.global().ok()?.worktree.dir.as_deref())
+}
+
 /// Where the worktree `name` of `repo` goes.
 pub(crate) fn place(ctx: &Ctx, repo: &Path, name: &str) -> Result<PathBuf> {
     let settings = ctx.global()?;
-    let base = match &settings.worktree.dir {
-        Some(d) => {
-            let d = match d.strip_prefix("~/") {
-                Some(rest) => std::env::var_os("HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_default()
-                    .join(rest),
-                None => PathBuf::from(d),
-            };
-            d.join(crate::registry::project_name_of(repo))
-        }
+    let base = match expand_dir(settings.worktree.dir.as_deref()) {
+        // One directory per repository: two with one basename must not
+        // share (`<basename>-<digest of its path>`).
+        Some(d) => d.join(format!(
+            "{}-{}",
+            crate::registry::project_name_of(repo),
+            digest(repo)
+        )),
         None => {
             let mut s = repo.as_os_str().to_owned();
             s.push(".worktrees");
@@ -182,6 +195,40 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
     )?;
     let path = place(ctx, &top, name)?;
     remember_repo(ctx, &top)?;
+    // One start at a time makes a given worktree: the others wait, then
+    // use what it made.
+    let _lock = lock(ctx, &path)?;
+    let path = legacy_place(ctx, &top, name).unwrap_or(path);
+    let pending = pending_mark(ctx, &path);
+    let registered = registered(&top, &path);
+    let dot_git = path.join(".git").symlink_metadata().is_ok();
+    if dot_git && !pending.exists() {
+        let branch = git(&path, &["rev-parse", "--abbrev-ref", "HEAD"])?;
+        return Ok(Info {
+            name: name.to_owned(),
+            branch,
+            path: path.canonicalize().unwrap_or(path),
+            repo: top,
+        });
+    }
+    let p = path.to_string_lossy().into_owned();
+    if registered || dot_git {
+        // A start killed while making it (our mark is still there), or a
+        // removal killed halfway (git still lists it, its .git is gone):
+        // what is there is not a worktree to work in. Made again.
+        eprintln!(
+            "worktree {name}: an earlier start or removal of it was interrupted; making it again"
+        );
+        git(&top, &["worktree", "remove", "--force", &p]).map_err(|e| {
+            Error::Invalid(format!(
+                "worktree {name} at {p} was left half made by an interrupted start or removal and could not be cleared ({e}); remove that directory and start again"
+            ))
+        })?;
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    std::fs::write(&pending, &p).map_err(|e| Error::io(&pending, e))?;
     let exists_branch = |b: &str| {
         git(
             &top,
@@ -194,19 +241,6 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
         )
         .is_ok()
     };
-    if path.join(".git").exists() {
-        let branch = git(&path, &["rev-parse", "--abbrev-ref", "HEAD"])?;
-        return Ok(Info {
-            name: name.to_owned(),
-            branch,
-            path: path.canonicalize().unwrap_or(path),
-            repo: top,
-        });
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    let p = path.to_string_lossy().into_owned();
     let branch = if exists_branch(name) {
         git(&top, &["worktree", "add", &p, name])?;
         name.to_owned()
@@ -220,12 +254,85 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
         b
     };
     copy_files(&ctx.global()?.worktree.copy, &top, &path);
+    // Whole now: a later start may use it.
+    let _ = std::fs::remove_file(&pending);
     Ok(Info {
         name: name.to_owned(),
         branch,
         path: path.canonicalize().unwrap_or(path),
         repo: top,
     })
+}
+
+/// Where worktree marks and locks are kept: the state home, which no box
+/// can write.
+fn marks_dir(ctx: &Ctx) -> Result<PathBuf> {
+    let d = ctx.dirs.root().join("worktrees");
+    ctx.dirs.ensure_sub(&d)?;
+    Ok(d)
+}
+
+/// A short stable digest of a path (for file names).
+fn digest(p: &Path) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(p.as_os_str().as_encoded_bytes());
+    h.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The mark of a worktree being made: present from before `git worktree
+/// add` until it and its copies are done.
+fn pending_mark(ctx: &Ctx, path: &Path) -> PathBuf {
+    marks_dir(ctx)
+        .unwrap_or_else(|_| ctx.dirs.root().to_path_buf())
+        .join(format!("{}.making", digest(path)))
+}
+
+/// Holds an exclusive lock on the worktree at `path` while alive.
+fn lock(ctx: &Ctx, path: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = marks_dir(ctx)?.join(format!("{}.lock", digest(path)));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&f)
+        .map_err(|e| Error::io(&f, e))?;
+    loop {
+        // SAFETY: a valid fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io(&f, e));
+        }
+    }
+}
+
+/// Whether git lists `path` among the worktrees of `top`.
+fn registered(top: &Path, path: &Path) -> bool {
+    git(top, &["worktree", "list", "--porcelain", "-z"]).is_ok_and(|out| {
+        out.split('\0')
+            .filter_map(|l| l.strip_prefix("worktree "))
+            .any(|p| Path::new(p) == path)
+    })
+}
+
+/// A worktree made before `worktree.dir` places were per repository
+/// (`<dir>/<basename>/NAME`), when it is one of `top`'s: still used.
+fn legacy_place(ctx: &Ctx, top: &Path, name: &str) -> Option<PathBuf> {
+    let dir = worktree_dir(ctx)?;
+    let old = dir.join(crate::registry::project_name_of(top)).join(name);
+    let common = git(
+        top,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )
+    .ok()?;
+    let common = Path::new(&common).canonicalize().ok()?;
+    (linked_common(&old)? == common).then_some(old)
 }
 
 /// `worktree.copy`: each file copied from the repository into the new
@@ -267,12 +374,50 @@ pub fn target(
 ) -> Result<(Info, PathBuf, crate::types::InstanceId)> {
     let info = prepare(ctx, project, name)?;
     let dir = crate::project::of(&ctx.dirs, Some(&info.path))?;
-    let id = id_for(&info, mode)?;
+    let id = id_in(ctx, &info, mode)?;
     Ok((info, dir, id))
+}
+
+/// [`id_for`], unless that id is another repository's worktree instance
+/// (two repositories with one basename): then `<project>-<n>-<NAME>-<mode>`,
+/// the first one that is this worktree's or free.
+fn id_in(ctx: &Ctx, info: &Info, mode: &crate::types::Mode) -> Result<crate::types::InstanceId> {
+    let base = id_for(info, mode)?;
+    let reg = ctx.store.load()?;
+    let path_of = |id: &crate::types::InstanceId| {
+        reg.get(id).map(|i| {
+            i.extra
+                .get("worktree")
+                .and_then(|w| w.get("path"))
+                .and_then(|p| p.as_str())
+                .map(PathBuf::from)
+        })
+    };
+    let ours = |p: &Option<PathBuf>| p.as_deref().is_none_or(|p| p == info.path);
+    let mut free = None;
+    for n in 1..100 {
+        let id = if n == 1 {
+            base.clone()
+        } else {
+            numbered(info, &format!("-{n}"), mode)?
+        };
+        match path_of(&id) {
+            Some(p) if ours(&p) => return Ok(id),
+            Some(_) => {}
+            None => {
+                free.get_or_insert(id);
+            }
+        }
+    }
+    free.ok_or_else(|| Error::Invalid(format!("no free instance id for worktree {}", info.name)))
 }
 
 /// The id of a worktree instance: `<project>-<NAME>-<mode>`.
 pub fn id_for(info: &Info, mode: &crate::types::Mode) -> Result<crate::types::InstanceId> {
+    numbered(info, "", mode)
+}
+
+fn numbered(info: &Info, n: &str, mode: &crate::types::Mode) -> Result<crate::types::InstanceId> {
     let project = crate::registry::project_name_of(&info.repo);
     let name: String = info
         .name
@@ -285,7 +430,7 @@ pub fn id_for(info: &Info, mode: &crate::types::Mode) -> Result<crate::types::In
             }
         })
         .collect();
-    crate::types::InstanceId::parse(&format!("{project}-{name}-{mode}"))
+    crate::types::InstanceId::parse(&format!("{project}{n}-{name}-{mode}"))
 }
 
 /// For a project that is a linked worktree: the main repository's `.git`

@@ -36,7 +36,20 @@ pub fn plan(ctx: &Ctx, reg: &Registry, id: &InstanceId) -> Result<Option<Plan>> 
         return Ok(None);
     }
     let copy = ctx.global()?.worktree.copy;
-    let changes = changes(&info.path, Some(&info.branch), &copy, &info.repo)?;
+    let changes = if !info.path.exists() {
+        // Its directory is gone (a removal killed before git forgot it):
+        // nothing left to lose.
+        Changes::default()
+    } else if info.path.join(".git").symlink_metadata().is_err() {
+        // Half removed, or its .git deleted: git cannot tell what is in
+        // it, so only --force removes it.
+        Changes {
+            dirty: true,
+            unpushed: 0,
+        }
+    } else {
+        changes(&info.path, Some(&info.branch), &copy, &info.repo)?
+    };
     let shared_with = users(reg, &info.path, id);
     // From here the branch is only shown (the agent may have named it).
     let info = Info {
@@ -71,7 +84,9 @@ pub fn users(reg: &Registry, path: &Path, id: &InstanceId) -> Vec<InstanceId> {
 fn listed(repo: &Path, path: &Path) -> bool {
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let (repo_c, path_c) = (canon(repo), canon(path));
-    if repo_c == path_c || !path.exists() {
+    // A path that is gone may still be listed: a removal killed after
+    // deleting it; `rm --worktree` again finishes it.
+    if repo_c == path_c {
         return false;
     }
     git(repo, &["worktree", "list", "--porcelain", "-z"]).is_ok_and(|out| {
@@ -95,6 +110,12 @@ pub fn refusal(plan: &Plan) -> Option<String> {
 /// Removes the worktree (its branch stays). The caller decided it may go.
 pub fn remove(plan: &Plan) -> Result<()> {
     let path = plan.info.path.to_string_lossy().into_owned();
+    // Killed halfway before, its .git file gone: git will not remove what
+    // it cannot validate; the rest goes first (never following a link),
+    // then git forgets it.
+    if plan.info.path.join(".git").symlink_metadata().is_err() && plan.info.path.exists() {
+        std::fs::remove_dir_all(&plan.info.path).map_err(|e| Error::io(&plan.info.path, e))?;
+    }
     // `--force` for git: our own check (which ignores unchanged
     // `worktree.copy` copies) is the policy; git refuses any untracked file.
     git(&plan.info.repo, &["worktree", "remove", "--force", &path]).map_err(|e| {
