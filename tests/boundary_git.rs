@@ -474,7 +474,7 @@ fn branch_names_and_planted_worktree_paths_are_shown_printable() {
     assert!(wts.contains("ev\\x1b]0;PWNED\\x07\\u{9b}il"), "{wts}");
     let names = host.ok(&repo, &["worktree", "list", "--quiet"]);
     assert_inert("worktree list --quiet", &names);
-    assert!(names.contains("ev\\x1b]0;PWNED"), "{names}");
+    assert_eq!(names.trim(), "one", "only names -w takes");
     for args in [
         &["worktree", "list", "--json"][..],
         &["worktree", "list", "--all", "--json"],
@@ -820,4 +820,60 @@ fn a_killed_worktree_removal_can_be_retried() {
         "README a.x b.p c.c .gitattributes"
     );
     host.ok(&repo, &["rm", "--force", "--worktree", &again]);
+}
+
+#[test]
+fn a_core_worktree_the_agent_set_does_not_make_home_the_repository() {
+    let host = Host::new("[worktree]\ncopy = [\".env\"]\n");
+    let name = host.env.unique("cw");
+    let repo = repo(&host.env, &name);
+    // The agent points the repository's work tree at a directory above it
+    // (the user's home, say) holding a secret that copy would take.
+    let above = host.env.projects.path().canonicalize().unwrap();
+    std::fs::write(above.join(".env"), "HOME SECRET\n").unwrap();
+    let cfg = repo.join(".git/config");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}[core]\n\tworktree = {}\n", above.display()),
+    )
+    .unwrap();
+    let out = host.run(
+        &repo,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "x",
+        ],
+    );
+    let leaked = walk_for(&above, "HOME SECRET");
+    assert!(leaked.is_empty(), "the secret was copied to {leaked:?}");
+    assert!(!out.status.success(), "started: {}", stdout(&out));
+    assert!(stderr(&out).contains("core.worktree"), "{}", stderr(&out));
+}
+
+/// Files under `dir` (not `dir/.env` itself) holding `needle`.
+fn walk_for(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let t = e.file_type().unwrap();
+            if t.is_dir() && p.file_name().is_some_and(|n| n != ".git") {
+                stack.push(p);
+            } else if t.is_file()
+                && p != dir.join(".env")
+                && std::fs::read_to_string(&p).is_ok_and(|s| s.contains(needle))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

@@ -87,17 +87,8 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String> {
 
 /// Runs `git -C dir args…` hardened; its whole output.
 pub fn output(dir: &Path, args: &[&str]) -> Result<Output> {
-    let mut overrides: Vec<(String, String)> = OVERRIDES
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    overrides.extend(drivers(dir).into_iter().flat_map(|(section, name)| {
-        driver_keys(&section)
-            .iter()
-            .map(move |k| (format!("{section}.{name}.{k}"), String::new()))
-            .collect::<Vec<_>>()
-    }));
-    command(dir, args, &overrides)
+    let overrides = overrides_for(dir);
+    command(dir, args, &overrides, true)
         .output()
         .map_err(|e| Error::Other(format!("git: {e}")))
 }
@@ -111,7 +102,7 @@ fn drivers(dir: &Path) -> Vec<(String, String)> {
         "--get-regexp",
         r"^(filter|diff|merge)\..*\.",
     ];
-    let Ok(out) = command(dir, &args, &[]).output() else {
+    let Ok(out) = command(dir, &args, &[], true).output() else {
         return Vec::new();
     };
     let mut seen = Vec::new();
@@ -131,7 +122,22 @@ fn drivers(dir: &Path) -> Vec<(String, String)> {
     seen
 }
 
-fn command(dir: &Path, args: &[&str], overrides: &[(String, String)]) -> Command {
+/// The overrides for `dir`: [`OVERRIDES`] and each configured driver.
+fn overrides_for(dir: &Path) -> Vec<(String, String)> {
+    let mut overrides: Vec<(String, String)> = OVERRIDES
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    overrides.extend(drivers(dir).into_iter().flat_map(|(section, name)| {
+        driver_keys(&section)
+            .iter()
+            .map(move |k| (format!("{section}.{name}.{k}"), String::new()))
+            .collect::<Vec<_>>()
+    }));
+    overrides
+}
+
+fn command(dir: &Path, args: &[&str], overrides: &[(String, String)], confine: bool) -> Command {
     let tools = tools();
     let mut cmd = Command::new(tools.map_or(Path::new("git"), |t| t.git.as_path()));
     for (k, _) in std::env::vars_os() {
@@ -156,7 +162,7 @@ fn command(dir: &Path, args: &[&str], overrides: &[(String, String)]) -> Command
         .arg(dir)
         .args(args.iter().map(OsStr::new))
         .stdin(Stdio::null());
-    if let Some(rules) = tools.and_then(|t| t.landlock.as_ref()) {
+    if let Some(rules) = tools.and_then(|t| t.landlock.as_ref()).filter(|_| confine) {
         let fd = rules.ruleset;
         // SAFETY: only async-signal-safe syscalls on an fd the parent keeps
         // open for the life of the process.
@@ -365,12 +371,106 @@ mod tests {
             dir.path(),
             &["x"],
             &[("alias.x".to_owned(), format!("!touch {}", canary.display()))],
+            true,
         );
         let _ = cmd.output().unwrap();
         assert!(!canary.exists(), "sh ran under the ruleset");
         assert_eq!(
             run(dir.path(), &["rev-parse", "--is-inside-work-tree"]).unwrap(),
             "true"
+        );
+    }
+
+    /// The config layer alone (as on a kernel without Landlock): a
+    /// repository whose config and attributes name programs for drivers
+    /// and command keys, with hooks, runs none at status, diff, checkout.
+    #[test]
+    fn the_overrides_alone_neutralise_drivers_keys_and_hooks() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let (repo, canary) = (t.path().join("r"), t.path().join("canary"));
+        std::fs::create_dir_all(&canary).unwrap();
+        std::fs::create_dir_all(&repo).unwrap();
+        let plain = |args: &[&str]| {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(["-c", "core.hooksPath=/dev/null"])
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "{args:?}");
+        };
+        plain(&["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("a"), "a\n").unwrap();
+        plain(&["add", "a"]);
+        plain(&["commit", "-q", "-m", "a"]);
+        let touch = |what: &str| format!("\"touch {}/{what}; cat\"", canary.display());
+        let mut cfg = std::fs::read_to_string(repo.join(".git/config")).unwrap();
+        for (section, key) in [
+            ("filter \"odd.name=x\"", "clean"),
+            ("filter \"odd.name=x\"", "smudge"),
+            ("diff \"d\"", "textconv"),
+            ("merge \"m\"", "driver"),
+            ("core", "fsmonitor"),
+            ("core", "pager"),
+            ("core", "editor"),
+            ("core", "sshCommand"),
+            ("credential", "helper"),
+            ("gpg", "program"),
+        ] {
+            cfg.push_str(&format!("[{section}]\n\t{key} = {}\n", touch(key)));
+        }
+        std::fs::write(repo.join(".git/config"), cfg).unwrap();
+        std::fs::create_dir_all(repo.join(".git/info")).unwrap();
+        std::fs::write(
+            repo.join(".git/info/attributes"),
+            "* filter=odd.name=x diff=d merge=m\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(repo.join(".git/hooks")).unwrap();
+        for h in [
+            "post-checkout",
+            "reference-transaction",
+            "post-index-change",
+        ] {
+            let f = repo.join(".git/hooks").join(h);
+            std::fs::write(&f, format!("#!/bin/sh\ntouch {}/{h}\n", canary.display())).unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::write(repo.join("a"), "changed\n").unwrap();
+        let unconfined = |args: &[&str]| {
+            let out = command(&repo, args, &overrides_for(&repo), false)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        unconfined(&["status", "--porcelain"]);
+        // An emptied `diff.external` fails to start "" (nothing runs).
+        let _ = command(&repo, &["diff"], &overrides_for(&repo), false).output();
+        unconfined(&["checkout", "-q", "-b", "other"]);
+        unconfined(&["checkout", "-q", "-f", "main"]);
+        let fired: Vec<_> = std::fs::read_dir(&canary)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(fired.is_empty(), "ran: {fired:?}");
+        // The scene is live: plain git runs them.
+        std::fs::write(repo.join("a"), "again\n").unwrap();
+        let _ = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .arg("status")
+            .output();
+        assert!(
+            std::fs::read_dir(&canary).unwrap().next().is_some(),
+            "the poison is not live"
         );
     }
 }

@@ -157,6 +157,9 @@ pub fn names(ctx: &Ctx, repo: &Path) -> Vec<(String, Option<String>)> {
         .into_iter()
         .filter(|(p, _)| p.parent() == Some(base.as_path()))
         .filter_map(|(p, b)| Some((p.file_name()?.to_str()?.to_owned(), b)))
+        // Only names `-w` takes: a path planted in `.git/worktrees/*/gitdir`
+        // is no worktree of ours to offer.
+        .filter(|(n, _)| super::check_name(n).is_ok())
         .collect();
     out.sort();
     out

@@ -29,7 +29,7 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
 }
 
 /// A worktree name: what a branch and a path component allow.
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with(['-', '.'])
@@ -183,6 +183,16 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
             repo.display()
         ))
     })?);
+    // The repository's config (`core.worktree`) can name any directory as
+    // its work tree, the user's home say: only one with its own .git is
+    // taken as the repository.
+    if top.join(".git").symlink_metadata().is_err() {
+        return Err(Error::Invalid(format!(
+            "{}: git names {} as its work tree (core.worktree in its config?), which has no .git of its own; --worktree needs the repository itself",
+            repo.display(),
+            crate::untrusted::printable(&top.to_string_lossy())
+        )));
+    }
     let common = git(
         &top,
         &["rev-parse", "--path-format=absolute", "--git-common-dir"],
