@@ -877,3 +877,46 @@ fn walk_for(dir: &Path, needle: &str) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn the_users_global_ignore_file_still_counts_in_worktree_status() {
+    let host = Host::new("");
+    let home = fake_home(&host.env);
+    std::fs::write(home.join(".gitignore_global"), "*.swp\n").unwrap();
+    std::fs::write(
+        home.join(".gitconfig"),
+        "[core]\n\texcludesFile = ~/.gitignore_global\n",
+    )
+    .unwrap();
+    let name = host.env.unique("ign");
+    let repo = repo(&host.env, &name);
+    let run = |args: &[&str]| {
+        let out = host
+            .env
+            .cmd()
+            .current_dir(&repo)
+            .env("HOME", &home)
+            .env("PATH", path_with(&host.bin))
+            .env("FAKE_AGENT_STAY", "1")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    run(&[
+        "start",
+        "--mode",
+        "claude",
+        "--detach",
+        "--runtime",
+        "host",
+        "-w",
+        "one",
+    ]);
+    let wt = repo.with_file_name(format!("{name}.worktrees")).join("one");
+    std::fs::write(wt.join("notes.swp"), "x").unwrap();
+    let listed = run(&["worktree", "list"]);
+    assert!(listed.contains("clean"), "{listed}");
+    run(&["rm", "--force", "--worktree", &format!("{name}-one-claude")]);
+}

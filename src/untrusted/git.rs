@@ -128,6 +128,11 @@ fn overrides_for(dir: &Path) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
+    // The user's own global ignore file still applies (their global config
+    // is not read: its filters and hooks would run on the box's files).
+    if let Some(f) = tools().and_then(|t| t.excludes_file.as_ref()) {
+        overrides.push(("core.excludesFile".to_owned(), f.clone()));
+    }
     overrides.extend(drivers(dir).into_iter().flat_map(|(section, name)| {
         driver_keys(&section)
             .iter()
@@ -175,6 +180,8 @@ fn command(dir: &Path, args: &[&str], overrides: &[(String, String)], confine: b
 
 struct Tools {
     git: PathBuf,
+    /// `core.excludesFile` of the user's global config.
+    excludes_file: Option<String>,
     landlock: Option<landlock::Ruleset>,
 }
 
@@ -197,8 +204,19 @@ fn tools() -> Option<&'static Tools> {
                     allowed.push(interp);
                 }
             }
+            let excludes_file = Command::new(&git)
+                .args(["config", "--global", "--path", "--get", "core.excludesFile"])
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .stdin(Stdio::null())
+                .current_dir("/")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .filter(|f| !f.is_empty());
             Some(Tools {
                 landlock: landlock::Ruleset::executing_only(&allowed),
+                excludes_file,
                 git,
             })
         })
