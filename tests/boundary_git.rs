@@ -920,3 +920,48 @@ fn the_users_global_ignore_file_still_counts_in_worktree_status() {
     assert!(listed.contains("clean"), "{listed}");
     run(&["rm", "--force", "--worktree", &format!("{name}-one-claude")]);
 }
+
+#[test]
+fn a_fifo_or_symlink_in_place_of_a_copied_file_neither_hangs_nor_reads_through_worktree_list() {
+    let host = Host::new("[worktree]\ncopy = [\".env\", \"key\"]\n");
+    let home = fake_home(&host.env);
+    let name = host.env.unique("fifo");
+    let repo = repo(&host.env, &name);
+    std::fs::write(repo.join(".env"), "A=1\n").unwrap();
+    std::fs::copy(home.join(".ssh/id_ed25519"), repo.join("key")).unwrap();
+    let id = host.start_w(&repo, "one");
+    let wt = repo.with_file_name(format!("{name}.worktrees")).join("one");
+    // An agent of the repository swaps its `.env` for a FIFO; the
+    // worktree's agent swaps `key` for a link to the user's key (equal
+    // content: it would pass for an unchanged copy).
+    std::fs::remove_file(repo.join(".env")).unwrap();
+    nix::unistd::mkfifo(
+        &repo.join(".env"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    std::fs::remove_file(wt.join("key")).unwrap();
+    std::os::unix::fs::symlink(home.join(".ssh/id_ed25519"), wt.join("key")).unwrap();
+    let mut child = host
+        .env
+        .cmd()
+        .current_dir(&repo)
+        .args(["worktree", "list"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = common::wait_until(std::time::Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    assert!(ended, "worktree list hangs on a FIFO in the repository");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        stdout(&out).contains("uncommitted changes"),
+        "{}",
+        stdout(&out)
+    );
+    host.ok(&repo, &["rm", "--force", "--worktree", &id]);
+}

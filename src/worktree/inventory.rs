@@ -71,11 +71,26 @@ pub fn changes(
     repo: &Path,
 ) -> crate::error::Result<Changes> {
     let status = git(path, &["status", "--porcelain", "--untracked-files=all"])?;
+    // Both sides are the boxes' to write: read beneath each tree, regular
+    // files only (no symlink followed, a FIFO never blocks), capped.
+    let dirs = crate::untrusted::beneath::Dir::open(path)
+        .and_then(|p| Ok((p, crate::untrusted::beneath::Dir::open(repo)?)))
+        .ok();
+    let read = |d: &crate::untrusted::beneath::Dir, f: &str| {
+        use std::io::Read;
+        const CAP: u64 = 16 << 20;
+        let mut raw = Vec::new();
+        d.open_file(Path::new(f))
+            .ok()?
+            .take(CAP + 1)
+            .read_to_end(&mut raw)
+            .ok()?;
+        (raw.len() as u64 <= CAP).then_some(raw)
+    };
     let a_copy = |f: &str| {
         copy.iter().any(|c| c == f)
-            && matches!(
-                (std::fs::read(path.join(f)), std::fs::read(repo.join(f))),
-                (Ok(a), Ok(b)) if a == b
+            && dirs.as_ref().is_some_and(
+                |(p, r)| matches!((read(p, f), read(r, f)), (Some(a), Some(b)) if a == b),
             )
     };
     let dirty = status.lines().any(|l| match l.strip_prefix("?? ") {
