@@ -12,6 +12,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
+/// How a directory on the way is opened: only as a place (`O_PATH`)
+/// where Linux has it.
+#[cfg(target_os = "linux")]
+const DIR_FLAGS: libc::c_int = libc::O_PATH;
+#[cfg(not(target_os = "linux"))]
+const DIR_FLAGS: libc::c_int = libc::O_RDONLY;
+
 /// An open directory: the root operations stay beneath.
 pub struct Dir(OwnedFd);
 
@@ -20,12 +27,7 @@ impl Dir {
     pub fn open(path: &Path) -> io::Result<Dir> {
         let c = cstr(path.as_os_str().as_bytes())?;
         // SAFETY: a valid C string; the fd is owned from here on.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
+        let fd = unsafe { libc::open(c.as_ptr(), DIR_FLAGS | libc::O_DIRECTORY | libc::O_CLOEXEC) };
         owned(fd).map(Dir)
     }
 
@@ -57,7 +59,7 @@ impl Dir {
             parent = openat(
                 parent.as_raw_fd(),
                 d,
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                DIR_FLAGS | libc::O_DIRECTORY | libc::O_NOFOLLOW,
                 0,
             )?;
         }
@@ -94,7 +96,7 @@ impl Dir {
             at = openat(
                 at.as_raw_fd(),
                 d,
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                DIR_FLAGS | libc::O_DIRECTORY | libc::O_NOFOLLOW,
                 0,
             )?;
         }
@@ -145,6 +147,12 @@ fn openat(at: RawFd, name: &[u8], flags: libc::c_int, mode: u32) -> io::Result<O
     })
 }
 
+#[cfg(not(target_os = "linux"))]
+fn openat2(_: RawFd, _: &Path, _: libc::c_int, _: u32) -> io::Result<OwnedFd> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+#[cfg(target_os = "linux")]
 #[repr(C)]
 struct OpenHow {
     flags: u64,
@@ -152,6 +160,7 @@ struct OpenHow {
     resolve: u64,
 }
 
+#[cfg(target_os = "linux")]
 fn openat2(at: RawFd, rel: &Path, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
     let c = cstr(rel.as_os_str().as_bytes())?;
     let how = OpenHow {

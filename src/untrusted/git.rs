@@ -9,7 +9,9 @@
 //!    loader. Whatever a config or hook names, `sh` included, cannot be
 //!    started, and the rule is race-free: the agent may rewrite `.git/config`
 //!    between any check of ours and git's own read of it. The kernel's
-//!    support is probed; without it only the layers below apply.
+//!    support is probed (and git run under it once); without it (an old
+//!    kernel, macOS, a git that is a wrapper script) only the layers below
+//!    apply.
 //! 2. Config that git reads after the repository's: every documented command
 //!    key set to nothing (`core.hooksPath=/dev/null` hides every hook), and
 //!    each driver named in the repository's config (`filter.*`, `diff.*`,
@@ -214,8 +216,20 @@ fn tools() -> Option<&'static Tools> {
                 .filter(|o| o.status.success())
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
                 .filter(|f| !f.is_empty());
+            // A git that is a script (a wrapper) cannot run under the
+            // ruleset: then only the config layer holds.
+            let landlock = landlock::Ruleset::executing_only(&allowed).filter(|r| {
+                let fd = r.ruleset;
+                let mut probe = Command::new(&git);
+                probe.arg("--version").stdin(Stdio::null());
+                // SAFETY: as in `command`.
+                unsafe {
+                    probe.pre_exec(move || landlock::restrict(fd));
+                }
+                probe.output().is_ok_and(|o| o.status.success())
+            });
             Some(Tools {
-                landlock: landlock::Ruleset::executing_only(&allowed),
+                landlock,
                 excludes_file,
                 git,
             })
@@ -266,8 +280,27 @@ fn elf_interpreter(bin: &Path) -> Option<PathBuf> {
     None
 }
 
+/// No Landlock outside Linux: only the config layer holds there.
+#[cfg(not(target_os = "linux"))]
+mod landlock {
+    pub struct Ruleset {
+        pub ruleset: libc::c_int,
+    }
+
+    impl Ruleset {
+        pub fn executing_only(_: &[std::path::PathBuf]) -> Option<Ruleset> {
+            None
+        }
+    }
+
+    pub fn restrict(_: libc::c_int) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The few Landlock calls needed, by raw syscall (ABI 1 is enough:
 /// `LANDLOCK_ACCESS_FS_EXECUTE` is in it).
+#[cfg(target_os = "linux")]
 mod landlock {
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::fs::OpenOptionsExt;
