@@ -7,7 +7,8 @@
 //! 1. A Linux Landlock ruleset (applied in the child before `exec`) lets git
 //!    execute only git itself: its binary, its `--exec-path` and its ELF
 //!    loader. Whatever a config or hook names, `sh` included, cannot be
-//!    started, and the rule is race-free: the agent may rewrite `.git/config`
+//!    started (naming one of git's own programs runs it, confined the same
+//!    way, with no arguments of the agent's), and the rule is race-free: the agent may rewrite `.git/config`
 //!    between any check of ours and git's own read of it. The kernel's
 //!    support is probed (and git run under it once); without it (an old
 //!    kernel, macOS, a git that is a wrapper script) only the layers below
@@ -28,8 +29,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-/// Command keys git documents, each set to an empty value (which git reads
-/// as "none") or to a value that starts nothing.
+/// Command keys git documents, each set to a value that starts nothing: an
+/// empty command is none to git (or, for `diff.external`, one that fails to
+/// start), `/dev/null` holds no hooks.
 const OVERRIDES: &[(&str, &str)] = &[
     ("core.hooksPath", "/dev/null"),
     ("core.fsmonitor", "false"),
