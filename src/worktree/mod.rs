@@ -322,12 +322,20 @@ fn lock(ctx: &Ctx, path: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// Whether git lists `path` among the worktrees of `top`.
+/// Whether git lists `path` among the worktrees of `top` (compared by
+/// their real parent directories: the path itself may be gone).
 fn registered(top: &Path, path: &Path) -> bool {
+    let real = |p: &Path| {
+        p.parent()
+            .and_then(|d| d.canonicalize().ok())
+            .zip(p.file_name())
+            .map(|(d, n)| d.join(n))
+    };
+    let ours = real(path);
     git(top, &["worktree", "list", "--porcelain", "-z"]).is_ok_and(|out| {
         out.split('\0')
             .filter_map(|l| l.strip_prefix("worktree "))
-            .any(|p| Path::new(p) == path)
+            .any(|p| ours.is_some() && real(Path::new(p)) == ours)
     })
 }
 
