@@ -965,3 +965,40 @@ fn a_fifo_or_symlink_in_place_of_a_copied_file_neither_hangs_nor_reads_through_w
     );
     host.ok(&repo, &["rm", "--force", "--worktree", &id]);
 }
+
+#[test]
+fn a_submodule_is_a_repository_of_its_own_for_worktrees() {
+    let host = Host::new("");
+    let name = host.env.unique("sm");
+    let lib = repo(&host.env, &format!("{name}-lib"));
+    let sup = repo(&host.env, &format!("{name}-super"));
+    git(
+        &sup,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            lib.to_str().unwrap(),
+            "sub",
+        ],
+    );
+    let sub = sup.join("sub");
+    assert!(sub.join(".git").is_file(), "a submodule's .git is a file");
+    let out = host.run(
+        &sub,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "x",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    host.ok(&sub, &["rm", "--force", "--worktree", "sub-x-claude"]);
+}

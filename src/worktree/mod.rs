@@ -131,6 +131,7 @@ fn check_git_dir(ctx: &Ctx, top: &Path, common: &Path) -> Result<()> {
             )))
         }
         None if linked_common(top).as_deref() == Some(common) => {}
+        None if work_tree_of(top, common).as_deref() == Some(top) => {}
         None => {
             return Err(Error::Invalid(format!(
                 "{}: its git directory {} is outside the repository and does not name it as its worktree; \
@@ -154,6 +155,16 @@ fn check_git_dir(ctx: &Ctx, top: &Path, common: &Path) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// The work tree the git directory `common` names in its own config
+/// (`core.worktree`: a submodule's, in its superproject's `.git/modules/`),
+/// read from that file only.
+fn work_tree_of(top: &Path, common: &Path) -> Option<PathBuf> {
+    let cfg = common.join("config");
+    let cfg = cfg.to_str()?;
+    let wt = git(top, &["config", "-f", cfg, "--get", "core.worktree"]).ok()?;
+    common.join(wt).canonicalize().ok()
 }
 
 /// Notes `repo` among the repositories with worktrees of ours.
