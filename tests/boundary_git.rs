@@ -92,6 +92,18 @@ impl Host {
     }
 }
 
+impl Drop for Host {
+    /// Ends the fake agents a failed test left running.
+    fn drop(&mut self) {
+        let _ = self
+            .env
+            .cmd()
+            .current_dir(self.env.projects.path())
+            .args(["rm", "--all", "--force"])
+            .output();
+    }
+}
+
 /// A repository with one commit: README, files for each filter driver and
 /// a committed `.gitattributes` (smudge at checkout).
 fn repo(env: &Env, name: &str) -> PathBuf {
