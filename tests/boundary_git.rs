@@ -1014,3 +1014,48 @@ fn a_submodule_is_a_repository_of_its_own_for_worktrees() {
     assert!(out.status.success(), "{}", stderr(&out));
     host.ok(&sub, &["rm", "--force", "--worktree", "sub-x-claude"]);
 }
+
+#[test]
+fn an_rm_killed_after_the_instance_went_can_be_retried() {
+    let host = Host::new("");
+    let name = host.env.unique("rmr");
+    let repo = host.env.project(&name);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    const N: usize = 20_000;
+    for i in 0..N {
+        std::fs::write(repo.join(format!("f{i}")), "x\n").unwrap();
+    }
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "many"]);
+    let base = repo.with_file_name(format!("{name}.worktrees"));
+    // Killed once its instance is gone, while git deletes the worktree.
+    let mut caught = None;
+    for attempt in 0..5 {
+        let wt = format!("w{attempt}");
+        let id = host.start_w(&repo, &wt);
+        let mut child = host
+            .env
+            .cmd()
+            .current_dir(&repo)
+            .args(["rm", "--force", "--worktree", &id])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        while !host.env.instance(&id).is_null() && child.try_wait().unwrap().is_none() {
+            std::thread::yield_now();
+        }
+        // SAFETY: our own child's process group.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        let _ = child.wait();
+        if base.join(&wt).exists() {
+            caught = Some((wt, id));
+            break;
+        }
+    }
+    let (wt, id) = caught.expect("no rm was caught mid-removal in 5 tries");
+    assert!(host.env.instance(&id).is_null(), "the instance went first");
+    host.ok(&repo, &["rm", "--force", "--worktree", &id]);
+    assert!(!base.join(&wt).exists(), "the retry removed the worktree");
+    let listed = git(&repo, &["worktree", "list", "--porcelain"]);
+    assert!(!listed.contains(&format!("/{wt}\n")), "{listed}");
+}

@@ -287,7 +287,7 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
 
 /// Where worktree marks and locks are kept: the state home, which no box
 /// can write.
-fn marks_dir(ctx: &Ctx) -> Result<PathBuf> {
+pub(crate) fn marks_dir(ctx: &Ctx) -> Result<PathBuf> {
     let d = ctx.dirs.root().join("worktrees");
     ctx.dirs.ensure_sub(&d)?;
     Ok(d)

@@ -126,3 +126,54 @@ pub fn remove(plan: &Plan) -> Result<()> {
     })?;
     Ok(())
 }
+
+/// The mark of an `rm --worktree` under way for `id`, in the state home:
+/// written before its instance goes, removed once its worktree went, so
+/// an `rm` killed in between can be run again.
+fn mark_of(ctx: &Ctx, id: &InstanceId) -> Result<std::path::PathBuf> {
+    Ok(super::marks_dir(ctx)?.join(format!("rm-{id}.json")))
+}
+
+/// Notes that `id`'s worktree is to be removed with it.
+pub fn begin(ctx: &Ctx, id: &InstanceId, plan: &Plan) -> Result<()> {
+    let f = mark_of(ctx, id)?;
+    let text = serde_json::to_string(&plan.info).map_err(|e| Error::Other(e.to_string()))?;
+    std::fs::write(&f, text).map_err(|e| Error::io(&f, e))
+}
+
+/// The `rm --worktree` of `id` is over.
+pub fn done(ctx: &Ctx, id: &InstanceId) {
+    if let Ok(f) = mark_of(ctx, id) {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+/// The worktree an `rm --worktree` of `id` that was killed after its
+/// instance went left behind, if git still lists it.
+pub fn interrupted(ctx: &Ctx, id: &InstanceId) -> Result<Option<Plan>> {
+    let f = mark_of(ctx, id)?;
+    let Some(info) = std::fs::read(&f)
+        .ok()
+        .and_then(|raw| serde_json::from_slice::<Info>(&raw).ok())
+    else {
+        return Ok(None);
+    };
+    if !listed(&info.repo, &info.path) {
+        let _ = std::fs::remove_file(&f);
+        return Ok(None);
+    }
+    let changes = if info.path.join(".git").symlink_metadata().is_ok() {
+        let copy = ctx.global()?.worktree.copy;
+        changes(&info.path, Some(&info.branch), &copy, &info.repo)?
+    } else {
+        Changes {
+            dirty: info.path.exists(),
+            unpushed: 0,
+        }
+    };
+    Ok(Some(Plan {
+        info,
+        changes,
+        shared_with: Vec::new(),
+    }))
+}
