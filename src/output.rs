@@ -146,3 +146,16 @@ pub fn quiet_on_closed_output() {
         std::process::exit(1);
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_output_escapes_what_serde_json_passes_raw() {
+        let v = serde_json::json!({"b": "x\u{9b}2J\u{202e}\u{7f}\u{1b}ü"});
+        let text = serde_json::to_string_pretty(&v).unwrap();
+        let out = super::json_escape_rest(&text);
+        assert!(out.contains(r"x\u009b2J\u202e\u007f\u001bü"), "{out}");
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, v, "the same value once parsed");
+    }
+}
