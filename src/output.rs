@@ -82,10 +82,29 @@ pub fn human_duration(d: chrono::Duration) -> String {
     }
 }
 
+/// serde_json escapes C0 controls in strings but passes DEL, C1 controls
+/// (U+009B is CSI) and bidi overrides raw; outside strings JSON has only
+/// ASCII, so each such character is a string's and becomes `\uXXXX`.
+pub fn json_escape_rest(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_here = |c: char| c as u32 >= 0x7f && crate::untrusted::text::is_unsafe(c);
+    if !text.chars().any(unsafe_here) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_here(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub fn print_json(v: &impl serde::Serialize) -> crate::error::Result<()> {
     let text =
         serde_json::to_string_pretty(v).map_err(|e| crate::error::Error::Other(e.to_string()))?;
-    println!("{text}");
+    println!("{}", json_escape_rest(&text));
     Ok(())
 }
 
@@ -126,4 +145,17 @@ pub fn quiet_on_closed_output() {
         );
         std::process::exit(1);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_output_escapes_what_serde_json_passes_raw() {
+        let v = serde_json::json!({"b": "x\u{9b}2J\u{202e}\u{7f}\u{1b}ü"});
+        let text = serde_json::to_string_pretty(&v).unwrap();
+        let out = super::json_escape_rest(&text);
+        assert!(out.contains(r"x\u009b2J\u202e\u007f\u001bü"), "{out}");
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, v, "the same value once parsed");
+    }
 }

@@ -135,7 +135,11 @@ pub fn rm(
     let reg = crate::runtime::refresh_quietly(ctx)?;
     let mut plans = Vec::new();
     for id in &ids {
-        let plan = wtrm::plan(ctx, &reg, id)?;
+        let mut plan = wtrm::plan(ctx, &reg, id)?;
+        if plan.is_none() && reg.get(id).is_none() && wt == WorktreeChoice::Remove {
+            // Again after an `rm --worktree` killed once the instance went.
+            plan = wtrm::interrupted(ctx, id)?;
+        }
         if let (WorktreeChoice::Remove, Some(p), false) = (wt, &plan, force) {
             if let Some(why) = wtrm::refusal(p) {
                 return Err(crate::error::Error::Invalid(format!(
@@ -147,14 +151,20 @@ pub fn rm(
         plans.push(plan);
     }
     for (id, plan) in ids.iter().zip(plans) {
-        ops::remove(ctx, id, force, state)?;
-        eprintln!("removed {id}");
+        if reg.get(id).is_some() || plan.is_none() {
+            if let (WorktreeChoice::Remove, Some(p)) = (wt, &plan) {
+                wtrm::begin(ctx, id, p)?;
+            }
+            ops::remove(ctx, id, force, state)?;
+            eprintln!("removed {id}");
+        }
         if let Some(mut p) = plan {
             // Who else uses it now (an instance removed by this same `rm`
             // no longer counts).
             p.shared_with = crate::worktree::remove::users(&ctx.store.load()?, &p.info.path, id);
             settle_worktree(&p, wt)?;
         }
+        wtrm::done(ctx, id);
     }
     Ok(0)
 }

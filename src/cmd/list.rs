@@ -127,7 +127,8 @@ fn uptime(i: &Instance) -> String {
     }
 }
 
-/// The git branch of a worktree instance.
+/// The git branch of a worktree instance (a repository's string: shown
+/// through [`crate::untrusted::printable`]).
 pub fn branch_of(i: &Instance) -> Option<&str> {
     i.extra
         .get("worktree")
@@ -153,7 +154,7 @@ fn print_table(rows: &[&Instance]) {
             let (cpu, mem) = usage(i);
             let mut row = vec![i.id.to_string(), project_shown(&i.project_path)];
             if branches {
-                row.push(branch_of(i).unwrap_or("-").to_owned());
+                row.push(crate::untrusted::printable(branch_of(i).unwrap_or("-")));
             }
             row.extend([
                 i.mode.to_string(),
@@ -191,7 +192,7 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
     }
     field("activity", &activity_shown(inst, on));
     if let Some(b) = branch_of(inst) {
-        field("branch", b);
+        field("branch", &crate::untrusted::printable(b));
     }
     field("project", &inst.project_path);
     field("mode", inst.mode.as_str());

@@ -4,6 +4,7 @@ use super::Ctx;
 use crate::cli::WorktreeCmd;
 use crate::error::Result;
 use crate::output::print_json;
+use crate::untrusted::printable;
 use crate::worktree::inventory;
 
 pub fn worktree(ctx: &Ctx, cmd: WorktreeCmd) -> Result<u8> {
@@ -13,7 +14,7 @@ pub fn worktree(ctx: &Ctx, cmd: WorktreeCmd) -> Result<u8> {
                 .ok()
                 .and_then(|d| inventory::repo_of(&d));
             for (name, _) in here.map_or_else(Vec::new, |r| inventory::names(ctx, &r)) {
-                println!("{name}");
+                println!("{}", printable(&name));
             }
             Ok(0)
         }
@@ -39,7 +40,7 @@ fn list(ctx: &Ctx, all: bool, json: bool) -> Result<u8> {
         match &here {
             Some(r) => println!(
                 "No worktrees made by ai-sessions for {} (`--all`: every repository).",
-                super::list::project_shown(&r.to_string_lossy())
+                printable(&super::list::project_shown(&r.to_string_lossy()))
             ),
             None => println!("No worktrees made by ai-sessions."),
         }
@@ -55,8 +56,12 @@ fn list(ctx: &Ctx, all: bool, json: bool) -> Result<u8> {
                 .map(|i| format!("{} ({})", i.id, i.status))
                 .collect::<Vec<_>>();
             vec![
-                super::list::project_shown(&e.path.to_string_lossy()),
-                e.branch.clone().unwrap_or_else(|| "(detached)".to_owned()),
+                // Paths and branches git lists come from the repository's
+                // files (`.git/worktrees/*/gitdir`, HEAD): the agent's.
+                printable(&super::list::project_shown(&e.path.to_string_lossy())),
+                e.branch
+                    .as_deref()
+                    .map_or_else(|| "(detached)".to_owned(), printable),
                 if instances.is_empty() {
                     "-".to_owned()
                 } else {

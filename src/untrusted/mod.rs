@@ -9,11 +9,19 @@
 //!   no blocking on a FIFO or a lock the box holds, sizes capped.
 //! - [`addr`]: addresses a name from the box resolved to, before the
 //!   egress proxy connects: public only (private ranges where allowed).
+//! - [`git`]: our own git calls: no program the repository names runs
+//!   (Landlock lets git execute only git; every command key emptied).
+//! - [`beneath`]: files copied between a repository and its worktrees:
+//!   regular files beneath the tree only, no symlink at any component.
+//! - [`tree`]: directory trees a box wrote (old agent state): walked and
+//!   moved relative to directory fds, no link followed, depth capped.
 //! - [`text`]: strings on their way to a terminal: control characters (C0,
 //!   C1, DEL) and bidirectional overrides shown escaped, never sent.
 
 pub mod addr;
+pub mod beneath;
 pub mod fs;
+pub mod git;
 pub mod text;
 pub mod tree;
 

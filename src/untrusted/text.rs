@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 /// Whether `c` must never reach a terminal raw.
-fn is_unsafe(c: char) -> bool {
+pub fn is_unsafe(c: char) -> bool {
     c.is_control() // C0, DEL and C1 (U+0080..=U+009F)
         || matches!(c,
             '\u{200e}' | '\u{200f}'             // LRM, RLM

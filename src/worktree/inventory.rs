@@ -71,11 +71,26 @@ pub fn changes(
     repo: &Path,
 ) -> crate::error::Result<Changes> {
     let status = git(path, &["status", "--porcelain", "--untracked-files=all"])?;
+    // Both sides are the boxes' to write: read beneath each tree, regular
+    // files only (no symlink followed, a FIFO never blocks), capped.
+    let dirs = crate::untrusted::beneath::Dir::open(path)
+        .and_then(|p| Ok((p, crate::untrusted::beneath::Dir::open(repo)?)))
+        .ok();
+    let read = |d: &crate::untrusted::beneath::Dir, f: &str| {
+        use std::io::Read;
+        const CAP: u64 = 16 << 20;
+        let mut raw = Vec::new();
+        d.open_file(Path::new(f))
+            .ok()?
+            .take(CAP + 1)
+            .read_to_end(&mut raw)
+            .ok()?;
+        (raw.len() as u64 <= CAP).then_some(raw)
+    };
     let a_copy = |f: &str| {
         copy.iter().any(|c| c == f)
-            && matches!(
-                (std::fs::read(path.join(f)), std::fs::read(repo.join(f))),
-                (Ok(a), Ok(b)) if a == b
+            && dirs.as_ref().is_some_and(
+                |(p, r)| matches!((read(p, f), read(r, f)), (Some(a), Some(b)) if a == b),
             )
     };
     let dirty = status.lines().any(|l| match l.strip_prefix("?? ") {
@@ -115,21 +130,27 @@ fn canonical(p: &Path) -> PathBuf {
 
 /// `git worktree list` of `repo`: each worktree's path and branch.
 fn git_worktrees(repo: &Path) -> Option<Vec<(PathBuf, Option<String>)>> {
-    let porcelain = git(repo, &["worktree", "list", "--porcelain"]).ok()?;
+    // `-z`: a path the agent planted in `.git/worktrees/*/gitdir` may hold
+    // a newline; with NULs it cannot pass for another record.
+    let porcelain = git(repo, &["worktree", "list", "--porcelain", "-z"]).ok()?;
     let mut out = Vec::new();
-    for block in porcelain.split("\n\n") {
-        let mut path = None;
-        let mut branch = None;
-        for line in block.lines() {
-            if let Some(p) = line.strip_prefix("worktree ") {
-                path = Some(canonical(Path::new(p)));
-            } else if let Some(b) = line.strip_prefix("branch ") {
-                branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_owned());
+    let mut path = None;
+    let mut branch = None;
+    for field in porcelain.split('\0') {
+        if field.is_empty() {
+            // A record ends.
+            if let Some(p) = path.take() {
+                out.push((p, branch.take()));
             }
+            branch = None;
+        } else if let Some(p) = field.strip_prefix("worktree ") {
+            path = Some(canonical(Path::new(p)));
+        } else if let Some(b) = field.strip_prefix("branch ") {
+            branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_owned());
         }
-        if let Some(path) = path {
-            out.push((path, branch));
-        }
+    }
+    if let Some(p) = path {
+        out.push((p, branch));
     }
     Some(out)
 }
@@ -151,6 +172,9 @@ pub fn names(ctx: &Ctx, repo: &Path) -> Vec<(String, Option<String>)> {
         .into_iter()
         .filter(|(p, _)| p.parent() == Some(base.as_path()))
         .filter_map(|(p, b)| Some((p.file_name()?.to_str()?.to_owned(), b)))
+        // Only names `-w` takes: a path planted in `.git/worktrees/*/gitdir`
+        // is no worktree of ours to offer.
+        .filter(|(n, _)| super::check_name(n).is_ok())
         .collect();
     out.sort();
     out

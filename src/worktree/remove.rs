@@ -36,8 +36,26 @@ pub fn plan(ctx: &Ctx, reg: &Registry, id: &InstanceId) -> Result<Option<Plan>> 
         return Ok(None);
     }
     let copy = ctx.global()?.worktree.copy;
-    let changes = changes(&info.path, Some(&info.branch), &copy, &info.repo)?;
+    let changes = if !info.path.exists() {
+        // Its directory is gone (a removal killed before git forgot it):
+        // nothing left to lose.
+        Changes::default()
+    } else if info.path.join(".git").symlink_metadata().is_err() {
+        // Half removed, or its .git deleted: git cannot tell what is in
+        // it, so only --force removes it.
+        Changes {
+            dirty: true,
+            unpushed: 0,
+        }
+    } else {
+        changes(&info.path, Some(&info.branch), &copy, &info.repo)?
+    };
     let shared_with = users(reg, &info.path, id);
+    // From here the branch is only shown (the agent may have named it).
+    let info = Info {
+        branch: crate::untrusted::printable(&info.branch),
+        ..info
+    };
     Ok(Some(Plan {
         info,
         changes,
@@ -66,11 +84,13 @@ pub fn users(reg: &Registry, path: &Path, id: &InstanceId) -> Vec<InstanceId> {
 fn listed(repo: &Path, path: &Path) -> bool {
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let (repo_c, path_c) = (canon(repo), canon(path));
-    if repo_c == path_c || !path.exists() {
+    // A path that is gone may still be listed: a removal killed after
+    // deleting it; `rm --worktree` again finishes it.
+    if repo_c == path_c {
         return false;
     }
-    git(repo, &["worktree", "list", "--porcelain"]).is_ok_and(|out| {
-        out.lines()
+    git(repo, &["worktree", "list", "--porcelain", "-z"]).is_ok_and(|out| {
+        out.split('\0')
             .filter_map(|l| l.strip_prefix("worktree "))
             .any(|p| canon(Path::new(p)) == path_c)
     })
@@ -90,6 +110,12 @@ pub fn refusal(plan: &Plan) -> Option<String> {
 /// Removes the worktree (its branch stays). The caller decided it may go.
 pub fn remove(plan: &Plan) -> Result<()> {
     let path = plan.info.path.to_string_lossy().into_owned();
+    // Killed halfway before, its .git file gone: git will not remove what
+    // it cannot validate; the rest goes first (never following a link),
+    // then git forgets it.
+    if plan.info.path.join(".git").symlink_metadata().is_err() && plan.info.path.exists() {
+        std::fs::remove_dir_all(&plan.info.path).map_err(|e| Error::io(&plan.info.path, e))?;
+    }
     // `--force` for git: our own check (which ignores unchanged
     // `worktree.copy` copies) is the policy; git refuses any untracked file.
     git(&plan.info.repo, &["worktree", "remove", "--force", &path]).map_err(|e| {
@@ -99,4 +125,55 @@ pub fn remove(plan: &Plan) -> Result<()> {
         ))
     })?;
     Ok(())
+}
+
+/// The mark of an `rm --worktree` under way for `id`, in the state home:
+/// written before its instance goes, removed once its worktree went, so
+/// an `rm` killed in between can be run again.
+fn mark_of(ctx: &Ctx, id: &InstanceId) -> Result<std::path::PathBuf> {
+    Ok(super::marks_dir(ctx)?.join(format!("rm-{id}.json")))
+}
+
+/// Notes that `id`'s worktree is to be removed with it.
+pub fn begin(ctx: &Ctx, id: &InstanceId, plan: &Plan) -> Result<()> {
+    let f = mark_of(ctx, id)?;
+    let text = serde_json::to_string(&plan.info).map_err(|e| Error::Other(e.to_string()))?;
+    std::fs::write(&f, text).map_err(|e| Error::io(&f, e))
+}
+
+/// The `rm --worktree` of `id` is over.
+pub fn done(ctx: &Ctx, id: &InstanceId) {
+    if let Ok(f) = mark_of(ctx, id) {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+/// The worktree an `rm --worktree` of `id` that was killed after its
+/// instance went left behind, if git still lists it.
+pub fn interrupted(ctx: &Ctx, id: &InstanceId) -> Result<Option<Plan>> {
+    let f = mark_of(ctx, id)?;
+    let Some(info) = std::fs::read(&f)
+        .ok()
+        .and_then(|raw| serde_json::from_slice::<Info>(&raw).ok())
+    else {
+        return Ok(None);
+    };
+    if !listed(&info.repo, &info.path) {
+        let _ = std::fs::remove_file(&f);
+        return Ok(None);
+    }
+    let changes = if info.path.join(".git").symlink_metadata().is_ok() {
+        let copy = ctx.global()?.worktree.copy;
+        changes(&info.path, Some(&info.branch), &copy, &info.repo)?
+    } else {
+        Changes {
+            dirty: info.path.exists(),
+            unpushed: 0,
+        }
+    };
+    Ok(Some(Plan {
+        info,
+        changes,
+        shared_with: Vec::new(),
+    }))
 }
