@@ -941,9 +941,12 @@ fn health_watch_brings_a_killed_sidecar_back() {
     docker_ok(&["kill", &old]);
     let healed = common::wait_until(std::time::Duration::from_secs(60), || {
         let now = sidecar_id(&id);
+        let inst = env.instance(&id);
         !now.is_empty()
             && !old.starts_with(&now)
             && container_state(&now).as_deref() == Some("running")
+            && inst["status"] == "running"
+            && inst["container_id"].is_string()
     });
     let _ = watch.kill();
     let _ = watch.wait();
