@@ -7,25 +7,9 @@
 mod common;
 mod docker_support;
 
-use common::{stderr, Env};
+use common::{git, stderr, Env};
 use docker_support::*;
 use std::process::Command;
-
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 #[test]
 fn start_with_a_worktree_makes_the_branch_and_git_resolves_inside() {

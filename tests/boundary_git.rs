@@ -7,30 +7,12 @@
 mod common;
 mod docker_support;
 
-use common::{stderr, stdout, Env};
+use common::{git, stderr, stdout, Env};
 use docker_support::{fake_agent_bin, path_with};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// The test's own git (unguarded: it sets the scene).
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(["-c", "core.hooksPath=/dev/null"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// A state home using the host runtime with the fake agent.
 struct Host {
@@ -700,6 +682,19 @@ fn concurrent_starts_of_one_worktree_join() {
     );
 }
 
+/// A repository of 20,000 committed files: its checkout and removal take
+/// long enough for a kill to land in the middle.
+const BIG: usize = 20_000;
+
+fn big_repo(repo: &Path) {
+    git(repo, &["init", "-q", "-b", "main"]);
+    for i in 0..BIG {
+        std::fs::write(repo.join(format!("f{i}")), "x\n").unwrap();
+    }
+    git(repo, &["add", "."]);
+    git(repo, &["commit", "-q", "-m", "many"]);
+}
+
 /// Files in the worktree, `.git` aside.
 fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
@@ -715,13 +710,7 @@ fn a_start_killed_mid_checkout_leaves_no_half_worktree_to_reuse() {
     let host = Host::new("");
     let name = host.env.unique("half");
     let repo = host.env.project(&name);
-    git(&repo, &["init", "-q", "-b", "main"]);
-    const N: usize = 20_000;
-    for i in 0..N {
-        std::fs::write(repo.join(format!("f{i}")), "x\n").unwrap();
-    }
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "many"]);
+    big_repo(&repo);
     let base = repo.with_file_name(format!("{name}.worktrees"));
     // Killed (SIGKILL to its whole group, as a closed terminal would end
     // it) once git has made the worktree's .git and is checking out.
@@ -754,7 +743,7 @@ fn a_start_killed_mid_checkout_leaves_no_half_worktree_to_reuse() {
         // SAFETY: our own child's process group.
         unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
         let _ = child.wait();
-        if count_files(&base.join(&wt)) < N {
+        if count_files(&base.join(&wt)) < BIG {
             interrupted = Some(wt);
             break;
         }
@@ -785,7 +774,7 @@ fn a_start_killed_mid_checkout_leaves_no_half_worktree_to_reuse() {
     if out.status.success() {
         assert_eq!(
             count_files(&base.join(&wt)),
-            N,
+            BIG,
             "the worktree was made again whole"
         );
         assert_eq!(git(&base.join(&wt), &["status", "--porcelain"]), "");
@@ -1020,13 +1009,7 @@ fn an_rm_killed_after_the_instance_went_can_be_retried() {
     let host = Host::new("");
     let name = host.env.unique("rmr");
     let repo = host.env.project(&name);
-    git(&repo, &["init", "-q", "-b", "main"]);
-    const N: usize = 20_000;
-    for i in 0..N {
-        std::fs::write(repo.join(format!("f{i}")), "x\n").unwrap();
-    }
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "many"]);
+    big_repo(&repo);
     let base = repo.with_file_name(format!("{name}.worktrees"));
     // Killed once its instance is gone, while git deletes the worktree.
     let mut caught = None;

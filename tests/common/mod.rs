@@ -243,6 +243,25 @@ macro_rules! require_docker {
     }};
 }
 
+/// The test's own git, setting a scene (a committer, no hooks); its
+/// stdout, trimmed. Asserts success.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(["-c", "core.hooksPath=/dev/null"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Builds the fake-agent image once per test process (`FROM scratch` with
 /// the host's static busybox); concurrent builders are serialised by flock.
 pub fn test_image() -> &'static str {
