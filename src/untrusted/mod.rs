@@ -10,7 +10,9 @@
 //! - [`text`]: strings on their way to a terminal: control characters (C0,
 //!   C1, DEL) and bidirectional overrides shown escaped, never sent.
 
+pub mod boxdir;
 pub mod fs;
+pub mod json;
 pub mod text;
 
 pub use fs::{open_lock, read};
