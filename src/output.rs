@@ -82,9 +82,11 @@ pub fn human_duration(d: chrono::Duration) -> String {
     }
 }
 
+/// Prints `v` as indented JSON; C1 controls, DEL and bidi overrides are
+/// escaped too (serde_json leaves them raw), so no field of it can drive
+/// the terminal it is printed on.
 pub fn print_json(v: &impl serde::Serialize) -> crate::error::Result<()> {
-    let text =
-        serde_json::to_string_pretty(v).map_err(|e| crate::error::Error::Other(e.to_string()))?;
+    let text = crate::untrusted::json::pretty(v)?;
     println!("{text}");
     Ok(())
 }
