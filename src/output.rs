@@ -40,7 +40,7 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.to_vec());
     for row in rows {
-        t.add_row(row);
+        t.add_row(row.iter().map(|c| cell_text(c)).collect::<Vec<_>>());
     }
     for (n, col) in t.column_iter_mut().enumerate() {
         col.set_padding((0, 2));
@@ -53,6 +53,35 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    out
+}
+
+/// A table cell made printable (cells hold what a box or a repository
+/// wrote: a branch, a reason, a health message): every control and bidi
+/// character is shown escaped, except a colour (SGR, `ESC [ digits m`) as
+/// [`paint`] writes it, which can change nothing but the colour.
+fn cell_text(cell: &str) -> String {
+    let mut out = String::with_capacity(cell.len());
+    let mut rest = cell;
+    while let Some(i) = rest.find('\x1b') {
+        out.push_str(&crate::untrusted::printable(&rest[..i]));
+        let after = &rest[i + 1..];
+        let sgr = after.strip_prefix('[').and_then(|a| {
+            let n = a.find(|c: char| !(c.is_ascii_digit() || c == ';'))?;
+            (a[n..].starts_with('m')).then_some(n + 2)
+        });
+        match sgr {
+            Some(n) => {
+                out.push_str(&rest[i..i + 1 + n]);
+                rest = &after[n..];
+            }
+            None => {
+                out.push_str(&crate::untrusted::printable("\x1b"));
+                rest = after;
+            }
+        }
+    }
+    out.push_str(&crate::untrusted::printable(rest));
     out
 }
 
@@ -128,4 +157,21 @@ pub fn quiet_on_closed_output() {
         );
         std::process::exit(1);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_cells_keep_our_colours_and_nothing_else() {
+        let ours = paint("running", "32", true);
+        assert_eq!(cell_text(&ours), ours);
+        assert_eq!(
+            cell_text("x\x1b]0;t\x07\u{9b}2J\u{202e}y\x1b[2J"),
+            "x\\x1b]0;t\\x07\\u{9b}2J\\u{202e}y\\x1b[2J"
+        );
+        let t = table(&["A"], vec![vec!["b\x1b[2Jc".into()]], &[]);
+        assert!(!t.contains('\x1b'), "{t:?}");
+    }
 }
