@@ -350,9 +350,9 @@ fn logs_size(env: &Env) -> u64 {
         .sum()
 }
 
-fn time_list(env: &Env) -> Duration {
+fn timed(env: &Env, args: &[&str]) -> Duration {
     let t = Instant::now();
-    env.ok(&["list"]);
+    env.ok(args);
     t.elapsed()
 }
 
@@ -362,7 +362,8 @@ fn a_flood_of_refusals_from_the_box_stays_under_the_caps_and_is_counted() {
     let (env, _net) = allowlist_env();
     let (id, cid) = start(&env, &env.unique("flood"));
     refused_once(&cid);
-    let before = time_list(&env);
+    let before = timed(&env, &["list"]);
+    let allow_before = timed(&env, &["net", "allow", &id, "one.test"]);
 
     // Four loops of refused CONNECTs with 16 KB host names, for 20 s.
     let started = Instant::now();
@@ -388,7 +389,8 @@ fn a_flood_of_refusals_from_the_box_stays_under_the_caps_and_is_counted() {
         dropped > 0
     });
     let size = logs_size(&env);
-    let after = time_list(&env);
+    let after = timed(&env, &["list"]);
+    let allow_after = timed(&env, &["net", "allow", &id, "two.test"]);
     let longest = env
         .ok(&["events", "--json"])
         .lines()
@@ -398,7 +400,8 @@ fn a_flood_of_refusals_from_the_box_stays_under_the_caps_and_is_counted() {
         .unwrap_or(0);
     eprintln!(
         "flood of {flood:?} from the box: {dropped} refusals not logged, logs/ holds {size} bytes, \
-         longest host logged {longest} bytes; `list` took {before:?} before, {after:?} after"
+         longest host logged {longest} bytes; `list` took {before:?} before, {after:?} after; \
+         `net allow` (which logs an event) {allow_before:?} before, {allow_after:?} after"
     );
     assert!(dropped > 0, "no count of dropped refusals");
     // The caps: the proxy's own log (two files of 512 KiB at most) and the
