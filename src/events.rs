@@ -368,6 +368,14 @@ impl Feed {
         }
     }
 
+    /// A feed of what is written from now on (the API's live feed):
+    /// everything there already is skipped.
+    pub fn from_now(dirs: &StateDir) -> Feed {
+        let mut feed = Feed::new(dirs);
+        feed.next_batch();
+        feed
+    }
+
     /// The events written since the last call (every one kept, at the
     /// first), sorted by time.
     pub fn next_batch(&mut self) -> Vec<Event> {
@@ -507,6 +515,10 @@ mod tests {
         }
         let next: Vec<u64> = feed.next_batch().iter().map(n).collect();
         assert_eq!(next, (100..150).collect::<Vec<_>>());
+        let mut live = Feed::from_now(&dirs);
+        assert!(live.next_batch().is_empty());
+        log.log(Level::Info, "test", "x", serde_json::json!({"i": 150}));
+        assert_eq!(live.next_batch().iter().map(n).collect::<Vec<_>>(), [150]);
     }
 
     #[test]
