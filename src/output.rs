@@ -40,7 +40,7 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.to_vec());
     for row in rows {
-        t.add_row(row.iter().map(|c| cell_text(c)).collect::<Vec<_>>());
+        t.add_row(row.iter().map(|c| shown(c)).collect::<Vec<_>>());
     }
     for (n, col) in t.column_iter_mut().enumerate() {
         col.set_padding((0, 2));
@@ -56,11 +56,11 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String
     out
 }
 
-/// A table cell made printable (cells hold what a box or a repository
+/// A table cell or field made printable (they hold what a box or a repository
 /// wrote: a branch, a reason, a health message): every control and bidi
 /// character is shown escaped, except a colour (SGR, `ESC [ digits m`) as
 /// [`paint`] writes it, which can change nothing but the colour.
-fn cell_text(cell: &str) -> String {
+pub fn shown(cell: &str) -> String {
     let mut out = String::with_capacity(cell.len());
     let mut rest = cell;
     while let Some(i) = rest.find('\x1b') {
@@ -166,9 +166,9 @@ mod tests {
     #[test]
     fn table_cells_keep_our_colours_and_nothing_else() {
         let ours = paint("running", "32", true);
-        assert_eq!(cell_text(&ours), ours);
+        assert_eq!(shown(&ours), ours);
         assert_eq!(
-            cell_text("x\x1b]0;t\x07\u{9b}2J\u{202e}y\x1b[2J"),
+            shown("x\x1b]0;t\x07\u{9b}2J\u{202e}y\x1b[2J"),
             "x\\x1b]0;t\\x07\\u{9b}2J\\u{202e}y\\x1b[2J"
         );
         let t = table(&["A"], vec![vec!["b\x1b[2Jc".into()]], &[]);

@@ -420,3 +420,39 @@ fn a_flood_of_refusals_from_the_box_stays_under_the_caps_and_is_counted() {
     assert!(longest <= 300, "host names are truncated: {longest}");
     env.ok(&["stop", &id]);
 }
+
+/// A stopped worktree instance whose branch (a repository's) and reason (a
+/// box's setup failure) hold a title sequence, a C1 CSI and a
+/// right-to-left override: `list` and `show` print them escaped, `--json`
+/// with JSON escapes only.
+#[test]
+fn list_and_show_print_what_a_box_or_a_repository_wrote_escaped() {
+    let env = Env::new();
+    let project = env.project("esc");
+    let hostile = "x\u{1b}]0;PWNED\u{7}\u{9b}2J\u{202e}gpj.exe";
+    let reg = serde_json::json!({"instances": {"esc-w-claude": {
+        "id": "esc-w-claude", "project_path": project, "project_name": "esc",
+        "mode": "claude", "status": "error", "port": env.port_base,
+        "status_reason": format!("setup failed: {hostile}"),
+        "timestamps": {"created": chrono::Utc::now().to_rfc3339()},
+        "resources": {}, "config": {},
+        "worktree": {"branch": hostile, "name": "w"},
+    }}});
+    std::fs::write(
+        env.state().join("registry.json"),
+        serde_json::to_string_pretty(&reg).unwrap(),
+    )
+    .unwrap();
+    for args in [
+        vec!["list"],
+        vec!["list", "--json"],
+        vec!["show", "esc-w-claude"],
+        vec!["show", "esc-w-claude", "--json"],
+    ] {
+        let text = env.ok(&args);
+        assert!(text.contains("PWNED"), "{args:?}: {text}");
+        assert_eq!(drives_a_terminal(&text), None, "{args:?}: {text:?}");
+    }
+    let shown = env.ok(&["show", "esc-w-claude"]);
+    assert!(shown.contains("\\u{202e}gpj.exe"), "{shown}");
+}
