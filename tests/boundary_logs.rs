@@ -212,7 +212,6 @@ fn the_sidecar_writes_only_a_dir_of_its_own_and_nothing_there_is_followed_or_wai
     let out = run_bounded(&env, &["net", "log", &id], Duration::from_secs(30))
         .expect("`net log` must not wait on a lock the box holds");
     assert!(stdout(&out).contains("blocked.test"), "{}", stdout(&out));
-    drop(held);
 
     for name in [
         "session-manager.log".to_owned(),
@@ -247,7 +246,10 @@ fn the_sidecar_writes_only_a_dir_of_its_own_and_nothing_there_is_followed_or_wai
     }
 
     // Our own files under logs/: never opened through a link either.
-    env.ok(&["stop", &id]);
+    let out = run_bounded(&env, &["stop", &id], Duration::from_secs(60))
+        .expect("`stop` must not wait on a lock the box holds");
+    assert!(out.status.success(), "{}", stderr(&out));
+    drop(held);
     let saved = logs.join(format!("{id}.log"));
     let _ = std::fs::remove_file(&saved);
     std::os::unix::fs::symlink(&secret, &saved).unwrap();
