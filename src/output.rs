@@ -40,7 +40,7 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header.to_vec());
     for row in rows {
-        t.add_row(row);
+        t.add_row(row.iter().map(|c| shown(c)).collect::<Vec<_>>());
     }
     for (n, col) in t.column_iter_mut().enumerate() {
         col.set_padding((0, 2));
@@ -53,6 +53,35 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    out
+}
+
+/// A table cell or field made printable (they hold what a box or a repository
+/// wrote: a branch, a reason, a health message): every control and bidi
+/// character is shown escaped, except a colour (SGR, `ESC [ digits m`) as
+/// [`paint`] writes it, which can change nothing but the colour.
+pub fn shown(cell: &str) -> String {
+    let mut out = String::with_capacity(cell.len());
+    let mut rest = cell;
+    while let Some(i) = rest.find('\x1b') {
+        out.push_str(&crate::untrusted::printable(&rest[..i]));
+        let after = &rest[i + 1..];
+        let sgr = after.strip_prefix('[').and_then(|a| {
+            let n = a.find(|c: char| !(c.is_ascii_digit() || c == ';'))?;
+            (a[n..].starts_with('m')).then_some(n + 2)
+        });
+        match sgr {
+            Some(n) => {
+                out.push_str(&rest[i..i + 1 + n]);
+                rest = &after[n..];
+            }
+            None => {
+                out.push_str(&crate::untrusted::printable("\x1b"));
+                rest = after;
+            }
+        }
+    }
+    out.push_str(&crate::untrusted::printable(rest));
     out
 }
 
@@ -82,29 +111,12 @@ pub fn human_duration(d: chrono::Duration) -> String {
     }
 }
 
-/// serde_json escapes C0 controls in strings but passes DEL, C1 controls
-/// (U+009B is CSI) and bidi overrides raw; outside strings JSON has only
-/// ASCII, so each such character is a string's and becomes `\uXXXX`.
-pub fn json_escape_rest(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_here = |c: char| c as u32 >= 0x7f && crate::untrusted::text::is_unsafe(c);
-    if !text.chars().any(unsafe_here) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        if unsafe_here(c) {
-            out.push_str(&format!("\\u{:04x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
+/// Prints `v` as indented JSON; C1 controls, DEL and bidi overrides are
+/// escaped too (serde_json leaves them raw), so no field of it can drive
+/// the terminal it is printed on.
 pub fn print_json(v: &impl serde::Serialize) -> crate::error::Result<()> {
-    let text =
-        serde_json::to_string_pretty(v).map_err(|e| crate::error::Error::Other(e.to_string()))?;
-    println!("{}", json_escape_rest(&text));
+    let text = crate::untrusted::json::pretty(v)?;
+    println!("{text}");
     Ok(())
 }
 
@@ -149,13 +161,17 @@ pub fn quiet_on_closed_output() {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn json_output_escapes_what_serde_json_passes_raw() {
-        let v = serde_json::json!({"b": "x\u{9b}2J\u{202e}\u{7f}\u{1b}ü"});
-        let text = serde_json::to_string_pretty(&v).unwrap();
-        let out = super::json_escape_rest(&text);
-        assert!(out.contains(r"x\u009b2J\u202e\u007f\u001bü"), "{out}");
-        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(back, v, "the same value once parsed");
+    fn table_cells_keep_our_colours_and_nothing_else() {
+        let ours = paint("running", "32", true);
+        assert_eq!(shown(&ours), ours);
+        assert_eq!(
+            shown("x\x1b]0;t\x07\u{9b}2J\u{202e}y\x1b[2J"),
+            "x\\x1b]0;t\\x07\\u{9b}2J\\u{202e}y\\x1b[2J"
+        );
+        let t = table(&["A"], vec![vec!["b\x1b[2Jc".into()]], &[]);
+        assert!(!t.contains('\x1b'), "{t:?}");
     }
 }

@@ -1,10 +1,11 @@
-//! `events`: the event log, coloured for people or raw JSON lines.
+//! `events`: the event log (with every egress proxy's own log), coloured
+//! for people or JSON lines; every string made safe for a terminal.
 
 use super::Ctx;
 use crate::config::units::Dur;
-use crate::error::{Error, Result};
-use crate::events::{format_human, Event, Level};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use crate::error::Result;
+use crate::events::{format_human, Event, Feed, Level};
+use std::io::Write;
 
 pub fn events(
     ctx: &Ctx,
@@ -13,66 +14,52 @@ pub fn events(
     since: Option<Dur>,
     level: Option<Level>,
 ) -> Result<u8> {
-    let path = ctx.dirs.event_log();
     let cutoff =
         since.map(|d| chrono::Utc::now() - chrono::Duration::from_std(d.0).unwrap_or_default());
     let color = crate::output::color_stdout();
-    let show = |line: &str, out: &mut dyn Write| -> std::io::Result<()> {
-        let Ok(e) = serde_json::from_str::<Event>(line) else {
-            return Ok(());
-        };
+    print_feed(ctx, follow, |e, out| {
         if cutoff.is_some_and(|c| e.timestamp < c) || level.is_some_and(|l| e.level < l) {
             return Ok(());
         }
         if json {
-            writeln!(out, "{}", line.trim_end())
+            print_json_line(e, out)
         } else {
-            writeln!(out, "{}", format_human(&e, color))
+            writeln!(out, "{}", format_human(e, color))
         }
-    };
-    print_log(&path, follow, show)
+    })
 }
 
-/// Prints each whole line of the JSON-lines log at `path` through `show`;
-/// `follow` keeps reading what is appended (and starts over when the log
-/// was pruned in place). Shared by `events` and `net log`.
-pub(super) fn print_log(
-    path: &std::path::Path,
+/// One event as a JSON line, re-written from what was parsed (never the
+/// line as read) with every control and bidi character escaped.
+pub(super) fn print_json_line(e: &Event, out: &mut dyn Write) -> std::io::Result<()> {
+    match crate::untrusted::json::line(e) {
+        Ok(text) => writeln!(out, "{text}"),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Prints each event of the state home's [`Feed`] through `show`, oldest
+/// first; `follow` keeps printing what is appended. Shared by `events`
+/// and `net log`.
+pub(super) fn print_feed(
+    ctx: &Ctx,
     follow: bool,
-    mut show: impl FnMut(&str, &mut dyn Write) -> std::io::Result<()>,
+    mut show: impl FnMut(&Event, &mut dyn Write) -> std::io::Result<()>,
 ) -> Result<u8> {
-    let mut offset = 0u64;
+    let mut feed = Feed::new(&ctx.dirs);
     let stdout = std::io::stdout();
     loop {
-        match std::fs::File::open(path) {
-            Ok(mut f) => {
-                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-                if len < offset {
-                    offset = 0; // pruned in place: start over
-                }
-                f.seek(SeekFrom::Start(offset))
-                    .map_err(|e| Error::io(path, e))?;
-                let mut reader = BufReader::new(f);
-                let mut out = stdout.lock();
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    let n = reader
-                        .read_line(&mut line)
-                        .map_err(|e| Error::io(path, e))?;
-                    if n == 0 || !line.ends_with('\n') {
-                        break; // a partial line is read again next round
-                    }
-                    offset += n as u64;
-                    if show(&line, &mut out).is_err() {
-                        return Ok(0); // stdout closed (e.g. `| head`)
-                    }
-                }
-                let _ = out.flush();
+        let batch = feed.next_batch();
+        let mut out = stdout.lock();
+        for e in &batch {
+            if show(e, &mut out).is_err() {
+                return Ok(0); // stdout closed (e.g. `| head`)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(path, e)),
         }
+        if out.flush().is_err() {
+            return Ok(0);
+        }
+        drop(out);
         if !follow {
             return Ok(0);
         }

@@ -181,7 +181,8 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
         return Ok(0);
     }
     let on = crate::output::color_stdout();
-    let field = |k: &str, v: &str| println!("{:<14}{v}", format!("{k}:"));
+    // Fields hold what a box or a repository wrote (a reason, a branch).
+    let field = |k: &str, v: &str| println!("{:<14}{}", format!("{k}:"), crate::output::shown(v));
     field("id", inst.id.as_str());
     field(
         "status",

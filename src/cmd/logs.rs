@@ -25,7 +25,7 @@ pub fn logs(ctx: &Ctx, id: InstanceId, follow: bool, tail: Option<usize>) -> Res
     let kept = inst
         .filter(|i| !i.status.is_live())
         .and_then(|i| i.container_id.clone())
-        .filter(|_| !path.exists());
+        .filter(|_| std::fs::symlink_metadata(&path).is_err());
     if let Some(cid) = kept {
         if let Ok(engine) = DockerEngine::connect() {
             let mut out = std::io::stdout();

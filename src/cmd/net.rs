@@ -54,26 +54,28 @@ fn is_refusal(e: &Event, id: Option<&InstanceId>) -> bool {
         })
 }
 
+/// One refusal as a line; what the box sent is made printable.
 fn line(e: &Event) -> String {
     let get = |k: &str| match e.metadata.get(k) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
+        Some(serde_json::Value::String(s)) => crate::untrusted::printable(s),
+        Some(v) => crate::untrusted::printable(&v.to_string()),
         None => String::new(),
     };
+    let what = match e.metadata.get("dropped").and_then(|v| v.as_u64()) {
+        Some(n) => format!("({n} more refusals not logged: rate limit)"),
+        None => format!("{}:{} {}", get("host"), get("port"), get("reason")),
+    };
     format!(
-        "{} {:<24} {}:{} {}",
+        "{} {:<24} {what}",
         e.timestamp
             .with_timezone(&chrono::Local)
             .format("%Y-%m-%d %H:%M:%S"),
         get("instance"),
-        get("host"),
-        get("port"),
-        get("reason")
     )
 }
 
-/// Refused connections from the event log, oldest first; `--follow` keeps
-/// printing new ones.
+/// Refused connections from the event feed (every proxy's own log),
+/// oldest first; `--follow` keeps printing new ones.
 fn log(ctx: &Ctx, id: Option<InstanceId>, follow: bool, json: bool) -> Result<u8> {
     if let Some(id) = &id {
         let known = ctx.store.load()?.get(id).is_some();
@@ -81,17 +83,14 @@ fn log(ctx: &Ctx, id: Option<InstanceId>, follow: bool, json: bool) -> Result<u8
             return Err(Error::not_found(id));
         }
     }
-    super::events::print_log(&ctx.dirs.event_log(), follow, |text, out| {
-        let Ok(e) = serde_json::from_str::<Event>(text) else {
-            return Ok(());
-        };
-        if !is_refusal(&e, id.as_ref()) {
+    super::events::print_feed(ctx, follow, |e, out| {
+        if !is_refusal(e, id.as_ref()) {
             return Ok(());
         }
         if json {
-            writeln!(out, "{}", text.trim_end())
+            super::events::print_json_line(e, out)
         } else {
-            writeln!(out, "{}", line(&e))
+            writeln!(out, "{}", line(e))
         }
     })
 }

@@ -2,7 +2,8 @@
 //! instance's sidecar container: the only way off the instance's internal
 //! network. HTTP CONNECT and plain HTTP are checked by host name and port
 //! against the rules file, re-read whenever it changes; refusals are
-//! answered `403` and written to the event log. It also forwards the
+//! answered `403` and written to the proxy's own log (rate-limited, host
+//! names cut short; the host reads it as the box's). It also forwards the
 //! instance's published port to the agent, and exits once the agent's
 //! container is gone.
 
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, Level};
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -86,7 +87,8 @@ async fn serve(args: ProxyArgs) -> Result<()> {
     };
     rules.current();
     let rules = Arc::new(Mutex::new(rules));
-    let events = Arc::new(args.events.clone());
+    let events: Log = Arc::new(Mutex::new(EgressLog::new(args.events.clone())));
+    tokio::spawn(flush_dropped(events.clone(), rules.clone()));
     let _ = MACHINE.set(args.forbid.clone());
     let listener = bind_listen(&args.listen).await?;
     for (port, target) in args.forward.clone() {
@@ -272,25 +274,162 @@ async fn respond(conn: &mut TcpStream, status: &str, why: &str) {
     let _ = conn.shutdown().await;
 }
 
-fn log_refusal(events: &Path, instance: &str, host: &str, port: u16, reason: &str) {
-    eprintln!("egress proxy: refused {host}:{port}: {reason}");
-    let event = Event {
+/// Refusals logged at once before the rate limit applies, and per second
+/// after: a box looping on refused requests costs the log a few lines a
+/// second, and one line saying how many were left out.
+const LOG_BURST: f64 = 20.0;
+const LOG_PER_SEC: f64 = 5.0;
+/// How often the count of refusals left out is written.
+const DROPPED_EVERY: Duration = Duration::from_secs(5);
+
+/// The proxy's own log (`egress.log` in a directory of its own): JSON lines
+/// appended with one write each, rotated to `egress.log.1` past its cap by
+/// a rename, rate-limited, host names cut short. Never locked: the host
+/// reads it without a lock, as the box's.
+struct EgressLog {
+    path: PathBuf,
+    file: Option<(std::fs::File, u64)>,
+    tokens: f64,
+    refilled: std::time::Instant,
+    dropped: u64,
+}
+
+impl EgressLog {
+    fn new(path: PathBuf) -> Self {
+        EgressLog {
+            path,
+            file: None,
+            tokens: LOG_BURST,
+            refilled: std::time::Instant::now(),
+            dropped: 0,
+        }
+    }
+
+    /// Takes a token of the rate limit, or counts the event as dropped.
+    fn admit(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let gained = now.duration_since(self.refilled).as_secs_f64() * LOG_PER_SEC;
+        self.tokens = (self.tokens + gained).min(LOG_BURST);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+
+    fn write(&mut self, event: &Event) {
+        let Ok(mut line) = serde_json::to_vec(event) else {
+            return;
+        };
+        line.push(b'\n');
+        if self
+            .file
+            .as_ref()
+            .is_some_and(|(_, len)| len + line.len() as u64 > crate::events::BOX_LOG_ROTATE_BYTES)
+        {
+            self.file = None;
+            let _ = std::fs::rename(&self.path, crate::events::rotated(&self.path));
+        }
+        if self.file.is_none() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&self.path);
+            match opened {
+                Ok(f) => {
+                    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    self.file = Some((f, len));
+                }
+                Err(e) => {
+                    eprintln!("egress proxy: cannot log to {}: {e}", self.path.display());
+                    return;
+                }
+            }
+        }
+        if let Some((f, len)) = &mut self.file {
+            use std::io::Write;
+            match f.write_all(&line) {
+                Ok(()) => *len += line.len() as u64,
+                Err(_) => self.file = None,
+            }
+        }
+    }
+
+    fn refusal(&mut self, instance: &str, host: &str, port: u16, reason: &str) {
+        if !self.admit() {
+            return;
+        }
+        let shown = crate::events::truncate(host, crate::events::BOX_FIELD_MAX);
+        eprintln!(
+            "egress proxy: refused {}:{port}: {reason}",
+            crate::untrusted::printable(&shown)
+        );
+        let mut meta = json!({"instance": instance, "host": shown, "port": port, "reason": reason});
+        if shown.len() != host.len() {
+            meta["host_bytes"] = json!(host.len());
+        }
+        self.write(&egress_event("connection refused", meta));
+    }
+
+    /// Writes how many refusals the rate limit left out since last time.
+    fn flush_dropped(&mut self, instance: &str) {
+        if self.dropped == 0 {
+            return;
+        }
+        let n = std::mem::take(&mut self.dropped);
+        eprintln!("egress proxy: {n} more refusals not logged (rate limit)");
+        self.write(&egress_event(
+            "refusals not logged",
+            json!({"instance": instance, "dropped": n, "reason": "rate limit"}),
+        ));
+    }
+}
+
+fn egress_event(message: &str, metadata: serde_json::Value) -> Event {
+    Event {
         timestamp: chrono::Utc::now(),
         level: Level::Warn,
         component: "egress".to_owned(),
-        message: "connection refused".to_owned(),
-        metadata: json!({"instance": instance, "host": host, "port": port, "reason": reason})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-    };
-    let _ = crate::events::append_event(events, &event);
+        message: message.to_owned(),
+        metadata: metadata.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+type Log = Arc<Mutex<EgressLog>>;
+
+fn log_refusal(events: &Log, instance: &str, host: &str, port: u16, reason: &str) {
+    events
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .refusal(instance, host, port, reason);
+}
+
+/// Writes the count of dropped refusals every few seconds.
+async fn flush_dropped(events: Log, rules: Arc<Mutex<Rules>>) {
+    loop {
+        tokio::time::sleep(DROPPED_EVERY).await;
+        let instance = rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .instance
+            .clone();
+        events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush_dropped(&instance);
+    }
 }
 
 async fn handle(
     mut conn: TcpStream,
     rules: Arc<Mutex<Rules>>,
-    events: &Path,
+    events: &Log,
 ) -> std::io::Result<()> {
     let Some((head, rest)) = read_head(&mut conn).await else {
         respond(&mut conn, "400 Bad Request", "no complete request head").await;

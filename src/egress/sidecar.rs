@@ -216,11 +216,33 @@ fn machine_addresses() -> Vec<IpAddr> {
     out
 }
 
+/// Makes the proxy's own log directory, 0700 (the proxy may have loosened
+/// it: it is its own; it never is a symlink, as only we write its parent).
+fn own_log_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let m = std::fs::symlink_metadata(dir).map_err(|e| Error::io(dir, e))?;
+    if !m.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{}: exists and is not a directory",
+            dir.display()
+        )));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(dir, e))
+}
+
 /// Creates and starts the sidecar; returns its container id. A sidecar
 /// left from an earlier start of the instance is replaced. Async, so that
 /// it runs alongside the agent's own create and start.
 pub async fn start(docker: &bollard::Docker, s: &Sidecar) -> Result<String> {
     let image = s.image.clone();
+    let own_log = crate::events::box_log_dir(&s.logs_dir, &s.instance);
+    own_log_dir(&own_log)?;
     let port_key = format!("{}/tcp", s.port);
     let bind = |src: &Path, dst: &str, ro: bool| Mount {
         source: Some(src.to_string_lossy().into_owned()),
@@ -235,7 +257,7 @@ pub async fn start(docker: &bollard::Docker, s: &Sidecar) -> Result<String> {
         "--rules".to_owned(),
         "/ai/net/rules.json".to_owned(),
         "--events".to_owned(),
-        "/ai/logs/session-manager.log".to_owned(),
+        format!("/ai/log/{}", crate::events::BOX_LOG),
         // Its address on the internal network only: nothing on the outer
         // network (the host, or others where `proxy_network` is shared)
         // can use the proxy.
@@ -290,9 +312,12 @@ pub async fn start(docker: &bollard::Docker, s: &Sidecar) -> Result<String> {
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             memory: Some(64 << 20),
             pids_limit: Some(256),
+            // Its rules, read-only, and a directory of its own for its log:
+            // nothing else of the state home (the host reads that
+            // directory as the box's).
             mounts: Some(vec![
                 bind(&s.net_dir, "/ai/net", true),
-                bind(&s.logs_dir, "/ai/logs", false),
+                bind(&own_log, "/ai/log", false),
             ]),
             ..Default::default()
         }),

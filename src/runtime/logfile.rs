@@ -164,12 +164,31 @@ pub fn tail_offset(file: &mut File, lines: usize) -> io::Result<u64> {
 /// The saved log at `path` from its last `tail` lines (all without), as
 /// text: invalid UTF-8 becomes U+FFFD, one block at a time (a character
 /// split between blocks is kept whole). `Ok(None)` when there is none.
+/// Never read through a symlink (or from a FIFO): a link put in its place
+/// is refused, not followed.
 pub fn open_tail(path: &Path, tail: Option<usize>) -> Result<Option<LossyBlocks>> {
-    let mut file = match File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let mut file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Error::Invalid(format!(
+                "{}: is a symlink; not read",
+                path.display()
+            )))
+        }
         Err(e) => return Err(Error::io(path, e)),
     };
+    if !file.metadata().map_err(|e| Error::io(path, e))?.is_file() {
+        return Err(Error::Invalid(format!(
+            "{}: not a regular file; not read",
+            path.display()
+        )));
+    }
     let from = match tail {
         Some(n) => tail_offset(&mut file, n).map_err(|e| Error::io(path, e))?,
         None => 0,
@@ -276,6 +295,18 @@ mod tests {
         assert_eq!(tail_of("a\n", 0), "");
         let long: String = (0..50_000).map(|i| format!("line {i}\n")).collect();
         assert_eq!(tail_of(&long, 2), "line 49998\nline 49999\n");
+    }
+
+    #[test]
+    fn a_link_in_place_of_a_saved_log_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "secret\n").unwrap();
+        let p = dir.path().join("x.log");
+        std::os::unix::fs::symlink(&secret, &p).unwrap();
+        let mut out = Vec::new();
+        assert!(copy_tail(&p, None, &mut out).is_err());
+        assert!(out.is_empty());
     }
 
     #[test]

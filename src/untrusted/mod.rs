@@ -15,13 +15,18 @@
 //!   regular files beneath the tree only, no symlink at any component.
 //! - [`tree`]: directory trees a box wrote (old agent state): walked and
 //!   moved relative to directory fds, no link followed, depth capped.
+//! - [`boxdir`]: a directory a box writes (the proxy's log): files opened
+//!   beneath its fd, never a symlink, a FIFO or a lock, reads capped.
+//! - [`json`]: JSON a terminal may print: C1, DEL and bidi escaped too.
 //! - [`text`]: strings on their way to a terminal: control characters (C0,
 //!   C1, DEL) and bidirectional overrides shown escaped, never sent.
 
 pub mod addr;
 pub mod beneath;
+pub mod boxdir;
 pub mod fs;
 pub mod git;
+pub mod json;
 pub mod text;
 pub mod tree;
 
