@@ -6,6 +6,7 @@
 //! reach a terminal escaped, in text and in JSON; a flood of refusals
 //! leaves the logs under their caps with a count of what was dropped.
 
+mod api_support;
 mod common;
 mod docker_support;
 
@@ -457,4 +458,23 @@ fn list_and_show_print_what_a_box_or_a_repository_wrote_escaped() {
     }
     let shown = env.ok(&["show", "esc-w-claude"]);
     assert!(shown.contains("\\u{202e}gpj.exe"), "{shown}");
+}
+
+#[test]
+fn the_dashboards_event_feed_shows_the_boxs_refusals_escaped() {
+    require_docker!();
+    let (env, _net) = allowlist_env();
+    let (_id, cid) = start(&env, &env.unique("feed"));
+    let srv = api_support::Serve::start(&env);
+    let tok = api_support::token(&env);
+    let mut feed = srv.req("GET", "/api/v1/events").bearer(&tok).stream();
+    let r = via_proxy(
+        &cid,
+        "CONNECT feed\\033]0;PWNED\\007\\302\\2332J.test:443 HTTP/1.1\\r\\n\\r\\n",
+    );
+    assert!(r.contains("403"), "{r}");
+    let line = feed
+        .wait_for_line("PWNED", Duration::from_secs(20))
+        .expect("the proxy's refusal on the live feed");
+    assert_eq!(drives_a_terminal(&line), None, "{line:?}");
 }

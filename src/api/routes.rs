@@ -17,7 +17,6 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
-use std::io::{BufRead, Seek};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -344,56 +343,44 @@ pub async fn resources(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>
     ))
 }
 
-/// The event log as server-sent events: new lines as they are appended.
+/// The event log as server-sent events: new events as they are written,
+/// from our own log and each egress proxy's (read as the box's, see
+/// `events::Feed`), each a line of JSON safe to print.
 pub async fn events(
     State(st): State<Arc<AppState>>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    let path = st.dirs.event_log();
+    let dirs = st.dirs.clone();
     // Start at the end: the feed shows what happens from now on.
-    let start = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let feed = tokio::task::spawn_blocking(move || crate::events::Feed::from_now(&dirs))
+        .await
+        .ok();
     let stream = futures_util::stream::unfold(
-        (path, start, Vec::<String>::new()),
-        |(path, mut offset, mut pending)| async move {
+        (feed, Vec::<String>::new()),
+        |(mut feed, mut pending)| async move {
             loop {
                 if let Some(line) = pending.pop() {
                     return Some((
                         Ok(Event::default().event("log").data(line)),
-                        (path, offset, pending),
+                        (feed, pending),
                     ));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let p = path.clone();
-                let (new_offset, lines) =
-                    tokio::task::spawn_blocking(move || read_from(&p, offset))
-                        .await
-                        .unwrap_or((offset, Vec::new()));
-                offset = new_offset;
-                pending = lines.into_iter().rev().collect();
+                let f = feed.take()?;
+                let (f, batch) = tokio::task::spawn_blocking(move || {
+                    let mut f = f;
+                    let batch = f.next_batch();
+                    (f, batch)
+                })
+                .await
+                .ok()?;
+                feed = Some(f);
+                pending = batch
+                    .iter()
+                    .filter_map(|e| crate::untrusted::json::line(e).ok())
+                    .rev()
+                    .collect();
             }
         },
     );
     Sse::new(stream.take_until(super::stopping(st.stop.clone()))).keep_alive(KeepAlive::default())
-}
-
-fn read_from(path: &std::path::Path, offset: u64) -> (u64, Vec<String>) {
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return (offset, Vec::new());
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut offset = if len < offset { 0 } else { offset };
-    if f.seek(std::io::SeekFrom::Start(offset)).is_err() {
-        return (offset, Vec::new());
-    }
-    let mut lines = Vec::new();
-    let mut r = std::io::BufReader::new(f);
-    let mut line = String::new();
-    while let Ok(n) = r.read_line(&mut line) {
-        if n == 0 || !line.ends_with('\n') {
-            break;
-        }
-        offset += n as u64;
-        lines.push(line.trim_end().to_owned());
-        line.clear();
-    }
-    (offset, lines)
 }

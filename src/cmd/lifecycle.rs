@@ -376,6 +376,11 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
     }
     for id in &old {
         let _ = std::fs::remove_file(ctx.dirs.instance_log(id));
+        // The egress proxy's own log directory (the box's: not followed).
+        let _ = std::fs::remove_dir_all(crate::events::box_log_dir(
+            &ctx.dirs.logs_dir(),
+            id.as_str(),
+        ));
     }
     Ok(0)
 }
