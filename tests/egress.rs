@@ -1010,3 +1010,28 @@ fn the_proxy_refuses_the_machines_own_addresses() {
     );
     env.ok(&["stop", &id]);
 }
+
+/// The proxy also writes each refusal it logs to its stderr, which the
+/// engine keeps in its own log of the sidecar: unbounded by default, so a
+/// box refused for weeks would fill the engine's disk there. That log is
+/// capped, as the agent's is.
+#[test]
+fn the_sidecars_engine_log_is_capped() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let (id, cid) = start(&env, &env.unique("sclog"), &[]);
+    let refused = connect(&cid, "blocked.test:443");
+    assert!(refused.contains("403"), "{refused}");
+    let sc = sidecar_id(&id);
+    let logged = common::wait_until(std::time::Duration::from_secs(10), || {
+        stderr(&docker(&["logs", &sc])).contains("blocked.test")
+    });
+    assert!(logged, "the refusal is in the sidecar's engine log");
+    let log = docker_ok(&["inspect", "-f", "{{json .HostConfig.LogConfig}}", &sc]);
+    let log: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
+    assert_eq!(log["Type"], "json-file", "{log}");
+    assert!(log["Config"]["max-size"].is_string(), "not capped: {log}");
+    env.ok(&["stop", &id]);
+}
