@@ -455,3 +455,52 @@ fn words_the_agent_plants_in_its_activity_dir_cannot_resume_it_or_break_its_next
     assert_eq!(list_activity(&env, &id), "unknown", "a fresh status file");
     env.ok(&["stop", &id]);
 }
+
+/// The box writes its activity, and each change it makes is an event in
+/// the shared event log: a box flipping it as fast as we read it must not
+/// fill that log with its changes (every other event rotated out). The
+/// registry keeps every change; the log keeps a burst, then a few, and the
+/// next one logged counts those left out.
+#[test]
+fn a_box_flipping_its_activity_does_not_flood_the_event_log() {
+    require_docker!();
+    let env = Env::new();
+    let (id, _cid, _proj) = start(&env, "flip", &[("AI_SESSIONS_NO_WATCHER", "1")]);
+    // The status file as the host sees it (the same file the box writes:
+    // written from here, 100 changes cost no `docker exec` each).
+    let status = env.state().join("activity").join(&id).join("status");
+    let changes = 100;
+    for n in 0..changes {
+        let word = if n % 2 == 0 { "working" } else { "idle" };
+        std::fs::write(&status, format!("{word}\n")).unwrap();
+        assert_eq!(list_activity(&env, &id), word, "every change is recorded");
+    }
+    let mine = || -> Vec<Value> {
+        env.ok(&["events", "--json"])
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["component"] == "activity" && e["metadata"]["instance"] == id.as_str())
+            .collect()
+    };
+    let logged = mine().len();
+    assert!(
+        logged < changes / 2,
+        "{logged} activity events of {changes} changes logged"
+    );
+    // The next change logged (once the limit allows one more) says how
+    // many were left out.
+    let mut n = changes;
+    let counted = wait_until(Duration::from_secs(60), || {
+        let word = if n % 2 == 0 { "working" } else { "idle" };
+        n += 1;
+        std::fs::write(&status, format!("{word}\n")).unwrap();
+        list_activity(&env, &id);
+        mine()
+            .iter()
+            .filter_map(|e| e["metadata"]["dropped"].as_u64())
+            .sum::<u64>()
+            > 0
+    });
+    assert!(counted, "the changes left out are counted: {:#?}", mine());
+    env.ok(&["stop", &id]);
+}

@@ -460,6 +460,43 @@ fn list_and_show_print_what_a_box_or_a_repository_wrote_escaped() {
     assert!(shown.contains("\\u{202e}gpj.exe"), "{shown}");
 }
 
+/// The API's JSON is printed by terminals too (`curl`): what a box or a
+/// repository wrote (a branch, a status reason) comes out with C1, DEL and
+/// bidi characters escaped, as the CLI's `--json` does.
+#[test]
+fn the_apis_json_escapes_what_a_box_or_a_repository_wrote() {
+    let env = Env::new();
+    let project = env.project("esc");
+    let hostile = "x\u{1b}]0;PWNED\u{7}\u{9b}2J\u{202e}gpj.exe";
+    let reg = serde_json::json!({"instances": {"esc-w-claude": {
+        "id": "esc-w-claude", "project_path": project, "project_name": "esc",
+        "mode": "claude", "status": "error", "port": env.port_base,
+        "status_reason": format!("setup failed: {hostile}"),
+        "timestamps": {"created": chrono::Utc::now().to_rfc3339()},
+        "resources": {}, "config": {},
+        "worktree": {"branch": hostile, "name": "w"},
+    }}});
+    std::fs::write(
+        env.state().join("registry.json"),
+        serde_json::to_string_pretty(&reg).unwrap(),
+    )
+    .unwrap();
+    let srv = api_support::Serve::start(&env);
+    let tok = api_support::token(&env);
+    for path in ["/api/v1/instances", "/api/v1/instances/esc-w-claude"] {
+        let r = srv.req("GET", path).bearer(&tok).send();
+        let text = r.text();
+        assert!(text.contains("PWNED"), "{path}: {text}");
+        assert_eq!(drives_a_terminal(&text), None, "{path}: {text:?}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let inst = if back.is_array() { &back[0] } else { &back };
+        assert_eq!(
+            inst["worktree"]["branch"], hostile,
+            "{path}: the value read back is the same"
+        );
+    }
+}
+
 #[test]
 fn the_dashboards_event_feed_shows_the_boxs_refusals_escaped() {
     require_docker!();

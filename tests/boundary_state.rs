@@ -506,3 +506,51 @@ fn login_copies_out_only_a_regular_file() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A box's processes are in the host's process table too, and where the
+/// engine runs them as the user (root, without user namespaces) they are
+/// "the user's own": a process the box starts with the host runtime's
+/// marker variable must not make `registry repair` take it for a host
+/// agent (the instance's container would be lost from its entry, and
+/// `stop` would signal the box's process instead of stopping it).
+#[test]
+fn a_box_process_with_the_host_marker_is_not_taken_for_a_host_agent() {
+    require_docker!();
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("SKIP: the box's root is this user only when the tests run as root");
+        return;
+    }
+    let env = Env::new();
+    docker_config(&env, "");
+    let proj = env.project("marker");
+    let id = start_in(&env, &proj, "marker-claude");
+    let cid = container_of(&env, &id);
+    docker_ok(&[
+        "exec",
+        "-d",
+        &cid,
+        "sh",
+        "-c",
+        &format!("AI_SESSIONS_INSTANCE={id} exec sleep 300"),
+    ]);
+    // The process shows in the host's table before the repair looks.
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("environ")).is_ok_and(|b| {
+                b.windows(id.len() + 21)
+                    .any(|w| w == format!("AI_SESSIONS_INSTANCE={id}").as_bytes())
+            })
+        })
+    }));
+    env.ok(&["registry", "repair"]);
+    let entry = env.instance(&id);
+    assert_eq!(entry["runtime"], "docker", "{entry:#}");
+    assert_eq!(entry["container_id"].as_str(), Some(cid.as_str()));
+    assert!(entry["pid"].is_null(), "{entry:#}");
+    env.ok(&["stop", &id]);
+    assert_ne!(
+        container_state(&cid).as_deref(),
+        Some("running"),
+        "stop stopped the container"
+    );
+}

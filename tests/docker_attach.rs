@@ -454,3 +454,39 @@ fn keys_typed_right_after_a_detach_reach_the_shell() {
     }
     env.ok(&["stop", "--force", &id]);
 }
+
+/// The attach lock lives in the agent's activity directory, which the box
+/// can write and lock: a box holding it exclusively (`flock -x
+/// /run/ai-sessions/attach.lock sleep infinity`) must not hang `attach`.
+/// Held here on the same file as the host sees it (the test image has no
+/// `flock`): the kernel makes no difference between the two.
+#[test]
+fn a_lock_the_box_holds_on_its_attach_lock_does_not_hang_attach() {
+    use std::os::fd::AsRawFd;
+    require_docker!();
+    let env = Env::new();
+    let id = start_detached(&env, "attlock");
+    let lock = env.state().join("activity").join(&id).join("attach.lock");
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&lock)
+        .unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(
+        unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let mut p = spawn_in_pty(
+        &env,
+        env.projects.path(),
+        &format!(r#"exec "$AIS_BIN" attach {id}"#),
+    );
+    wait_attached(&mut p, "despite-the-lock");
+    p.send_control('p').unwrap();
+    p.send_control('q').unwrap();
+    p.exp_string("detached").unwrap();
+    p.exp_eof().ok();
+    drop(held);
+    env.ok(&["stop", "--force", &id]);
+}

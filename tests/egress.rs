@@ -489,6 +489,47 @@ fn a_policy_from_the_flag_survives_the_agent_exiting_and_a_rerun() {
     env.ok(&["stop", &id]);
 }
 
+/// Asking for a policy while the instance already runs under another
+/// (`claude --egress none` in a project whose agent runs `open`) must not
+/// attach to it as if the ask were met: the start is refused with both
+/// policies named, and the running instance is left as it is.
+#[test]
+fn a_policy_asked_of_a_running_instance_under_another_is_refused() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "open");
+    let name = env.unique("asked");
+    let (id, _cid) = start(&env, &name, &[]);
+    assert_eq!(env.instance(&id)["egress"], "open");
+    let out = env
+        .cmd()
+        .current_dir(env.projects.path().join(&name))
+        .args(["start", "--mode", "claude", "--detach", "--egress", "none"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "--egress none met by an open instance: {err}"
+    );
+    assert!(
+        err.contains("egress = \"open\"") && err.contains("--egress none"),
+        "{err}"
+    );
+    assert_eq!(env.instance(&id)["egress"], "open");
+    assert_eq!(env.instance(&id)["status"], "running");
+    // The policy it runs under, asked again, is fine.
+    let out = env
+        .cmd()
+        .current_dir(env.projects.path().join(&name))
+        .args(["start", "--mode", "claude", "--detach", "--egress", "open"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&["stop", &id]);
+}
+
 /// Through the real proxy: an allowed name or address that leads to a
 /// private network is refused unless `allow_private` lists it, and the
 /// engine's gateway (this machine) is refused even when listed.
@@ -1008,5 +1049,30 @@ fn the_proxy_refuses_the_machines_own_addresses() {
         h.contains("403") && h.contains("this machine"),
         "{src}: {h}"
     );
+    env.ok(&["stop", &id]);
+}
+
+/// The proxy also writes each refusal it logs to its stderr, which the
+/// engine keeps in its own log of the sidecar: unbounded by default, so a
+/// box refused for weeks would fill the engine's disk there. That log is
+/// capped, as the agent's is.
+#[test]
+fn the_sidecars_engine_log_is_capped() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let (id, cid) = start(&env, &env.unique("sclog"), &[]);
+    let refused = connect(&cid, "blocked.test:443");
+    assert!(refused.contains("403"), "{refused}");
+    let sc = sidecar_id(&id);
+    let logged = common::wait_until(std::time::Duration::from_secs(10), || {
+        stderr(&docker(&["logs", &sc])).contains("blocked.test")
+    });
+    assert!(logged, "the refusal is in the sidecar's engine log");
+    let log = docker_ok(&["inspect", "-f", "{{json .HostConfig.LogConfig}}", &sc]);
+    let log: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
+    assert_eq!(log["Type"], "json-file", "{log}");
+    assert!(log["Config"]["max-size"].is_string(), "not capped: {log}");
     env.ok(&["stop", &id]);
 }

@@ -38,12 +38,14 @@ pub fn is_attached(ctx: &Ctx, id: &InstanceId) -> bool {
 
 // The lock lives in the agent's activity directory, which it can write: a
 // FIFO or a symlink in its place must neither block us nor be followed
-// (see crate::untrusted); without the lock, notifications still come.
+// (see crate::untrusted), and a lock the box holds on it must not block
+// us either (a blocking `LOCK_SH` hung `attach` for as long as the box
+// held `LOCK_EX`); without the lock, notifications still come.
 fn hold_shared(path: &std::path::Path) -> Attached {
     let file = crate::untrusted::open_lock(path, true);
     if let Some(f) = &file {
         // SAFETY: flock on a descriptor we own; released when it closes.
-        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH) };
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
     }
     Attached(file)
 }

@@ -12,7 +12,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -43,6 +42,28 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON response, which terminals print too (`curl`): what a box or a
+/// repository wrote (a branch, a reason) may hold C1, DEL or bidi
+/// characters that serde_json writes raw; they are `\u` escapes here
+/// (see [`crate::untrusted::json`]).
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        match crate::untrusted::json::line(&self.0) {
+            Ok(text) => (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                )],
+                text,
+            )
+                .into_response(),
+            Err(e) => ApiError(e).into_response(),
+        }
+    }
+}
 
 /// Runs a CLI operation on a blocking thread (the runtimes block).
 async fn blocking<T: Send + 'static>(
@@ -95,7 +116,7 @@ pub struct CreateBody {
 
 pub async fn create(
     State(st): State<Arc<AppState>>,
-    Json(body): Json<CreateBody>,
+    axum::Json(body): axum::Json<CreateBody>,
 ) -> ApiResult<Response> {
     let mode = Mode::parse(&body.mode)?;
     let port = body.port.map(Port::new).transpose()?;
@@ -184,7 +205,7 @@ pub struct UpdateBody {
 pub async fn update(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Json(body): Json<UpdateBody>,
+    axum::Json(body): axum::Json<UpdateBody>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     let (inst, note) = blocking(&st, move |ctx| {

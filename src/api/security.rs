@@ -247,7 +247,8 @@ impl Guard {
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
-        axum::Json(serde_json::json!({"error": {"code": code, "message": message}})),
+        // An error may quote what a box or a repository wrote.
+        super::routes::Json(serde_json::json!({"error": {"code": code, "message": message}})),
     )
         .into_response()
 }

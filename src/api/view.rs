@@ -67,7 +67,8 @@ impl Snapshot {
         let stamp = stamp(&store.dirs().registry());
         let registry = store.load()?;
         let value = serde_json::json!(registry.instances.values().collect::<Vec<_>>());
-        let list = serde_json::to_vec(&value).map_err(|e| Error::Other(e.to_string()))?;
+        // Printed by terminals too (`curl`): C1, DEL and bidi escaped.
+        let list = crate::untrusted::json::line(&value)?.into_bytes();
         Ok(Snapshot {
             stamp,
             registry,

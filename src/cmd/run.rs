@@ -136,6 +136,17 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
     }
     match started {
         Started::AlreadyRunning(inst) => {
+            // A policy asked for now cannot apply to the running agent:
+            // attaching as if it did would hand the user an agent that
+            // reaches what they asked it not to.
+            let runs = inst.egress.unwrap_or(crate::config::EgressPolicy::Open);
+            if let Some(asked) = req.egress.filter(|a| *a != runs) {
+                return Err(Error::Invalid(format!(
+                    "{id} is already running with egress = \"{runs}\"; --egress {asked} applies to a new start: \
+                     `ai-sessctl stop {id}`, then start it again with --egress {asked}",
+                    id = inst.id
+                )));
+            }
             if req.detach {
                 eprintln!(
                     "{} is already {} on port {}",

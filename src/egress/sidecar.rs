@@ -7,8 +7,8 @@ use crate::error::{Error, Result};
 use crate::runtime::docker::{DockerEngine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
 use crate::types::Port;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkConnectRequest,
-    NetworkingConfig, PortBinding,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType,
+    NetworkConnectRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters as q;
 use futures_util::StreamExt;
@@ -312,6 +312,16 @@ pub async fn start(docker: &bollard::Docker, s: &Sidecar) -> Result<String> {
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             memory: Some(64 << 20),
             pids_limit: Some(256),
+            // Its stderr (a line per refusal it logs, at the log's rate)
+            // goes to the engine's log of it, unbounded by default: capped
+            // like the agent's, so a box refused for weeks fills no disk.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_owned()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), "1m".to_owned()),
+                    ("max-file".to_owned(), "1".to_owned()),
+                ])),
+            }),
             // Its rules, read-only, and a directory of its own for its log:
             // nothing else of the state home (the host reads that
             // directory as the box's).

@@ -64,6 +64,11 @@ pub fn load_average() -> Option<[f64; 3]> {
 pub fn own_processes_with_env(name: &str) -> Vec<(u32, String)> {
     use std::os::unix::fs::MetadataExt;
     let me = nix::unistd::getuid().as_raw();
+    // A container's processes are in this table too, and where the engine
+    // runs them as this user (root, no user namespace) they pass the uid
+    // check: a box could set `name` itself. Ours share our pid namespace.
+    let ns = |dir: &std::path::Path| std::fs::read_link(dir.join("ns/pid")).ok();
+    let my_ns = ns(std::path::Path::new("/proc/self"));
     let prefix = format!("{name}=");
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -78,6 +83,9 @@ pub fn own_processes_with_env(name: &str) -> Vec<(u32, String)> {
             continue;
         };
         if entry.metadata().map(|m| m.uid()).ok() != Some(me) {
+            continue;
+        }
+        if my_ns.is_none() || ns(&entry.path()) != my_ns {
             continue;
         }
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else {

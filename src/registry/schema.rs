@@ -98,6 +98,14 @@ pub struct Instance {
     /// worth a notification), so each change is considered once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity_notified: Option<DateTime<Utc>>,
+    /// The rate limit on the events its activity changes log (the box
+    /// writes its activity: see `crate::activity::LogBudget`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub activity_log: Option<crate::activity::LogBudget>,
     /// While `initializing`: the process that is starting it.
     #[serde(
         default,
