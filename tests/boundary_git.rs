@@ -1042,3 +1042,49 @@ fn an_rm_killed_after_the_instance_went_can_be_retried() {
     let listed = git(&repo, &["worktree", "list", "--porcelain"]);
     assert!(!listed.contains(&format!("/{wt}\n")), "{listed}");
 }
+
+/// The agent plants, in the `.git` it can write, the reflog of the branch
+/// the next `-w x` makes as a link to the user's `~/.bashrc`, and a
+/// `user.name` that is a shell command: `worktree add -b ai/x` would
+/// append `… x; touch ~/pwned; echo <e> …` to it (the next bash runs it).
+/// Under Landlock our git may write only in the git dir and beside the
+/// worktree, so the append is refused; the ident is ours in any case.
+#[test]
+fn worktree_add_does_not_append_a_reflog_through_a_planted_link() {
+    let host = Host::new("");
+    let home = fake_home(&host.env);
+    let name = host.env.unique("rl");
+    let repo = repo(&host.env, &name);
+    let logs = repo.join(".git/logs/refs/heads/ai");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::os::unix::fs::symlink(home.join(".bashrc"), logs.join("x")).unwrap();
+    let payload = format!("x; touch {}; echo", home.join("pwned").display());
+    git(&repo, &["config", "user.name", &payload]);
+    let out = host.run(
+        &repo,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "x",
+        ],
+    );
+    let rc = std::fs::read_to_string(home.join(".bashrc")).unwrap();
+    assert!(
+        !rc.contains("pwned"),
+        "the agent's ident reached ~/.bashrc: {rc}"
+    );
+    if ai_sessions::untrusted::git::confined() {
+        assert_eq!(rc, "# rc\n", "git appended to ~/.bashrc through a link");
+    }
+    if out.status.success() {
+        host.ok(
+            &repo,
+            &["rm", "--force", "--worktree", &format!("{name}-x-claude")],
+        );
+    }
+}

@@ -59,6 +59,11 @@ const OVERRIDES: &[(&str, &str)] = &[
     ("receive.procReceiveRefs", ""),
     ("web.browser", ""),
     ("man.viewer", ""),
+    // A ref our call makes (`worktree add -b`) logs the repository's
+    // ident: the agent's `user.name` must not be the text git appends.
+    ("user.name", "ai-sessions"),
+    ("user.email", "ai-sessions@localhost"),
+    ("core.logAllRefUpdates", "false"),
 ];
 
 /// The keys of a driver section that name a program.
@@ -74,7 +79,44 @@ fn driver_keys(section: &str) -> &'static [&'static str] {
 /// Runs `git -C dir args…` hardened; its stdout, trimmed. A failure is an
 /// error naming the arguments and git's own message (made printable).
 pub fn run(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = output(dir, args)?;
+    finish(args, output(dir, args)?)
+}
+
+/// Runs `git -C dir args…` hardened; its whole output.
+pub fn output(dir: &Path, args: &[&str]) -> Result<Output> {
+    let overrides = overrides_for(dir);
+    command(dir, args, &overrides, true)
+        .output()
+        .map_err(|e| Error::Other(format!("git: {e}")))
+}
+
+/// [`run`] for a call that writes (`worktree add`, `worktree remove`):
+/// under Landlock git may also write only beneath `writable` (the common
+/// git dir, the worktree's parent). The git dir is the agent's: a link it
+/// plants there (`logs/refs/heads/ai/x -> ~/.bashrc`, a reflog git appends
+/// to) is resolved by the kernel to a place outside, and refused.
+pub fn run_writing(dir: &Path, args: &[&str], writable: &[&Path]) -> Result<String> {
+    let Some(rules) = tools()
+        .and_then(|t| t.landlock.as_ref())
+        .and_then(|_| landlock::Ruleset::writing_only(writable))
+    else {
+        return run(dir, args);
+    };
+    let overrides = overrides_for(dir);
+    let mut cmd = command(dir, args, &overrides, true);
+    let fd = rules.ruleset;
+    // SAFETY: as in `command`; `rules` outlives the child's exec.
+    unsafe {
+        cmd.pre_exec(move || landlock::restrict(fd));
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| Error::Other(format!("git: {e}")))?;
+    drop(rules);
+    finish(args, out)
+}
+
+fn finish(args: &[&str], out: Output) -> Result<String> {
     if !out.status.success() {
         return Err(Error::Invalid(format!(
             "git {}: {}",
@@ -87,14 +129,6 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String> {
         )));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// Runs `git -C dir args…` hardened; its whole output.
-pub fn output(dir: &Path, args: &[&str]) -> Result<Output> {
-    let overrides = overrides_for(dir);
-    command(dir, args, &overrides, true)
-        .output()
-        .map_err(|e| Error::Other(format!("git: {e}")))
 }
 
 /// The driver names (section, name) the repository's config defines.
@@ -293,6 +327,10 @@ mod landlock {
         pub fn executing_only(_: &[std::path::PathBuf]) -> Option<Ruleset> {
             None
         }
+
+        pub fn writing_only(_: &[&std::path::Path]) -> Option<Ruleset> {
+            None
+        }
     }
 
     pub fn restrict(_: libc::c_int) -> std::io::Result<()> {
@@ -306,9 +344,15 @@ mod landlock {
 mod landlock {
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::fs::OpenOptionsExt;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     const ACCESS_FS_EXECUTE: u64 = 1;
+    const ACCESS_FS_WRITE_FILE: u64 = 1 << 1;
+    /// Write, remove and make (every kind): the rights of ABI 1 but
+    /// execute and read.
+    const WRITE_ACCESS: u64 = ACCESS_FS_WRITE_FILE | (0x1ff << 4);
+    const ACCESS_FS_REFER: u64 = 1 << 13;
+    const ACCESS_FS_TRUNCATE: u64 = 1 << 14;
     const RULE_PATH_BENEATH: libc::c_int = 1;
     const CREATE_RULESET_VERSION: libc::c_uint = 1;
 
@@ -333,62 +377,91 @@ mod landlock {
         /// everything beneath) can be executed; `None` when the kernel has
         /// no Landlock or a path cannot be opened.
         pub fn executing_only(allowed: &[PathBuf]) -> Option<Ruleset> {
-            // SAFETY: the version probe takes no pointer.
-            let abi = unsafe {
-                libc::syscall(
-                    libc::SYS_landlock_create_ruleset,
-                    std::ptr::null::<RulesetAttr>(),
-                    0usize,
-                    CREATE_RULESET_VERSION,
-                )
-            };
-            if abi < 1 {
-                return None;
+            let rules: Vec<_> = allowed
+                .iter()
+                .map(|p| (p.as_path(), ACCESS_FS_EXECUTE))
+                .collect();
+            build(ACCESS_FS_EXECUTE, &rules)
+        }
+
+        /// A ruleset under which files and directories can be written,
+        /// made, removed and renamed only beneath `allowed` (and
+        /// `/dev/null` written); `None` as for [`Ruleset::executing_only`].
+        pub fn writing_only(allowed: &[&Path]) -> Option<Ruleset> {
+            let abi = abi()?;
+            let mut handled = WRITE_ACCESS;
+            if abi >= 2 {
+                handled |= ACCESS_FS_REFER;
             }
-            let attr = RulesetAttr {
-                handled_access_fs: ACCESS_FS_EXECUTE,
+            if abi >= 3 {
+                handled |= ACCESS_FS_TRUNCATE;
+            }
+            let file = handled & (ACCESS_FS_WRITE_FILE | ACCESS_FS_TRUNCATE);
+            let mut rules: Vec<_> = allowed.iter().map(|p| (*p, handled)).collect();
+            rules.push((Path::new("/dev/null"), file));
+            build(handled, &rules)
+        }
+    }
+
+    fn abi() -> Option<libc::c_long> {
+        // SAFETY: the version probe takes no pointer.
+        let abi = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                std::ptr::null::<RulesetAttr>(),
+                0usize,
+                CREATE_RULESET_VERSION,
+            )
+        };
+        (abi >= 1).then_some(abi)
+    }
+
+    /// A ruleset handling `handled`, granting each path its rights.
+    fn build(handled: u64, allowed: &[(&Path, u64)]) -> Option<Ruleset> {
+        abi()?;
+        let attr = RulesetAttr {
+            handled_access_fs: handled,
+        };
+        // SAFETY: attr lives across the call; its size is passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &attr as *const RulesetAttr,
+                std::mem::size_of::<RulesetAttr>(),
+                0u32,
+            )
+        };
+        let fd = libc::c_int::try_from(fd).ok().filter(|f| *f >= 0)?;
+        // SAFETY: a fresh fd the kernel just gave us.
+        let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        for (p, access) in allowed {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                .open(p)
+                .ok()?;
+            let rule = PathBeneathAttr {
+                allowed_access: *access,
+                parent_fd: f.as_raw_fd(),
             };
-            // SAFETY: attr lives across the call; its size is passed.
-            let fd = unsafe {
+            // SAFETY: rule lives across the call.
+            let r = unsafe {
                 libc::syscall(
-                    libc::SYS_landlock_create_ruleset,
-                    &attr as *const RulesetAttr,
-                    std::mem::size_of::<RulesetAttr>(),
+                    libc::SYS_landlock_add_rule,
+                    fd,
+                    RULE_PATH_BENEATH,
+                    &rule as *const PathBeneathAttr,
                     0u32,
                 )
             };
-            let fd = libc::c_int::try_from(fd).ok().filter(|f| *f >= 0)?;
-            // SAFETY: a fresh fd the kernel just gave us.
-            let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            for p in allowed {
-                let f = std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-                    .open(p)
-                    .ok()?;
-                let rule = PathBeneathAttr {
-                    allowed_access: ACCESS_FS_EXECUTE,
-                    parent_fd: f.as_raw_fd(),
-                };
-                // SAFETY: rule lives across the call.
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_landlock_add_rule,
-                        fd,
-                        RULE_PATH_BENEATH,
-                        &rule as *const PathBeneathAttr,
-                        0u32,
-                    )
-                };
-                if r != 0 {
-                    return None;
-                }
+            if r != 0 {
+                return None;
             }
-            Some(Ruleset {
-                ruleset: fd,
-                _fd: owned,
-            })
         }
+        Some(Ruleset {
+            ruleset: fd,
+            _fd: owned,
+        })
     }
 
     /// In the child, before `exec`: no new privileges, then the ruleset.
