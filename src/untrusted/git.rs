@@ -85,9 +85,24 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String> {
 /// Runs `git -C dir args…` hardened; its whole output.
 pub fn output(dir: &Path, args: &[&str]) -> Result<Output> {
     let overrides = overrides_for(dir);
-    command(dir, args, &overrides, true)
+    let args = without_submodule_runs(args, confined());
+    command(dir, &args, &overrides, true)
         .output()
         .map_err(|e| Error::Other(format!("git: {e}")))
+}
+
+/// `status` runs `git status` in each submodule's work tree, under that
+/// submodule's own config (`.git/modules/<name>/config`, the agent's to
+/// write), whose drivers our overrides do not name: without Landlock its
+/// `filter.*.clean` would run. There it does not look into submodules
+/// (`--ignore-submodules=dirty`; the caller counts a checked-out one as a
+/// change, see `worktree::inventory::changes`).
+fn without_submodule_runs<'a>(args: &[&'a str], confined: bool) -> Vec<&'a str> {
+    let mut out = args.to_vec();
+    if !confined && args.first() == Some(&"status") {
+        out.insert(1, "--ignore-submodules=dirty");
+    }
+    out
 }
 
 /// [`run`] for a call that writes (`worktree add`, `worktree remove`):
@@ -505,6 +520,57 @@ mod tests {
             run(dir.path(), &["rev-parse", "--is-inside-work-tree"]).unwrap(),
             "true"
         );
+    }
+
+    /// Without Landlock, `status` in a repository with a submodule whose
+    /// own config and attributes name a clean filter runs none.
+    #[test]
+    fn without_landlock_status_does_not_run_a_submodules_filter() {
+        let t = tempfile::tempdir().unwrap();
+        let (sub, sup, canary) = (
+            t.path().join("sub"),
+            t.path().join("sup"),
+            t.path().join("pwned"),
+        );
+        let plain = |dir: &Path, args: &[&str]| {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(["-c", "core.hooksPath=/dev/null"])
+                .args(["-c", "protocol.file.allow=always"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(ok.status.success(), "{args:?}");
+        };
+        plain(t.path(), &["init", "-q", "-b", "main", "sub"]);
+        std::fs::write(sub.join("f"), "s\n").unwrap();
+        plain(&sub, &["add", "f"]);
+        plain(&sub, &["commit", "-q", "-m", "s"]);
+        plain(t.path(), &["init", "-q", "-b", "main", "sup"]);
+        plain(&sup, &["submodule", "-q", "add", "../sub", "s"]);
+        plain(&sup, &["commit", "-q", "-m", "s"]);
+        let m = sup.join(".git/modules/s");
+        let mut cfg = std::fs::read_to_string(m.join("config")).unwrap();
+        cfg.push_str(&format!(
+            "[filter \"y\"]\n\tclean = \"touch {}; cat\"\n",
+            canary.display()
+        ));
+        std::fs::write(m.join("config"), cfg).unwrap();
+        std::fs::create_dir_all(m.join("info")).unwrap();
+        std::fs::write(m.join("info/attributes"), "* filter=y\n").unwrap();
+        // Same size, new content: git must clean it to compare.
+        std::fs::write(sup.join("s/f"), "t\n").unwrap();
+        let args = without_submodule_runs(&["status", "--porcelain"], false);
+        let out = command(&sup, &args, &overrides_for(&sup), false)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(!canary.exists(), "the submodule's filter ran");
+        // The scene is live: without the flag it runs.
+        let _ = command(&sup, &["status"], &overrides_for(&sup), false).output();
+        assert!(canary.exists(), "the poison is not live");
     }
 
     /// The config layer alone (as on a kernel without Landlock): a
