@@ -1088,3 +1088,40 @@ fn worktree_add_does_not_append_a_reflog_through_a_planted_link() {
         );
     }
 }
+
+/// The agent makes `.env` a sparse file of a terabyte (no disk used): the
+/// next `-w` start would write it all to the host's disk. Refused, named
+/// in one line; the start goes on.
+#[test]
+fn copy_does_not_fill_the_disk_from_a_sparse_file() {
+    let host = Host::new("[worktree]\ncopy = [\".env\"]\n");
+    let name = host.env.unique("cps");
+    let repo = repo(&host.env, &name);
+    let f = std::fs::File::create(repo.join(".env")).unwrap();
+    f.set_len(1 << 40).unwrap();
+    drop(f);
+    let out = host.run(
+        &repo,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "s",
+        ],
+    );
+    assert!(out.status.success(), "the start goes on: {}", stderr(&out));
+    let wt = repo.with_file_name(format!("{name}.worktrees")).join("s");
+    assert!(
+        std::fs::symlink_metadata(wt.join(".env")).is_err(),
+        "nothing made at .env in the worktree"
+    );
+    assert!(refused_line(&stderr(&out)).contains("sparse"));
+    host.ok(
+        &repo,
+        &["rm", "--force", "--worktree", &format!("{name}-s-claude")],
+    );
+}
