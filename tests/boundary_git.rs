@@ -1125,3 +1125,79 @@ fn copy_does_not_fill_the_disk_from_a_sparse_file() {
         &["rm", "--force", "--worktree", &format!("{name}-s-claude")],
     );
 }
+
+/// `args` in `dir`, which must end (the limit only catches a hang).
+fn finishes(host: &Host, dir: &Path, args: &[&str]) -> Output {
+    let mut child = host
+        .env
+        .cmd()
+        .current_dir(dir)
+        .env("PATH", path_with(&host.bin))
+        .env("FAKE_AGENT_STAY", "1")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ai-sessctl {args:?} hangs");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The agent makes its `.git/config` include a FIFO it made in `.git`
+/// (with nobody writing it, or held open by the box and never written):
+/// git's read of the config waits forever. `worktree list` ends, and a
+/// `-w` start ends saying why.
+#[test]
+fn a_fifo_the_config_includes_hangs_no_git_call_of_ours() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let host = Host::new("");
+    let name = host.env.unique("ff");
+    let repo = repo(&host.env, &name);
+    nix::unistd::mkfifo(
+        &repo.join(".git/inc"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    git(&repo, &["config", "include.path", "inc"]);
+    for held in [false, true] {
+        // The box holds it open (read-write: this open does not wait).
+        let _writer = held.then(|| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(repo.join(".git/inc"))
+                .unwrap()
+        });
+        // It ends (the repository is then not one it can read).
+        finishes(&host, &repo, &["worktree", "list"]);
+        let out = finishes(
+            &host,
+            &repo,
+            &[
+                "start",
+                "--mode",
+                "claude",
+                "--detach",
+                "--runtime",
+                "host",
+                "-w",
+                "f",
+            ],
+        );
+        assert!(!out.status.success(), "held={held}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("FIFO"),
+            "held={held}: the reason is not given: {}",
+            stderr(&out)
+        );
+    }
+}

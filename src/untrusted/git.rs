@@ -86,9 +86,92 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String> {
 pub fn output(dir: &Path, args: &[&str]) -> Result<Output> {
     let overrides = overrides_for(dir);
     let args = without_submodule_runs(args, confined());
-    command(dir, &args, &overrides, true)
-        .output()
-        .map_err(|e| Error::Other(format!("git: {e}")))
+    watched(command(dir, &args, &overrides, true))
+}
+
+/// Why a git call was stopped by [`watched`].
+pub const STOPPED_ON_A_FIFO: &str =
+    "git waited on a FIFO the repository names (an include.path in its .git/config?); stopped";
+
+/// Runs a git command to its end, unless it (or a git it started) sleeps
+/// on a FIFO: the repository's config may `include.path` a FIFO the box
+/// made (in its `.git`), and git's open of it waits for a writer forever,
+/// or reads forever from one the box holds open. Nothing of ours reads a
+/// FIFO, so a git that waits on one for a second is killed and the call
+/// fails with the reason (`worktree list`, `-w <TAB>` and a `-w` start
+/// hung on it).
+fn watched(mut cmd: Command) -> Result<Output> {
+    use std::io::Read;
+    let err = |e: std::io::Error| Error::Other(format!("git: {e}"));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(err)?;
+    let drain = |p: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = p {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let errs = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let (mut stuck, mut nap) = (std::time::Duration::ZERO, 1);
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(err)? {
+            break s;
+        }
+        let tree = process_tree(child.id());
+        if tree.iter().any(|p| on_a_fifo(*p)) {
+            stuck += std::time::Duration::from_millis(nap);
+        } else {
+            stuck = std::time::Duration::ZERO;
+        }
+        if stuck >= std::time::Duration::from_secs(1) {
+            for p in tree.iter().rev() {
+                // SAFETY: a plain kill of a process of ours.
+                unsafe { libc::kill(*p as libc::pid_t, libc::SIGKILL) };
+            }
+            let _ = child.wait();
+            let _ = (out.join(), errs.join());
+            return Err(Error::Invalid(STOPPED_ON_A_FIFO.into()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(nap));
+        nap = (nap * 2).min(50);
+    };
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: errs.join().unwrap_or_default(),
+    })
+}
+
+/// `pid` and the processes it started, parents first (Linux; elsewhere
+/// `pid` alone).
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() && out.len() < 64 {
+        let p = out[i];
+        let kids =
+            std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        out.extend(
+            kids.split_whitespace()
+                .filter_map(|k| k.parse::<u32>().ok()),
+        );
+        i += 1;
+    }
+    out
+}
+
+/// Whether `pid` sleeps opening or reading a FIFO or pipe (its kernel
+/// wait channel; Linux only).
+fn on_a_fifo(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| {
+        w == "wait_for_partner"
+            || w.contains("fifo")
+            || (w.contains("pipe") && !w.contains("write"))
+    })
 }
 
 /// `status` runs `git status` in each submodule's work tree, under that
@@ -124,9 +207,7 @@ pub fn run_writing(dir: &Path, args: &[&str], writable: &[&Path]) -> Result<Stri
     unsafe {
         cmd.pre_exec(move || landlock::restrict(fd));
     }
-    let out = cmd
-        .output()
-        .map_err(|e| Error::Other(format!("git: {e}")))?;
+    let out = watched(cmd)?;
     drop(rules);
     finish(args, out)
 }
@@ -155,7 +236,7 @@ fn drivers(dir: &Path) -> Vec<(String, String)> {
         "--get-regexp",
         r"^(filter|diff|merge)\..*\.",
     ];
-    let Ok(out) = command(dir, &args, &[], true).output() else {
+    let Ok(out) = watched(command(dir, &args, &[], true)) else {
         return Vec::new();
     };
     let mut seen = Vec::new();

@@ -196,7 +196,12 @@ fn remember_repo(ctx: &Ctx, repo: &Path) -> Result<()> {
 /// `worktree.copy` files into a new one.
 pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
     check_name(name)?;
-    let top = PathBuf::from(git(repo, &["rev-parse", "--show-toplevel"]).map_err(|_| {
+    let top = PathBuf::from(git(repo, &["rev-parse", "--show-toplevel"]).map_err(|e| {
+        if e.to_string()
+            .contains(crate::untrusted::git::STOPPED_ON_A_FIFO)
+        {
+            return e;
+        }
         Error::Usage(format!(
             "{} is not a git repository: --worktree needs one",
             repo.display()
