@@ -63,7 +63,6 @@ const OVERRIDES: &[(&str, &str)] = &[
     // ident: the agent's `user.name` must not be the text git appends.
     ("user.name", "ai-sessions"),
     ("user.email", "ai-sessions@localhost"),
-    ("core.logAllRefUpdates", "false"),
 ];
 
 /// The keys of a driver section that name a program.
