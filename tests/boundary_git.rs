@@ -1201,3 +1201,31 @@ fn a_fifo_the_config_includes_hangs_no_git_call_of_ours() {
         );
     }
 }
+
+/// The agent sets `core.worktree` for its worktree (`config.worktree`, in
+/// the `.git` it writes) to the user's home: our `status` for `worktree
+/// list` and `rm` would walk and hash the home. It looks at the worktree.
+#[test]
+fn status_looks_at_the_worktree_whatever_core_worktree_says() {
+    let host = Host::new("");
+    let home = fake_home(&host.env);
+    let name = host.env.unique("cw");
+    let repo = repo(&host.env, &name);
+    let id = host.start_w(&repo, "w");
+    git(&repo, &["config", "extensions.worktreeConfig", "true"]);
+    std::fs::write(
+        repo.join(".git/worktrees/w/config.worktree"),
+        format!("[core]\n\tworktree = {}\n", home.display()),
+    )
+    .unwrap();
+    let json = host.ok(&repo, &["worktree", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let dirty: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["dirty"].as_bool())
+        .collect();
+    assert_eq!(dirty, [Some(false)], "{json}");
+    host.ok(&repo, &["rm", "--force", "--worktree", &id]);
+}

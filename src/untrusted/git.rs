@@ -81,6 +81,17 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String> {
     finish(args, output(dir, args)?)
 }
 
+/// [`run`] in the work tree `dir` itself (`GIT_WORK_TREE`): the box may
+/// set `core.worktree` (in `config.worktree` of its worktree's git dir) to
+/// `/` or `$HOME`, and our `status` would walk and hash that instead.
+pub fn run_in_work_tree(dir: &Path, args: &[&str]) -> Result<String> {
+    let overrides = overrides_for(dir);
+    let args = without_submodule_runs(args, confined());
+    let mut cmd = command(dir, &args, &overrides, true);
+    cmd.env("GIT_WORK_TREE", dir);
+    finish(&args, watched(cmd)?)
+}
+
 /// Runs `git -C dir args…` hardened; its whole output.
 pub fn output(dir: &Path, args: &[&str]) -> Result<Output> {
     let overrides = overrides_for(dir);

@@ -70,7 +70,10 @@ pub fn changes(
     copy: &[String],
     repo: &Path,
 ) -> crate::error::Result<Changes> {
-    let status = git(path, &["status", "--porcelain", "--untracked-files=all"])?;
+    let status = crate::untrusted::git::run_in_work_tree(
+        path,
+        &["status", "--porcelain", "--untracked-files=all"],
+    )?;
     // Both sides are the boxes' to write: read beneath each tree, regular
     // files only (no symlink followed, a FIFO never blocks), capped.
     let dirs = crate::untrusted::beneath::Dir::open(path)
@@ -111,7 +114,7 @@ pub fn changes(
 /// Landlock `status` does not look inside one (its own config could run a
 /// program), so what it holds counts as a change: `rm` asks for `--force`.
 fn checked_out_submodule(path: &Path) -> bool {
-    git(path, &["ls-files", "--stage", "-z"]).is_ok_and(|out| {
+    crate::untrusted::git::run_in_work_tree(path, &["ls-files", "--stage", "-z"]).is_ok_and(|out| {
         out.split('\0')
             .filter_map(|l| l.strip_prefix("160000 "))
             .filter_map(|l| l.split_once('\t').map(|(_, p)| p))
