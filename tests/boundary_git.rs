@@ -1042,3 +1042,190 @@ fn an_rm_killed_after_the_instance_went_can_be_retried() {
     let listed = git(&repo, &["worktree", "list", "--porcelain"]);
     assert!(!listed.contains(&format!("/{wt}\n")), "{listed}");
 }
+
+/// The agent plants, in the `.git` it can write, the reflog of the branch
+/// the next `-w x` makes as a link to the user's `~/.bashrc`, and a
+/// `user.name` that is a shell command: `worktree add -b ai/x` would
+/// append `… x; touch ~/pwned; echo <e> …` to it (the next bash runs it).
+/// Under Landlock our git may write only in the git dir and beside the
+/// worktree, so the append is refused; the ident is ours in any case.
+#[test]
+fn worktree_add_does_not_append_a_reflog_through_a_planted_link() {
+    let host = Host::new("");
+    let home = fake_home(&host.env);
+    let name = host.env.unique("rl");
+    let repo = repo(&host.env, &name);
+    let logs = repo.join(".git/logs/refs/heads/ai");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::os::unix::fs::symlink(home.join(".bashrc"), logs.join("x")).unwrap();
+    let payload = format!("x; touch {}; echo", home.join("pwned").display());
+    git(&repo, &["config", "user.name", &payload]);
+    let out = host.run(
+        &repo,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "x",
+        ],
+    );
+    let rc = std::fs::read_to_string(home.join(".bashrc")).unwrap();
+    assert!(
+        !rc.contains("pwned"),
+        "the agent's ident reached ~/.bashrc: {rc}"
+    );
+    if ai_sessions::untrusted::git::confined() {
+        assert_eq!(rc, "# rc\n", "git appended to ~/.bashrc through a link");
+    }
+    if out.status.success() {
+        host.ok(
+            &repo,
+            &["rm", "--force", "--worktree", &format!("{name}-x-claude")],
+        );
+    }
+}
+
+/// The agent makes `.env` a sparse file of a terabyte (no disk used): the
+/// next `-w` start would write it all to the host's disk. Refused, named
+/// in one line; the start goes on.
+#[test]
+fn copy_does_not_fill_the_disk_from_a_sparse_file() {
+    let host = Host::new("[worktree]\ncopy = [\".env\"]\n");
+    let name = host.env.unique("cps");
+    let repo = repo(&host.env, &name);
+    let f = std::fs::File::create(repo.join(".env")).unwrap();
+    f.set_len(1 << 40).unwrap();
+    drop(f);
+    let out = host.run(
+        &repo,
+        &[
+            "start",
+            "--mode",
+            "claude",
+            "--detach",
+            "--runtime",
+            "host",
+            "-w",
+            "s",
+        ],
+    );
+    assert!(out.status.success(), "the start goes on: {}", stderr(&out));
+    let wt = repo.with_file_name(format!("{name}.worktrees")).join("s");
+    assert!(
+        std::fs::symlink_metadata(wt.join(".env")).is_err(),
+        "nothing made at .env in the worktree"
+    );
+    assert!(refused_line(&stderr(&out)).contains("sparse"));
+    host.ok(
+        &repo,
+        &["rm", "--force", "--worktree", &format!("{name}-s-claude")],
+    );
+}
+
+/// `args` in `dir`, which must end (the limit only catches a hang).
+fn finishes(host: &Host, dir: &Path, args: &[&str]) -> Output {
+    let mut child = host
+        .env
+        .cmd()
+        .current_dir(dir)
+        .env("PATH", path_with(&host.bin))
+        .env("FAKE_AGENT_STAY", "1")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ai-sessctl {args:?} hangs");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The agent makes its `.git/config` include a FIFO it made in `.git`
+/// (with nobody writing it, or held open by the box and never written):
+/// git's read of the config waits forever. `worktree list` ends, and a
+/// `-w` start ends saying why.
+#[test]
+fn a_fifo_the_config_includes_hangs_no_git_call_of_ours() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let host = Host::new("");
+    let name = host.env.unique("ff");
+    let repo = repo(&host.env, &name);
+    nix::unistd::mkfifo(
+        &repo.join(".git/inc"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    git(&repo, &["config", "include.path", "inc"]);
+    for held in [false, true] {
+        // The box holds it open (read-write: this open does not wait).
+        let _writer = held.then(|| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(repo.join(".git/inc"))
+                .unwrap()
+        });
+        // It ends (the repository is then not one it can read).
+        finishes(&host, &repo, &["worktree", "list"]);
+        let out = finishes(
+            &host,
+            &repo,
+            &[
+                "start",
+                "--mode",
+                "claude",
+                "--detach",
+                "--runtime",
+                "host",
+                "-w",
+                "f",
+            ],
+        );
+        assert!(!out.status.success(), "held={held}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("FIFO"),
+            "held={held}: the reason is not given: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// The agent sets `core.worktree` for its worktree (`config.worktree`, in
+/// the `.git` it writes) to the user's home: our `status` for `worktree
+/// list` and `rm` would walk and hash the home. It looks at the worktree.
+#[test]
+fn status_looks_at_the_worktree_whatever_core_worktree_says() {
+    let host = Host::new("");
+    let home = fake_home(&host.env);
+    let name = host.env.unique("cw");
+    let repo = repo(&host.env, &name);
+    let id = host.start_w(&repo, "w");
+    git(&repo, &["config", "extensions.worktreeConfig", "true"]);
+    std::fs::write(
+        repo.join(".git/worktrees/w/config.worktree"),
+        format!("[core]\n\tworktree = {}\n", home.display()),
+    )
+    .unwrap();
+    let json = host.ok(&repo, &["worktree", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let dirty: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["dirty"].as_bool())
+        .collect();
+    assert_eq!(dirty, [Some(false)], "{json}");
+    host.ok(&repo, &["rm", "--force", "--worktree", &id]);
+}

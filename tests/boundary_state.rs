@@ -554,3 +554,35 @@ fn a_box_process_with_the_host_marker_is_not_taken_for_a_host_agent() {
         "stop stopped the container"
     );
 }
+
+/// A box that wrote the old shared state made a sparse file of a terabyte
+/// there (no disk used): `state migrate` would write it, dense, into every
+/// instance's dir. Refused and named; the rest is migrated, the original
+/// kept in `.migrated/`.
+#[test]
+fn state_migrate_does_not_fill_the_disk_from_a_sparse_file() {
+    let env = Env::new();
+    let s = env.state().join("states");
+    write(&s.join("claude/settings.json"), "shared settings");
+    std::fs::create_dir_all(s.join("a-claude")).unwrap();
+    let f = std::fs::File::create(s.join("claude/big.jsonl")).unwrap();
+    f.set_len(1 << 40).unwrap();
+    drop(f);
+    let out = env.run(&["state", "migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !s.join("a-claude/big.jsonl").exists(),
+        "the sparse file was copied"
+    );
+    assert!(
+        stdout(&out).contains("big.jsonl") || stderr(&out).contains("big.jsonl"),
+        "the refused file is not named: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.join("a-claude/settings.json")).unwrap(),
+        "shared settings"
+    );
+    assert!(s.join(".migrated/claude/big.jsonl").exists());
+}

@@ -190,7 +190,9 @@ pub fn copy_new(from: &Dir, to: &Dir, rel: &Path) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
+    use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
+    let len = super::fs::copy_len(&src)?;
     let mode = src.metadata()?.permissions().mode() & 0o777;
     let mut dst = to.create_new(rel, mode).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists {
@@ -199,7 +201,7 @@ pub fn copy_new(from: &Dir, to: &Dir, rel: &Path) -> io::Result<bool> {
             e
         }
     })?;
-    io::copy(&mut src, &mut dst)?;
+    io::copy(&mut (&mut src).take(len), &mut dst)?;
     Ok(true)
 }
 

@@ -40,6 +40,26 @@ pub fn open_lock(path: &Path, create: bool) -> Option<std::fs::File> {
     f.metadata().ok()?.is_file().then_some(f)
 }
 
+/// A sparse file at least this big is not copied.
+const SPARSE_MIN: u64 = 1 << 20;
+
+/// How many bytes of the open regular file `f` a host-side copy takes: its
+/// size now (a file the box keeps appending to never makes the copy
+/// endless). A sparse file is refused: the box makes a terabyte of holes
+/// for free, and the copy would write it all to the host's disk.
+pub fn copy_len(f: &std::fs::File) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata()?;
+    let on_disk = m.blocks().saturating_mul(512);
+    if m.len() >= SPARSE_MIN && on_disk < m.len() / 2 {
+        return Err(std::io::Error::other(format!(
+            "a sparse file ({} bytes, {on_disk} on disk): not copied",
+            m.len()
+        )));
+    }
+    Ok(m.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +82,16 @@ mod tests {
         std::fs::write(&f, vec![b'x'; 10_000]).unwrap();
         assert_eq!(read(&f, 64).map(|b| b.len()), Some(64), "capped");
         assert_eq!(read(&dir.path().join("none"), 64), None);
+    }
+
+    #[test]
+    fn a_sparse_file_is_not_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(dir.path().join("holes")).unwrap();
+        f.set_len(1 << 40).unwrap();
+        assert!(copy_len(&f).is_err());
+        std::fs::write(dir.path().join("small"), "x=1\n").unwrap();
+        let f = std::fs::File::open(dir.path().join("small")).unwrap();
+        assert_eq!(copy_len(&f).unwrap(), 4);
     }
 }

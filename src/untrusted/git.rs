@@ -59,6 +59,10 @@ const OVERRIDES: &[(&str, &str)] = &[
     ("receive.procReceiveRefs", ""),
     ("web.browser", ""),
     ("man.viewer", ""),
+    // A ref our call makes (`worktree add -b`) logs the repository's
+    // ident: the agent's `user.name` must not be the text git appends.
+    ("user.name", "ai-sessions"),
+    ("user.email", "ai-sessions@localhost"),
 ];
 
 /// The keys of a driver section that name a program.
@@ -74,7 +78,151 @@ fn driver_keys(section: &str) -> &'static [&'static str] {
 /// Runs `git -C dir args…` hardened; its stdout, trimmed. A failure is an
 /// error naming the arguments and git's own message (made printable).
 pub fn run(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = output(dir, args)?;
+    finish(args, output(dir, args)?)
+}
+
+/// [`run`] in the work tree `dir` itself (`GIT_WORK_TREE`): the box may
+/// set `core.worktree` (in `config.worktree` of its worktree's git dir) to
+/// `/` or `$HOME`, and our `status` would walk and hash that instead.
+pub fn run_in_work_tree(dir: &Path, args: &[&str]) -> Result<String> {
+    let overrides = overrides_for(dir);
+    let args = without_submodule_runs(args, confined());
+    let mut cmd = command(dir, &args, &overrides, true);
+    cmd.env("GIT_WORK_TREE", dir);
+    finish(&args, watched(cmd)?)
+}
+
+/// Runs `git -C dir args…` hardened; its whole output.
+pub fn output(dir: &Path, args: &[&str]) -> Result<Output> {
+    let overrides = overrides_for(dir);
+    let args = without_submodule_runs(args, confined());
+    watched(command(dir, &args, &overrides, true))
+}
+
+/// Why a git call was stopped by [`watched`].
+pub const STOPPED_ON_A_FIFO: &str =
+    "git waited on a FIFO the repository names (an include.path in its .git/config?); stopped";
+
+/// Runs a git command to its end, unless it (or a git it started) sleeps
+/// on a FIFO: the repository's config may `include.path` a FIFO the box
+/// made (in its `.git`), and git's open of it waits for a writer forever,
+/// or reads forever from one the box holds open. Nothing of ours reads a
+/// FIFO, so a git that waits on one for a second is killed and the call
+/// fails with the reason (`worktree list`, `-w <TAB>` and a `-w` start
+/// hung on it).
+fn watched(mut cmd: Command) -> Result<Output> {
+    use std::io::Read;
+    let err = |e: std::io::Error| Error::Other(format!("git: {e}"));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(err)?;
+    let drain = |p: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = p {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let errs = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let (mut stuck, mut nap) = (std::time::Duration::ZERO, 1);
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(err)? {
+            break s;
+        }
+        let tree = process_tree(child.id());
+        if tree.iter().any(|p| on_a_fifo(*p)) {
+            stuck += std::time::Duration::from_millis(nap);
+        } else {
+            stuck = std::time::Duration::ZERO;
+        }
+        if stuck >= std::time::Duration::from_secs(1) {
+            for p in tree.iter().rev() {
+                // SAFETY: a plain kill of a process of ours.
+                unsafe { libc::kill(*p as libc::pid_t, libc::SIGKILL) };
+            }
+            let _ = child.wait();
+            let _ = (out.join(), errs.join());
+            return Err(Error::Invalid(STOPPED_ON_A_FIFO.into()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(nap));
+        nap = (nap * 2).min(50);
+    };
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: errs.join().unwrap_or_default(),
+    })
+}
+
+/// `pid` and the processes it started, parents first (Linux; elsewhere
+/// `pid` alone).
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() && out.len() < 64 {
+        let p = out[i];
+        let kids =
+            std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        out.extend(
+            kids.split_whitespace()
+                .filter_map(|k| k.parse::<u32>().ok()),
+        );
+        i += 1;
+    }
+    out
+}
+
+/// Whether `pid` sleeps opening or reading a FIFO or pipe (its kernel
+/// wait channel; Linux only).
+fn on_a_fifo(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| {
+        w == "wait_for_partner"
+            || w.contains("fifo")
+            || (w.contains("pipe") && !w.contains("write"))
+    })
+}
+
+/// `status` runs `git status` in each submodule's work tree, under that
+/// submodule's own config (`.git/modules/<name>/config`, the agent's to
+/// write), whose drivers our overrides do not name: without Landlock its
+/// `filter.*.clean` would run. There it does not look into submodules
+/// (`--ignore-submodules=dirty`; the caller counts a checked-out one as a
+/// change, see `worktree::inventory::changes`).
+fn without_submodule_runs<'a>(args: &[&'a str], confined: bool) -> Vec<&'a str> {
+    let mut out = args.to_vec();
+    if !confined && args.first() == Some(&"status") {
+        out.insert(1, "--ignore-submodules=dirty");
+    }
+    out
+}
+
+/// [`run`] for a call that writes (`worktree add`, `worktree remove`):
+/// under Landlock git may also write only beneath `writable` (the common
+/// git dir, the worktree's parent). The git dir is the agent's: a link it
+/// plants there (`logs/refs/heads/ai/x -> ~/.bashrc`, a reflog git appends
+/// to) is resolved by the kernel to a place outside, and refused.
+pub fn run_writing(dir: &Path, args: &[&str], writable: &[&Path]) -> Result<String> {
+    let Some(rules) = tools()
+        .and_then(|t| t.landlock.as_ref())
+        .and_then(|_| landlock::Ruleset::writing_only(writable))
+    else {
+        return run(dir, args);
+    };
+    let overrides = overrides_for(dir);
+    let mut cmd = command(dir, args, &overrides, true);
+    let fd = rules.ruleset;
+    // SAFETY: as in `command`; `rules` outlives the child's exec.
+    unsafe {
+        cmd.pre_exec(move || landlock::restrict(fd));
+    }
+    let out = watched(cmd)?;
+    drop(rules);
+    finish(args, out)
+}
+
+fn finish(args: &[&str], out: Output) -> Result<String> {
     if !out.status.success() {
         return Err(Error::Invalid(format!(
             "git {}: {}",
@@ -89,14 +237,6 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// Runs `git -C dir args…` hardened; its whole output.
-pub fn output(dir: &Path, args: &[&str]) -> Result<Output> {
-    let overrides = overrides_for(dir);
-    command(dir, args, &overrides, true)
-        .output()
-        .map_err(|e| Error::Other(format!("git: {e}")))
-}
-
 /// The driver names (section, name) the repository's config defines.
 fn drivers(dir: &Path) -> Vec<(String, String)> {
     let args = [
@@ -106,7 +246,7 @@ fn drivers(dir: &Path) -> Vec<(String, String)> {
         "--get-regexp",
         r"^(filter|diff|merge)\..*\.",
     ];
-    let Ok(out) = command(dir, &args, &[], true).output() else {
+    let Ok(out) = watched(command(dir, &args, &[], true)) else {
         return Vec::new();
     };
     let mut seen = Vec::new();
@@ -293,6 +433,10 @@ mod landlock {
         pub fn executing_only(_: &[std::path::PathBuf]) -> Option<Ruleset> {
             None
         }
+
+        pub fn writing_only(_: &[&std::path::Path]) -> Option<Ruleset> {
+            None
+        }
     }
 
     pub fn restrict(_: libc::c_int) -> std::io::Result<()> {
@@ -306,9 +450,15 @@ mod landlock {
 mod landlock {
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::fs::OpenOptionsExt;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     const ACCESS_FS_EXECUTE: u64 = 1;
+    const ACCESS_FS_WRITE_FILE: u64 = 1 << 1;
+    /// Write, remove and make (every kind): the rights of ABI 1 but
+    /// execute and read.
+    const WRITE_ACCESS: u64 = ACCESS_FS_WRITE_FILE | (0x1ff << 4);
+    const ACCESS_FS_REFER: u64 = 1 << 13;
+    const ACCESS_FS_TRUNCATE: u64 = 1 << 14;
     const RULE_PATH_BENEATH: libc::c_int = 1;
     const CREATE_RULESET_VERSION: libc::c_uint = 1;
 
@@ -333,62 +483,91 @@ mod landlock {
         /// everything beneath) can be executed; `None` when the kernel has
         /// no Landlock or a path cannot be opened.
         pub fn executing_only(allowed: &[PathBuf]) -> Option<Ruleset> {
-            // SAFETY: the version probe takes no pointer.
-            let abi = unsafe {
-                libc::syscall(
-                    libc::SYS_landlock_create_ruleset,
-                    std::ptr::null::<RulesetAttr>(),
-                    0usize,
-                    CREATE_RULESET_VERSION,
-                )
-            };
-            if abi < 1 {
-                return None;
+            let rules: Vec<_> = allowed
+                .iter()
+                .map(|p| (p.as_path(), ACCESS_FS_EXECUTE))
+                .collect();
+            build(ACCESS_FS_EXECUTE, &rules)
+        }
+
+        /// A ruleset under which files and directories can be written,
+        /// made, removed and renamed only beneath `allowed` (and
+        /// `/dev/null` written); `None` as for [`Ruleset::executing_only`].
+        pub fn writing_only(allowed: &[&Path]) -> Option<Ruleset> {
+            let abi = abi()?;
+            let mut handled = WRITE_ACCESS;
+            if abi >= 2 {
+                handled |= ACCESS_FS_REFER;
             }
-            let attr = RulesetAttr {
-                handled_access_fs: ACCESS_FS_EXECUTE,
+            if abi >= 3 {
+                handled |= ACCESS_FS_TRUNCATE;
+            }
+            let file = handled & (ACCESS_FS_WRITE_FILE | ACCESS_FS_TRUNCATE);
+            let mut rules: Vec<_> = allowed.iter().map(|p| (*p, handled)).collect();
+            rules.push((Path::new("/dev/null"), file));
+            build(handled, &rules)
+        }
+    }
+
+    fn abi() -> Option<libc::c_long> {
+        // SAFETY: the version probe takes no pointer.
+        let abi = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                std::ptr::null::<RulesetAttr>(),
+                0usize,
+                CREATE_RULESET_VERSION,
+            )
+        };
+        (abi >= 1).then_some(abi)
+    }
+
+    /// A ruleset handling `handled`, granting each path its rights.
+    fn build(handled: u64, allowed: &[(&Path, u64)]) -> Option<Ruleset> {
+        abi()?;
+        let attr = RulesetAttr {
+            handled_access_fs: handled,
+        };
+        // SAFETY: attr lives across the call; its size is passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &attr as *const RulesetAttr,
+                std::mem::size_of::<RulesetAttr>(),
+                0u32,
+            )
+        };
+        let fd = libc::c_int::try_from(fd).ok().filter(|f| *f >= 0)?;
+        // SAFETY: a fresh fd the kernel just gave us.
+        let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        for (p, access) in allowed {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                .open(p)
+                .ok()?;
+            let rule = PathBeneathAttr {
+                allowed_access: *access,
+                parent_fd: f.as_raw_fd(),
             };
-            // SAFETY: attr lives across the call; its size is passed.
-            let fd = unsafe {
+            // SAFETY: rule lives across the call.
+            let r = unsafe {
                 libc::syscall(
-                    libc::SYS_landlock_create_ruleset,
-                    &attr as *const RulesetAttr,
-                    std::mem::size_of::<RulesetAttr>(),
+                    libc::SYS_landlock_add_rule,
+                    fd,
+                    RULE_PATH_BENEATH,
+                    &rule as *const PathBeneathAttr,
                     0u32,
                 )
             };
-            let fd = libc::c_int::try_from(fd).ok().filter(|f| *f >= 0)?;
-            // SAFETY: a fresh fd the kernel just gave us.
-            let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            for p in allowed {
-                let f = std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-                    .open(p)
-                    .ok()?;
-                let rule = PathBeneathAttr {
-                    allowed_access: ACCESS_FS_EXECUTE,
-                    parent_fd: f.as_raw_fd(),
-                };
-                // SAFETY: rule lives across the call.
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_landlock_add_rule,
-                        fd,
-                        RULE_PATH_BENEATH,
-                        &rule as *const PathBeneathAttr,
-                        0u32,
-                    )
-                };
-                if r != 0 {
-                    return None;
-                }
+            if r != 0 {
+                return None;
             }
-            Some(Ruleset {
-                ruleset: fd,
-                _fd: owned,
-            })
         }
+        Some(Ruleset {
+            ruleset: fd,
+            _fd: owned,
+        })
     }
 
     /// In the child, before `exec`: no new privileges, then the ruleset.
@@ -432,6 +611,57 @@ mod tests {
             run(dir.path(), &["rev-parse", "--is-inside-work-tree"]).unwrap(),
             "true"
         );
+    }
+
+    /// Without Landlock, `status` in a repository with a submodule whose
+    /// own config and attributes name a clean filter runs none.
+    #[test]
+    fn without_landlock_status_does_not_run_a_submodules_filter() {
+        let t = tempfile::tempdir().unwrap();
+        let (sub, sup, canary) = (
+            t.path().join("sub"),
+            t.path().join("sup"),
+            t.path().join("pwned"),
+        );
+        let plain = |dir: &Path, args: &[&str]| {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(["-c", "core.hooksPath=/dev/null"])
+                .args(["-c", "protocol.file.allow=always"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(ok.status.success(), "{args:?}");
+        };
+        plain(t.path(), &["init", "-q", "-b", "main", "sub"]);
+        std::fs::write(sub.join("f"), "s\n").unwrap();
+        plain(&sub, &["add", "f"]);
+        plain(&sub, &["commit", "-q", "-m", "s"]);
+        plain(t.path(), &["init", "-q", "-b", "main", "sup"]);
+        plain(&sup, &["submodule", "-q", "add", "../sub", "s"]);
+        plain(&sup, &["commit", "-q", "-m", "s"]);
+        let m = sup.join(".git/modules/s");
+        let mut cfg = std::fs::read_to_string(m.join("config")).unwrap();
+        cfg.push_str(&format!(
+            "[filter \"y\"]\n\tclean = \"touch {}; cat\"\n",
+            canary.display()
+        ));
+        std::fs::write(m.join("config"), cfg).unwrap();
+        std::fs::create_dir_all(m.join("info")).unwrap();
+        std::fs::write(m.join("info/attributes"), "* filter=y\n").unwrap();
+        // Same size, new content: git must clean it to compare.
+        std::fs::write(sup.join("s/f"), "t\n").unwrap();
+        let args = without_submodule_runs(&["status", "--porcelain"], false);
+        let out = command(&sup, &args, &overrides_for(&sup), false)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(!canary.exists(), "the submodule's filter ran");
+        // The scene is live: without the flag it runs.
+        let _ = command(&sup, &["status"], &overrides_for(&sup), false).output();
+        assert!(canary.exists(), "the poison is not live");
     }
 
     /// The config layer alone (as on a kernel without Landlock): a

@@ -190,8 +190,9 @@ impl Tree {
     /// (0600, its modification time kept); fails when `to_name` exists.
     pub fn copy_file(&self, name: &OsStr, to: &Tree, to_name: &OsStr) -> io::Result<u64> {
         let mut src = self.open_file(name)?;
+        let len = super::fs::copy_len(&src)?;
         let mut dst = to.create_file(to_name)?;
-        let n = io::copy(&mut src, &mut dst)?;
+        let n = io::copy(&mut (&mut src).take(len), &mut dst)?;
         if let Ok(st) = fstat(src.as_raw_fd()) {
             let mtime = nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
             let _ = futimens(dst.as_raw_fd(), &mtime, &mtime);

@@ -70,7 +70,10 @@ pub fn changes(
     copy: &[String],
     repo: &Path,
 ) -> crate::error::Result<Changes> {
-    let status = git(path, &["status", "--porcelain", "--untracked-files=all"])?;
+    let status = crate::untrusted::git::run_in_work_tree(
+        path,
+        &["status", "--porcelain", "--untracked-files=all"],
+    )?;
     // Both sides are the boxes' to write: read beneath each tree, regular
     // files only (no symlink followed, a FIFO never blocks), capped.
     let dirs = crate::untrusted::beneath::Dir::open(path)
@@ -96,7 +99,7 @@ pub fn changes(
     let dirty = status.lines().any(|l| match l.strip_prefix("?? ") {
         Some(untracked) => !a_copy(untracked),
         None => !l.is_empty(),
-    });
+    }) || (!crate::untrusted::git::confined() && checked_out_submodule(path));
     let exclude = branch.map(|b| format!("--exclude={b}"));
     let mut args = vec!["rev-list", "--count", "HEAD", "--not", "--remotes"];
     if let Some(e) = &exclude {
@@ -105,6 +108,18 @@ pub fn changes(
     args.push("--branches");
     let unpushed = git(path, &args)?.parse().unwrap_or(0);
     Ok(Changes { dirty, unpushed })
+}
+
+/// Whether a submodule of the worktree at `path` has a work tree. Without
+/// Landlock `status` does not look inside one (its own config could run a
+/// program), so what it holds counts as a change: `rm` asks for `--force`.
+fn checked_out_submodule(path: &Path) -> bool {
+    crate::untrusted::git::run_in_work_tree(path, &["ls-files", "--stage", "-z"]).is_ok_and(|out| {
+        out.split('\0')
+            .filter_map(|l| l.strip_prefix("160000 "))
+            .filter_map(|l| l.split_once('\t').map(|(_, p)| p))
+            .any(|p| path.join(p).join(".git").symlink_metadata().is_ok())
+    })
 }
 
 /// The main repository of the git checkout around `dir` (also when `dir`

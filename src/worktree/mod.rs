@@ -28,6 +28,14 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     crate::untrusted::git::run(dir, args)
 }
 
+/// A git call that adds or removes the worktree at `path`: it may write only
+/// in the common git dir and the worktree's parent
+/// ([`crate::untrusted::git::run_writing`]).
+pub(crate) fn git_writing(dir: &Path, args: &[&str], common: &Path, path: &Path) -> Result<String> {
+    let parent = path.parent().unwrap_or(path);
+    crate::untrusted::git::run_writing(dir, args, &[common, parent])
+}
+
 /// A worktree name: what a branch and a path component allow.
 pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -188,7 +196,12 @@ fn remember_repo(ctx: &Ctx, repo: &Path) -> Result<()> {
 /// `worktree.copy` files into a new one.
 pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
     check_name(name)?;
-    let top = PathBuf::from(git(repo, &["rev-parse", "--show-toplevel"]).map_err(|_| {
+    let top = PathBuf::from(git(repo, &["rev-parse", "--show-toplevel"]).map_err(|e| {
+        if e.to_string()
+            .contains(crate::untrusted::git::STOPPED_ON_A_FIFO)
+        {
+            return e;
+        }
         Error::Usage(format!(
             "{} is not a git repository: --worktree needs one",
             repo.display()
@@ -209,11 +222,8 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
         &["rev-parse", "--path-format=absolute", "--git-common-dir"],
     )?;
     let common = Path::new(&common);
-    check_git_dir(
-        ctx,
-        &top,
-        &common.canonicalize().unwrap_or(common.to_path_buf()),
-    )?;
+    let common = common.canonicalize().unwrap_or(common.to_path_buf());
+    check_git_dir(ctx, &top, &common)?;
     let path = place(ctx, &top, name)?;
     remember_repo(ctx, &top)?;
     // One start at a time makes a given worktree: the others wait, then
@@ -240,7 +250,7 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
         eprintln!(
             "worktree {name}: an earlier start or removal of it was interrupted; making it again"
         );
-        git(&top, &["worktree", "remove", "--force", &p]).map_err(|e| {
+        git_writing(&top, &["worktree", "remove", "--force", &p], &common, &path).map_err(|e| {
             Error::Invalid(format!(
                 "worktree {name} at {p} was left half made by an interrupted start or removal and could not be cleared ({e}); remove that directory and start again"
             ))
@@ -249,6 +259,7 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
+    let add = |args: &[&str]| git_writing(&top, args, &common, &path);
     std::fs::write(&pending, &p).map_err(|e| Error::io(&pending, e))?;
     let exists_branch = |b: &str| {
         git(
@@ -263,14 +274,14 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
         .is_ok()
     };
     let branch = if exists_branch(name) {
-        git(&top, &["worktree", "add", &p, name])?;
+        add(&["worktree", "add", &p, name])?;
         name.to_owned()
     } else {
         let b = format!("ai/{name}");
         if exists_branch(&b) {
-            git(&top, &["worktree", "add", &p, &b])?;
+            add(&["worktree", "add", &p, &b])?;
         } else {
-            git(&top, &["worktree", "add", "-b", &b, &p])?;
+            add(&["worktree", "add", "-b", &b, &p])?;
         }
         b
     };

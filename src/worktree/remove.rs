@@ -118,7 +118,13 @@ pub fn remove(plan: &Plan) -> Result<()> {
     }
     // `--force` for git: our own check (which ignores unchanged
     // `worktree.copy` copies) is the policy; git refuses any untracked file.
-    git(&plan.info.repo, &["worktree", "remove", "--force", &path]).map_err(|e| {
+    let common = git(
+        &plan.info.repo,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )?;
+    let common = std::path::PathBuf::from(common);
+    let args = ["worktree", "remove", "--force", &path];
+    super::git_writing(&plan.info.repo, &args, &common, &plan.info.path).map_err(|e| {
         Error::Invalid(format!(
             "could not remove the worktree {}: {e}",
             plan.info.path.display()
