@@ -217,8 +217,8 @@ pub fn run_writing(dir: &Path, args: &[&str], writable: &[&Path]) -> Result<Stri
     unsafe {
         cmd.pre_exec(move || landlock::restrict(fd));
     }
+    // `rules` (its fd) lives to the end of this scope, past the exec.
     let out = watched(cmd)?;
-    drop(rules);
     finish(args, out)
 }
 
