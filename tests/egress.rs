@@ -1076,3 +1076,39 @@ fn the_sidecars_engine_log_is_capped() {
     assert!(log["Config"]["max-size"].is_string(), "not capped: {log}");
     env.ok(&["stop", &id]);
 }
+
+/// A network of the instance's name that someone else made (internal, but
+/// with the host's address on it and none of our labels) is not taken for
+/// the instance's own: the start is refused, nothing runs.
+#[test]
+fn a_planted_internal_network_of_the_instances_name_is_not_reused() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let name = env.unique("planted");
+    let (id, cid) = start(&env, &name, &[]);
+    let container = common::inspect(&cid).unwrap()["Name"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_owned();
+    env.ok(&["stop", &id]);
+    docker_ok(&["network", "create", "--internal", &container]);
+    let proj = env.project(&name);
+    let out = env
+        .cmd()
+        .current_dir(&proj)
+        .env("FAKE_AGENT_STAY", "1")
+        .args(["start", "--mode", "claude", "--detach"])
+        .output()
+        .unwrap();
+    let _ = docker(&["network", "rm", &container]);
+    assert!(
+        !out.status.success(),
+        "started on a network it did not make: {}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains(&container), "{}", stderr(&out));
+    assert_ne!(env.instance(&id)["status"], "running");
+}

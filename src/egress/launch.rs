@@ -155,7 +155,8 @@ fn create_internal_network(
         ..Default::default()
     };
     engine.block_on(async {
-        let client = engine.client();
+        // The engine creates networks one at a time: wait as for our own.
+        let client = &crate::runtime::network::queued(engine.client());
         let mut created = crate::runtime::subnet::create_network(client, req(true)).await?;
         // Podman (netavark) knows no such option and refuses it; its
         // internal network still has no route out (see SECURITY.md).
@@ -176,11 +177,22 @@ fn create_internal_network(
                     .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
                     .await
                     .map_err(|e| Error::Engine(format!("inspect network {name}: {e}")))?;
-                if n.internal == Some(true) {
+                // Ours (this home's, managed), internal, and with no host
+                // address on it: anything less is a way out or to the host.
+                let theirs = n.labels.unwrap_or_default();
+                let ours = [HOME_LABEL, MANAGED_LABEL]
+                    .iter()
+                    .all(|k| theirs.get(*k).is_some() && theirs.get(*k) == labels.get(*k));
+                let no_host = n
+                    .options
+                    .unwrap_or_default()
+                    .get(NO_HOST_ADDRESS)
+                    .is_some_and(|v| v == "true");
+                if n.internal == Some(true) && ours && no_host {
                     Ok(())
                 } else {
                     Err(Error::Invalid(format!(
-                        "network {name} exists and is not internal; remove it (`docker network rm {name}`) and start again"
+                        "network {name} exists and is not an internal network of this state home without a host address; remove it (`docker network rm {name}`) and start again"
                     )))
                 }
             }

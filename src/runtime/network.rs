@@ -24,7 +24,7 @@ pub const NETWORK_LABEL: &str = "ai.network";
 pub const NETWORK_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A client for network create and remove, with [`NETWORK_CALL_TIMEOUT`].
-fn queued(docker: &Docker) -> Docker {
+pub(crate) fn queued(docker: &Docker) -> Docker {
     docker.clone().with_timeout(NETWORK_CALL_TIMEOUT)
 }
 

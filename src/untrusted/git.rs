@@ -71,6 +71,9 @@ fn driver_keys(section: &str) -> &'static [&'static str] {
         "filter" => &["clean", "smudge", "process"],
         "diff" => &["command", "textconv"],
         "merge" => &["driver"],
+        // Hooks defined in config (newer git): each one's command emptied
+        // where Landlock is missing (`core.hooksPath` does not reach them).
+        "hook" => &["command"],
         _ => &[],
     }
 }
@@ -244,7 +247,7 @@ fn drivers(dir: &Path) -> Vec<(String, String)> {
         "--null",
         "--name-only",
         "--get-regexp",
-        r"^(filter|diff|merge)\..*\.",
+        r"^(filter|diff|merge|hook)\..*\.",
     ];
     let Ok(out) = watched(command(dir, &args, &[], true)) else {
         return Vec::new();
@@ -667,6 +670,26 @@ mod tests {
     /// The config layer alone (as on a kernel without Landlock): a
     /// repository whose config and attributes name programs for drivers
     /// and command keys, with hooks, runs none at status, diff, checkout.
+    #[test]
+    fn hooks_defined_in_config_get_their_command_emptied() {
+        let t = tempfile::tempdir().unwrap();
+        let ok = Command::new("git")
+            .args(["init", "-q"])
+            .arg(t.path())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let cfg = t.path().join(".git/config");
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str("[hook \"x.y\"]\n\tcommand = touch /tmp/pwned\n\tevent = pre-commit\n");
+        std::fs::write(&cfg, text).unwrap();
+        let o = overrides_for(t.path());
+        assert!(
+            o.contains(&("hook.x.y.command".to_owned(), String::new())),
+            "{o:?}"
+        );
+    }
+
     #[test]
     fn the_overrides_alone_neutralise_drivers_keys_and_hooks() {
         use std::os::unix::fs::PermissionsExt;
