@@ -182,7 +182,7 @@ fn create_internal_network(
                 let theirs = n.labels.unwrap_or_default();
                 let ours = [HOME_LABEL, MANAGED_LABEL]
                     .iter()
-                    .all(|k| theirs.get(*k).is_some() && theirs.get(*k) == labels.get(*k));
+                    .all(|k| theirs.contains_key(*k) && theirs.get(*k) == labels.get(*k));
                 let no_host = n
                     .options
                     .unwrap_or_default()
