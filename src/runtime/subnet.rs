@@ -22,8 +22,10 @@ const POOLS: [(Ipv4Addr, u8); 3] = [
 ];
 /// 14 usable addresses: the gateway, the agent, a proxy and room to spare.
 const PREFIX: u8 = 28;
-/// Concurrent starts may pick the same subnet; the loser tries again.
-const ATTEMPTS: usize = 12;
+/// Concurrent starts may pick the same subnet, and the engine may hold a
+/// pool that no listing shows yet (a network being created or removed
+/// meanwhile); the loser tries again elsewhere, after a pause.
+const ATTEMPTS: u32 = 24;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Net {
@@ -68,14 +70,18 @@ impl Net {
     }
 }
 
-/// Every /28 of the pools, starting at a place derived from `name` so
-/// that concurrent starts rarely try the same one first.
-fn candidates(name: &str) -> impl Iterator<Item = Net> {
+/// Every /28 of the pools, starting at a place derived from `name` and
+/// the `attempt` so that concurrent starts rarely try the same one first,
+/// and a retry looks far from where the last try was refused.
+fn candidates(name: &str, attempt: u32) -> impl Iterator<Item = Net> {
     let per_pool = 1usize << (PREFIX - 16);
     let total = per_pool * POOLS.len();
-    let start = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    }) as usize
+    let start = name
+        .bytes()
+        .chain(attempt.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        }) as usize
         % total;
     (0..total).map(move |i| {
         let k = (start + i) % total;
@@ -135,11 +141,17 @@ pub async fn create_network(
     // A subnet the engine refused stays refused: it may hold a pool that
     // no listing shows yet (a network being created meanwhile).
     let mut refused: Vec<Net> = Vec::new();
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            let pause = 50 * u64::from(attempt.min(10)) + u64::from(std::process::id() % 50);
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        }
         let mut used = taken(docker).await?;
         used.extend(routes.iter().copied());
         used.extend(refused.iter().copied());
-        let Some(net) = candidates(&req.name).find(|c| !used.iter().any(|u| u.overlaps(c))) else {
+        let Some(net) =
+            candidates(&req.name, attempt).find(|c| !used.iter().any(|u| u.overlaps(c)))
+        else {
             break;
         };
         req.ipam = Some(Ipam {
@@ -185,7 +197,7 @@ mod tests {
 
     #[test]
     fn candidates_are_distinct_aligned_and_inside_the_pools() {
-        let all: Vec<Net> = candidates("ai-api-claude-abc123").collect();
+        let all: Vec<Net> = candidates("ai-api-claude-abc123", 0).collect();
         assert_eq!(all.len(), 3 * 4096);
         let mut bases: Vec<u32> = all.iter().map(|n| n.base).collect();
         bases.sort_unstable();
