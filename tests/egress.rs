@@ -1094,7 +1094,9 @@ fn a_planted_internal_network_of_the_instances_name_is_not_reused() {
         .trim_start_matches('/')
         .to_owned();
     env.ok(&["stop", &id]);
-    docker_ok(&["network", "create", "--internal", &container]);
+    let planted = docker_ok(&["network", "create", "--internal", &container])
+        .trim()
+        .to_owned();
     let proj = env.project(&name);
     let out = env
         .cmd()
@@ -1103,7 +1105,9 @@ fn a_planted_internal_network_of_the_instances_name_is_not_reused() {
         .args(["start", "--mode", "claude", "--detach"])
         .output()
         .unwrap();
-    let _ = docker(&["network", "rm", &container]);
+    // By id: on engines before API 1.44 the start made a second network
+    // of the name, which makes the name ambiguous.
+    let _ = docker(&["network", "rm", &planted]);
     assert!(
         !out.status.success(),
         "started on a network it did not make: {}",

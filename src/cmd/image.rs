@@ -160,6 +160,8 @@ pub fn build(
         let mut opts = bollard::query_parameters::BuildImageOptionsBuilder::new()
             .t(&tag)
             .rm(true)
+            // A failed step leaves no container behind either.
+            .forcerm(true)
             .nocache(no_cache)
             .buildargs(&args);
         if let Some(n) = &network {
