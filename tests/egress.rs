@@ -126,15 +126,18 @@ fn config_with(env: &Env, dest: &Dest, egress: &str, networking: &str) {
     ));
 }
 
-fn start(env: &Env, name: &str, extra: &[&str]) -> (String, String) {
-    let proj = env.project(name);
-    let out = env
-        .cmd()
-        .current_dir(&proj)
+/// `start --detach` of the project `name` (made if need be), as it went.
+fn try_start(env: &Env, name: &str, extra: &[&str]) -> Output {
+    env.cmd()
+        .current_dir(env.project(name))
         .env("FAKE_AGENT_STAY", "1")
         .args([&["start", "--mode", "claude", "--detach"][..], extra].concat())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn start(env: &Env, name: &str, extra: &[&str]) -> (String, String) {
+    let out = try_start(env, name, extra);
     assert!(out.status.success(), "start: {}", stderr(&out));
     let id = stdout(&out).trim().to_owned();
     let cid = env.instance(&id)["container_id"]
@@ -1097,14 +1100,7 @@ fn a_planted_internal_network_of_the_instances_name_is_not_reused() {
     let planted = docker_ok(&["network", "create", "--internal", &container])
         .trim()
         .to_owned();
-    let proj = env.project(&name);
-    let out = env
-        .cmd()
-        .current_dir(&proj)
-        .env("FAKE_AGENT_STAY", "1")
-        .args(["start", "--mode", "claude", "--detach"])
-        .output()
-        .unwrap();
+    let out = try_start(&env, &name, &[]);
     // By id: on engines before API 1.44 the start made a second network
     // of the name, which makes the name ambiguous.
     let _ = docker(&["network", "rm", &planted]);
