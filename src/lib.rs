@@ -1,31 +1,19 @@
 //! ai-sessions: isolated, attachable AI coding-agent instances per project.
 //!
-//! The modules follow DESIGN.md: the instance registry, port allocator,
-//! config manager and event logger are the core; runtimes (docker, host)
-//! run instances; `cmd` holds one module per command group.
+//! Layers, each importing only the ones listed before it (see
+//! docs/ARCHITECTURE.md): `core` (types, errors, paths, untrusted input,
+//! process facts), `state` (config, registry, events, ports), `engine` (the
+//! container engine), `launch` (the plan a start carries out), `features`
+//! (egress, activity, worktrees, agent state, monitoring), `lifecycle`
+//! (runtimes; start, stop, reconcile), `service` (what both front ends
+//! call), and the front ends `cli` and `api`.
 
-pub mod activity;
-pub mod agent_state;
 pub mod api;
 pub mod cli;
-pub mod cmd;
-pub mod config;
-pub mod context;
-pub mod egress;
-pub mod error;
-pub mod events;
-pub mod health;
-pub mod monitor;
-pub mod output;
-pub mod paths;
-pub mod ports;
-pub mod procinfo;
-pub mod project;
-pub mod prompt_file;
-pub mod registry;
-pub mod resume;
-pub mod runtime;
-pub mod shell;
-pub mod types;
-pub mod untrusted;
-pub mod worktree;
+pub mod core;
+pub mod engine;
+pub mod features;
+pub mod launch;
+pub mod lifecycle;
+pub mod service;
+pub mod state;

@@ -2,14 +2,14 @@ use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ai_sessions::output::quiet_on_closed_output();
+    ai_sessions::cli::output::quiet_on_closed_output();
     // Answers shell completion requests (`COMPLETE=zsh ai-sessctl …`).
     clap_complete::CompleteEnv::with_factory(ai_sessions::cli::Cli::command).complete();
     let cli = ai_sessions::cli::Cli::parse();
-    match ai_sessions::cmd::dispatch(cli.command) {
+    match ai_sessions::cli::dispatch(cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = ai_sessions::cmd::report(&e);
+            let code = ai_sessions::cli::report(&e);
             ExitCode::from(code)
         }
     }

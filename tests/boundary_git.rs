@@ -952,7 +952,7 @@ fn worktree_add_does_not_append_a_reflog_through_a_planted_link() {
         !rc.contains("pwned"),
         "the agent's ident reached ~/.bashrc: {rc}"
     );
-    if ai_sessions::untrusted::git::confined() {
+    if ai_sessions::core::untrusted::git::confined() {
         assert_eq!(rc, "# rc\n", "git appended to ~/.bashrc through a link");
     }
     if out.status.success() {

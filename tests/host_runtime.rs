@@ -18,7 +18,7 @@ fn host_env() -> (Env, std::path::PathBuf) {
 
 /// What the registry records for `pid`.
 fn start_time(pid: u32) -> u64 {
-    ai_sessions::procinfo::start_time(pid).unwrap()
+    ai_sessions::core::procinfo::start_time(pid).unwrap()
 }
 
 fn start_detached(env: &Env, bin: &std::path::Path, name: &str) -> (String, u32) {

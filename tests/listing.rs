@@ -20,7 +20,7 @@ impl Sleeper {
     }
     /// What the registry records for it.
     fn start_time(&self) -> u64 {
-        ai_sessions::procinfo::start_time(self.pid()).unwrap()
+        ai_sessions::core::procinfo::start_time(self.pid()).unwrap()
     }
 }
 impl Drop for Sleeper {

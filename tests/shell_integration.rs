@@ -396,7 +396,7 @@ impl Drop for Shell {
             .status();
         if let Some(pid) = self.pid() {
             wait_until(Duration::from_secs(5), || {
-                !ai_sessions::procinfo::alive(pid as u32, None)
+                !ai_sessions::core::procinfo::alive(pid as u32, None)
             });
         }
     }

@@ -7,9 +7,9 @@ mod routes;
 pub mod security;
 mod view;
 
-use crate::context::Ctx;
-use crate::error::{Error, Result};
-use crate::paths::StateDir;
+use crate::core::error::{Error, Result};
+use crate::core::paths::StateDir;
+use crate::state::context::Ctx;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -260,7 +260,7 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
         use std::io::Write;
         let _ = std::io::stdout().flush();
         ctx.events().log(
-            crate::events::Level::Info,
+            crate::state::events::Level::Info,
             "api",
             "API server started",
             serde_json::json!({"addr": bound.to_string()}),
@@ -282,7 +282,7 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
         }
     })?;
     ctx.events().log(
-        crate::events::Level::Info,
+        crate::state::events::Level::Info,
         "api",
         "API server stopped",
         serde_json::json!({}),

@@ -3,10 +3,10 @@
 //! same operations as the CLI, on a blocking thread.
 
 use super::AppState;
-use crate::context::Ctx;
-use crate::error::Error;
-use crate::runtime::ops;
-use crate::types::{InstanceId, Mode, Port};
+use crate::core::error::Error;
+use crate::core::types::{InstanceId, Mode, Port};
+use crate::lifecycle::ops;
+use crate::state::context::Ctx;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -46,12 +46,12 @@ type ApiResult<T> = Result<T, ApiError>;
 /// A JSON response, which terminals print too (`curl`): what a box or a
 /// repository wrote (a branch, a reason) may hold C1, DEL or bidi
 /// characters that serde_json writes raw; they are `\u` escapes here
-/// (see [`crate::untrusted::json`]).
+/// (see [`crate::core::untrusted::json`]).
 pub struct Json<T>(pub T);
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
-        match crate::untrusted::json::line(&self.0) {
+        match crate::core::untrusted::json::line(&self.0) {
             Ok(text) => (
                 [(
                     axum::http::header::CONTENT_TYPE,
@@ -68,12 +68,12 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
 /// Runs a CLI operation on a blocking thread (the runtimes block).
 async fn blocking<T: Send + 'static>(
     st: &AppState,
-    f: impl FnOnce(&Ctx) -> crate::error::Result<T> + Send + 'static,
+    f: impl FnOnce(&Ctx) -> crate::core::error::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
     let dirs = st.dirs.clone();
     tokio::task::spawn_blocking(move || {
         let ctx = Ctx {
-            store: crate::registry::Store::new(dirs.clone()),
+            store: crate::state::registry::Store::new(dirs.clone()),
             dirs,
         };
         f(&ctx)
@@ -133,15 +133,16 @@ pub async fn create(
     }
     let inst = blocking(&st, move |ctx| {
         // An unknown agent is a bad request here, not a missing resource.
-        crate::config::load_for(&ctx.dirs, &mode, None).map_err(|e| match e {
+        crate::state::config::load_for(&ctx.dirs, &mode, None).map_err(|e| match e {
             Error::NotFound(m) => Error::Usage(m),
             e => e,
         })?;
-        let mut project = crate::project::of(&ctx.dirs, Some(&path))?;
+        let mut project = crate::state::project::of(&ctx.dirs, Some(&path))?;
         let mut id = None;
         let worktree = match &body.worktree {
             Some(name) => {
-                let (info, dir, wid) = crate::worktree::target(ctx, &project, name, &mode)?;
+                let (info, dir, wid) =
+                    crate::features::worktree::target(ctx, &project, name, &mode)?;
                 project = dir;
                 id = Some(wid);
                 Some(info)
@@ -168,7 +169,7 @@ pub async fn create(
         Ok(match started {
             ops::Started::AlreadyRunning(i) => {
                 if let Some(info) = &worktree {
-                    crate::worktree::record(ctx, &i.id, info)?;
+                    crate::features::worktree::record(ctx, &i.id, info)?;
                 }
                 (false, i)
             }
@@ -229,7 +230,7 @@ pub async fn update(
             other => {
                 return Err(Error::Usage(format!(
                     "unknown action {:?}: use stop, start, restart, pause or resume",
-                    crate::types::truncate_for_message(other)
+                    crate::core::types::truncate_for_message(other)
                 )))
             }
         }
@@ -245,7 +246,7 @@ pub async fn update(
     Ok(resp)
 }
 
-fn stop(ctx: &Ctx, id: &InstanceId) -> crate::error::Result<()> {
+fn stop(ctx: &Ctx, id: &InstanceId) -> crate::core::error::Result<()> {
     match ops::stop_many(
         ctx,
         std::slice::from_ref(id),
@@ -305,8 +306,8 @@ pub async fn logs(
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     };
     if let (Some(cid), true) = (&inst.container_id, inst.status.is_live()) {
-        let docker = crate::runtime::docker::connect_async().await?;
-        let opts = crate::runtime::docker::logs_options(q.follow, tail);
+        let docker = crate::lifecycle::docker::connect_async().await?;
+        let opts = crate::lifecycle::docker::logs_options(q.follow, tail);
         let stream = docker
             .logs(cid, Some(opts))
             .take_while(|r| std::future::ready(r.is_ok()))
@@ -318,7 +319,7 @@ pub async fn logs(
     // Read from the end and streamed: the file may hold tens of megabytes.
     let path = st.dirs.instance_log(&id);
     let blocks =
-        tokio::task::spawn_blocking(move || crate::runtime::logfile::open_tail(&path, tail))
+        tokio::task::spawn_blocking(move || crate::engine::logfile::open_tail(&path, tail))
             .await
             .map_err(|e| ApiError(Error::Other(format!("worker: {e}"))))??;
     let Some(blocks) = blocks else {
@@ -340,12 +341,12 @@ pub async fn stats(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let samples = blocking(&st, move |ctx| crate::cmd::sample_stats(ctx, Some(&id))).await?;
+    let samples = blocking(&st, move |ctx| crate::cli::sample_stats(ctx, Some(&id))).await?;
     Ok(Json(json!(samples.into_iter().next())))
 }
 
 pub async fn health(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    let reports = blocking(&st, |ctx| crate::health::check(ctx, None)).await?;
+    let reports = blocking(&st, |ctx| crate::service::health::check(ctx, None)).await?;
     let healthy = !reports.iter().any(|r| r.unhealthy());
     Ok(Json(json!({"healthy": healthy, "instances": reports})))
 }
@@ -356,9 +357,9 @@ pub async fn resources(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>
             // The watcher notifies (the page shows its notifications): a
             // dashboard open while instances run keeps one running.
             if ctx.store.load().is_ok_and(|r| r.live_count() > 0) {
-                crate::activity::watch::ensure(ctx);
+                crate::features::activity::watch::ensure(ctx);
             }
-            crate::cmd::dashboard_value(ctx)
+            crate::cli::dashboard_value(ctx)
         })
         .await?,
     ))
@@ -372,7 +373,7 @@ pub async fn events(
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let dirs = st.dirs.clone();
     // Start at the end: the feed shows what happens from now on.
-    let feed = tokio::task::spawn_blocking(move || crate::events::Feed::from_now(&dirs))
+    let feed = tokio::task::spawn_blocking(move || crate::state::events::Feed::from_now(&dirs))
         .await
         .ok();
     let stream = futures_util::stream::unfold(
@@ -397,7 +398,7 @@ pub async fn events(
                 feed = Some(f);
                 pending = batch
                     .iter()
-                    .filter_map(|e| crate::untrusted::json::line(e).ok())
+                    .filter_map(|e| crate::core::untrusted::json::line(e).ok())
                     .rev()
                     .collect();
             }

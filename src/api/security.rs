@@ -5,8 +5,8 @@
 //! header checked against the bound address (DNS rebinding), and
 //! cross-origin requests refused (no CORS at all).
 
-use crate::error::{Error, Result};
-use crate::paths::StateDir;
+use crate::core::error::{Error, Result};
+use crate::core::paths::StateDir;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -141,7 +141,7 @@ pub fn load_or_create_token(dirs: &StateDir) -> Result<String> {
     }
     dirs.ensure()?;
     let token = random_hex(32)?;
-    crate::registry::atomic_write(&path, format!("{token}\n").as_bytes())?;
+    crate::state::registry::atomic_write(&path, format!("{token}\n").as_bytes())?;
     Ok(token)
 }
 

@@ -13,12 +13,12 @@
 //! changes state, after reconnecting to the engine, and every few seconds
 //! while instances are live.
 
-use crate::context::Ctx;
-use crate::error::{Error, Result};
-use crate::paths::StateDir;
-use crate::registry::{Instance, Registry, Store};
-use crate::runtime::docker::{DockerEngine, HOME_LABEL};
-use crate::types::InstanceId;
+use crate::core::error::{Error, Result};
+use crate::core::paths::StateDir;
+use crate::core::types::InstanceId;
+use crate::lifecycle::docker::{DockerEngine, HOME_LABEL};
+use crate::state::context::Ctx;
+use crate::state::registry::{Instance, Registry, Store};
 use axum::body::Bytes;
 use futures_util::StreamExt;
 use std::os::unix::fs::MetadataExt;
@@ -68,7 +68,7 @@ impl Snapshot {
         let registry = store.load()?;
         let value = serde_json::json!(registry.instances.values().collect::<Vec<_>>());
         // Printed by terminals too (`curl`): C1, DEL and bidi escaped.
-        let list = crate::untrusted::json::line(&value)?.into_bytes();
+        let list = crate::core::untrusted::json::line(&value)?.into_bytes();
         Ok(Snapshot {
             stamp,
             registry,
@@ -142,7 +142,7 @@ enum Wake {
 /// process exits.
 fn reconciler(dirs: StateDir) {
     let (tx, rx) = mpsc::channel();
-    follow_engine(crate::runtime::docker::home_label(&dirs), tx);
+    follow_engine(crate::lifecycle::docker::home_label(&dirs), tx);
     std::thread::spawn(move || {
         let ctx = Ctx {
             store: Store::new(dirs.clone()),
@@ -171,7 +171,7 @@ fn reconciler(dirs: StateDir) {
             last = Instant::now();
             // Errors (engine down, unreadable registry) are the requests'
             // to report; the next wake tries again.
-            let _ = crate::runtime::refresh_quietly(&ctx);
+            let _ = crate::lifecycle::refresh_quietly(&ctx);
         }
     });
 }

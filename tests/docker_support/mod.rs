@@ -148,7 +148,7 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 
 /// Whether `pid` runs (a zombie counts as ended).
 pub fn pid_alive(pid: u32) -> bool {
-    ai_sessions::procinfo::alive(pid, None)
+    ai_sessions::core::procinfo::alive(pid, None)
 }
 
 /// A locally built real agent image (`.ci/run` builds them), or None with

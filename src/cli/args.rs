@@ -1,0 +1,545 @@
+//! The command-line surface (DESIGN.md "CLI"), declared with clap derive.
+
+use crate::core::types::{InstanceId, Mode, Port, Status};
+use crate::state::config::{EgressPolicy, RuntimeChoice};
+use crate::state::events::Level;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ai-sessctl",
+    version,
+    about = "Run AI coding agents in isolated per-project instances",
+    long_about = "Run AI coding agents (claude, gemini, …) in isolated per-project instances.\n\
+                  State lives in $AI_SESSIONS_HOME (default ~/.ai-sessions).",
+    after_help = "Examples:\n  ai-sessctl run claude            attach to (or start) this project's claude\n  ai-sessctl list                  what runs\n  ai-sessctl stop api-claude       stop one instance\n  eval \"$(ai-sessctl init zsh)\"    shell integration",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn id_candidates() -> Vec<CompletionCandidate> {
+    crate::cli::completion_ids()
+        .into_iter()
+        .map(|(id, help)| CompletionCandidate::new(id).help(Some(help.into())))
+        .collect()
+}
+
+/// `config get|set [--global] [ID] KEY [VALUE]`: the words are one
+/// positional list, so which one is being completed is read from the
+/// command line the shell passed (`ai-sessctl -- ai-sessctl config get …`):
+/// the id first (unless --global), then config keys, then nothing.
+fn config_word_candidates() -> Vec<CompletionCandidate> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(sub) = args
+        .iter()
+        .rposition(|a| a == "get" || a == "set")
+        .filter(|&i| i > 0 && args[i - 1] == "config")
+    else {
+        return id_candidates();
+    };
+    // Words before the one under the cursor (the last argument).
+    let before = &args[sub + 1..args.len().saturating_sub(1)];
+    let global = before.iter().any(|a| a == "--global");
+    let positionals = before.iter().filter(|a| !a.starts_with('-')).count();
+    let key_at = if global { 0 } else { 1 };
+    if positionals < key_at {
+        id_candidates()
+    } else if positionals == key_at {
+        crate::cli::completion_config_keys()
+            .into_iter()
+            .map(CompletionCandidate::new)
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
+fn worktree_candidates() -> Vec<CompletionCandidate> {
+    crate::cli::completion_worktrees()
+        .into_iter()
+        .map(|(name, branch)| CompletionCandidate::new(name).help(branch.map(Into::into)))
+        .collect()
+}
+
+fn agent_candidates() -> Vec<CompletionCandidate> {
+    crate::cli::completion_agents()
+        .into_iter()
+        .map(CompletionCandidate::new)
+        .collect()
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Instance id (see `ai-sessctl list`)
+    #[arg(add = ArgValueCandidates::new(id_candidates))]
+    pub id: InstanceId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFilter {
+    Running,
+    Stopped,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShellKind {
+    Zsh,
+    Bash,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompletionShell {
+    Zsh,
+    Bash,
+    Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attach to this project's agent, starting it first if needed
+    #[command(after_help = "Example:\n  ai-sessctl run claude -- --model opus")]
+    Run {
+        #[arg(add = ArgValueCandidates::new(agent_candidates))]
+        mode: Mode,
+        /// The interactive shell that owns a started instance
+        #[arg(long)]
+        shell_pid: Option<u32>,
+        /// Run time: auto, docker or host
+        #[arg(long, value_enum)]
+        runtime: Option<RuntimeChoice>,
+        /// Egress policy for a started instance: open, allowlist or none
+        #[arg(long, value_enum)]
+        egress: Option<EgressPolicy>,
+        /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
+        #[arg(long, short = 'w', value_name = "NAME", add = ArgValueCandidates::new(worktree_candidates))]
+        worktree: Option<String>,
+        /// Arguments passed to the agent
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Start an instance for a project
+    #[command(after_help = "Example:\n  ai-sessctl start ~/src/api --mode claude --detach")]
+    Start {
+        /// Project directory (default: the current directory's project)
+        path: Option<PathBuf>,
+        #[arg(long, short, add = ArgValueCandidates::new(agent_candidates))]
+        mode: Mode,
+        /// Use this id instead of the derived one
+        #[arg(long)]
+        id: Option<InstanceId>,
+        #[arg(long)]
+        port: Option<Port>,
+        #[arg(long, value_enum)]
+        runtime: Option<RuntimeChoice>,
+        /// Egress policy: open, allowlist (networking.allow) or none
+        #[arg(long, value_enum)]
+        egress: Option<EgressPolicy>,
+        /// Do not attach after starting
+        #[arg(long, short)]
+        detach: bool,
+        /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
+        #[arg(long, short = 'w', value_name = "NAME", add = ArgValueCandidates::new(worktree_candidates))]
+        worktree: Option<String>,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Stop instances (gracefully, then by force after the timeout)
+    #[command(after_help = "Examples:\n  ai-sessctl stop api-claude\n  ai-sessctl stop --all")]
+    Stop {
+        #[arg(add = ArgValueCandidates::new(id_candidates), required_unless_present = "all")]
+        ids: Vec<InstanceId>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Kill at once, without the grace period
+        #[arg(long, short)]
+        force: bool,
+    },
+    /// Stop and start an instance again
+    Restart(IdArg),
+    /// Attach the terminal to a running instance (detach: ctrl-p ctrl-q)
+    Attach(IdArg),
+    /// Pause an instance's processes
+    Pause(IdArg),
+    /// Resume a paused instance; without an id, bring back every instance
+    /// an engine restart or reboot ended
+    #[command(
+        after_help = "Examples:\n  ai-sessctl resume               after a reboot: start again what was running\n  ai-sessctl resume api-claude    unpause (or bring back) one"
+    )]
+    Resume {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
+    },
+    /// Remove an instance's entry and container (--state: its agent state too)
+    #[command(
+        after_help = "Examples:\n  ai-sessctl rm api-claude\n  ai-sessctl rm --all --force   # every instance of this state home"
+    )]
+    Rm {
+        #[arg(add = ArgValueCandidates::new(id_candidates), required_unless_present = "all")]
+        ids: Vec<InstanceId>,
+        /// Every instance of this state home (and its containers the
+        /// registry lost); other homes' and users' are never touched
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Stop it first if it runs
+        #[arg(long, short)]
+        force: bool,
+        /// Also delete the instance's own state dir, states/<id>/ (the
+        /// agent's shared login stays)
+        #[arg(long)]
+        state: bool,
+        /// Also remove its git worktree (`--worktree NAME`) without asking;
+        /// one with uncommitted changes or unpushed commits only with
+        /// --force. Its branch is kept
+        #[arg(long)]
+        worktree: bool,
+    },
+    /// Remove old stopped entries and containers the registry does not know
+    Gc {
+        /// Show what would be removed
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List instances
+    #[command(
+        after_help = "Examples:\n  ai-sessctl list --status all\n  ai-sessctl list --json | jq '.[].port'"
+    )]
+    List {
+        #[arg(long, value_enum, default_value = "all")]
+        status: StatusFilter,
+        #[arg(long, conflicts_with = "quiet")]
+        json: bool,
+        /// Print ids only
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Show one instance
+    Show {
+        #[command(flatten)]
+        id: IdArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find the instances of a project (a path or a project name)
+    Find {
+        project: String,
+        #[arg(add = ArgValueCandidates::new(agent_candidates))]
+        mode: Option<Mode>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resource usage: CPU, memory, network and block I/O, pids
+    #[command(
+        after_help = "Examples:\n  ai-sessctl stats --watch\n  ai-sessctl stats api-claude --json"
+    )]
+    Stats {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
+        /// Redraw every two seconds, like `docker stats`
+        #[arg(long, short)]
+        watch: bool,
+        #[arg(long, conflicts_with = "watch")]
+        json: bool,
+    },
+    /// Full-screen live view of all instances (q quits)
+    Top,
+    /// Health checks and the watcher that heals
+    #[command(subcommand)]
+    Health(HealthCmd),
+    /// Restart an unhealthy instance now
+    Heal(IdArg),
+    /// Output of an instance (live, or saved after it was removed)
+    Logs {
+        #[command(flatten)]
+        id: IdArg,
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long, short = 'n')]
+        tail: Option<usize>,
+    },
+    /// The event log
+    #[command(
+        after_help = "Examples:\n  ai-sessctl events --since 1h --level warn\n  ai-sessctl events --follow"
+    )]
+    Events {
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+        /// Only events newer than this (30s, 5m, 2h, 7d)
+        #[arg(long)]
+        since: Option<crate::state::config::units::Dur>,
+        /// Minimum level
+        #[arg(long, value_enum)]
+        level: Option<Level>,
+    },
+    /// Read or change configuration
+    #[command(
+        after_help = "Examples:\n  ai-sessctl config get --global resources.memory.limit\n  ai-sessctl config set api-claude resources.cpu.limit 1\n  ai-sessctl config --global --edit"
+    )]
+    Config(ConfigArgs),
+    /// Summary of instances and the host (--json for scripts)
+    Dashboard {
+        /// Print the summary as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Allocate or release ports
+    #[command(subcommand)]
+    Port(PortCmd),
+    /// Inspect or repair the registry
+    #[command(subcommand)]
+    Registry(RegistryCmd),
+    /// The git worktrees made by `--worktree NAME`
+    #[command(subcommand)]
+    Worktree(WorktreeCmd),
+    /// Build an agent's image
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Log an agent in once for all its instances
+    #[command(
+        after_help = "Examples:\n  ai-sessctl login claude              the agent's own login flow, in a container\n  ai-sessctl login claude --from-host  copy this machine's Claude Code login"
+    )]
+    Login {
+        #[arg(add = ArgValueCandidates::new(agent_candidates))]
+        mode: Mode,
+        /// Copy the login the agent keeps on this machine instead
+        #[arg(long)]
+        from_host: bool,
+    },
+    /// Egress policy: refused connections, allow a host on a running instance
+    #[command(subcommand)]
+    Net(NetCmd),
+    /// Agent state kept in the state home
+    #[command(subcommand)]
+    State(StateCmd),
+    /// Check the engine, images, agents and shell integration
+    Doctor,
+    /// Serve the REST API and web dashboard (loopback, token required)
+    #[command(after_help = "Example:\n  ai-sessctl serve --addr 127.0.0.1:8787")]
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8787)
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Allow a non-loopback address (the token is still required)
+        #[arg(long)]
+        allow_remote: bool,
+    },
+    /// Print the shell integration: eval "$(ai-sessctl init zsh)"
+    Init { shell: ShellKind },
+    /// Print a completion script
+    Completions { shell: CompletionShell },
+    /// Print the prompt segment for the current directory
+    Prompt,
+    /// Apply the on_shell_exit policy to the instances a shell owns
+    #[command(hide = true)]
+    ShellExit {
+        pid: u32,
+        /// Do the work here (the detached helper), not in the background
+        #[arg(long, hide = true)]
+        now: bool,
+    },
+    /// Follow the agents' activity and notify (started on demand)
+    #[command(hide = true)]
+    Notifier,
+    /// Remove the networks a batch of stops left (started by `stop`)
+    #[command(hide = true)]
+    ReapNetworks { names: Vec<String> },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub action: Option<ConfigCmd>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Open the file in $VISUAL/$EDITOR; an invalid edit is not kept
+    #[arg(long)]
+    pub edit: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ScopeArgs {
+    /// The instance whose configs/<id>.toml to use
+    #[arg(add = ArgValueCandidates::new(id_candidates))]
+    pub id: Option<InstanceId>,
+    /// The global config.toml
+    #[arg(long)]
+    pub global: bool,
+}
+
+/// `get`/`set` take the scope as their first positional (`ID`) or as
+/// `--global`; clap cannot put an optional positional before a required one,
+/// so the words are split in `cmd::config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the effective value of a key
+    #[command(override_usage = "ai-sessctl config get <ID|--global> <KEY>")]
+    Get {
+        /// The global config.toml
+        #[arg(long)]
+        global: bool,
+        /// `ID KEY`, or `KEY` with --global
+        #[arg(value_name = "ID", num_args = 1..=2, required = true,
+              add = ArgValueCandidates::new(config_word_candidates))]
+        words: Vec<String>,
+    },
+    /// Set a key in the scope's file (validated before writing)
+    #[command(override_usage = "ai-sessctl config set <ID|--global> <KEY> <VALUE>")]
+    Set {
+        /// The global config.toml
+        #[arg(long)]
+        global: bool,
+        /// `ID KEY VALUE`, or `KEY VALUE` with --global
+        #[arg(value_name = "ID", num_args = 2..=3, required = true, allow_negative_numbers = true,
+              add = ArgValueCandidates::new(config_word_candidates))]
+        words: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HealthCmd {
+    /// Check instances; exits 1 when any is unhealthy
+    Check {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every interval, follow engine events, alert and heal (ctrl-c stops)
+    Watch,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortCmd {
+    /// Reserve a free port and print it
+    Alloc {
+        #[arg(long)]
+        preferred: Option<Port>,
+        /// Record the reservation for this instance id
+        #[arg(long = "for")]
+        for_id: Option<InstanceId>,
+    },
+    /// Release a reserved port
+    Release { port: Port },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCmd {
+    /// Print the registry file's path
+    Path,
+    /// Validate the registry and explain any problem
+    Check,
+    /// Rebuild the registry from the engine's containers and live processes
+    Repair,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorktreeCmd {
+    /// Worktrees of this repository (all repositories outside one, or with
+    /// --all): path, branch, instances, and what removing one would lose
+    #[command(
+        after_help = "Examples:\n  ai-sessctl worktree list\n  ai-sessctl worktree list --all --json"
+    )]
+    List {
+        /// Every repository's, not just this one's
+        #[arg(long)]
+        all: bool,
+        #[arg(long, conflicts_with = "quiet")]
+        json: bool,
+        /// Names only, one a line, of this repository's worktrees (what
+        /// `--worktree NAME` takes; no status, quick enough for completion)
+        #[arg(long, short, conflicts_with = "all")]
+        quiet: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetCmd {
+    /// Connections the egress policy refused (all instances, or one)
+    #[command(
+        after_help = "Examples:\n  ai-sessctl net log\n  ai-sessctl net log api-claude --follow"
+    )]
+    Log {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
+        #[arg(long, short)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Allow a host for an instance (kept in its config; applied at once
+    /// when it runs)
+    #[command(
+        after_help = "Examples:\n  ai-sessctl net allow api-claude pypi.org\n  ai-sessctl net allow api-claude '*.pythonhosted.org'\n  ai-sessctl net allow api-claude db.internal:5432"
+    )]
+    Allow {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: InstanceId,
+        /// `host`, `*.domain`, either with `:port` (default 443 and 80)
+        host: String,
+    },
+    /// The allowlisting proxy (runs inside an instance's sidecar)
+    #[command(hide = true)]
+    Proxy {
+        #[arg(long)]
+        rules: PathBuf,
+        #[arg(long)]
+        events: PathBuf,
+        /// HOST:PORT; a name is resolved (the proxy's alias on its network)
+        #[arg(long)]
+        listen: String,
+        /// PORT=HOST:PORT
+        #[arg(long)]
+        forward: Vec<String>,
+        #[arg(long)]
+        watch: Option<String>,
+        /// An address of the engine's machine: never a destination
+        #[arg(long)]
+        forbid: Vec<std::net::IpAddr>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCmd {
+    /// Copy an agent's old shared state into each of its instances'
+    /// own (only the login stays shared)
+    Migrate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCmd {
+    /// Build the image of an agent (default: every agent with a Dockerfile)
+    Build {
+        #[arg(add = ArgValueCandidates::new(agent_candidates))]
+        mode: Option<Mode>,
+        /// Build on this image instead of the Dockerfile's (Debian with
+        /// Node.js and npm); default: `[images] base`
+        #[arg(long, value_name = "IMAGE")]
+        base: Option<String>,
+        /// Network for the build's RUN steps (as `docker build --network`)
+        #[arg(long, value_name = "MODE")]
+        network: Option<String>,
+        /// Rebuild every step (e.g. to get the agent's newest release)
+        #[arg(long)]
+        no_cache: bool,
+    },
+}
+
+impl StatusFilter {
+    pub fn matches(self, s: Status) -> bool {
+        match self {
+            StatusFilter::All => true,
+            // Live: running, paused or starting (the prompt counts the same).
+            StatusFilter::Running => s.is_live(),
+            StatusFilter::Stopped => !s.is_live(),
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! `stop`, `restart`, `pause`/`resume`, `rm`, `gc`.
+
+use super::Ctx;
+use crate::core::error::{Error, Result};
+use crate::core::types::InstanceId;
+use crate::lifecycle::docker::DockerEngine;
+use crate::lifecycle::ops;
+
+pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u8> {
+    let ids = if all {
+        let reg = crate::lifecycle::refresh(ctx)?;
+        // An entry in error may still hold a running container.
+        reg.instances
+            .values()
+            .filter(|i| {
+                i.status.is_live()
+                    || (i.status == crate::core::types::Status::Error && i.container_id.is_some())
+            })
+            .map(|i| i.id.clone())
+            .collect()
+    } else {
+        ids
+    };
+    if ids.is_empty() {
+        eprintln!("no instances running");
+        return Ok(0);
+    }
+    let failed = ops::stop_many(ctx, &ids, force, "stopped by user");
+    let after = ctx.store.load().ok();
+    for id in ids
+        .iter()
+        .filter(|id| !failed.iter().any(|(f, _)| f == *id))
+    {
+        let starting = after
+            .as_ref()
+            .and_then(|r| r.get(id))
+            .is_some_and(|i| i.status == crate::core::types::Status::Initializing);
+        if starting {
+            eprintln!("{id} is still starting: it stops as soon as its start completes");
+        } else {
+            eprintln!("stopped {id}");
+        }
+    }
+    match failed.into_iter().next() {
+        None => Ok(0),
+        // Keep the kind (and so the exit code and hint) of the failure.
+        Some((id, e)) => Err(match e {
+            Error::NotFound(m) => Error::NotFound(m),
+            Error::NoInstance(m) => Error::NoInstance(m),
+            Error::Engine(m) => Error::Engine(format!("{id}: {m}")),
+            Error::Invalid(m) => Error::Invalid(format!("{id}: {m}")),
+            other => Error::Other(format!("{id}: {other}")),
+        }),
+    }
+}
+
+pub fn restart(ctx: &Ctx, id: InstanceId) -> Result<u8> {
+    let inst = ops::restart(ctx, &id, false, "restarting")?;
+    eprintln!(
+        "restarted {id} on {}; attach with `ai-sessctl attach {id}`",
+        inst.address()
+    );
+    Ok(0)
+}
+
+pub fn pause(ctx: &Ctx, id: InstanceId, paused: bool) -> Result<u8> {
+    ops::set_paused(ctx, &id, paused)?;
+    eprintln!("{} {id}", if paused { "paused" } else { "resumed" });
+    Ok(0)
+}
+
+/// `resume ID`: unpause, or bring back an instance an engine restart
+/// ended; `resume`: bring back all of those.
+pub fn resume(ctx: &Ctx, id: Option<InstanceId>) -> Result<u8> {
+    let Some(id) = id else {
+        let done = crate::service::resume::resume_all(ctx)?;
+        if done.is_empty() {
+            eprintln!("nothing to resume: no instance was ended by an engine restart or reboot");
+        }
+        let mut code = 0;
+        for (id, r) in done {
+            match r {
+                Ok(i) => eprintln!("resumed {id} on {}", i.address()),
+                Err(e) => {
+                    eprintln!("ai-sessctl: {id}: {e}");
+                    code = e.exit_code() as u8;
+                }
+            }
+        }
+        return Ok(code);
+    };
+    let reg = crate::lifecycle::refresh(ctx)?;
+    let inst = reg
+        .get(&id)
+        .ok_or_else(|| crate::core::error::Error::not_found(&id))?;
+    if crate::service::resume::interrupted(inst) {
+        let back = crate::service::resume::bring_back(ctx, inst)?;
+        eprintln!("resumed {id} on {}", back.address());
+        return Ok(0);
+    }
+    pause(ctx, id, false)
+}
+
+/// What `rm` does with an instance's worktree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorktreeChoice {
+    /// `--worktree`: remove it (refused, removing nothing, when it holds
+    /// work, unless forced).
+    Remove,
+    /// Offer a clean one on a terminal; else keep it and say so.
+    Ask,
+    /// Keep it and say so (`rm --all`: no question per instance).
+    Keep,
+}
+
+impl WorktreeChoice {
+    pub fn from_flag(flag: bool) -> Self {
+        if flag {
+            WorktreeChoice::Remove
+        } else {
+            WorktreeChoice::Ask
+        }
+    }
+}
+
+pub fn rm(
+    ctx: &Ctx,
+    ids: Vec<InstanceId>,
+    force: bool,
+    state: bool,
+    wt: WorktreeChoice,
+) -> Result<u8> {
+    use crate::features::worktree::remove as wtrm;
+    // Every refusal before anything is removed.
+    let reg = crate::lifecycle::refresh_quietly(ctx)?;
+    let mut plans = Vec::new();
+    for id in &ids {
+        let mut plan = wtrm::plan(ctx, &reg, id)?;
+        if plan.is_none() && reg.get(id).is_none() && wt == WorktreeChoice::Remove {
+            // Again after an `rm --worktree` killed once the instance went.
+            plan = wtrm::interrupted(ctx, id)?;
+        }
+        if let (WorktreeChoice::Remove, Some(p), false) = (wt, &plan, force) {
+            if let Some(why) = wtrm::refusal(p) {
+                return Err(crate::core::error::Error::Invalid(format!(
+                    "{id}: {why}; nothing was removed (commit and push or merge that work, or add --force to remove the worktree anyway; its branch {} is kept)",
+                    p.info.branch
+                )));
+            }
+        }
+        plans.push(plan);
+    }
+    for (id, plan) in ids.iter().zip(plans) {
+        if reg.get(id).is_some() || plan.is_none() {
+            if let (WorktreeChoice::Remove, Some(p)) = (wt, &plan) {
+                wtrm::begin(ctx, id, p)?;
+            }
+            ops::remove(ctx, id, force, state)?;
+            eprintln!("removed {id}");
+        }
+        if let Some(mut p) = plan {
+            // Who else uses it now (an instance removed by this same `rm`
+            // no longer counts).
+            p.shared_with =
+                crate::features::worktree::remove::users(&ctx.store.load()?, &p.info.path, id);
+            settle_worktree(&p, wt)?;
+        }
+        wtrm::done(ctx, id);
+    }
+    Ok(0)
+}
+
+/// After its instance went: removes its worktree, asks, or says it stays.
+fn settle_worktree(p: &crate::features::worktree::remove::Plan, wt: WorktreeChoice) -> Result<()> {
+    use crate::features::worktree::remove as wtrm;
+    use std::io::{BufRead, IsTerminal, Write};
+    let path = super::list::project_shown(&p.info.path.to_string_lossy());
+    if !p.shared_with.is_empty() {
+        let others: Vec<String> = p.shared_with.iter().map(|i| i.to_string()).collect();
+        eprintln!(
+            "kept its worktree {path}: {} runs in it too",
+            others.join(", ")
+        );
+        return Ok(());
+    }
+    let remove = match wt {
+        WorktreeChoice::Remove => true,
+        _ if !p.changes.clean() => {
+            eprintln!(
+                "kept its worktree {path} ({}; branch {})",
+                p.changes.describe(),
+                p.info.branch
+            );
+            return Ok(());
+        }
+        WorktreeChoice::Ask
+            if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() =>
+        {
+            eprint!(
+                "remove its worktree {path} too (clean; branch {} is kept)? [y/N] ",
+                p.info.branch
+            );
+            let _ = std::io::stderr().flush();
+            let mut answer = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut answer);
+            matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
+        }
+        _ => false,
+    };
+    if remove {
+        wtrm::remove(p)?;
+        eprintln!(
+            "removed its worktree {path} (branch {} is kept)",
+            p.info.branch
+        );
+    } else {
+        eprintln!(
+            "kept its worktree {path} (clean; `git worktree remove {}` removes it)",
+            p.info.path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `rm --all`: every entry of this state home, and containers labelled
+/// with this home that the registry lost. Refuses (removing nothing) while
+/// any runs, unless `force`.
+pub fn rm_all(ctx: &Ctx, force: bool, state: bool, wt: WorktreeChoice) -> Result<u8> {
+    let reg = crate::lifecycle::refresh_quietly(ctx)?;
+    let live: Vec<String> = reg
+        .instances
+        .values()
+        .filter(|i| i.status.is_live())
+        .map(|i| i.id.to_string())
+        .collect();
+    if !force && !live.is_empty() {
+        return Err(crate::core::error::Error::Invalid(format!(
+            "{} still running ({}); stop them first or use --force",
+            live.len(),
+            live.join(", ")
+        )));
+    }
+    let ids: Vec<InstanceId> = reg.instances.keys().cloned().collect();
+    let wt = match wt {
+        WorktreeChoice::Ask => WorktreeChoice::Keep,
+        w => w,
+    };
+    rm(ctx, ids, force, state, wt)?;
+    if let Ok(engine) = DockerEngine::connect() {
+        let home = crate::lifecycle::docker::home_label(&ctx.dirs);
+        for (id, o) in engine.observe()? {
+            if o.labels.get(crate::lifecycle::docker::HOME_LABEL) == Some(&home) {
+                engine.remove(&o.container_id, None)?;
+                eprintln!("removed container {id}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Removes stopped entries older than `log_retention`, stale port
+/// reservations, and containers labelled ours that the registry does not know.
+pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
+    let settings = ctx.global()?;
+    let reg = crate::lifecycle::refresh(ctx)?;
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(settings.global.log_retention.0).unwrap_or_default();
+    let old: Vec<InstanceId> = reg
+        .instances
+        .values()
+        .filter(|i| !i.status.is_live())
+        .filter(|i| {
+            i.timestamps
+                .stopped
+                .or(i.timestamps.created)
+                .is_none_or(|t| t < cutoff)
+        })
+        .map(|i| i.id.clone())
+        .collect();
+    let engine = DockerEngine::connect().ok();
+    let home = crate::lifecycle::docker::home_label(&ctx.dirs);
+    // The listing is taken first and the strays decided from the registry
+    // under its lock: a start registers its instance before it creates the
+    // container, so every container in the listing that a start made is
+    // known to the registry read after it (and no start records meanwhile).
+    let observed = match &engine {
+        Some(e) => e.observe()?,
+        None => Default::default(),
+    };
+    let strays_in = |reg: &crate::state::registry::Registry| -> Vec<(String, String)> {
+        observed
+            .iter()
+            // Another state home's instances are not strays of ours.
+            .filter(|(_, o)| o.belongs_to(&home))
+            .filter(|(id, o)| {
+                reg.instances
+                    .values()
+                    .find(|i| i.id.as_str() == id.as_str())
+                    .is_none_or(|i| {
+                        // A start in progress has no container id recorded yet.
+                        i.status != crate::core::types::Status::Initializing
+                            && i.container_id.as_deref() != Some(&o.container_id)
+                    })
+            })
+            .map(|(id, o)| (id.clone(), o.container_id.clone()))
+            .collect()
+    };
+    let say = |strays: &[(String, String)]| {
+        for id in &old {
+            println!(
+                "{}entry {id}",
+                if dry_run { "would remove " } else { "removed " }
+            );
+        }
+        for (id, cid) in strays {
+            println!(
+                "{}container {} ({id})",
+                if dry_run { "would remove " } else { "removed " },
+                &cid[..cid.len().min(12)]
+            );
+        }
+        if old.is_empty() && strays.is_empty() {
+            println!("nothing to remove");
+        }
+    };
+    // Login containers whose `login` was killed (they are not instances).
+    let logins = match &engine {
+        Some(e) => crate::features::agent_state::reap_logins(e, &ctx.dirs, dry_run)?,
+        None => Vec::new(),
+    };
+    for name in &logins {
+        let did = if dry_run { "would remove" } else { "removed" };
+        println!("{did} login container {name} (its login is gone)");
+    }
+    if dry_run {
+        say(&strays_in(&ctx.store.load()?));
+        return Ok(0);
+    }
+    let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
+    // Networks no container uses, listed first like the containers.
+    let idle_nets = match &engine {
+        Some(e) => e.unused_networks(&home)?,
+        None => Vec::new(),
+    };
+    let mut nets_removed = Vec::new();
+    let strays = ctx.store.update(|reg| {
+        let strays = strays_in(reg);
+        if let Some(engine) = &engine {
+            for (_, cid) in &strays {
+                engine.remove(cid, None)?;
+            }
+            // Left by a crash, unless a start under way made it and is
+            // about to attach its container.
+            for (net, inst) in &idle_nets {
+                let starting = inst.as_deref().is_some_and(|id| {
+                    reg.instances.values().any(|i| {
+                        i.id.as_str() == id && i.status == crate::core::types::Status::Initializing
+                    })
+                });
+                if !starting {
+                    engine.remove_network(net)?;
+                    nets_removed.push(net.clone());
+                }
+            }
+        }
+        for id in &old {
+            if reg.get(id).is_some_and(|i| !i.status.is_live()) {
+                reg.instances.remove(id);
+            }
+        }
+        reg.reserved_ports.retain(|_, r| r.at > day_ago);
+        Ok(strays)
+    })?;
+    say(&strays);
+    for net in &nets_removed {
+        println!("removed network {net}");
+    }
+    for id in &old {
+        let _ = std::fs::remove_file(ctx.dirs.instance_log(id));
+        // The egress proxy's own log directory (the box's: not followed).
+        let _ = std::fs::remove_dir_all(crate::state::events::box_log_dir(
+            &ctx.dirs.logs_dir(),
+            id.as_str(),
+        ));
+    }
+    Ok(0)
+}
+
+/// The detached helper of a batch of stops: removes the networks its
+/// containers left (see `ops::reap_networks`).
+pub fn reap_networks(ctx: &Ctx, names: &[String]) -> Result<u8> {
+    let engine = DockerEngine::connect()?;
+    ops::reap_networks(ctx, &engine, names);
+    Ok(0)
+}

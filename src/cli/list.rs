@@ -1,0 +1,273 @@
+//! `list`, `show`, `find`: what the registry (reconciled with reality) holds.
+
+use super::Ctx;
+use crate::cli::output::{human_age, human_duration, paint, print_json, status_color};
+use crate::cli::StatusFilter;
+use crate::core::error::{Error, Result};
+use crate::core::types::{InstanceId, Mode};
+use crate::state::registry::Instance;
+
+/// The registry reconciled with the runtime, with the agents' latest
+/// activity read from their status files.
+fn current(ctx: &Ctx) -> Result<crate::state::registry::Registry> {
+    let reg = crate::lifecycle::refresh(ctx)?;
+    if reg.live_count() == 0 {
+        return Ok(reg);
+    }
+    crate::features::activity::watch::ensure(ctx);
+    // Re-read even without changes of ours: the watcher may have recorded
+    // the same change a moment before.
+    crate::features::activity::sync_quietly(ctx);
+    ctx.store.load()
+}
+
+/// The activity as a list shows it: `-` when the instance is not live.
+fn activity_shown(i: &Instance, on: bool) -> String {
+    if !i.status.is_live() {
+        return "-".to_owned();
+    }
+    let a = i.activity;
+    match a {
+        crate::core::types::Activity::Waiting => paint(a.as_str(), "33;1", on),
+        _ => a.as_str().to_owned(),
+    }
+}
+
+pub fn list(ctx: &Ctx, status: StatusFilter, json: bool, quiet: bool) -> Result<u8> {
+    let reg = current(ctx)?;
+    let rows: Vec<&Instance> = reg
+        .instances
+        .values()
+        .filter(|i| status.matches(i.status))
+        .collect();
+    if json {
+        print_json(&rows)?;
+    } else if quiet {
+        for i in rows {
+            println!("{}", i.id);
+        }
+    } else if rows.is_empty() {
+        println!(
+            "No instances{}.",
+            match status {
+                StatusFilter::Running => " running",
+                StatusFilter::Stopped => " stopped",
+                StatusFilter::All => "",
+            }
+        );
+    } else {
+        print_table(&rows);
+    }
+    Ok(0)
+}
+
+/// Limits as configured: `500m / 2G`.
+fn limits(i: &Instance) -> String {
+    match (&i.resources.cpu_limit, &i.resources.memory_limit) {
+        (None, None) => "-".to_owned(),
+        (c, m) => format!(
+            "{} / {}",
+            c.as_deref().map(cpu_shown).unwrap_or_else(|| "-".into()),
+            m.as_deref().map(memory_shown).unwrap_or_else(|| "-".into())
+        ),
+    }
+}
+
+/// A limit recorded by an older version may be in the canonical form
+/// (`1953125Ki`); show it the way a user writes it.
+fn memory_shown(m: &str) -> String {
+    m.parse::<crate::state::config::units::Bytes>()
+        .map(|b| b.to_string())
+        .unwrap_or_else(|_| m.to_owned())
+}
+
+fn cpu_shown(c: &str) -> String {
+    c.parse::<crate::state::config::units::Cpu>()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|_| c.to_owned())
+}
+
+/// Usage is shown as is while fresh, with its age once older than this.
+const FRESH: chrono::Duration = chrono::Duration::seconds(60);
+
+/// The last sampled CPU and memory of a live instance, with the sample's
+/// age when it is not fresh; `-` before any sample.
+fn usage(i: &Instance) -> (String, String) {
+    let r = &i.resources;
+    let (Some(c), Some(m), true) = (&r.cpu_usage, &r.memory_usage, i.status.is_live()) else {
+        return ("-".into(), "-".into());
+    };
+    let age = r.usage_at.map(|t| chrono::Utc::now() - t);
+    match age {
+        Some(a) if a <= FRESH => (c.clone(), m.clone()),
+        Some(a) => {
+            let ago = human_age(a);
+            (format!("{c} ({ago} ago)"), format!("{m} ({ago} ago)"))
+        }
+        None => (format!("{c} (old)"), format!("{m} (old)")),
+    }
+}
+
+/// The project path as the user knows it: `~/src/api`.
+pub fn project_shown(path: &str) -> String {
+    match std::env::var("HOME") {
+        Ok(home) if !home.is_empty() && home != "/" => match path.strip_prefix(&home) {
+            Some("") => "~".to_owned(),
+            Some(rest) if rest.starts_with('/') => format!("~{rest}"),
+            _ => path.to_owned(),
+        },
+        _ => path.to_owned(),
+    }
+}
+
+fn uptime(i: &Instance) -> String {
+    match i.timestamps.started.or(i.timestamps.created) {
+        Some(t) if i.status.is_live() => human_duration(chrono::Utc::now() - t),
+        _ => "-".to_owned(),
+    }
+}
+
+/// The git branch of a worktree instance (a repository's string: shown
+/// through [`crate::core::untrusted::printable`]).
+pub fn branch_of(i: &Instance) -> Option<&str> {
+    i.extra
+        .get("worktree")
+        .and_then(|w| w.get("branch"))
+        .and_then(|b| b.as_str())
+}
+
+fn print_table(rows: &[&Instance]) {
+    let on = crate::cli::output::color_stdout();
+    // The branch column only when it says something: a narrow terminal
+    // keeps its width while no worktree instance is listed.
+    let branches = rows.iter().any(|i| branch_of(i).is_some());
+    let mut header = vec!["ID", "PROJECT"];
+    if branches {
+        header.push("BRANCH");
+    }
+    header.extend([
+        "MODE", "PORT", "STATUS", "ACTIVITY", "LIMITS", "CPU", "MEM", "UPTIME",
+    ]);
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|i| {
+            let (cpu, mem) = usage(i);
+            let mut row = vec![i.id.to_string(), project_shown(&i.project_path)];
+            if branches {
+                row.push(crate::core::untrusted::printable(
+                    branch_of(i).unwrap_or("-"),
+                ));
+            }
+            row.extend([
+                i.mode.to_string(),
+                i.port.to_string(),
+                paint(i.status.as_str(), status_color(i.status), on),
+                activity_shown(i, on),
+                limits(i),
+                cpu,
+                mem,
+                uptime(i),
+            ]);
+            row
+        })
+        .collect();
+    let port = if branches { 4 } else { 3 };
+    print!("{}", crate::cli::output::table(&header, cells, &[port]));
+}
+
+pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
+    let reg = current(ctx)?;
+    let inst = reg.get(&id).ok_or_else(|| Error::not_found(&id))?;
+    if json {
+        print_json(inst)?;
+        return Ok(0);
+    }
+    let on = crate::cli::output::color_stdout();
+    // Fields hold what a box or a repository wrote (a reason, a branch).
+    let field =
+        |k: &str, v: &str| println!("{:<14}{}", format!("{k}:"), crate::cli::output::shown(v));
+    field("id", inst.id.as_str());
+    field(
+        "status",
+        &paint(inst.status.as_str(), status_color(inst.status), on),
+    );
+    if let Some(r) = &inst.status_reason {
+        field("reason", r);
+    }
+    field("activity", &activity_shown(inst, on));
+    if let Some(b) = branch_of(inst) {
+        field("branch", &crate::core::untrusted::printable(b));
+    }
+    field("project", &inst.project_path);
+    field("mode", inst.mode.as_str());
+    field("port", &inst.address());
+    if let Some(rt) = inst.runtime {
+        field("runtime", &format!("{rt:?}").to_lowercase());
+    }
+    if let Some(img) = &inst.image {
+        field("image", img);
+    }
+    if let Some(c) = &inst.container_id {
+        field("container", &c[..c.len().min(12)]);
+    }
+    if let Some(e) = inst.egress {
+        field("egress", &e.to_string());
+    }
+    if let Some(p) = inst.pid {
+        field("pid", &p.to_string());
+    }
+    field("limits", &limits(inst));
+    let (cpu, mem) = usage(inst);
+    field("cpu", &cpu);
+    field("memory", &mem);
+    field("uptime", &uptime(inst));
+    if let Some(t) = inst.timestamps.created {
+        field("created", &t.to_rfc3339());
+    }
+    if let Some(c) = inst.exit_code {
+        field("exit code", &c.to_string());
+    }
+    if let Some(h) = &inst.health {
+        field("health", &h.status);
+    }
+    if let Some(p) = inst.owner_pid {
+        field("owner shell", &p.to_string());
+    }
+    Ok(0)
+}
+
+pub fn find(ctx: &Ctx, project: &str, mode: Option<Mode>, json: bool) -> Result<u8> {
+    let reg = current(ctx)?;
+    // A path names one project; anything else is matched as a project name.
+    let path = std::path::Path::new(project);
+    let as_path = if (project.contains('/') || project == ".") && path.is_dir() {
+        let guard = crate::state::project::Guard::new(ctx.dirs.root());
+        let root = guard.resolve(path, crate::state::project::Lookup::Climb)?;
+        Some(root.to_string_lossy().into_owned())
+    } else {
+        None
+    };
+    let hits: Vec<&Instance> = reg
+        .instances
+        .values()
+        .filter(|i| match &as_path {
+            Some(p) => &i.project_path == p,
+            None => i.project_name == project,
+        })
+        .filter(|i| mode.as_ref().is_none_or(|m| &i.mode == m))
+        .collect();
+    if json {
+        print_json(&hits)?;
+    } else {
+        for i in &hits {
+            println!("{}\t{}\t{}\t{}", i.id, i.status, i.port, i.project_path);
+        }
+    }
+    if hits.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no instance for project {:?}",
+            crate::core::types::truncate_for_message(project)
+        )));
+    }
+    Ok(0)
+}

@@ -1,0 +1,202 @@
+//! One module per command group; `dispatch` routes a parsed command.
+
+pub mod args;
+mod config;
+mod dashboard;
+mod doctor;
+mod events;
+mod health;
+mod image;
+mod lifecycle;
+mod list;
+mod login;
+mod logs;
+mod net;
+pub mod output;
+mod port;
+mod registry;
+mod run;
+mod shell;
+mod stats;
+mod top;
+mod worktree;
+
+use crate::core::error::{Error, Result};
+pub use crate::state::context::Ctx;
+pub use args::*;
+pub use dashboard::dashboard_value;
+pub use stats::sample as sample_stats;
+
+pub fn dispatch(command: Command) -> Result<u8> {
+    let ctx = Ctx::from_env()?;
+    match command {
+        Command::Run {
+            mode,
+            shell_pid,
+            runtime,
+            egress,
+            worktree,
+            args,
+        } => run::run(&ctx, mode, shell_pid, runtime, egress, worktree, args),
+        Command::Start {
+            path,
+            mode,
+            id,
+            port,
+            runtime,
+            egress,
+            detach,
+            worktree,
+            args,
+        } => run::start(
+            &ctx,
+            run::StartRequest {
+                path,
+                mode,
+                id,
+                port,
+                runtime,
+                egress,
+                detach,
+                args,
+                worktree,
+                shell_pid: None,
+            },
+        ),
+        Command::Stop { ids, all, force } => lifecycle::stop(&ctx, ids, all, force),
+        Command::Restart(a) => lifecycle::restart(&ctx, a.id),
+        Command::Attach(a) => run::attach(&ctx, a.id),
+        Command::Pause(a) => lifecycle::pause(&ctx, a.id, true),
+        Command::Resume { id } => lifecycle::resume(&ctx, id),
+        Command::Rm {
+            ids,
+            all,
+            force,
+            state,
+            worktree,
+        } => {
+            let wt = lifecycle::WorktreeChoice::from_flag(worktree);
+            if all {
+                lifecycle::rm_all(&ctx, force, state, wt)
+            } else {
+                lifecycle::rm(&ctx, ids, force, state, wt)
+            }
+        }
+        Command::Gc { dry_run } => lifecycle::gc(&ctx, dry_run),
+        Command::List {
+            status,
+            json,
+            quiet,
+        } => list::list(&ctx, status, json, quiet),
+        Command::Show { id, json } => list::show(&ctx, id.id, json),
+        Command::Find {
+            project,
+            mode,
+            json,
+        } => list::find(&ctx, &project, mode, json),
+        Command::Stats { id, watch, json } => stats::stats(&ctx, id, watch, json),
+        Command::Top => top::top(&ctx),
+        Command::Health(crate::cli::HealthCmd::Check { id, json }) => health::check(&ctx, id, json),
+        Command::Health(crate::cli::HealthCmd::Watch) => health::watch(&ctx),
+        Command::Heal(a) => health::heal(&ctx, a.id),
+        Command::Logs { id, follow, tail } => logs::logs(&ctx, id.id, follow, tail),
+        Command::Events {
+            follow,
+            json,
+            since,
+            level,
+        } => events::events(&ctx, follow, json, since, level),
+        Command::Config(args) => config::config(&ctx, args),
+        Command::Dashboard { json } => dashboard::dashboard(&ctx, json),
+        Command::Port(p) => port::port(&ctx, p),
+        Command::Registry(r) => registry::registry(&ctx, r),
+        Command::Worktree(w) => worktree::worktree(&ctx, w),
+        Command::Image(crate::cli::ImageCmd::Build {
+            mode,
+            base,
+            network,
+            no_cache,
+        }) => image::build(&ctx, mode, base, network, no_cache),
+        Command::Login { mode, from_host } => login::login(&ctx, mode, from_host),
+        Command::State(crate::cli::StateCmd::Migrate) => login::migrate(&ctx),
+        Command::Net(n) => net::net(&ctx, n),
+        Command::Doctor => doctor::doctor(&ctx),
+        Command::Serve { addr, allow_remote } => {
+            crate::api::serve(&ctx, addr, allow_remote).map(|_| 0)
+        }
+        Command::Init { shell } => shell::init(&ctx, shell),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Prompt => shell::prompt(&ctx),
+        Command::ShellExit { pid, now } => shell::shell_exit(&ctx, pid, now),
+        Command::Notifier => crate::features::activity::watch::run(&ctx).map(|_| 0),
+        Command::ReapNetworks { names } => lifecycle::reap_networks(&ctx, &names),
+    }
+}
+
+/// Prints `ai-sessctl: error: …` and a hint; returns the exit code.
+pub fn report(e: &Error) -> u8 {
+    let on = crate::cli::output::color_stderr();
+    eprintln!(
+        "ai-sessctl: {} {e}",
+        crate::cli::output::paint("error:", "31;1", on)
+    );
+    if let Some(h) = e.hint() {
+        eprintln!("  hint: {h}");
+    }
+    if let Error::NoInstance(typed) = e {
+        let ids = completion_ids();
+        if let Some(id) = crate::core::error::closest(typed, ids.iter().map(|(id, _)| id.as_str()))
+        {
+            eprintln!("  did you mean {id}?");
+        }
+    }
+    e.exit_code() as u8
+}
+
+/// Instance ids with a short description, for tab completion. Never fails:
+/// a completion must not print errors.
+pub fn completion_ids() -> Vec<(String, String)> {
+    let Ok(ctx) = Ctx::from_env() else {
+        return Vec::new();
+    };
+    let Ok(reg) = ctx.store.load() else {
+        return Vec::new();
+    };
+    reg.instances
+        .values()
+        .map(|i| {
+            (
+                i.id.to_string(),
+                format!("{} {} {}", i.status, i.mode, i.project_path),
+            )
+        })
+        .collect()
+}
+
+pub fn completion_config_keys() -> Vec<String> {
+    Ctx::from_env()
+        .map(|c| crate::state::config::known_keys(&c.dirs))
+        .unwrap_or_default()
+}
+
+/// `-w <TAB>`: the worktrees made for the repository the shell is in.
+pub fn completion_worktrees() -> Vec<(String, Option<String>)> {
+    let Ok(ctx) = Ctx::from_env() else {
+        return Vec::new();
+    };
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| crate::features::worktree::inventory::repo_of(&d))
+        .map(|repo| crate::features::worktree::inventory::names(&ctx, &repo))
+        .unwrap_or_default()
+}
+
+pub fn completion_agents() -> Vec<String> {
+    Ctx::from_env()
+        .ok()
+        .and_then(|c| crate::state::config::agent_names(&c.dirs).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.to_string())
+        .collect()
+}

@@ -1,0 +1,429 @@
+//! `run` (attach-or-start, what the `claude` function calls), `start` and
+//! `attach`.
+
+use super::Ctx;
+use crate::core::error::{Error, Result};
+use crate::core::types::{InstanceId, Mode, Port, Status};
+use crate::engine::attach::{parse_detach_keys, AttachEnd};
+use crate::features::worktree::setup::Watch;
+use crate::lifecycle::docker::DockerEngine;
+use crate::lifecycle::ops::{self, StartRequest as OpsStart, Started};
+use crate::state::config::RuntimeChoice;
+use crate::state::registry::{Client, Instance, ProcRef, RuntimeKind};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub struct StartRequest {
+    pub path: Option<PathBuf>,
+    pub mode: Mode,
+    pub id: Option<InstanceId>,
+    pub port: Option<Port>,
+    pub runtime: Option<RuntimeChoice>,
+    pub egress: Option<crate::state::config::EgressPolicy>,
+    pub detach: bool,
+    pub args: Vec<String>,
+    pub shell_pid: Option<u32>,
+    /// `--worktree NAME`: run in that git worktree of the project.
+    pub worktree: Option<String>,
+}
+
+/// `claude -w NAME ARGS` from the shell function: a leading `-w NAME`,
+/// `--worktree NAME` or `--worktree=NAME` is ours, the rest the agent's.
+fn split_worktree(mut args: Vec<String>) -> (Option<String>, Vec<String>) {
+    match args.first().map(String::as_str) {
+        Some("-w" | "--worktree") if args.len() >= 2 => {
+            let name = args.remove(1);
+            args.remove(0);
+            (Some(name), args)
+        }
+        Some(a) if a.starts_with("--worktree=") => {
+            let name = a["--worktree=".len()..].to_owned();
+            args.remove(0);
+            (Some(name), args)
+        }
+        _ => (None, args),
+    }
+}
+
+pub fn run(
+    ctx: &Ctx,
+    mode: Mode,
+    shell_pid: Option<u32>,
+    runtime: Option<RuntimeChoice>,
+    egress: Option<crate::state::config::EgressPolicy>,
+    worktree: Option<String>,
+    args: Vec<String>,
+) -> Result<u8> {
+    if let Some(pid) = shell_pid {
+        // Tells that shell's exit hook to run `shell-exit` (best effort:
+        // without it, reconcile applies the policy once the shell is gone).
+        let _ = crate::service::shell::mark_owner(&ctx.dirs, pid);
+    }
+    let (from_args, args) = match worktree {
+        Some(w) => (Some(w), args),
+        None => split_worktree(args),
+    };
+    start(
+        ctx,
+        StartRequest {
+            path: None,
+            mode,
+            id: None,
+            port: None,
+            runtime,
+            egress,
+            detach: false,
+            args,
+            shell_pid,
+            worktree: from_args,
+        },
+    )
+}
+
+pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
+    let mut project = crate::state::project::of(&ctx.dirs, req.path.as_deref())?;
+    let mut req = req;
+    let worktree = match req.worktree.take() {
+        Some(name) => {
+            let (info, dir, id) =
+                crate::features::worktree::target(ctx, &project, &name, &req.mode)?;
+            project = dir;
+            req.id.get_or_insert(id);
+            Some(info)
+        }
+        None => None,
+    };
+    // Reconcile first, so a dead instance is restarted, not attached to.
+    // An engine that does not answer is reported by the start itself.
+    let reg = crate::lifecycle::refresh_quietly(ctx)?;
+    let args = req.args.clone();
+    // An instance an engine restart or reboot ended comes back with the
+    // arguments it was started with, continuing its conversation
+    // (`resume_args`), unless the user gave arguments now.
+    let mut start_args = req.args;
+    let mut continue_args = Vec::new();
+    if start_args.is_empty() {
+        let id = match &req.id {
+            Some(id) => Some(id.clone()),
+            None => crate::state::registry::derive_id(&reg, &project, &req.mode).ok(),
+        };
+        if let Some(prev) = id.and_then(|id| reg.get(&id).cloned()) {
+            if crate::service::resume::interrupted(&prev) {
+                start_args = prev.args.clone();
+                continue_args = crate::service::resume::resume_args(ctx, &prev);
+            }
+        }
+    }
+    let started = ops::start(
+        ctx,
+        OpsStart {
+            project,
+            mode: req.mode,
+            id: req.id,
+            port: req.port,
+            runtime: req.runtime,
+            egress: req.egress,
+            args: start_args,
+            continue_args,
+            shell_pid: req.shell_pid,
+            detach: req.detach,
+            heal: false,
+            worktree: worktree.clone(),
+        },
+    )?;
+    if let (Some(info), Started::AlreadyRunning(i)) = (&worktree, &started) {
+        crate::features::worktree::record(ctx, &i.id, info)?;
+    }
+    match started {
+        Started::AlreadyRunning(inst) => {
+            // A policy asked for now cannot apply to the running agent:
+            // attaching as if it did would hand the user an agent that
+            // reaches what they asked it not to.
+            let runs = inst
+                .egress
+                .unwrap_or(crate::state::config::EgressPolicy::Open);
+            if let Some(asked) = req.egress.filter(|a| *a != runs) {
+                return Err(Error::Invalid(format!(
+                    "{id} is already running with egress = \"{runs}\"; --egress {asked} applies to a new start: \
+                     `ai-sessctl stop {id}`, then start it again with --egress {asked}",
+                    id = inst.id
+                )));
+            }
+            if req.detach {
+                eprintln!(
+                    "{} is already {} on port {}",
+                    inst.id, inst.status, inst.port
+                );
+                return Ok(0);
+            }
+            if !args.is_empty() {
+                // Nothing silently dropped: the running agent was started
+                // with other arguments (or none).
+                eprintln!(
+                    "{id} is already running: attaching to it; `{}` applies at its next start (`ai-sessctl stop {id}`, then run it again)",
+                    args.join(" "),
+                    id = inst.id
+                );
+            }
+            attach_to(ctx, inst, None, req.shell_pid)
+        }
+        Started::Container { inst, engine } => {
+            if req.detach {
+                if has_setup(ctx, &inst)? {
+                    eprintln!("{}: running worktree.setup…", inst.id);
+                    crate::features::worktree::setup::wait(ctx, Watch::Container(&engine), &inst)?;
+                }
+                println!("{}", inst.id);
+                eprintln!("started {} on {}", inst.id, inst.address());
+                return Ok(0);
+            }
+            attach_to(ctx, inst, Some(engine), req.shell_pid)
+        }
+        Started::Process { inst, mut child } => {
+            if req.detach {
+                if has_setup(ctx, &inst)? {
+                    eprintln!("{}: running worktree.setup…", inst.id);
+                    crate::features::worktree::setup::wait(ctx, Watch::Process(&mut child), &inst)?;
+                }
+                println!("{}", inst.id);
+                eprintln!(
+                    "started {} on the host (pid {}), output in {}",
+                    inst.id,
+                    child.id(),
+                    ctx.dirs.instance_log(&inst.id).display()
+                );
+                return Ok(0);
+            }
+            // The agent owns the terminal; our own ^C must not kill us first.
+            let _ignore = IgnoreInterrupts::new();
+            let _attached = crate::features::activity::notify::attached_guard(ctx, &inst.id);
+            let status = child
+                .wait()
+                .map_err(|e| Error::Other(format!("waiting for the agent: {e}")))?;
+            let code = status.code().map(i64::from).unwrap_or_else(|| {
+                use std::os::unix::process::ExitStatusExt;
+                128 + i64::from(status.signal().unwrap_or(0))
+            });
+            let (status, reason) = end_of(ctx, &inst.id);
+            ops::finish(ctx, &inst, Some(code), status, Some(reason), None)?;
+            Ok(exit_byte(code))
+        }
+    }
+}
+
+/// How a foreground agent's end is recorded: a failed `worktree.setup`
+/// (the script said why on the terminal) is an error with that reason.
+fn end_of(ctx: &Ctx, id: &InstanceId) -> (Status, String) {
+    match crate::features::worktree::setup::failure_reason(&ctx.dirs, id) {
+        Some(why) => (Status::Error, why),
+        None => (Status::Stopped, "agent exited".to_owned()),
+    }
+}
+
+/// Whether the launch of `inst` ran `worktree.setup` before its agent.
+fn has_setup(ctx: &Ctx, inst: &Instance) -> Result<bool> {
+    Ok(inst.extra.contains_key("worktree")
+        && !ops::effective_for(ctx, &inst.id)?
+            .settings
+            .worktree
+            .setup
+            .is_empty())
+}
+
+fn exit_byte(code: i64) -> u8 {
+    u8::try_from(code).unwrap_or(1)
+}
+
+pub fn attach(ctx: &Ctx, id: InstanceId) -> Result<u8> {
+    let reg = crate::lifecycle::refresh(ctx)?;
+    let inst = reg.get(&id).ok_or_else(|| Error::not_found(&id))?.clone();
+    if !inst.status.is_live() {
+        return Err(Error::Invalid(format!(
+            "{id} is {}; start it with `ai-sessctl restart {id}`",
+            inst.status
+        )));
+    }
+    attach_to(ctx, inst, None, None)
+}
+
+/// Attaches this terminal to `inst`; `shell` is the interactive shell it
+/// runs in (default: our parent, as for `attach`).
+fn attach_to(
+    ctx: &Ctx,
+    inst: Instance,
+    engine: Option<DockerEngine>,
+    shell: Option<u32>,
+) -> Result<u8> {
+    if inst.runtime == Some(RuntimeKind::Host) {
+        return Err(Error::Invalid(format!(
+            "{} runs on the host (pid {}) in the terminal that started it; host instances cannot be re-attached",
+            inst.id,
+            inst.pid.unwrap_or(0)
+        )));
+    }
+    // Started by another terminal a moment ago: wait for it, then attach.
+    let inst = match inst.container_id {
+        None if inst.status == Status::Initializing => wait_for_start(ctx, &inst.id)?,
+        _ => inst,
+    };
+    let Some(cid) = inst.container_id.clone() else {
+        return Err(Error::Invalid(format!(
+            "{} has no container to attach to",
+            inst.id
+        )));
+    };
+    // An engine is handed in only for a container started just now: replay
+    // its first output (printed before the attach), not an old session's.
+    let fresh = engine.is_some();
+    let engine = match engine {
+        Some(e) => e,
+        None => DockerEngine::connect()?,
+    };
+    let eff = ops::effective_for(ctx, &inst.id)?;
+    let keys_spec = eff.settings.global.detach_keys.clone();
+    let keys = parse_detach_keys(&keys_spec)?;
+    if inst.status == Status::Paused {
+        ops::set_paused(ctx, &inst.id, false)?;
+    }
+    let _client = Attached::register(ctx, &inst.id, shell);
+    eprintln!("attached to {} (detach: {})", inst.id, keys_spec);
+    let attached = crate::features::activity::notify::attached_guard(ctx, &inst.id);
+    let end = engine.attach(&cid, &keys, fresh)?;
+    drop(attached);
+    match end {
+        AttachEnd::Detached => {
+            eprintln!(
+                "\r\ndetached from {id}; it keeps running. Back with `ai-sessctl attach {id}` (or run the agent again here).",
+                id = inst.id
+            );
+            Ok(0)
+        }
+        AttachEnd::Exited(code) => {
+            let (status, reason) = end_of(ctx, &inst.id);
+            ops::finish(ctx, &inst, Some(code), status, Some(reason), Some(&engine))?;
+            Ok(exit_byte(code))
+        }
+    }
+}
+
+/// This terminal in the entry's attached clients, for as long as it is
+/// attached (best effort: a client that died is ignored by its pid).
+struct Attached<'a> {
+    ctx: &'a Ctx,
+    id: InstanceId,
+    me: ProcRef,
+}
+
+impl<'a> Attached<'a> {
+    fn register(ctx: &'a Ctx, id: &InstanceId, shell: Option<u32>) -> Self {
+        let me = ProcRef::me();
+        let shell_pid = shell.unwrap_or_else(|| nix::unistd::getppid().as_raw() as u32);
+        let client = Client {
+            process: me.clone(),
+            shell: Some(ProcRef {
+                pid: shell_pid,
+                start_time: crate::core::procinfo::start_time(shell_pid),
+            }),
+        };
+        let _ = ctx.store.update(|reg| {
+            if let Some(i) = reg.instances.get_mut(id) {
+                i.clients.retain(|c| c.process.alive() && c.process != me);
+                i.clients.push(client.clone());
+            }
+            Ok(())
+        });
+        Attached {
+            ctx,
+            id: id.clone(),
+            me,
+        }
+    }
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        let _ = self.ctx.store.update(|reg| {
+            if let Some(i) = reg.instances.get_mut(&self.id) {
+                i.clients
+                    .retain(|c| c.process.alive() && c.process != self.me);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// How long a `run` waits for another terminal's start of the same
+/// instance (the time a start may take before reconcile calls it dead).
+const START_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until the start under way (by another process) completes; a
+/// spinner on a terminal says what it waits for.
+fn wait_for_start(ctx: &Ctx, id: &InstanceId) -> Result<Instance> {
+    let tty = std::io::stderr().is_terminal();
+    let frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    let t0 = Instant::now();
+    let mut n = 0;
+    let result = loop {
+        let reg = crate::lifecycle::refresh_quietly(ctx)?;
+        match reg.get(id) {
+            None => break Err(Error::Invalid(format!("{id} was removed while it was starting"))),
+            Some(i) if i.status == Status::Initializing => {}
+            Some(i) if i.status.is_live() => break Ok(i.clone()),
+            Some(i) => {
+                break Err(Error::Invalid(format!(
+                    "the start of {id} by another terminal did not succeed ({}{}); run it again to start it",
+                    i.status,
+                    i.status_reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )))
+            }
+        }
+        if t0.elapsed() > START_WAIT {
+            break Err(Error::Invalid(format!(
+                "{id} is still starting after {}s (started by another terminal); try again",
+                START_WAIT.as_secs()
+            )));
+        }
+        if tty {
+            eprint!(
+                "\r{} waiting for {id} to start (started by another terminal)… ",
+                frames[n % frames.len()]
+            );
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if tty && n > 0 {
+        eprint!("\r\x1b[K");
+    }
+    result
+}
+
+/// Ignores SIGINT/SIGQUIT while a foreground agent runs (like a shell does).
+struct IgnoreInterrupts;
+
+impl IgnoreInterrupts {
+    fn new() -> Self {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: installing SIG_IGN has no handler code to be unsafe in.
+        unsafe {
+            let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
+            let _ = signal(Signal::SIGQUIT, SigHandler::SigIgn);
+        }
+        IgnoreInterrupts
+    }
+}
+
+impl Drop for IgnoreInterrupts {
+    fn drop(&mut self) {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: restores the default dispositions.
+        unsafe {
+            let _ = signal(Signal::SIGINT, SigHandler::SigDfl);
+            let _ = signal(Signal::SIGQUIT, SigHandler::SigDfl);
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Library errors and the exit codes the CLI maps them to.
+
+use std::path::PathBuf;
+
+/// Exit codes shared by every command (DESIGN.md "Errors").
+pub mod exit {
+    pub const USAGE: i32 = 2;
+    pub const NOT_FOUND: i32 = 3;
+    pub const ENGINE: i32 = 4;
+    pub const INVALID: i32 = 5;
+    pub const FAILURE: i32 = 1;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {msg}")]
+    Corrupt { path: PathBuf, msg: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// An instance id the registry does not hold (the CLI adds the
+    /// closest id it does hold).
+    #[error("no instance {0} (see `ai-sessctl list`)")]
+    NoInstance(String),
+    /// The engine failed or is out of reach; shown with its endpoint.
+    #[error("{}", with_endpoint(.0))]
+    Engine(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// An engine error names the endpoint and where it came from, once.
+fn with_endpoint(msg: &str) -> String {
+    match crate::engine::endpoint::current() {
+        Ok(ep) if !msg.contains(&ep.host) => format!("{msg} (engine at {ep})"),
+        _ => msg.to_owned(),
+    }
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn not_found(id: &crate::core::types::InstanceId) -> Self {
+        Error::NoInstance(id.to_string())
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Corrupt { .. } | Error::Invalid(_) => exit::INVALID,
+            Error::NotFound(_) | Error::NoInstance(_) => exit::NOT_FOUND,
+            Error::Engine(_) => exit::ENGINE,
+            Error::Usage(_) => exit::USAGE,
+            Error::Io { .. } | Error::Other(_) => exit::FAILURE,
+        }
+    }
+
+    /// A short next step for the user, printed under the error line.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Corrupt { .. } => {
+                Some("the file was left untouched; `ai-sessctl registry check` explains, `ai-sessctl registry repair` rebuilds")
+            }
+            #[cfg(target_os = "macos")]
+            Error::Engine(_) => Some(
+                "start the engine (Docker Desktop, `colima start`, OrbStack) or set runtime = \"host\"",
+            ),
+            #[cfg(not(target_os = "macos"))]
+            Error::Engine(_) => Some(
+                "start the engine (`sudo systemctl start docker`, or `dockerd &`) or set runtime = \"host\"",
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// The candidate closest to `typed`, when it is close enough to be a typo
+/// (a small edit distance for its length), for "did you mean …?".
+pub fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (typed.chars().count() / 3).clamp(1, 3);
+    candidates
+        .into_iter()
+        .filter(|c| *c != typed)
+        .map(|c| (strsim::damerau_levenshtein(typed, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, c)| (*d, *c))
+        .map(|(_, c)| c)
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn an_engine_error_names_the_endpoint_once() {
+        let Ok(ep) = crate::engine::endpoint::current() else {
+            return; // this environment names a broken context: nothing to add
+        };
+        let shown = Error::Engine("create network x: boom".into()).to_string();
+        assert_eq!(shown, format!("create network x: boom (engine at {ep})"));
+        let already = format!("container engine at {ep} is not answering");
+        assert_eq!(Error::Engine(already.clone()).to_string(), already);
+        assert_eq!(Error::Other("boom".into()).to_string(), "boom");
+    }
+}

@@ -1,0 +1,7 @@
+//! The bottom layer: types, errors, paths, untrusted input, process facts.
+
+pub mod error;
+pub mod paths;
+pub mod procinfo;
+pub mod types;
+pub mod untrusted;

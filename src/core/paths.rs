@@ -1,0 +1,156 @@
+//! The state directory layout (DESIGN.md "State directory") and its creation
+//! with private permissions.
+
+use crate::core::error::{Error, Result};
+use crate::core::types::{InstanceId, Mode};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// `$AI_SESSIONS_HOME`, else `~/.ai-sessions`.
+    pub fn from_env() -> Result<Self> {
+        if let Some(dir) = std::env::var_os("AI_SESSIONS_HOME").filter(|d| !d.is_empty()) {
+            return Ok(Self::new(PathBuf::from(dir)));
+        }
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| Error::Invalid("neither AI_SESSIONS_HOME nor HOME is set".into()))?;
+        Ok(Self::new(PathBuf::from(home).join(".ai-sessions")))
+    }
+
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn registry(&self) -> PathBuf {
+        self.root.join("registry.json")
+    }
+    pub fn registry_lock(&self) -> PathBuf {
+        self.root.join("registry.lock")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn configs_dir(&self) -> PathBuf {
+        self.root.join("configs")
+    }
+    pub fn instance_config(&self, id: &InstanceId) -> PathBuf {
+        self.configs_dir().join(format!("{id}.toml"))
+    }
+    pub fn states_dir(&self) -> PathBuf {
+        self.root.join("states")
+    }
+    /// One instance's own state (`state = "instance"`, and dirs made
+    /// before agent-wide state existed).
+    pub fn state_of(&self, id: &InstanceId) -> PathBuf {
+        self.states_dir().join(id.as_str())
+    }
+    /// The state shared by an agent's instances. Never an instance's dir:
+    /// ids always contain a `-`, agent names never do.
+    pub fn agent_state(&self, mode: &Mode) -> PathBuf {
+        self.states_dir().join(mode.as_str())
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn event_log(&self) -> PathBuf {
+        self.logs_dir().join("session-manager.log")
+    }
+    pub fn instance_log(&self, id: &InstanceId) -> PathBuf {
+        self.logs_dir().join(format!("{id}.log"))
+    }
+    pub fn socket_of(&self, id: &InstanceId) -> PathBuf {
+        self.root.join("sockets").join(format!("{id}.sock"))
+    }
+    pub fn prompt_file(&self) -> PathBuf {
+        self.root.join("prompt.tsv")
+    }
+    pub fn token_file(&self) -> PathBuf {
+        self.root.join("api.token")
+    }
+
+    /// Refuses a state directory another uid owns or may write (when it
+    /// exists): whoever can write there can plant a config that runs
+    /// commands as us.
+    pub fn check_trusted(&self) -> Result<()> {
+        match fs::metadata(&self.root) {
+            Ok(m) => trusted(&self.root, &m),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Creates the root directory (0700) if missing and tightens it if it
+    /// was created with a loose umask (never one another uid can write).
+    pub fn ensure(&self) -> Result<()> {
+        ensure_private_dir(&self.root)
+    }
+
+    pub fn ensure_sub(&self, dir: &Path) -> Result<()> {
+        self.ensure()?;
+        ensure_private_dir(dir)
+    }
+}
+
+/// Ours and writable by nobody else, or an error saying which and how to
+/// fix it (as ssh does for keys).
+pub fn trusted(path: &Path, m: &fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let kind = if m.is_dir() { "directory" } else { "file" };
+    if m.uid() != me {
+        return Err(Error::Invalid(format!(
+            "{}: refusing to use a {kind} owned by uid {}, not by you (uid {me}): whoever owns it can make ai-sessions run commands as you; `chown` it if it is yours",
+            path.display(),
+            m.uid()
+        )));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(Error::Invalid(format!(
+            "{}: refusing to use a {kind} writable by group or others (mode {:o}): they could make ai-sessions run commands as you; `chmod go-w` it after checking its contents",
+            path.display(),
+            m.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            trusted(dir, &m)?;
+            if m.permissions().mode() & 0o077 != 0 {
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| Error::io(dir, e))?;
+            }
+            Ok(())
+        }
+        Ok(_) => Err(Error::Invalid(format!(
+            "{}: exists and is not a directory",
+            dir.display()
+        ))),
+        Err(_) => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e)),
+    }
+}
+
+/// Opens a file for appending, created 0600.
+pub fn open_private_append(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,237 @@
+//! Per-instance networks. By default each instance gets a bridge network
+//! of its own (created with it, removed with it, labelled, reaped by `gc`),
+//! so agents cannot reach one another; `networking.mode = "shared"` keeps
+//! the engine's default bridge, where they can.
+//!
+//! An egress policy other than `open` replaces this network by an internal
+//! one with a proxy as the only way out (`crate::features::egress::launch`).
+
+use crate::core::error::{Error, Result};
+use crate::lifecycle::docker::{api_error, is_404, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
+use crate::state::config::NetworkMode;
+use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters as q;
+use bollard::Docker;
+use std::collections::HashMap;
+
+/// Container label naming the network made for it (removed with it).
+pub const NETWORK_LABEL: &str = "ai.network";
+
+/// Deadline for creating or removing a network. The engine does these one
+/// at a time: with fifty starts at once the last waits for the other
+/// forty-nine (about 0.15-0.5 s each on a loaded engine), which is a queue,
+/// not an engine that stopped answering.
+pub const NETWORK_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A client for network create and remove, with [`NETWORK_CALL_TIMEOUT`].
+pub(crate) fn queued(docker: &Docker) -> Docker {
+    docker.clone().with_timeout(NETWORK_CALL_TIMEOUT)
+}
+
+/// Where an instance's container is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// The engine's default bridge, shared with every other container.
+    Shared,
+    /// A network of its own.
+    Own(OwnNetwork),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnNetwork {
+    pub name: String,
+    /// No route off the network (for an egress policy with a proxy).
+    pub internal: bool,
+    pub labels: HashMap<String, String>,
+}
+
+/// The network for an instance named `name` (its container's name),
+/// labelled like the container.
+pub fn plan(mode: NetworkMode, name: &str, labels: &HashMap<String, String>) -> Plan {
+    match mode {
+        NetworkMode::Shared => Plan::Shared,
+        NetworkMode::Isolated => {
+            let keep = ["ai.instance", HOME_LABEL, MANAGED_LABEL];
+            Plan::Own(OwnNetwork {
+                name: name.to_owned(),
+                internal: false,
+                labels: labels
+                    .iter()
+                    .filter(|(k, _)| keep.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            })
+        }
+    }
+}
+
+impl Plan {
+    /// `HostConfig.NetworkMode` for the container.
+    pub fn network_mode(&self) -> Option<String> {
+        match self {
+            Plan::Shared => None,
+            Plan::Own(n) => Some(n.name.clone()),
+        }
+    }
+}
+
+/// Creates the network. One of ours that is still there (its container
+/// was removed behind our back, or a start crashed) is reused: engines
+/// before API 1.44 accept a second network of the same name, which makes
+/// the name ambiguous, so look first. A network of that name that is not
+/// ours is an error.
+pub async fn ensure(docker: &Docker, net: &OwnNetwork) -> Result<()> {
+    match docker
+        .inspect_network(&net.name, None::<q::InspectNetworkOptions>)
+        .await
+    {
+        Ok(existing) => {
+            let labels = existing.labels.unwrap_or_default();
+            return if labels.get(HOME_LABEL) == net.labels.get(HOME_LABEL)
+                && labels.get(MANAGED_LABEL).map(String::as_str) == Some(MANAGED_VALUE)
+            {
+                Ok(())
+            } else {
+                Err(Error::Invalid(format!(
+                    "network {} exists and is not this state home's; remove it or start with another --id",
+                    net.name
+                )))
+            };
+        }
+        Err(e) if is_404(&e) => {}
+        Err(e) if is_ambiguous(&e) => return keep_one(docker, net).await,
+        Err(e) => return Err(api_error("inspect network", e)),
+    }
+    let req = NetworkCreateRequest {
+        name: net.name.clone(),
+        driver: Some("bridge".to_owned()),
+        internal: Some(net.internal),
+        labels: Some(net.labels.clone()),
+        ..Default::default()
+    };
+    super::subnet::create_network(&queued(docker), req)
+        .await?
+        .map_err(|e| api_error("create network", e))
+}
+
+/// Engines before API 1.44 create a second network of a name that exists
+/// (a start killed while its create was under way, then started again):
+/// the name is then ambiguous and no container can join it.
+fn is_ambiguous(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 400, message }
+            if message.contains("ambiguous")
+    )
+}
+
+/// Of several networks named `net.name`, all ours, keeps the one in use
+/// (else the oldest) and removes the others.
+async fn keep_one(docker: &Docker, net: &OwnNetwork) -> Result<()> {
+    let mut same = Vec::new();
+    for n in named(docker, &net.name).await? {
+        let Some(id) = n.id else { continue };
+        let labels = n.labels.unwrap_or_default();
+        if labels.get(HOME_LABEL) != net.labels.get(HOME_LABEL)
+            || labels.get(MANAGED_LABEL).map(String::as_str) != Some(MANAGED_VALUE)
+        {
+            return Err(Error::Invalid(format!(
+                "network {} exists and is not this state home's; remove it or start with another --id",
+                net.name
+            )));
+        }
+        // The listing does not say which containers are attached.
+        let in_use = docker
+            .inspect_network(&id, None::<q::InspectNetworkOptions>)
+            .await
+            .ok()
+            .and_then(|d| d.containers)
+            .is_some_and(|c| !c.is_empty());
+        same.push((!in_use, n.created.unwrap_or_default(), id));
+    }
+    same.sort();
+    for (_, _, id) in same.iter().skip(1) {
+        queued(docker).remove_network(id).await.or_else(|e| {
+            if is_404(&e) {
+                Ok(())
+            } else {
+                Err(Error::Invalid(format!(
+                    "network {} exists more than once and one of them cannot be removed ({}); remove the extra ones with `docker network rm`",
+                    net.name,
+                    api_error("remove network", e)
+                )))
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// The networks named exactly `name`.
+async fn named(docker: &Docker, name: &str) -> Result<Vec<bollard::models::Network>> {
+    let filters = HashMap::from([("name".to_owned(), vec![name.to_owned()])]);
+    let listed = docker
+        .list_networks(Some(q::ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .map_err(|e| api_error("list networks", e))?;
+    // The filter matches on part of the name.
+    Ok(listed
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+        .collect())
+}
+
+/// Removes a network; gone already, or still in use (by a container that
+/// is not ours to remove), is left as it is.
+pub async fn remove(docker: &Docker, name: &str) -> Result<()> {
+    match queued(docker).remove_network(name).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_ambiguous(&e) => {
+            for id in named(docker, name).await?.into_iter().filter_map(|n| n.id) {
+                Box::pin(remove(docker, &id)).await?;
+            }
+            Ok(())
+        }
+        Err(e) if is_404(&e) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 403 | 409,
+            ..
+        }) => Ok(()),
+        Err(e) => Err(api_error("remove network", e)),
+    }
+}
+
+/// Networks of this state home with no container attached, with their
+/// `ai.instance`: left by a crash, or made by a start that has not
+/// attached its container yet (the caller tells them apart).
+pub async fn unused(docker: &Docker, home: &str) -> Result<Vec<(String, Option<String>)>> {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("{MANAGED_LABEL}={MANAGED_VALUE}"),
+            format!("{HOME_LABEL}={home}"),
+        ],
+    )]);
+    let nets = docker
+        .list_networks(Some(q::ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .map_err(|e| api_error("list networks", e))?;
+    let mut out = Vec::new();
+    for n in nets {
+        let Some(name) = n.name else { continue };
+        // The listing does not say which containers are attached.
+        let detail = docker
+            .inspect_network(&name, None::<q::InspectNetworkOptions>)
+            .await;
+        if let Ok(d) = detail {
+            if d.containers.unwrap_or_default().is_empty() {
+                let inst = d.labels.and_then(|mut l| l.remove("ai.instance"));
+                out.push((name, inst));
+            }
+        }
+    }
+    Ok(out)
+}

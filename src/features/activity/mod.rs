@@ -1,0 +1,287 @@
+//! "Needs you": what each agent is doing (`working`, `waiting`, `idle`,
+//! `unknown`), reported by the agent itself.
+//!
+//! Every instance gets a private directory `activity/<id>/` in the state
+//! home (mounted read-write at [`MOUNT`] in its container) and the variable
+//! `AI_SESSION_STATUS_FILE` naming the file `status` in it; the agent writes
+//! one word there (for the shipped agents, hooks in a generated settings
+//! file do it: see [`hooks`]). [`sync`] copies what the files say into the
+//! registry (so `prompt.tsv`, `list`, the API see it): every command that
+//! shows instances runs it, and the background watcher ([`watch`]) runs it
+//! four times a second while any instance is live, so the prompt turns
+//! without the user running anything, and notifies ([`notify`]).
+
+pub mod hooks;
+pub mod notify;
+pub mod watch;
+
+use crate::core::error::{Error, Result};
+use crate::core::paths::StateDir;
+use crate::core::types::{Activity, InstanceId};
+use crate::state::config::{AgentSpec, HookKind};
+use crate::state::context::Ctx;
+use crate::state::events::Level;
+use crate::state::registry::{Instance, RuntimeKind};
+use chrono::Utc;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Where an instance's activity directory is mounted in its container.
+pub const MOUNT: &str = "/run/ai-sessions";
+/// The file the agent writes, in that directory.
+pub const STATUS_FILE: &str = "status";
+pub const ENV: &str = "AI_SESSION_STATUS_FILE";
+
+/// `activity/<id>/` in the state home.
+pub fn dir_of(dirs: &StateDir, id: &InstanceId) -> PathBuf {
+    dirs.root().join("activity").join(id.as_str())
+}
+
+pub fn status_file(dirs: &StateDir, id: &InstanceId) -> PathBuf {
+    dir_of(dirs, id).join(STATUS_FILE)
+}
+
+/// What a launch adds so the agent can report: environment, arguments
+/// before the user's, (containers) the directory to mount at [`MOUNT`],
+/// and files to place in the container, owned by root, before it starts
+/// (path inside, contents).
+#[derive(Debug, Default)]
+pub struct Wiring {
+    pub env: Vec<String>,
+    pub args: Vec<String>,
+    pub mount: Option<PathBuf>,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// Prepares the activity directory of a new run of `id` (a previous run's
+/// word is cleared: the new agent has said nothing yet) and the hook
+/// settings for `agent`.
+pub fn prepare(
+    dirs: &StateDir,
+    id: &InstanceId,
+    agent: &AgentSpec,
+    kind: RuntimeKind,
+) -> Result<Wiring> {
+    let dir = dir_of(dirs, id);
+    dirs.ensure_sub(&dirs.root().join("activity"))?;
+    // The previous run's box could write here: whatever it left (a
+    // directory named like our files, a FIFO, a symlink) goes, unfollowed.
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::Other(format!("clearing {}: {e}", dir.display()))),
+    }
+    crate::core::paths::ensure_private_dir(&dir)?;
+    let status = dir.join(STATUS_FILE);
+    crate::state::registry::atomic_write(&status, b"unknown\n")?;
+    // Paths as the agent sees them.
+    let inside = |name: &str| match kind {
+        RuntimeKind::Docker => format!("{MOUNT}/{name}"),
+        RuntimeKind::Host => dir.join(name).to_string_lossy().into_owned(),
+    };
+    let mut w = Wiring {
+        env: vec![format!("{ENV}={}", inside(STATUS_FILE))],
+        args: Vec::new(),
+        mount: (kind == RuntimeKind::Docker).then(|| dir.clone()),
+        files: Vec::new(),
+    };
+    match agent.hook_kind() {
+        HookKind::Claude => {
+            hooks::write_claude(&dir)?;
+            w.args = vec!["--settings".into(), inside(hooks::CLAUDE_FILE)];
+        }
+        // Only a root-owned file is read (see hooks::GEMINI_PATH): on the
+        // host there is none to give it, and a file of the user's would
+        // only earn a warning at every start.
+        HookKind::Gemini if kind == RuntimeKind::Docker => {
+            let settings = hooks::gemini_settings(&inside(STATUS_FILE));
+            w.env
+                .push(format!("{}={}", hooks::GEMINI_ENV, hooks::GEMINI_PATH));
+            w.files
+                .push((hooks::GEMINI_PATH.to_owned(), hooks::to_bytes(&settings)));
+        }
+        HookKind::Gemini | HookKind::None | HookKind::Auto => {}
+    }
+    Ok(w)
+}
+
+/// The word in an activity file; `None` when absent or unreadable (an
+/// agent mid-write leaves an empty file for a moment: that is not news).
+/// The agent owns the file: read as [`crate::core::untrusted`] (a FIFO or a
+/// symlink in its place says nothing).
+pub fn read(path: &Path) -> Option<Activity> {
+    let buf = crate::core::untrusted::read(path, 64)?;
+    let text = std::str::from_utf8(&buf).ok()?;
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .and_then(Activity::parse)
+}
+
+/// A change of activity recorded by [`sync`].
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: InstanceId,
+    pub from: Activity,
+    pub to: Activity,
+}
+
+/// Copies what the live instances' files say into the registry; takes the
+/// lock only when something changed. Returns the changes.
+pub fn sync(ctx: &Ctx) -> Result<Vec<Change>> {
+    let reg = ctx.store.load()?;
+    let seen: Vec<(InstanceId, Activity)> = reg
+        .instances
+        .values()
+        .filter(|i| i.status.is_live())
+        .filter_map(|i| {
+            let now = read(&status_file(&ctx.dirs, &i.id))?;
+            (now != i.activity).then(|| (i.id.clone(), now))
+        })
+        .collect();
+    if seen.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut logged = Vec::new();
+    let changes = ctx.store.update(|reg| {
+        logged.clear();
+        let mut out = Vec::new();
+        for (id, to) in &seen {
+            if let Some(i) = reg.instances.get_mut(id) {
+                if i.status.is_live() && i.activity != *to {
+                    let c = Change {
+                        id: id.clone(),
+                        from: i.activity,
+                        to: *to,
+                    };
+                    let budget = i.activity_log.get_or_insert_with(LogBudget::full);
+                    if let Some(dropped) = budget.admit(Utc::now()) {
+                        logged.push((c.clone(), dropped));
+                    }
+                    out.push(c);
+                    set(i, *to);
+                }
+            }
+        }
+        Ok(out)
+    })?;
+    for (c, dropped) in &logged {
+        let mut meta = json!({"instance": c.id, "activity": c.to, "from": c.from});
+        if *dropped > 0 {
+            meta["dropped"] = json!(dropped);
+        }
+        ctx.events().log(
+            Level::Info,
+            "activity",
+            &format!("{} is {}", c.id, c.to),
+            meta,
+        );
+    }
+    Ok(changes)
+}
+
+/// Activity changes of one instance logged at once before the limit
+/// applies, and how often one more may be logged after: the box writes its
+/// activity, and a box flipping it as fast as we read it filled the shared
+/// event log with its changes (every other event rotated out within
+/// hours). The registry and the prompt still get every change.
+const LOG_BURST: f64 = 20.0;
+const LOG_EVERY_SECS: f64 = 5.0;
+
+/// A token bucket per instance, kept in its registry entry (every process
+/// that reads activity shares it), and the changes left out since the last
+/// one logged (which carries their count as `dropped`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LogBudget {
+    tokens: f64,
+    at: chrono::DateTime<Utc>,
+    #[serde(default)]
+    dropped: u64,
+}
+
+impl LogBudget {
+    fn full() -> Self {
+        LogBudget {
+            tokens: LOG_BURST,
+            at: Utc::now(),
+            dropped: 0,
+        }
+    }
+
+    /// `Some(dropped before it)` when a change at `now` is logged.
+    fn admit(&mut self, now: chrono::DateTime<Utc>) -> Option<u64> {
+        let secs = (now - self.at).num_milliseconds().max(0) as f64 / 1000.0;
+        self.tokens = (self.tokens + secs / LOG_EVERY_SECS).min(LOG_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Some(std::mem::take(&mut self.dropped))
+        } else {
+            self.dropped += 1;
+            None
+        }
+    }
+}
+
+/// Records `a` on an entry (under the caller's lock).
+pub fn set(i: &mut Instance, a: Activity) {
+    if i.activity != a {
+        i.activity = a;
+        i.activity_since = Some(Utc::now());
+    }
+}
+
+/// [`sync`] for commands that show instances: a failure to read activity
+/// must not fail `list`.
+pub fn sync_quietly(ctx: &Ctx) {
+    if let Err(e) = sync(ctx) {
+        if std::env::var_os("AI_SESSIONS_DEBUG").is_some() {
+            eprintln!("ai-sessctl: activity: {e}");
+        }
+    }
+}
+
+/// Removes an instance's activity directory (with `rm`).
+pub fn remove(dirs: &StateDir, id: &InstanceId) -> Result<()> {
+    let dir = dir_of(dirs, id);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn activity_events_are_limited_per_instance_and_the_rest_counted() {
+        let mut b = LogBudget::full();
+        let t0 = b.at;
+        let logged = (0..100).filter(|_| b.admit(t0).is_some()).count();
+        assert_eq!(logged, LOG_BURST as usize);
+        let later = t0 + chrono::Duration::milliseconds((LOG_EVERY_SECS * 1000.0) as i64);
+        assert_eq!(
+            b.admit(later),
+            Some(100 - LOG_BURST as u64),
+            "the count comes with the next"
+        );
+        assert_eq!(b.admit(later), None);
+    }
+
+    use super::*;
+
+    #[test]
+    fn reads_the_last_word() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("s");
+        assert_eq!(read(&f), None);
+        std::fs::write(&f, "").unwrap();
+        assert_eq!(read(&f), None, "mid-write");
+        std::fs::write(&f, "working\nwaiting\n").unwrap();
+        assert_eq!(read(&f), Some(Activity::Waiting));
+        std::fs::write(&f, "IDLE").unwrap();
+        assert_eq!(read(&f), Some(Activity::Idle));
+        std::fs::write(&f, "garbage").unwrap();
+        assert_eq!(read(&f), None);
+    }
+}

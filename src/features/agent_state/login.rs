@@ -1,0 +1,259 @@
+//! `ai-sessctl login MODE`: the agent's own login flow in a throwaway
+//! container, attached to this terminal. The container gets a fresh empty
+//! state dir (no settings, hooks or MCP servers of any instance run in
+//! it), no API key (nothing from `env_passthrough`) and is refused unless
+//! the agent's egress policy lets it out; afterwards only the login file
+//! is copied out of it, into `states/<mode>/`, which every instance of
+//! the agent mounts read-only.
+
+use super::credential_files;
+use crate::core::error::{Error, Result};
+use crate::core::paths::StateDir;
+use crate::core::types::Mode;
+use crate::core::untrusted::tree::Tree;
+use crate::engine::attach::{self, AttachEnd};
+use crate::lifecycle::docker::{DockerEngine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
+use crate::state::config::{Effective, EgressPolicy};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::query_parameters as q;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+
+/// Labels of a login container: the agent, and the `ai-sessctl` process
+/// that runs it (pid and start time), so `gc` can tell a leaked one.
+const LOGIN_LABEL: &str = "ai.login";
+const PID_LABEL: &str = "ai.login.pid";
+const START_LABEL: &str = "ai.login.start";
+
+/// A login file is small; a bigger one is not copied out of the box.
+const LOGIN_FILE_CAP: u64 = 1 << 20;
+
+fn scratch_name(pid: u32) -> String {
+    format!(".login-{pid}")
+}
+
+/// Runs the login container; returns the login command's exit code.
+pub fn login_in_container(dirs: &StateDir, mode: &Mode, eff: &Effective) -> Result<i64> {
+    let files = credential_files(&eff.agent);
+    if files.is_empty() {
+        return Err(Error::Invalid(format!(
+            "no login file is known for {mode}: its instances share nothing, log in inside each one"
+        )));
+    }
+    let policy = eff.settings.networking.egress;
+    if policy != EgressPolicy::Open {
+        return Err(Error::Invalid(format!(
+            "networking.egress = \"{policy}\" applies to {mode}: the login container would reach \
+             the login servers past it; copy this machine's login instead \
+             (`ai-sessctl login {mode} --from-host`) or log in where egress is \"open\""
+        )));
+    }
+    let engine = DockerEngine::connect()?;
+    let agent = &eff.agent;
+    if agent.image.is_empty() || !engine.image_exists(&agent.image)? {
+        return Err(Error::NotFound(format!(
+            "image {:?} for {mode} is not built; build it with `ai-sessctl image build {mode}`",
+            agent.image
+        )));
+    }
+    let states_path = dirs.states_dir();
+    dirs.ensure_sub(&states_path)?;
+    let states = Tree::open(&states_path).map_err(|e| Error::io(&states_path, e))?;
+    let pid = std::process::id();
+    let scratch = scratch_name(pid);
+    let _ = states.remove_all(OsStr::new(&scratch));
+    states
+        .mkdir(OsStr::new(&scratch), 0o700)
+        .map_err(|e| Error::io(states_path.join(&scratch), e))?;
+    let code = run_container(&engine, dirs, mode, eff, &states_path.join(&scratch));
+    let saved = match &code {
+        Ok(0) => save_login(&states, &scratch, mode, &files),
+        _ => Ok(()),
+    };
+    let _ = states.remove_all(OsStr::new(&scratch));
+    saved?;
+    code
+}
+
+/// Copies the login file(s) out of the login's scratch state into
+/// `states/<mode>/`: regular files only, capped, never through a link.
+fn save_login(states: &Tree, scratch: &str, mode: &Mode, files: &[&str]) -> Result<()> {
+    let at = |f: &str| format!("states/{scratch}/{f}");
+    let from = states
+        .sub(OsStr::new(scratch))
+        .map_err(|e| Error::io(at(""), e))?;
+    let to = states
+        .mkdir(OsStr::new(mode.as_str()), 0o700)
+        .map_err(|e| Error::io(format!("states/{mode}"), e))?;
+    let mut saved = 0;
+    for f in files {
+        let f = OsStr::new(f);
+        match from.read_file(f, LOGIN_FILE_CAP) {
+            Ok(data) => {
+                to.write_replace(f, &data)
+                    .map_err(|e| Error::io(format!("states/{mode}/{}", f.to_string_lossy()), e))?;
+                saved += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(at(&f.to_string_lossy()), e)),
+        }
+    }
+    if saved == 0 {
+        return Err(Error::Other(format!(
+            "the login ended without writing {}; nothing saved",
+            files.join(" or ")
+        )));
+    }
+    Ok(())
+}
+
+fn run_container(
+    engine: &DockerEngine,
+    dirs: &StateDir,
+    mode: &Mode,
+    eff: &Effective,
+    scratch: &std::path::Path,
+) -> Result<i64> {
+    let agent = &eff.agent;
+    let cmd = agent
+        .login_command
+        .clone()
+        .unwrap_or_else(|| agent.command.clone());
+    // No `env_passthrough`: an API key has no business in a login flow.
+    let mut env: Vec<String> = vec![format!("AI_MODE={mode}")];
+    for name in ["TERM", "COLORTERM", "LANG"] {
+        if let Some(v) = std::env::var_os(name) {
+            env.push(format!("{name}={}", v.to_string_lossy()));
+        }
+    }
+    let home = crate::lifecycle::docker::home_label(dirs);
+    let pid = std::process::id();
+    let name = format!("ai-login-{mode}-{pid}");
+    let mut labels = HashMap::from([
+        (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
+        (HOME_LABEL.to_owned(), home),
+        (LOGIN_LABEL.to_owned(), mode.to_string()),
+        (PID_LABEL.to_owned(), pid.to_string()),
+    ]);
+    if let Some(start) = crate::core::procinfo::start_time(pid) {
+        labels.insert(START_LABEL.to_owned(), start.to_string());
+    }
+    let body = ContainerCreateBody {
+        image: Some(agent.image.clone()),
+        cmd: Some(cmd),
+        env: Some(env),
+        labels: Some(labels),
+        tty: Some(true),
+        open_stdin: Some(true),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        user: Some(format!(
+            "{}:{}",
+            nix::unistd::getuid(),
+            nix::unistd::getgid()
+        )),
+        host_config: Some(HostConfig {
+            init: Some(true),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            memory: Some(eff.settings.resources.memory.limit.0 as i64),
+            mounts: Some(vec![Mount {
+                source: Some(scratch.to_string_lossy().into_owned()),
+                target: Some(agent.state_dir.clone()),
+                typ: Some(MountType::BIND),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let docker = engine.client();
+    let keys = attach::parse_detach_keys(&eff.settings.global.detach_keys)?;
+    engine.block_on(async {
+        let created = docker
+            .create_container(
+                Some(q::CreateContainerOptionsBuilder::new().name(&name).build()),
+                body,
+            )
+            .await
+            .map_err(|e| Error::Engine(format!("create login container: {e}")))?;
+        let result = async {
+            docker
+                .start_container(&created.id, None::<q::StartContainerOptions>)
+                .await
+                .map_err(|e| Error::Engine(format!("start login container: {e}")))?;
+            attach::attach_container(docker, &created.id, &keys, true).await
+        }
+        .await;
+        // Throwaway: gone whatever happened (detached, failed or done); a
+        // killed `login` leaves it to `gc` (see `reap_logins`).
+        let _ = docker
+            .remove_container(
+                &created.id,
+                Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
+            )
+            .await;
+        match result? {
+            AttachEnd::Exited(code) => Ok(code),
+            AttachEnd::Detached => Err(Error::Other(
+                "detached: the login container was removed; run `ai-sessctl login` again to finish"
+                    .into(),
+            )),
+        }
+    })
+}
+
+/// Login containers of this state home whose `ai-sessctl login` is gone
+/// (killed before it could remove them): removed, with their scratch
+/// state, unless `dry_run`. Returns their names.
+pub fn reap_logins(engine: &DockerEngine, dirs: &StateDir, dry_run: bool) -> Result<Vec<String>> {
+    let home = crate::lifecycle::docker::home_label(dirs);
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![LOGIN_LABEL.to_owned(), format!("{HOME_LABEL}={home}")],
+    )]);
+    let docker = engine.client();
+    let list = engine
+        .block_on(
+            docker.list_containers(Some(
+                q::ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            )),
+        )
+        .map_err(|e| crate::lifecycle::docker::api_error("list login containers", e))?;
+    let mut out = Vec::new();
+    for c in list {
+        let labels = c.labels.unwrap_or_default();
+        let pid = labels.get(PID_LABEL).and_then(|p| p.parse::<u32>().ok());
+        let start = labels.get(START_LABEL).and_then(|s| s.parse::<u64>().ok());
+        // Its login still runs: the same pid, started at the same time.
+        if pid.is_some_and(|p| crate::core::procinfo::alive(p, start)) {
+            continue;
+        }
+        let Some(id) = c.id else { continue };
+        let name = c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .unwrap_or_else(|| id.clone());
+        if !dry_run {
+            let removed = engine.block_on(docker.remove_container(
+                &id,
+                Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
+            ));
+            match removed {
+                Ok(()) => {}
+                Err(e) if crate::lifecycle::docker::is_404(&e) => {}
+                Err(e) => return Err(crate::lifecycle::docker::api_error("remove container", e)),
+            }
+            if let (Some(p), Ok(states)) = (pid, Tree::open(&dirs.states_dir())) {
+                let _ = states.remove_all(OsStr::new(&scratch_name(p)));
+            }
+        }
+        out.push(name);
+    }
+    Ok(out)
+}

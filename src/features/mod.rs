@@ -1,0 +1,7 @@
+//! Features: each adds to a launch plan or reads state; none imports another.
+
+pub mod activity;
+pub mod agent_state;
+pub mod egress;
+pub mod monitor;
+pub mod worktree;

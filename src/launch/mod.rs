@@ -1,0 +1,1 @@
+//! The launch plan: what a start creates, as plain data.

@@ -1,0 +1,216 @@
+//! Runtimes run instances: Docker (bollard) or the host. `ops` holds the
+//! lifecycle operations shared by every front end; `reconcile` keeps the
+//! registry true to what actually runs.
+
+pub mod docker;
+pub mod host;
+pub mod ops;
+mod reconcile;
+
+pub use reconcile::{apply_shell_exit, refresh, refresh_quietly};
+
+use crate::core::error::{Error, Result};
+use crate::core::types::{InstanceId, Mode, Port};
+use crate::state::config::{Effective, RuntimeChoice};
+use crate::state::registry::{Instance, RuntimeKind};
+use docker::DockerEngine;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything needed to launch one instance. `env` holds secrets copied
+/// from the caller's environment: it lives in memory only.
+pub struct LaunchSpec<'a> {
+    pub id: &'a InstanceId,
+    pub project: &'a Path,
+    pub project_name: &'a str,
+    pub mode: &'a Mode,
+    pub port: Port,
+    pub eff: &'a Effective,
+    pub args: &'a [String],
+    pub state_dir: PathBuf,
+    pub env: Vec<String>,
+    /// The state home that owns the instance (label `ai.home`).
+    pub home: String,
+    /// Host runtime: the agent's working directory, and where a detached
+    /// agent's output goes (`None`: it shares the caller's terminal).
+    pub cwd: PathBuf,
+    pub log: Option<PathBuf>,
+    /// Containers: more host directories bound read-write (host path,
+    /// path inside), e.g. the activity directory.
+    pub mounts: Vec<(PathBuf, String)>,
+    /// Containers: host files bound read-only (host path, path inside):
+    /// the agent's shared login, over its own state dir.
+    pub read_only: Vec<(PathBuf, String)>,
+    /// `worktree.setup` steps run before the agent (see `worktree::setup`).
+    pub setup: Vec<String>,
+    /// Containers: files placed in it before it starts, owned by root and
+    /// read-only to the agent (path inside, contents), e.g. gemini's hook
+    /// settings. Not with `resources.read_only_root`.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// What a runtime started.
+pub enum Launched {
+    Container(String),
+    Process(std::process::Child),
+}
+
+/// The operations each runtime provides; the lifecycle in `ops` is written
+/// once against them.
+pub trait Runtime {
+    /// Starts the agent that `spec` describes.
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched>;
+    /// Ends the instance's agent: gracefully within `timeout`, then killed
+    /// (at once with `force`). Returns its exit code when known.
+    fn stop(&self, inst: &Instance, timeout: Duration, force: bool) -> Result<Option<i64>>;
+    /// Freezes or thaws the agent's processes.
+    fn set_paused(&self, inst: &Instance, paused: bool) -> Result<()>;
+}
+
+/// The runtime that runs `inst`: its container's engine (connected once,
+/// or the one given) or the host. `None` when it has neither yet.
+pub fn runtime_of<'a>(
+    inst: &Instance,
+    engine: Option<&'a DockerEngine>,
+    own: &'a mut Option<DockerEngine>,
+) -> Result<Option<&'a dyn Runtime>> {
+    if inst.container_id.is_some() {
+        let engine = match engine {
+            Some(e) => e,
+            None => own.insert(DockerEngine::connect()?),
+        };
+        return Ok(Some(engine));
+    }
+    Ok(inst.pid.map(|_| &host::HostRuntime as &dyn Runtime))
+}
+
+/// One of our containers as the engine reports it.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub container_id: String,
+    /// `running`, `paused`, `exited`, `created`, `dead`, …
+    pub state: String,
+    pub exit_code: Option<i64>,
+    pub health: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+impl Observed {
+    /// Whether this container belongs to the state home `home`: its
+    /// `ai.home` label says so, or it has none (made before the label
+    /// existed, or by hand). Another home's containers are not ours to
+    /// collect or adopt.
+    pub fn belongs_to(&self, home: &str) -> bool {
+        self.labels
+            .get(docker::HOME_LABEL)
+            .is_none_or(|h| h == home)
+    }
+}
+
+/// The environment an agent sees: our variables plus the passthrough names
+/// that are set in the caller's environment.
+pub fn agent_env(
+    id: &InstanceId,
+    mode: &Mode,
+    port: Port,
+    socket: &str,
+    passthrough: &[String],
+) -> Vec<String> {
+    let mut env = vec![
+        format!("AI_MODE={mode}"),
+        format!("AI_INSTANCE_ID={id}"),
+        format!("AI_PORT={port}"),
+        format!("AI_SOCKET_PATH={socket}"),
+    ];
+    for name in passthrough {
+        if let Some(v) = std::env::var_os(name) {
+            env.push(format!("{name}={}", v.to_string_lossy()));
+        }
+    }
+    // The terminal goes along: colours (TERM, COLORTERM) and the locale, so
+    // a TUI draws as it would on the host.
+    for (name, v) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let terminal =
+            matches!(name, "TERM" | "COLORTERM" | "LANG" | "LANGUAGE") || name.starts_with("LC_");
+        if terminal && !passthrough.iter().any(|p| p == name) {
+            env.push(format!("{name}={}", v.to_string_lossy()));
+        }
+    }
+    env
+}
+
+/// Why the configured engine cannot run an instance of a project here (it
+/// is on another machine), checked before connecting to it.
+fn remote_engine() -> Option<String> {
+    crate::engine::endpoint::current()
+        .ok()
+        .and_then(|e| e.mount_refusal())
+}
+
+/// Picks the runtime for a start. `auto` uses Docker when the engine
+/// answers and the agent's image exists, else the host, saying so once.
+pub fn choose(
+    choice: RuntimeChoice,
+    eff: &Effective,
+    mode: &Mode,
+) -> Result<(RuntimeKind, Option<DockerEngine>)> {
+    match choice {
+        RuntimeChoice::Host => Ok((RuntimeKind::Host, None)),
+        RuntimeChoice::Docker => {
+            if let Some(why) = remote_engine() {
+                return Err(Error::Invalid(format!(
+                    "{why}; use a local engine (unset DOCKER_HOST/DOCKER_CONTEXT, or `docker context use default`) or --runtime host"
+                )));
+            }
+            let engine = DockerEngine::connect()?;
+            if eff.agent.image.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "agents.{mode}.image is not set; set it or use --runtime host"
+                )));
+            }
+            if !engine.image_exists(&eff.agent.image)? {
+                return Err(Error::NotFound(format!(
+                    "image {} not found; build it with `ai-sessctl image build {mode}`",
+                    eff.agent.image
+                )));
+            }
+            Ok((RuntimeKind::Docker, Some(engine)))
+        }
+        RuntimeChoice::Auto => {
+            // A remote engine cannot mount the project: as good as absent.
+            let engine =
+                remote_engine().map_or_else(DockerEngine::connect, |w| Err(Error::Invalid(w)));
+            let why = match &engine {
+                Err(Error::Invalid(why)) => why.clone(),
+                Err(_) => "the container engine is not answering".to_owned(),
+                Ok(_) if eff.agent.image.is_empty() => format!("agents.{mode}.image is not set"),
+                Ok(e) => match e.image_exists(&eff.agent.image) {
+                    Ok(true) => return Ok((RuntimeKind::Docker, engine.ok())),
+                    Ok(false) => format!("image {} is not built", eff.agent.image),
+                    Err(e) => e.to_string(),
+                },
+            };
+            // The host is the fallback only when the agent is installed
+            // there; else say what would make either runtime work.
+            let program = eff.agent.command.first().map(String::as_str).unwrap_or("");
+            if host::find_binary(program).is_err() {
+                return Err(match engine {
+                    Err(Error::Engine(e)) => Error::Engine(format!(
+                        "{e}; and {program:?} is not installed on the host, so runtime = \"auto\" has nothing to run {mode} with"
+                    )),
+                    Err(e) => e,
+                    Ok(_) if eff.agent.image.is_empty() => Error::Invalid(format!(
+                        "{why} and {program:?} is not on PATH; set agents.{mode}.image, or install {program} on the host"
+                    )),
+                    Ok(_) => Error::NotFound(format!(
+                        "{why} and {program:?} is not on PATH; build the image with `ai-sessctl image build {mode}`, or install {program} on the host"
+                    )),
+                });
+            }
+            eprintln!("ai-sessctl: {why}; running {mode} on the host (runtime = \"auto\")");
+            Ok((RuntimeKind::Host, None))
+        }
+    }
+}

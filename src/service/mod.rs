@@ -1,0 +1,5 @@
+//! What both front ends call; returns data and never prints.
+
+pub mod health;
+pub mod resume;
+pub mod shell;

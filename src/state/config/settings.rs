@@ -1,0 +1,590 @@
+//! The effective settings: every key of the seed's config with its default.
+//! Every struct fills missing keys from `Default`, so a single file can be
+//! checked on its own (giving file, line and key on error) and the merged
+//! layers deserialize into the same types.
+
+use super::units::{Bytes, Cpu, Dur};
+use crate::core::types::Port;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub global: Global,
+    pub resources: Resources,
+    pub health: Health,
+    pub networking: Networking,
+    pub alerts: Alerts,
+    pub api: Api,
+    pub images: Images,
+    pub logging: Logging,
+    /// Per-agent model settings recorded on the instance (`model`,
+    /// `max_tokens`, `temperature`, …), kept free-form as in the seed.
+    pub ai_config: BTreeMap<String, toml::Table>,
+    pub agents: BTreeMap<String, AgentSpec>,
+    pub worktree: Worktree,
+    /// The seed's per-instance `instance:` block; informational.
+    pub instance: Option<toml::Table>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let mut ai_config = BTreeMap::new();
+        ai_config.insert(
+            "claude".to_owned(),
+            toml::toml! { model = "claude-sonnet-4-5"
+            max_tokens = 4096
+            temperature = 0.7 },
+        );
+        ai_config.insert(
+            "gemini".to_owned(),
+            toml::toml! { model = "gemini-2.5-pro"
+            max_output_tokens = 8192
+            temperature = 0.9 },
+        );
+        Settings {
+            global: Global::default(),
+            resources: Resources::default(),
+            health: Health::default(),
+            networking: Networking::default(),
+            alerts: Alerts::default(),
+            api: Api::default(),
+            images: Images::default(),
+            logging: Logging::default(),
+            ai_config,
+            agents: AgentSpec::builtin(),
+            worktree: Worktree::default(),
+            instance: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeChoice {
+    Auto,
+    Docker,
+    Host,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShellExitPolicy {
+    Stop,
+    Keep,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Global {
+    pub max_instances: u32,
+    pub auto_cleanup: bool,
+    pub log_retention: Dur,
+    pub runtime: RuntimeChoice,
+    /// What happens to the instances a shell owns when it exits.
+    pub on_shell_exit: ShellExitPolicy,
+    /// Grace period of `stop` before the agent is killed.
+    pub stop_timeout: Dur,
+    /// Key sequence that detaches from an instance (docker's syntax).
+    pub detach_keys: String,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            max_instances: 10,
+            auto_cleanup: true,
+            log_retention: Dur(Duration::from_secs(7 * 86400)),
+            runtime: RuntimeChoice::Auto,
+            on_shell_exit: ShellExitPolicy::Stop,
+            stop_timeout: Dur(Duration::from_secs(10)),
+            detach_keys: "ctrl-p,ctrl-q".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resources {
+    pub memory: Memory,
+    pub cpu: CpuLimits,
+    pub pids: Pids,
+    pub nofile: Nofile,
+    /// The container's root file system read-only; `/tmp` and the agent's
+    /// home are in-memory scratch, the project and state dir stay writable.
+    pub read_only_root: bool,
+}
+
+/// Processes and threads in one instance (a fork bomb stops here).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pids {
+    pub limit: u32,
+}
+
+impl Default for Pids {
+    fn default() -> Self {
+        Pids { limit: 1024 }
+    }
+}
+
+/// Open files per process in an instance (soft and hard limit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Nofile {
+    pub limit: u32,
+}
+
+impl Default for Nofile {
+    fn default() -> Self {
+        Nofile { limit: 8192 }
+    }
+}
+
+/// How much of an instance's output is kept: by the engine while it runs,
+/// in `logs/<id>.log` after (the newest part: `max_size` x `max_files`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Logging {
+    pub max_size: Bytes,
+    pub max_files: u32,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            max_size: Bytes(10 << 20),
+            max_files: 3,
+        }
+    }
+}
+
+impl Logging {
+    /// The most output kept on disk for one instance, in bytes.
+    pub fn cap(&self) -> u64 {
+        self.max_size
+            .0
+            .saturating_mul(u64::from(self.max_files.max(1)))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Memory {
+    pub limit: Bytes,
+    pub warning_threshold: Option<Bytes>,
+    pub critical_threshold: Option<Bytes>,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory {
+            limit: Bytes(1 << 30),
+            warning_threshold: Some(Bytes(800 << 20)),
+            critical_threshold: Some(Bytes(950 << 20)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CpuLimits {
+    pub limit: Cpu,
+    pub warning_threshold: Option<Cpu>,
+    pub critical_threshold: Option<Cpu>,
+}
+
+impl Default for CpuLimits {
+    fn default() -> Self {
+        CpuLimits {
+            limit: Cpu(500),
+            warning_threshold: Some(Cpu(400)),
+            critical_threshold: Some(Cpu(480)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Health {
+    pub check_interval: Dur,
+    pub timeout: Dur,
+    pub max_retries: u32,
+    pub retry_delay: Dur,
+    /// `health watch` first brings back the instances that were running
+    /// before an engine restart or reboot (as `ai-sessctl resume` does).
+    pub restart_after_reboot: bool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            check_interval: Dur(Duration::from_secs(30)),
+            timeout: Dur(Duration::from_secs(5)),
+            max_retries: 3,
+            retry_delay: Dur(Duration::from_secs(10)),
+            restart_after_reboot: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub fn contains(self, p: Port) -> bool {
+        (self.start..=self.end).contains(&p.get())
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        [self.start, self.end].serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v: Vec<i64> = Vec::deserialize(d)?;
+        let ok = |n: i64| (i64::from(Port::MIN)..=65535).contains(&n);
+        match v.as_slice() {
+            [a, b] if ok(*a) && ok(*b) && a <= b => Ok(PortRange {
+                start: *a as u16,
+                end: *b as u16,
+            }),
+            _ => Err(serde::de::Error::custom(
+                "port_range must be [first, last] with 1024 <= first <= last <= 65535",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Networking {
+    pub preferred_port: Option<Port>,
+    pub port_range: PortRange,
+    /// Address published ports bind to; loopback unless the user says so.
+    pub bind: IpAddr,
+    /// `isolated`: a network per instance (instances cannot reach each
+    /// other); `shared`: the engine's default bridge, where they can. An
+    /// egress policy other than `open` always gives an instance an
+    /// internal network of its own.
+    pub mode: NetworkMode,
+    /// Where an instance may connect: anywhere, only `allow` (through the
+    /// egress proxy), or nowhere.
+    pub egress: EgressPolicy,
+    /// Hosts reachable under `allowlist` (`host`, `*.domain`, `:port`;
+    /// 443/80 unless given), added to the agent's `egress_allow`. Lists of
+    /// every config layer add up.
+    pub allow: Vec<String>,
+    /// Hosts never reachable (any port unless given); they win over `allow`.
+    pub deny: Vec<String>,
+    /// Private networks (CIDR) an allowed name may resolve to under
+    /// `allowlist`; others are refused, as are loopback, link-local and the
+    /// engine's gateway always.
+    pub allow_private: Vec<String>,
+    /// The engine network the egress proxy reaches out through; empty: a
+    /// network of its own, which no other container joins.
+    pub proxy_network: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EgressPolicy {
+    Open,
+    Allowlist,
+    None,
+}
+
+impl std::fmt::Display for EgressPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EgressPolicy::Open => "open",
+            EgressPolicy::Allowlist => "allowlist",
+            EgressPolicy::None => "none",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Isolated,
+    Shared,
+}
+
+impl Default for Networking {
+    fn default() -> Self {
+        Networking {
+            preferred_port: None,
+            port_range: PortRange {
+                start: 9000,
+                end: 9999,
+            },
+            bind: IpAddr::from([127, 0, 0, 1]),
+            mode: NetworkMode::Isolated,
+            egress: EgressPolicy::Open,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            allow_private: Vec::new(),
+            proxy_network: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Alerts {
+    /// The seed's thresholds, in percent of the limit.
+    pub cpu_percent: f64,
+    pub memory_percent: f64,
+    /// A program run (without a shell) for each alert, with the alert in its
+    /// environment and as JSON on stdin.
+    pub command: Option<Vec<String>>,
+    pub command_timeout: Dur,
+    /// An instance that turns waiting/idle again within this long after a
+    /// notification is not notified again.
+    pub activity_debounce: Dur,
+    /// Ring the bell and send a desktop notification (OSC 777 and OSC 9)
+    /// to the terminal of the shell that owns the instance.
+    pub terminal: bool,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            cpu_percent: 80.0,
+            memory_percent: 85.0,
+            command: None,
+            command_timeout: Dur(Duration::from_secs(10)),
+            activity_debounce: Dur(Duration::from_secs(10)),
+            terminal: true,
+        }
+    }
+}
+
+/// `serve`: how long a dashboard login lasts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Api {
+    /// A session unused for this long ends.
+    pub session_idle: Dur,
+    /// A session ends this long after its login, used or not.
+    pub session_max: Dur,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            session_idle: Dur(Duration::from_secs(12 * 3600)),
+            session_max: Dur(Duration::from_secs(7 * 86400)),
+        }
+    }
+}
+
+/// `[images]`: how `image build` builds the shipped Dockerfiles.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Images {
+    /// The image to build on instead of the Dockerfiles' `node:22-slim`
+    /// (Debian-based, with Node.js and npm); `--base` overrides it.
+    pub base: Option<String>,
+    /// Extra CA certificates (PEM files) the shipped images trust, for
+    /// system tools, node and npm: e.g. a TLS-intercepting proxy's.
+    pub ca_certificates: Vec<String>,
+}
+
+/// `[agents.<mode>] state`: every instance has its own `states/<id>/`;
+/// `agent` also mounts the agent's login file (`login_files`, kept in
+/// `states/<mode>/`) read-only into each; `instance` shares nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateScope {
+    #[default]
+    Agent,
+    Instance,
+}
+
+/// An agent is config, not code: `[agents.<mode>]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSpec {
+    /// The agent's command line (program and fixed arguments).
+    pub command: Vec<String>,
+    pub image: String,
+    /// Where the agent keeps its state inside the container.
+    pub state_dir: String,
+    /// Names of variables copied from the caller's environment at start.
+    pub env_passthrough: Vec<String>,
+    /// Whether the agent listens on `$AI_PORT` (enables the port health check).
+    pub listens: bool,
+    /// A directory with a Dockerfile that `image build` uses instead of the
+    /// shipped one (for agents of your own).
+    pub build_context: Option<String>,
+    /// Whether an instance mounts the agent's shared login read-only
+    /// (`agent`: log in once) or shares nothing (`instance`); the rest of
+    /// its state is always its own.
+    pub state: StateScope,
+    /// The files in `state_dir` that hold the agent's login: the only
+    /// state its instances share (names, e.g. `.credentials.json`).
+    pub login_files: Vec<String>,
+    /// What `ai-sessctl login MODE` runs (default: the agent's command,
+    /// which starts its own login flow when it is not logged in).
+    pub login_command: Option<Vec<String>>,
+    /// The hosts this agent needs under `networking.egress = "allowlist"`
+    /// (its API, its login, npm, GitHub); `networking.allow` adds to them.
+    pub egress_allow: Vec<String>,
+    /// Per-agent overrides of the global sections.
+    pub resources: Option<toml::Table>,
+    pub health: Option<toml::Table>,
+    pub networking: Option<toml::Table>,
+    /// How the agent reports its activity: hooks in a generated settings
+    /// file (`claude`, `gemini`), or `none` (activity stays unknown unless
+    /// the agent writes `$AI_SESSION_STATUS_FILE` itself); `auto` picks by
+    /// the command's program name.
+    pub hooks: HookKind,
+    /// The activities that notify (`alerts.command`, the terminal) when the
+    /// instance turns to them with no terminal attached; `[]` = never.
+    pub notify: Vec<crate::core::types::Activity>,
+    /// Arguments that make the agent continue its last conversation, used
+    /// when an instance comes back (`resume`) and its state dir holds one.
+    pub resume_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookKind {
+    Auto,
+    Claude,
+    Gemini,
+    None,
+}
+
+/// `[worktree]`: instances started with `--worktree NAME`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Worktree {
+    /// Where worktrees are made (`~` expanded); default: a sibling of the
+    /// repository, `<repo>.worktrees/NAME`.
+    pub dir: Option<String>,
+    /// Untracked files copied from the repository into a new worktree.
+    pub copy: Vec<String>,
+    /// Commands run (`sh -c`, in the project dir) in the container before
+    /// the agent, at every start of a worktree instance (`worktree::setup`).
+    pub setup: Vec<String>,
+}
+
+impl Default for AgentSpec {
+    fn default() -> Self {
+        AgentSpec {
+            command: Vec::new(),
+            image: String::new(),
+            state_dir: "/home/agent/.state".to_owned(),
+            env_passthrough: Vec::new(),
+            listens: false,
+            build_context: None,
+            state: StateScope::Agent,
+            login_files: Vec::new(),
+            login_command: None,
+            egress_allow: Vec::new(),
+            resources: None,
+            health: None,
+            networking: None,
+            hooks: HookKind::Auto,
+            notify: vec![
+                crate::core::types::Activity::Waiting,
+                crate::core::types::Activity::Idle,
+            ],
+            resume_args: Vec::new(),
+        }
+    }
+}
+
+impl AgentSpec {
+    /// The hooks this agent gets: `auto` means Claude Code's for a program
+    /// named `claude`, Gemini CLI's for `gemini`, none for anything else
+    /// (an agent's command replaced by another program gets no flags it
+    /// would not understand).
+    pub fn hook_kind(&self) -> HookKind {
+        match self.hooks {
+            HookKind::Auto => {
+                let program = self.command.first().map(String::as_str).unwrap_or("");
+                match std::path::Path::new(program)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                {
+                    Some("claude") => HookKind::Claude,
+                    Some("gemini") => HookKind::Gemini,
+                    _ => HookKind::None,
+                }
+            }
+            k => k,
+        }
+    }
+
+    fn builtin() -> BTreeMap<String, AgentSpec> {
+        let mk = |cmd: &str, state: &str, env: &[&str]| AgentSpec {
+            command: vec![cmd.to_owned()],
+            image: format!("ai-sessions/{cmd}:latest"),
+            state_dir: state.to_owned(),
+            env_passthrough: env.iter().map(|s| s.to_string()).collect(),
+            ..AgentSpec::default()
+        };
+        let hosts = |h: &[&str]| {
+            let common = [
+                "registry.npmjs.org",
+                "github.com",
+                "*.github.com",
+                "*.githubusercontent.com",
+            ];
+            h.iter()
+                .chain(common.iter())
+                .map(|s| s.to_string())
+                .collect()
+        };
+        let claude = AgentSpec {
+            resume_args: vec!["--continue".to_owned()],
+            login_files: vec![".credentials.json".to_owned()],
+            egress_allow: hosts(&[
+                "api.anthropic.com",
+                "console.anthropic.com",
+                "statsig.anthropic.com",
+                "claude.ai",
+                "*.claude.ai",
+                "sentry.io",
+                "*.sentry.io",
+            ]),
+            ..mk(
+                "claude",
+                "/home/agent/.claude",
+                &["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"],
+            )
+        };
+        let gemini = AgentSpec {
+            resume_args: vec!["--resume".to_owned(), "latest".to_owned()],
+            login_files: vec!["oauth_creds.json".to_owned()],
+            egress_allow: hosts(&[
+                "generativelanguage.googleapis.com",
+                "cloudcode-pa.googleapis.com",
+                "oauth2.googleapis.com",
+                "www.googleapis.com",
+                "accounts.google.com",
+                "play.googleapis.com",
+            ]),
+            ..mk(
+                "gemini",
+                "/home/agent/.gemini",
+                &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+            )
+        };
+        BTreeMap::from([("claude".to_owned(), claude), ("gemini".to_owned(), gemini)])
+    }
+}

@@ -1,0 +1,78 @@
+//! `prompt.tsv`: what the shell prompt needs, precomputed on every registry
+//! change so the precmd hook reads one small file with builtins only.
+//! Line format: `project_path<TAB>id<TAB>mode<TAB>status<TAB>port<TAB>activity`
+//! (readers accept the older five columns too).
+
+use crate::core::error::Result;
+use crate::core::paths::StateDir;
+use crate::state::registry::{atomic_write, Registry};
+
+pub fn render(reg: &Registry) -> String {
+    let mut out = String::new();
+    for inst in reg.instances.values().filter(|i| i.status.is_live()) {
+        // A path with a tab or newline would break the format; "-" (never
+        // a $PWD) keeps the columns in place and the instance still counts.
+        let path = if inst.project_path.is_empty() || inst.project_path.contains(['\t', '\n']) {
+            "-"
+        } else {
+            inst.project_path.as_str()
+        };
+        out.push_str(&format!(
+            "{path}\t{}\t{}\t{}\t{}\t{}\n",
+            inst.id, inst.mode, inst.status, inst.port, inst.activity
+        ));
+    }
+    out
+}
+
+pub fn write(dirs: &StateDir, reg: &Registry) -> Result<()> {
+    let path = dirs.prompt_file();
+    let text = render(reg);
+    // Skip the write (and the prompt's re-read) when nothing changed.
+    if std::fs::read(&path).is_ok_and(|old| old == text.as_bytes()) {
+        return Ok(());
+    }
+    atomic_write(&path, text.as_bytes())
+}
+
+/// The segment a prompt shows, for `ai-sessctl prompt` (starship and other
+/// prompts that run a command): `ai:2 claude●`.
+pub fn segment(reg: &Registry, cwd: &str) -> String {
+    // The same count as `list --status running`: every live instance.
+    let running = reg
+        .instances
+        .values()
+        .filter(|i| i.status.is_live())
+        .count();
+    let here: Vec<String> = reg
+        .instances
+        .values()
+        .filter(|i| i.status.is_live() && !i.project_path.is_empty())
+        .filter(|i| {
+            cwd == i.project_path
+                || cwd
+                    .strip_prefix(i.project_path.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+        .map(|i| {
+            let mark = if i.status == crate::core::types::Status::Paused {
+                '◐'
+            } else if i.activity == crate::core::types::Activity::Waiting {
+                // Needs you (a question or a permission to answer).
+                '?'
+            } else {
+                '●'
+            };
+            format!("{}{mark}", i.mode)
+        })
+        .collect();
+    if running == 0 && here.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("ai:{running}");
+    for h in here {
+        s.push(' ');
+        s.push_str(&h);
+    }
+    s
+}
