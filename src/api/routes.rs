@@ -5,7 +5,7 @@
 use super::AppState;
 use crate::core::error::Error;
 use crate::core::types::{InstanceId, Mode, Port};
-use crate::lifecycle::ops;
+use crate::lifecycle;
 use crate::state::context::Ctx;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -149,9 +149,9 @@ pub async fn create(
             }
             None => None,
         };
-        let started = ops::start(
+        let started = lifecycle::start(
             ctx,
-            ops::StartRequest {
+            lifecycle::StartRequest {
                 project,
                 mode,
                 id,
@@ -167,15 +167,14 @@ pub async fn create(
             },
         )?;
         Ok(match started {
-            ops::Started::AlreadyRunning(i) => {
+            lifecycle::Started::AlreadyRunning(i) => {
                 if let Some(info) = &worktree {
                     crate::features::worktree::record(ctx, &i.id, info)?;
                 }
                 (false, i)
             }
-            ops::Started::Container { inst, .. } | ops::Started::Process { inst, .. } => {
-                (true, inst)
-            }
+            lifecycle::Started::Container { inst, .. }
+            | lifecycle::Started::Process { inst, .. } => (true, inst),
         })
     })
     .await?;
@@ -217,16 +216,16 @@ pub async fn update(
             "stop" => stop(ctx, &id)?,
             // The user's restart: graceful, as from the CLI.
             "restart" => {
-                ops::restart(ctx, &id, false, "restarted through the API")?;
+                lifecycle::restart(ctx, &id, false, "restarted through the API")?;
             }
             "start" if inst.status.is_live() => {
                 note = Some(format!("{id} is already {}; nothing done", inst.status));
             }
             "start" => {
-                ops::restart(ctx, &id, false, "started through the API")?;
+                lifecycle::restart(ctx, &id, false, "started through the API")?;
             }
-            "pause" => ops::set_paused(ctx, &id, true)?,
-            "resume" => ops::set_paused(ctx, &id, false)?,
+            "pause" => lifecycle::set_paused(ctx, &id, true)?,
+            "resume" => lifecycle::set_paused(ctx, &id, false)?,
             other => {
                 return Err(Error::Usage(format!(
                     "unknown action {:?}: use stop, start, restart, pause or resume",
@@ -247,7 +246,7 @@ pub async fn update(
 }
 
 fn stop(ctx: &Ctx, id: &InstanceId) -> crate::core::error::Result<()> {
-    match ops::stop_many(
+    match lifecycle::stop_many(
         ctx,
         std::slice::from_ref(id),
         false,

@@ -3,8 +3,8 @@
 use super::Ctx;
 use crate::core::error::{Error, Result};
 use crate::core::types::InstanceId;
+use crate::lifecycle;
 use crate::lifecycle::docker::DockerEngine;
-use crate::lifecycle::ops;
 
 pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u8> {
     let ids = if all {
@@ -25,7 +25,7 @@ pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u
         eprintln!("no instances running");
         return Ok(0);
     }
-    let failed = ops::stop_many(ctx, &ids, force, "stopped by user");
+    let failed = lifecycle::stop_many(ctx, &ids, force, "stopped by user");
     let after = ctx.store.load().ok();
     for id in ids
         .iter()
@@ -55,7 +55,7 @@ pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u
 }
 
 pub fn restart(ctx: &Ctx, id: InstanceId) -> Result<u8> {
-    let inst = ops::restart(ctx, &id, false, "restarting")?;
+    let inst = lifecycle::restart(ctx, &id, false, "restarting")?;
     eprintln!(
         "restarted {id} on {}; attach with `ai-sessctl attach {id}`",
         inst.address()
@@ -64,7 +64,7 @@ pub fn restart(ctx: &Ctx, id: InstanceId) -> Result<u8> {
 }
 
 pub fn pause(ctx: &Ctx, id: InstanceId, paused: bool) -> Result<u8> {
-    ops::set_paused(ctx, &id, paused)?;
+    lifecycle::set_paused(ctx, &id, paused)?;
     eprintln!("{} {id}", if paused { "paused" } else { "resumed" });
     Ok(0)
 }
@@ -155,7 +155,7 @@ pub fn rm(
             if let (WorktreeChoice::Remove, Some(p)) = (wt, &plan) {
                 wtrm::begin(ctx, id, p)?;
             }
-            ops::remove(ctx, id, force, state)?;
+            lifecycle::remove(ctx, id, force, state)?;
             eprintln!("removed {id}");
         }
         if let Some(mut p) = plan {
@@ -387,9 +387,9 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
 }
 
 /// The detached helper of a batch of stops: removes the networks its
-/// containers left (see `ops::reap_networks`).
+/// containers left (see `lifecycle::reap_networks`).
 pub fn reap_networks(ctx: &Ctx, names: &[String]) -> Result<u8> {
     let engine = DockerEngine::connect()?;
-    ops::reap_networks(ctx, &engine, names);
+    lifecycle::reap_networks(ctx, &engine, names);
     Ok(0)
 }

@@ -128,7 +128,7 @@ fn allow(ctx: &Ctx, id: &InstanceId, host: &str) -> Result<u8> {
         "host allowed",
         json!({"instance": id, "rule": rule}),
     );
-    let eff = crate::lifecycle::ops::effective_for(ctx, id)?;
+    let eff = ctx.effective(id)?;
     let policy = inst.egress.unwrap_or(eff.settings.networking.egress);
     match policy {
         EgressPolicy::Allowlist if inst.status.is_live() => {

@@ -7,7 +7,7 @@ use crate::core::types::{InstanceId, Mode, Port, Status};
 use crate::engine::attach::{parse_detach_keys, AttachEnd};
 use crate::features::worktree::setup::Watch;
 use crate::lifecycle::docker::DockerEngine;
-use crate::lifecycle::ops::{self, StartRequest as OpsStart, Started};
+use crate::lifecycle::{self, StartRequest as OpsStart, Started};
 use crate::state::config::RuntimeChoice;
 use crate::state::registry::{Client, Instance, ProcRef, RuntimeKind};
 use std::io::IsTerminal;
@@ -115,7 +115,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
             }
         }
     }
-    let started = ops::start(
+    let started = lifecycle::start(
         ctx,
         OpsStart {
             project,
@@ -206,7 +206,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
                 128 + i64::from(status.signal().unwrap_or(0))
             });
             let (status, reason) = end_of(ctx, &inst.id);
-            ops::finish(ctx, &inst, Some(code), status, Some(reason), None)?;
+            lifecycle::finish(ctx, &inst, Some(code), status, Some(reason), None)?;
             Ok(exit_byte(code))
         }
     }
@@ -224,11 +224,7 @@ fn end_of(ctx: &Ctx, id: &InstanceId) -> (Status, String) {
 /// Whether the launch of `inst` ran `worktree.setup` before its agent.
 fn has_setup(ctx: &Ctx, inst: &Instance) -> Result<bool> {
     Ok(inst.extra.contains_key("worktree")
-        && !ops::effective_for(ctx, &inst.id)?
-            .settings
-            .worktree
-            .setup
-            .is_empty())
+        && !ctx.effective(&inst.id)?.settings.worktree.setup.is_empty())
 }
 
 fn exit_byte(code: i64) -> u8 {
@@ -280,11 +276,11 @@ fn attach_to(
         Some(e) => e,
         None => DockerEngine::connect()?,
     };
-    let eff = ops::effective_for(ctx, &inst.id)?;
+    let eff = ctx.effective(&inst.id)?;
     let keys_spec = eff.settings.global.detach_keys.clone();
     let keys = parse_detach_keys(&keys_spec)?;
     if inst.status == Status::Paused {
-        ops::set_paused(ctx, &inst.id, false)?;
+        lifecycle::set_paused(ctx, &inst.id, false)?;
     }
     let _client = Attached::register(ctx, &inst.id, shell);
     eprintln!("attached to {} (detach: {})", inst.id, keys_spec);
@@ -301,7 +297,7 @@ fn attach_to(
         }
         AttachEnd::Exited(code) => {
             let (status, reason) = end_of(ctx, &inst.id);
-            ops::finish(ctx, &inst, Some(code), status, Some(reason), Some(&engine))?;
+            lifecycle::finish(ctx, &inst, Some(code), status, Some(reason), Some(&engine))?;
             Ok(exit_byte(code))
         }
     }

@@ -124,5 +124,5 @@ pub fn shell_exit(ctx: &Ctx, pid: u32, now: bool) -> Result<u8> {
 /// it outlives the shell and cannot be stopped by its hangup.
 fn spawn_detached(pid: u32) -> Result<()> {
     let args = ["shell-exit".to_owned(), pid.to_string(), "--now".to_owned()];
-    crate::lifecycle::ops::spawn_helper(&args)
+    crate::lifecycle::spawn_helper(&args)
 }

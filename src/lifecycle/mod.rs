@@ -3,11 +3,24 @@
 //! registry true to what actually runs.
 
 pub mod docker;
+mod finish;
 pub mod host;
-pub mod ops;
+mod networks;
+mod pause;
 mod reconcile;
+mod remove;
+mod restart;
+mod start;
+mod stop;
 
+pub use finish::*;
+pub use networks::*;
+pub use pause::*;
 pub use reconcile::{apply_shell_exit, refresh, refresh_quietly};
+pub use remove::*;
+pub use restart::*;
+pub use start::*;
+pub use stop::*;
 
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Mode, Port};

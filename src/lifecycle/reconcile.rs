@@ -3,7 +3,6 @@
 //! host agents by pid + start time; orphans of dead shells per policy.
 
 use super::docker::DockerEngine;
-use super::ops;
 use crate::core::error::Result;
 use crate::core::types::{InstanceId, Status};
 use crate::state::config::ShellExitPolicy;
@@ -60,7 +59,7 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
     // A start under way, by a process that still runs: leave it alone.
     let young = |i: &crate::state::registry::Instance| {
         i.status == Status::Initializing
-            && ops::starter_alive(i)
+            && super::starter_alive(i)
             && i.timestamps
                 .started
                 .or(i.timestamps.created)
@@ -217,7 +216,7 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                         "exited" | "dead" if inst.live_clients().next().is_some() => {}
                         "exited" | "dead" => {
                             let code = o.exit_code;
-                            if let Some(why) = ops::stop_in_progress(inst) {
+                            if let Some(why) = super::stop_in_progress(inst) {
                                 // Being stopped: the stopper saves the logs
                                 // and removes the container.
                                 changes.push(change(Status::Stopped, &why, code, None));
@@ -283,12 +282,12 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                 let still = reg.instances.get(&c.id).is_some_and(|cur| {
                     cur.status == Status::Initializing
                         && cur.container_id.is_none()
-                        && !ops::starter_alive(cur)
+                        && !super::starter_alive(cur)
                 });
                 let done = still
                     && match (&engine, &c.remove_first) {
                         (Some(engine), Some(cid)) => {
-                            ops::save_and_remove(ctx, engine, &c.id, cid).is_ok()
+                            super::save_and_remove(ctx, engine, &c.id, cid).is_ok()
                         }
                         _ => false,
                     };
@@ -333,11 +332,12 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                 serde_json::json!({"instance": c.id, "status": c.status, "reason": c.reason}),
             );
             if let (Some(engine), Some(cid)) = (&engine, &c.ended_container) {
-                let cleanup = ops::effective_for(ctx, &c.id)
+                let cleanup = ctx
+                    .effective(&c.id)
                     .map(|e| e.settings.global.auto_cleanup)
                     .unwrap_or(true);
                 if cleanup {
-                    let _ = ops::save_and_remove(ctx, engine, &c.id, cid);
+                    let _ = super::save_and_remove(ctx, engine, &c.id, cid);
                 }
             }
         }
@@ -361,7 +361,7 @@ fn apply(reg: &mut Registry, changes: &mut [Change]) {
         // not a crash for `health watch` to heal, and its stopper keeps
         // the output and removes the container.
         if !c.status.is_live() {
-            if let Some(why) = ops::stop_in_progress(cur) {
+            if let Some(why) = super::stop_in_progress(cur) {
                 c.status = Status::Stopped;
                 c.reason = Some(why);
                 c.ended_container = None;
@@ -416,7 +416,7 @@ pub fn apply_shell_exit(ctx: &Ctx, ids: &[InstanceId], why: &str) -> Result<()> 
     let ids = pass_ownership(ctx, ids)?;
     let policy = ctx.global()?.global.on_shell_exit;
     let (stop, keep): (Vec<_>, Vec<_>) = ids.iter().cloned().partition(|id| {
-        ops::effective_for(ctx, id)
+        ctx.effective(id)
             .map(|e| e.settings.global.on_shell_exit)
             .unwrap_or(policy)
             == ShellExitPolicy::Stop
@@ -433,7 +433,7 @@ pub fn apply_shell_exit(ctx: &Ctx, ids: &[InstanceId], why: &str) -> Result<()> 
         })?;
     }
     if !stop.is_empty() {
-        for (id, e) in ops::stop_many(ctx, &stop, false, why) {
+        for (id, e) in super::stop_many(ctx, &stop, false, why) {
             eprintln!("ai-sessctl: warning: could not stop {id}: {e}");
         }
     }

@@ -12,7 +12,7 @@
 
 use crate::core::error::{Error, Result};
 use crate::core::types::InstanceId;
-use crate::lifecycle::ops::{self, StartRequest};
+use crate::lifecycle::{self, StartRequest};
 use crate::state::context::Ctx;
 use crate::state::events::Level;
 use crate::state::registry::{Instance, RuntimeKind};
@@ -41,7 +41,7 @@ pub fn interrupted(inst: &Instance) -> bool {
 /// The arguments that continue the agent's last conversation, when it has
 /// them and its state dir holds anything (a fresh dir has no session).
 pub fn resume_args(ctx: &Ctx, inst: &Instance) -> Vec<String> {
-    let Ok(eff) = ops::effective_for(ctx, &inst.id) else {
+    let Ok(eff) = ctx.effective(&inst.id) else {
         return Vec::new();
     };
     if eff.agent.resume_args.is_empty() {
@@ -60,9 +60,9 @@ pub fn resume_args(ctx: &Ctx, inst: &Instance) -> Vec<String> {
 /// Starts `inst` again as it was (same id, project, port when free, owner,
 /// the arguments it was started with) plus its agent's resume arguments.
 pub fn bring_back(ctx: &Ctx, inst: &Instance) -> Result<Instance> {
-    let bind = ops::effective_for(ctx, &inst.id)?.settings.networking.bind;
+    let bind = ctx.effective(&inst.id)?.settings.networking.bind;
     let continue_args = resume_args(ctx, inst);
-    ops::start(
+    lifecycle::start(
         ctx,
         StartRequest {
             project: inst.project_path.clone().into(),

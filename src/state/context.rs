@@ -2,7 +2,8 @@
 
 use crate::core::error::Result;
 use crate::core::paths::StateDir;
-use crate::state::config::Settings;
+use crate::core::types::{InstanceId, Mode};
+use crate::state::config::{Effective, Settings};
 use crate::state::events::EventLog;
 use crate::state::registry::Store;
 
@@ -24,6 +25,12 @@ impl Ctx {
 
     pub fn global(&self) -> Result<Settings> {
         crate::state::config::load_global(&self.dirs)
+    }
+
+    /// The configuration in effect for instance `id`: its agent's, with
+    /// the instance's own overrides.
+    pub fn effective(&self, id: &InstanceId) -> Result<Effective> {
+        crate::state::config::load_for(&self.dirs, &Mode::parse(id.mode_suffix())?, Some(id))
     }
 
     /// The event log, with retention from config (the default when the

@@ -99,7 +99,8 @@ impl Notifier {
             if !inst.activity.wants_user() {
                 continue;
             }
-            let wanted = crate::lifecycle::ops::effective_for(ctx, &inst.id)
+            let wanted = ctx
+                .effective(&inst.id)
                 .map(|e| e.agent.notify.contains(&inst.activity))
                 .unwrap_or(true);
             if !wanted || is_attached(ctx, &inst.id) {

@@ -147,7 +147,7 @@ pub fn record(ctx: &Ctx, samples: &[Sample]) -> Result<Vec<Alert>> {
         .map(|s| {
             crate::core::types::InstanceId::parse(&s.id)
                 .ok()
-                .and_then(|id| crate::lifecycle::ops::effective_for(ctx, &id).ok())
+                .and_then(|id| ctx.effective(&id).ok())
                 .map(|e| e.settings)
         })
         .collect();

@@ -155,7 +155,7 @@ pub fn wait(ctx: &Ctx, mut watch: Watch, inst: &Instance) -> Result<()> {
         Watch::Container(e) => Some(*e),
         Watch::Process(_) => None,
     };
-    crate::lifecycle::ops::finish(
+    crate::lifecycle::finish(
         ctx,
         inst,
         ended_code,

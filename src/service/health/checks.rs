@@ -93,7 +93,7 @@ fn check_one(
     sidecars: Option<&HashMap<String, String>>,
 ) -> Report {
     let mut checks = Vec::new();
-    let eff = crate::lifecycle::ops::effective_for(ctx, &inst.id).ok();
+    let eff = ctx.effective(&inst.id).ok();
     let timeout = eff
         .as_ref()
         .map(|e| e.settings.health.timeout.0)

@@ -8,7 +8,7 @@
 use crate::core::error::Result;
 use crate::core::types::{InstanceId, Status};
 use crate::features::monitor::alerts::{emit, Alert, Severity};
-use crate::lifecycle::ops::{self, Stopper};
+use crate::lifecycle::{self, Stopper};
 use crate::state::context::Ctx;
 use crate::state::events::Level;
 use crate::state::registry::{Instance, ProcRef, Registry, RuntimeKind};
@@ -22,7 +22,7 @@ const HEALING: &str = "healing";
 /// Restarts one instance now, at the user's request (`heal ID`): forced,
 /// for an instance that hangs.
 pub fn heal(ctx: &Ctx, id: &InstanceId) -> Result<()> {
-    ops::restart(ctx, id, true, HEALING)?;
+    lifecycle::restart(ctx, id, true, HEALING)?;
     ctx.events().log(
         Level::Info,
         "health",
@@ -48,7 +48,7 @@ fn heal_automatically(ctx: &Ctx, id: &InstanceId) -> Result<Healed> {
         let Some(cur) = reg.instances.get_mut(id) else {
             return Ok(false);
         };
-        if !needs_healing(cur) || ops::stop_in_progress(cur).is_some() {
+        if !needs_healing(cur) || lifecycle::stop_in_progress(cur).is_some() {
             return Ok(false);
         }
         cur.healing = Some(me.clone());
@@ -57,7 +57,7 @@ fn heal_automatically(ctx: &Ctx, id: &InstanceId) -> Result<Healed> {
     if !claimed {
         return Ok(Healed::NotNeeded);
     }
-    match ops::restart_as(ctx, id, true, HEALING, Stopper::Heal) {
+    match lifecycle::restart_as(ctx, id, true, HEALING, Stopper::Heal) {
         Ok(_) => {
             ctx.events().log(
                 Level::Info,
@@ -131,7 +131,7 @@ impl Healer {
     pub fn pass(&mut self, ctx: &Ctx, reg: &Registry) -> Vec<String> {
         let mut said = Vec::new();
         for inst in reg.instances.values() {
-            let Ok(eff) = ops::effective_for(ctx, &inst.id) else {
+            let Ok(eff) = ctx.effective(&inst.id) else {
                 continue;
             };
             let h = &eff.settings.health;
@@ -205,7 +205,7 @@ fn give_up(ctx: &Ctx, inst: &Instance, attempts: u32) -> Option<String> {
         let Some(cur) = reg.instances.get_mut(&inst.id) else {
             return Ok(None);
         };
-        if !needs_healing(cur) || ops::stop_in_progress(cur).is_some() {
+        if !needs_healing(cur) || lifecycle::stop_in_progress(cur).is_some() {
             return Ok(None);
         }
         cur.extra.insert("recovery".into(), json!("failed"));
@@ -224,7 +224,7 @@ fn give_up(ctx: &Ctx, inst: &Instance, attempts: u32) -> Option<String> {
     if cur.status.is_live() {
         // Still running (its checks fail): stopped gracefully, its output
         // kept, so that nothing runs that no one will look after.
-        match ops::stop_many_as(
+        match lifecycle::stop_many_as(
             ctx,
             std::slice::from_ref(&cur.id),
             false,

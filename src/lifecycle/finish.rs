@@ -1,0 +1,156 @@
+//! The end of an agent: recorded, its output kept, its container removed.
+
+use super::docker::DockerEngine;
+use crate::core::error::Result;
+use crate::core::types::{InstanceId, Status};
+use crate::state::config::Effective;
+use crate::state::context::Ctx;
+use crate::state::events::Level;
+use crate::state::registry::{Instance, ProcRef, Registry, StopMarker};
+use chrono::Utc;
+use serde_json::json;
+use std::sync::Mutex;
+
+/// The reason of a stop under way on a running instance, if its stopper
+/// still runs (or it was handed to the starter).
+pub fn stop_in_progress(inst: &Instance) -> Option<String> {
+    inst.stopping
+        .as_ref()
+        .and_then(StopMarker::in_force)
+        .map(str::to_owned)
+}
+
+/// Whether the process starting `inst` still runs (true when unknown: an
+/// entry written before the marker existed waits for the start grace).
+pub fn starter_alive(inst: &Instance) -> bool {
+    inst.starter.as_ref().is_none_or(ProcRef::alive)
+}
+
+/// Records that an instance's agent ended: status, exit code, saved output,
+/// container removal (with `auto_cleanup`), port released, event logged.
+/// Only applies when the entry still describes the same container/process.
+pub fn finish(
+    ctx: &Ctx,
+    inst: &Instance,
+    exit_code: Option<i64>,
+    status: Status,
+    reason: Option<String>,
+    engine: Option<&DockerEngine>,
+) -> Result<()> {
+    let reason = reason.as_deref();
+    let end = Ended {
+        inst: inst.clone(),
+        code: exit_code,
+        status,
+        eff: engine
+            .and(inst.container_id.as_ref())
+            .and_then(|_| ctx.effective(&inst.id).ok()),
+    };
+    let applied = ctx.store.update(|reg| Ok(end.record(reg, reason)));
+    end.aftermath(ctx, reason, engine, applied, None)
+}
+
+/// An agent that ended, to be written down by [`finish`] (or, for a batch
+/// of stops, many at once in one registry update).
+#[derive(Clone)]
+pub(super) struct Ended {
+    pub(super) inst: Instance,
+    pub(super) code: Option<i64>,
+    pub(super) status: Status,
+    /// Its configuration as read when stopping (`None`: the defaults).
+    pub(super) eff: Option<Effective>,
+}
+
+impl Ended {
+    /// Whether the entry still described the same live container/process
+    /// and now says it ended.
+    pub(super) fn record(&self, reg: &mut Registry, reason: Option<&str>) -> bool {
+        let inst = &self.inst;
+        let Some(cur) = reg.instances.get_mut(&inst.id) else {
+            return false;
+        };
+        if cur.container_id != inst.container_id || cur.pid != inst.pid || !cur.status.is_live() {
+            return false;
+        }
+        cur.status = self.status;
+        cur.stopping = None;
+        cur.exit_code = self.code.or(cur.exit_code);
+        cur.status_reason = reason.map(str::to_owned);
+        cur.timestamps.stopped = Some(Utc::now());
+        cur.resources.cpu_usage = None;
+        cur.resources.memory_usage = None;
+        true
+    }
+
+    /// What follows the record: the container goes whether or not that
+    /// could be recorded (a full state disk must not keep an ended agent's
+    /// container around), then the event is logged.
+    pub(super) fn aftermath(
+        &self,
+        ctx: &Ctx,
+        reason: Option<&str>,
+        engine: Option<&DockerEngine>,
+        applied: Result<bool>,
+        nets: Option<&Mutex<Vec<String>>>,
+    ) -> Result<()> {
+        let inst = &self.inst;
+        let eff = self.eff.as_ref();
+        if let (Some(engine), Some(cid)) = (engine, &inst.container_id) {
+            if eff.is_none_or(|e| e.settings.global.auto_cleanup) {
+                save_and_remove_as(ctx, engine, &inst.id, cid, eff, nets)?;
+            }
+        }
+        if applied? {
+            ctx.events().log(
+                if self.status == Status::Error {
+                    Level::Warn
+                } else {
+                    Level::Info
+                },
+                "runtime",
+                "instance stopped",
+                json!({"instance": inst.id, "exit_code": self.code, "reason": reason}),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the container's output in `logs/<id>.log` (replacing the previous
+/// run's), then removes the container.
+/// Saving is best effort: the removal happens even when the output cannot
+/// be kept (full disk).
+pub fn save_and_remove(ctx: &Ctx, engine: &DockerEngine, id: &InstanceId, cid: &str) -> Result<()> {
+    save_and_remove_as(ctx, engine, id, cid, ctx.effective(id).ok().as_ref(), None)
+}
+
+/// [`save_and_remove`] with the instance's configuration already read.
+/// With `nets`, the container's own network is left for the caller and
+/// its name added there.
+pub(super) fn save_and_remove_as(
+    ctx: &Ctx,
+    engine: &DockerEngine,
+    id: &InstanceId,
+    cid: &str,
+    eff: Option<&Effective>,
+    nets: Option<&Mutex<Vec<String>>>,
+) -> Result<()> {
+    if ctx.dirs.ensure_sub(&ctx.dirs.logs_dir()).is_ok() {
+        let cap = eff.map_or_else(
+            || crate::state::config::Logging::default().cap(),
+            |e| e.settings.logging.cap(),
+        );
+        if let Err(e) = engine.save_log(cid, &ctx.dirs.instance_log(id), cap) {
+            eprintln!("ai-sessctl: warning: output of {id} not kept: {e}");
+        }
+    }
+    match nets {
+        None => engine.remove(cid, None),
+        Some(nets) => {
+            if let Some(net) = engine.remove_leaving_network(cid)? {
+                nets.lock().unwrap_or_else(|p| p.into_inner()).push(net);
+            }
+            Ok(())
+        }
+    }
+}
