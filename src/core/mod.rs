@@ -5,3 +5,4 @@ pub mod paths;
 pub mod procinfo;
 pub mod types;
 pub mod untrusted;
+pub mod warning;
