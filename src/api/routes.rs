@@ -305,13 +305,19 @@ pub async fn logs(
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     };
     if let (Some(cid), true) = (&inst.container_id, inst.status.is_live()) {
-        let docker = crate::lifecycle::docker::connect_async().await?;
-        let opts = crate::lifecycle::docker::logs_options(q.follow, tail);
-        let stream = docker
-            .logs(cid, Some(opts))
-            .take_while(|r| std::future::ready(r.is_ok()))
-            .filter_map(|r| std::future::ready(r.ok().map(|c| Ok::<_, Infallible>(c.into_bytes()))))
-            .take_until(super::stopping(st.stop.clone()));
+        let cid = cid.clone();
+        let follow = q.follow;
+        let rx = tokio::task::spawn_blocking(move || {
+            crate::engine::Engine::shared().map(|e| e.logs_channel(&cid, follow, tail))
+        })
+        .await
+        .map_err(|e| ApiError(Error::Other(format!("worker: {e}"))))??;
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+        })
+        .take_until(super::stopping(st.stop.clone()));
         return Ok(text(Body::from_stream(stream)));
     }
     // Lossy, as the CLI shows it: one stray byte must not hide the rest.

@@ -141,7 +141,7 @@ pub fn load_or_create_token(dirs: &StateDir) -> Result<String> {
     }
     dirs.ensure()?;
     let token = random_hex(32)?;
-    crate::state::registry::atomic_write(&path, format!("{token}\n").as_bytes())?;
+    crate::core::paths::atomic_write(&path, format!("{token}\n").as_bytes())?;
     Ok(token)
 }
 

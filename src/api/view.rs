@@ -142,7 +142,7 @@ enum Wake {
 /// process exits.
 fn reconciler(dirs: StateDir) {
     let (tx, rx) = mpsc::channel();
-    follow_engine(crate::lifecycle::docker::home_label(&dirs), tx);
+    follow_engine(dirs.home_label(), tx);
     std::thread::spawn(move || {
         let ctx = Ctx {
             store: Store::new(dirs.clone()),
@@ -186,17 +186,17 @@ fn follow_engine(home: String, tx: mpsc::Sender<Wake>) {
                 if tx.send(Wake::Connected).is_err() {
                     return true;
                 }
-                while let Some(Ok(ev)) = events.next().await {
-                    let action = ev.action.unwrap_or_default();
+                while let Some(ev) = events.next().await {
+                    let action = ev.action;
                     // exec_*, attach, resize: nothing for the registry.
                     if action.starts_with("exec_") || matches!(action.as_str(), "attach" | "resize")
                     {
                         continue;
                     }
                     let theirs = ev
-                        .actor
-                        .and_then(|a| a.attributes)
-                        .and_then(|a| a.get(HOME_LABEL).cloned())
+                        .attributes
+                        .get(HOME_LABEL)
+                        .cloned()
                         .is_some_and(|h| h != home);
                     if !theirs && tx.send(Wake::Event).is_err() {
                         return true;

@@ -247,7 +247,7 @@ pub fn rm_all(ctx: &Ctx, force: bool, state: bool, wt: WorktreeChoice) -> Result
     };
     rm(ctx, ids, force, state, wt)?;
     if let Ok(engine) = DockerEngine::connect() {
-        let home = crate::lifecycle::docker::home_label(&ctx.dirs);
+        let home = ctx.dirs.home_label();
         for (id, o) in engine.observe()? {
             if o.labels.get(crate::lifecycle::docker::HOME_LABEL) == Some(&home) {
                 engine.remove(&o.container_id, None)?;
@@ -278,7 +278,7 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
         .map(|i| i.id.clone())
         .collect();
     let engine = DockerEngine::connect().ok();
-    let home = crate::lifecycle::docker::home_label(&ctx.dirs);
+    let home = ctx.dirs.home_label();
     // The listing is taken first and the strays decided from the registry
     // under its lock: a start registers its instance before it creates the
     // container, so every container in the listing that a start made is
@@ -339,7 +339,7 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
     let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
     // Networks no container uses, listed first like the containers.
     let idle_nets = match &engine {
-        Some(e) => e.unused_networks(&home)?,
+        Some(e) => e.unused_instance_networks(&home)?,
         None => Vec::new(),
     };
     let mut nets_removed = Vec::new();

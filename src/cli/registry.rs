@@ -56,7 +56,7 @@ fn repair(ctx: &Ctx) -> Result<()> {
         }
     };
     let hosts = crate::lifecycle::host::scan();
-    let home = crate::lifecycle::docker::home_label(&ctx.dirs);
+    let home = ctx.dirs.home_label();
     let mut found = 0;
     ctx.store.update(|reg| {
         for (id, o) in &observed {

@@ -5,8 +5,8 @@ use super::Ctx;
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Mode, Port, Status};
 use crate::engine::attach::{parse_detach_keys, AttachEnd};
-use crate::features::worktree::setup::Watch;
 use crate::lifecycle::docker::DockerEngine;
+use crate::lifecycle::setup_wait::Watch;
 use crate::lifecycle::{self, StartRequest as OpsStart, Started};
 use crate::state::config::RuntimeChoice;
 use crate::state::registry::{Client, Instance, ProcRef, RuntimeKind};
@@ -172,7 +172,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
             if req.detach {
                 if has_setup(ctx, &inst)? {
                     eprintln!("{}: running worktree.setup…", inst.id);
-                    crate::features::worktree::setup::wait(ctx, Watch::Container(&engine), &inst)?;
+                    crate::lifecycle::setup_wait::wait(ctx, Watch::Container(&engine), &inst)?;
                 }
                 println!("{}", inst.id);
                 eprintln!("started {} on {}", inst.id, inst.address());
@@ -184,7 +184,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
             if req.detach {
                 if has_setup(ctx, &inst)? {
                     eprintln!("{}: running worktree.setup…", inst.id);
-                    crate::features::worktree::setup::wait(ctx, Watch::Process(&mut child), &inst)?;
+                    crate::lifecycle::setup_wait::wait(ctx, Watch::Process(&mut child), &inst)?;
                 }
                 println!("{}", inst.id);
                 eprintln!(

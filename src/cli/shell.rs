@@ -73,7 +73,7 @@ pub fn prompt(ctx: &Ctx) -> Result<u8> {
                 .map(|d| d.to_string_lossy().into_owned())
         })
         .unwrap_or_default();
-    let seg = crate::state::prompt_file::segment(&reg, &cwd);
+    let seg = crate::state::registry::prompt_file::segment(&reg, &cwd);
     if !seg.is_empty() {
         println!("{seg}");
     }

@@ -29,21 +29,14 @@ pub enum Error {
     /// closest id it does hold).
     #[error("no instance {0} (see `ai-sessctl list`)")]
     NoInstance(String),
-    /// The engine failed or is out of reach; shown with its endpoint.
-    #[error("{}", with_endpoint(.0))]
+    /// The engine failed or is out of reach; made by `engine::error`,
+    /// which names the endpoint.
+    #[error("{0}")]
     Engine(String),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
     Other(String),
-}
-
-/// An engine error names the endpoint and where it came from, once.
-fn with_endpoint(msg: &str) -> String {
-    match crate::engine::endpoint::current() {
-        Ok(ep) if !msg.contains(&ep.host) => format!("{msg} (engine at {ep})"),
-        _ => msg.to_owned(),
-    }
 }
 
 impl Error {
@@ -101,20 +94,3 @@ pub fn closest<'a>(typed: &str, candidates: impl IntoIterator<Item = &'a str>) -
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-#[cfg(test)]
-mod tests {
-    use super::Error;
-
-    #[test]
-    fn an_engine_error_names_the_endpoint_once() {
-        let Ok(ep) = crate::engine::endpoint::current() else {
-            return; // this environment names a broken context: nothing to add
-        };
-        let shown = Error::Engine("create network x: boom".into()).to_string();
-        assert_eq!(shown, format!("create network x: boom (engine at {ep})"));
-        let already = format!("container engine at {ep} is not answering");
-        assert_eq!(Error::Engine(already.clone()).to_string(), already);
-        assert_eq!(Error::Other("boom".into()).to_string(), "boom");
-    }
-}

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod paths;
 pub mod procinfo;
+pub mod spawn;
 pub mod types;
 pub mod untrusted;
 pub mod warning;

@@ -13,6 +13,22 @@ pub struct StateDir {
 }
 
 impl StateDir {
+    /// The value of the `ai.home` label of the engine objects this state
+    /// home makes: its root, canonical when possible.
+    /// Where the activity of instance `id` is written (its status file,
+    /// its setup outcome).
+    pub fn activity_of(&self, id: &crate::core::types::InstanceId) -> PathBuf {
+        self.root().join("activity").join(id.as_str())
+    }
+
+    pub fn home_label(&self) -> String {
+        let root = self.root();
+        root.canonicalize()
+            .unwrap_or_else(|_| root.to_path_buf())
+            .to_string_lossy()
+            .into_owned()
+    }
+
     /// `$AI_SESSIONS_HOME`, else `~/.ai-sessions`.
     pub fn from_env() -> Result<Self> {
         if let Some(dir) = std::env::var_os("AI_SESSIONS_HOME").filter(|d| !d.is_empty()) {
@@ -153,4 +169,40 @@ pub fn open_private_append(path: &Path) -> Result<fs::File> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(path, e))
+}
+
+/// Replaces `path` with `bytes` so that a reader sees the old or the new
+/// content, never a mix, even across a crash. On failure (e.g. a full
+/// disk) the temp file is removed and the error names `path`, not the
+/// temp file.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, without_temp_path(e)))?;
+    let file = tmp.as_file_mut();
+    std::io::Write::write_all(file, bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(path, without_temp_path(e.error)))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))?;
+    Ok(())
+}
+
+/// tempfile adds `at path "<dir>/.tmp-XXXX"` to its errors: a name that
+/// no longer exists when the user reads it. Keep the OS error only.
+fn without_temp_path(e: std::io::Error) -> std::io::Error {
+    let os = e
+        .get_ref()
+        .and_then(|inner| inner.source())
+        .and_then(|src| src.downcast_ref::<std::io::Error>())
+        .and_then(|io| io.raw_os_error());
+    match os {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => e,
+    }
 }

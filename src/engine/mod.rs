@@ -1,7 +1,266 @@
-//! The container engine (Docker or Podman through bollard).
+//! The container engine (Docker or Podman), spoken natively through
+//! bollard: version negotiated, the engine found as the docker CLI finds
+//! it (see `endpoint`), every call bounded by a timeout. It knows nothing
+//! of instances, settings or agents: callers hand it plain data
+//! ([`container::ContainerSpec`], network names, labels) and get plain
+//! data back. One connection per process: [`Engine::shared`].
 
 pub mod attach;
+pub mod container;
 pub mod endpoint;
+pub mod events;
+pub mod image;
 pub mod logfile;
+pub mod logs;
 pub mod network;
+pub mod stats;
 pub mod subnet;
+
+use crate::core::error::{Error, Result};
+use bollard::Docker;
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Labels every object this tool makes carries: made by us, and for which
+/// state home (the engine is shared by every user and home; `gc` and
+/// `registry repair` are not).
+pub const MANAGED_LABEL: &str = "ai.managed-by";
+pub const MANAGED_VALUE: &str = "ai-sessctl";
+pub const HOME_LABEL: &str = "ai.home";
+
+/// Deadline for answering at all; an engine slower than this is "down".
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Deadline for ordinary calls (create, inspect, list, remove).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection to the engine, with the runtime its calls run on.
+pub struct Engine {
+    rt: tokio::runtime::Runtime,
+    docker: Docker,
+}
+
+/// The process's one connection, made on first use.
+static SHARED: OnceLock<Engine> = OnceLock::new();
+
+/// An engine error, naming the endpoint (once) and where it came from.
+pub fn error(msg: impl Into<String>) -> Error {
+    let msg = msg.into();
+    match endpoint::current() {
+        Ok(ep) if !msg.contains(&ep.host) => Error::Engine(format!("{msg} (engine at {ep})")),
+        _ => Error::Engine(msg),
+    }
+}
+
+fn engine_err(e: impl std::fmt::Display) -> Error {
+    match endpoint::current() {
+        Ok(ep) => Error::Engine(format!("container engine at {ep} is not answering: {e}")),
+        Err(bad) => Error::Engine(format!("container engine not reachable: {bad}")),
+    }
+}
+
+
+/// The endpoint to connect to, or why the configured one cannot be used.
+fn endpoint() -> Result<&'static endpoint::Endpoint> {
+    endpoint::current().map_err(|e| Error::Engine(format!("no container engine: {e}")))
+}
+
+/// A client for any endpoint (tcp, ssh, unix), its version negotiated.
+async fn connect_negotiated(host: &str) -> Result<Docker> {
+    let docker = Docker::connect_with_host(host)
+        .map_err(engine_err)?
+        .with_timeout(CALL_TIMEOUT);
+    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(engine_err(e)),
+        Err(_) => Err(engine_err(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+    }
+}
+
+pub(crate) fn api_error(what: &str, e: bollard::errors::Error) -> Error {
+    api_err(what, e)
+}
+
+fn api_err(what: &str, e: bollard::errors::Error) -> Error {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => Error::NotFound(format!("{what}: {message}")),
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            Error::Other(format!("{what}: {message}"))
+        }
+        // The engine took the call and is slow to finish it (a queue of
+        // network creates): that call timed out, the engine is up.
+        bollard::errors::Error::RequestTimeoutError => Error::Other(format!(
+            "{what}: the container engine did not finish in time (it is busy); try again"
+        )),
+        other => engine_err(format!("{what}: {other}")),
+    }
+}
+
+pub(crate) fn is_404(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// Asks the engine behind a unix socket for `/_ping` and returns the API
+/// version to speak: the engine's, capped at what bollard knows.
+fn ping_unix(path: &std::path::Path) -> Result<bollard::ClientVersion> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(engine_err)?;
+    s.set_read_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(engine_err)?;
+    s.set_write_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(engine_err)?;
+    s.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        .map_err(engine_err)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    // The headers are all we need; stop at their end.
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return Err(engine_err(format!("no answer within {CONNECT_TIMEOUT:?}")))
+            }
+            Err(e) => return Err(engine_err(e)),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    if !head.starts_with("HTTP/1.") {
+        return Err(engine_err("not a Docker API endpoint"));
+    }
+    let version = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("api-version")
+                .then(|| v.trim().to_owned())
+        })
+        .and_then(|v| {
+            let (maj, min) = v.split_once('.')?;
+            Some((maj.parse::<usize>().ok()?, min.parse::<usize>().ok()?))
+        });
+    let ours = bollard::API_DEFAULT_VERSION;
+    Ok(match version {
+        Some((maj, min)) if (maj, min) < (ours.major_version, ours.minor_version) => {
+            bollard::ClientVersion {
+                major_version: maj,
+                minor_version: min,
+            }
+        }
+        _ => *ours,
+    })
+}
+
+impl Engine {
+    /// The process's connection: made (version negotiated) on first use,
+    /// or an error within about two seconds when the engine does not
+    /// answer (asked again next time).
+    pub fn shared() -> Result<&'static Engine> {
+        if let Some(e) = SHARED.get() {
+            return Ok(e);
+        }
+        let engine = Self::connect()?;
+        Ok(SHARED.get_or_init(|| engine))
+    }
+
+    fn connect() -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("tokio: {e}")))?;
+        let endpoint = endpoint()?;
+        // On a unix socket, `/_ping` tells the engine's API version in a
+        // fraction of a millisecond (as the docker CLI does it); `/version`,
+        // which bollard's negotiation asks, costs several.
+        if let Some(path) = endpoint.unix_path() {
+            let version = ping_unix(path)?;
+            let docker =
+                Docker::connect_with_unix(&endpoint.host, CALL_TIMEOUT.as_secs(), &version)
+                    .map_err(engine_err)?;
+            return Ok(Engine { rt, docker });
+        }
+        let docker = rt.block_on(connect_negotiated(&endpoint.host))?;
+        Ok(Engine { rt, docker })
+    }
+
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Runs `f` on the engine's own runtime, for callers on another one
+    /// (the API server): its result comes back through the handle.
+    pub fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.rt.spawn(f)
+    }
+
+    pub(crate) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub(crate) async fn timed<T>(
+        what: &str,
+        f: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(CALL_TIMEOUT, f).await {
+            Ok(r) => r.map_err(|e| api_err(what, e)),
+            Err(_) => Err(engine_err(format!(
+                "{what}: no answer within {CALL_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    pub fn version(&self) -> Result<String> {
+        let v = self.block_on(Self::timed("version", self.docker.version()))?;
+        Ok(format!(
+            "{} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        ))
+    }
+
+    /// Whether the engine is Podman (its version lists a "Podman Engine").
+    pub fn is_podman(&self) -> bool {
+        self.block_on(self.docker.version())
+            .ok()
+            .and_then(|v| v.components)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.name.to_ascii_lowercase().contains("podman"))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::error::Error;
+
+    #[test]
+    fn an_engine_error_names_the_endpoint_once() {
+        let Ok(ep) = super::endpoint::current() else {
+            return; // this environment names a broken context: nothing to add
+        };
+        let shown = super::error("create network x: boom").to_string();
+        assert_eq!(shown, format!("create network x: boom (engine at {ep})"));
+        let already = format!("container engine at {ep} is not answering");
+        assert_eq!(super::error(already.clone()).to_string(), already);
+        assert_eq!(Error::Other("boom".into()).to_string(), "boom");
+    }
+}

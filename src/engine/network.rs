@@ -1,21 +1,12 @@
-//! Per-instance networks. By default each instance gets a bridge network
-//! of its own (created with it, removed with it, labelled, reaped by `gc`),
-//! so agents cannot reach one another; `networking.mode = "shared"` keeps
-//! the engine's default bridge, where they can.
-//!
-//! An egress policy other than `open` replaces this network by an internal
-//! one with a proxy as the only way out (`crate::features::egress::launch`).
+//! Networks: made on a free subnet of their own, labelled, reused when a
+//! crash left them, removed when nothing uses them.
 
+use super::{api_error, is_404, Engine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
 use crate::core::error::{Error, Result};
-use crate::lifecycle::docker::{api_error, is_404, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
-use crate::state::config::NetworkMode;
 use bollard::models::NetworkCreateRequest;
 use bollard::query_parameters as q;
 use bollard::Docker;
 use std::collections::HashMap;
-
-/// Container label naming the network made for it (removed with it).
-pub const NETWORK_LABEL: &str = "ai.network";
 
 /// Deadline for creating or removing a network. The engine does these one
 /// at a time: with fifty starts at once the last waits for the other
@@ -28,51 +19,12 @@ pub(crate) fn queued(docker: &Docker) -> Docker {
     docker.clone().with_timeout(NETWORK_CALL_TIMEOUT)
 }
 
-/// Where an instance's container is attached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
-    /// The engine's default bridge, shared with every other container.
-    Shared,
-    /// A network of its own.
-    Own(OwnNetwork),
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnNetwork {
     pub name: String,
     /// No route off the network (for an egress policy with a proxy).
     pub internal: bool,
     pub labels: HashMap<String, String>,
-}
-
-/// The network for an instance named `name` (its container's name),
-/// labelled like the container.
-pub fn plan(mode: NetworkMode, name: &str, labels: &HashMap<String, String>) -> Plan {
-    match mode {
-        NetworkMode::Shared => Plan::Shared,
-        NetworkMode::Isolated => {
-            let keep = ["ai.instance", HOME_LABEL, MANAGED_LABEL];
-            Plan::Own(OwnNetwork {
-                name: name.to_owned(),
-                internal: false,
-                labels: labels
-                    .iter()
-                    .filter(|(k, _)| keep.contains(&k.as_str()))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            })
-        }
-    }
-}
-
-impl Plan {
-    /// `HostConfig.NetworkMode` for the container.
-    pub fn network_mode(&self) -> Option<String> {
-        match self {
-            Plan::Shared => None,
-            Plan::Own(n) => Some(n.name.clone()),
-        }
-    }
 }
 
 /// Creates the network. One of ours that is still there (its container
@@ -203,9 +155,9 @@ pub async fn remove(docker: &Docker, name: &str) -> Result<()> {
 }
 
 /// Networks of this state home with no container attached, with their
-/// `ai.instance`: left by a crash, or made by a start that has not
-/// attached its container yet (the caller tells them apart).
-pub async fn unused(docker: &Docker, home: &str) -> Result<Vec<(String, Option<String>)>> {
+/// labels: left by a crash, or made by a start that has not attached its
+/// container yet (the caller tells them apart).
+pub async fn unused(docker: &Docker, home: &str) -> Result<Vec<(String, HashMap<String, String>)>> {
     let filters = HashMap::from([(
         "label".to_owned(),
         vec![
@@ -228,10 +180,100 @@ pub async fn unused(docker: &Docker, home: &str) -> Result<Vec<(String, Option<S
             .await;
         if let Ok(d) = detail {
             if d.containers.unwrap_or_default().is_empty() {
-                let inst = d.labels.and_then(|mut l| l.remove("ai.instance"));
-                out.push((name, inst));
+                out.push((name, d.labels.unwrap_or_default()));
             }
         }
     }
     Ok(out)
+}
+
+/// The Docker bridge option that keeps the host's address off a network.
+const NO_HOST_ADDRESS: &str = "com.docker.network.bridge.inhibit_ipv4";
+
+impl Engine {
+    /// Creates `net`, or reuses one of ours a crash left (see [`ensure`]).
+    pub async fn ensure_network(&self, net: &OwnNetwork) -> Result<()> {
+        ensure(&self.docker, net).await
+    }
+
+    /// This state home's networks that no container uses, with their labels.
+    pub fn unused_networks(&self, home: &str) -> Result<Vec<(String, HashMap<String, String>)>> {
+        self.block_on(unused(&self.docker, home))
+    }
+
+    /// Removes a network (gone already or still in use: left alone).
+    pub fn remove_network(&self, name: &str) -> Result<()> {
+        self.block_on(remove(&self.docker, name))
+    }
+
+    pub async fn remove_network_async(&self, name: &str) -> Result<()> {
+        remove(&self.docker, name).await
+    }
+
+    /// Creates an internal network `name` (no route off it) that gives the
+    /// host no address on it: an internal bridge still does, and through it
+    /// every host port. One left by an earlier start is reused only if it
+    /// is the same: internal, labelled with the same home, no host address.
+    pub fn ensure_internal_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<()> {
+        let req = |no_host: bool| NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".to_owned()),
+            internal: Some(true),
+            options: no_host
+                .then(|| HashMap::from([(NO_HOST_ADDRESS.to_owned(), "true".to_owned())])),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        self.block_on(async {
+            // The engine creates networks one at a time: wait as for our own.
+            let client = &queued(&self.docker);
+            let mut created = super::subnet::create_network(client, req(true)).await?;
+            // Podman (netavark) knows no such option and refuses it; its
+            // internal network still has no route out (see SECURITY.md).
+            if let Err(bollard::errors::Error::DockerResponseServerError { message, .. }) = &created
+            {
+                if message.contains(NO_HOST_ADDRESS) {
+                    created = super::subnet::create_network(client, req(false)).await?;
+                }
+            }
+            match created {
+                Ok(_) => Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => self.check_internal(name, &labels).await,
+                Err(e) => Err(super::error(format!("create network {name}: {e}"))),
+            }
+        })
+    }
+
+    /// Whether the existing network `name` is ours (this home's, managed),
+    /// internal, and with no host address on it: anything less is a way
+    /// out or to the host.
+    async fn check_internal(&self, name: &str, labels: &HashMap<String, String>) -> Result<()> {
+        let n = self
+            .docker
+            .inspect_network(name, None::<q::InspectNetworkOptions>)
+            .await
+            .map_err(|e| super::error(format!("inspect network {name}: {e}")))?;
+        let theirs = n.labels.unwrap_or_default();
+        let ours = [HOME_LABEL, MANAGED_LABEL]
+            .iter()
+            .all(|k| theirs.contains_key(*k) && theirs.get(*k) == labels.get(*k));
+        let no_host = n
+            .options
+            .unwrap_or_default()
+            .get(NO_HOST_ADDRESS)
+            .is_some_and(|v| v == "true");
+        if n.internal == Some(true) && ours && no_host {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "network {name} exists and is not an internal network of this state home without a host address; remove it (`docker network rm {name}`) and start again"
+            )))
+        }
+    }
 }

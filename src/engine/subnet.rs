@@ -6,8 +6,8 @@
 //! every subnet the engine already uses and, on Linux, every route of the
 //! host (a VPN's or LAN's addresses must stay reachable from the host).
 
+use super::api_error;
 use crate::core::error::{Error, Result};
-use crate::lifecycle::docker::api_error;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters as q;
 use bollard::Docker;

@@ -1,1 +1,79 @@
-//! The launch plan: what a start creates, as plain data.
+//! The launch plan: what a start creates, as plain data. The lifecycle
+//! turns a [`LaunchSpec`] (what the user asked for, with its settings)
+//! into a [`LaunchPlan`]; features add to the plan (egress: an internal
+//! network and a proxy beside the agent; worktrees: steps before it) and
+//! the lifecycle carries it out on the engine.
+
+use crate::core::types::{InstanceId, Mode, Port};
+use crate::engine::container::ContainerSpec;
+use crate::engine::network::OwnNetwork;
+use crate::state::config::Effective;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Everything needed to launch one instance. `env` holds secrets copied
+/// from the caller's environment: it lives in memory only.
+pub struct LaunchSpec<'a> {
+    pub id: &'a InstanceId,
+    pub project: &'a Path,
+    pub project_name: &'a str,
+    pub mode: &'a Mode,
+    pub port: Port,
+    pub eff: &'a Effective,
+    pub args: &'a [String],
+    pub state_dir: PathBuf,
+    pub env: Vec<String>,
+    /// The state home that owns the instance (label `ai.home`).
+    pub home: String,
+    /// Host runtime: the agent's working directory, and where a detached
+    /// agent's output goes (`None`: it shares the caller's terminal).
+    pub cwd: PathBuf,
+    pub log: Option<PathBuf>,
+    /// Containers: more host directories bound read-write (host path,
+    /// path inside), e.g. the activity directory.
+    pub mounts: Vec<(PathBuf, String)>,
+    /// Containers: host files bound read-only (host path, path inside):
+    /// the agent's shared login, over its own state dir.
+    pub read_only: Vec<(PathBuf, String)>,
+    /// `worktree.setup` steps run before the agent (see `worktree::setup`).
+    pub setup: Vec<String>,
+    /// Containers: files placed in it before it starts, owned by root and
+    /// read-only to the agent (path inside, contents), e.g. gemini's hook
+    /// settings. Not with `resources.read_only_root`.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// A network a start makes before its containers (and removes again when
+/// the start fails).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlannedNetwork {
+    /// A bridge of the instance's own (reused when a crash left it).
+    Own(OwnNetwork),
+    /// An internal network with no way off it and no host address on it.
+    Internal {
+        name: String,
+        labels: HashMap<String, String>,
+    },
+}
+
+impl PlannedNetwork {
+    pub fn name(&self) -> &str {
+        match self {
+            PlannedNetwork::Own(n) => &n.name,
+            PlannedNetwork::Internal { name, .. } => name,
+        }
+    }
+}
+
+/// What a container start creates, in order: the networks, then the
+/// agent's container and its sidecars side by side.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchPlan {
+    pub agent: ContainerSpec,
+    /// Placed in the agent's container before it starts (path inside,
+    /// contents), owned by root, read-only to the agent. Best effort.
+    pub files: Vec<(String, Vec<u8>)>,
+    pub networks: Vec<PlannedNetwork>,
+    /// Started alongside the agent (the egress proxy); removed with it.
+    pub sidecars: Vec<ContainerSpec>,
+}

@@ -1,4 +1,4 @@
-//! Runtimes run instances: Docker (bollard) or the host. `ops` holds the
+//! Runtimes run instances: Docker or the host. A file per verb holds the
 //! lifecycle operations shared by every front end; `reconcile` keeps the
 //! registry true to what actually runs.
 
@@ -10,6 +10,7 @@ mod pause;
 mod reconcile;
 mod remove;
 mod restart;
+pub mod setup_wait;
 mod start;
 mod stop;
 
@@ -24,44 +25,12 @@ pub use stop::*;
 
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Mode, Port};
+pub use crate::launch::LaunchSpec;
 use crate::state::config::{Effective, RuntimeChoice};
 use crate::state::registry::{Instance, RuntimeKind};
 use docker::DockerEngine;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Everything needed to launch one instance. `env` holds secrets copied
-/// from the caller's environment: it lives in memory only.
-pub struct LaunchSpec<'a> {
-    pub id: &'a InstanceId,
-    pub project: &'a Path,
-    pub project_name: &'a str,
-    pub mode: &'a Mode,
-    pub port: Port,
-    pub eff: &'a Effective,
-    pub args: &'a [String],
-    pub state_dir: PathBuf,
-    pub env: Vec<String>,
-    /// The state home that owns the instance (label `ai.home`).
-    pub home: String,
-    /// Host runtime: the agent's working directory, and where a detached
-    /// agent's output goes (`None`: it shares the caller's terminal).
-    pub cwd: PathBuf,
-    pub log: Option<PathBuf>,
-    /// Containers: more host directories bound read-write (host path,
-    /// path inside), e.g. the activity directory.
-    pub mounts: Vec<(PathBuf, String)>,
-    /// Containers: host files bound read-only (host path, path inside):
-    /// the agent's shared login, over its own state dir.
-    pub read_only: Vec<(PathBuf, String)>,
-    /// `worktree.setup` steps run before the agent (see `worktree::setup`).
-    pub setup: Vec<String>,
-    /// Containers: files placed in it before it starts, owned by root and
-    /// read-only to the agent (path inside, contents), e.g. gemini's hook
-    /// settings. Not with `resources.read_only_root`.
-    pub files: Vec<(String, Vec<u8>)>,
-}
 
 /// What a runtime started.
 pub enum Launched {

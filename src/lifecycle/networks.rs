@@ -53,7 +53,7 @@ pub fn spawn_helper(args: &[String]) -> Result<()> {
 /// removed before that start looks for it or kept for it. One in use, or
 /// gone already, is left as it is.
 pub fn reap_networks(ctx: &Ctx, engine: &DockerEngine, nets: &[String]) {
-    let home = super::docker::home_label(&ctx.dirs);
+    let home = ctx.dirs.home_label();
     for net in nets {
         // A state home deleted meanwhile is not made again for its lock;
         // nothing can be starting in it.

@@ -112,7 +112,7 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
         None => None,
     };
 
-    let home = super::docker::home_label(&ctx.dirs);
+    let home = ctx.dirs.home_label();
     let mut changes = Vec::new();
     for inst in &live {
         if young(inst) {

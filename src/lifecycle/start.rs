@@ -342,7 +342,7 @@ pub(super) fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launc
         args: &args,
         state_dir,
         env,
-        home: super::docker::home_label(&ctx.dirs),
+        home: ctx.dirs.home_label(),
         cwd: std::env::current_dir()
             .ok()
             .filter(|d| d.starts_with(&req.project))

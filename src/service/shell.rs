@@ -104,7 +104,7 @@ pub fn write_cache(dirs: &StateDir, kind: ShellKind, bin: &Path, script: &str) -
         .is_ok_and(|m| m.uid() == nix::unistd::geteuid().as_raw() && m.is_file());
     if !ours || std::fs::read(&path).map_or(true, |old| old != text.as_bytes()) {
         dirs.ensure()?;
-        crate::state::registry::atomic_write(&path, text.as_bytes())?;
+        crate::core::paths::atomic_write(&path, text.as_bytes())?;
     }
     let newest = cache_inputs(dirs, bin).into_iter().max();
     let at = match newest {
@@ -171,7 +171,7 @@ pub fn write_agents(
         return Ok(());
     }
     dirs.ensure()?;
-    crate::state::registry::atomic_write(&path, text.as_bytes())
+    crate::core::paths::atomic_write(&path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -5,5 +5,4 @@ pub mod context;
 pub mod events;
 pub mod ports;
 pub mod project;
-pub mod prompt_file;
 pub mod registry;

@@ -106,7 +106,7 @@ pub fn to_bytes(v: &Value) -> Vec<u8> {
 /// Writes Claude Code's settings file into `dir`; its path.
 pub fn write_claude(dir: &Path) -> Result<PathBuf> {
     let path = dir.join(CLAUDE_FILE);
-    crate::state::registry::atomic_write(&path, &to_bytes(&claude_settings()))?;
+    crate::core::paths::atomic_write(&path, &to_bytes(&claude_settings()))?;
     Ok(path)
 }
 

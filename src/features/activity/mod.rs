@@ -21,7 +21,7 @@ use crate::core::types::{Activity, InstanceId};
 use crate::state::config::{AgentSpec, HookKind};
 use crate::state::context::Ctx;
 use crate::state::events::Level;
-use crate::state::registry::{Instance, RuntimeKind};
+use crate::state::registry::{Instance, LogBudget, RuntimeKind};
 use chrono::Utc;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ pub const ENV: &str = "AI_SESSION_STATUS_FILE";
 
 /// `activity/<id>/` in the state home.
 pub fn dir_of(dirs: &StateDir, id: &InstanceId) -> PathBuf {
-    dirs.root().join("activity").join(id.as_str())
+    dirs.activity_of(id)
 }
 
 pub fn status_file(dirs: &StateDir, id: &InstanceId) -> PathBuf {
@@ -73,7 +73,7 @@ pub fn prepare(
     }
     crate::core::paths::ensure_private_dir(&dir)?;
     let status = dir.join(STATUS_FILE);
-    crate::state::registry::atomic_write(&status, b"unknown\n")?;
+    crate::core::paths::atomic_write(&status, b"unknown\n")?;
     // Paths as the agent sees them.
     let inside = |name: &str| match kind {
         RuntimeKind::Docker => format!("{MOUNT}/{name}"),
@@ -180,49 +180,6 @@ pub fn sync(ctx: &Ctx) -> Result<Vec<Change>> {
     Ok(changes)
 }
 
-/// Activity changes of one instance logged at once before the limit
-/// applies, and how often one more may be logged after: the box writes its
-/// activity, and a box flipping it as fast as we read it filled the shared
-/// event log with its changes (every other event rotated out within
-/// hours). The registry and the prompt still get every change.
-const LOG_BURST: f64 = 20.0;
-const LOG_EVERY_SECS: f64 = 5.0;
-
-/// A token bucket per instance, kept in its registry entry (every process
-/// that reads activity shares it), and the changes left out since the last
-/// one logged (which carries their count as `dropped`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct LogBudget {
-    tokens: f64,
-    at: chrono::DateTime<Utc>,
-    #[serde(default)]
-    dropped: u64,
-}
-
-impl LogBudget {
-    fn full() -> Self {
-        LogBudget {
-            tokens: LOG_BURST,
-            at: Utc::now(),
-            dropped: 0,
-        }
-    }
-
-    /// `Some(dropped before it)` when a change at `now` is logged.
-    fn admit(&mut self, now: chrono::DateTime<Utc>) -> Option<u64> {
-        let secs = (now - self.at).num_milliseconds().max(0) as f64 / 1000.0;
-        self.tokens = (self.tokens + secs / LOG_EVERY_SECS).min(LOG_BURST);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Some(std::mem::take(&mut self.dropped))
-        } else {
-            self.dropped += 1;
-            None
-        }
-    }
-}
-
 /// Records `a` on an entry (under the caller's lock).
 pub fn set(i: &mut Instance, a: Activity) {
     if i.activity != a {
@@ -253,21 +210,6 @@ pub fn remove(dirs: &StateDir, id: &InstanceId) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn activity_events_are_limited_per_instance_and_the_rest_counted() {
-        let mut b = LogBudget::full();
-        let t0 = b.at;
-        let logged = (0..100).filter(|_| b.admit(t0).is_some()).count();
-        assert_eq!(logged, LOG_BURST as usize);
-        let later = t0 + chrono::Duration::milliseconds((LOG_EVERY_SECS * 1000.0) as i64);
-        assert_eq!(
-            b.admit(later),
-            Some(100 - LOG_BURST as u64),
-            "the count comes with the next"
-        );
-        assert_eq!(b.admit(later), None);
-    }
-
     use super::*;
 
     #[test]

@@ -162,12 +162,9 @@ fn notify(ctx: &Ctx, settings: &crate::state::config::Settings, inst: &Instance)
     let stdin = json!({"kind": "ACTIVITY", "instance": inst.id, "project": inst.project_path,
                        "mode": inst.mode, "activity": inst.activity, "message": msg})
     .to_string();
-    if let Err(e) = crate::features::monitor::alerts::run_program(
-        argv,
-        &env,
-        &stdin,
-        settings.alerts.command_timeout.0,
-    ) {
+    if let Err(e) =
+        crate::core::spawn::run_program(argv, &env, &stdin, settings.alerts.command_timeout.0)
+    {
         ctx.events().log(
             Level::Warn,
             "activity",

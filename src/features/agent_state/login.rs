@@ -12,10 +12,9 @@ use crate::core::paths::StateDir;
 use crate::core::types::Mode;
 use crate::core::untrusted::tree::Tree;
 use crate::engine::attach::{self, AttachEnd};
-use crate::lifecycle::docker::{DockerEngine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
+use crate::engine::container::{Bind, ContainerSpec, Created};
+use crate::engine::{Engine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
 use crate::state::config::{Effective, EgressPolicy};
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-use bollard::query_parameters as q;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 
@@ -48,7 +47,7 @@ pub fn login_in_container(dirs: &StateDir, mode: &Mode, eff: &Effective) -> Resu
              (`ai-sessctl login {mode} --from-host`) or log in where egress is \"open\""
         )));
     }
-    let engine = DockerEngine::connect()?;
+    let engine = Engine::shared()?;
     let agent = &eff.agent;
     if agent.image.is_empty() || !engine.image_exists(&agent.image)? {
         return Err(Error::NotFound(format!(
@@ -65,7 +64,7 @@ pub fn login_in_container(dirs: &StateDir, mode: &Mode, eff: &Effective) -> Resu
     states
         .mkdir(OsStr::new(&scratch), 0o700)
         .map_err(|e| Error::io(states_path.join(&scratch), e))?;
-    let code = run_container(&engine, dirs, mode, eff, &states_path.join(&scratch));
+    let code = run_container(engine, dirs, mode, eff, &states_path.join(&scratch));
     let saved = match &code {
         Ok(0) => save_login(&states, &scratch, mode, &files),
         _ => Ok(()),
@@ -108,7 +107,7 @@ fn save_login(states: &Tree, scratch: &str, mode: &Mode, files: &[&str]) -> Resu
 }
 
 fn run_container(
-    engine: &DockerEngine,
+    engine: &Engine,
     dirs: &StateDir,
     mode: &Mode,
     eff: &Effective,
@@ -126,7 +125,7 @@ fn run_container(
             env.push(format!("{name}={}", v.to_string_lossy()));
         }
     }
-    let home = crate::lifecycle::docker::home_label(dirs);
+    let home = dirs.home_label();
     let pid = std::process::id();
     let name = format!("ai-login-{mode}-{pid}");
     let mut labels = HashMap::from([
@@ -138,122 +137,73 @@ fn run_container(
     if let Some(start) = crate::core::procinfo::start_time(pid) {
         labels.insert(START_LABEL.to_owned(), start.to_string());
     }
-    let body = ContainerCreateBody {
-        image: Some(agent.image.clone()),
-        cmd: Some(cmd),
-        env: Some(env),
-        labels: Some(labels),
-        tty: Some(true),
-        open_stdin: Some(true),
-        attach_stdin: Some(true),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        user: Some(format!(
-            "{}:{}",
-            nix::unistd::getuid(),
-            nix::unistd::getgid()
-        )),
-        host_config: Some(HostConfig {
-            init: Some(true),
-            security_opt: Some(vec!["no-new-privileges".to_owned()]),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            memory: Some(eff.settings.resources.memory.limit.0 as i64),
-            mounts: Some(vec![Mount {
-                source: Some(scratch.to_string_lossy().into_owned()),
-                target: Some(agent.state_dir.clone()),
-                typ: Some(MountType::BIND),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
+    let spec = ContainerSpec {
+        name: name.clone(),
+        image: agent.image.clone(),
+        cmd,
+        env,
+        labels,
+        interactive: true,
+        init: true,
+        memory: Some(eff.settings.resources.memory.limit.0 as i64),
+        binds: vec![Bind {
+            source: scratch.to_path_buf(),
+            target: agent.state_dir.clone(),
+            read_only: false,
+        }],
+        ..ContainerSpec::default()
     };
-    let docker = engine.client();
     let keys = attach::parse_detach_keys(&eff.settings.global.detach_keys)?;
-    engine.block_on(async {
-        let created = docker
-            .create_container(
-                Some(q::CreateContainerOptionsBuilder::new().name(&name).build()),
-                body,
-            )
-            .await
-            .map_err(|e| Error::Engine(format!("create login container: {e}")))?;
-        let result = async {
-            docker
-                .start_container(&created.id, None::<q::StartContainerOptions>)
-                .await
-                .map_err(|e| Error::Engine(format!("start login container: {e}")))?;
-            attach::attach_container(docker, &created.id, &keys, true).await
+    let id = match engine.block_on(engine.create(&spec, &[]))?.0 {
+        Created::Id(id) => id,
+        Created::NameTaken => {
+            return Err(Error::Invalid(format!(
+                "a container named {name} exists already; `ai-sessctl gc` removes a leaked login container"
+            )))
         }
-        .await;
-        // Throwaway: gone whatever happened (detached, failed or done); a
-        // killed `login` leaves it to `gc` (see `reap_logins`).
-        let _ = docker
-            .remove_container(
-                &created.id,
-                Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
-            )
-            .await;
-        match result? {
-            AttachEnd::Exited(code) => Ok(code),
-            AttachEnd::Detached => Err(Error::Other(
-                "detached: the login container was removed; run `ai-sessctl login` again to finish"
-                    .into(),
-            )),
-        }
-    })
+    };
+    let result = engine
+        .block_on(engine.start(&id))
+        .and_then(|()| engine.attach(&id, &keys, true));
+    // Throwaway: gone whatever happened (detached, failed or done); a
+    // killed `login` leaves it to `gc` (see `reap_logins`).
+    let _ = engine.remove_container(&id);
+    match result? {
+        AttachEnd::Exited(code) => Ok(code),
+        AttachEnd::Detached => Err(Error::Other(
+            "detached: the login container was removed; run `ai-sessctl login` again to finish"
+                .into(),
+        )),
+    }
 }
 
 /// Login containers of this state home whose `ai-sessctl login` is gone
 /// (killed before it could remove them): removed, with their scratch
 /// state, unless `dry_run`. Returns their names.
-pub fn reap_logins(engine: &DockerEngine, dirs: &StateDir, dry_run: bool) -> Result<Vec<String>> {
-    let home = crate::lifecycle::docker::home_label(dirs);
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![LOGIN_LABEL.to_owned(), format!("{HOME_LABEL}={home}")],
-    )]);
-    let docker = engine.client();
-    let list = engine
-        .block_on(
-            docker.list_containers(Some(
-                q::ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            )),
-        )
-        .map_err(|e| crate::lifecycle::docker::api_error("list login containers", e))?;
+pub fn reap_logins(engine: &Engine, dirs: &StateDir, dry_run: bool) -> Result<Vec<String>> {
+    let home = dirs.home_label();
+    let list = engine.list(&[LOGIN_LABEL.to_owned(), format!("{HOME_LABEL}={home}")])?;
     let mut out = Vec::new();
     for c in list {
-        let labels = c.labels.unwrap_or_default();
-        let pid = labels.get(PID_LABEL).and_then(|p| p.parse::<u32>().ok());
-        let start = labels.get(START_LABEL).and_then(|s| s.parse::<u64>().ok());
+        let pid = c.labels.get(PID_LABEL).and_then(|p| p.parse::<u32>().ok());
+        let start = c
+            .labels
+            .get(START_LABEL)
+            .and_then(|s| s.parse::<u64>().ok());
         // Its login still runs: the same pid, started at the same time.
         if pid.is_some_and(|p| crate::core::procinfo::alive(p, start)) {
             continue;
         }
-        let Some(id) = c.id else { continue };
-        let name = c
-            .names
-            .and_then(|n| n.into_iter().next())
-            .map(|n| n.trim_start_matches('/').to_owned())
-            .unwrap_or_else(|| id.clone());
         if !dry_run {
-            let removed = engine.block_on(docker.remove_container(
-                &id,
-                Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
-            ));
-            match removed {
-                Ok(()) => {}
-                Err(e) if crate::lifecycle::docker::is_404(&e) => {}
-                Err(e) => return Err(crate::lifecycle::docker::api_error("remove container", e)),
-            }
+            engine.remove_container(&c.id)?;
             if let (Some(p), Ok(states)) = (pid, Tree::open(&dirs.states_dir())) {
                 let _ = states.remove_all(OsStr::new(&scratch_name(p)));
             }
         }
-        out.push(name);
+        out.push(match c.name.is_empty() {
+            true => c.id,
+            false => c.name,
+        });
     }
     Ok(out)
 }

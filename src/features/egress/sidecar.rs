@@ -5,13 +5,9 @@
 
 use crate::core::error::{Error, Result};
 use crate::core::types::Port;
-use crate::lifecycle::docker::{DockerEngine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType,
-    NetworkConnectRequest, NetworkingConfig, PortBinding,
-};
-use bollard::query_parameters as q;
-use futures_util::StreamExt;
+use crate::engine::container::{Bind, ContainerSpec, LogCap, Publish};
+use crate::engine::image::Build;
+use crate::engine::{Engine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -108,66 +104,25 @@ fn context(bin: &Path) -> Result<Vec<u8>> {
 /// that built it (`home`, as its containers are): only that home prunes
 /// it. Another home with the same binary uses it meanwhile (and builds it
 /// again if it was pruned).
-pub fn image(engine: &DockerEngine, home: &str) -> Result<String> {
+pub fn image(engine: &Engine, home: &str) -> Result<String> {
     let bin = proxy_binary()?;
     let tag = tag_for(&bin)?;
     if engine.image_exists(&tag)? {
         return Ok(tag);
     }
-    let tar = context(&bin)?;
-    let labels = HashMap::from([(HOME_LABEL, home)]);
-    let opts = q::BuildImageOptionsBuilder::new()
-        .t(&tag)
-        .rm(true)
-        .labels(&labels)
-        .build();
-    engine.block_on(async {
-        let body = bollard::body_full(tar.into());
-        let mut stream = engine.client().build_image(opts, None, Some(body));
-        while let Some(item) = stream.next().await {
-            let info = item
-                .map_err(|e| Error::Other(format!("building the egress proxy image {tag}: {e}")))?;
-            if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                return Err(Error::Other(format!(
-                    "building the egress proxy image {tag}: {e}"
-                )));
-            }
-        }
-        Ok(())
-    })?;
-    prune_old_images(engine, &tag, home);
+    let build = Build {
+        tag: tag.clone(),
+        labels: HashMap::from([(HOME_LABEL.to_owned(), home.to_owned())]),
+        ..Build::default()
+    };
+    engine
+        .build_image(context(&bin)?, &build, &mut |_| {})
+        .map_err(|e| Error::Other(format!("building the egress proxy image {tag}: {e}")))?;
+    // This home's images of earlier binaries (another home's, or one
+    // without a home, made before the label, is not ours to remove).
+    let repo = tag.split(':').next().unwrap_or(&tag);
+    engine.prune_images(repo, &format!("{HOME_LABEL}={home}"), &tag);
     Ok(tag)
-}
-
-/// Removes this home's images of earlier binaries (one in use stays: no
-/// force). Another home's, or one without a home (made before the label),
-/// is not ours to remove.
-fn prune_old_images(engine: &DockerEngine, keep: &str, home: &str) {
-    let repo = keep.split(':').next().unwrap_or(keep);
-    let filters = HashMap::from([
-        ("reference".to_owned(), vec![repo.to_owned()]),
-        ("label".to_owned(), vec![format!("{HOME_LABEL}={home}")]),
-    ]);
-    let opts = q::ListImagesOptionsBuilder::new().filters(&filters).build();
-    engine.block_on(async {
-        let Ok(images) = engine.client().list_images(Some(opts)).await else {
-            return;
-        };
-        for img in images {
-            // The engine's filter, checked again: an image untagged here is
-            // gone for whoever else used it.
-            let ours = img.labels.get(HOME_LABEL).map(String::as_str) == Some(home);
-            if !ours || img.repo_tags.iter().any(|t| t == keep) {
-                continue;
-            }
-            for t in &img.repo_tags {
-                let _ = engine
-                    .client()
-                    .remove_image(t, None::<q::RemoveImageOptions>, None)
-                    .await;
-            }
-        }
-    });
 }
 
 #[derive(Debug, Clone)]
@@ -236,22 +191,13 @@ fn own_log_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(dir, e))
 }
 
-/// Creates and starts the sidecar; returns its container id. A sidecar
-/// left from an earlier start of the instance is replaced. Async, so that
-/// it runs alongside the agent's own create and start.
-pub async fn start(docker: &bollard::Docker, s: &Sidecar) -> Result<String> {
-    let image = s.image.clone();
+/// The sidecar's container: its rules read-only, a log directory of its
+/// own, its address on the internal network only, the instance's port
+/// published, and a way out through the outer network.
+pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
     let own_log = crate::state::events::box_log_dir(&s.logs_dir, &s.instance);
     own_log_dir(&own_log)?;
-    let port_key = format!("{}/tcp", s.port);
-    let bind = |src: &Path, dst: &str, ro: bool| Mount {
-        source: Some(src.to_string_lossy().into_owned()),
-        target: Some(dst.to_owned()),
-        typ: Some(MountType::BIND),
-        read_only: Some(ro),
-        ..Default::default()
-    };
-    let cmd = vec![
+    let mut cmd = vec![
         "net".to_owned(),
         "proxy".to_owned(),
         "--rules".to_owned(),
@@ -268,137 +214,62 @@ pub async fn start(docker: &bollard::Docker, s: &Sidecar) -> Result<String> {
         "--forward".to_owned(),
         format!("{}={}:{}", s.port, s.agent, s.port),
     ];
-    let mut cmd = cmd;
     for ip in machine_addresses() {
         cmd.push("--forbid".to_owned());
         cmd.push(ip.to_string());
     }
-    let body = ContainerCreateBody {
-        image: Some(image),
-        cmd: Some(cmd),
-        labels: Some(HashMap::from([
+    let bind = |source: &Path, target: &str, read_only: bool| Bind {
+        source: source.to_path_buf(),
+        target: target.to_owned(),
+        read_only,
+    };
+    Ok(ContainerSpec {
+        name: s.name.clone(),
+        image: s.image.clone(),
+        cmd,
+        labels: HashMap::from([
             (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
             (HOME_LABEL.to_owned(), s.home.clone()),
             (ROLE_LABEL.to_owned(), "egress-proxy".to_owned()),
             ("ai.egress-for".to_owned(), s.instance.clone()),
-        ])),
-        user: Some(format!(
-            "{}:{}",
-            nix::unistd::getuid(),
-            nix::unistd::getgid()
-        )),
-        exposed_ports: Some(vec![port_key.clone()]),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                s.internal_network.clone(),
-                EndpointSettings {
-                    aliases: Some(vec![PROXY_ALIAS.to_owned()]),
-                    ..Default::default()
-                },
-            )])),
+        ]),
+        port: Some(s.port.get()),
+        publish: Some(Publish {
+            host_ip: s.bind,
+            port: s.port.get(),
         }),
-        host_config: Some(HostConfig {
-            network_mode: Some(s.internal_network.clone()),
-            port_bindings: Some(HashMap::from([(
-                port_key,
-                Some(vec![PortBinding {
-                    host_ip: Some(s.bind.to_string()),
-                    host_port: Some(s.port.to_string()),
-                }]),
-            )])),
-            auto_remove: Some(true),
-            readonly_rootfs: Some(true),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            security_opt: Some(vec!["no-new-privileges".to_owned()]),
-            memory: Some(64 << 20),
-            pids_limit: Some(256),
-            // Its stderr (a line per refusal it logs, at the log's rate)
-            // goes to the engine's log of it, unbounded by default: capped
-            // like the agent's, so a box refused for weeks fills no disk.
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".to_owned()),
-                config: Some(HashMap::from([
-                    ("max-size".to_owned(), "1m".to_owned()),
-                    ("max-file".to_owned(), "1".to_owned()),
-                ])),
-            }),
-            // Its rules, read-only, and a directory of its own for its log:
-            // nothing else of the state home (the host reads that
-            // directory as the box's).
-            mounts: Some(vec![
-                bind(&s.net_dir, "/ai/net", true),
-                bind(&own_log, "/ai/log", false),
-            ]),
-            ..Default::default()
+        network_mode: Some(s.internal_network.clone()),
+        aliases: vec![PROXY_ALIAS.to_owned()],
+        extra_networks: vec![s.outer_network.clone()],
+        auto_remove: true,
+        read_only_root: true,
+        memory: Some(64 << 20),
+        pids_limit: Some(256),
+        // Its stderr (a line per refusal it logs, at the log's rate) goes
+        // to the engine's log of it, unbounded by default: capped like the
+        // agent's, so a box refused for weeks fills no disk.
+        log: Some(LogCap {
+            max_size: 1 << 20,
+            max_files: 1,
         }),
-        ..Default::default()
-    };
-    {
-        let _ = docker
-            .remove_container(
-                &s.name,
-                Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
-            )
-            .await;
-        let api = |what: &'static str| {
-            move |e: bollard::errors::Error| Error::Engine(format!("egress proxy: {what}: {e}"))
-        };
-        let created = docker
-            .create_container(
-                Some(
-                    q::CreateContainerOptionsBuilder::new()
-                        .name(&s.name)
-                        .build(),
-                ),
-                body,
-            )
-            .await
-            .map_err(api("create"))?;
-        let started = async {
-            docker
-                .connect_network(
-                    &s.outer_network,
-                    NetworkConnectRequest {
-                        container: created.id.clone(),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(api("connect to the outer network"))?;
-            docker
-                .start_container(&created.id, None::<q::StartContainerOptions>)
-                .await
-                .map_err(api("start"))
-        }
-        .await;
-        if let Err(e) = started {
-            let _ = docker
-                .remove_container(
-                    &created.id,
-                    Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
-                )
-                .await;
-            return Err(e);
-        }
-        Ok(created.id)
-    }
-}
-
-/// Removes an instance's sidecar (gone already is fine).
-pub fn remove(engine: &DockerEngine, name: &str) {
-    let _ = engine.block_on(engine.client().remove_container(
-        name,
-        Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
-    ));
+        // Its rules, read-only, and a directory of its own for its log:
+        // nothing else of the state home (the host reads that directory as
+        // the box's).
+        binds: vec![
+            bind(&s.net_dir, "/ai/net", true),
+            bind(&own_log, "/ai/log", false),
+        ],
+        ..ContainerSpec::default()
+    })
 }
 
 /// The state of each sidecar of this state home, by the instance it serves
 /// (`running`, `paused`, `exited`, …). One gone is not listed: it removes
 /// itself when it ends.
-pub fn observe(engine: &DockerEngine) -> Result<HashMap<String, String>> {
+pub fn observe(engine: &Engine) -> Result<HashMap<String, String>> {
     let home = crate::core::paths::StateDir::from_env()
         .ok()
-        .map(|d| crate::lifecycle::docker::home_label(&d));
+        .map(|d| d.home_label());
     let mut labels = vec![
         format!("{MANAGED_LABEL}={MANAGED_VALUE}"),
         format!("{ROLE_LABEL}=egress-proxy"),
@@ -406,29 +277,14 @@ pub fn observe(engine: &DockerEngine) -> Result<HashMap<String, String>> {
     if let Some(h) = &home {
         labels.push(format!("{HOME_LABEL}={h}"));
     }
-    let filters = HashMap::from([("label".to_owned(), labels)]);
-    let list = engine
-        .block_on(
-            engine.client().list_containers(Some(
-                q::ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            )),
-        )
-        .map_err(|e| Error::Engine(format!("list egress proxies: {e}")))?;
     let mut out = HashMap::new();
-    for c in list {
-        let Some(inst) = c.labels.and_then(|mut l| l.remove("ai.egress-for")) else {
+    for c in engine.list(&labels)? {
+        let Some(inst) = c.labels.get("ai.egress-for").cloned() else {
             continue;
         };
-        let state = c
-            .state
-            .map(|s| s.to_string().to_lowercase())
-            .unwrap_or_default();
         // A replaced one may linger a moment: a running one wins.
         if out.get(&inst).is_none_or(|s| s != "running") {
-            out.insert(inst, state);
+            out.insert(inst, c.state);
         }
     }
     Ok(out)

@@ -7,20 +7,15 @@
 //! and writes the outcome to `activity/<id>/setup`, which a detached start
 //! waits for so a failure is reported where the user started it.
 
-use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
-use crate::core::types::{InstanceId, Status};
-use crate::lifecycle::docker::DockerEngine;
-use crate::state::context::Ctx;
-use crate::state::registry::Instance;
+use crate::core::types::InstanceId;
 use std::path::PathBuf;
-use std::time::Duration;
 
 const SCRIPT: &str = include_str!("../../../shell/worktree-setup.sh");
 
 /// The outcome file, next to the activity status file.
 fn file(dirs: &StateDir, id: &InstanceId) -> PathBuf {
-    crate::features::activity::dir_of(dirs, id).join("setup")
+    dirs.activity_of(id).join("setup")
 }
 
 /// `command` preceded by the setup steps (unchanged without any).
@@ -80,103 +75,6 @@ pub fn failure_reason(dirs: &StateDir, id: &InstanceId) -> Option<String> {
         )),
         Outcome::Done => None,
     }
-}
-
-/// How a detached start watches its agent while the setup runs.
-pub enum Watch<'a> {
-    Container(&'a DockerEngine),
-    Process(&'a mut std::process::Child),
-}
-
-/// Whether the agent is still running; else its exit code if known.
-enum State {
-    Running,
-    Ended(Option<i64>),
-}
-
-impl Watch<'_> {
-    fn state(&mut self, inst: &Instance) -> State {
-        match self {
-            Watch::Container(engine) => {
-                let Some(cid) = inst.container_id.as_deref() else {
-                    return State::Ended(None);
-                };
-                match engine.observe_one(cid) {
-                    Some(o) if o.state == "running" || o.state == "created" => State::Running,
-                    o => State::Ended(o.and_then(|o| o.exit_code)),
-                }
-            }
-            Watch::Process(child) => match child.try_wait() {
-                Ok(None) => State::Running,
-                Ok(Some(status)) => State::Ended(status.code().map(i64::from)),
-                Err(_) => State::Ended(None),
-            },
-        }
-    }
-}
-
-/// A detached start of an instance with setup steps: waits until they have
-/// run. A failure ends the instance (output kept in its log, worktree and
-/// state untouched) and is the error.
-pub fn wait(ctx: &Ctx, mut watch: Watch, inst: &Instance) -> Result<()> {
-    let mut ended_code = None;
-    loop {
-        match outcome(&ctx.dirs, &inst.id) {
-            Some(Outcome::Done) => return Ok(()),
-            Some(Outcome::Failed { .. }) => break,
-            None => {}
-        }
-        if let State::Ended(code) = watch.state(inst) {
-            // Ended without a word: look once more, then report.
-            ended_code = code;
-            if outcome(&ctx.dirs, &inst.id).is_some() {
-                continue;
-            }
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // The script exits right after writing its outcome: let it end, so
-    // its last words are in the saved log.
-    for _ in 0..50 {
-        match watch.state(inst) {
-            State::Running => std::thread::sleep(Duration::from_millis(100)),
-            State::Ended(code) => {
-                ended_code = ended_code.or(code);
-                break;
-            }
-        }
-    }
-    let reason = failure_reason(&ctx.dirs, &inst.id).unwrap_or_else(|| match ended_code {
-        Some(c) => format!("the agent ended during setup with exit code {c}"),
-        None => "the agent ended during setup".to_owned(),
-    });
-    let engine = match &watch {
-        Watch::Container(e) => Some(*e),
-        Watch::Process(_) => None,
-    };
-    crate::lifecycle::finish(
-        ctx,
-        inst,
-        ended_code,
-        Status::Error,
-        Some(reason.clone()),
-        engine,
-    )?;
-    // Reconcile may have recorded the end first, in its own words.
-    let _ = ctx.store.update(|reg| {
-        if let Some(i) = reg.instances.get_mut(&inst.id) {
-            if !i.status.is_live() {
-                i.status = Status::Error;
-                i.status_reason = Some(reason.clone());
-            }
-        }
-        Ok(())
-    });
-    Err(Error::Invalid(format!(
-        "{reason}; {id} was not started (the worktree is untouched; output: `ai-sessctl logs {id}`)",
-        id = inst.id
-    )))
 }
 
 #[cfg(test)]

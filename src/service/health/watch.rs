@@ -24,12 +24,12 @@ fn follow_engine_events(tx: mpsc::Sender<String>, stop: Arc<AtomicBool>) {
             };
             engine.block_on(async {
                 let mut events = std::pin::pin!(engine.managed_container_events());
-                while let Some(Ok(ev)) = events.next().await {
-                    let action = ev.action.unwrap_or_default();
+                while let Some(ev) = events.next().await {
+                    let action = ev.action;
                     let id = ev
-                        .actor
-                        .and_then(|a| a.attributes)
-                        .and_then(|a| a.get("ai.instance").cloned())
+                        .attributes
+                        .get("ai.instance")
+                        .cloned()
                         .unwrap_or_default();
                     if tx.send(format!("{id} {action}")).is_err() {
                         return;

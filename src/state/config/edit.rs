@@ -137,7 +137,7 @@ pub fn set_value(dirs: &StateDir, scope: &Scope, key: &str, raw: &str) -> Result
 fn write_private(dirs: &StateDir, path: &Path, text: &str) -> Result<()> {
     let dir = path.parent().unwrap_or(dirs.root());
     dirs.ensure_sub(dir)?;
-    crate::state::registry::atomic_write(path, text.as_bytes())
+    crate::core::paths::atomic_write(path, text.as_bytes())
 }
 
 /// Opens `$VISUAL`/`$EDITOR` on a copy of the scope's file; keeps the edit

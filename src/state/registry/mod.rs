@@ -1,9 +1,12 @@
 //! Instance registry: schema, storage and id derivation.
 
+mod budget;
 mod ident;
+pub mod prompt_file;
 mod schema;
 mod store;
 
+pub use budget::LogBudget;
 pub use ident::{derive_id, project_name_of, resolve_project};
 pub use schema::*;
-pub use store::{atomic_write, parse, Store, MAX_REGISTRY_BYTES};
+pub use store::{parse, Store, MAX_REGISTRY_BYTES};

@@ -99,13 +99,13 @@ pub struct Instance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity_notified: Option<DateTime<Utc>>,
     /// The rate limit on the events its activity changes log (the box
-    /// writes its activity: see `crate::features::activity::LogBudget`).
+    /// writes its activity: see `crate::state::registry::LogBudget`).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient"
     )]
-    pub activity_log: Option<crate::features::activity::LogBudget>,
+    pub activity_log: Option<crate::state::registry::LogBudget>,
     /// While `initializing`: the process that is starting it.
     #[serde(
         default,

@@ -5,9 +5,8 @@
 
 use super::schema::{Registry, VERSION};
 use crate::core::error::{Error, Result};
-use crate::core::paths::StateDir;
+use crate::core::paths::{atomic_write, StateDir};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -57,7 +56,7 @@ impl Store {
         // The registry is written: the update happened. A prompt file that
         // cannot follow (full disk) goes, rather than show a stale state;
         // the next update writes it again.
-        if let Err(e) = crate::state::prompt_file::write(&self.dirs, &reg) {
+        if let Err(e) = super::prompt_file::write(&self.dirs, &reg) {
             let _ = std::fs::remove_file(self.dirs.prompt_file());
             eprintln!("ai-sessctl: warning: {e}");
         }
@@ -145,40 +144,4 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Registry> {
 
 fn strip_position(msg: &str) -> &str {
     msg.rsplit_once(" at line ").map(|(m, _)| m).unwrap_or(msg)
-}
-
-/// Replaces `path` with `bytes` so that a reader sees the old or the new
-/// content, never a mix, even across a crash. On failure (e.g. a full
-/// disk) the temp file is removed and the error names `path`, not the
-/// temp file.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(path, without_temp_path(e)))?;
-    let file = tmp.as_file_mut();
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| Error::io(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io(path, without_temp_path(e.error)))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))?;
-    Ok(())
-}
-
-/// tempfile adds `at path "<dir>/.tmp-XXXX"` to its errors: a name that
-/// no longer exists when the user reads it. Keep the OS error only.
-fn without_temp_path(e: std::io::Error) -> std::io::Error {
-    let os = e
-        .get_ref()
-        .and_then(|inner| inner.source())
-        .and_then(|src| src.downcast_ref::<std::io::Error>())
-        .and_then(|io| io.raw_os_error());
-    match os {
-        Some(code) => std::io::Error::from_raw_os_error(code),
-        None => e,
-    }
 }

@@ -3,9 +3,9 @@
 //! Line format: `project_path<TAB>id<TAB>mode<TAB>status<TAB>port<TAB>activity`
 //! (readers accept the older five columns too).
 
+use super::Registry;
 use crate::core::error::Result;
-use crate::core::paths::StateDir;
-use crate::state::registry::{atomic_write, Registry};
+use crate::core::paths::{atomic_write, StateDir};
 
 pub fn render(reg: &Registry) -> String {
     let mut out = String::new();

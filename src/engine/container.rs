@@ -1,0 +1,533 @@
+//! Containers: created from plain data ([`ContainerSpec`]), started,
+//! stopped, paused, inspected, listed and removed.
+
+use super::{api_err, engine_err, is_404, Engine, CALL_TIMEOUT};
+use crate::core::error::{Error, Result};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType,
+    NetworkConnectRequest, NetworkingConfig, PortBinding, ResourcesUlimits,
+};
+use bollard::query_parameters as q;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A host path bound into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// A container port published on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publish {
+    pub host_ip: IpAddr,
+    pub port: u16,
+}
+
+/// The engine's json-file log, capped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogCap {
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+/// Everything a container is created with, as plain data. Hardening that
+/// every container of ours gets (no new privileges, all capabilities
+/// dropped, the caller's uid) is not optional and not here.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub working_dir: Option<String>,
+    /// A terminal and an open stdin, for an agent to attach to.
+    pub interactive: bool,
+    /// The container port to expose, and where it is published (if it is).
+    pub port: Option<u16>,
+    pub publish: Option<Publish>,
+    /// `HostConfig.NetworkMode`: a network's name, `none`, or the default.
+    pub network_mode: Option<String>,
+    /// Names the container has on its `network_mode` network.
+    pub aliases: Vec<String>,
+    /// More networks joined after creation, before the start.
+    pub extra_networks: Vec<String>,
+    pub dns: Option<Vec<String>>,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    /// Open files limit (soft and hard); `None`: the engine's default.
+    pub nofile: Option<u32>,
+    pub init: bool,
+    pub auto_remove: bool,
+    pub read_only_root: bool,
+    /// In-memory directories (path, mount options).
+    pub tmpfs: HashMap<String, String>,
+    pub binds: Vec<Bind>,
+    pub log: Option<LogCap>,
+}
+
+impl ContainerSpec {
+    fn body(&self) -> ContainerCreateBody {
+        let port_key = self.port.map(|p| format!("{p}/tcp"));
+        let port_bindings = match (&port_key, self.publish) {
+            (Some(key), Some(p)) => Some(HashMap::from([(
+                key.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some(p.host_ip.to_string()),
+                    host_port: Some(p.port.to_string()),
+                }]),
+            )])),
+            _ => None,
+        };
+        let networking_config = match (&self.network_mode, self.aliases.is_empty()) {
+            (Some(net), false) => Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    net.clone(),
+                    EndpointSettings {
+                        aliases: Some(self.aliases.clone()),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            _ => None,
+        };
+        ContainerCreateBody {
+            image: Some(self.image.clone()),
+            cmd: Some(self.cmd.clone()),
+            env: (!self.env.is_empty()).then(|| self.env.clone()),
+            labels: Some(self.labels.clone()),
+            tty: self.interactive.then_some(true),
+            open_stdin: self.interactive.then_some(true),
+            attach_stdin: self.interactive.then_some(true),
+            attach_stdout: self.interactive.then_some(true),
+            attach_stderr: self.interactive.then_some(true),
+            working_dir: self.working_dir.clone(),
+            user: Some(format!(
+                "{}:{}",
+                nix::unistd::getuid(),
+                nix::unistd::getgid()
+            )),
+            exposed_ports: port_key.map(|k| vec![k]),
+            networking_config,
+            host_config: Some(self.host_config(port_bindings)),
+            ..Default::default()
+        }
+    }
+
+    fn host_config(
+        &self,
+        port_bindings: Option<HashMap<String, Option<Vec<PortBinding>>>>,
+    ) -> HostConfig {
+        HostConfig {
+            port_bindings,
+            network_mode: self.network_mode.clone(),
+            dns: self.dns.clone(),
+            memory: self.memory,
+            nano_cpus: self.nano_cpus,
+            init: self.init.then_some(true),
+            auto_remove: self.auto_remove.then_some(true),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            mounts: Some(self.binds.iter().map(mount).collect()),
+            pids_limit: self.pids_limit,
+            ulimits: self.nofile.map(|n| {
+                vec![ResourcesUlimits {
+                    name: Some("nofile".to_owned()),
+                    soft: Some(i64::from(n)),
+                    hard: Some(i64::from(n)),
+                }]
+            }),
+            log_config: self.log.map(|cap| HostConfigLogConfig {
+                typ: Some("json-file".to_owned()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), cap.max_size.to_string()),
+                    ("max-file".to_owned(), cap.max_files.to_string()),
+                ])),
+            }),
+            readonly_rootfs: Some(self.read_only_root),
+            tmpfs: (!self.tmpfs.is_empty()).then(|| self.tmpfs.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+fn mount(b: &Bind) -> Mount {
+    Mount {
+        source: Some(b.source.to_string_lossy().into_owned()),
+        target: Some(b.target.clone()),
+        typ: Some(MountType::BIND),
+        read_only: b.read_only.then_some(true),
+        ..Default::default()
+    }
+}
+
+/// A container as the engine lists or inspects it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    /// Its name, without the leading `/`.
+    pub name: String,
+    /// `running`, `exited`, `paused`, `created`, … (lower case).
+    pub state: String,
+    pub exit_code: Option<i64>,
+    /// The HEALTHCHECK's state, when the image has one.
+    pub health: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+/// What creating a container came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    Id(String),
+    /// The name is taken by another container.
+    NameTaken,
+}
+
+impl Engine {
+    /// Creates a container (after removing a stopped one of the same
+    /// name: that is ours and stale), joins its extra networks, and places
+    /// `files` in it (best effort: `Err` in the second part of the answer).
+    pub async fn create(
+        &self,
+        spec: &ContainerSpec,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<(Created, Option<Error>)> {
+        let _ = self
+            .docker
+            .remove_container(
+                &spec.name,
+                Some(q::RemoveContainerOptionsBuilder::new().force(false).build()),
+            )
+            .await;
+        let create = self.docker.create_container(
+            Some(
+                q::CreateContainerOptionsBuilder::new()
+                    .name(&spec.name)
+                    .build(),
+            ),
+            spec.body(),
+        );
+        let id = match tokio::time::timeout(CALL_TIMEOUT, create).await {
+            Ok(Ok(c)) => c.id,
+            Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            })) => return Ok((Created::NameTaken, None)),
+            Ok(Err(e)) => return Err(api_err("create container", e)),
+            Err(_) => {
+                return Err(engine_err(format!(
+                    "create container: no answer within {CALL_TIMEOUT:?}"
+                )))
+            }
+        };
+        for net in &spec.extra_networks {
+            let joined = Self::timed(
+                "connect to a network",
+                self.docker.connect_network(
+                    net,
+                    NetworkConnectRequest {
+                        container: id.clone(),
+                        ..Default::default()
+                    },
+                ),
+            )
+            .await;
+            if let Err(e) = joined {
+                self.remove_async(&id).await;
+                return Err(e);
+            }
+        }
+        let placed = match files.is_empty() {
+            true => None,
+            false => self.place_files(&id, files).await.err(),
+        };
+        Ok((Created::Id(id), placed))
+    }
+
+    /// Starts a created container; one that does not start is removed.
+    pub async fn start(&self, id: &str) -> Result<()> {
+        let started = Self::timed(
+            "start container",
+            self.docker
+                .start_container(id, None::<q::StartContainerOptions>),
+        )
+        .await;
+        if started.is_err() {
+            self.remove_async(id).await;
+        }
+        started
+    }
+
+    /// Removes a container by force; gone already is fine.
+    pub async fn remove_async(&self, container: &str) {
+        let _ = self
+            .docker
+            .remove_container(
+                container,
+                Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
+            )
+            .await;
+    }
+
+    /// Removes a container by force: gone already, or being removed by
+    /// another caller, is the goal reached.
+    pub fn remove_container(&self, container: &str) -> Result<()> {
+        self.block_on(async {
+            match self
+                .docker
+                .remove_container(
+                    container,
+                    Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
+                )
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(e) if is_404(&e) => Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    message,
+                }) if message.contains("already in progress") => Ok(()),
+                Err(e) => Err(api_err("remove container", e)),
+            }
+        })
+    }
+
+    /// Copies `files` (path inside, contents) into a created container,
+    /// owned by root, mode 0644, in directories of root's (0755).
+    async fn place_files(&self, container: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let tar = root_files_tar(files)
+            .map_err(|e| Error::Other(format!("packing files for the container: {e}")))?;
+        let opts = q::UploadToContainerOptionsBuilder::new().path("/").build();
+        Self::timed(
+            "copy files into the container",
+            self.docker
+                .upload_to_container(container, Some(opts), bollard::body_full(tar.into())),
+        )
+        .await
+    }
+
+    /// Every container carrying all of `labels` (`key=value`), stopped ones too.
+    pub fn list(&self, labels: &[String]) -> Result<Vec<ContainerInfo>> {
+        let filters = HashMap::from([("label".to_owned(), labels.to_vec())]);
+        let list = self.block_on(Self::timed(
+            "list containers",
+            self.docker.list_containers(Some(
+                q::ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            )),
+        ))?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let exit_code = c.status.as_deref().and_then(parse_exit_code);
+                // The list's `Health` field is new (API 1.49); older engines
+                // only say it in the status text, e.g. "Up 5 s (unhealthy)".
+                let health = c
+                    .health
+                    .and_then(|h| h.status)
+                    .map(|s| s.to_string())
+                    .filter(|s| !s.is_empty())
+                    .or_else(|| c.status.as_deref().and_then(parse_health));
+                ContainerInfo {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .map(|n| n.trim_start_matches('/').to_owned())
+                        .unwrap_or_default(),
+                    state: c
+                        .state
+                        .map(|s| s.to_string().to_lowercase())
+                        .unwrap_or_default(),
+                    exit_code,
+                    health,
+                    labels: c.labels.unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    /// One container by id or name; `None` when it is gone (or the engine
+    /// does not say).
+    pub fn inspect(&self, container: &str) -> Option<ContainerInfo> {
+        let i = self
+            .block_on(Self::timed(
+                "inspect container",
+                self.docker
+                    .inspect_container(container, None::<q::InspectContainerOptions>),
+            ))
+            .ok()?;
+        let st = i.state.unwrap_or_default();
+        Some(ContainerInfo {
+            id: i.id.unwrap_or_default(),
+            name: i
+                .name
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .unwrap_or_default(),
+            state: st
+                .status
+                .map(|s| s.to_string().to_lowercase())
+                .unwrap_or_default(),
+            exit_code: st.exit_code.filter(|_| !st.running.unwrap_or(false)),
+            health: st.health.and_then(|h| h.status).map(|s| s.to_string()),
+            labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
+        })
+    }
+
+    pub fn stop_container(&self, container: &str, timeout: Duration, force: bool) -> Result<()> {
+        self.block_on(async {
+            let r = if force {
+                self.docker
+                    .kill_container(container, None::<q::KillContainerOptions>)
+                    .await
+            } else {
+                let t = timeout.as_secs().min(i32::MAX as u64) as i32;
+                tokio::time::timeout(
+                    timeout + CALL_TIMEOUT,
+                    self.docker.stop_container(
+                        container,
+                        Some(q::StopContainerOptionsBuilder::new().t(t).build()),
+                    ),
+                )
+                .await
+                .unwrap_or_else(|_| Ok(()))
+            };
+            match r {
+                Ok(()) => Ok(()),
+                // Already gone or already stopped: the goal is reached.
+                Err(e) if is_404(&e) => Ok(()),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 304 | 409,
+                    ..
+                }) => Ok(()),
+                Err(e) => Err(api_err("stop container", e)),
+            }
+        })
+    }
+
+    /// The exit code of a container that ended (`None` while it runs).
+    pub fn exit_code(&self, container: &str) -> Option<i64> {
+        self.block_on(async {
+            let i = self
+                .docker
+                .inspect_container(container, None::<q::InspectContainerOptions>)
+                .await
+                .ok()?;
+            let st = i.state?;
+            if st.running.unwrap_or(false) {
+                None
+            } else {
+                st.exit_code
+            }
+        })
+    }
+
+    pub fn pause_container(&self, container: &str, paused: bool) -> Result<()> {
+        self.block_on(async {
+            if paused {
+                Self::timed("pause", self.docker.pause_container(container)).await
+            } else {
+                Self::timed("resume", self.docker.unpause_container(container)).await
+            }
+        })
+    }
+
+    /// `replay`: include the output printed before the attach (see
+    /// `attach::attach_container`); for a container that was just started.
+    pub fn attach(
+        &self,
+        container: &str,
+        detach_keys: &[u8],
+        replay: bool,
+    ) -> Result<super::attach::AttachEnd> {
+        self.block_on(super::attach::attach_container(
+            &self.docker,
+            container,
+            detach_keys,
+            replay,
+        ))
+    }
+}
+
+/// A tar of `files` (absolute paths inside), every entry root's: the
+/// engine keeps the owner an archive names.
+fn root_files_tar(files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let header = |kind: tar::EntryType, mode: u32, size: usize| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(size as u64);
+        h
+    };
+    for (path, data) in files {
+        let rel = Path::new(path.trim_start_matches('/'));
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let mut h = header(tar::EntryType::Directory, 0o755, 0);
+            tar.append_data(&mut h, parent, std::io::empty())?;
+        }
+        let mut h = header(tar::EntryType::Regular, 0o644, data.len());
+        tar.append_data(&mut h, rel, data.as_slice())?;
+    }
+    tar.into_inner()
+}
+
+/// `Exited (3) 2 minutes ago` → 3.
+fn parse_exit_code(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest[..rest.find(')')?].parse().ok()
+}
+
+/// The HEALTHCHECK state in a container's status text (`docker ps`).
+fn parse_health(status: &str) -> Option<String> {
+    let h = if status.ends_with("(unhealthy)") {
+        "unhealthy"
+    } else if status.ends_with("(healthy)") {
+        "healthy"
+    } else if status.ends_with("(health: starting)") {
+        "starting"
+    } else {
+        return None;
+    };
+    Some(h.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn health_from_status() {
+        assert_eq!(
+            super::parse_health("Up 5 seconds (unhealthy)").as_deref(),
+            Some("unhealthy")
+        );
+        assert_eq!(
+            super::parse_health("Up 2 minutes (healthy)").as_deref(),
+            Some("healthy")
+        );
+        assert_eq!(
+            super::parse_health("Up 1 second (health: starting)").as_deref(),
+            Some("starting")
+        );
+        assert_eq!(super::parse_health("Up 5 seconds"), None);
+    }
+
+    #[test]
+    fn exit_codes_from_status() {
+        assert_eq!(super::parse_exit_code("Exited (3) 2 minutes ago"), Some(3));
+        assert_eq!(
+            super::parse_exit_code("Exited (137) 1 second ago"),
+            Some(137)
+        );
+        assert_eq!(super::parse_exit_code("Up 5 seconds"), None);
+    }
+}
