@@ -59,7 +59,6 @@ fn engine_err(e: impl std::fmt::Display) -> Error {
     }
 }
 
-
 /// The endpoint to connect to, or why the configured one cannot be used.
 fn endpoint() -> Result<&'static endpoint::Endpoint> {
     endpoint::current().map_err(|e| Error::Engine(format!("no container engine: {e}")))
@@ -209,10 +208,6 @@ impl Engine {
         F::Output: Send + 'static,
     {
         self.rt.spawn(f)
-    }
-
-    pub(crate) fn client(&self) -> &Docker {
-        &self.docker
     }
 
     pub(crate) async fn timed<T>(
