@@ -3,6 +3,7 @@
 //! capped. The handlers share the CLI's registry, lock and runtime code.
 
 mod conn;
+mod reply;
 mod routes;
 pub mod security;
 mod view;
@@ -81,7 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn no_route() -> Response {
-    security::error_response(
+    reply::error_response(
         StatusCode::NOT_FOUND,
         "not_found",
         "no such API endpoint (see docs/openapi.yaml)",
@@ -117,7 +118,7 @@ async fn json_errors(req: axum::extract::Request, next: middleware::Next) -> Res
         StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
         _ => "error",
     };
-    let fresh = security::error_response(status, code, message);
+    let fresh = reply::error_response(status, code, message);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_TYPE);
     let (fresh_parts, fresh_body) = fresh.into_parts();
@@ -146,7 +147,7 @@ fn new_session(guard: &Guard) -> Response {
     let id = match guard.sessions.create() {
         Ok(id) => id,
         Err(e) => {
-            return security::error_response(
+            return reply::error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 &e.to_string(),
@@ -187,7 +188,7 @@ async fn login_link(State(st): State<Arc<AppState>>, Query(q): Query<LoginQuery>
     if st.guard.take_login(&q.code) {
         new_session(&st.guard)
     } else {
-        security::error_response(
+        reply::error_response(
             StatusCode::UNAUTHORIZED,
             "bad_login",
             "this login link was already used or is wrong; paste the token instead",
@@ -205,7 +206,7 @@ async fn login_form(State(st): State<Arc<AppState>>, Form(f): Form<LoginForm>) -
     if st.guard.token_matches(f.token.trim()) {
         new_session(&st.guard)
     } else {
-        security::error_response(StatusCode::UNAUTHORIZED, "bad_token", "wrong token")
+        reply::error_response(StatusCode::UNAUTHORIZED, "bad_token", "wrong token")
     }
 }
 
