@@ -6,7 +6,8 @@ use super::reply::{ApiError, ApiResult, Json};
 use super::AppState;
 use crate::core::error::Error;
 use crate::core::types::{InstanceId, Mode, Port};
-use crate::lifecycle;
+use crate::service::control::{self, Action};
+use crate::service::{self, start::Started};
 use crate::state::context::Ctx;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -92,44 +93,25 @@ pub async fn create(
             Error::NotFound(m) => Error::Usage(m),
             e => e,
         })?;
-        let mut project = crate::state::project::of(&ctx.dirs, Some(&path))?;
-        let mut id = None;
-        let worktree = match &body.worktree {
-            Some(name) => {
-                let (info, dir, wid) =
-                    crate::features::worktree::target(ctx, &project, name, &mode)?;
-                project = dir;
-                id = Some(wid);
-                Some(info)
-            }
-            None => None,
-        };
-        let started = lifecycle::start(
+        let started = service::start::start(
             ctx,
-            lifecycle::StartRequest {
-                project,
+            service::start::StartRequest {
+                path: Some(path),
                 mode,
-                id,
+                id: None,
                 port,
                 runtime: None,
                 egress: None,
-                args: body.args,
-                continue_args: Vec::new(),
-                shell_pid: None,
                 detach: true,
-                heal: false,
-                worktree: worktree.clone(),
+                args: body.args,
+                shell_pid: None,
+                worktree: body.worktree,
+                resume: false,
             },
         )?;
         Ok(match started {
-            lifecycle::Started::AlreadyRunning(i) => {
-                if let Some(info) = &worktree {
-                    crate::features::worktree::record(ctx, &i.id, info)?;
-                }
-                (false, i)
-            }
-            lifecycle::Started::Container { inst, .. }
-            | lifecycle::Started::Process { inst, .. } => (true, inst),
+            Started::AlreadyRunning(i) => (false, i),
+            Started::Container { inst, .. } | Started::Process { inst, .. } => (true, inst),
         })
     })
     .await?;
@@ -154,8 +136,19 @@ pub async fn get_one(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
-    action: String,
+    action: ActionName,
 }
+
+/// An action by its name; one we do not know is refused by the handler
+/// (after the instance is found), with the list of those we do.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ActionName {
+    Known(Action),
+    Unknown(String),
+}
+
+const API: &str = "through the API";
 
 pub async fn update(
     State(st): State<Arc<AppState>>,
@@ -163,55 +156,25 @@ pub async fn update(
     axum::Json(body): axum::Json<UpdateBody>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let (inst, note) = blocking(&st, move |ctx| {
-        let reg = ctx.store.load()?;
-        let inst = reg.get(&id).cloned().ok_or_else(|| Error::not_found(&id))?;
-        let mut note = None;
-        match body.action.as_str() {
-            "stop" => stop(ctx, &id)?,
-            // The user's restart: graceful, as from the CLI.
-            "restart" => {
-                lifecycle::restart(ctx, &id, false, "restarted through the API")?;
-            }
-            "start" if inst.status.is_live() => {
-                note = Some(format!("{id} is already {}; nothing done", inst.status));
-            }
-            "start" => {
-                lifecycle::restart(ctx, &id, false, "started through the API")?;
-            }
-            "pause" => lifecycle::set_paused(ctx, &id, true)?,
-            "resume" => lifecycle::set_paused(ctx, &id, false)?,
-            other => {
-                return Err(Error::Usage(format!(
-                    "unknown action {:?}: use stop, start, restart, pause or resume",
-                    crate::core::types::truncate_for_message(other)
-                )))
-            }
+    let applied = blocking(&st, move |ctx| match body.action {
+        ActionName::Known(action) => control::apply(ctx, &id, action, API),
+        ActionName::Unknown(other) => {
+            control::lookup(ctx, &id)?;
+            Err(Error::Usage(format!(
+                "unknown action {:?}: use stop, start, restart, pause or resume",
+                crate::core::types::truncate_for_message(&other)
+            )))
         }
-        let reg = ctx.store.load()?;
-        let inst = reg.get(&id).cloned().ok_or_else(|| Error::not_found(&id))?;
-        Ok((inst, note))
     })
     .await?;
-    let mut resp = Json(json!(inst)).into_response();
-    if let Some(note) = note.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+    let mut resp = Json(json!(applied.instance)).into_response();
+    if let Some(note) = applied
+        .note
+        .and_then(|n| axum::http::HeaderValue::from_str(&n).ok())
+    {
         resp.headers_mut().insert("x-ai-sessions-note", note);
     }
     Ok(resp)
-}
-
-fn stop(ctx: &Ctx, id: &InstanceId) -> crate::core::error::Result<()> {
-    match lifecycle::stop_many(
-        ctx,
-        std::slice::from_ref(id),
-        false,
-        "stopped through the API",
-    )
-    .pop()
-    {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
-    }
 }
 
 pub async fn delete(
@@ -220,11 +183,8 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let id = parse_id(&id)?;
     blocking(&st, move |ctx| {
-        ctx.store
-            .load()?
-            .get(&id)
-            .ok_or_else(|| Error::not_found(&id))?;
-        stop(ctx, &id)
+        control::lookup(ctx, &id)?;
+        control::stop(ctx, &id, &format!("stopped {API}"))
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
