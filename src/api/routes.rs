@@ -205,14 +205,7 @@ pub async fn logs(
     let id = parse_id(&id)?;
     let tail = q.tail.or(Some(200));
     let key = id.clone();
-    let inst = blocking(&st, move |ctx| {
-        ctx.store
-            .load()?
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Error::not_found(&key))
-    })
-    .await?;
+    let inst = blocking(&st, move |ctx| control::lookup(ctx, &key)).await?;
     let text = |body: Body| {
         Response::builder()
             .header("content-type", "text/plain; charset=utf-8")
@@ -220,22 +213,18 @@ pub async fn logs(
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     };
     if let (Some(cid), true) = (&inst.container_id, inst.status.is_live()) {
-        let docker = crate::lifecycle::docker::connect_async().await?;
-        let opts = crate::lifecycle::docker::logs_options(q.follow, tail);
-        let stream = docker
-            .logs(cid, Some(opts))
-            .take_while(|r| std::future::ready(r.is_ok()))
-            .filter_map(|r| std::future::ready(r.ok().map(|c| Ok::<_, Infallible>(c.into_bytes()))))
+        let stream = service::logs::container(cid, q.follow, tail)
+            .await?
+            .map(Ok::<_, Infallible>)
             .take_until(super::stopping(st.stop.clone()));
         return Ok(text(Body::from_stream(stream)));
     }
     // Lossy, as the CLI shows it: one stray byte must not hide the rest.
     // Read from the end and streamed: the file may hold tens of megabytes.
     let path = st.dirs.instance_log(&id);
-    let blocks =
-        tokio::task::spawn_blocking(move || crate::engine::logfile::open_tail(&path, tail))
-            .await
-            .map_err(|e| ApiError(Error::Other(format!("worker: {e}"))))??;
+    let blocks = tokio::task::spawn_blocking(move || service::logs::saved(&path, tail))
+        .await
+        .map_err(|e| ApiError(Error::Other(format!("worker: {e}"))))??;
     let Some(blocks) = blocks else {
         return Ok(text(Body::empty()));
     };
@@ -255,7 +244,7 @@ pub async fn stats(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let samples = blocking(&st, move |ctx| crate::cli::sample_stats(ctx, Some(&id))).await?;
+    let samples = blocking(&st, move |ctx| service::stats::sample(ctx, Some(&id))).await?;
     Ok(Json(json!(samples.into_iter().next())))
 }
 
@@ -266,17 +255,7 @@ pub async fn health(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
 }
 
 pub async fn resources(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        blocking(&st, |ctx| {
-            // The watcher notifies (the page shows its notifications): a
-            // dashboard open while instances run keeps one running.
-            if ctx.store.load().is_ok_and(|r| r.live_count() > 0) {
-                crate::features::activity::watch::ensure(ctx);
-            }
-            crate::cli::dashboard_value(ctx)
-        })
-        .await?,
-    ))
+    Ok(Json(blocking(&st, service::dashboard::for_page).await?))
 }
 
 /// The event log as server-sent events: new events as they are written,

@@ -23,7 +23,7 @@ pub struct Cli {
 }
 
 fn id_candidates() -> Vec<CompletionCandidate> {
-    crate::cli::completion_ids()
+    crate::service::completion::ids()
         .into_iter()
         .map(|(id, help)| CompletionCandidate::new(id).help(Some(help.into())))
         .collect()
@@ -50,7 +50,7 @@ fn config_word_candidates() -> Vec<CompletionCandidate> {
     if positionals < key_at {
         id_candidates()
     } else if positionals == key_at {
-        crate::cli::completion_config_keys()
+        crate::service::completion::config_keys()
             .into_iter()
             .map(CompletionCandidate::new)
             .collect()
@@ -60,14 +60,14 @@ fn config_word_candidates() -> Vec<CompletionCandidate> {
 }
 
 fn worktree_candidates() -> Vec<CompletionCandidate> {
-    crate::cli::completion_worktrees()
+    crate::service::completion::worktrees()
         .into_iter()
         .map(|(name, branch)| CompletionCandidate::new(name).help(branch.map(Into::into)))
         .collect()
 }
 
 fn agent_candidates() -> Vec<CompletionCandidate> {
-    crate::cli::completion_agents()
+    crate::service::completion::agents()
         .into_iter()
         .map(CompletionCandidate::new)
         .collect()

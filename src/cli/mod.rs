@@ -24,8 +24,6 @@ mod worktree;
 use crate::core::error::{Error, Result};
 pub use crate::state::context::Ctx;
 pub use args::*;
-pub use dashboard::dashboard_value;
-pub use stats::sample as sample_stats;
 
 pub fn dispatch(command: Command) -> Result<u8> {
     let ctx = Ctx::from_env()?;
@@ -144,59 +142,11 @@ pub fn report(e: &Error) -> u8 {
         eprintln!("  hint: {h}");
     }
     if let Error::NoInstance(typed) = e {
-        let ids = completion_ids();
+        let ids = crate::service::completion::ids();
         if let Some(id) = crate::core::error::closest(typed, ids.iter().map(|(id, _)| id.as_str()))
         {
             eprintln!("  did you mean {id}?");
         }
     }
     e.exit_code() as u8
-}
-
-/// Instance ids with a short description, for tab completion. Never fails:
-/// a completion must not print errors.
-pub fn completion_ids() -> Vec<(String, String)> {
-    let Ok(ctx) = Ctx::from_env() else {
-        return Vec::new();
-    };
-    let Ok(reg) = ctx.store.load() else {
-        return Vec::new();
-    };
-    reg.instances
-        .values()
-        .map(|i| {
-            (
-                i.id.to_string(),
-                format!("{} {} {}", i.status, i.mode, i.project_path),
-            )
-        })
-        .collect()
-}
-
-pub fn completion_config_keys() -> Vec<String> {
-    Ctx::from_env()
-        .map(|c| crate::state::config::known_keys(&c.dirs))
-        .unwrap_or_default()
-}
-
-/// `-w <TAB>`: the worktrees made for the repository the shell is in.
-pub fn completion_worktrees() -> Vec<(String, Option<String>)> {
-    let Ok(ctx) = Ctx::from_env() else {
-        return Vec::new();
-    };
-    std::env::current_dir()
-        .ok()
-        .and_then(|d| crate::features::worktree::inventory::repo_of(&d))
-        .map(|repo| crate::features::worktree::inventory::names(&ctx, &repo))
-        .unwrap_or_default()
-}
-
-pub fn completion_agents() -> Vec<String> {
-    Ctx::from_env()
-        .ok()
-        .and_then(|c| crate::state::config::agent_names(&c.dirs).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| m.to_string())
-        .collect()
 }

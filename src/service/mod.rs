@@ -1,7 +1,12 @@
 //! What both front ends call; returns data and never prints.
 
+pub mod completion;
 pub mod control;
+pub mod dashboard;
 pub mod health;
+pub mod logs;
+pub mod reconciler;
 pub mod resume;
 pub mod shell;
 pub mod start;
+pub mod stats;

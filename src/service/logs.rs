@@ -1,0 +1,31 @@
+//! An instance's output: a live container's, streamed from the engine, or
+//! the output saved when it ended, read from the end of its log file.
+
+use crate::core::error::Result;
+use futures_util::{Stream, StreamExt};
+use std::path::Path;
+
+pub use crate::engine::logfile::LossyBlocks;
+
+/// The output of a live container: the last `tail` lines (all: `None`),
+/// and with `follow` what it writes next, until it ends. The stream ends
+/// at the first error (the container went away).
+pub async fn container(
+    container_id: &str,
+    follow: bool,
+    tail: Option<usize>,
+) -> Result<impl Stream<Item = Vec<u8>> + Send + 'static> {
+    let docker = crate::lifecycle::docker::connect_async().await?;
+    let opts = crate::lifecycle::docker::logs_options(follow, tail);
+    Ok(docker
+        .logs(container_id, Some(opts))
+        .take_while(|r| std::future::ready(r.is_ok()))
+        .filter_map(|r| std::future::ready(r.ok().map(|c| c.into_bytes().to_vec()))))
+}
+
+/// The saved output at `path` from its last `tail` lines, in blocks of
+/// lossy UTF-8 (one stray byte must not hide the rest); `None` when
+/// nothing was saved. Blocks: call it off the async threads.
+pub fn saved(path: &Path, tail: Option<usize>) -> Result<Option<LossyBlocks>> {
+    crate::engine::logfile::open_tail(path, tail)
+}
