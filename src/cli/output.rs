@@ -175,3 +175,14 @@ mod tests {
         assert!(!t.contains('\x1b'), "{t:?}");
     }
 }
+
+/// Prints what an operation warned about, a line each on stderr; the
+/// debugging ones only with `AI_SESSIONS_DEBUG` set.
+pub fn warnings(w: crate::core::warning::Warnings) {
+    let debug = std::env::var_os("AI_SESSIONS_DEBUG").is_some();
+    for w in w {
+        if w.loudness == crate::core::warning::Loudness::Warn || debug {
+            eprintln!("{w}");
+        }
+    }
+}

@@ -3,9 +3,11 @@
 pub mod completion;
 pub mod control;
 pub mod dashboard;
+pub mod gc;
 pub mod health;
 pub mod logs;
 pub mod reconciler;
+pub mod repair;
 pub mod resume;
 pub mod shell;
 pub mod start;
