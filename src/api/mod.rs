@@ -210,7 +210,27 @@ async fn login_form(State(st): State<Arc<AppState>>, Form(f): Form<LoginForm>) -
     }
 }
 
-pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<()> {
+/// What the server has to tell whoever runs it (the CLI prints it).
+pub enum Notice {
+    /// Listening: where, the one-time login link, and the token's file.
+    Listening {
+        bound: SocketAddr,
+        login_url: String,
+        token_file: std::path::PathBuf,
+    },
+    /// Shutting down with requests still open after this grace.
+    Overdue(std::time::Duration),
+    /// The server stopped.
+    Stopped,
+}
+
+/// Serves until SIGTERM or ctrl-c; `notify` hears what happens.
+pub fn serve(
+    ctx: &Ctx,
+    addr: Option<SocketAddr>,
+    allow_remote: bool,
+    notify: &dyn Fn(Notice),
+) -> Result<()> {
     let addr = addr.unwrap_or_else(|| DEFAULT_ADDR.parse().expect("valid default"));
     if !addr.ip().is_loopback() && !allow_remote {
         return Err(Error::Usage(format!(
@@ -255,11 +275,11 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
             view: view::View::start(&ctx.dirs),
             stop: stop_rx.clone(),
         });
-        println!("ai-sessions API and dashboard on http://{bound}/");
-        println!("open (once): http://{bound}/login?code={code}");
-        println!("token for API clients: {}", ctx.dirs.token_file().display());
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        notify(Notice::Listening {
+            bound,
+            login_url: format!("http://{bound}/login?code={code}"),
+            token_file: ctx.dirs.token_file(),
+        });
         ctx.events().log(
             crate::state::events::Level::Info,
             "api",
@@ -277,7 +297,7 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
         tokio::select! {
             () = server => Ok(()),
             () = overdue => {
-                eprintln!("requests still open after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs());
+                notify(Notice::Overdue(SHUTDOWN_GRACE));
                 Ok(())
             }
         }
@@ -288,7 +308,7 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
         "API server stopped",
         serde_json::json!({}),
     );
-    eprintln!("server stopped");
+    notify(Notice::Stopped);
     Ok(())
 }
 

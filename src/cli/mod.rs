@@ -16,6 +16,7 @@ pub mod output;
 mod port;
 mod registry;
 mod run;
+mod serve;
 mod shell;
 mod stats;
 mod top;
@@ -119,9 +120,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::State(crate::cli::StateCmd::Migrate) => login::migrate(&ctx),
         Command::Net(n) => net::net(&ctx, n),
         Command::Doctor => doctor::doctor(&ctx),
-        Command::Serve { addr, allow_remote } => {
-            crate::api::serve(&ctx, addr, allow_remote).map(|_| 0)
-        }
+        Command::Serve { addr, allow_remote } => serve::serve(&ctx, addr, allow_remote),
         Command::Init { shell } => shell::init(&ctx, shell),
         Command::Completions { shell } => shell::completions(shell),
         Command::Prompt => shell::prompt(&ctx),
