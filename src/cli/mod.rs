@@ -27,6 +27,8 @@ pub use crate::state::context::Ctx;
 pub use args::*;
 
 pub fn dispatch(command: Command) -> Result<u8> {
+    // What the event log and the registry's prompt file cannot return.
+    crate::core::warning::set_sink(output::warnings_one);
     let ctx = Ctx::from_env()?;
     match command {
         Command::Run {

@@ -179,10 +179,16 @@ mod tests {
 /// Prints what an operation warned about, a line each on stderr; the
 /// debugging ones only with `AI_SESSIONS_DEBUG` set.
 pub fn warnings(w: crate::core::warning::Warnings) {
-    let debug = std::env::var_os("AI_SESSIONS_DEBUG").is_some();
     for w in w {
-        if w.loudness == crate::core::warning::Loudness::Warn || debug {
-            eprintln!("{w}");
-        }
+        warnings_one(&w);
+    }
+}
+
+/// Prints one warning (a debugging one only with `AI_SESSIONS_DEBUG` set).
+pub fn warnings_one(w: &crate::core::warning::Warning) {
+    if w.loudness == crate::core::warning::Loudness::Warn
+        || std::env::var_os("AI_SESSIONS_DEBUG").is_some()
+    {
+        eprintln!("{w}");
     }
 }
