@@ -93,6 +93,7 @@ pub async fn create(
             Error::NotFound(m) => Error::Usage(m),
             e => e,
         })?;
+        let mut warnings = crate::core::warning::Warnings::new();
         let started = service::start::start(
             ctx,
             service::start::StartRequest {
@@ -108,7 +109,11 @@ pub async fn create(
                 worktree: body.worktree,
                 resume: false,
             },
-        )?;
+            &mut warnings,
+        );
+        // The server's terminal shows them, as the CLI's would.
+        warnings.into_iter().for_each(crate::core::warning::report);
+        let started = started?;
         Ok(match started {
             Started::AlreadyRunning(i) => (false, i),
             Started::Container { inst, .. } | Started::Process { inst, .. } => (true, inst),

@@ -5,7 +5,10 @@ use crate::cli::output::print_json;
 use crate::core::error::Result;
 
 pub fn dashboard(ctx: &Ctx, json: bool) -> Result<u8> {
-    let v = crate::service::dashboard::value(ctx)?;
+    let mut warnings = crate::core::warning::Warnings::new();
+    let v = crate::service::dashboard::value(ctx, &mut warnings);
+    crate::cli::output::warnings(warnings);
+    let v = v?;
     if json {
         print_json(&v)?;
         return Ok(0);

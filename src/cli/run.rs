@@ -85,6 +85,7 @@ pub fn run(
 pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
     let (detach, shell_pid) = (req.detach, req.shell_pid);
     let args = req.args.clone();
+    let mut warnings = crate::core::warning::Warnings::new();
     let started = service::start::start(
         ctx,
         service::start::StartRequest {
@@ -100,7 +101,10 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
             worktree: req.worktree,
             resume: true,
         },
-    )?;
+        &mut warnings,
+    );
+    super::output::warnings(warnings);
+    let started = started?;
     match started {
         Started::AlreadyRunning(inst) => {
             if detach {

@@ -3,6 +3,7 @@
 
 use crate::core::error::Result;
 use crate::core::types::Status;
+use crate::core::warning::Warnings;
 use crate::state::context::Ctx;
 use serde_json::json;
 
@@ -30,8 +31,8 @@ fn system_metrics() -> serde_json::Value {
 
 /// The seed's dashboard data, with live metrics of running instances
 /// (sampled now) and their last health.
-pub fn value(ctx: &Ctx) -> Result<serde_json::Value> {
-    crate::features::activity::sync_quietly(ctx);
+pub fn value(ctx: &Ctx, warnings: &mut Warnings) -> Result<serde_json::Value> {
+    crate::features::activity::sync_quietly(ctx, warnings);
     let samples = super::stats::sample(ctx, None)?;
     let reg = ctx.store.load()?;
     let count = |s: Status| reg.instances.values().filter(|i| i.status == s).count();
@@ -79,5 +80,5 @@ pub fn for_page(ctx: &Ctx) -> Result<serde_json::Value> {
     if ctx.store.load().is_ok_and(|r| r.live_count() > 0) {
         crate::features::activity::watch::ensure(ctx);
     }
-    value(ctx)
+    value(ctx, &mut Warnings::new())
 }

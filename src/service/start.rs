@@ -4,6 +4,7 @@
 
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Mode, Port};
+use crate::core::warning::Warnings;
 use crate::lifecycle;
 use crate::state::config::{EgressPolicy, RuntimeChoice};
 use crate::state::context::Ctx;
@@ -30,14 +31,15 @@ pub struct StartRequest {
     pub resume: bool,
 }
 
-/// Starts (or finds running) the instance `req` asks for.
-pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
+/// Starts (or finds running) the instance `req` asks for; what went wrong
+/// on the way without failing it goes to `warnings`.
+pub fn start(ctx: &Ctx, req: StartRequest, warnings: &mut Warnings) -> Result<Started> {
     let mut req = req;
     let mut project = crate::state::project::of(&ctx.dirs, req.path.as_deref())?;
     let worktree = match req.worktree.take() {
         Some(name) => {
             let (info, dir, id) =
-                crate::features::worktree::target(ctx, &project, &name, &req.mode)?;
+                crate::features::worktree::target(ctx, &project, &name, &req.mode, warnings)?;
             project = dir;
             req.id.get_or_insert(id);
             Some(info)
