@@ -123,6 +123,16 @@ impl WorktreeChoice {
     }
 }
 
+/// `rm IDS` or `rm --all`.
+pub fn rm_command(ctx: &Ctx, a: super::RmArgs) -> Result<u8> {
+    let wt = WorktreeChoice::from_flag(a.worktree);
+    if a.all {
+        rm_all(ctx, a.force, a.state, wt)
+    } else {
+        rm(ctx, a.ids, a.force, a.state, wt)
+    }
+}
+
 pub fn rm(
     ctx: &Ctx,
     ids: Vec<InstanceId>,

@@ -31,58 +31,14 @@ pub fn dispatch(command: Command) -> Result<u8> {
     crate::core::warning::set_sink(output::warnings_one);
     let ctx = Ctx::from_env()?;
     match command {
-        Command::Run {
-            mode,
-            shell_pid,
-            runtime,
-            egress,
-            worktree,
-            args,
-        } => run::run(&ctx, mode, shell_pid, runtime, egress, worktree, args),
-        Command::Start {
-            path,
-            mode,
-            id,
-            port,
-            runtime,
-            egress,
-            detach,
-            worktree,
-            args,
-        } => run::start(
-            &ctx,
-            run::StartRequest {
-                path,
-                mode,
-                id,
-                port,
-                runtime,
-                egress,
-                detach,
-                args,
-                worktree,
-                shell_pid: None,
-            },
-        ),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Start(a) => run::start(&ctx, a.into()),
         Command::Stop { ids, all, force } => lifecycle::stop(&ctx, ids, all, force),
         Command::Restart(a) => lifecycle::restart(&ctx, a.id),
         Command::Attach(a) => run::attach(&ctx, a.id),
         Command::Pause(a) => lifecycle::pause(&ctx, a.id, true),
         Command::Resume { id } => lifecycle::resume(&ctx, id),
-        Command::Rm {
-            ids,
-            all,
-            force,
-            state,
-            worktree,
-        } => {
-            let wt = lifecycle::WorktreeChoice::from_flag(worktree);
-            if all {
-                lifecycle::rm_all(&ctx, force, state, wt)
-            } else {
-                lifecycle::rm(&ctx, ids, force, state, wt)
-            }
-        }
+        Command::Rm(a) => lifecycle::rm_command(&ctx, a),
         Command::Gc { dry_run } => lifecycle::gc(&ctx, dry_run),
         Command::List {
             status,

@@ -1,7 +1,7 @@
 //! `run` (attach-or-start, what the `claude` function calls), `start` and
 //! `attach`.
 
-use super::Ctx;
+use super::{Ctx, RunArgs, StartArgs};
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Mode, Port, Status};
 use crate::engine::attach::{parse_detach_keys, AttachEnd};
@@ -29,6 +29,23 @@ pub struct StartRequest {
     pub worktree: Option<String>,
 }
 
+impl From<StartArgs> for StartRequest {
+    fn from(a: StartArgs) -> Self {
+        StartRequest {
+            path: a.path,
+            mode: a.mode,
+            id: a.id,
+            port: a.port,
+            runtime: a.runtime,
+            egress: a.egress,
+            detach: a.detach,
+            args: a.args,
+            worktree: a.worktree,
+            shell_pid: None,
+        }
+    }
+}
+
 /// `claude -w NAME ARGS` from the shell function: a leading `-w NAME`,
 /// `--worktree NAME` or `--worktree=NAME` is ours, the rest the agent's.
 fn split_worktree(mut args: Vec<String>) -> (Option<String>, Vec<String>) {
@@ -47,15 +64,15 @@ fn split_worktree(mut args: Vec<String>) -> (Option<String>, Vec<String>) {
     }
 }
 
-pub fn run(
-    ctx: &Ctx,
-    mode: Mode,
-    shell_pid: Option<u32>,
-    runtime: Option<RuntimeChoice>,
-    egress: Option<crate::state::config::EgressPolicy>,
-    worktree: Option<String>,
-    args: Vec<String>,
-) -> Result<u8> {
+pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
+    let RunArgs {
+        mode,
+        shell_pid,
+        runtime,
+        egress,
+        worktree,
+        args,
+    } = a;
     if let Some(pid) = shell_pid {
         // Tells that shell's exit hook to run `shell-exit` (best effort:
         // without it, reconcile applies the policy once the shell is gone).
