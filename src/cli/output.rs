@@ -159,23 +159,6 @@ pub fn quiet_on_closed_output() {
     }));
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_cells_keep_our_colours_and_nothing_else() {
-        let ours = paint("running", "32", true);
-        assert_eq!(shown(&ours), ours);
-        assert_eq!(
-            shown("x\x1b]0;t\x07\u{9b}2J\u{202e}y\x1b[2J"),
-            "x\\x1b]0;t\\x07\\u{9b}2J\\u{202e}y\\x1b[2J"
-        );
-        let t = table(&["A"], vec![vec!["b\x1b[2Jc".into()]], &[]);
-        assert!(!t.contains('\x1b'), "{t:?}");
-    }
-}
-
 /// Prints what an operation warned about, a line each on stderr; the
 /// debugging ones only with `AI_SESSIONS_DEBUG` set.
 pub fn warnings(w: crate::core::warning::Warnings) {
@@ -190,5 +173,22 @@ pub fn warnings_one(w: &crate::core::warning::Warning) {
         || std::env::var_os("AI_SESSIONS_DEBUG").is_some()
     {
         eprintln!("{w}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_cells_keep_our_colours_and_nothing_else() {
+        let ours = paint("running", "32", true);
+        assert_eq!(shown(&ours), ours);
+        assert_eq!(
+            shown("x\x1b]0;t\x07\u{9b}2J\u{202e}y\x1b[2J"),
+            "x\\x1b]0;t\\x07\\u{9b}2J\\u{202e}y\\x1b[2J"
+        );
+        let t = table(&["A"], vec![vec!["b\x1b[2Jc".into()]], &[]);
+        assert!(!t.contains('\x1b'), "{t:?}");
     }
 }
