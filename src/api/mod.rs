@@ -3,6 +3,7 @@
 //! capped. The handlers share the CLI's registry, lock and runtime code.
 
 mod conn;
+mod reply;
 mod routes;
 pub mod security;
 mod view;
@@ -81,7 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn no_route() -> Response {
-    security::error_response(
+    reply::error_response(
         StatusCode::NOT_FOUND,
         "not_found",
         "no such API endpoint (see docs/openapi.yaml)",
@@ -117,7 +118,7 @@ async fn json_errors(req: axum::extract::Request, next: middleware::Next) -> Res
         StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
         _ => "error",
     };
-    let fresh = security::error_response(status, code, message);
+    let fresh = reply::error_response(status, code, message);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_TYPE);
     let (fresh_parts, fresh_body) = fresh.into_parts();
@@ -146,7 +147,7 @@ fn new_session(guard: &Guard) -> Response {
     let id = match guard.sessions.create() {
         Ok(id) => id,
         Err(e) => {
-            return security::error_response(
+            return reply::error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 &e.to_string(),
@@ -187,7 +188,7 @@ async fn login_link(State(st): State<Arc<AppState>>, Query(q): Query<LoginQuery>
     if st.guard.take_login(&q.code) {
         new_session(&st.guard)
     } else {
-        security::error_response(
+        reply::error_response(
             StatusCode::UNAUTHORIZED,
             "bad_login",
             "this login link was already used or is wrong; paste the token instead",
@@ -205,11 +206,31 @@ async fn login_form(State(st): State<Arc<AppState>>, Form(f): Form<LoginForm>) -
     if st.guard.token_matches(f.token.trim()) {
         new_session(&st.guard)
     } else {
-        security::error_response(StatusCode::UNAUTHORIZED, "bad_token", "wrong token")
+        reply::error_response(StatusCode::UNAUTHORIZED, "bad_token", "wrong token")
     }
 }
 
-pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<()> {
+/// What the server has to tell whoever runs it (the CLI prints it).
+pub enum Notice {
+    /// Listening: where, the one-time login link, and the token's file.
+    Listening {
+        bound: SocketAddr,
+        login_url: String,
+        token_file: std::path::PathBuf,
+    },
+    /// Shutting down with requests still open after this grace.
+    Overdue(std::time::Duration),
+    /// The server stopped.
+    Stopped,
+}
+
+/// Serves until SIGTERM or ctrl-c; `notify` hears what happens.
+pub fn serve(
+    ctx: &Ctx,
+    addr: Option<SocketAddr>,
+    allow_remote: bool,
+    notify: &dyn Fn(Notice),
+) -> Result<()> {
     let addr = addr.unwrap_or_else(|| DEFAULT_ADDR.parse().expect("valid default"));
     if !addr.ip().is_loopback() && !allow_remote {
         return Err(Error::Usage(format!(
@@ -254,11 +275,11 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
             view: view::View::start(&ctx.dirs),
             stop: stop_rx.clone(),
         });
-        println!("ai-sessions API and dashboard on http://{bound}/");
-        println!("open (once): http://{bound}/login?code={code}");
-        println!("token for API clients: {}", ctx.dirs.token_file().display());
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        notify(Notice::Listening {
+            bound,
+            login_url: format!("http://{bound}/login?code={code}"),
+            token_file: ctx.dirs.token_file(),
+        });
         ctx.events().log(
             crate::state::events::Level::Info,
             "api",
@@ -276,7 +297,7 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
         tokio::select! {
             () = server => Ok(()),
             () = overdue => {
-                eprintln!("requests still open after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs());
+                notify(Notice::Overdue(SHUTDOWN_GRACE));
                 Ok(())
             }
         }
@@ -287,7 +308,7 @@ pub fn serve(ctx: &Ctx, addr: Option<SocketAddr>, allow_remote: bool) -> Result<
         "API server stopped",
         serde_json::json!({}),
     );
-    eprintln!("server stopped");
+    notify(Notice::Stopped);
     Ok(())
 }
 

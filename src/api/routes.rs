@@ -2,10 +2,12 @@
 //! instances come from the in-memory view; every other handler calls the
 //! same operations as the CLI, on a blocking thread.
 
+use super::reply::{ApiError, ApiResult, Json};
 use super::AppState;
 use crate::core::error::Error;
 use crate::core::types::{InstanceId, Mode, Port};
-use crate::lifecycle;
+use crate::service::control::{self, Action};
+use crate::service::{self, start::Started};
 use crate::state::context::Ctx;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -18,52 +20,6 @@ use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-
-pub struct ApiError(Error);
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = match &self.0 {
-            Error::NotFound(_) | Error::NoInstance(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Error::Usage(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Error::Invalid(_) => (StatusCode::CONFLICT, "invalid"),
-            Error::Engine(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
-            Error::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt_state"),
-            Error::Io { .. } | Error::Other(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        super::security::error_response(status, code, &self.0.to_string())
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-/// A JSON response, which terminals print too (`curl`): what a box or a
-/// repository wrote (a branch, a reason) may hold C1, DEL or bidi
-/// characters that serde_json writes raw; they are `\u` escapes here
-/// (see [`crate::core::untrusted::json`]).
-pub struct Json<T>(pub T);
-
-impl<T: serde::Serialize> IntoResponse for Json<T> {
-    fn into_response(self) -> Response {
-        match crate::core::untrusted::json::line(&self.0) {
-            Ok(text) => (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    axum::http::HeaderValue::from_static("application/json"),
-                )],
-                text,
-            )
-                .into_response(),
-            Err(e) => ApiError(e).into_response(),
-        }
-    }
-}
 
 /// Runs a CLI operation on a blocking thread (the runtimes block).
 async fn blocking<T: Send + 'static>(
@@ -137,44 +93,30 @@ pub async fn create(
             Error::NotFound(m) => Error::Usage(m),
             e => e,
         })?;
-        let mut project = crate::state::project::of(&ctx.dirs, Some(&path))?;
-        let mut id = None;
-        let worktree = match &body.worktree {
-            Some(name) => {
-                let (info, dir, wid) =
-                    crate::features::worktree::target(ctx, &project, name, &mode)?;
-                project = dir;
-                id = Some(wid);
-                Some(info)
-            }
-            None => None,
-        };
-        let started = lifecycle::start(
+        let mut warnings = crate::core::warning::Warnings::new();
+        let started = service::start::start(
             ctx,
-            lifecycle::StartRequest {
-                project,
+            service::start::StartRequest {
+                path: Some(path),
                 mode,
-                id,
+                id: None,
                 port,
                 runtime: None,
                 egress: None,
-                args: body.args,
-                continue_args: Vec::new(),
-                shell_pid: None,
                 detach: true,
-                heal: false,
-                worktree: worktree.clone(),
+                args: body.args,
+                shell_pid: None,
+                worktree: body.worktree,
+                resume: false,
             },
-        )?;
+            &mut warnings,
+        );
+        // The server's terminal shows them, as the CLI's would.
+        warnings.into_iter().for_each(crate::core::warning::report);
+        let started = started?;
         Ok(match started {
-            lifecycle::Started::AlreadyRunning(i) => {
-                if let Some(info) = &worktree {
-                    crate::features::worktree::record(ctx, &i.id, info)?;
-                }
-                (false, i)
-            }
-            lifecycle::Started::Container { inst, .. }
-            | lifecycle::Started::Process { inst, .. } => (true, inst),
+            Started::AlreadyRunning(i) => (false, i),
+            Started::Container { inst, .. } | Started::Process { inst, .. } => (true, inst),
         })
     })
     .await?;
@@ -199,8 +141,19 @@ pub async fn get_one(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
-    action: String,
+    action: ActionName,
 }
+
+/// An action by its name; one we do not know is refused by the handler
+/// (after the instance is found), with the list of those we do.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ActionName {
+    Known(Action),
+    Unknown(String),
+}
+
+const API: &str = "through the API";
 
 pub async fn update(
     State(st): State<Arc<AppState>>,
@@ -208,55 +161,25 @@ pub async fn update(
     axum::Json(body): axum::Json<UpdateBody>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let (inst, note) = blocking(&st, move |ctx| {
-        let reg = ctx.store.load()?;
-        let inst = reg.get(&id).cloned().ok_or_else(|| Error::not_found(&id))?;
-        let mut note = None;
-        match body.action.as_str() {
-            "stop" => stop(ctx, &id)?,
-            // The user's restart: graceful, as from the CLI.
-            "restart" => {
-                lifecycle::restart(ctx, &id, false, "restarted through the API")?;
-            }
-            "start" if inst.status.is_live() => {
-                note = Some(format!("{id} is already {}; nothing done", inst.status));
-            }
-            "start" => {
-                lifecycle::restart(ctx, &id, false, "started through the API")?;
-            }
-            "pause" => lifecycle::set_paused(ctx, &id, true)?,
-            "resume" => lifecycle::set_paused(ctx, &id, false)?,
-            other => {
-                return Err(Error::Usage(format!(
-                    "unknown action {:?}: use stop, start, restart, pause or resume",
-                    crate::core::types::truncate_for_message(other)
-                )))
-            }
+    let applied = blocking(&st, move |ctx| match body.action {
+        ActionName::Known(action) => control::apply(ctx, &id, action, API),
+        ActionName::Unknown(other) => {
+            control::lookup(ctx, &id)?;
+            Err(Error::Usage(format!(
+                "unknown action {:?}: use stop, start, restart, pause or resume",
+                crate::core::types::truncate_for_message(&other)
+            )))
         }
-        let reg = ctx.store.load()?;
-        let inst = reg.get(&id).cloned().ok_or_else(|| Error::not_found(&id))?;
-        Ok((inst, note))
     })
     .await?;
-    let mut resp = Json(json!(inst)).into_response();
-    if let Some(note) = note.and_then(|n| axum::http::HeaderValue::from_str(&n).ok()) {
+    let mut resp = Json(json!(applied.instance)).into_response();
+    if let Some(note) = applied
+        .note
+        .and_then(|n| axum::http::HeaderValue::from_str(&n).ok())
+    {
         resp.headers_mut().insert("x-ai-sessions-note", note);
     }
     Ok(resp)
-}
-
-fn stop(ctx: &Ctx, id: &InstanceId) -> crate::core::error::Result<()> {
-    match lifecycle::stop_many(
-        ctx,
-        std::slice::from_ref(id),
-        false,
-        "stopped through the API",
-    )
-    .pop()
-    {
-        Some((_, e)) => Err(e),
-        None => Ok(()),
-    }
 }
 
 pub async fn delete(
@@ -265,11 +188,8 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let id = parse_id(&id)?;
     blocking(&st, move |ctx| {
-        ctx.store
-            .load()?
-            .get(&id)
-            .ok_or_else(|| Error::not_found(&id))?;
-        stop(ctx, &id)
+        control::lookup(ctx, &id)?;
+        control::stop(ctx, &id, &format!("stopped {API}"))
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -290,14 +210,7 @@ pub async fn logs(
     let id = parse_id(&id)?;
     let tail = q.tail.or(Some(200));
     let key = id.clone();
-    let inst = blocking(&st, move |ctx| {
-        ctx.store
-            .load()?
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Error::not_found(&key))
-    })
-    .await?;
+    let inst = blocking(&st, move |ctx| control::lookup(ctx, &key)).await?;
     let text = |body: Body| {
         Response::builder()
             .header("content-type", "text/plain; charset=utf-8")
@@ -305,28 +218,18 @@ pub async fn logs(
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     };
     if let (Some(cid), true) = (&inst.container_id, inst.status.is_live()) {
-        let cid = cid.clone();
-        let follow = q.follow;
-        let rx = tokio::task::spawn_blocking(move || {
-            crate::engine::Engine::shared().map(|e| e.logs_channel(&cid, follow, tail))
-        })
-        .await
-        .map_err(|e| ApiError(Error::Other(format!("worker: {e}"))))??;
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
-        })
-        .take_until(super::stopping(st.stop.clone()));
+        let stream = service::logs::container(cid, q.follow, tail)
+            .await?
+            .map(Ok::<_, Infallible>)
+            .take_until(super::stopping(st.stop.clone()));
         return Ok(text(Body::from_stream(stream)));
     }
     // Lossy, as the CLI shows it: one stray byte must not hide the rest.
     // Read from the end and streamed: the file may hold tens of megabytes.
     let path = st.dirs.instance_log(&id);
-    let blocks =
-        tokio::task::spawn_blocking(move || crate::engine::logfile::open_tail(&path, tail))
-            .await
-            .map_err(|e| ApiError(Error::Other(format!("worker: {e}"))))??;
+    let blocks = tokio::task::spawn_blocking(move || service::logs::saved(&path, tail))
+        .await
+        .map_err(|e| ApiError(Error::Other(format!("worker: {e}"))))??;
     let Some(blocks) = blocks else {
         return Ok(text(Body::empty()));
     };
@@ -346,7 +249,7 @@ pub async fn stats(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let samples = blocking(&st, move |ctx| crate::cli::sample_stats(ctx, Some(&id))).await?;
+    let samples = blocking(&st, move |ctx| service::stats::sample(ctx, Some(&id))).await?;
     Ok(Json(json!(samples.into_iter().next())))
 }
 
@@ -357,17 +260,7 @@ pub async fn health(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
 }
 
 pub async fn resources(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        blocking(&st, |ctx| {
-            // The watcher notifies (the page shows its notifications): a
-            // dashboard open while instances run keeps one running.
-            if ctx.store.load().is_ok_and(|r| r.live_count() > 0) {
-                crate::features::activity::watch::ensure(ctx);
-            }
-            crate::cli::dashboard_value(ctx)
-        })
-        .await?,
-    ))
+    Ok(Json(blocking(&st, service::dashboard::for_page).await?))
 }
 
 /// The event log as server-sent events: new events as they are written,

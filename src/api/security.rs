@@ -5,12 +5,13 @@
 //! header checked against the bound address (DNS rebinding), and
 //! cross-origin requests refused (no CORS at all).
 
+use super::reply::error_response;
 use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -242,15 +243,6 @@ impl Guard {
         self.presented_session(headers)
             .map(|s| self.sessions.touch(s))
     }
-}
-
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        // An error may quote what a box or a repository wrote.
-        super::routes::Json(serde_json::json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
 }
 
 /// Host and Origin checks for every request.

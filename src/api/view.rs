@@ -8,29 +8,15 @@
 //! a change through the CLI or the API shows at once. Changes the registry
 //! has not heard of (a container killed or removed behind its back, an
 //! agent on the host ending, an owner shell gone) are brought in by a
-//! reconciler thread: it follows the engine's events for our containers and
-//! reconciles (`runtime::refresh`, which writes the registry) when one
-//! changes state, after reconnecting to the engine, and every few seconds
-//! while instances are live.
+//! reconciler thread (`service::reconciler`).
 
 use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
 use crate::core::types::InstanceId;
-use crate::lifecycle::docker::{DockerEngine, HOME_LABEL};
-use crate::state::context::Ctx;
 use crate::state::registry::{Instance, Registry, Store};
 use axum::body::Bytes;
-use futures_util::StreamExt;
 use std::os::unix::fs::MetadataExt;
-use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
-
-/// How often live instances are reconciled without an event (host agents
-/// and owner shells have no event stream; a missed event is caught here).
-const RECONCILE_EVERY: Duration = Duration::from_secs(5);
-/// Events of one burst (kill, die, stop, destroy) become one reconcile.
-const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Identity of one version of the registry file; `None` when it is missing.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -100,7 +86,7 @@ impl View {
             current: RwLock::new(None),
             reload: tokio::sync::Mutex::new(()),
         });
-        reconciler(dirs.clone());
+        crate::service::reconciler::spawn(dirs.clone());
         view
     }
 
@@ -127,87 +113,4 @@ impl View {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&fresh));
         Ok(fresh)
     }
-}
-
-/// Why the reconciler wakes up.
-enum Wake {
-    /// One of our containers changed state.
-    Event,
-    /// The event stream (re)connected: what happened meanwhile is unknown.
-    Connected,
-}
-
-/// Reconciles this home's registry with what runs, on the engine's events
-/// and every `RECONCILE_EVERY` while instances are live. Runs until the
-/// process exits.
-fn reconciler(dirs: StateDir) {
-    let (tx, rx) = mpsc::channel();
-    follow_engine(dirs.home_label(), tx);
-    std::thread::spawn(move || {
-        let ctx = Ctx {
-            store: Store::new(dirs.clone()),
-            dirs,
-        };
-        let mut last = Instant::now();
-        loop {
-            let wake = rx.recv_timeout(RECONCILE_EVERY);
-            match wake {
-                Ok(Wake::Event) | Ok(Wake::Connected) => {
-                    // Take the rest of the burst with it.
-                    std::thread::sleep(DEBOUNCE);
-                    while rx.try_recv().is_ok() {}
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let live = ctx
-                        .store
-                        .load()
-                        .is_ok_and(|r| r.instances.values().any(|i| i.status.is_live()));
-                    if !live || last.elapsed() < RECONCILE_EVERY {
-                        continue;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-            last = Instant::now();
-            // Errors (engine down, unreadable registry) are the requests'
-            // to report; the next wake tries again.
-            let _ = crate::lifecycle::refresh_quietly(&ctx);
-        }
-    });
-}
-
-/// Forwards state changes of this home's containers; reconnects (after a
-/// pause) when the engine goes away or is not there yet.
-fn follow_engine(home: String, tx: mpsc::Sender<Wake>) {
-    std::thread::spawn(move || loop {
-        if let Ok(engine) = DockerEngine::connect() {
-            let ended = engine.block_on(async {
-                let mut events = std::pin::pin!(engine.managed_container_events());
-                if tx.send(Wake::Connected).is_err() {
-                    return true;
-                }
-                while let Some(ev) = events.next().await {
-                    let action = ev.action;
-                    // exec_*, attach, resize: nothing for the registry.
-                    if action.starts_with("exec_") || matches!(action.as_str(), "attach" | "resize")
-                    {
-                        continue;
-                    }
-                    let theirs = ev
-                        .attributes
-                        .get(HOME_LABEL)
-                        .cloned()
-                        .is_some_and(|h| h != home);
-                    if !theirs && tx.send(Wake::Event).is_err() {
-                        return true;
-                    }
-                }
-                false
-            });
-            if ended {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    });
 }

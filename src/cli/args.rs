@@ -23,7 +23,7 @@ pub struct Cli {
 }
 
 fn id_candidates() -> Vec<CompletionCandidate> {
-    crate::cli::completion_ids()
+    crate::service::completion::ids()
         .into_iter()
         .map(|(id, help)| CompletionCandidate::new(id).help(Some(help.into())))
         .collect()
@@ -50,7 +50,7 @@ fn config_word_candidates() -> Vec<CompletionCandidate> {
     if positionals < key_at {
         id_candidates()
     } else if positionals == key_at {
-        crate::cli::completion_config_keys()
+        crate::service::completion::config_keys()
             .into_iter()
             .map(CompletionCandidate::new)
             .collect()
@@ -60,17 +60,89 @@ fn config_word_candidates() -> Vec<CompletionCandidate> {
 }
 
 fn worktree_candidates() -> Vec<CompletionCandidate> {
-    crate::cli::completion_worktrees()
+    crate::service::completion::worktrees()
         .into_iter()
         .map(|(name, branch)| CompletionCandidate::new(name).help(branch.map(Into::into)))
         .collect()
 }
 
 fn agent_candidates() -> Vec<CompletionCandidate> {
-    crate::cli::completion_agents()
+    crate::service::completion::agents()
         .into_iter()
         .map(CompletionCandidate::new)
         .collect()
+}
+
+// `run`: attach to this project's agent, starting it first if needed.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[arg(add = ArgValueCandidates::new(agent_candidates))]
+    pub mode: Mode,
+    /// The interactive shell that owns a started instance
+    #[arg(long)]
+    pub shell_pid: Option<u32>,
+    /// Run time: auto, docker or host
+    #[arg(long, value_enum)]
+    pub runtime: Option<RuntimeChoice>,
+    /// Egress policy for a started instance: open, allowlist or none
+    #[arg(long, value_enum)]
+    pub egress: Option<EgressPolicy>,
+    /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
+    #[arg(long, short = 'w', value_name = "NAME", add = ArgValueCandidates::new(worktree_candidates))]
+    pub worktree: Option<String>,
+    /// Arguments passed to the agent
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+// `start`: an instance for a project.
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Project directory (default: the current directory's project)
+    pub path: Option<PathBuf>,
+    #[arg(long, short, add = ArgValueCandidates::new(agent_candidates))]
+    pub mode: Mode,
+    /// Use this id instead of the derived one
+    #[arg(long)]
+    pub id: Option<InstanceId>,
+    #[arg(long)]
+    pub port: Option<Port>,
+    #[arg(long, value_enum)]
+    pub runtime: Option<RuntimeChoice>,
+    /// Egress policy: open, allowlist (networking.allow) or none
+    #[arg(long, value_enum)]
+    pub egress: Option<EgressPolicy>,
+    /// Do not attach after starting
+    #[arg(long, short)]
+    pub detach: bool,
+    /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
+    #[arg(long, short = 'w', value_name = "NAME", add = ArgValueCandidates::new(worktree_candidates))]
+    pub worktree: Option<String>,
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+// `rm`: remove instances' entries and containers.
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    #[arg(add = ArgValueCandidates::new(id_candidates), required_unless_present = "all")]
+    pub ids: Vec<InstanceId>,
+    /// Every instance of this state home (and its containers the
+    /// registry lost); other homes' and users' are never touched
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// Stop it first if it runs
+    #[arg(long, short)]
+    pub force: bool,
+    /// Also delete the instance's own state dir, states/<id>/ (the
+    /// agent's shared login stays)
+    #[arg(long)]
+    pub state: bool,
+    /// Also remove its git worktree (`--worktree NAME`) without asking;
+    /// one with uncommitted changes or unpushed commits only with
+    /// --force. Its branch is kept
+    #[arg(long)]
+    pub worktree: bool,
 }
 
 #[derive(Debug, Args)]
@@ -87,11 +159,7 @@ pub enum StatusFilter {
     All,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ShellKind {
-    Zsh,
-    Bash,
-}
+pub use crate::service::shell::ShellKind;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum CompletionShell {
@@ -104,51 +172,10 @@ pub enum CompletionShell {
 pub enum Command {
     /// Attach to this project's agent, starting it first if needed
     #[command(after_help = "Example:\n  ai-sessctl run claude -- --model opus")]
-    Run {
-        #[arg(add = ArgValueCandidates::new(agent_candidates))]
-        mode: Mode,
-        /// The interactive shell that owns a started instance
-        #[arg(long)]
-        shell_pid: Option<u32>,
-        /// Run time: auto, docker or host
-        #[arg(long, value_enum)]
-        runtime: Option<RuntimeChoice>,
-        /// Egress policy for a started instance: open, allowlist or none
-        #[arg(long, value_enum)]
-        egress: Option<EgressPolicy>,
-        /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
-        #[arg(long, short = 'w', value_name = "NAME", add = ArgValueCandidates::new(worktree_candidates))]
-        worktree: Option<String>,
-        /// Arguments passed to the agent
-        #[arg(last = true)]
-        args: Vec<String>,
-    },
+    Run(RunArgs),
     /// Start an instance for a project
     #[command(after_help = "Example:\n  ai-sessctl start ~/src/api --mode claude --detach")]
-    Start {
-        /// Project directory (default: the current directory's project)
-        path: Option<PathBuf>,
-        #[arg(long, short, add = ArgValueCandidates::new(agent_candidates))]
-        mode: Mode,
-        /// Use this id instead of the derived one
-        #[arg(long)]
-        id: Option<InstanceId>,
-        #[arg(long)]
-        port: Option<Port>,
-        #[arg(long, value_enum)]
-        runtime: Option<RuntimeChoice>,
-        /// Egress policy: open, allowlist (networking.allow) or none
-        #[arg(long, value_enum)]
-        egress: Option<EgressPolicy>,
-        /// Do not attach after starting
-        #[arg(long, short)]
-        detach: bool,
-        /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
-        #[arg(long, short = 'w', value_name = "NAME", add = ArgValueCandidates::new(worktree_candidates))]
-        worktree: Option<String>,
-        #[arg(last = true)]
-        args: Vec<String>,
-    },
+    Start(StartArgs),
     /// Stop instances (gracefully, then by force after the timeout)
     #[command(after_help = "Examples:\n  ai-sessctl stop api-claude\n  ai-sessctl stop --all")]
     Stop {
@@ -179,26 +206,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  ai-sessctl rm api-claude\n  ai-sessctl rm --all --force   # every instance of this state home"
     )]
-    Rm {
-        #[arg(add = ArgValueCandidates::new(id_candidates), required_unless_present = "all")]
-        ids: Vec<InstanceId>,
-        /// Every instance of this state home (and its containers the
-        /// registry lost); other homes' and users' are never touched
-        #[arg(long, conflicts_with = "ids")]
-        all: bool,
-        /// Stop it first if it runs
-        #[arg(long, short)]
-        force: bool,
-        /// Also delete the instance's own state dir, states/<id>/ (the
-        /// agent's shared login stays)
-        #[arg(long)]
-        state: bool,
-        /// Also remove its git worktree (`--worktree NAME`) without asking;
-        /// one with uncommitted changes or unpushed commits only with
-        /// --force. Its branch is kept
-        #[arg(long)]
-        worktree: bool,
-    },
+    Rm(RmArgs),
     /// Remove old stopped entries and containers the registry does not know
     Gc {
         /// Show what would be removed

@@ -84,7 +84,7 @@ pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
             let scope = scope_of(ctx, args.scope)?;
             if args.edit {
                 let before = config::agent_names(&ctx.dirs).unwrap_or_default();
-                if config::edit_interactively(&ctx.dirs, &scope)? {
+                if config::edit_interactively(&ctx.dirs, &scope, &mut edit_again)? {
                     eprintln!("saved {}", scope.file(&ctx.dirs).display());
                     note_when_it_applies(ctx, &scope, "the change");
                     agents_changed(ctx, &before);
@@ -141,4 +141,21 @@ fn agents_changed(ctx: &Ctx, before: &[crate::core::types::Mode]) {
             "new agent {mode}: shells with the integration have a `{mode}` command from their next prompt"
         );
     }
+}
+
+/// An invalid `config --edit`: says why, and on a terminal offers to edit
+/// it again.
+fn edit_again(e: &Error) -> bool {
+    use std::io::IsTerminal;
+    eprintln!("ai-sessctl: error: {e}");
+    std::io::stdin().is_terminal() && ask("edit again? [Y/n] ")
+}
+
+fn ask(question: &str) -> bool {
+    eprint!("{question}");
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return false;
+    }
+    !line.trim().to_ascii_lowercase().starts_with('n')
 }

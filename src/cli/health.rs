@@ -4,6 +4,7 @@ use super::Ctx;
 use crate::cli::output::{paint, print_json};
 use crate::core::error::Result;
 use crate::core::types::InstanceId;
+use crate::service::health::WatchNotice;
 
 pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
     let reports = crate::service::health::check(ctx, id.as_ref())?;
@@ -63,8 +64,30 @@ pub fn watch(ctx: &Ctx) -> Result<u8> {
             }
         }
     }
-    crate::service::health::watch(ctx)?;
+    crate::service::health::watch(ctx, say)?;
     Ok(0)
+}
+
+/// Prints what `health watch` has to say (alerts, events, unhealthy
+/// instances and healing on stdout; the rest on stderr).
+fn say(notice: WatchNotice) {
+    match notice {
+        WatchNotice::Started { interval } => {
+            eprintln!("watching instances (checks every {interval:?}); ctrl-c to stop")
+        }
+        WatchNotice::Stopped => eprintln!("stopped watching"),
+        WatchNotice::Warning(w) => eprintln!("{w}"),
+        WatchNotice::Alert(a) => println!("alert: {a}"),
+        WatchNotice::Engine(s) => println!("event: {s}"),
+        WatchNotice::Unhealthy { id, failed } => {
+            println!("{id}: unhealthy ({})", failed.join(", "))
+        }
+        WatchNotice::Healed(line) => println!("{line}"),
+        WatchNotice::Retrying { error, pause } => eprintln!(
+            "ai-sessctl: warning: health watch: {error}; trying again in {}s",
+            pause.as_secs()
+        ),
+    }
 }
 
 pub fn heal(ctx: &Ctx, id: InstanceId) -> Result<u8> {

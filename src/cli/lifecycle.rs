@@ -123,6 +123,16 @@ impl WorktreeChoice {
     }
 }
 
+/// `rm IDS` or `rm --all`.
+pub fn rm_command(ctx: &Ctx, a: super::RmArgs) -> Result<u8> {
+    let wt = WorktreeChoice::from_flag(a.worktree);
+    if a.all {
+        rm_all(ctx, a.force, a.state, wt)
+    } else {
+        rm(ctx, a.ids, a.force, a.state, wt)
+    }
+}
+
 pub fn rm(
     ctx: &Ctx,
     ids: Vec<InstanceId>,
@@ -261,127 +271,22 @@ pub fn rm_all(ctx: &Ctx, force: bool, state: bool, wt: WorktreeChoice) -> Result
 /// Removes stopped entries older than `log_retention`, stale port
 /// reservations, and containers labelled ours that the registry does not know.
 pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
-    let settings = ctx.global()?;
-    let reg = crate::lifecycle::refresh(ctx)?;
-    let cutoff = chrono::Utc::now()
-        - chrono::Duration::from_std(settings.global.log_retention.0).unwrap_or_default();
-    let old: Vec<InstanceId> = reg
-        .instances
-        .values()
-        .filter(|i| !i.status.is_live())
-        .filter(|i| {
-            i.timestamps
-                .stopped
-                .or(i.timestamps.created)
-                .is_none_or(|t| t < cutoff)
-        })
-        .map(|i| i.id.clone())
-        .collect();
-    let engine = DockerEngine::connect().ok();
-    let home = ctx.dirs.home_label();
-    // The listing is taken first and the strays decided from the registry
-    // under its lock: a start registers its instance before it creates the
-    // container, so every container in the listing that a start made is
-    // known to the registry read after it (and no start records meanwhile).
-    let observed = match &engine {
-        Some(e) => e.observe()?,
-        None => Default::default(),
-    };
-    let strays_in = |reg: &crate::state::registry::Registry| -> Vec<(String, String)> {
-        observed
-            .iter()
-            // Another state home's instances are not strays of ours.
-            .filter(|(_, o)| o.belongs_to(&home))
-            .filter(|(id, o)| {
-                reg.instances
-                    .values()
-                    .find(|i| i.id.as_str() == id.as_str())
-                    .is_none_or(|i| {
-                        // A start in progress has no container id recorded yet.
-                        i.status != crate::core::types::Status::Initializing
-                            && i.container_id.as_deref() != Some(&o.container_id)
-                    })
-            })
-            .map(|(id, o)| (id.clone(), o.container_id.clone()))
-            .collect()
-    };
-    let say = |strays: &[(String, String)]| {
-        for id in &old {
-            println!(
-                "{}entry {id}",
-                if dry_run { "would remove " } else { "removed " }
-            );
-        }
-        for (id, cid) in strays {
-            println!(
-                "{}container {} ({id})",
-                if dry_run { "would remove " } else { "removed " },
-                &cid[..cid.len().min(12)]
-            );
-        }
-        if old.is_empty() && strays.is_empty() {
-            println!("nothing to remove");
-        }
-    };
-    // Login containers whose `login` was killed (they are not instances).
-    let logins = match &engine {
-        Some(e) => crate::features::agent_state::reap_logins(e, &ctx.dirs, dry_run)?,
-        None => Vec::new(),
-    };
-    for name in &logins {
-        let did = if dry_run { "would remove" } else { "removed" };
-        println!("{did} login container {name} (its login is gone)");
+    let done = crate::service::gc::gc(ctx, dry_run)?;
+    let did = if dry_run { "would remove " } else { "removed " };
+    for name in &done.logins {
+        println!("{did}login container {name} (its login is gone)");
     }
-    if dry_run {
-        say(&strays_in(&ctx.store.load()?));
-        return Ok(0);
+    for id in &done.entries {
+        println!("{did}entry {id}");
     }
-    let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
-    // Networks no container uses, listed first like the containers.
-    let idle_nets = match &engine {
-        Some(e) => e.unused_instance_networks(&home)?,
-        None => Vec::new(),
-    };
-    let mut nets_removed = Vec::new();
-    let strays = ctx.store.update(|reg| {
-        let strays = strays_in(reg);
-        if let Some(engine) = &engine {
-            for (_, cid) in &strays {
-                engine.remove(cid, None)?;
-            }
-            // Left by a crash, unless a start under way made it and is
-            // about to attach its container.
-            for (net, inst) in &idle_nets {
-                let starting = inst.as_deref().is_some_and(|id| {
-                    reg.instances.values().any(|i| {
-                        i.id.as_str() == id && i.status == crate::core::types::Status::Initializing
-                    })
-                });
-                if !starting {
-                    engine.remove_network(net)?;
-                    nets_removed.push(net.clone());
-                }
-            }
-        }
-        for id in &old {
-            if reg.get(id).is_some_and(|i| !i.status.is_live()) {
-                reg.instances.remove(id);
-            }
-        }
-        reg.reserved_ports.retain(|_, r| r.at > day_ago);
-        Ok(strays)
-    })?;
-    say(&strays);
-    for net in &nets_removed {
+    for (id, cid) in &done.containers {
+        println!("{did}container {} ({id})", &cid[..cid.len().min(12)]);
+    }
+    if done.entries.is_empty() && done.containers.is_empty() {
+        println!("nothing to remove");
+    }
+    for net in &done.networks {
         println!("removed network {net}");
-    }
-    for id in &old {
-        let _ = std::fs::remove_file(ctx.dirs.instance_log(id));
-        // The egress proxy's own log directory (the box's: not followed).
-        let _ = std::fs::remove_dir_all(crate::state::events::box_log_dir(
-            &ctx.dirs.logs_dir(),
-            id.as_str(),
-        ));
     }
     Ok(0)
 }

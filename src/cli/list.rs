@@ -17,7 +17,9 @@ fn current(ctx: &Ctx) -> Result<crate::state::registry::Registry> {
     crate::features::activity::watch::ensure(ctx);
     // Re-read even without changes of ours: the watcher may have recorded
     // the same change a moment before.
-    crate::features::activity::sync_quietly(ctx);
+    let mut warnings = crate::core::warning::Warnings::new();
+    crate::features::activity::sync_quietly(ctx, &mut warnings);
+    crate::cli::output::warnings(warnings);
     ctx.store.load()
 }
 

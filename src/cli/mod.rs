@@ -16,6 +16,7 @@ pub mod output;
 mod port;
 mod registry;
 mod run;
+mod serve;
 mod shell;
 mod stats;
 mod top;
@@ -24,64 +25,20 @@ mod worktree;
 use crate::core::error::{Error, Result};
 pub use crate::state::context::Ctx;
 pub use args::*;
-pub use dashboard::dashboard_value;
-pub use stats::sample as sample_stats;
 
 pub fn dispatch(command: Command) -> Result<u8> {
+    // What the event log and the registry's prompt file cannot return.
+    crate::core::warning::set_sink(output::warnings_one);
     let ctx = Ctx::from_env()?;
     match command {
-        Command::Run {
-            mode,
-            shell_pid,
-            runtime,
-            egress,
-            worktree,
-            args,
-        } => run::run(&ctx, mode, shell_pid, runtime, egress, worktree, args),
-        Command::Start {
-            path,
-            mode,
-            id,
-            port,
-            runtime,
-            egress,
-            detach,
-            worktree,
-            args,
-        } => run::start(
-            &ctx,
-            run::StartRequest {
-                path,
-                mode,
-                id,
-                port,
-                runtime,
-                egress,
-                detach,
-                args,
-                worktree,
-                shell_pid: None,
-            },
-        ),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Start(a) => run::start(&ctx, a.into()),
         Command::Stop { ids, all, force } => lifecycle::stop(&ctx, ids, all, force),
         Command::Restart(a) => lifecycle::restart(&ctx, a.id),
         Command::Attach(a) => run::attach(&ctx, a.id),
         Command::Pause(a) => lifecycle::pause(&ctx, a.id, true),
         Command::Resume { id } => lifecycle::resume(&ctx, id),
-        Command::Rm {
-            ids,
-            all,
-            force,
-            state,
-            worktree,
-        } => {
-            let wt = lifecycle::WorktreeChoice::from_flag(worktree);
-            if all {
-                lifecycle::rm_all(&ctx, force, state, wt)
-            } else {
-                lifecycle::rm(&ctx, ids, force, state, wt)
-            }
-        }
+        Command::Rm(a) => lifecycle::rm_command(&ctx, a),
         Command::Gc { dry_run } => lifecycle::gc(&ctx, dry_run),
         Command::List {
             status,
@@ -121,9 +78,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::State(crate::cli::StateCmd::Migrate) => login::migrate(&ctx),
         Command::Net(n) => net::net(&ctx, n),
         Command::Doctor => doctor::doctor(&ctx),
-        Command::Serve { addr, allow_remote } => {
-            crate::api::serve(&ctx, addr, allow_remote).map(|_| 0)
-        }
+        Command::Serve { addr, allow_remote } => serve::serve(&ctx, addr, allow_remote),
         Command::Init { shell } => shell::init(&ctx, shell),
         Command::Completions { shell } => shell::completions(shell),
         Command::Prompt => shell::prompt(&ctx),
@@ -144,59 +99,11 @@ pub fn report(e: &Error) -> u8 {
         eprintln!("  hint: {h}");
     }
     if let Error::NoInstance(typed) = e {
-        let ids = completion_ids();
+        let ids = crate::service::completion::ids();
         if let Some(id) = crate::core::error::closest(typed, ids.iter().map(|(id, _)| id.as_str()))
         {
             eprintln!("  did you mean {id}?");
         }
     }
     e.exit_code() as u8
-}
-
-/// Instance ids with a short description, for tab completion. Never fails:
-/// a completion must not print errors.
-pub fn completion_ids() -> Vec<(String, String)> {
-    let Ok(ctx) = Ctx::from_env() else {
-        return Vec::new();
-    };
-    let Ok(reg) = ctx.store.load() else {
-        return Vec::new();
-    };
-    reg.instances
-        .values()
-        .map(|i| {
-            (
-                i.id.to_string(),
-                format!("{} {} {}", i.status, i.mode, i.project_path),
-            )
-        })
-        .collect()
-}
-
-pub fn completion_config_keys() -> Vec<String> {
-    Ctx::from_env()
-        .map(|c| crate::state::config::known_keys(&c.dirs))
-        .unwrap_or_default()
-}
-
-/// `-w <TAB>`: the worktrees made for the repository the shell is in.
-pub fn completion_worktrees() -> Vec<(String, Option<String>)> {
-    let Ok(ctx) = Ctx::from_env() else {
-        return Vec::new();
-    };
-    std::env::current_dir()
-        .ok()
-        .and_then(|d| crate::features::worktree::inventory::repo_of(&d))
-        .map(|repo| crate::features::worktree::inventory::names(&ctx, &repo))
-        .unwrap_or_default()
-}
-
-pub fn completion_agents() -> Vec<String> {
-    Ctx::from_env()
-        .ok()
-        .and_then(|c| crate::state::config::agent_names(&c.dirs).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| m.to_string())
-        .collect()
 }

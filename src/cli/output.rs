@@ -159,6 +159,23 @@ pub fn quiet_on_closed_output() {
     }));
 }
 
+/// Prints what an operation warned about, a line each on stderr; the
+/// debugging ones only with `AI_SESSIONS_DEBUG` set.
+pub fn warnings(w: crate::core::warning::Warnings) {
+    for w in w {
+        warnings_one(&w);
+    }
+}
+
+/// Prints one warning (a debugging one only with `AI_SESSIONS_DEBUG` set).
+pub fn warnings_one(w: &crate::core::warning::Warning) {
+    if w.loudness == crate::core::warning::Loudness::Warn
+        || std::env::var_os("AI_SESSIONS_DEBUG").is_some()
+    {
+        eprintln!("{w}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,14 @@
 //! `run` (attach-or-start, what the `claude` function calls), `start` and
 //! `attach`.
 
-use super::Ctx;
+use super::{Ctx, RunArgs, StartArgs};
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Mode, Port, Status};
 use crate::engine::attach::{parse_detach_keys, AttachEnd};
+use crate::lifecycle;
 use crate::lifecycle::docker::DockerEngine;
 use crate::lifecycle::setup_wait::Watch;
-use crate::lifecycle::{self, StartRequest as OpsStart, Started};
+use crate::service::{self, start::Started};
 use crate::state::config::RuntimeChoice;
 use crate::state::registry::{Client, Instance, ProcRef, RuntimeKind};
 use std::io::IsTerminal;
@@ -28,6 +29,23 @@ pub struct StartRequest {
     pub worktree: Option<String>,
 }
 
+impl From<StartArgs> for StartRequest {
+    fn from(a: StartArgs) -> Self {
+        StartRequest {
+            path: a.path,
+            mode: a.mode,
+            id: a.id,
+            port: a.port,
+            runtime: a.runtime,
+            egress: a.egress,
+            detach: a.detach,
+            args: a.args,
+            worktree: a.worktree,
+            shell_pid: None,
+        }
+    }
+}
+
 /// `claude -w NAME ARGS` from the shell function: a leading `-w NAME`,
 /// `--worktree NAME` or `--worktree=NAME` is ours, the rest the agent's.
 fn split_worktree(mut args: Vec<String>) -> (Option<String>, Vec<String>) {
@@ -46,15 +64,15 @@ fn split_worktree(mut args: Vec<String>) -> (Option<String>, Vec<String>) {
     }
 }
 
-pub fn run(
-    ctx: &Ctx,
-    mode: Mode,
-    shell_pid: Option<u32>,
-    runtime: Option<RuntimeChoice>,
-    egress: Option<crate::state::config::EgressPolicy>,
-    worktree: Option<String>,
-    args: Vec<String>,
-) -> Result<u8> {
+pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
+    let RunArgs {
+        mode,
+        shell_pid,
+        runtime,
+        egress,
+        worktree,
+        args,
+    } = a;
     if let Some(pid) = shell_pid {
         // Tells that shell's exit hook to run `shell-exit` (best effort:
         // without it, reconcile applies the policy once the shell is gone).
@@ -82,75 +100,31 @@ pub fn run(
 }
 
 pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
-    let mut project = crate::state::project::of(&ctx.dirs, req.path.as_deref())?;
-    let mut req = req;
-    let worktree = match req.worktree.take() {
-        Some(name) => {
-            let (info, dir, id) =
-                crate::features::worktree::target(ctx, &project, &name, &req.mode)?;
-            project = dir;
-            req.id.get_or_insert(id);
-            Some(info)
-        }
-        None => None,
-    };
-    // Reconcile first, so a dead instance is restarted, not attached to.
-    // An engine that does not answer is reported by the start itself.
-    let reg = crate::lifecycle::refresh_quietly(ctx)?;
+    let (detach, shell_pid) = (req.detach, req.shell_pid);
     let args = req.args.clone();
-    // An instance an engine restart or reboot ended comes back with the
-    // arguments it was started with, continuing its conversation
-    // (`resume_args`), unless the user gave arguments now.
-    let mut start_args = req.args;
-    let mut continue_args = Vec::new();
-    if start_args.is_empty() {
-        let id = match &req.id {
-            Some(id) => Some(id.clone()),
-            None => crate::state::registry::derive_id(&reg, &project, &req.mode).ok(),
-        };
-        if let Some(prev) = id.and_then(|id| reg.get(&id).cloned()) {
-            if crate::service::resume::interrupted(&prev) {
-                start_args = prev.args.clone();
-                continue_args = crate::service::resume::resume_args(ctx, &prev);
-            }
-        }
-    }
-    let started = lifecycle::start(
+    let mut warnings = crate::core::warning::Warnings::new();
+    let started = service::start::start(
         ctx,
-        OpsStart {
-            project,
+        service::start::StartRequest {
+            path: req.path,
             mode: req.mode,
             id: req.id,
             port: req.port,
             runtime: req.runtime,
             egress: req.egress,
-            args: start_args,
-            continue_args,
-            shell_pid: req.shell_pid,
-            detach: req.detach,
-            heal: false,
-            worktree: worktree.clone(),
+            detach,
+            args: req.args,
+            shell_pid,
+            worktree: req.worktree,
+            resume: true,
         },
-    )?;
-    if let (Some(info), Started::AlreadyRunning(i)) = (&worktree, &started) {
-        crate::features::worktree::record(ctx, &i.id, info)?;
-    }
+        &mut warnings,
+    );
+    super::output::warnings(warnings);
+    let started = started?;
     match started {
         Started::AlreadyRunning(inst) => {
-            // A policy asked for now cannot apply to the running agent:
-            // attaching as if it did would hand the user an agent that
-            // reaches what they asked it not to.
-            let runs = inst
-                .egress
-                .unwrap_or(crate::state::config::EgressPolicy::Open);
-            if let Some(asked) = req.egress.filter(|a| *a != runs) {
-                return Err(Error::Invalid(format!(
-                    "{id} is already running with egress = \"{runs}\"; --egress {asked} applies to a new start: \
-                     `ai-sessctl stop {id}`, then start it again with --egress {asked}",
-                    id = inst.id
-                )));
-            }
-            if req.detach {
+            if detach {
                 eprintln!(
                     "{} is already {} on port {}",
                     inst.id, inst.status, inst.port
@@ -166,10 +140,10 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
                     id = inst.id
                 );
             }
-            attach_to(ctx, inst, None, req.shell_pid)
+            attach_to(ctx, inst, None, shell_pid)
         }
         Started::Container { inst, engine } => {
-            if req.detach {
+            if detach {
                 if has_setup(ctx, &inst)? {
                     eprintln!("{}: running worktree.setup…", inst.id);
                     crate::lifecycle::setup_wait::wait(ctx, Watch::Container(&engine), &inst)?;
@@ -178,38 +152,49 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
                 eprintln!("started {} on {}", inst.id, inst.address());
                 return Ok(0);
             }
-            attach_to(ctx, inst, Some(engine), req.shell_pid)
+            attach_to(ctx, inst, Some(engine), shell_pid)
         }
-        Started::Process { inst, mut child } => {
-            if req.detach {
-                if has_setup(ctx, &inst)? {
-                    eprintln!("{}: running worktree.setup…", inst.id);
-                    crate::lifecycle::setup_wait::wait(ctx, Watch::Process(&mut child), &inst)?;
-                }
-                println!("{}", inst.id);
-                eprintln!(
-                    "started {} on the host (pid {}), output in {}",
-                    inst.id,
-                    child.id(),
-                    ctx.dirs.instance_log(&inst.id).display()
-                );
-                return Ok(0);
+        Started::Process { inst, child } => {
+            if detach {
+                detached_process(ctx, &inst, child)
+            } else {
+                foreground_process(ctx, &inst, child)
             }
-            // The agent owns the terminal; our own ^C must not kill us first.
-            let _ignore = IgnoreInterrupts::new();
-            let _attached = crate::features::activity::notify::attached_guard(ctx, &inst.id);
-            let status = child
-                .wait()
-                .map_err(|e| Error::Other(format!("waiting for the agent: {e}")))?;
-            let code = status.code().map(i64::from).unwrap_or_else(|| {
-                use std::os::unix::process::ExitStatusExt;
-                128 + i64::from(status.signal().unwrap_or(0))
-            });
-            let (status, reason) = end_of(ctx, &inst.id);
-            lifecycle::finish(ctx, &inst, Some(code), status, Some(reason), None)?;
-            Ok(exit_byte(code))
         }
     }
+}
+
+/// A host agent started with `--detach`: its output goes to its log.
+fn detached_process(ctx: &Ctx, inst: &Instance, mut child: std::process::Child) -> Result<u8> {
+    if has_setup(ctx, inst)? {
+        eprintln!("{}: running worktree.setup…", inst.id);
+        crate::lifecycle::setup_wait::wait(ctx, Watch::Process(&mut child), inst)?;
+    }
+    println!("{}", inst.id);
+    eprintln!(
+        "started {} on the host (pid {}), output in {}",
+        inst.id,
+        child.id(),
+        ctx.dirs.instance_log(&inst.id).display()
+    );
+    Ok(0)
+}
+
+/// A host agent in this terminal: waits for it and records its end.
+fn foreground_process(ctx: &Ctx, inst: &Instance, mut child: std::process::Child) -> Result<u8> {
+    // The agent owns the terminal; our own ^C must not kill us first.
+    let _ignore = IgnoreInterrupts::new();
+    let _attached = crate::features::activity::notify::attached_guard(ctx, &inst.id);
+    let status = child
+        .wait()
+        .map_err(|e| Error::Other(format!("waiting for the agent: {e}")))?;
+    let code = status.code().map(i64::from).unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        128 + i64::from(status.signal().unwrap_or(0))
+    });
+    let (status, reason) = end_of(ctx, &inst.id);
+    lifecycle::finish(ctx, inst, Some(code), status, Some(reason), None)?;
+    Ok(exit_byte(code))
 }
 
 /// How a foreground agent's end is recorded: a failed `worktree.setup`

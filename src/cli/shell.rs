@@ -63,7 +63,9 @@ pub fn completions(shell: CompletionShell) -> Result<u8> {
 }
 
 pub fn prompt(ctx: &Ctx) -> Result<u8> {
-    crate::features::activity::sync_quietly(ctx);
+    let mut warnings = crate::core::warning::Warnings::new();
+    crate::features::activity::sync_quietly(ctx, &mut warnings);
+    crate::cli::output::warnings(warnings);
     let reg = ctx.store.load()?;
     let cwd = std::env::var("PWD")
         .ok()

@@ -2,30 +2,10 @@
 
 use super::Ctx;
 use crate::cli::output::print_json;
-use crate::core::error::{Error, Result};
+use crate::core::error::Result;
 use crate::core::types::InstanceId;
-use crate::features::monitor::stats::{human_bytes, sample_all, Sample};
+use crate::features::monitor::stats::{human_bytes, Sample};
 use std::io::Write;
-
-/// Samples running instances (or one) and records them (and any alert).
-pub fn sample(ctx: &Ctx, id: Option<&InstanceId>) -> Result<Vec<Sample>> {
-    let reg = crate::lifecycle::refresh(ctx)?;
-    if let Some(id) = id {
-        let inst = reg.get(id).ok_or_else(|| Error::not_found(id))?;
-        if inst.status != crate::core::types::Status::Running {
-            return Err(Error::Invalid(format!("{id} is {}", inst.status)));
-        }
-    }
-    let live: Vec<_> = reg
-        .instances
-        .values()
-        .filter(|i| i.status == crate::core::types::Status::Running)
-        .filter(|i| id.is_none_or(|id| &i.id == id))
-        .collect();
-    let samples = sample_all(&live);
-    crate::features::monitor::alerts::record(ctx, &samples)?;
-    Ok(samples)
-}
 
 pub fn table(samples: &[Sample]) -> String {
     let header = [
@@ -64,11 +44,11 @@ pub fn table(samples: &[Sample]) -> String {
 
 pub fn stats(ctx: &Ctx, id: Option<InstanceId>, watch: bool, json: bool) -> Result<u8> {
     if json {
-        print_json(&sample(ctx, id.as_ref())?)?;
+        print_json(&crate::service::stats::sample(ctx, id.as_ref())?)?;
         return Ok(0);
     }
     if !watch {
-        let samples = sample(ctx, id.as_ref())?;
+        let samples = crate::service::stats::sample(ctx, id.as_ref())?;
         if samples.is_empty() {
             println!("No running instances.");
         } else {
@@ -80,7 +60,7 @@ pub fn stats(ctx: &Ctx, id: Option<InstanceId>, watch: bool, json: bool) -> Resu
     let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, std::sync::Arc::clone(&stop));
     let mut out = std::io::stdout();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let samples = sample(ctx, id.as_ref())?;
+        let samples = crate::service::stats::sample(ctx, id.as_ref())?;
         // Home and clear, as docker stats does, so the table redraws in place.
         let body = if samples.is_empty() {
             "No running instances.\n".to_owned()

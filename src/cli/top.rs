@@ -52,7 +52,7 @@ struct Snapshot {
 fn sampler(tx: mpsc::Sender<Snapshot>) {
     std::thread::spawn(move || loop {
         let Ok(ctx) = Ctx::from_env() else { return };
-        let samples = super::stats::sample(&ctx, None).unwrap_or_default();
+        let samples = crate::service::stats::sample(&ctx, None).unwrap_or_default();
         let instances = ctx
             .store
             .load()

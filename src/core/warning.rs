@@ -71,3 +71,29 @@ impl IntoIterator for Warnings {
         self.0.into_iter()
     }
 }
+
+/// Where a warning goes that arises below an interface too widely used to
+/// return it (the event log and the registry's prompt file are written from
+/// every layer): the front end installs a sink once (the CLI prints to
+/// stderr); without one such warnings are dropped.
+static SINK: std::sync::OnceLock<fn(&Warning)> = std::sync::OnceLock::new();
+
+/// Installs the sink of [`report`] (the first one installed stays).
+pub fn set_sink(sink: fn(&Warning)) {
+    let _ = SINK.set(sink);
+}
+
+/// Hands a warning to the installed sink, if any.
+pub fn report(w: Warning) {
+    if let Some(sink) = SINK.get() {
+        sink(&w);
+    }
+}
+
+/// [`report`] of a `Warn` warning.
+pub fn report_warn(text: impl Into<String>) {
+    report(Warning {
+        loudness: Loudness::Warn,
+        text: text.into(),
+    });
+}

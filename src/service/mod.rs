@@ -1,6 +1,15 @@
 //! What both front ends call; returns data and never prints.
 
+pub mod completion;
+pub mod control;
+pub mod dashboard;
+pub mod gc;
 pub mod health;
 pub mod image;
+pub mod logs;
+pub mod reconciler;
+pub mod repair;
 pub mod resume;
 pub mod shell;
+pub mod start;
+pub mod stats;

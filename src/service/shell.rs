@@ -3,7 +3,6 @@
 //! a new shell sources without running a program, and the markers that
 //! tell a shell's exit hook whether it owns anything.
 
-use crate::cli::ShellKind;
 use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
 use std::os::unix::fs::MetadataExt;
@@ -14,6 +13,13 @@ pub const ZSH: &str = include_str!("../../shell/ai-sessions.zsh");
 pub const BASH: &str = include_str!("../../shell/ai-sessions.bash");
 const ZSH_CACHE_HEADER: &str = include_str!("../../shell/cache-header.zsh");
 const BASH_CACHE_HEADER: &str = include_str!("../../shell/cache-header.bash");
+
+/// The shells the integration is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShellKind {
+    Zsh,
+    Bash,
+}
 
 fn name(kind: ShellKind) -> &'static str {
     match kind {

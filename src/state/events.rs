@@ -134,10 +134,11 @@ impl EventLog {
     }
 
     /// Appends one event. Logging never fails the operation it records:
-    /// errors are reported on stderr only.
+    /// errors are warnings, for the front end's sink
+    /// ([`crate::core::warning::report`]).
     pub fn log(&self, level: Level, component: &str, message: &str, metadata: Value) {
         if let Err(e) = self.try_log(level, component, message, metadata) {
-            eprintln!("ai-sessctl: warning: event log: {e}");
+            crate::core::warning::report_warn(format!("ai-sessctl: warning: event log: {e}"));
         }
     }
 
@@ -193,10 +194,10 @@ impl EventLog {
             len > RETENTION_CHECK_BYTES && first_timestamp(file).is_some_and(|t| t < cutoff);
         if full || stale {
             if let Err(e) = std::fs::rename(path, &old) {
-                eprintln!(
+                crate::core::warning::report_warn(format!(
                     "ai-sessctl: warning: event log: rotating {}: {e}",
                     path.display()
-                );
+                ));
             }
         }
         let expired = std::fs::symlink_metadata(&old)

@@ -18,6 +18,7 @@ pub mod watch;
 use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
 use crate::core::types::{Activity, InstanceId};
+use crate::core::warning::Warnings;
 use crate::state::config::{AgentSpec, HookKind};
 use crate::state::context::Ctx;
 use crate::state::events::Level;
@@ -189,12 +190,10 @@ pub fn set(i: &mut Instance, a: Activity) {
 }
 
 /// [`sync`] for commands that show instances: a failure to read activity
-/// must not fail `list`.
-pub fn sync_quietly(ctx: &Ctx) {
+/// must not fail `list` (it is a debugging warning).
+pub fn sync_quietly(ctx: &Ctx, warnings: &mut Warnings) {
     if let Err(e) = sync(ctx) {
-        if std::env::var_os("AI_SESSIONS_DEBUG").is_some() {
-            eprintln!("ai-sessctl: activity: {e}");
-        }
+        warnings.debug(format!("ai-sessctl: activity: {e}"));
     }
 }
 

@@ -10,6 +10,7 @@ pub mod remove;
 pub mod setup;
 
 use crate::core::error::{Error, Result};
+use crate::core::warning::Warnings;
 use crate::state::context::Ctx;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -193,8 +194,9 @@ fn remember_repo(ctx: &Ctx, repo: &Path) -> Result<()> {
 }
 
 /// Creates (or reuses) the worktree `name` of the repository `repo`; copies
-/// `worktree.copy` files into a new one.
-pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
+/// `worktree.copy` files into a new one. What it had to redo or could not
+/// copy goes to `warnings`.
+pub fn prepare(ctx: &Ctx, repo: &Path, name: &str, warnings: &mut Warnings) -> Result<Info> {
     check_name(name)?;
     let top = PathBuf::from(git(repo, &["rev-parse", "--show-toplevel"]).map_err(|e| {
         if e.to_string()
@@ -247,9 +249,9 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
         // A start killed while making it (our mark is still there), or a
         // removal killed halfway (git still lists it, its .git is gone):
         // what is there is not a worktree to work in. Made again.
-        eprintln!(
+        warnings.warn(format!(
             "worktree {name}: an earlier start or removal of it was interrupted; making it again"
-        );
+        ));
         git_writing(&top, &["worktree", "remove", "--force", &p], &common, &path).map_err(|e| {
             Error::Invalid(format!(
                 "worktree {name} at {p} was left half made by an interrupted start or removal and could not be cleared ({e}); remove that directory and start again"
@@ -285,7 +287,7 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str) -> Result<Info> {
         }
         b
     };
-    copy_files(&ctx.global()?.worktree.copy, &top, &path);
+    copy_files(&ctx.global()?.worktree.copy, &top, &path, warnings);
     // Whole now: a later start may use it.
     let _ = std::fs::remove_file(&pending);
     Ok(Info {
@@ -382,7 +384,7 @@ fn legacy_place(ctx: &Ctx, top: &Path, name: &str) -> Option<PathBuf> {
 /// symlink at any component) and nothing is at its place in the worktree
 /// yet ([`crate::core::untrusted::beneath`]); a refused one is named in one line
 /// and the start goes on.
-fn copy_files(copy: &[String], top: &Path, worktree: &Path) {
+fn copy_files(copy: &[String], top: &Path, worktree: &Path, warnings: &mut Warnings) {
     use crate::core::untrusted::beneath::{copy_new, Dir};
     if copy.is_empty() {
         return;
@@ -391,17 +393,17 @@ fn copy_files(copy: &[String], top: &Path, worktree: &Path) {
     let (from, to) = match dirs {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("worktree.copy: nothing copied: {e}");
+            warnings.warn(format!("worktree.copy: nothing copied: {e}"));
             return;
         }
     };
     for f in copy {
         if let Err(e) = copy_new(&from, &to, Path::new(f)) {
-            eprintln!(
+            warnings.warn(format!(
                 "worktree.copy: {} not copied: {}",
                 crate::core::untrusted::printable(f),
                 crate::core::untrusted::printable(&e.to_string())
-            );
+            ));
         }
     }
 }
@@ -413,8 +415,9 @@ pub fn target(
     project: &Path,
     name: &str,
     mode: &crate::core::types::Mode,
+    warnings: &mut Warnings,
 ) -> Result<(Info, PathBuf, crate::core::types::InstanceId)> {
-    let info = prepare(ctx, project, name)?;
+    let info = prepare(ctx, project, name, warnings)?;
     let dir = crate::state::project::of(&ctx.dirs, Some(&info.path))?;
     let id = id_in(ctx, &info, mode)?;
     Ok((info, dir, id))

@@ -8,4 +8,4 @@ mod watch;
 
 pub use checks::{check, Report};
 pub use heal::{heal, Healer};
-pub use watch::watch;
+pub use watch::{watch, Notice as WatchNotice};

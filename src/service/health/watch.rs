@@ -13,6 +13,30 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What a `health watch` has to say, as it happens (the CLI prints each).
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// Watching, with checks every `interval`.
+    Started { interval: Duration },
+    /// Stopped (SIGINT or SIGTERM).
+    Stopped,
+    /// Something went wrong; the watch carries on.
+    Warning(String),
+    /// A resource alert was raised.
+    Alert(String),
+    /// One of our containers died or ran out of memory ("ID ACTION").
+    Engine(String),
+    /// An instance failed checks: its id and the failed checks.
+    Unhealthy { id: String, failed: Vec<String> },
+    /// What the healer did.
+    Healed(String),
+    /// A pass failed; the next try is after `pause`.
+    Retrying { error: String, pause: Duration },
+}
+
+/// Where a watch's notices go (called from its threads).
+pub type Notify = fn(Notice);
+
 /// Forwards our containers' lifecycle events; reconnects when the engine
 /// goes away. The stream is opened before anything else is done.
 fn follow_engine_events(tx: mpsc::Sender<String>, stop: Arc<AtomicBool>) {
@@ -44,7 +68,7 @@ fn follow_engine_events(tx: mpsc::Sender<String>, stop: Arc<AtomicBool>) {
 /// Samples resources every `interval` and raises alerts. A pass takes about
 /// a second (the engine's stats API waits for a second reading), so it runs
 /// beside the loop that follows the engine, never in its way.
-fn sample_loop(ctx: &Ctx, interval: Duration, stop: &AtomicBool) {
+fn sample_loop(ctx: &Ctx, interval: Duration, stop: &AtomicBool, notify: Notify) {
     while !stop.load(Ordering::Relaxed) {
         let next = Instant::now() + interval;
         match ctx.store.load() {
@@ -58,13 +82,13 @@ fn sample_loop(ctx: &Ctx, interval: Duration, stop: &AtomicBool) {
                 match crate::features::monitor::alerts::record(ctx, &samples) {
                     Ok(alerts) => {
                         for a in alerts {
-                            println!("alert: {}", a.message);
+                            notify(Notice::Alert(a.message));
                         }
                     }
-                    Err(e) => eprintln!("ai-sessctl: warning: {e}"),
+                    Err(e) => notify(Notice::Warning(format!("ai-sessctl: warning: {e}"))),
                 }
             }
-            Err(e) => eprintln!("ai-sessctl: warning: {e}"),
+            Err(e) => notify(Notice::Warning(format!("ai-sessctl: warning: {e}"))),
         }
         while !stop.load(Ordering::Relaxed) && Instant::now() < next {
             std::thread::sleep(Duration::from_millis(50));
@@ -72,7 +96,8 @@ fn sample_loop(ctx: &Ctx, interval: Duration, stop: &AtomicBool) {
     }
 }
 
-pub fn watch(ctx: &Ctx) -> Result<()> {
+/// Watches until SIGINT or SIGTERM; `notify` hears what happens.
+pub fn watch(ctx: &Ctx, notify: Notify) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
@@ -84,14 +109,16 @@ pub fn watch(ctx: &Ctx) -> Result<()> {
     let interval = ctx
         .global()
         .unwrap_or_else(|e| {
-            eprintln!("ai-sessctl: warning: {e}; using the default check interval");
+            notify(Notice::Warning(format!(
+                "ai-sessctl: warning: {e}; using the default check interval"
+            )));
             crate::state::config::Settings::default()
         })
         .health
         .check_interval
         .0
         .max(Duration::from_millis(200));
-    eprintln!("watching instances (checks every {interval:?}); ctrl-c to stop");
+    notify(Notice::Started { interval });
     ctx.events().log(
         Level::Info,
         "health",
@@ -106,9 +133,9 @@ pub fn watch(ctx: &Ctx) -> Result<()> {
             store: crate::state::registry::Store::new(ctx.dirs.clone()),
         };
         let stop = Arc::clone(&stop);
-        std::thread::spawn(move || sample_loop(&ctx, interval, &stop))
+        std::thread::spawn(move || sample_loop(&ctx, interval, &stop, notify))
     };
-    let result = check_loop(ctx, interval, &stop, &rx);
+    let result = check_loop(ctx, interval, &stop, &rx, notify);
     stop.store(true, Ordering::Relaxed);
     let end = Instant::now() + Duration::from_millis(300);
     while !sampler.is_finished() && Instant::now() < end {
@@ -120,7 +147,7 @@ pub fn watch(ctx: &Ctx) -> Result<()> {
         "health watch stopped",
         serde_json::json!({}),
     );
-    eprintln!("stopped watching");
+    notify(Notice::Stopped);
     result
 }
 
@@ -134,6 +161,7 @@ fn check_loop(
     interval: Duration,
     stop: &AtomicBool,
     rx: &mpsc::Receiver<String>,
+    notify: Notify,
 ) -> Result<()> {
     let mut healer = Healer::default();
     let mut next = Instant::now();
@@ -153,9 +181,9 @@ fn check_loop(
                     .iter()
                     .filter(|s| s.ends_with(" die") || s.ends_with(" oom"))
                 {
-                    println!("event: {s}");
+                    notify(Notice::Engine(s.clone()));
                 }
-                on_engine_event(ctx, &mut healer)
+                on_engine_event(ctx, &mut healer, notify)
             }
             Err(_) => Ok(()),
         };
@@ -164,16 +192,16 @@ fn check_loop(
                 return Ok(());
             }
             next = Instant::now() + interval;
-            periodic(ctx, &mut healer)
+            periodic(ctx, &mut healer, notify)
         });
         match outcome {
             Ok(()) => failing = Backoff::default(),
             Err(e) => {
                 let pause = failing.next();
-                eprintln!(
-                    "ai-sessctl: warning: health watch: {e}; trying again in {}s",
-                    pause.as_secs()
-                );
+                notify(Notice::Retrying {
+                    error: e.to_string(),
+                    pause,
+                });
                 ctx.events().log(
                     Level::Warn,
                     "health",
@@ -192,28 +220,31 @@ fn check_loop(
     Ok(())
 }
 
-fn on_engine_event(ctx: &Ctx, healer: &mut Healer) -> Result<()> {
+fn on_engine_event(ctx: &Ctx, healer: &mut Healer, notify: Notify) -> Result<()> {
     let reg = crate::lifecycle::refresh(ctx)?;
     for line in healer.pass(ctx, &reg) {
-        println!("{line}");
+        notify(Notice::Healed(line));
     }
     Ok(())
 }
 
-fn periodic(ctx: &Ctx, healer: &mut Healer) -> Result<()> {
+fn periodic(ctx: &Ctx, healer: &mut Healer, notify: Notify) -> Result<()> {
     let reports = check(ctx, None)?;
     for r in reports.iter().filter(|r| r.unhealthy()) {
-        let why: Vec<String> = r
+        let failed: Vec<String> = r
             .checks
             .iter()
             .filter(|c| !c.ok)
             .map(|c| format!("{}: {}", c.name, c.detail))
             .collect();
-        println!("{}: unhealthy ({})", r.id, why.join(", "));
+        notify(Notice::Unhealthy {
+            id: r.id.clone(),
+            failed,
+        });
     }
     let reg = ctx.store.load()?;
     for line in healer.pass(ctx, &reg) {
-        println!("{line}");
+        notify(Notice::Healed(line));
     }
     Ok(())
 }

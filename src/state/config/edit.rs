@@ -4,7 +4,6 @@
 use super::{check_text, Scope};
 use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
-use std::io::IsTerminal;
 use std::path::Path;
 
 const TEMPLATE: &str = include_str!("template.toml");
@@ -141,8 +140,13 @@ fn write_private(dirs: &StateDir, path: &Path, text: &str) -> Result<()> {
 }
 
 /// Opens `$VISUAL`/`$EDITOR` on a copy of the scope's file; keeps the edit
-/// only when it is valid, offering to re-edit on a terminal.
-pub fn edit_interactively(dirs: &StateDir, scope: &Scope) -> Result<bool> {
+/// only when it is valid. An invalid edit is handed to `again`, which says
+/// whether to open the editor on it again (the CLI asks on a terminal).
+pub fn edit_interactively(
+    dirs: &StateDir,
+    scope: &Scope,
+    again: &mut dyn FnMut(&Error) -> bool,
+) -> Result<bool> {
     let path = scope.file(dirs);
     let dir = path.parent().unwrap_or(dirs.root()).to_path_buf();
     dirs.ensure_sub(&dir)?;
@@ -198,8 +202,7 @@ pub fn edit_interactively(dirs: &StateDir, scope: &Scope) -> Result<bool> {
                 return Ok(true);
             }
             Err(e) => {
-                eprintln!("ai-sessctl: error: {e}");
-                if std::io::stdin().is_terminal() && ask("edit again? [Y/n] ") {
+                if again(&e) {
                     continue;
                 }
                 return Err(Error::Invalid(format!(
@@ -209,13 +212,4 @@ pub fn edit_interactively(dirs: &StateDir, scope: &Scope) -> Result<bool> {
             }
         }
     }
-}
-
-fn ask(question: &str) -> bool {
-    eprint!("{question}");
-    let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() {
-        return false;
-    }
-    !line.trim().to_ascii_lowercase().starts_with('n')
 }

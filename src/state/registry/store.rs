@@ -58,7 +58,7 @@ impl Store {
         // the next update writes it again.
         if let Err(e) = super::prompt_file::write(&self.dirs, &reg) {
             let _ = std::fs::remove_file(self.dirs.prompt_file());
-            eprintln!("ai-sessctl: warning: {e}");
+            crate::core::warning::report_warn(format!("ai-sessctl: warning: {e}"));
         }
         Ok(out)
     }

@@ -1,0 +1,130 @@
+//! `gc`: removes stopped entries older than `log_retention`, stale port
+//! reservations, containers labelled ours that the registry does not know,
+//! networks no container uses, and login containers whose `login` is gone.
+
+use crate::core::error::Result;
+use crate::core::types::{InstanceId, Status};
+use crate::lifecycle::docker::DockerEngine;
+use crate::state::context::Ctx;
+use crate::state::registry::Registry;
+
+/// What a `gc` removed (or, dry, would remove).
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Login containers whose `login` was killed (they are not instances).
+    pub logins: Vec<String>,
+    /// Registry entries.
+    pub entries: Vec<InstanceId>,
+    /// Containers the registry does not know: (instance id, container id).
+    pub containers: Vec<(String, String)>,
+    /// Networks no container used (never in a dry run).
+    pub networks: Vec<String>,
+}
+
+pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
+    let settings = ctx.global()?;
+    let reg = crate::lifecycle::refresh(ctx)?;
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(settings.global.log_retention.0).unwrap_or_default();
+    let old: Vec<InstanceId> = reg
+        .instances
+        .values()
+        .filter(|i| !i.status.is_live())
+        .filter(|i| {
+            i.timestamps
+                .stopped
+                .or(i.timestamps.created)
+                .is_none_or(|t| t < cutoff)
+        })
+        .map(|i| i.id.clone())
+        .collect();
+    let engine = DockerEngine::connect().ok();
+    let home = ctx.dirs.home_label();
+    // The listing is taken first and the strays decided from the registry
+    // under its lock: a start registers its instance before it creates the
+    // container, so every container in the listing that a start made is
+    // known to the registry read after it (and no start records meanwhile).
+    let observed = match &engine {
+        Some(e) => e.observe()?,
+        None => Default::default(),
+    };
+    let strays_in = |reg: &Registry| -> Vec<(String, String)> {
+        observed
+            .iter()
+            // Another state home's instances are not strays of ours.
+            .filter(|(_, o)| o.belongs_to(&home))
+            .filter(|(id, o)| {
+                reg.instances
+                    .values()
+                    .find(|i| i.id.as_str() == id.as_str())
+                    .is_none_or(|i| {
+                        // A start in progress has no container id recorded yet.
+                        i.status != Status::Initializing
+                            && i.container_id.as_deref() != Some(&o.container_id)
+                    })
+            })
+            .map(|(id, o)| (id.clone(), o.container_id.clone()))
+            .collect()
+    };
+    let logins = match &engine {
+        Some(e) => crate::features::agent_state::reap_logins(e, &ctx.dirs, dry_run)?,
+        None => Vec::new(),
+    };
+    if dry_run {
+        return Ok(Collected {
+            logins,
+            containers: strays_in(&ctx.store.load()?),
+            entries: old,
+            networks: Vec::new(),
+        });
+    }
+    let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
+    // Networks no container uses, listed first like the containers.
+    let idle_nets = match &engine {
+        Some(e) => e.unused_instance_networks(&home)?,
+        None => Vec::new(),
+    };
+    let mut networks = Vec::new();
+    let containers = ctx.store.update(|reg| {
+        let strays = strays_in(reg);
+        if let Some(engine) = &engine {
+            for (_, cid) in &strays {
+                engine.remove(cid, None)?;
+            }
+            // Left by a crash, unless a start under way made it and is
+            // about to attach its container.
+            for (net, inst) in &idle_nets {
+                let starting = inst.as_deref().is_some_and(|id| {
+                    reg.instances
+                        .values()
+                        .any(|i| i.id.as_str() == id && i.status == Status::Initializing)
+                });
+                if !starting {
+                    engine.remove_network(net)?;
+                    networks.push(net.clone());
+                }
+            }
+        }
+        for id in &old {
+            if reg.get(id).is_some_and(|i| !i.status.is_live()) {
+                reg.instances.remove(id);
+            }
+        }
+        reg.reserved_ports.retain(|_, r| r.at > day_ago);
+        Ok(strays)
+    })?;
+    for id in &old {
+        let _ = std::fs::remove_file(ctx.dirs.instance_log(id));
+        // The egress proxy's own log directory (the box's: not followed).
+        let _ = std::fs::remove_dir_all(crate::state::events::box_log_dir(
+            &ctx.dirs.logs_dir(),
+            id.as_str(),
+        ));
+    }
+    Ok(Collected {
+        logins,
+        entries: old,
+        containers,
+        networks,
+    })
+}
