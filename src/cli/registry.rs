@@ -71,9 +71,9 @@ fn repair(ctx: &Ctx) -> Result<()> {
             let Ok(port) = l("ai.port").parse() else {
                 continue;
             };
-            let status = match o.state.as_str() {
-                "running" => Status::Running,
-                "paused" => Status::Paused,
+            let status = match o.state {
+                crate::engine::state::ContainerState::Running => Status::Running,
+                crate::engine::state::ContainerState::Paused => Status::Paused,
                 _ => Status::Stopped,
             };
             let mut inst: Instance = match serde_json::from_value(json!({

@@ -4,4 +4,5 @@ pub mod attach;
 pub mod endpoint;
 pub mod logfile;
 pub mod network;
+pub mod state;
 pub mod subnet;

@@ -544,7 +544,7 @@ impl DockerEngine {
             }
             let state = c
                 .state
-                .map(|s| s.to_string().to_lowercase())
+                .map(|s| crate::engine::state::ContainerState::parse(&s.to_string()))
                 .unwrap_or_default();
             let exit_code = c.status.as_deref().and_then(parse_exit_code);
             // The list's `Health` field is new (API 1.49); older engines
@@ -552,8 +552,7 @@ impl DockerEngine {
             let health = c
                 .health
                 .and_then(|h| h.status)
-                .map(|s| s.to_string())
-                .filter(|s| !s.is_empty())
+                .and_then(|s| crate::engine::state::HealthState::parse(&s.to_string()))
                 .or_else(|| c.status.as_deref().and_then(parse_health));
             out.insert(
                 id,
@@ -583,10 +582,13 @@ impl DockerEngine {
             container_id: i.id.unwrap_or_default(),
             state: st
                 .status
-                .map(|s| s.to_string().to_lowercase())
+                .map(|s| crate::engine::state::ContainerState::parse(&s.to_string()))
                 .unwrap_or_default(),
             exit_code: st.exit_code.filter(|_| !st.running.unwrap_or(false)),
-            health: st.health.and_then(|h| h.status).map(|s| s.to_string()),
+            health: st
+                .health
+                .and_then(|h| h.status)
+                .and_then(|s| crate::engine::state::HealthState::parse(&s.to_string())),
             labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
         })
     }
@@ -818,17 +820,8 @@ fn parse_exit_code(status: &str) -> Option<i64> {
 }
 
 /// The HEALTHCHECK state in a container's status text (`docker ps`).
-fn parse_health(status: &str) -> Option<String> {
-    let h = if status.ends_with("(unhealthy)") {
-        "unhealthy"
-    } else if status.ends_with("(healthy)") {
-        "healthy"
-    } else if status.ends_with("(health: starting)") {
-        "starting"
-    } else {
-        return None;
-    };
-    Some(h.to_owned())
+fn parse_health(status: &str) -> Option<crate::engine::state::HealthState> {
+    crate::engine::state::HealthState::from_status_text(status)
 }
 
 impl super::Runtime for DockerEngine {
@@ -861,17 +854,18 @@ impl super::Runtime for DockerEngine {
 mod tests {
     #[test]
     fn health_from_status() {
+        use crate::engine::state::HealthState;
         assert_eq!(
-            super::parse_health("Up 5 seconds (unhealthy)").as_deref(),
-            Some("unhealthy")
+            super::parse_health("Up 5 seconds (unhealthy)"),
+            Some(HealthState::Unhealthy)
         );
         assert_eq!(
-            super::parse_health("Up 2 minutes (healthy)").as_deref(),
-            Some("healthy")
+            super::parse_health("Up 2 minutes (healthy)"),
+            Some(HealthState::Healthy)
         );
         assert_eq!(
-            super::parse_health("Up 1 second (health: starting)").as_deref(),
-            Some("starting")
+            super::parse_health("Up 1 second (health: starting)"),
+            Some(HealthState::Starting)
         );
         assert_eq!(super::parse_health("Up 5 seconds"), None);
     }

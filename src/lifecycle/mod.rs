@@ -24,6 +24,7 @@ pub use stop::*;
 
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Mode, Port};
+use crate::engine::state::{ContainerState, HealthState};
 use crate::state::config::{Effective, RuntimeChoice};
 use crate::state::registry::{Instance, RuntimeKind};
 use docker::DockerEngine;
@@ -102,10 +103,10 @@ pub fn runtime_of<'a>(
 #[derive(Debug, Clone)]
 pub struct Observed {
     pub container_id: String,
-    /// `running`, `paused`, `exited`, `created`, `dead`, …
-    pub state: String,
+    pub state: ContainerState,
     pub exit_code: Option<i64>,
-    pub health: Option<String>,
+    /// Its HEALTHCHECK's state (`None`: it has none).
+    pub health: Option<HealthState>,
     pub labels: HashMap<String, String>,
 }
 

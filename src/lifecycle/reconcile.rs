@@ -5,6 +5,7 @@
 use super::docker::DockerEngine;
 use crate::core::error::Result;
 use crate::core::types::{InstanceId, Status};
+use crate::engine::state::ContainerState;
 use crate::state::config::ShellExitPolicy;
 use crate::state::context::Ctx;
 use crate::state::registry::{Registry, RuntimeKind};
@@ -166,7 +167,7 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                         }
                         // Its start request may still be under way in the
                         // engine: remove it for good before saying so.
-                        Some(o) if o.state == "created" => {
+                        Some(o) if o.state == ContainerState::Created => {
                             changes.push(Change {
                                 remove_first: Some(o.container_id.clone()),
                                 ..change(
@@ -201,20 +202,24 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                             None,
                         ))
                     }
-                    Some(o) => match o.state.as_str() {
-                        "running" if inst.status != Status::Running => changes.push(Change {
-                            adopt: Some(o.container_id.clone()),
-                            ..change(Status::Running, "running", None, None)
-                        }),
-                        "paused" if inst.status != Status::Paused => changes.push(Change {
-                            adopt: Some(o.container_id.clone()),
-                            ..change(Status::Paused, "paused outside ai-sessctl", None, None)
-                        }),
+                    Some(o) => match o.state {
+                        ContainerState::Running if inst.status != Status::Running => {
+                            changes.push(Change {
+                                adopt: Some(o.container_id.clone()),
+                                ..change(Status::Running, "running", None, None)
+                            })
+                        }
+                        ContainerState::Paused if inst.status != Status::Paused => {
+                            changes.push(Change {
+                                adopt: Some(o.container_id.clone()),
+                                ..change(Status::Paused, "paused outside ai-sessctl", None, None)
+                            })
+                        }
                         // A terminal attached to it sees the end and
                         // records it (with its exit code, as the user saw
                         // it): not a crash behind anyone's back.
-                        "exited" | "dead" if inst.live_clients().next().is_some() => {}
-                        "exited" | "dead" => {
+                        s if s.has_ended() && inst.live_clients().next().is_some() => {}
+                        s if s.has_ended() => {
                             let code = o.exit_code;
                             if let Some(why) = super::stop_in_progress(inst) {
                                 // Being stopped: the stopper saves the logs
@@ -238,7 +243,7 @@ fn refresh_with(ctx: &Ctx, warn: bool) -> Result<Registry> {
                                 ..change(status, &reason, code, Some(o.container_id.clone()))
                             });
                         }
-                        "created" => changes.push(change(
+                        ContainerState::Created => changes.push(change(
                             Status::Error,
                             "container created but never started",
                             None,

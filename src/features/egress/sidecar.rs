@@ -395,7 +395,9 @@ pub fn remove(engine: &DockerEngine, name: &str) {
 /// The state of each sidecar of this state home, by the instance it serves
 /// (`running`, `paused`, `exited`, …). One gone is not listed: it removes
 /// itself when it ends.
-pub fn observe(engine: &DockerEngine) -> Result<HashMap<String, String>> {
+pub fn observe(
+    engine: &DockerEngine,
+) -> Result<HashMap<String, crate::engine::state::ContainerState>> {
     let home = crate::core::paths::StateDir::from_env()
         .ok()
         .map(|d| crate::lifecycle::docker::home_label(&d));
@@ -424,10 +426,13 @@ pub fn observe(engine: &DockerEngine) -> Result<HashMap<String, String>> {
         };
         let state = c
             .state
-            .map(|s| s.to_string().to_lowercase())
+            .map(|s| crate::engine::state::ContainerState::parse(&s.to_string()))
             .unwrap_or_default();
         // A replaced one may linger a moment: a running one wins.
-        if out.get(&inst).is_none_or(|s| s != "running") {
+        if out
+            .get(&inst)
+            .is_none_or(|s| *s != crate::engine::state::ContainerState::Running)
+        {
             out.insert(inst, state);
         }
     }

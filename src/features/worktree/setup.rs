@@ -102,7 +102,15 @@ impl Watch<'_> {
                     return State::Ended(None);
                 };
                 match engine.observe_one(cid) {
-                    Some(o) if o.state == "running" || o.state == "created" => State::Running,
+                    Some(o)
+                        if matches!(
+                            o.state,
+                            crate::engine::state::ContainerState::Running
+                                | crate::engine::state::ContainerState::Created
+                        ) =>
+                    {
+                        State::Running
+                    }
                     o => State::Ended(o.and_then(|o| o.exit_code)),
                 }
             }

@@ -4,6 +4,7 @@
 
 use crate::core::error::Result;
 use crate::core::types::{InstanceId, Status};
+use crate::engine::state::{ContainerState, HealthState};
 use crate::lifecycle::docker::DockerEngine;
 use crate::lifecycle::Observed;
 use crate::state::context::Ctx;
@@ -69,7 +70,10 @@ fn socket_answers(path: &std::path::Path) -> bool {
 
 /// The check of an allowlist instance's proxy: its only way out, and the
 /// way in to its port. `None` when the sidecars could not be listed.
-fn sidecar_check(inst: &Instance, sidecars: Option<&HashMap<String, String>>) -> Option<Check> {
+fn sidecar_check(
+    inst: &Instance,
+    sidecars: Option<&HashMap<String, ContainerState>>,
+) -> Option<Check> {
     if inst.egress != Some(crate::state::config::EgressPolicy::Allowlist)
         || inst.status != Status::Running
     {
@@ -78,9 +82,9 @@ fn sidecar_check(inst: &Instance, sidecars: Option<&HashMap<String, String>>) ->
     let state = sidecars?.get(inst.id.as_str());
     Some(Check {
         name: "egress-proxy",
-        ok: state.is_some_and(|s| s == "running"),
+        ok: state == Some(&ContainerState::Running),
         detail: match state {
-            Some(s) => s.clone(),
+            Some(s) => s.to_string(),
             None => "gone (it exited, was killed or ran out of memory)".into(),
         },
     })
@@ -90,7 +94,7 @@ fn check_one(
     ctx: &Ctx,
     inst: &Instance,
     observed: Option<&HashMap<String, Observed>>,
-    sidecars: Option<&HashMap<String, String>>,
+    sidecars: Option<&HashMap<String, ContainerState>>,
 ) -> Report {
     let mut checks = Vec::new();
     let eff = ctx.effective(&inst.id).ok();
@@ -104,22 +108,22 @@ fn check_one(
             Some(o) => {
                 checks.push(Check {
                     name: "container",
-                    ok: o.state == "running" || o.state == "paused",
-                    detail: o.state.clone(),
+                    ok: matches!(o.state, ContainerState::Running | ContainerState::Paused),
+                    detail: o.state.to_string(),
                 });
-                match o.health.as_deref() {
-                    Some("unhealthy") => checks.push(Check {
+                match o.health {
+                    Some(HealthState::Unhealthy) => checks.push(Check {
                         name: "healthcheck",
                         ok: false,
                         detail: "image HEALTHCHECK reports unhealthy".into(),
                     }),
-                    Some("healthy") => checks.push(Check {
+                    Some(HealthState::Healthy) => checks.push(Check {
                         name: "healthcheck",
                         ok: true,
                         detail: "healthy".into(),
                     }),
-                    Some("starting") => starting = true,
-                    _ => {}
+                    Some(HealthState::Starting) => starting = true,
+                    None => {}
                 }
             }
             None if observed.is_some() => checks.push(Check {
