@@ -4,6 +4,7 @@ use super::Ctx;
 use crate::cli::output::{paint, print_json};
 use crate::core::error::Result;
 use crate::core::types::InstanceId;
+use crate::service::health::Verdict;
 
 pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
     let reports = crate::service::health::check(ctx, id.as_ref())?;
@@ -16,11 +17,11 @@ pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
         let rows = reports
             .iter()
             .map(|r| {
-                let color = match r.status.as_str() {
-                    "healthy" => "32",
-                    "unhealthy" => "31",
-                    "starting" => "33",
-                    _ => "2",
+                let color = match r.status {
+                    Verdict::Healthy => "32",
+                    Verdict::Unhealthy => "31",
+                    Verdict::Starting => "33",
+                    Verdict::Unknown | Verdict::NotLive(_) => "2",
                 };
                 let checks: Vec<String> = r
                     .checks
@@ -38,7 +39,11 @@ pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
                         )
                     })
                     .collect();
-                vec![r.id.clone(), paint(&r.status, color, on), checks.join("  ")]
+                vec![
+                    r.id.clone(),
+                    paint(r.status.as_str(), color, on),
+                    checks.join("  "),
+                ]
             })
             .collect();
         print!(

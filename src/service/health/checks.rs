@@ -24,22 +24,57 @@ pub struct Check {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub id: String,
-    /// `healthy`, `unhealthy`, `starting`, or the status of a stopped one.
-    pub status: String,
+    pub status: Verdict,
     pub checks: Vec<Check>,
 }
 
-/// The status of a report when the engine did not answer.
-pub const UNKNOWN: &str = "unknown";
+/// What a health check concluded about an instance; written (JSON, the
+/// registry, the terminal) as `healthy`, `unhealthy`, `starting`,
+/// `unknown`, or the status of one that is not live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy,
+    Unhealthy,
+    /// Its start, or its image's HEALTHCHECK, has not finished yet.
+    Starting,
+    /// The engine did not answer: nothing is known (not recorded).
+    Unknown,
+    /// Not live (`stopped`; `error` is `Unhealthy`): not checked.
+    NotLive(Status),
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Healthy => "healthy",
+            Verdict::Unhealthy => "unhealthy",
+            Verdict::Starting => "starting",
+            Verdict::Unknown => "unknown",
+            Verdict::NotLive(s) => s.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 impl Report {
     pub fn unhealthy(&self) -> bool {
-        self.status == "unhealthy"
+        self.status == Verdict::Unhealthy
     }
 
     /// The engine's error when it could not be asked about this instance.
     pub fn outage(&self) -> Option<&str> {
-        (self.status == UNKNOWN)
+        (self.status == Verdict::Unknown)
             .then(|| self.checks.iter().find(|c| c.name == "engine"))
             .flatten()
             .map(|c| c.detail.as_str())
@@ -176,15 +211,15 @@ fn check_one(
         });
     }
     let status = if checks.iter().any(|c| !c.ok) {
-        "unhealthy"
+        Verdict::Unhealthy
     } else if starting {
-        "starting"
+        Verdict::Starting
     } else {
-        "healthy"
+        Verdict::Healthy
     };
     Report {
         id: inst.id.to_string(),
-        status: status.into(),
+        status,
         checks,
     }
 }
@@ -262,7 +297,7 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
                         // a start in progress, not a failure.
                         Report {
                             id: inst.id.to_string(),
-                            status: "starting".into(),
+                            status: Verdict::Starting,
                             checks: Vec::new(),
                         }
                     } else if let (Some(e), Some(RuntimeKind::Docker), true) =
@@ -270,7 +305,7 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
                     {
                         Report {
                             id: inst.id.to_string(),
-                            status: UNKNOWN.into(),
+                            status: Verdict::Unknown,
                             checks: vec![Check {
                                 name: "engine",
                                 ok: false,
@@ -283,9 +318,9 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
                         Report {
                             id: inst.id.to_string(),
                             status: if inst.status == Status::Error {
-                                "unhealthy".into()
+                                Verdict::Unhealthy
                             } else {
-                                inst.status.to_string()
+                                Verdict::NotLive(inst.status)
                             },
                             checks: inst
                                 .status_reason
@@ -323,7 +358,7 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
         .map(|i| (i.id.as_str(), (i.container_id.as_deref(), i.pid, i.status)))
         .collect();
     ctx.store.update(|reg| {
-        for r in reports.iter().filter(|r| r.status != UNKNOWN) {
+        for r in reports.iter().filter(|r| r.status != Verdict::Unknown) {
             let Some(inst) = reg.instances.values_mut().find(|i| i.id.as_str() == r.id) else {
                 continue;
             };
@@ -344,7 +379,7 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
                 .find(|c| !c.ok)
                 .map(|c| format!("{}: {}", c.name, c.detail));
             inst.health = Some(Health {
-                status: r.status.clone(),
+                status: r.status.to_string(),
                 failures,
                 last_check: Some(now),
                 last_error,

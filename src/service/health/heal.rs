@@ -5,6 +5,7 @@
 //! agent that exited normally, are never "healed"; a user's stop that
 //! lands mid-heal cancels the heal (decided under the registry lock).
 
+use super::checks::Verdict;
 use crate::core::error::Result;
 use crate::core::types::{InstanceId, Status};
 use crate::features::monitor::alerts::{emit, Alert, Severity};
@@ -115,7 +116,7 @@ fn needs_healing(inst: &Instance) -> bool {
         Status::Running => inst
             .health
             .as_ref()
-            .is_some_and(|h| h.status == "unhealthy"),
+            .is_some_and(|h| h.status == Verdict::Unhealthy.as_str()),
         _ => false,
     }
 }
@@ -143,7 +144,10 @@ impl Healer {
                 // not from the try (a slow start, or checks not yet run on
                 // the new container, must not wipe a crash loop's count).
                 let well = inst.status == Status::Running
-                    && inst.health.as_ref().is_some_and(|h| h.status == "healthy");
+                    && inst
+                        .health
+                        .as_ref()
+                        .is_some_and(|h| h.status == Verdict::Healthy.as_str());
                 if !well {
                     tries.well_since = None;
                 } else if tries.last.is_some() {
