@@ -544,7 +544,7 @@ impl DockerEngine {
             }
             let state = c
                 .state
-                .map(|s| crate::engine::state::ContainerState::parse(&s.to_string()))
+                .map(|s| crate::engine::state::ContainerState::parse(s.as_ref()))
                 .unwrap_or_default();
             let exit_code = c.status.as_deref().and_then(parse_exit_code);
             // The list's `Health` field is new (API 1.49); older engines
@@ -552,7 +552,7 @@ impl DockerEngine {
             let health = c
                 .health
                 .and_then(|h| h.status)
-                .and_then(|s| crate::engine::state::HealthState::parse(&s.to_string()))
+                .and_then(|s| crate::engine::state::HealthState::parse(s.as_ref()))
                 .or_else(|| c.status.as_deref().and_then(parse_health));
             out.insert(
                 id,
@@ -582,13 +582,13 @@ impl DockerEngine {
             container_id: i.id.unwrap_or_default(),
             state: st
                 .status
-                .map(|s| crate::engine::state::ContainerState::parse(&s.to_string()))
+                .map(|s| crate::engine::state::ContainerState::parse(s.as_ref()))
                 .unwrap_or_default(),
             exit_code: st.exit_code.filter(|_| !st.running.unwrap_or(false)),
             health: st
                 .health
                 .and_then(|h| h.status)
-                .and_then(|s| crate::engine::state::HealthState::parse(&s.to_string())),
+                .and_then(|s| crate::engine::state::HealthState::parse(s.as_ref())),
             labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
         })
     }

@@ -426,7 +426,7 @@ pub fn observe(
         };
         let state = c
             .state
-            .map(|s| crate::engine::state::ContainerState::parse(&s.to_string()))
+            .map(|s| crate::engine::state::ContainerState::parse(s.as_ref()))
             .unwrap_or_default();
         // A replaced one may linger a moment: a running one wins.
         if out
