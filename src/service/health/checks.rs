@@ -249,6 +249,98 @@ fn log_proxy_down(ctx: &Ctx, targets: &[&Instance], reports: &[Report]) {
     }
 }
 
+/// What the engine says about the instances checked: their containers, their
+/// egress proxies (when one needs one), or why it could not be asked.
+#[derive(Default)]
+struct Engine {
+    observed: Option<HashMap<String, Observed>>,
+    sidecars: Option<HashMap<String, ContainerState>>,
+    /// The engine's error: reports about its instances say "unknown".
+    outage: Option<String>,
+}
+
+/// Asks the engine about `targets`, when a live one is in a container.
+fn ask_engine(targets: &[&Instance]) -> Engine {
+    let needs_engine = targets
+        .iter()
+        .any(|i| i.status.is_live() && i.runtime == Some(RuntimeKind::Docker));
+    if !needs_engine {
+        return Engine::default();
+    }
+    // An engine that does not answer says nothing about the instances in
+    // it: their reports say "unknown" (with the engine's error) and are
+    // not stored.
+    let proxied = targets
+        .iter()
+        .any(|i| i.egress == Some(crate::state::config::EgressPolicy::Allowlist));
+    match DockerEngine::connect().and_then(|e| {
+        let sidecars = proxied
+            .then(|| crate::features::egress::sidecar::observe(&e).ok())
+            .flatten();
+        Ok((e.observe()?, sidecars))
+    }) {
+        Ok((o, s)) => Engine {
+            observed: Some(o),
+            sidecars: s,
+            outage: None,
+        },
+        Err(e) => Engine {
+            outage: Some(e.to_string()),
+            ..Engine::default()
+        },
+    }
+}
+
+/// The report on one instance.
+fn report(ctx: &Ctx, inst: &Instance, engine: &Engine) -> Report {
+    if inst.status == Status::Initializing {
+        // Its container may exist but not run yet: that is a start in
+        // progress, not a failure.
+        Report {
+            id: inst.id.to_string(),
+            status: Verdict::Starting,
+            checks: Vec::new(),
+        }
+    } else if let (Some(e), Some(RuntimeKind::Docker), true) =
+        (&engine.outage, inst.runtime, inst.status.is_live())
+    {
+        Report {
+            id: inst.id.to_string(),
+            status: Verdict::Unknown,
+            checks: vec![Check {
+                name: "engine",
+                ok: false,
+                detail: e.clone(),
+            }],
+        }
+    } else if inst.status.is_live() {
+        check_one(
+            ctx,
+            inst,
+            engine.observed.as_ref(),
+            engine.sidecars.as_ref(),
+        )
+    } else {
+        Report {
+            id: inst.id.to_string(),
+            status: if inst.status == Status::Error {
+                Verdict::Unhealthy
+            } else {
+                Verdict::NotLive(inst.status)
+            },
+            checks: inst
+                .status_reason
+                .iter()
+                .map(|r| Check {
+                    name: "status",
+                    ok: inst.status != Status::Error,
+                    detail: r.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Checks live instances (or one), records the results in the registry and
 /// returns one report per instance; stopped ones report their status.
 pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
@@ -262,78 +354,13 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
         .values()
         .filter(|i| only.is_none_or(|id| &i.id == id))
         .collect();
-    let needs_engine = targets
-        .iter()
-        .any(|i| i.status.is_live() && i.runtime == Some(RuntimeKind::Docker));
-    // An engine that does not answer says nothing about the instances in
-    // it: their reports say "unknown" (with the engine's error) and are
-    // not stored.
-    let proxied = targets
-        .iter()
-        .any(|i| i.egress == Some(crate::state::config::EgressPolicy::Allowlist));
-    let (observed, sidecars, outage) = if needs_engine {
-        match DockerEngine::connect().and_then(|e| {
-            let sidecars = proxied
-                .then(|| crate::features::egress::sidecar::observe(&e).ok())
-                .flatten();
-            Ok((e.observe()?, sidecars))
-        }) {
-            Ok((o, s)) => (Some(o), s, None),
-            Err(e) => (None, None, Some(e.to_string())),
-        }
-    } else {
-        (None, None, None)
-    };
+    let engine = ask_engine(&targets);
     let reports: Vec<Report> = std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .iter()
             .map(|inst| {
-                let observed = observed.as_ref();
-                let sidecars = sidecars.as_ref();
-                let outage = outage.as_deref();
-                s.spawn(move || {
-                    if inst.status == Status::Initializing {
-                        // Its container may exist but not run yet: that is
-                        // a start in progress, not a failure.
-                        Report {
-                            id: inst.id.to_string(),
-                            status: Verdict::Starting,
-                            checks: Vec::new(),
-                        }
-                    } else if let (Some(e), Some(RuntimeKind::Docker), true) =
-                        (outage, inst.runtime, inst.status.is_live())
-                    {
-                        Report {
-                            id: inst.id.to_string(),
-                            status: Verdict::Unknown,
-                            checks: vec![Check {
-                                name: "engine",
-                                ok: false,
-                                detail: e.to_owned(),
-                            }],
-                        }
-                    } else if inst.status.is_live() {
-                        check_one(ctx, inst, observed, sidecars)
-                    } else {
-                        Report {
-                            id: inst.id.to_string(),
-                            status: if inst.status == Status::Error {
-                                Verdict::Unhealthy
-                            } else {
-                                Verdict::NotLive(inst.status)
-                            },
-                            checks: inst
-                                .status_reason
-                                .iter()
-                                .map(|r| Check {
-                                    name: "status",
-                                    ok: inst.status != Status::Error,
-                                    detail: r.clone(),
-                                })
-                                .collect(),
-                        }
-                    }
-                })
+                let engine = &engine;
+                s.spawn(move || report(ctx, inst, engine))
             })
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
@@ -350,9 +377,15 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
         let _ = crate::lifecycle::refresh(ctx);
     }
     log_proxy_down(ctx, &targets, &reports);
+    record(ctx, &targets, &reports)?;
+    Ok(reports)
+}
+
+/// Writes each report's result onto its entry, unless the entry was
+/// restarted (new container or process) while the checks ran.
+fn record(ctx: &Ctx, targets: &[&Instance], reports: &[Report]) -> Result<()> {
     let now = chrono::Utc::now();
-    // What each report was about: a result is not written onto an entry that
-    // was restarted (new container or process) while the checks ran.
+    // What each report was about.
     let checked: HashMap<&str, (Option<&str>, Option<u32>, Status)> = targets
         .iter()
         .map(|i| (i.id.as_str(), (i.container_id.as_deref(), i.pid, i.status)))
@@ -388,6 +421,5 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
             inst.timestamps.last_health_check = Some(now);
         }
         Ok(())
-    })?;
-    Ok(reports)
+    })
 }
