@@ -16,7 +16,9 @@ mod stop;
 pub use finish::*;
 pub use networks::*;
 pub use pause::*;
-pub use reconcile::{apply_shell_exit, refresh, refresh_quietly, refresh_with_warnings};
+pub use reconcile::{
+    apply_shell_exit, refresh, refresh_quietly, refresh_with_warnings, say as say_warnings,
+};
 pub use remove::*;
 pub use restart::*;
 pub use start::*;

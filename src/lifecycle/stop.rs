@@ -5,6 +5,7 @@ use super::finish::{save_and_remove_as, starter_alive, Ended};
 use super::networks::hand_off_networks;
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Status};
+use crate::core::warning::Warnings;
 use crate::state::context::Ctx;
 use crate::state::registry::{Instance, ProcRef, Registry, RuntimeKind, StopMarker};
 use chrono::Utc;
@@ -37,7 +38,8 @@ pub fn stop_many(
     stop_many_as(ctx, ids, force, reason, Stopper::User)
 }
 
-/// `stop_many` on behalf of `by`.
+/// `stop_many` on behalf of `by`. Says on stderr what went wrong without
+/// failing a stop; [`stop_many_with_warnings`] returns it instead.
 pub fn stop_many_as(
     ctx: &Ctx,
     ids: &[InstanceId],
@@ -45,13 +47,28 @@ pub fn stop_many_as(
     reason: &str,
     by: Stopper,
 ) -> Vec<(InstanceId, Error)> {
+    let (failed, warnings) = stop_many_with_warnings(ctx, ids, force, reason, by);
+    super::reconcile::say(&warnings);
+    failed
+}
+
+/// `stop_many_as`, returning (the ids that failed, with why; what went
+/// wrong without failing a stop: output not kept, an end not recorded).
+pub fn stop_many_with_warnings(
+    ctx: &Ctx,
+    ids: &[InstanceId],
+    force: bool,
+    reason: &str,
+    by: Stopper,
+) -> (Vec<(InstanceId, Error)>, Warnings) {
     let reg = match ctx.store.load() {
         Ok(r) => r,
         Err(e) => {
-            return ids
+            let failed = ids
                 .iter()
                 .map(|id| (id.clone(), Error::Other(e.to_string())))
-                .collect()
+                .collect();
+            return (failed, Warnings::new());
         }
     };
     let targets: Vec<Instance> = ids.iter().filter_map(|id| reg.get(id).cloned()).collect();
@@ -62,10 +79,11 @@ pub fn stop_many_as(
         match DockerEngine::connect() {
             Ok(e) => Some(e),
             Err(e) => {
-                return targets
+                let failed = targets
                     .iter()
                     .map(|i| (i.id.clone(), Error::Engine(e.to_string())))
-                    .collect()
+                    .collect();
+                return (failed, Warnings::new());
             }
         }
     } else {
@@ -104,13 +122,14 @@ pub fn stop_many_as(
     let recorder = Recorder::new(ctx, reason);
     let batch = targets.len() > 1;
     let nets = Mutex::new(Vec::new());
+    let warnings = Mutex::new(Warnings::new());
     std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .iter()
             .zip(marks.drain(..))
             .map(|(inst, pre)| {
                 let engine = engine.as_ref();
-                let (recorder, nets) = (&recorder, &nets);
+                let (recorder, nets, warnings) = (&recorder, &nets, &warnings);
                 s.spawn(move || {
                     let call = StopCall {
                         ctx,
@@ -118,6 +137,7 @@ pub fn stop_many_as(
                         force,
                         reason,
                         by,
+                        warnings,
                     };
                     let end = call
                         .stop_one_at(inst, DEPTH, pre)
@@ -125,9 +145,13 @@ pub fn stop_many_as(
                     if let Some(end) = end {
                         let applied = recorder.record(&end);
                         let nets = batch.then_some(nets);
-                        if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied, nets) {
-                            not_recorded(&end.inst, &e);
+                        let mut said = Warnings::new();
+                        let done =
+                            end.aftermath(ctx, Some(reason), engine, applied, nets, &mut said);
+                        if let Err(e) = done {
+                            said.warn(not_recorded(&end.inst, &e));
                         }
+                        call.warn(said);
                     }
                     Ok(())
                 })
@@ -140,10 +164,11 @@ pub fn stop_many_as(
         }
     });
     let nets = nets.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut warnings = warnings.into_inner().unwrap_or_else(|p| p.into_inner());
     if let (Some(engine), false) = (&engine, nets.is_empty()) {
-        hand_off_networks(ctx, engine, nets);
+        warnings.extend(hand_off_networks(ctx, engine, nets));
     }
-    failed
+    (failed, warnings)
 }
 
 /// Records the ends of a batch's stops as they come, in as few registry
@@ -209,13 +234,16 @@ impl<'a> Recorder<'a> {
     }
 }
 
-pub(super) fn not_recorded(inst: &Instance, e: &Error) {
-    eprintln!(
-        "ai-sessctl: warning: {} is stopped, but that could not be recorded: {e}",
+/// The warning for a stop whose end could not be recorded.
+pub(super) fn not_recorded(inst: &Instance, e: &Error) -> String {
+    format!(
+        "{} is stopped, but that could not be recorded: {e}",
         inst.id
-    );
+    )
 }
 
+/// Stops one instance, its end recorded at once. Says on stderr what went
+/// wrong without failing it.
 pub(super) fn stop_one(
     ctx: &Ctx,
     inst: &Instance,
@@ -224,25 +252,37 @@ pub(super) fn stop_one(
     reason: &str,
     by: Stopper,
 ) -> Result<()> {
+    let warnings = Mutex::new(Warnings::new());
     let call = StopCall {
         ctx,
         engine,
         force,
         reason,
         by,
+        warnings: &warnings,
     };
-    if let Some(end) = call.stop_one_at(inst, DEPTH, None)? {
-        finish_now(ctx, &end, reason, engine);
+    let stopped = call.stop_one_at(inst, DEPTH, None);
+    if let Ok(Some(end)) = &stopped {
+        call.warn(finish_now(ctx, end, reason, engine));
     }
-    Ok(())
+    super::reconcile::say(&warnings.into_inner().unwrap_or_else(|p| p.into_inner()));
+    stopped.map(|_| ())
 }
 
-/// Records one stopped agent's end on its own (reported, not fatal).
-pub(super) fn finish_now(ctx: &Ctx, end: &Ended, reason: &str, engine: Option<&DockerEngine>) {
+/// Records one stopped agent's end on its own; what went wrong (not fatal)
+/// is returned.
+pub(super) fn finish_now(
+    ctx: &Ctx,
+    end: &Ended,
+    reason: &str,
+    engine: Option<&DockerEngine>,
+) -> Warnings {
     let applied = ctx.store.update(|reg| Ok(end.record(reg, Some(reason))));
-    if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied, None) {
-        not_recorded(&end.inst, &e);
+    let mut warnings = Warnings::new();
+    if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied, None, &mut warnings) {
+        warnings.warn(not_recorded(&end.inst, &e));
     }
+    warnings
 }
 
 /// What a stop does with an entry, decided on it as it is now.
@@ -306,8 +346,9 @@ pub(super) fn mark(
     Then::Stop
 }
 
-/// One stop's whole context: who asks, why, and the engine connection to
-/// use (`None`: one is made when needed).
+/// One stop's whole context: who asks, why, the engine connection to use
+/// (`None`: one is made when needed), and where what goes wrong without
+/// failing it is collected (a batch's stops share it).
 #[derive(Clone, Copy)]
 pub(super) struct StopCall<'a> {
     pub ctx: &'a Ctx,
@@ -315,12 +356,22 @@ pub(super) struct StopCall<'a> {
     pub force: bool,
     pub reason: &'a str,
     pub by: Stopper,
+    pub warnings: &'a Mutex<Warnings>,
 }
 
 /// How many times a stop follows an entry that changed under it.
 const DEPTH: u8 = 4;
 
 impl StopCall<'_> {
+    fn warn(&self, said: Warnings) {
+        if !said.is_empty() {
+            self.warnings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(said);
+        }
+    }
+
     /// Stops `inst`; its end, for the caller to record (`None`: recorded
     /// already, or nothing ended). `pre` is the batch's marking of it;
     /// `depth`, how many more changes of the entry it follows.
@@ -382,7 +433,18 @@ impl StopCall<'_> {
                 (engine_used, &inst.container_id, self.by == Stopper::User)
             {
                 if eff.as_ref().is_none_or(|e| e.settings.global.auto_cleanup) {
-                    save_and_remove_as(ctx, engine, &inst.id, cid, eff.as_ref(), None)?;
+                    let mut said = Warnings::new();
+                    let removed = save_and_remove_as(
+                        ctx,
+                        engine,
+                        &inst.id,
+                        cid,
+                        eff.as_ref(),
+                        None,
+                        &mut said,
+                    );
+                    self.warn(said);
+                    removed?;
                 }
             }
             return Ok(None);
@@ -401,7 +463,7 @@ impl StopCall<'_> {
         // rest of its batch, unless this stop made its own engine connection.
         match &own {
             Some(own) => {
-                finish_now(ctx, &end, self.reason, Some(own));
+                self.warn(finish_now(ctx, &end, self.reason, Some(own)));
                 Ok(None)
             }
             None => Ok(Some(end)),
@@ -449,7 +511,7 @@ impl StopCall<'_> {
         match (end, &own) {
             // Its engine connection ends here: recorded now.
             (Some(end), Some(own)) => {
-                finish_now(ctx, &end, self.reason, Some(own));
+                self.warn(finish_now(ctx, &end, self.reason, Some(own)));
                 Ok(None)
             }
             (end, _) => Ok(end),

@@ -43,7 +43,7 @@ pub fn refresh_with_warnings(ctx: &Ctx) -> Result<(Registry, Warnings)> {
 
 /// Writes warnings to stderr as the CLI has always said them, for the
 /// callers that cannot hand them on yet.
-pub(super) fn say(warnings: &Warnings) {
+pub fn say(warnings: &Warnings) {
     let debug = std::env::var_os("AI_SESSIONS_DEBUG").is_some();
     for w in warnings.iter() {
         if w.loudness == Loudness::Warn || debug {
@@ -128,7 +128,10 @@ fn shell_exit(ctx: &Ctx, ids: &[InstanceId], why: &str) -> Result<Warnings> {
         })?;
     }
     if !stop.is_empty() {
-        for (id, e) in super::stop_many(ctx, &stop, false, why) {
+        let (failed, said) =
+            super::stop_many_with_warnings(ctx, &stop, false, why, super::Stopper::User);
+        warnings.extend(said);
+        for (id, e) in failed {
             warnings.warn(format!("could not stop {id}: {e}"));
         }
     }

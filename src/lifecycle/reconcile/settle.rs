@@ -117,7 +117,7 @@ pub(super) fn settle(
                 .map(|e| e.settings.global.auto_cleanup)
                 .unwrap_or(true);
             if cleanup {
-                let _ = crate::lifecycle::save_and_remove(ctx, engine, &c.id, cid);
+                let _ = crate::lifecycle::save_and_remove(ctx, engine, &c.id, cid, warnings);
             }
         }
     }
@@ -145,7 +145,7 @@ fn remove_first(
             let done = still
                 && match (engine, &c.remove_first) {
                     (Some(engine), Some(cid)) => {
-                        crate::lifecycle::save_and_remove(ctx, engine, &c.id, cid).is_ok()
+                        crate::lifecycle::save_and_remove(ctx, engine, &c.id, cid, warnings).is_ok()
                     }
                     _ => false,
                 };
