@@ -4,6 +4,7 @@ use super::Ctx;
 use crate::cli::output::{paint, print_json};
 use crate::core::error::Result;
 use crate::core::types::InstanceId;
+use crate::service::health::Verdict;
 use crate::service::health::WatchNotice;
 
 pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
@@ -17,11 +18,11 @@ pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
         let rows = reports
             .iter()
             .map(|r| {
-                let color = match r.status.as_str() {
-                    "healthy" => "32",
-                    "unhealthy" => "31",
-                    "starting" => "33",
-                    _ => "2",
+                let color = match r.status {
+                    Verdict::Healthy => "32",
+                    Verdict::Unhealthy => "31",
+                    Verdict::Starting => "33",
+                    Verdict::Unknown | Verdict::NotLive(_) => "2",
                 };
                 let checks: Vec<String> = r
                     .checks
@@ -39,7 +40,11 @@ pub fn check(ctx: &Ctx, id: Option<InstanceId>, json: bool) -> Result<u8> {
                         )
                     })
                     .collect();
-                vec![r.id.clone(), paint(&r.status, color, on), checks.join("  ")]
+                vec![
+                    r.id.clone(),
+                    paint(r.status.as_str(), color, on),
+                    checks.join("  "),
+                ]
             })
             .collect();
         print!(

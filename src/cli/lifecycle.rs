@@ -295,6 +295,6 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
 /// containers left (see `lifecycle::reap_networks`).
 pub fn reap_networks(ctx: &Ctx, names: &[String]) -> Result<u8> {
     let engine = DockerEngine::connect()?;
-    lifecycle::reap_networks(ctx, &engine, names);
+    lifecycle::say_warnings(&lifecycle::reap_networks(ctx, &engine, names));
     Ok(0)
 }

@@ -132,10 +132,7 @@ fn uptime(i: &Instance) -> String {
 /// The git branch of a worktree instance (a repository's string: shown
 /// through [`crate::core::untrusted::printable`]).
 pub fn branch_of(i: &Instance) -> Option<&str> {
-    i.extra
-        .get("worktree")
-        .and_then(|w| w.get("branch"))
-        .and_then(|b| b.as_str())
+    i.worktree.as_ref().map(|w| w.branch.as_str())
 }
 
 fn print_table(rows: &[&Instance]) {

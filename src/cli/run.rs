@@ -208,8 +208,7 @@ fn end_of(ctx: &Ctx, id: &InstanceId) -> (Status, String) {
 
 /// Whether the launch of `inst` ran `worktree.setup` before its agent.
 fn has_setup(ctx: &Ctx, inst: &Instance) -> Result<bool> {
-    Ok(inst.extra.contains_key("worktree")
-        && !ctx.effective(&inst.id)?.settings.worktree.setup.is_empty())
+    Ok(inst.worktree.is_some() && !ctx.effective(&inst.id)?.settings.worktree.setup.is_empty())
 }
 
 fn exit_byte(code: i64) -> u8 {

@@ -1,6 +1,7 @@
 //! Containers: created from plain data ([`ContainerSpec`]), started,
 //! stopped, paused, inspected, listed and removed.
 
+use super::state::{ContainerState, HealthState};
 use super::{api_err, engine_err, is_404, Engine, CALL_TIMEOUT};
 use crate::core::error::{Error, Result};
 use bollard::models::{
@@ -173,11 +174,10 @@ pub struct ContainerInfo {
     pub id: String,
     /// Its name, without the leading `/`.
     pub name: String,
-    /// `running`, `exited`, `paused`, `created`, … (lower case).
-    pub state: String,
+    pub state: ContainerState,
     pub exit_code: Option<i64>,
     /// The HEALTHCHECK's state, when the image has one.
-    pub health: Option<String>,
+    pub health: Option<HealthState>,
     pub labels: HashMap<String, String>,
 }
 
@@ -332,9 +332,8 @@ impl Engine {
                 let health = c
                     .health
                     .and_then(|h| h.status)
-                    .map(|s| s.to_string())
-                    .filter(|s| !s.is_empty())
-                    .or_else(|| c.status.as_deref().and_then(parse_health));
+                    .and_then(|s| HealthState::parse(s.as_ref()))
+                    .or_else(|| c.status.as_deref().and_then(HealthState::from_status_text));
                 ContainerInfo {
                     id: c.id.unwrap_or_default(),
                     name: c
@@ -344,7 +343,7 @@ impl Engine {
                         .unwrap_or_default(),
                     state: c
                         .state
-                        .map(|s| s.to_string().to_lowercase())
+                        .map(|s| ContainerState::parse(s.as_ref()))
                         .unwrap_or_default(),
                     exit_code,
                     health,
@@ -373,10 +372,13 @@ impl Engine {
                 .unwrap_or_default(),
             state: st
                 .status
-                .map(|s| s.to_string().to_lowercase())
+                .map(|s| ContainerState::parse(s.as_ref()))
                 .unwrap_or_default(),
             exit_code: st.exit_code.filter(|_| !st.running.unwrap_or(false)),
-            health: st.health.and_then(|h| h.status).map(|s| s.to_string()),
+            health: st
+                .health
+                .and_then(|h| h.status)
+                .and_then(|s| HealthState::parse(s.as_ref())),
             labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
         })
     }
@@ -488,39 +490,8 @@ fn parse_exit_code(status: &str) -> Option<i64> {
     rest[..rest.find(')')?].parse().ok()
 }
 
-/// The HEALTHCHECK state in a container's status text (`docker ps`).
-fn parse_health(status: &str) -> Option<String> {
-    let h = if status.ends_with("(unhealthy)") {
-        "unhealthy"
-    } else if status.ends_with("(healthy)") {
-        "healthy"
-    } else if status.ends_with("(health: starting)") {
-        "starting"
-    } else {
-        return None;
-    };
-    Some(h.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn health_from_status() {
-        assert_eq!(
-            super::parse_health("Up 5 seconds (unhealthy)").as_deref(),
-            Some("unhealthy")
-        );
-        assert_eq!(
-            super::parse_health("Up 2 minutes (healthy)").as_deref(),
-            Some("healthy")
-        );
-        assert_eq!(
-            super::parse_health("Up 1 second (health: starting)").as_deref(),
-            Some("starting")
-        );
-        assert_eq!(super::parse_health("Up 5 seconds"), None);
-    }
-
     #[test]
     fn exit_codes_from_status() {
         assert_eq!(super::parse_exit_code("Exited (3) 2 minutes ago"), Some(3));

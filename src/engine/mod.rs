@@ -13,6 +13,7 @@ pub mod image;
 pub mod logfile;
 pub mod logs;
 pub mod network;
+pub mod state;
 pub mod stats;
 pub mod subnet;
 

@@ -3,6 +3,7 @@
 use super::docker::DockerEngine;
 use crate::core::error::Result;
 use crate::core::types::{InstanceId, Status};
+use crate::core::warning::Warnings;
 use crate::state::config::Effective;
 use crate::state::context::Ctx;
 use crate::state::events::Level;
@@ -29,6 +30,7 @@ pub fn starter_alive(inst: &Instance) -> bool {
 /// Records that an instance's agent ended: status, exit code, saved output,
 /// container removal (with `auto_cleanup`), port released, event logged.
 /// Only applies when the entry still describes the same container/process.
+/// Says on stderr what went wrong without failing it (output not kept).
 pub fn finish(
     ctx: &Ctx,
     inst: &Instance,
@@ -47,7 +49,10 @@ pub fn finish(
             .and_then(|_| ctx.effective(&inst.id).ok()),
     };
     let applied = ctx.store.update(|reg| Ok(end.record(reg, reason)));
-    end.aftermath(ctx, reason, engine, applied, None)
+    let mut warnings = Warnings::new();
+    let done = end.aftermath(ctx, reason, engine, applied, None, &mut warnings);
+    super::reconcile::say(&warnings);
+    done
 }
 
 /// An agent that ended, to be written down by [`finish`] (or, for a batch
@@ -84,7 +89,8 @@ impl Ended {
 
     /// What follows the record: the container goes whether or not that
     /// could be recorded (a full state disk must not keep an ended agent's
-    /// container around), then the event is logged.
+    /// container around), then the event is logged. `warnings` gets what
+    /// went wrong on the way without failing it.
     pub(super) fn aftermath(
         &self,
         ctx: &Ctx,
@@ -92,12 +98,13 @@ impl Ended {
         engine: Option<&DockerEngine>,
         applied: Result<bool>,
         nets: Option<&Mutex<Vec<String>>>,
+        warnings: &mut Warnings,
     ) -> Result<()> {
         let inst = &self.inst;
         let eff = self.eff.as_ref();
         if let (Some(engine), Some(cid)) = (engine, &inst.container_id) {
             if eff.is_none_or(|e| e.settings.global.auto_cleanup) {
-                save_and_remove_as(ctx, engine, &inst.id, cid, eff, nets)?;
+                save_and_remove_as(ctx, engine, &inst.id, cid, eff, nets, warnings)?;
             }
         }
         if applied? {
@@ -119,9 +126,16 @@ impl Ended {
 /// Keeps the container's output in `logs/<id>.log` (replacing the previous
 /// run's), then removes the container.
 /// Saving is best effort: the removal happens even when the output cannot
-/// be kept (full disk).
-pub fn save_and_remove(ctx: &Ctx, engine: &DockerEngine, id: &InstanceId, cid: &str) -> Result<()> {
-    save_and_remove_as(ctx, engine, id, cid, ctx.effective(id).ok().as_ref(), None)
+/// be kept (full disk): `warnings` says so.
+pub fn save_and_remove(
+    ctx: &Ctx,
+    engine: &DockerEngine,
+    id: &InstanceId,
+    cid: &str,
+    warnings: &mut Warnings,
+) -> Result<()> {
+    let eff = ctx.effective(id).ok();
+    save_and_remove_as(ctx, engine, id, cid, eff.as_ref(), None, warnings)
 }
 
 /// [`save_and_remove`] with the instance's configuration already read.
@@ -134,6 +148,7 @@ pub(super) fn save_and_remove_as(
     cid: &str,
     eff: Option<&Effective>,
     nets: Option<&Mutex<Vec<String>>>,
+    warnings: &mut Warnings,
 ) -> Result<()> {
     if ctx.dirs.ensure_sub(&ctx.dirs.logs_dir()).is_ok() {
         let cap = eff.map_or_else(
@@ -141,7 +156,7 @@ pub(super) fn save_and_remove_as(
             |e| e.settings.logging.cap(),
         );
         if let Err(e) = engine.save_log(cid, &ctx.dirs.instance_log(id), cap) {
-            eprintln!("ai-sessctl: warning: output of {id} not kept: {e}");
+            warnings.warn(format!("output of {id} not kept: {e}"));
         }
     }
     match nets {

@@ -17,7 +17,9 @@ mod stop;
 pub use finish::*;
 pub use networks::*;
 pub use pause::*;
-pub use reconcile::{apply_shell_exit, refresh, refresh_quietly};
+pub use reconcile::{
+    apply_shell_exit, refresh, refresh_quietly, refresh_with_warnings, say as say_warnings,
+};
 pub use remove::*;
 pub use restart::*;
 pub use start::*;
@@ -25,6 +27,7 @@ pub use stop::*;
 
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Mode, Port};
+use crate::engine::state::{ContainerState, HealthState};
 pub use crate::launch::LaunchSpec;
 use crate::state::config::{Effective, RuntimeChoice};
 use crate::state::registry::{Instance, RuntimeKind};
@@ -71,10 +74,10 @@ pub fn runtime_of<'a>(
 #[derive(Debug, Clone)]
 pub struct Observed {
     pub container_id: String,
-    /// `running`, `paused`, `exited`, `created`, `dead`, …
-    pub state: String,
+    pub state: ContainerState,
     pub exit_code: Option<i64>,
-    pub health: Option<String>,
+    /// Its HEALTHCHECK's state (`None`: it has none).
+    pub health: Option<HealthState>,
     pub labels: HashMap<String, String>,
 }
 

@@ -3,17 +3,20 @@
 use super::docker::DockerEngine;
 use crate::core::error::{Error, Result};
 use crate::core::types::Status;
+use crate::core::warning::Warnings;
 use crate::state::context::Ctx;
 
 /// Removes the networks a batch of stops left: in a detached helper
 /// (`ai-sessctl reap-networks`), or here when it cannot be started.
-pub(super) fn hand_off_networks(ctx: &Ctx, engine: &DockerEngine, nets: Vec<String>) {
+pub(super) fn hand_off_networks(ctx: &Ctx, engine: &DockerEngine, nets: Vec<String>) -> Warnings {
     let mut args = vec!["reap-networks".to_owned()];
     args.extend(nets.iter().cloned());
+    let mut warnings = Warnings::new();
     if let Err(e) = spawn_helper(&args) {
-        eprintln!("ai-sessctl: warning: {e}; removing the networks in the foreground");
-        reap_networks(ctx, engine, &nets);
+        warnings.warn(format!("{e}; removing the networks in the foreground"));
+        warnings.extend(reap_networks(ctx, engine, &nets));
     }
+    warnings
 }
 
 /// `ai-sessctl ARGS` in a new session with no terminal: it outlives this
@@ -51,8 +54,10 @@ pub fn spawn_helper(args: &[String]) -> Result<()> {
 /// the registry lock: a start takes the lock to become `initializing`
 /// before it makes (or reuses) its network, so a network is either
 /// removed before that start looks for it or kept for it. One in use, or
-/// gone already, is left as it is.
-pub fn reap_networks(ctx: &Ctx, engine: &DockerEngine, nets: &[String]) {
+/// gone already, is left as it is. Returns the ones that could not be
+/// removed, as warnings.
+pub fn reap_networks(ctx: &Ctx, engine: &DockerEngine, nets: &[String]) -> Warnings {
+    let mut warnings = Warnings::new();
     let home = ctx.dirs.home_label();
     for net in nets {
         // A state home deleted meanwhile is not made again for its lock;
@@ -71,7 +76,8 @@ pub fn reap_networks(ctx: &Ctx, engine: &DockerEngine, nets: &[String]) {
             engine.remove_network(net)
         });
         if let Err(e) = removed {
-            eprintln!("ai-sessctl: warning: network {net} not removed: {e}");
+            warnings.warn(format!("network {net} not removed: {e}"));
         }
     }
+    warnings
 }

@@ -26,7 +26,10 @@ pub fn remove(ctx: &Ctx, id: &InstanceId, force: bool, state: bool) -> Result<()
     }
     if let Some(cid) = &inst.container_id {
         if let Ok(engine) = DockerEngine::connect() {
-            save_and_remove(ctx, &engine, id, cid)?;
+            let mut warnings = crate::core::warning::Warnings::new();
+            let removed = save_and_remove(ctx, &engine, id, cid, &mut warnings);
+            super::reconcile::say(&warnings);
+            removed?;
         }
     }
     ctx.store.update(|reg| {

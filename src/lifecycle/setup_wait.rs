@@ -4,6 +4,7 @@
 use super::docker::DockerEngine;
 use crate::core::error::{Error, Result};
 use crate::core::types::Status;
+use crate::engine::state::ContainerState;
 use crate::features::worktree::setup::{failure_reason, outcome, Outcome};
 use crate::state::context::Ctx;
 use crate::state::registry::Instance;
@@ -29,7 +30,11 @@ impl Watch<'_> {
                     return State::Ended(None);
                 };
                 match engine.observe_one(cid) {
-                    Some(o) if o.state == "running" || o.state == "created" => State::Running,
+                    Some(o)
+                        if matches!(o.state, ContainerState::Running | ContainerState::Created) =>
+                    {
+                        State::Running
+                    }
                     o => State::Ended(o.and_then(|o| o.exit_code)),
                 }
             }

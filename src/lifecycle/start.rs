@@ -253,9 +253,8 @@ pub(super) fn register(
     if let Some(prev) = &previous {
         inst.restarts = prev.restarts;
         inst.extra = prev.extra.clone();
+        inst.worktree = prev.worktree.clone();
         // A fresh start begins with no alert or recovery history.
-        inst.extra.remove("alerts");
-        inst.extra.remove("recovery");
         inst.timestamps.created = prev.timestamps.created;
     }
     inst.timestamps.created.get_or_insert(now);
@@ -282,9 +281,7 @@ pub(super) fn register(
     }
     inst.starter = Some(ProcRef::me());
     if let Some(info) = &req.worktree {
-        if let Ok(v) = serde_json::to_value(info) {
-            inst.extra.insert("worktree".to_owned(), v);
-        }
+        inst.worktree = Some(info.clone());
     }
     inst.args = req.args.clone();
     reg.instances.insert(id.clone(), inst.clone());
@@ -326,7 +323,7 @@ pub(super) fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launc
         &plan.eff.agent.env_passthrough,
     );
     env.extend(wiring.env);
-    let setup = if inst.extra.contains_key("worktree") {
+    let setup = if inst.worktree.is_some() {
         plan.eff.settings.worktree.setup.clone()
     } else {
         Vec::new()

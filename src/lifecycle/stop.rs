@@ -5,6 +5,7 @@ use super::finish::{save_and_remove_as, starter_alive, Ended};
 use super::networks::hand_off_networks;
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Status};
+use crate::core::warning::Warnings;
 use crate::state::context::Ctx;
 use crate::state::registry::{Instance, ProcRef, Registry, RuntimeKind, StopMarker};
 use chrono::Utc;
@@ -37,7 +38,8 @@ pub fn stop_many(
     stop_many_as(ctx, ids, force, reason, Stopper::User)
 }
 
-/// `stop_many` on behalf of `by`.
+/// `stop_many` on behalf of `by`. Says on stderr what went wrong without
+/// failing a stop; [`stop_many_with_warnings`] returns it instead.
 pub fn stop_many_as(
     ctx: &Ctx,
     ids: &[InstanceId],
@@ -45,13 +47,28 @@ pub fn stop_many_as(
     reason: &str,
     by: Stopper,
 ) -> Vec<(InstanceId, Error)> {
+    let (failed, warnings) = stop_many_with_warnings(ctx, ids, force, reason, by);
+    super::reconcile::say(&warnings);
+    failed
+}
+
+/// `stop_many_as`, returning (the ids that failed, with why; what went
+/// wrong without failing a stop: output not kept, an end not recorded).
+pub fn stop_many_with_warnings(
+    ctx: &Ctx,
+    ids: &[InstanceId],
+    force: bool,
+    reason: &str,
+    by: Stopper,
+) -> (Vec<(InstanceId, Error)>, Warnings) {
     let reg = match ctx.store.load() {
         Ok(r) => r,
         Err(e) => {
-            return ids
+            let failed = ids
                 .iter()
                 .map(|id| (id.clone(), Error::Other(e.to_string())))
-                .collect()
+                .collect();
+            return (failed, Warnings::new());
         }
     };
     let targets: Vec<Instance> = ids.iter().filter_map(|id| reg.get(id).cloned()).collect();
@@ -62,10 +79,11 @@ pub fn stop_many_as(
         match DockerEngine::connect() {
             Ok(e) => Some(e),
             Err(e) => {
-                return targets
+                let failed = targets
                     .iter()
                     .map(|i| (i.id.clone(), Error::Engine(e.to_string())))
-                    .collect()
+                    .collect();
+                return (failed, Warnings::new());
             }
         }
     } else {
@@ -104,22 +122,36 @@ pub fn stop_many_as(
     let recorder = Recorder::new(ctx, reason);
     let batch = targets.len() > 1;
     let nets = Mutex::new(Vec::new());
+    let warnings = Mutex::new(Warnings::new());
     std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .iter()
             .zip(marks.drain(..))
             .map(|(inst, pre)| {
                 let engine = engine.as_ref();
-                let (recorder, nets) = (&recorder, &nets);
+                let (recorder, nets, warnings) = (&recorder, &nets, &warnings);
                 s.spawn(move || {
-                    let end = stop_one_at(ctx, inst, engine, force, reason, by, 4, pre)
+                    let call = StopCall {
+                        ctx,
+                        engine,
+                        force,
+                        reason,
+                        by,
+                        warnings,
+                    };
+                    let end = call
+                        .stop_one_at(inst, DEPTH, pre)
                         .map_err(|e| (inst.id.clone(), e))?;
                     if let Some(end) = end {
                         let applied = recorder.record(&end);
                         let nets = batch.then_some(nets);
-                        if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied, nets) {
-                            not_recorded(&end.inst, &e);
+                        let mut said = Warnings::new();
+                        let done =
+                            end.aftermath(ctx, Some(reason), engine, applied, nets, &mut said);
+                        if let Err(e) = done {
+                            said.warn(not_recorded(&end.inst, &e));
                         }
+                        call.warn(said);
                     }
                     Ok(())
                 })
@@ -132,10 +164,11 @@ pub fn stop_many_as(
         }
     });
     let nets = nets.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut warnings = warnings.into_inner().unwrap_or_else(|p| p.into_inner());
     if let (Some(engine), false) = (&engine, nets.is_empty()) {
-        hand_off_networks(ctx, engine, nets);
+        warnings.extend(hand_off_networks(ctx, engine, nets));
     }
-    failed
+    (failed, warnings)
 }
 
 /// Records the ends of a batch's stops as they come, in as few registry
@@ -201,13 +234,16 @@ impl<'a> Recorder<'a> {
     }
 }
 
-pub(super) fn not_recorded(inst: &Instance, e: &Error) {
-    eprintln!(
-        "ai-sessctl: warning: {} is stopped, but that could not be recorded: {e}",
+/// The warning for a stop whose end could not be recorded.
+pub(super) fn not_recorded(inst: &Instance, e: &Error) -> String {
+    format!(
+        "{} is stopped, but that could not be recorded: {e}",
         inst.id
-    );
+    )
 }
 
+/// Stops one instance, its end recorded at once. Says on stderr what went
+/// wrong without failing it.
 pub(super) fn stop_one(
     ctx: &Ctx,
     inst: &Instance,
@@ -216,18 +252,37 @@ pub(super) fn stop_one(
     reason: &str,
     by: Stopper,
 ) -> Result<()> {
-    if let Some(end) = stop_one_at(ctx, inst, engine, force, reason, by, 4, None)? {
-        finish_now(ctx, &end, reason, engine);
+    let warnings = Mutex::new(Warnings::new());
+    let call = StopCall {
+        ctx,
+        engine,
+        force,
+        reason,
+        by,
+        warnings: &warnings,
+    };
+    let stopped = call.stop_one_at(inst, DEPTH, None);
+    if let Ok(Some(end)) = &stopped {
+        call.warn(finish_now(ctx, end, reason, engine));
     }
-    Ok(())
+    super::reconcile::say(&warnings.into_inner().unwrap_or_else(|p| p.into_inner()));
+    stopped.map(|_| ())
 }
 
-/// Records one stopped agent's end on its own (reported, not fatal).
-pub(super) fn finish_now(ctx: &Ctx, end: &Ended, reason: &str, engine: Option<&DockerEngine>) {
+/// Records one stopped agent's end on its own; what went wrong (not fatal)
+/// is returned.
+pub(super) fn finish_now(
+    ctx: &Ctx,
+    end: &Ended,
+    reason: &str,
+    engine: Option<&DockerEngine>,
+) -> Warnings {
     let applied = ctx.store.update(|reg| Ok(end.record(reg, Some(reason))));
-    if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied, None) {
-        not_recorded(&end.inst, &e);
+    let mut warnings = Warnings::new();
+    if let Err(e) = end.aftermath(ctx, Some(reason), engine, applied, None, &mut warnings) {
+        warnings.warn(not_recorded(&end.inst, &e));
     }
+    warnings
 }
 
 /// What a stop does with an entry, decided on it as it is now.
@@ -291,24 +346,137 @@ pub(super) fn mark(
     Then::Stop
 }
 
-// One stop's whole context; `pre` is the batch's marking of it.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn stop_one_at(
-    ctx: &Ctx,
-    inst: &Instance,
-    engine: Option<&DockerEngine>,
-    force: bool,
-    reason: &str,
-    by: Stopper,
-    depth: u8,
-    pre: Option<Result<Then>>,
-) -> Result<Option<Ended>> {
-    if inst.status == Status::Initializing {
-        // Its starter owns the launch: a stop now would free the port the
-        // container is about to publish and be undone when the start
-        // records it. Leave the stop to the starter, unless the start has
-        // completed meanwhile. A start whose starter died is settled by
-        // reconcile first (what it left running is then stopped below).
+/// One stop's whole context: who asks, why, the engine connection to use
+/// (`None`: one is made when needed), and where what goes wrong without
+/// failing it is collected (a batch's stops share it).
+#[derive(Clone, Copy)]
+pub(super) struct StopCall<'a> {
+    pub ctx: &'a Ctx,
+    pub engine: Option<&'a DockerEngine>,
+    pub force: bool,
+    pub reason: &'a str,
+    pub by: Stopper,
+    pub warnings: &'a Mutex<Warnings>,
+}
+
+/// How many times a stop follows an entry that changed under it.
+const DEPTH: u8 = 4;
+
+impl StopCall<'_> {
+    fn warn(&self, said: Warnings) {
+        if !said.is_empty() {
+            self.warnings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(said);
+        }
+    }
+
+    /// Stops `inst`; its end, for the caller to record (`None`: recorded
+    /// already, or nothing ended). `pre` is the batch's marking of it;
+    /// `depth`, how many more changes of the entry it follows.
+    pub(super) fn stop_one_at(
+        &self,
+        inst: &Instance,
+        depth: u8,
+        pre: Option<Result<Then>>,
+    ) -> Result<Option<Ended>> {
+        if inst.status == Status::Initializing {
+            return self.stop_starting(inst, depth);
+        }
+        let ctx = self.ctx;
+        // Read once: the timeout, then whether and how its container goes.
+        let eff = ctx.effective(&inst.id).ok();
+        let timeout = eff.as_ref().map_or(Duration::from_secs(10), |e| {
+            e.settings.global.stop_timeout.0
+        });
+        let live = inst.status.is_live();
+        // Not being able to write the marker (full disk) must not keep the
+        // agent running.
+        let marked = match pre {
+            Some(pre) => pre,
+            None => {
+                let me = ProcRef::me();
+                ctx.store
+                    .update(|reg| Ok(mark(reg, inst, self.reason, self.by, &me)))
+            }
+        };
+        match marked {
+            Ok(Then::Stop) | Err(_) => {}
+            Ok(Then::Handed) => return Ok(None),
+            Ok(Then::Changed(cur)) => {
+                return match depth {
+                    0 => Err(Error::Other(format!(
+                        "{} kept changing while it was being stopped; try again",
+                        inst.id
+                    ))),
+                    _ => self.stop_one_at(&cur, depth - 1, None),
+                }
+            }
+            Ok(Then::Cancelled) => {
+                return Err(Error::Invalid(format!(
+                    "healing {} was cancelled: it was stopped meanwhile",
+                    inst.id
+                )))
+            }
+        }
+        let mut code = None;
+        let mut own = None;
+        if let Some(runtime) = super::runtime_of(inst, self.engine, &mut own)? {
+            code = runtime.stop(inst, timeout, self.force)?;
+        }
+        let engine_used = self.engine.or(own.as_ref());
+        if !live {
+            // Its container (an entry in error may still have one running)
+            // is stopped; it goes like any ended container.
+            if let (Some(engine), Some(cid), true) =
+                (engine_used, &inst.container_id, self.by == Stopper::User)
+            {
+                if eff.as_ref().is_none_or(|e| e.settings.global.auto_cleanup) {
+                    let mut said = Warnings::new();
+                    let removed = save_and_remove_as(
+                        ctx,
+                        engine,
+                        &inst.id,
+                        cid,
+                        eff.as_ref(),
+                        None,
+                        &mut said,
+                    );
+                    self.warn(said);
+                    removed?;
+                }
+            }
+            return Ok(None);
+        }
+        let end = Ended {
+            inst: inst.clone(),
+            code,
+            status: if self.by == Stopper::GiveUp {
+                Status::Error
+            } else {
+                Status::Stopped
+            },
+            eff,
+        };
+        // The agent is stopped: its end is recorded by the caller, with the
+        // rest of its batch, unless this stop made its own engine connection.
+        match &own {
+            Some(own) => {
+                self.warn(finish_now(ctx, &end, self.reason, Some(own)));
+                Ok(None)
+            }
+            None => Ok(Some(end)),
+        }
+    }
+
+    /// Stops an `initializing` entry. Its starter owns the launch: a stop
+    /// now would free the port the container is about to publish and be
+    /// undone when the start records it. The stop is left to the starter,
+    /// unless the start has completed meanwhile. A start whose starter died
+    /// is settled by reconcile first (what it left running is then stopped).
+    fn stop_starting(&self, inst: &Instance, depth: u8) -> Result<Option<Ended>> {
+        let ctx = self.ctx;
         if !starter_alive(inst) {
             super::refresh(ctx)?;
         }
@@ -316,115 +484,37 @@ pub(super) fn stop_one_at(
             let Some(cur) = reg.instances.get_mut(&inst.id) else {
                 return Ok(None);
             };
-            if by == Stopper::User {
+            if self.by == Stopper::User {
                 cur.healing = None;
             }
             if cur.status == Status::Initializing {
                 cur.stopping = Some(StopMarker {
-                    reason: reason.to_owned(),
+                    reason: self.reason.to_owned(),
                     by: None,
                 });
                 return Ok(None);
             }
             Ok(Some(cur.clone()))
         })?;
-        return match now {
-            Some(cur) if cur.status.is_live() => {
-                let own = match engine {
-                    None if cur.container_id.is_some() => Some(DockerEngine::connect()?),
-                    _ => None,
-                };
-                let end = stop_one_at(
-                    ctx,
-                    &cur,
-                    engine.or(own.as_ref()),
-                    force,
-                    reason,
-                    by,
-                    depth.saturating_sub(1),
-                    None,
-                )?;
-                match (end, &own) {
-                    // Its engine connection ends here: recorded now.
-                    (Some(end), Some(own)) => {
-                        finish_now(ctx, &end, reason, Some(own));
-                        Ok(None)
-                    }
-                    (end, _) => Ok(end),
-                }
-            }
-            _ => Ok(None),
+        let Some(cur) = now.filter(|cur| cur.status.is_live()) else {
+            return Ok(None);
         };
-    }
-    // Read once: the timeout, then whether and how its container goes.
-    let eff = ctx.effective(&inst.id).ok();
-    let timeout = eff.as_ref().map_or(Duration::from_secs(10), |e| {
-        e.settings.global.stop_timeout.0
-    });
-    let live = inst.status.is_live();
-    // Not being able to write the marker (full disk) must not keep the
-    // agent running.
-    let marked = match pre {
-        Some(pre) => pre,
-        None => {
-            let me = ProcRef::me();
-            ctx.store.update(|reg| Ok(mark(reg, inst, reason, by, &me)))
-        }
-    };
-    match marked {
-        Ok(Then::Stop) | Err(_) => {}
-        Ok(Then::Handed) => return Ok(None),
-        Ok(Then::Changed(cur)) => {
-            return match depth {
-                0 => Err(Error::Other(format!(
-                    "{} kept changing while it was being stopped; try again",
-                    inst.id
-                ))),
-                _ => stop_one_at(ctx, &cur, engine, force, reason, by, depth - 1, None),
+        let own = match self.engine {
+            None if cur.container_id.is_some() => Some(DockerEngine::connect()?),
+            _ => None,
+        };
+        let again = StopCall {
+            engine: self.engine.or(own.as_ref()),
+            ..*self
+        };
+        let end = again.stop_one_at(&cur, depth.saturating_sub(1), None)?;
+        match (end, &own) {
+            // Its engine connection ends here: recorded now.
+            (Some(end), Some(own)) => {
+                self.warn(finish_now(ctx, &end, self.reason, Some(own)));
+                Ok(None)
             }
+            (end, _) => Ok(end),
         }
-        Ok(Then::Cancelled) => {
-            return Err(Error::Invalid(format!(
-                "healing {} was cancelled: it was stopped meanwhile",
-                inst.id
-            )))
-        }
-    }
-    let mut code = None;
-    let mut own = None;
-    if let Some(runtime) = super::runtime_of(inst, engine, &mut own)? {
-        code = runtime.stop(inst, timeout, force)?;
-    }
-    let engine_used = engine.or(own.as_ref());
-    if !live {
-        // Its container (an entry in error may still have one running) is
-        // stopped; it goes like any ended container.
-        if let (Some(engine), Some(cid), true) =
-            (engine_used, &inst.container_id, by == Stopper::User)
-        {
-            if eff.as_ref().is_none_or(|e| e.settings.global.auto_cleanup) {
-                save_and_remove_as(ctx, engine, &inst.id, cid, eff.as_ref(), None)?;
-            }
-        }
-        return Ok(None);
-    }
-    let end = Ended {
-        inst: inst.clone(),
-        code,
-        status: if by == Stopper::GiveUp {
-            Status::Error
-        } else {
-            Status::Stopped
-        },
-        eff,
-    };
-    // The agent is stopped: its end is recorded by the caller, with the
-    // rest of its batch, unless this stop made its own engine connection.
-    match &own {
-        Some(own) => {
-            finish_now(ctx, &end, reason, Some(own));
-            Ok(None)
-        }
-        None => Ok(Some(end)),
     }
 }

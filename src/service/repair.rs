@@ -3,6 +3,7 @@
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Status};
 use crate::core::warning::Warnings;
+use crate::engine::state::ContainerState;
 use crate::lifecycle::docker::DockerEngine;
 use crate::state::context::Ctx;
 use crate::state::registry::{Instance, Registry, RuntimeKind};
@@ -55,9 +56,9 @@ pub fn repair(ctx: &Ctx, warnings: &mut Warnings) -> Result<usize> {
             let Ok(port) = l("ai.port").parse() else {
                 continue;
             };
-            let status = match o.state.as_str() {
-                "running" => Status::Running,
-                "paused" => Status::Paused,
+            let status = match o.state {
+                ContainerState::Running => Status::Running,
+                ContainerState::Paused => Status::Paused,
                 _ => Status::Stopped,
             };
             let mut inst: Instance = match serde_json::from_value(json!({

@@ -11,6 +11,7 @@ use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Mode};
 use crate::core::untrusted::tree::{Kind, Tree, MAX_DEPTH};
 use crate::state::context::Ctx;
+use crate::state::registry::Registry;
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,32 @@ pub fn migrate(ctx: &Ctx) -> Result<Vec<Migrated>> {
         let Some(mode) = name.to_str().and_then(|s| Mode::parse(s).ok()) else {
             continue;
         };
+        let dir = AgentDir {
+            states: &states,
+            states_path: &states_path,
+            names: &names,
+            name,
+        };
+        out.extend(dir.migrate(ctx, &reg, mode)?);
+    }
+    Ok(out)
+}
+
+/// One agent's shared dir in `states/`, and what else is there.
+struct AgentDir<'a> {
+    states: &'a Tree,
+    states_path: &'a Path,
+    /// Every name in `states/`.
+    names: &'a [OsString],
+    /// The agent's dir.
+    name: &'a OsStr,
+}
+
+impl AgentDir<'_> {
+    /// Migrates the dir of `mode`'s agent; `None` when it holds nothing to
+    /// migrate.
+    fn migrate(&self, ctx: &Ctx, reg: &Registry, mode: Mode) -> Result<Option<Migrated>> {
+        let (states, states_path, name) = (self.states, self.states_path, self.name);
         let mut m = Migrated {
             mode: mode.to_string(),
             ..Migrated::default()
@@ -58,8 +85,7 @@ pub fn migrate(ctx: &Ctx) -> Result<Vec<Migrated>> {
             Ok(_) => {
                 m.skipped =
                     Some("not a directory (a link?): left alone, nothing read through it".into());
-                out.push(m);
-                continue;
+                return Ok(Some(m));
             }
             Err(e) => Err(e),
         };
@@ -67,8 +93,7 @@ pub fn migrate(ctx: &Ctx) -> Result<Vec<Migrated>> {
             Ok(t) => t,
             Err(e) => {
                 m.skipped = Some(format!("cannot open it: {e}"));
-                out.push(m);
-                continue;
+                return Ok(Some(m));
             }
         };
         // Its login files stay shared (a config that does not load: none
@@ -84,7 +109,7 @@ pub fn migrate(ctx: &Ctx) -> Result<Vec<Migrated>> {
             .filter(|n| !creds.iter().any(|c| OsStr::new(c) == n))
             .collect();
         if entries.is_empty() {
-            continue;
+            return Ok(None);
         }
         let live: Vec<String> = reg
             .instances
@@ -97,25 +122,9 @@ pub fn migrate(ctx: &Ctx) -> Result<Vec<Migrated>> {
                 "{mode} instances are running ({}); stop them first",
                 live.join(", ")
             ));
-            out.push(m);
-            continue;
+            return Ok(Some(m));
         }
-        // The agent's instances: those registered and those with a dir.
-        let targets: BTreeSet<String> = reg
-            .instances
-            .values()
-            .filter(|i| i.mode == mode)
-            .map(|i| i.id.to_string())
-            .chain(
-                names
-                    .iter()
-                    .filter_map(|n| n.to_str())
-                    .filter_map(|n| InstanceId::parse(n).ok())
-                    .filter(|id| id.mode_suffix() == mode.as_str())
-                    .map(|id| id.to_string()),
-            )
-            .collect();
-        for t in &targets {
+        for t in &self.targets(reg, &mode) {
             match states.mkdir(OsStr::new(t), 0o700) {
                 Ok(dir) => {
                     copy_tree(&shared, &dir, Path::new(""), &entries, 0, t, &mut m);
@@ -128,7 +137,31 @@ pub fn migrate(ctx: &Ctx) -> Result<Vec<Migrated>> {
                 )),
             }
         }
-        // The original, whole, out of every instance's reach.
+        m.archive = Some(self.archive(&shared, &entries, &mode)?);
+        Ok(Some(m))
+    }
+
+    /// The agent's instances: those registered and those with a dir.
+    fn targets(&self, reg: &Registry, mode: &Mode) -> BTreeSet<String> {
+        reg.instances
+            .values()
+            .filter(|i| &i.mode == mode)
+            .map(|i| i.id.to_string())
+            .chain(
+                self.names
+                    .iter()
+                    .filter_map(|n| n.to_str())
+                    .filter_map(|n| InstanceId::parse(n).ok())
+                    .filter(|id| id.mode_suffix() == mode.as_str())
+                    .map(|id| id.to_string()),
+            )
+            .collect()
+    }
+
+    /// Moves `entries` of the shared dir, whole, to `.migrated/<mode>`
+    /// (numbered when taken), out of every instance's reach; returns where.
+    fn archive(&self, shared: &Tree, entries: &[OsString], mode: &Mode) -> Result<PathBuf> {
+        let (states, states_path, name) = (self.states, self.states_path, self.name);
         let aside = states
             .mkdir(OsStr::new(".migrated"), 0o700)
             .map_err(|e| Error::io(states_path.join(".migrated"), e))?;
@@ -143,15 +176,13 @@ pub fn migrate(ctx: &Ctx) -> Result<Vec<Migrated>> {
         let arch = aside
             .mkdir(&arch_name, 0o700)
             .map_err(|e| Error::io(&arch_path, e))?;
-        for e in &entries {
+        for e in entries {
             shared
                 .rename_to(e, &arch, e)
                 .map_err(|err| Error::io(states_path.join(name).join(e), err))?;
         }
-        m.archive = Some(arch_path);
-        out.push(m);
+        Ok(arch_path)
     }
-    Ok(out)
 }
 
 /// Copies `names` of `src` into `dst`: dirs merged, regular files copied

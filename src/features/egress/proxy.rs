@@ -424,6 +424,120 @@ async fn flush_dropped(events: Log, rules: Arc<Mutex<Rules>>) {
     }
 }
 
+/// A request's head, as the agent sent it.
+struct Head<'a> {
+    method: &'a str,
+    target: &'a str,
+    version: &'a str,
+    connect: bool,
+    /// The header lines, as they came.
+    headers: Vec<&'a str>,
+}
+
+impl<'a> Head<'a> {
+    fn parse(text: &'a str) -> Self {
+        let mut lines = text.split("\r\n");
+        let request = lines.next().unwrap_or("");
+        let mut parts = request.split(' ');
+        let (method, target, version) = (
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or("HTTP/1.1"),
+        );
+        Head {
+            method,
+            target,
+            version,
+            connect: method.eq_ignore_ascii_case("CONNECT"),
+            headers: lines.filter(|l| !l.is_empty()).collect(),
+        }
+    }
+
+    /// Where it goes (host, port), and the path to ask for there (none
+    /// for CONNECT).
+    fn destination(&self) -> (Option<(String, u16)>, String) {
+        let target = self.target;
+        if self.connect {
+            (split_host_port(target, 443), String::new())
+        } else if let Some(abs) = target.strip_prefix("http://") {
+            let (authority, path) = match abs.find('/') {
+                Some(i) => (&abs[..i], abs[i..].to_owned()),
+                None => (abs, "/".to_owned()),
+            };
+            (split_host_port(authority, 80), path)
+        } else {
+            let host = self.headers.iter().find_map(|h| {
+                let (k, v) = h.split_once(':')?;
+                k.eq_ignore_ascii_case("host").then(|| v.trim())
+            });
+            (host.and_then(|h| split_host_port(h, 80)), target.to_owned())
+        }
+    }
+
+    /// The head sent on for a plain request: one request per connection
+    /// (the next one may name another host), without the proxy's headers.
+    fn forwarded(&self, path: &str) -> String {
+        let mut out = format!("{} {path} {}\r\n", self.method, self.version);
+        for h in &self.headers {
+            let name = h.split(':').next().unwrap_or("").trim();
+            let skip = [
+                "proxy-connection",
+                "proxy-authorization",
+                "connection",
+                "keep-alive",
+            ];
+            if !skip.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+                out.push_str(h);
+                out.push_str("\r\n");
+            }
+        }
+        out.push_str("Connection: close\r\n\r\n");
+        out
+    }
+}
+
+/// A request refused: the status and text to answer with.
+type Refusal = (&'static str, String);
+
+/// The address to connect to for `host:port`, decided by `set`; a refusal
+/// is logged to `events`.
+async fn resolve(
+    set: &RuleSet,
+    host: &str,
+    port: u16,
+    instance: &str,
+    events: &Log,
+) -> std::result::Result<SocketAddr, Refusal> {
+    if let Err(why) = set.decide(host, port) {
+        let reason = why.to_string();
+        log_refusal(events, instance, host, port, &reason);
+        let hint = format!(
+            "{host}:{port} refused ({reason}); allow it with `ai-sessctl net allow {instance} {host}{}`",
+            if port == 443 || port == 80 { String::new() } else { format!(":{port}") }
+        );
+        return Err(("403 Forbidden", hint));
+    }
+    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(a) => a.collect(),
+        Err(_) => Vec::new(),
+    };
+    let Some(&addr) = addrs.first() else {
+        return Err(("502 Bad Gateway", format!("{host}: name does not resolve")));
+    };
+    // Every address must pass, not one: a name that also resolves to a
+    // forbidden address is refused (no racing the resolver's order).
+    let gws = gateways();
+    if let Some(why) = addrs
+        .iter()
+        .find_map(|a| set.address_ok(a.ip(), &gws).err())
+    {
+        let reason = format!("resolves to {why}");
+        log_refusal(events, instance, host, port, &reason);
+        return Err(("403 Forbidden", format!("{host}: {reason}")));
+    }
+    Ok(addr)
+}
+
 async fn handle(
     mut conn: TcpStream,
     rules: Arc<Mutex<Rules>>,
@@ -434,72 +548,20 @@ async fn handle(
         return Ok(());
     };
     let text = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = text.split("\r\n");
-    let request = lines.next().unwrap_or("");
-    let mut parts = request.split(' ');
-    let (method, target, version) = (
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or("HTTP/1.1"),
-    );
-    let connect = method.eq_ignore_ascii_case("CONNECT");
-    let headers: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
-    let (dest, path) = if connect {
-        (split_host_port(target, 443), String::new())
-    } else if let Some(abs) = target.strip_prefix("http://") {
-        let (authority, path) = match abs.find('/') {
-            Some(i) => (&abs[..i], abs[i..].to_owned()),
-            None => (abs, "/".to_owned()),
-        };
-        (split_host_port(authority, 80), path)
-    } else {
-        let host = headers.iter().find_map(|h| {
-            let (k, v) = h.split_once(':')?;
-            k.eq_ignore_ascii_case("host").then(|| v.trim())
-        });
-        (host.and_then(|h| split_host_port(h, 80)), target.to_owned())
-    };
+    let head = Head::parse(&text);
+    let (dest, path) = head.destination();
     let Some((host, port)) = dest else {
         respond(&mut conn, "400 Bad Request", "no destination host").await;
         return Ok(());
     };
     let (set, instance) = rules.lock().unwrap_or_else(|p| p.into_inner()).current();
-    if let Err(why) = set.decide(&host, port) {
-        let reason = why.to_string();
-        log_refusal(events, &instance, &host, port, &reason);
-        let hint = format!(
-            "{host}:{port} refused ({reason}); allow it with `ai-sessctl net allow {instance} {host}{}`",
-            if port == 443 || port == 80 { String::new() } else { format!(":{port}") }
-        );
-        respond(&mut conn, "403 Forbidden", &hint).await;
-        return Ok(());
-    }
-    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), port)).await {
-        Ok(a) => a.collect(),
-        Err(_) => Vec::new(),
+    let addr = match resolve(&set, &host, port, &instance, events).await {
+        Ok(addr) => addr,
+        Err((status, why)) => {
+            respond(&mut conn, status, &why).await;
+            return Ok(());
+        }
     };
-    if addrs.is_empty() {
-        respond(
-            &mut conn,
-            "502 Bad Gateway",
-            &format!("{host}: name does not resolve"),
-        )
-        .await;
-        return Ok(());
-    }
-    // Every address must pass, not one: a name that also resolves to a
-    // forbidden address is refused (no racing the resolver's order).
-    let gws = gateways();
-    if let Some(why) = addrs
-        .iter()
-        .find_map(|a| set.address_ok(a.ip(), &gws).err())
-    {
-        let reason = format!("resolves to {why}");
-        log_refusal(events, &instance, &host, port, &reason);
-        respond(&mut conn, "403 Forbidden", &format!("{host}: {reason}")).await;
-        return Ok(());
-    }
-    let addr = addrs[0];
     let mut up = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         _ => {
@@ -514,27 +576,11 @@ async fn handle(
     };
     let _ = up.set_nodelay(true);
     let _ = conn.set_nodelay(true);
-    if connect {
+    if head.connect {
         conn.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
             .await?;
     } else {
-        // One request per connection: the next one may name another host.
-        let mut out = format!("{method} {path} {version}\r\n");
-        for h in &headers {
-            let name = h.split(':').next().unwrap_or("").trim();
-            let skip = [
-                "proxy-connection",
-                "proxy-authorization",
-                "connection",
-                "keep-alive",
-            ];
-            if !skip.iter().any(|s| name.eq_ignore_ascii_case(s)) {
-                out.push_str(h);
-                out.push_str("\r\n");
-            }
-        }
-        out.push_str("Connection: close\r\n\r\n");
-        up.write_all(out.as_bytes()).await?;
+        up.write_all(head.forwarded(&path).as_bytes()).await?;
     }
     if !rest.is_empty() {
         up.write_all(&rest).await?;
@@ -553,5 +599,27 @@ mod tests {
         assert_eq!(split_host_port("a.b", 80), Some(("a.b".into(), 80)));
         assert_eq!(split_host_port("[::1]:8", 1), Some(("::1".into(), 8)));
         assert_eq!(split_host_port("a:x", 1), None);
+    }
+
+    #[test]
+    fn request_heads_parse_and_are_forwarded_without_proxy_headers() {
+        let text = "GET http://a.b:8080/x?y HTTP/1.0\r\nHost: a.b:8080\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n";
+        let head = Head::parse(text);
+        assert!(!head.connect);
+        let (dest, path) = head.destination();
+        assert_eq!(dest, Some(("a.b".into(), 8080)));
+        assert_eq!(path, "/x?y");
+        assert_eq!(
+            head.forwarded(&path),
+            "GET /x?y HTTP/1.0\r\nHost: a.b:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+        let head = Head::parse("CONNECT c.d:443 HTTP/1.1\r\n\r\n");
+        assert!(head.connect);
+        assert_eq!(
+            head.destination(),
+            (Some(("c.d".into(), 443)), String::new())
+        );
+        let head = Head::parse("GET /z HTTP/1.1\r\nhost: e.f\r\n\r\n");
+        assert_eq!(head.destination(), (Some(("e.f".into(), 80)), "/z".into()));
     }
 }

@@ -7,6 +7,7 @@ use crate::core::error::{Error, Result};
 use crate::core::types::Port;
 use crate::engine::container::{Bind, ContainerSpec, LogCap, Publish};
 use crate::engine::image::Build;
+use crate::engine::state::ContainerState;
 use crate::engine::{Engine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -266,7 +267,7 @@ pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
 /// The state of each sidecar of this state home, by the instance it serves
 /// (`running`, `paused`, `exited`, …). One gone is not listed: it removes
 /// itself when it ends.
-pub fn observe(engine: &Engine) -> Result<HashMap<String, String>> {
+pub fn observe(engine: &Engine) -> Result<HashMap<String, ContainerState>> {
     let home = crate::core::paths::StateDir::from_env()
         .ok()
         .map(|d| d.home_label());
@@ -283,7 +284,7 @@ pub fn observe(engine: &Engine) -> Result<HashMap<String, String>> {
             continue;
         };
         // A replaced one may linger a moment: a running one wins.
-        if out.get(&inst).is_none_or(|s| s != "running") {
+        if out.get(&inst).is_none_or(|s| *s != ContainerState::Running) {
             out.insert(inst, c.state);
         }
     }

@@ -12,34 +12,12 @@ use serde::Serialize;
 use serde_json::json;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Ok,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    fn parse(s: &str) -> Severity {
-        match s {
-            "warning" => Severity::Warning,
-            "critical" => Severity::Critical,
-            _ => Severity::Ok,
-        }
-    }
-    fn as_str(self) -> &'static str {
-        match self {
-            Severity::Ok => "ok",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
+/// Alert kinds and levels are recorded in the registry: defined there.
+pub use crate::state::registry::{AlertKind, Severity};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
-    pub kind: &'static str,
+    pub kind: AlertKind,
     pub level: Severity,
     pub instance: String,
     pub value: String,
@@ -118,20 +96,14 @@ fn mem_thresholds(s: &Settings, limit: u64) -> Thresholds {
     }
 }
 
-fn stored(inst: &Instance, kind: &str) -> Severity {
-    inst.extra
-        .get("alerts")
-        .and_then(|a| a.get(kind))
-        .and_then(|v| v.as_str())
-        .map(Severity::parse)
-        .unwrap_or(Severity::Ok)
+fn stored(inst: &Instance, kind: AlertKind) -> Severity {
+    inst.alerts.as_ref().map_or(Severity::Ok, |a| a.level(kind))
 }
 
-fn store(inst: &mut Instance, kind: &str, s: Severity) {
-    let alerts = inst.extra.entry("alerts").or_insert_with(|| json!({}));
-    if let Some(map) = alerts.as_object_mut() {
-        map.insert(kind.to_owned(), json!(s.as_str()));
-    }
+fn store(inst: &mut Instance, kind: AlertKind, s: Severity) {
+    inst.alerts
+        .get_or_insert_with(Default::default)
+        .set(kind, s);
 }
 
 /// Records samples in the registry (`resources.cpu_usage`/`memory_usage`)
@@ -165,13 +137,13 @@ pub fn record(ctx: &Ctx, samples: &[Sample]) -> Result<Vec<Alert>> {
             let Some(cfg) = cfg else { continue };
             let checks = [
                 (
-                    "HIGH_CPU",
+                    AlertKind::HighCpu,
                     cpu_thresholds(cfg),
                     s.cpu_millis() as f64,
                     format!("{}m", s.cpu_millis()),
                 ),
                 (
-                    "HIGH_MEM",
+                    AlertKind::HighMem,
                     mem_thresholds(cfg, s.memory_limit),
                     s.memory_usage as f64,
                     super::stats::human_bytes(s.memory_usage),
@@ -186,7 +158,7 @@ pub fn record(ctx: &Ctx, samples: &[Sample]) -> Result<Vec<Alert>> {
                 store(inst, kind, next);
                 if next > cur {
                     let t = th.threshold_of(next).unwrap_or(0.0);
-                    let t = if kind == "HIGH_CPU" {
+                    let t = if kind == AlertKind::HighCpu {
                         format!("{t:.0}m")
                     } else {
                         super::stats::human_bytes(t as u64)
@@ -245,7 +217,7 @@ pub fn emit(ctx: &Ctx, a: &Alert) {
 /// variables and as JSON on stdin; killed after `timeout`.
 fn run_command(argv: &[String], a: &Alert, timeout: Duration) -> std::result::Result<(), String> {
     let env = [
-        ("AI_ALERT_KIND", a.kind.to_owned()),
+        ("AI_ALERT_KIND", a.kind.as_str().to_owned()),
         ("AI_ALERT_LEVEL", a.level.as_str().to_owned()),
         ("AI_ALERT_INSTANCE", a.instance.clone()),
         ("AI_ALERT_VALUE", a.value.clone()),

@@ -208,7 +208,7 @@ pub fn list(
         .instances
         .values()
         .filter_map(|i| {
-            let info: Info = serde_json::from_value(i.extra.get("worktree")?.clone()).ok()?;
+            let info: Info = i.worktree.clone()?;
             Some((i.id.clone(), i.status, info))
         })
         .collect();

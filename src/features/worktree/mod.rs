@@ -12,17 +12,10 @@ pub mod setup;
 use crate::core::error::{Error, Result};
 use crate::core::warning::Warnings;
 use crate::state::context::Ctx;
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// What an instance records about its worktree (`extra["worktree"]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Info {
-    pub name: String,
-    pub branch: String,
-    pub path: PathBuf,
-    pub repo: PathBuf,
-}
+/// What an instance records about its worktree (`Instance::worktree`).
+pub use crate::state::registry::WorktreeInfo as Info;
 
 /// Every git call of ours goes through the hardened runner.
 pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
@@ -237,12 +230,12 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str, warnings: &mut Warnings) -> R
     let dot_git = path.join(".git").symlink_metadata().is_ok();
     if dot_git && !pending.exists() {
         let branch = git(&path, &["rev-parse", "--abbrev-ref", "HEAD"])?;
-        return Ok(Info {
-            name: name.to_owned(),
+        return Ok(Info::new(
+            name.to_owned(),
             branch,
-            path: path.canonicalize().unwrap_or(path),
-            repo: top,
-        });
+            path.canonicalize().unwrap_or(path),
+            top,
+        ));
     }
     let p = path.to_string_lossy().into_owned();
     if registered || dot_git {
@@ -290,12 +283,12 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str, warnings: &mut Warnings) -> R
     copy_files(&ctx.global()?.worktree.copy, &top, &path, warnings);
     // Whole now: a later start may use it.
     let _ = std::fs::remove_file(&pending);
-    Ok(Info {
-        name: name.to_owned(),
+    Ok(Info::new(
+        name.to_owned(),
         branch,
-        path: path.canonicalize().unwrap_or(path),
-        repo: top,
-    })
+        path.canonicalize().unwrap_or(path),
+        top,
+    ))
 }
 
 /// Where worktree marks and locks are kept: the state home, which no box
@@ -434,13 +427,8 @@ fn id_in(
     let base = id_for(info, mode)?;
     let reg = ctx.store.load()?;
     let path_of = |id: &crate::core::types::InstanceId| {
-        reg.get(id).map(|i| {
-            i.extra
-                .get("worktree")
-                .and_then(|w| w.get("path"))
-                .and_then(|p| p.as_str())
-                .map(PathBuf::from)
-        })
+        reg.get(id)
+            .map(|i| i.worktree.as_ref().map(|w| w.path.clone()))
     };
     let ours = |p: &Option<PathBuf>| p.as_deref().is_none_or(|p| p == info.path);
     let mut free = None;
@@ -537,10 +525,9 @@ fn linked_common(project: &Path) -> Option<PathBuf> {
 
 /// Notes the worktree on the instance (kept across restarts).
 pub fn record(ctx: &Ctx, id: &crate::core::types::InstanceId, info: &Info) -> Result<()> {
-    let v = serde_json::to_value(info).map_err(|e| Error::Other(e.to_string()))?;
     ctx.store.update(|reg| {
         if let Some(i) = reg.instances.get_mut(id) {
-            i.extra.insert("worktree".to_owned(), v);
+            i.worktree = Some(info.clone());
         }
         Ok(())
     })

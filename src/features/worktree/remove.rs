@@ -25,11 +25,7 @@ pub fn plan(ctx: &Ctx, reg: &Registry, id: &InstanceId) -> Result<Option<Plan>> 
     let Some(inst) = reg.get(id) else {
         return Ok(None);
     };
-    let Some(info) = inst
-        .extra
-        .get("worktree")
-        .and_then(|v| serde_json::from_value::<Info>(v.clone()).ok())
-    else {
+    let Some(info) = inst.worktree.clone() else {
         return Ok(None);
     };
     if !listed(&info.repo, &info.path) {
@@ -68,13 +64,7 @@ pub fn users(reg: &Registry, path: &Path, id: &InstanceId) -> Vec<InstanceId> {
     reg.instances
         .values()
         .filter(|i| &i.id != id)
-        .filter(|i| {
-            i.extra
-                .get("worktree")
-                .and_then(|w| w.get("path"))
-                .and_then(|p| p.as_str())
-                .is_some_and(|p| Path::new(p) == path)
-        })
+        .filter(|i| i.worktree.as_ref().is_some_and(|w| w.path == path))
         .map(|i| i.id.clone())
         .collect()
 }

@@ -4,6 +4,7 @@
 
 use crate::core::error::Result;
 use crate::core::types::{InstanceId, Status};
+use crate::engine::state::{ContainerState, HealthState};
 use crate::lifecycle::docker::DockerEngine;
 use crate::lifecycle::Observed;
 use crate::state::context::Ctx;
@@ -23,22 +24,57 @@ pub struct Check {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub id: String,
-    /// `healthy`, `unhealthy`, `starting`, or the status of a stopped one.
-    pub status: String,
+    pub status: Verdict,
     pub checks: Vec<Check>,
 }
 
-/// The status of a report when the engine did not answer.
-pub const UNKNOWN: &str = "unknown";
+/// What a health check concluded about an instance; written (JSON, the
+/// registry, the terminal) as `healthy`, `unhealthy`, `starting`,
+/// `unknown`, or the status of one that is not live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy,
+    Unhealthy,
+    /// Its start, or its image's HEALTHCHECK, has not finished yet.
+    Starting,
+    /// The engine did not answer: nothing is known (not recorded).
+    Unknown,
+    /// Not live (`stopped`; `error` is `Unhealthy`): not checked.
+    NotLive(Status),
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Healthy => "healthy",
+            Verdict::Unhealthy => "unhealthy",
+            Verdict::Starting => "starting",
+            Verdict::Unknown => "unknown",
+            Verdict::NotLive(s) => s.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 impl Report {
     pub fn unhealthy(&self) -> bool {
-        self.status == "unhealthy"
+        self.status == Verdict::Unhealthy
     }
 
     /// The engine's error when it could not be asked about this instance.
     pub fn outage(&self) -> Option<&str> {
-        (self.status == UNKNOWN)
+        (self.status == Verdict::Unknown)
             .then(|| self.checks.iter().find(|c| c.name == "engine"))
             .flatten()
             .map(|c| c.detail.as_str())
@@ -69,7 +105,10 @@ fn socket_answers(path: &std::path::Path) -> bool {
 
 /// The check of an allowlist instance's proxy: its only way out, and the
 /// way in to its port. `None` when the sidecars could not be listed.
-fn sidecar_check(inst: &Instance, sidecars: Option<&HashMap<String, String>>) -> Option<Check> {
+fn sidecar_check(
+    inst: &Instance,
+    sidecars: Option<&HashMap<String, ContainerState>>,
+) -> Option<Check> {
     if inst.egress != Some(crate::state::config::EgressPolicy::Allowlist)
         || inst.status != Status::Running
     {
@@ -78,9 +117,9 @@ fn sidecar_check(inst: &Instance, sidecars: Option<&HashMap<String, String>>) ->
     let state = sidecars?.get(inst.id.as_str());
     Some(Check {
         name: "egress-proxy",
-        ok: state.is_some_and(|s| s == "running"),
+        ok: state == Some(&ContainerState::Running),
         detail: match state {
-            Some(s) => s.clone(),
+            Some(s) => s.to_string(),
             None => "gone (it exited, was killed or ran out of memory)".into(),
         },
     })
@@ -90,7 +129,7 @@ fn check_one(
     ctx: &Ctx,
     inst: &Instance,
     observed: Option<&HashMap<String, Observed>>,
-    sidecars: Option<&HashMap<String, String>>,
+    sidecars: Option<&HashMap<String, ContainerState>>,
 ) -> Report {
     let mut checks = Vec::new();
     let eff = ctx.effective(&inst.id).ok();
@@ -104,22 +143,22 @@ fn check_one(
             Some(o) => {
                 checks.push(Check {
                     name: "container",
-                    ok: o.state == "running" || o.state == "paused",
-                    detail: o.state.clone(),
+                    ok: matches!(o.state, ContainerState::Running | ContainerState::Paused),
+                    detail: o.state.to_string(),
                 });
-                match o.health.as_deref() {
-                    Some("unhealthy") => checks.push(Check {
+                match o.health {
+                    Some(HealthState::Unhealthy) => checks.push(Check {
                         name: "healthcheck",
                         ok: false,
                         detail: "image HEALTHCHECK reports unhealthy".into(),
                     }),
-                    Some("healthy") => checks.push(Check {
+                    Some(HealthState::Healthy) => checks.push(Check {
                         name: "healthcheck",
                         ok: true,
                         detail: "healthy".into(),
                     }),
-                    Some("starting") => starting = true,
-                    _ => {}
+                    Some(HealthState::Starting) => starting = true,
+                    None => {}
                 }
             }
             None if observed.is_some() => checks.push(Check {
@@ -172,15 +211,15 @@ fn check_one(
         });
     }
     let status = if checks.iter().any(|c| !c.ok) {
-        "unhealthy"
+        Verdict::Unhealthy
     } else if starting {
-        "starting"
+        Verdict::Starting
     } else {
-        "healthy"
+        Verdict::Healthy
     };
     Report {
         id: inst.id.to_string(),
-        status: status.into(),
+        status,
         checks,
     }
 }
@@ -210,6 +249,98 @@ fn log_proxy_down(ctx: &Ctx, targets: &[&Instance], reports: &[Report]) {
     }
 }
 
+/// What the engine says about the instances checked: their containers, their
+/// egress proxies (when one needs one), or why it could not be asked.
+#[derive(Default)]
+struct Engine {
+    observed: Option<HashMap<String, Observed>>,
+    sidecars: Option<HashMap<String, ContainerState>>,
+    /// The engine's error: reports about its instances say "unknown".
+    outage: Option<String>,
+}
+
+/// Asks the engine about `targets`, when a live one is in a container.
+fn ask_engine(targets: &[&Instance]) -> Engine {
+    let needs_engine = targets
+        .iter()
+        .any(|i| i.status.is_live() && i.runtime == Some(RuntimeKind::Docker));
+    if !needs_engine {
+        return Engine::default();
+    }
+    // An engine that does not answer says nothing about the instances in
+    // it: their reports say "unknown" (with the engine's error) and are
+    // not stored.
+    let proxied = targets
+        .iter()
+        .any(|i| i.egress == Some(crate::state::config::EgressPolicy::Allowlist));
+    match DockerEngine::connect().and_then(|e| {
+        let sidecars = proxied
+            .then(|| crate::features::egress::sidecar::observe(&e).ok())
+            .flatten();
+        Ok((e.observe()?, sidecars))
+    }) {
+        Ok((o, s)) => Engine {
+            observed: Some(o),
+            sidecars: s,
+            outage: None,
+        },
+        Err(e) => Engine {
+            outage: Some(e.to_string()),
+            ..Engine::default()
+        },
+    }
+}
+
+/// The report on one instance.
+fn report(ctx: &Ctx, inst: &Instance, engine: &Engine) -> Report {
+    if inst.status == Status::Initializing {
+        // Its container may exist but not run yet: that is a start in
+        // progress, not a failure.
+        Report {
+            id: inst.id.to_string(),
+            status: Verdict::Starting,
+            checks: Vec::new(),
+        }
+    } else if let (Some(e), Some(RuntimeKind::Docker), true) =
+        (&engine.outage, inst.runtime, inst.status.is_live())
+    {
+        Report {
+            id: inst.id.to_string(),
+            status: Verdict::Unknown,
+            checks: vec![Check {
+                name: "engine",
+                ok: false,
+                detail: e.clone(),
+            }],
+        }
+    } else if inst.status.is_live() {
+        check_one(
+            ctx,
+            inst,
+            engine.observed.as_ref(),
+            engine.sidecars.as_ref(),
+        )
+    } else {
+        Report {
+            id: inst.id.to_string(),
+            status: if inst.status == Status::Error {
+                Verdict::Unhealthy
+            } else {
+                Verdict::NotLive(inst.status)
+            },
+            checks: inst
+                .status_reason
+                .iter()
+                .map(|r| Check {
+                    name: "status",
+                    ok: inst.status != Status::Error,
+                    detail: r.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Checks live instances (or one), records the results in the registry and
 /// returns one report per instance; stopped ones report their status.
 pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
@@ -223,78 +354,13 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
         .values()
         .filter(|i| only.is_none_or(|id| &i.id == id))
         .collect();
-    let needs_engine = targets
-        .iter()
-        .any(|i| i.status.is_live() && i.runtime == Some(RuntimeKind::Docker));
-    // An engine that does not answer says nothing about the instances in
-    // it: their reports say "unknown" (with the engine's error) and are
-    // not stored.
-    let proxied = targets
-        .iter()
-        .any(|i| i.egress == Some(crate::state::config::EgressPolicy::Allowlist));
-    let (observed, sidecars, outage) = if needs_engine {
-        match DockerEngine::connect().and_then(|e| {
-            let sidecars = proxied
-                .then(|| crate::features::egress::sidecar::observe(&e).ok())
-                .flatten();
-            Ok((e.observe()?, sidecars))
-        }) {
-            Ok((o, s)) => (Some(o), s, None),
-            Err(e) => (None, None, Some(e.to_string())),
-        }
-    } else {
-        (None, None, None)
-    };
+    let engine = ask_engine(&targets);
     let reports: Vec<Report> = std::thread::scope(|s| {
         let handles: Vec<_> = targets
             .iter()
             .map(|inst| {
-                let observed = observed.as_ref();
-                let sidecars = sidecars.as_ref();
-                let outage = outage.as_deref();
-                s.spawn(move || {
-                    if inst.status == Status::Initializing {
-                        // Its container may exist but not run yet: that is
-                        // a start in progress, not a failure.
-                        Report {
-                            id: inst.id.to_string(),
-                            status: "starting".into(),
-                            checks: Vec::new(),
-                        }
-                    } else if let (Some(e), Some(RuntimeKind::Docker), true) =
-                        (outage, inst.runtime, inst.status.is_live())
-                    {
-                        Report {
-                            id: inst.id.to_string(),
-                            status: UNKNOWN.into(),
-                            checks: vec![Check {
-                                name: "engine",
-                                ok: false,
-                                detail: e.to_owned(),
-                            }],
-                        }
-                    } else if inst.status.is_live() {
-                        check_one(ctx, inst, observed, sidecars)
-                    } else {
-                        Report {
-                            id: inst.id.to_string(),
-                            status: if inst.status == Status::Error {
-                                "unhealthy".into()
-                            } else {
-                                inst.status.to_string()
-                            },
-                            checks: inst
-                                .status_reason
-                                .iter()
-                                .map(|r| Check {
-                                    name: "status",
-                                    ok: inst.status != Status::Error,
-                                    detail: r.clone(),
-                                })
-                                .collect(),
-                        }
-                    }
-                })
+                let engine = &engine;
+                s.spawn(move || report(ctx, inst, engine))
             })
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
@@ -311,15 +377,21 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
         let _ = crate::lifecycle::refresh(ctx);
     }
     log_proxy_down(ctx, &targets, &reports);
+    record(ctx, &targets, &reports)?;
+    Ok(reports)
+}
+
+/// Writes each report's result onto its entry, unless the entry was
+/// restarted (new container or process) while the checks ran.
+fn record(ctx: &Ctx, targets: &[&Instance], reports: &[Report]) -> Result<()> {
     let now = chrono::Utc::now();
-    // What each report was about: a result is not written onto an entry that
-    // was restarted (new container or process) while the checks ran.
+    // What each report was about.
     let checked: HashMap<&str, (Option<&str>, Option<u32>, Status)> = targets
         .iter()
         .map(|i| (i.id.as_str(), (i.container_id.as_deref(), i.pid, i.status)))
         .collect();
     ctx.store.update(|reg| {
-        for r in reports.iter().filter(|r| r.status != UNKNOWN) {
+        for r in reports.iter().filter(|r| r.status != Verdict::Unknown) {
             let Some(inst) = reg.instances.values_mut().find(|i| i.id.as_str() == r.id) else {
                 continue;
             };
@@ -340,7 +412,7 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
                 .find(|c| !c.ok)
                 .map(|c| format!("{}: {}", c.name, c.detail));
             inst.health = Some(Health {
-                status: r.status.clone(),
+                status: r.status.to_string(),
                 failures,
                 last_check: Some(now),
                 last_error,
@@ -349,6 +421,5 @@ pub fn check(ctx: &Ctx, only: Option<&InstanceId>) -> Result<Vec<Report>> {
             inst.timestamps.last_health_check = Some(now);
         }
         Ok(())
-    })?;
-    Ok(reports)
+    })
 }

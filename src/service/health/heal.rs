@@ -5,13 +5,14 @@
 //! agent that exited normally, are never "healed"; a user's stop that
 //! lands mid-heal cancels the heal (decided under the registry lock).
 
+use super::checks::Verdict;
 use crate::core::error::Result;
 use crate::core::types::{InstanceId, Status};
 use crate::features::monitor::alerts::{emit, Alert, Severity};
 use crate::lifecycle::{self, Stopper};
 use crate::state::context::Ctx;
 use crate::state::events::Level;
-use crate::state::registry::{Instance, ProcRef, Registry, RuntimeKind};
+use crate::state::registry::{AlertKind, Instance, ProcRef, Recovery, Registry, RuntimeKind};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -107,7 +108,7 @@ fn needs_healing(inst: &Instance) -> bool {
     if inst.runtime != Some(RuntimeKind::Docker) {
         return false;
     }
-    if inst.extra.get("recovery").and_then(|v| v.as_str()) == Some("failed") {
+    if inst.recovery == Some(Recovery::Failed) {
         return false;
     }
     match inst.status {
@@ -115,7 +116,7 @@ fn needs_healing(inst: &Instance) -> bool {
         Status::Running => inst
             .health
             .as_ref()
-            .is_some_and(|h| h.status == "unhealthy"),
+            .is_some_and(|h| h.status == Verdict::Unhealthy.as_str()),
         _ => false,
     }
 }
@@ -143,7 +144,10 @@ impl Healer {
                 // not from the try (a slow start, or checks not yet run on
                 // the new container, must not wipe a crash loop's count).
                 let well = inst.status == Status::Running
-                    && inst.health.as_ref().is_some_and(|h| h.status == "healthy");
+                    && inst
+                        .health
+                        .as_ref()
+                        .is_some_and(|h| h.status == Verdict::Healthy.as_str());
                 if !well {
                     tries.well_since = None;
                 } else if tries.last.is_some() {
@@ -208,7 +212,7 @@ fn give_up(ctx: &Ctx, inst: &Instance, attempts: u32) -> Option<String> {
         if !needs_healing(cur) || lifecycle::stop_in_progress(cur).is_some() {
             return Ok(None);
         }
-        cur.extra.insert("recovery".into(), json!("failed"));
+        cur.recovery = Some(Recovery::Failed);
         if !cur.status.is_live() {
             cur.status = Status::Error;
             cur.status_reason = Some(reason.clone());
@@ -240,7 +244,7 @@ fn give_up(ctx: &Ctx, inst: &Instance, attempts: u32) -> Option<String> {
     emit(
         ctx,
         &Alert {
-            kind: "RECOVERY_FAILED",
+            kind: AlertKind::RecoveryFailed,
             level: Severity::Critical,
             instance: inst.id.to_string(),
             value: attempts.to_string(),

@@ -6,6 +6,6 @@ mod checks;
 mod heal;
 mod watch;
 
-pub use checks::{check, Report};
+pub use checks::{check, Report, Verdict};
 pub use heal::{heal, Healer};
 pub use watch::{watch, Notice as WatchNotice};

@@ -2,6 +2,7 @@
 //! object keeps fields it does not know in `extra`, so a newer version's
 //! data survives a rewrite by this one.
 
+use super::records::{AlertLevels, Recovery, WorktreeInfo};
 use crate::core::types::{Activity, InstanceId, Mode, Port, Status};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -148,6 +149,28 @@ pub struct Instance {
         deserialize_with = "lenient_vec"
     )]
     pub args: Vec<String>,
+    /// The git worktree it works in (`--worktree`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub worktree: Option<WorktreeInfo>,
+    /// The level each resource alert is at (see
+    /// `crate::features::monitor::alerts`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub alerts: Option<AlertLevels>,
+    /// `health watch` gave up healing it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub recovery: Option<Recovery>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -254,7 +277,7 @@ where
 
 /// Markers are advisory: one this version cannot read is dropped rather
 /// than making the whole registry unreadable.
-fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(super) fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: serde::de::DeserializeOwned,
@@ -360,6 +383,7 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    use super::super::records::{AlertKind, Recovery, Severity};
     use super::*;
 
     const SEED: &str = r#"{
@@ -463,6 +487,76 @@ mod tests {
         let r: Registry = serde_json::from_value(v).unwrap();
         let i = r.instances.values().next().unwrap();
         assert!(i.stopping.is_none() && i.starter.is_none());
+    }
+
+    /// Registries written when `worktree`, `alerts` and `recovery` were
+    /// untyped extra keys load into the typed fields and are written back
+    /// the same, with keys this version does not know.
+    #[test]
+    fn recorded_extras_load_typed_and_round_trip() {
+        let mut v: Value = serde_json::from_str(SEED).unwrap();
+        v["future"] = serde_json::json!([1, 2]);
+        let e = &mut v["instances"]["project-a-claude"];
+        e["worktree"] = serde_json::json!({
+            "name": "fix", "branch": "ai/fix",
+            "path": "/src/p.worktrees/fix", "repo": "/src/p",
+            "base": "main"
+        });
+        e["alerts"] =
+            serde_json::json!({"HIGH_CPU": "warning", "HIGH_MEM": "ok", "HIGH_GPU": "critical"});
+        e["recovery"] = serde_json::json!("failed");
+        e["gpu"] = serde_json::json!({"model": "a100"});
+        let r: Registry = serde_json::from_value(v.clone()).unwrap();
+        let i = r.instances.values().next().unwrap();
+        let w = i.worktree.as_ref().unwrap();
+        assert_eq!((w.name.as_str(), w.branch.as_str()), ("fix", "ai/fix"));
+        assert_eq!(w.path, std::path::Path::new("/src/p.worktrees/fix"));
+        let a = i.alerts.as_ref().unwrap();
+        assert_eq!(a.level(AlertKind::HighCpu), Severity::Warning);
+        assert_eq!(a.level(AlertKind::HighMem), Severity::Ok);
+        assert_eq!(i.recovery, Some(Recovery::Failed));
+        assert_eq!(
+            i.extra.keys().collect::<Vec<_>>(),
+            ["gpu"],
+            "only unknown keys stay untyped"
+        );
+        let mut expected = v.clone();
+        // What this version adds to every registry and entry it writes.
+        expected["version"] = Value::Null;
+        expected["instances"]["project-a-claude"]["activity"] = serde_json::json!("unknown");
+        expected["instances"]["project-a-claude"]["restarts"] = serde_json::json!(0);
+        let out = serde_json::to_value(&r).unwrap();
+        assert_eq!(out, expected);
+        // And again: what was written reads back to the same.
+        let again: Registry = serde_json::from_value(out.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&again).unwrap(), out);
+
+        // An empty alert record stays one; absent ones stay absent.
+        let e = &mut v["instances"]["project-a-claude"];
+        e["alerts"] = serde_json::json!({});
+        e.as_object_mut().unwrap().remove("worktree");
+        e.as_object_mut().unwrap().remove("recovery");
+        let out = serde_json::to_value(serde_json::from_value::<Registry>(v).unwrap()).unwrap();
+        let e = &out["instances"]["project-a-claude"];
+        assert_eq!(e["alerts"], serde_json::json!({}));
+        assert!(e.get("worktree").is_none() && e.get("recovery").is_none());
+    }
+
+    /// What a recorded field this version cannot read is dropped, as an
+    /// unreadable marker is: the registry still loads.
+    #[test]
+    fn unreadable_records_are_dropped() {
+        let mut v: Value = serde_json::from_str(SEED).unwrap();
+        let e = &mut v["instances"]["project-a-claude"];
+        e["worktree"] = serde_json::json!("fix");
+        e["alerts"] = serde_json::json!({"HIGH_CPU": "scorching", "HIGH_MEM": "critical"});
+        e["recovery"] = serde_json::json!("maybe");
+        let r: Registry = serde_json::from_value(v).unwrap();
+        let i = r.instances.values().next().unwrap();
+        assert!(i.worktree.is_none() && i.recovery.is_none());
+        let a = i.alerts.as_ref().unwrap();
+        assert_eq!(a.level(AlertKind::HighCpu), Severity::Ok);
+        assert_eq!(a.level(AlertKind::HighMem), Severity::Critical);
     }
 
     #[test]

@@ -1,0 +1,139 @@
+//! What features record on an instance entry: its worktree, the level of
+//! each resource alert, whether `health watch` gave up on it. Typed here
+//! (older versions kept them as untyped extra keys: the JSON is the same).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::path::PathBuf;
+
+/// The git worktree an instance works in (`--worktree NAME`): on disk
+/// `"worktree": {"name", "branch", "path", "repo"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorktreeInfo {
+    pub name: String,
+    pub branch: String,
+    pub path: PathBuf,
+    pub repo: PathBuf,
+    /// Fields a newer version added, kept through a rewrite.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl WorktreeInfo {
+    pub fn new(name: String, branch: String, path: PathBuf, repo: PathBuf) -> Self {
+        WorktreeInfo {
+            name,
+            branch,
+            path,
+            repo,
+            extra: Map::new(),
+        }
+    }
+}
+
+/// How far a measured value is over its thresholds.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Ok,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an alert is about; written `HIGH_CPU`, `HIGH_MEM`,
+/// `RECOVERY_FAILED` (events, `AI_ALERT_KIND`, the registry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AlertKind {
+    HighCpu,
+    HighMem,
+    RecoveryFailed,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::HighCpu => "HIGH_CPU",
+            AlertKind::HighMem => "HIGH_MEM",
+            AlertKind::RecoveryFailed => "RECOVERY_FAILED",
+        }
+    }
+}
+
+impl fmt::Display for AlertKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The level each threshold alert is at (`"alerts": {"HIGH_CPU":
+/// "warning", …}`), so every sampler agrees on what was already raised.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertLevels {
+    #[serde(
+        rename = "HIGH_CPU",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::schema::lenient"
+    )]
+    pub high_cpu: Option<Severity>,
+    #[serde(
+        rename = "HIGH_MEM",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::schema::lenient"
+    )]
+    pub high_mem: Option<Severity>,
+    /// Alerts a newer version added, kept through a rewrite.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl AlertLevels {
+    /// The recorded level of `kind` (`Ok` when none is).
+    pub fn level(&self, kind: AlertKind) -> Severity {
+        match kind {
+            AlertKind::HighCpu => self.high_cpu,
+            AlertKind::HighMem => self.high_mem,
+            AlertKind::RecoveryFailed => None,
+        }
+        .unwrap_or_default()
+    }
+
+    /// Records the level of a threshold alert (`RecoveryFailed` has none).
+    pub fn set(&mut self, kind: AlertKind, level: Severity) {
+        match kind {
+            AlertKind::HighCpu => self.high_cpu = Some(level),
+            AlertKind::HighMem => self.high_mem = Some(level),
+            AlertKind::RecoveryFailed => {}
+        }
+    }
+}
+
+/// What `health watch` concluded about healing an instance: `"failed"`,
+/// it gave up (nothing heals it again until it is started anew).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recovery {
+    Failed,
+}
