@@ -179,8 +179,11 @@ impl DockerEngine {
         let (created, placed) = self.create(spec, files).await?;
         // Best effort: an agent without its hook settings still runs (its
         // activity stays unknown).
-        if let (Some(e), true) = (placed, std::env::var_os("AI_SESSIONS_DEBUG").is_some()) {
-            eprintln!("ai-sessctl: placing files in {name}: {e}");
+        if let Some(e) = placed {
+            crate::core::warning::report(crate::core::warning::Warning {
+                loudness: crate::core::warning::Loudness::Debug,
+                text: format!("ai-sessctl: placing files in {name}: {e}"),
+            });
         }
         let id = match created {
             Created::Id(id) => id,

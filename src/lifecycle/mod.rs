@@ -194,7 +194,9 @@ pub fn choose(
                     )),
                 });
             }
-            eprintln!("ai-sessctl: {why}; running {mode} on the host (runtime = \"auto\")");
+            crate::core::warning::report_warn(format!(
+                "ai-sessctl: {why}; running {mode} on the host (runtime = \"auto\")"
+            ));
             Ok((RuntimeKind::Host, None))
         }
     }

@@ -299,7 +299,7 @@ pub(super) fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launc
     if let Some(note) =
         crate::features::agent_state::unmigrated_note(&ctx.dirs, &plan.eff.agent, &req.mode)
     {
-        eprintln!("ai-sessctl: note: {note}");
+        crate::core::warning::report_warn(format!("ai-sessctl: note: {note}"));
     }
     ctx.dirs.ensure_sub(&ctx.dirs.logs_dir())?;
     let socket = match plan.kind {
@@ -467,7 +467,9 @@ pub(super) fn undo_launch(
     match (container, engine) {
         (Some(cid), Some(engine)) => {
             if let Err(e) = engine.remove(cid, None) {
-                eprintln!("ai-sessctl: warning: could not remove container {cid}: {e}");
+                crate::core::warning::report_warn(format!(
+                    "ai-sessctl: warning: could not remove container {cid}: {e}"
+                ));
             }
         }
         _ => {

@@ -62,11 +62,17 @@ impl Rules {
                     self.instance = instance;
                     self.stamp = stamp;
                 }
-                Err(e) => eprintln!("egress proxy: keeping the previous rules: {e}"),
+                Err(e) => say(format!("egress proxy: keeping the previous rules: {e}")),
             }
         }
         (self.set.clone(), self.instance.clone())
     }
+}
+
+/// What the proxy says about itself goes to the process's warning sink:
+/// the command running it prints it on stderr, which is the sidecar's log.
+fn say(line: String) {
+    crate::core::warning::report_warn(line);
 }
 
 pub fn run(args: ProxyArgs) -> Result<()> {
@@ -100,7 +106,7 @@ async fn serve(args: ProxyArgs) -> Result<()> {
     if let Some(name) = args.watch.clone() {
         tokio::spawn(watch(name));
     }
-    eprintln!("egress proxy: listening on {}", args.listen);
+    say(format!("egress proxy: listening on {}", args.listen));
     let limit = relay::Limit::new(relay::MAX_PROXY);
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
@@ -182,7 +188,7 @@ async fn watch(name: String) {
         let gone = seen && misses >= 3;
         let never = !seen && started.elapsed() > Duration::from_secs(120);
         if gone || never {
-            eprintln!("egress proxy: {name} is gone; exiting");
+            say(format!("egress proxy: {name} is gone; exiting"));
             std::process::exit(0);
         }
     }
@@ -345,7 +351,10 @@ impl EgressLog {
                     self.file = Some((f, len));
                 }
                 Err(e) => {
-                    eprintln!("egress proxy: cannot log to {}: {e}", self.path.display());
+                    say(format!(
+                        "egress proxy: cannot log to {}: {e}",
+                        self.path.display()
+                    ));
                     return;
                 }
             }
@@ -364,10 +373,10 @@ impl EgressLog {
             return;
         }
         let shown = crate::state::events::truncate(host, crate::state::events::BOX_FIELD_MAX);
-        eprintln!(
+        say(format!(
             "egress proxy: refused {}:{port}: {reason}",
             crate::core::untrusted::printable(&shown)
-        );
+        ));
         let mut meta = json!({"instance": instance, "host": shown, "port": port, "reason": reason});
         if shown.len() != host.len() {
             meta["host_bytes"] = json!(host.len());
@@ -381,7 +390,9 @@ impl EgressLog {
             return;
         }
         let n = std::mem::take(&mut self.dropped);
-        eprintln!("egress proxy: {n} more refusals not logged (rate limit)");
+        say(format!(
+            "egress proxy: {n} more refusals not logged (rate limit)"
+        ));
         self.write(&egress_event(
             "refusals not logged",
             json!({"instance": instance, "dropped": n, "reason": "rate limit"}),

@@ -169,7 +169,7 @@ pub fn sample_all(insts: &[&Instance]) -> Vec<Sample> {
             match Engine::shared() {
                 Ok(engine) => sample_docker(engine, &docker),
                 Err(e) => {
-                    eprintln!("ai-sessctl: warning: {e}");
+                    crate::core::warning::report_warn(format!("ai-sessctl: warning: {e}"));
                     Vec::new()
                 }
             }

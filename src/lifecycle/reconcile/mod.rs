@@ -11,7 +11,7 @@ mod settle;
 
 use crate::core::error::Result;
 use crate::core::types::InstanceId;
-use crate::core::warning::{Loudness, Warnings};
+use crate::core::warning::{Warning, Warnings};
 use crate::state::config::ShellExitPolicy;
 use crate::state::context::Ctx;
 use crate::state::registry::Registry;
@@ -41,14 +41,14 @@ pub fn refresh_with_warnings(ctx: &Ctx) -> Result<(Registry, Warnings)> {
     refresh_with(ctx, true)
 }
 
-/// Writes warnings to stderr as the CLI has always said them, for the
-/// callers that cannot hand them on yet.
+/// Hands warnings to the process's warning sink (the CLI prints them as it
+/// always said them), for the callers that cannot hand them on yet.
 pub fn say(warnings: &Warnings) {
-    let debug = std::env::var_os("AI_SESSIONS_DEBUG").is_some();
     for w in warnings.iter() {
-        if w.loudness == Loudness::Warn || debug {
-            eprintln!("ai-sessctl: warning: {w}");
-        }
+        crate::core::warning::report(Warning {
+            loudness: w.loudness,
+            text: format!("ai-sessctl: warning: {w}"),
+        });
     }
 }
 
