@@ -32,7 +32,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
     let ctx = Ctx::from_env()?;
     match command {
         Command::Run(a) => run::run(&ctx, a),
-        Command::Start(a) => run::start(&ctx, a.into()),
+        Command::Start(a) => run::start(&ctx, run::request(a)),
         Command::Stop { ids, all, force } => lifecycle::stop(&ctx, ids, all, force),
         Command::Restart(a) => lifecycle::restart(&ctx, a.id),
         Command::Attach(a) => run::attach(&ctx, a.id),

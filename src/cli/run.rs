@@ -3,46 +3,31 @@
 
 use super::{Ctx, RunArgs, StartArgs};
 use crate::core::error::{Error, Result};
-use crate::core::types::{InstanceId, Mode, Port, Status};
+use crate::core::types::{InstanceId, Status};
 use crate::engine::attach::{parse_detach_keys, AttachEnd};
 use crate::lifecycle;
 use crate::lifecycle::docker::DockerEngine;
 use crate::lifecycle::setup_wait::Watch;
-use crate::service::{self, start::Started};
-use crate::state::config::RuntimeChoice;
+use crate::service::{self, start::StartRequest, start::Started};
 use crate::state::registry::{Client, Instance, ProcRef, RuntimeKind};
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub struct StartRequest {
-    pub path: Option<PathBuf>,
-    pub mode: Mode,
-    pub id: Option<InstanceId>,
-    pub port: Option<Port>,
-    pub runtime: Option<RuntimeChoice>,
-    pub egress: Option<crate::state::config::EgressPolicy>,
-    pub detach: bool,
-    pub args: Vec<String>,
-    pub shell_pid: Option<u32>,
-    /// `--worktree NAME`: run in that git worktree of the project.
-    pub worktree: Option<String>,
-}
-
-impl From<StartArgs> for StartRequest {
-    fn from(a: StartArgs) -> Self {
-        StartRequest {
-            path: a.path,
-            mode: a.mode,
-            id: a.id,
-            port: a.port,
-            runtime: a.runtime,
-            egress: a.egress,
-            detach: a.detach,
-            args: a.args,
-            worktree: a.worktree,
-            shell_pid: None,
-        }
+/// `ai-sessctl start`'s arguments as a start in a project (an instance an
+/// engine restart or reboot ended is brought back with its arguments).
+pub fn request(a: StartArgs) -> StartRequest {
+    StartRequest {
+        path: a.path,
+        mode: a.mode,
+        id: a.id,
+        port: a.port,
+        runtime: a.runtime,
+        egress: a.egress,
+        detach: a.detach,
+        args: a.args,
+        worktree: a.worktree,
+        shell_pid: None,
+        resume: true,
     }
 }
 
@@ -95,6 +80,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             args,
             shell_pid,
             worktree: from_args,
+            resume: true,
         },
     )
 }
@@ -103,23 +89,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
     let (detach, shell_pid) = (req.detach, req.shell_pid);
     let args = req.args.clone();
     let mut warnings = crate::core::warning::Warnings::new();
-    let started = service::start::start(
-        ctx,
-        service::start::StartRequest {
-            path: req.path,
-            mode: req.mode,
-            id: req.id,
-            port: req.port,
-            runtime: req.runtime,
-            egress: req.egress,
-            detach,
-            args: req.args,
-            shell_pid,
-            worktree: req.worktree,
-            resume: true,
-        },
-        &mut warnings,
-    );
+    let started = service::start::start(ctx, req, &mut warnings);
     super::output::warnings(warnings);
     let started = started?;
     match started {
@@ -266,7 +236,7 @@ fn attach_to(
     if inst.status == Status::Paused {
         lifecycle::set_paused(ctx, &inst.id, false)?;
     }
-    let _client = Attached::register(ctx, &inst.id, shell);
+    let _client = AttachedClient::register(ctx, &inst.id, shell);
     eprintln!("attached to {} (detach: {})", inst.id, keys_spec);
     let attached = crate::features::activity::notify::attached_guard(ctx, &inst.id);
     let end = engine.attach(&cid, &keys, fresh)?;
@@ -289,13 +259,13 @@ fn attach_to(
 
 /// This terminal in the entry's attached clients, for as long as it is
 /// attached (best effort: a client that died is ignored by its pid).
-struct Attached<'a> {
+struct AttachedClient<'a> {
     ctx: &'a Ctx,
     id: InstanceId,
     me: ProcRef,
 }
 
-impl<'a> Attached<'a> {
+impl<'a> AttachedClient<'a> {
     fn register(ctx: &'a Ctx, id: &InstanceId, shell: Option<u32>) -> Self {
         let me = ProcRef::me();
         let shell_pid = shell.unwrap_or_else(|| nix::unistd::getppid().as_raw() as u32);
@@ -313,7 +283,7 @@ impl<'a> Attached<'a> {
             }
             Ok(())
         });
-        Attached {
+        AttachedClient {
             ctx,
             id: id.clone(),
             me,
@@ -321,7 +291,7 @@ impl<'a> Attached<'a> {
     }
 }
 
-impl Drop for Attached<'_> {
+impl Drop for AttachedClient<'_> {
     fn drop(&mut self) {
         let _ = self.ctx.store.update(|reg| {
             if let Some(i) = reg.instances.get_mut(&self.id) {

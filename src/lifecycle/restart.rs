@@ -1,6 +1,6 @@
 //! Restart: stop, then start again with the same id.
 
-use super::start::{start, StartRequest};
+use super::start::{start, InstanceStart};
 use super::stop::{stop_many_as, Stopper};
 use crate::core::error::{Error, Result};
 use crate::core::types::InstanceId;
@@ -49,7 +49,7 @@ pub fn restart_as(
     let bind = ctx.effective(id)?.settings.networking.bind;
     start(
         ctx,
-        StartRequest {
+        InstanceStart {
             project: inst.project_path.clone().into(),
             mode: inst.mode.clone(),
             id: Some(id.clone()),

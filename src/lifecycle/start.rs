@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
-pub struct StartRequest {
+pub struct InstanceStart {
     pub project: PathBuf,
     pub mode: Mode,
     pub id: Option<InstanceId>,
@@ -59,7 +59,7 @@ pub enum Started {
 /// starts the agent without holding the lock; [`record`] writes down what
 /// runs (or undoes the launch when a stop or removal came meanwhile). A
 /// failed launch leaves no half-registered entry behind.
-pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
+pub fn start(ctx: &Ctx, req: InstanceStart) -> Result<Started> {
     let plan = match reserve(ctx, &req)? {
         Reserve::Running(inst) => return Ok(Started::AlreadyRunning(*inst)),
         Reserve::Reserved(plan) => plan,
@@ -83,7 +83,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<Started> {
 }
 
 /// What [`reserve`] registered, for the later phases.
-pub(super) struct Plan {
+pub(super) struct Reserved {
     /// The entry as registered (`initializing`, port held).
     inst: Instance,
     /// The entry it replaced (stopped, error), restored if the launch fails.
@@ -95,12 +95,12 @@ pub(super) struct Plan {
 
 pub(super) enum Reserve {
     Running(Box<Instance>),
-    Reserved(Box<Plan>),
+    Reserved(Box<Reserved>),
 }
 
 /// The id a start is for, decided against `reg`: the one asked for (which
 /// must belong to this project), or the one derived from the project path.
-pub(super) fn settle_id(reg: &Registry, req: &StartRequest) -> Result<InstanceId> {
+pub(super) fn settle_id(reg: &Registry, req: &InstanceStart) -> Result<InstanceId> {
     let id = match &req.id {
         Some(id) => id.clone(),
         None => derive_id(reg, &req.project, &req.mode)?,
@@ -132,7 +132,7 @@ pub(super) fn settle_id(reg: &Registry, req: &StartRequest) -> Result<InstanceId
 /// The id decides which config applies and so which runtime, and choosing
 /// a runtime asks the engine: that is done from a snapshot, outside the
 /// lock, and redone if the id settled under the lock differs.
-pub(super) fn reserve(ctx: &Ctx, req: &StartRequest) -> Result<Reserve> {
+pub(super) fn reserve(ctx: &Ctx, req: &InstanceStart) -> Result<Reserve> {
     for _ in 0..8 {
         let snapshot = ctx.store.load()?;
         let guess = settle_id(&snapshot, req)?;
@@ -167,7 +167,7 @@ pub(super) fn reserve(ctx: &Ctx, req: &StartRequest) -> Result<Reserve> {
             None => continue,
             Some(Err(running)) => return Ok(Reserve::Running(Box::new(running))),
             Some(Ok((inst, previous))) => {
-                return Ok(Reserve::Reserved(Box::new(Plan {
+                return Ok(Reserve::Reserved(Box::new(Reserved {
                     inst,
                     previous,
                     eff,
@@ -185,7 +185,7 @@ pub(super) fn reserve(ctx: &Ctx, req: &StartRequest) -> Result<Reserve> {
 /// The `--egress` of a start: the one given, else the one the instance
 /// was started with before.
 pub(super) fn egress_flag(
-    req: &StartRequest,
+    req: &InstanceStart,
     prev: Option<&Instance>,
 ) -> Option<config::EgressPolicy> {
     req.egress.or(prev.and_then(|p| p.egress_flag))
@@ -196,7 +196,7 @@ pub(super) fn egress_flag(
 pub(super) fn register(
     ctx: &Ctx,
     reg: &mut Registry,
-    req: &StartRequest,
+    req: &InstanceStart,
     id: &InstanceId,
     eff: &Effective,
     kind: RuntimeKind,
@@ -289,7 +289,7 @@ pub(super) fn register(
 }
 
 /// Phase 2, without the lock: state dirs, then the runtime's launch.
-pub(super) fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launched> {
+pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<Launched> {
     let inst = &plan.inst;
     let id = &inst.id;
     let state_dir =
@@ -368,7 +368,7 @@ pub(super) fn launch(ctx: &Ctx, req: &StartRequest, plan: &Plan) -> Result<Launc
 
 /// Takes back a registration whose launch failed: nothing was started. An
 /// entry that was there before (stopped, error) comes back as it was.
-pub(super) fn unreserve(ctx: &Ctx, plan: &Plan) {
+pub(super) fn unreserve(ctx: &Ctx, plan: &Reserved) {
     let id = &plan.inst.id;
     let _ = ctx.store.update(|reg| {
         if reg
@@ -387,8 +387,8 @@ pub(super) fn unreserve(ctx: &Ctx, plan: &Plan) {
 /// Phase 3: records what runs, under the lock. A stop that came while it
 /// launched is carried out now; an entry removed meanwhile (`rm --force`)
 /// means nothing may keep running.
-pub(super) fn record(ctx: &Ctx, plan: Box<Plan>, launched: Launched) -> Result<Started> {
-    let Plan { inst, engine, .. } = *plan;
+pub(super) fn record(ctx: &Ctx, plan: Box<Reserved>, launched: Launched) -> Result<Started> {
+    let Reserved { inst, engine, .. } = *plan;
     let id = inst.id;
     let (container_id, pid) = match &launched {
         Launched::Container(cid) => (Some(cid.clone()), None),

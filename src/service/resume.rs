@@ -12,7 +12,7 @@
 
 use crate::core::error::{Error, Result};
 use crate::core::types::InstanceId;
-use crate::lifecycle::{self, StartRequest};
+use crate::lifecycle::{self, InstanceStart};
 use crate::state::context::Ctx;
 use crate::state::events::Level;
 use crate::state::registry::{Instance, RuntimeKind};
@@ -64,7 +64,7 @@ pub fn bring_back(ctx: &Ctx, inst: &Instance) -> Result<Instance> {
     let continue_args = resume_args(ctx, inst);
     lifecycle::start(
         ctx,
-        StartRequest {
+        InstanceStart {
             project: inst.project_path.clone().into(),
             mode: inst.mode.clone(),
             id: Some(inst.id.clone()),

@@ -68,7 +68,7 @@ pub fn start(ctx: &Ctx, req: StartRequest, warnings: &mut Warnings) -> Result<St
     }
     let started = lifecycle::start(
         ctx,
-        lifecycle::StartRequest {
+        lifecycle::InstanceStart {
             project,
             mode: req.mode,
             id: req.id,

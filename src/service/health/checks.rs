@@ -252,7 +252,7 @@ fn log_proxy_down(ctx: &Ctx, targets: &[&Instance], reports: &[Report]) {
 /// What the engine says about the instances checked: their containers, their
 /// egress proxies (when one needs one), or why it could not be asked.
 #[derive(Default)]
-struct Engine {
+struct EngineView {
     observed: Option<HashMap<String, Observed>>,
     sidecars: Option<HashMap<String, ContainerState>>,
     /// The engine's error: reports about its instances say "unknown".
@@ -260,12 +260,12 @@ struct Engine {
 }
 
 /// Asks the engine about `targets`, when a live one is in a container.
-fn ask_engine(targets: &[&Instance]) -> Engine {
+fn ask_engine(targets: &[&Instance]) -> EngineView {
     let needs_engine = targets
         .iter()
         .any(|i| i.status.is_live() && i.runtime == Some(RuntimeKind::Docker));
     if !needs_engine {
-        return Engine::default();
+        return EngineView::default();
     }
     // An engine that does not answer says nothing about the instances in
     // it: their reports say "unknown" (with the engine's error) and are
@@ -279,20 +279,20 @@ fn ask_engine(targets: &[&Instance]) -> Engine {
             .flatten();
         Ok((e.observe()?, sidecars))
     }) {
-        Ok((o, s)) => Engine {
+        Ok((o, s)) => EngineView {
             observed: Some(o),
             sidecars: s,
             outage: None,
         },
-        Err(e) => Engine {
+        Err(e) => EngineView {
             outage: Some(e.to_string()),
-            ..Engine::default()
+            ..EngineView::default()
         },
     }
 }
 
 /// The report on one instance.
-fn report(ctx: &Ctx, inst: &Instance, engine: &Engine) -> Report {
+fn report(ctx: &Ctx, inst: &Instance, engine: &EngineView) -> Report {
     if inst.status == Status::Initializing {
         // Its container may exist but not run yet: that is a start in
         // progress, not a failure.
