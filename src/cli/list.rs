@@ -227,7 +227,7 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
         field("exit code", &c.to_string());
     }
     if let Some(h) = &inst.health {
-        field("health", &h.status);
+        field("health", h.status.as_str());
     }
     if let Some(p) = inst.owner_pid {
         field("owner shell", &p.to_string());

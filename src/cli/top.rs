@@ -145,7 +145,7 @@ fn draw(f: &mut ratatui::Frame, snap: &Snapshot, sort: SortKey) {
             let health = i
                 .health
                 .as_ref()
-                .map(|h| h.status.clone())
+                .map(|h| h.status.to_string())
                 .unwrap_or_else(|| "-".into());
             let uptime = match i.timestamps.started {
                 Some(t) if i.status.is_live() => crate::cli::output::human_duration(now - t),

@@ -412,7 +412,7 @@ fn record(ctx: &Ctx, targets: &[&Instance], reports: &[Report]) -> Result<()> {
                 .find(|c| !c.ok)
                 .map(|c| format!("{}: {}", c.name, c.detail));
             inst.health = Some(Health {
-                status: r.status.to_string(),
+                status: r.status.as_str().to_owned().into(),
                 failures,
                 last_check: Some(now),
                 last_error,

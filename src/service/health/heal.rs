@@ -5,14 +5,15 @@
 //! agent that exited normally, are never "healed"; a user's stop that
 //! lands mid-heal cancels the heal (decided under the registry lock).
 
-use super::checks::Verdict;
 use crate::core::error::Result;
 use crate::core::types::{InstanceId, Status};
 use crate::features::monitor::alerts::{emit, Alert, Severity};
 use crate::lifecycle::{self, Stopper};
 use crate::state::context::Ctx;
 use crate::state::events::Level;
-use crate::state::registry::{AlertKind, Instance, ProcRef, Recovery, Registry, RuntimeKind};
+use crate::state::registry::{
+    AlertKind, HealthStatus, Instance, ProcRef, Recovery, Registry, RuntimeKind,
+};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -116,7 +117,7 @@ fn needs_healing(inst: &Instance) -> bool {
         Status::Running => inst
             .health
             .as_ref()
-            .is_some_and(|h| h.status == Verdict::Unhealthy.as_str()),
+            .is_some_and(|h| h.status == HealthStatus::Unhealthy),
         _ => false,
     }
 }
@@ -147,7 +148,7 @@ impl Healer {
                     && inst
                         .health
                         .as_ref()
-                        .is_some_and(|h| h.status == Verdict::Healthy.as_str());
+                        .is_some_and(|h| h.status == HealthStatus::Healthy);
                 if !well {
                     tries.well_since = None;
                 } else if tries.last.is_some() {

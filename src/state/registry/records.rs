@@ -137,3 +137,57 @@ impl AlertLevels {
 pub enum Recovery {
     Failed,
 }
+/// The last health check's word on an instance (`health.status`):
+/// `healthy`, `unhealthy`, `starting`, or the status of one that was not
+/// live. A word this version does not know is kept as it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum HealthStatus {
+    Healthy,
+    Unhealthy,
+    Starting,
+    Other(String),
+}
+
+impl HealthStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+            HealthStatus::Starting => "starting",
+            HealthStatus::Other(s) => s,
+        }
+    }
+}
+
+impl Default for HealthStatus {
+    fn default() -> Self {
+        HealthStatus::Other(String::new())
+    }
+}
+
+impl From<String> for HealthStatus {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "healthy" => HealthStatus::Healthy,
+            "unhealthy" => HealthStatus::Unhealthy,
+            "starting" => HealthStatus::Starting,
+            _ => HealthStatus::Other(s),
+        }
+    }
+}
+
+impl From<HealthStatus> for String {
+    fn from(h: HealthStatus) -> String {
+        match h {
+            HealthStatus::Other(s) => s,
+            known => known.as_str().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

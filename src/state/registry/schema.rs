@@ -319,7 +319,7 @@ pub struct Timestamps {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Health {
-    pub status: String,
+    pub status: super::HealthStatus,
     #[serde(default)]
     pub failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -383,7 +383,7 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::records::{AlertKind, Recovery, Severity};
+    use super::super::records::{AlertKind, HealthStatus, Recovery, Severity};
     use super::*;
 
     const SEED: &str = r#"{
@@ -487,6 +487,34 @@ mod tests {
         let r: Registry = serde_json::from_value(v).unwrap();
         let i = r.instances.values().next().unwrap();
         assert!(i.stopping.is_none() && i.starter.is_none());
+    }
+
+    /// `health.status` loads typed; a word this version does not know is
+    /// written back as it was.
+    #[test]
+    fn health_status_is_typed_and_keeps_unknown_words() {
+        for (word, typed) in [
+            ("healthy", Some(HealthStatus::Healthy)),
+            ("unhealthy", Some(HealthStatus::Unhealthy)),
+            ("starting", Some(HealthStatus::Starting)),
+            ("stopped", None),
+            ("degraded", None),
+        ] {
+            let mut v: Value = serde_json::from_str(SEED).unwrap();
+            v["instances"]["project-a-claude"]["health"] =
+                serde_json::json!({"status": word, "failures": 2});
+            let r: Registry = serde_json::from_value(v).unwrap();
+            let h = r.instances.values().next().unwrap().health.clone().unwrap();
+            if let Some(t) = typed {
+                assert_eq!(h.status, t);
+            }
+            assert_eq!(h.status.as_str(), word);
+            let out = serde_json::to_value(&r).unwrap();
+            assert_eq!(
+                out["instances"]["project-a-claude"]["health"]["status"],
+                serde_json::json!(word)
+            );
+        }
     }
 
     /// Registries written when `worktree`, `alerts` and `recovery` were
