@@ -273,6 +273,7 @@ fn login_obeys_egress_none() {
 #[test]
 fn gc_reaps_the_container_of_a_killed_login() {
     require_docker!();
+    let _strays = crate::common::gc_turn(); // it runs gc or registry repair
     let env = Env::new();
     login_config(&env, "sleep 600", "");
     let home = env.state().canonicalize().unwrap();
@@ -515,6 +516,7 @@ fn login_copies_out_only_a_regular_file() {
 #[test]
 fn a_box_process_with_the_host_marker_is_not_taken_for_a_host_agent() {
     require_docker!();
+    let _strays = crate::common::gc_turn(); // it runs gc or registry repair
     if !nix::unistd::getuid().is_root() {
         eprintln!("SKIP: the box's root is this user only when the tests run as root");
         return;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ai-sessctl");
@@ -241,6 +241,24 @@ macro_rules! require_docker {
         }
         $crate::common::test_image();
     }};
+}
+
+/// `gc` and `registry repair` of any state home take a container labelled
+/// `ai.managed-by` without an `ai.home` as their own (a stray of an older
+/// version). Tests of every module share one process and one engine: a
+/// test that plants such a container holds `plant_strays()`, and a test
+/// that runs `gc` or `registry repair` holds `gc_turn()` meanwhile, so no
+/// other test's gc or repair takes the plant (or adopts it) under it.
+static STRAYS: RwLock<()> = RwLock::new(());
+
+/// Held while a test runs `gc` or `registry repair` (shared).
+pub fn gc_turn() -> RwLockReadGuard<'static, ()> {
+    STRAYS.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held while a test's label-less stray exists (exclusive).
+pub fn plant_strays() -> RwLockWriteGuard<'static, ()> {
+    STRAYS.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The test's own git, setting a scene (a committer, no hooks); its

@@ -8,12 +8,7 @@ use crate::common::{stderr, stdout, wait_until, Env, TEST_IMAGE};
 use crate::docker_support::*;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
-
-/// `gc` collects label-less strays of any home, such as the one planted by
-/// `gc_removes_a_stray_labelled_container`: tests running `gc` take turns.
-static GC: Mutex<()> = Mutex::new(());
 
 /// Starts `claude` detached in a new project `<name>-<token>`; returns the id.
 fn start(env: &Env, name: &str) -> (String, PathBuf) {
@@ -195,6 +190,7 @@ fn removed_behind_our_back_shows_stopped() {
 #[test]
 fn repair_rebuilds_a_deleted_registry_from_labels() {
     require_docker!();
+    let _strays = crate::common::gc_turn(); // it runs gc or registry repair
     let env = Env::new();
     docker_config(&env, "");
     let (a, pa) = start(&env, "rep1");
@@ -223,6 +219,7 @@ fn repair_rebuilds_a_deleted_registry_from_labels() {
 #[test]
 fn repair_moves_a_corrupt_registry_aside() {
     require_docker!();
+    let _strays = crate::common::gc_turn(); // it runs gc or registry repair
     let env = Env::new();
     docker_config(&env, "");
     let (a, _) = start(&env, "corrupt");
@@ -324,7 +321,8 @@ fn rm_refuses_running_unless_forced() {
 #[test]
 fn gc_removes_a_stray_labelled_container() {
     require_docker!();
-    let _gc = GC.lock().unwrap_or_else(|p| p.into_inner());
+    // Its stray has no `ai.home`: no other test's gc or repair meanwhile.
+    let _strays = common::plant_strays();
     let env = Env::new();
     docker_config(&env, "");
     let (mine, _) = start(&env, "gckeep");
@@ -418,7 +416,7 @@ fn max_instances_is_enforced() {
 #[test]
 fn gc_and_repair_leave_another_homes_instances_alone() {
     require_docker!();
-    let _gc = GC.lock().unwrap_or_else(|p| p.into_inner());
+    let _strays = common::gc_turn();
     let mine = Env::new();
     docker_config(&mine, "");
     let theirs = Env::new();
@@ -444,6 +442,7 @@ fn gc_and_repair_leave_another_homes_instances_alone() {
 #[test]
 fn lost_registry_then_start_explains_and_repair_recovers() {
     require_docker!();
+    let _strays = crate::common::gc_turn(); // it runs gc or registry repair
     let env = Env::new();
     docker_config(&env, "");
     let (id, proj) = start(&env, "lost");

@@ -35,6 +35,7 @@ fn check(env: &Env, what: &str) {
 #[test]
 fn starts_and_stops_killed_at_random_moments_converge() {
     require_docker!();
+    let _strays = crate::common::gc_turn(); // it runs gc or registry repair
     let env = Env::new();
     fault_config(&env, 100, "[]");
     let _rm = RmHome(home_label(&env));

@@ -231,6 +231,7 @@ fn reaches(from: &str, ip: &str, port: &str) -> bool {
 #[test]
 fn instances_cannot_reach_each_other_unless_shared() {
     require_docker!();
+    let _strays = crate::common::gc_turn(); // it runs gc or registry repair
     for (mode, reach) in [("isolated", false), ("shared", true)] {
         let env = Env::new();
         env.use_test_image(&format!(
@@ -360,6 +361,7 @@ fn two_homes_with_one_project_name_get_two_containers() {
 #[test]
 fn a_container_of_the_old_name_form_is_still_found_by_label() {
     require_docker!();
+    let _strays = crate::common::gc_turn(); // it runs gc or registry repair
     let env = Env::new();
     env.use_test_image("");
     let proj = env.project(&env.unique("old"));
