@@ -9,7 +9,7 @@
 use crate::api_support;
 use crate::common;
 
-use crate::common::{stderr, stdout, Env, TEST_IMAGE};
+use crate::common::{stderr, stdout, test_image_tag, Env};
 use crate::docker_support::*;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -45,11 +45,12 @@ impl Drop for Net {
 fn allowlist_env() -> (Env, Net) {
     let env = Env::new();
     let net = Net::new(&env);
+    let agent_image = test_image_tag();
     env.write_config(&format!(
         "egress = \"allowlist\"\nallow = [\"allowed.test\"]\nproxy_network = \"{}\"\n\n\
          [global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
          [resources.memory]\nlimit = \"128Mi\"\n\n\
-         [agents.claude]\nimage = \"{TEST_IMAGE}\"\nenv_passthrough = {PASSTHROUGH}\n",
+         [agents.claude]\nimage = \"{agent_image}\"\nenv_passthrough = {PASSTHROUGH}\n",
         net.0
     ));
     (env, net)

@@ -10,7 +10,6 @@ use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ai-sessctl");
-pub const TEST_IMAGE: &str = "ai-sessions-test-agent:latest";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -63,10 +62,11 @@ impl Env {
 
     /// Config for container tests: the fake-agent image for both agents.
     pub fn use_test_image(&self, extra: &str) {
+        let agent_image = test_image_tag();
         self.write_config(&format!(
             "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n[resources.memory]\nlimit = \"128Mi\"\n\n\
-             [agents.claude]\nimage = \"{TEST_IMAGE}\"\nenv_passthrough = [\"AIS_TEST_SECRET\"]\n\n\
-             [agents.gemini]\nimage = \"{TEST_IMAGE}\"\n\n{extra}"
+             [agents.claude]\nimage = \"{agent_image}\"\nenv_passthrough = [\"AIS_TEST_SECRET\"]\n\n\
+             [agents.gemini]\nimage = \"{agent_image}\"\n\n{extra}"
         ));
     }
 
@@ -280,21 +280,66 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Builds the fake-agent image once per test process (`FROM scratch` with
-/// the host's static busybox); concurrent builders are serialised by flock.
+/// The fake-agent image's tag, `ai-sessions-test-agent:<16 hex>`: the
+/// sha256 of what goes into it (build.sh, the Dockerfile, the fake agent
+/// and the host's busybox). A tag that exists holds exactly these files,
+/// so it is built once and then reused by every later test process, and
+/// checkouts with different fixtures never overwrite each other's image.
+/// Naming it needs no engine.
+pub fn test_image_tag() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        use sha2::Digest;
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agent");
+        let mut h = sha2::Sha256::new();
+        for name in ["build.sh", "Dockerfile", "fake-agent"] {
+            let bytes = std::fs::read(fixtures.join(name)).unwrap();
+            h.update(name.as_bytes());
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+        // Without busybox the build fails and says so (build.sh).
+        if let Some(bytes) = which::which("busybox")
+            .ok()
+            .and_then(|p| std::fs::read(p).ok())
+        {
+            h.update(b"busybox");
+            h.update(&bytes);
+        }
+        let d = h.finalize();
+        let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("ai-sessions-test-agent:{hex}")
+    })
+}
+
+/// The fake-agent image (`FROM scratch` with the host's static busybox),
+/// built when its content tag does not exist yet: checked once per test
+/// process; concurrent builders (other test processes, other checkouts)
+/// are serialised by flock and look again once they hold it.
 pub fn test_image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
+    let tag = test_image_tag();
     BUILT.get_or_init(|| {
+        let exists = || {
+            Command::new("docker")
+                .args(["image", "inspect", "--format", "{{.Id}}", tag])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if exists() {
+            return;
+        }
         let lock = std::fs::File::create(std::env::temp_dir().join("ai-sessions-test-image.lock"))
             .unwrap();
         let mut lock = fd_lock_compat::Lock(lock);
         lock.lock();
+        if exists() {
+            return;
+        }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agent/build.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(TEST_IMAGE)
-            .output()
-            .unwrap();
+        let out = Command::new("bash").arg(&script).arg(tag).output().unwrap();
         assert!(
             out.status.success(),
             "building the test image failed:\n{}{}",
@@ -302,7 +347,7 @@ pub fn test_image() -> &'static str {
             stderr(&out)
         );
     });
-    TEST_IMAGE
+    tag
 }
 
 /// flock without another dependency.

@@ -112,7 +112,7 @@ fn auto_runtime_falls_back_to_the_host() {
     // runtime left at its default ("auto"); the image is configured.
     env.write_config(&format!(
         "[global]\nstop_timeout = \"3s\"\n\n[agents.claude]\nimage = \"{}\"\n",
-        common::TEST_IMAGE
+        common::test_image_tag()
     ));
     let bin = fake_agent_bin(env.projects.path());
     let name = env.unique("auto");

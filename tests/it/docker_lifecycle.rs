@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use crate::common::{stderr, stdout, wait_until, Env, TEST_IMAGE};
+use crate::common::{stderr, stdout, test_image_tag, wait_until, Env};
 use crate::docker_support::*;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -336,7 +336,7 @@ fn gc_removes_a_stray_labelled_container() {
         "ai.managed-by=ai-sessctl",
         "--label",
         &format!("ai.instance=stray-{}-claude", env.token),
-        TEST_IMAGE,
+        test_image_tag(),
     ]);
     let dry = env.ok(&["gc", "--dry-run"]);
     assert!(

@@ -3,7 +3,7 @@
 //! fake agent as a host program, and cleanup guards.
 #![allow(dead_code)]
 
-use crate::common::{Env, TEST_IMAGE};
+use crate::common::{test_image_tag, Env};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -14,11 +14,12 @@ pub const PASSTHROUGH: &str =
 /// Like `Env::use_test_image`, but with room for `[global]` keys and with
 /// the fake agent's knobs in `env_passthrough`.
 pub fn docker_config(env: &Env, global_extra: &str) {
+    let agent_image = test_image_tag();
     env.write_config(&format!(
         "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n{global_extra}\n\n\
          [resources.memory]\nlimit = \"128Mi\"\n\n\
-         [agents.claude]\nimage = \"{TEST_IMAGE}\"\nenv_passthrough = {PASSTHROUGH}\n\n\
-         [agents.gemini]\nimage = \"{TEST_IMAGE}\"\nenv_passthrough = {PASSTHROUGH}\n"
+         [agents.claude]\nimage = \"{agent_image}\"\nenv_passthrough = {PASSTHROUGH}\n\n\
+         [agents.gemini]\nimage = \"{agent_image}\"\nenv_passthrough = {PASSTHROUGH}\n"
     ));
 }
 

@@ -10,7 +10,7 @@
 
 use crate::common;
 
-use crate::common::{stderr, stdout, Env, TEST_IMAGE};
+use crate::common::{stderr, stdout, test_image_tag, Env};
 use crate::docker_support::*;
 use std::net::TcpListener;
 use std::process::Output;
@@ -53,7 +53,7 @@ impl Dest {
                 alias,
                 "--label",
                 "ai.sessions.test=1",
-                TEST_IMAGE,
+                test_image_tag(),
                 "sh",
                 "-c",
                 &script,
@@ -116,11 +116,12 @@ fn config(env: &Env, dest: &Dest, egress: &str) {
 
 /// The config with `networking` lines of the test's own.
 fn config_with(env: &Env, dest: &Dest, egress: &str, networking: &str) {
+    let agent_image = test_image_tag();
     env.write_config(&format!(
         "egress = \"{egress}\"\nallow = [\"allowed.test\"]\nproxy_network = \"{}\"\n{networking}\n\
          [global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
          [resources.memory]\nlimit = \"128Mi\"\n\n\
-         [agents.claude]\nimage = \"{TEST_IMAGE}\"\nenv_passthrough = {PASSTHROUGH}\n",
+         [agents.claude]\nimage = \"{agent_image}\"\nenv_passthrough = {PASSTHROUGH}\n",
         dest.net
     ));
 }
@@ -611,10 +612,11 @@ fn sidecar_of(id: &str) -> (String, Vec<(String, String)>) {
 fn the_proxy_and_the_agents_port_are_reachable_from_its_agent_only() {
     require_docker!();
     let env = Env::new();
+    let agent_image = test_image_tag();
     env.write_config(&format!(
         "egress = \"allowlist\"\nallow = [\"allowed.test\"]\n\n\
          [global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
-         [agents.claude]\nimage = \"{TEST_IMAGE}\"\nlistens = true\nenv_passthrough = {PASSTHROUGH}\n"
+         [agents.claude]\nimage = \"{agent_image}\"\nlistens = true\nenv_passthrough = {PASSTHROUGH}\n"
     ));
     let proj = env.project(&env.unique("reach"));
     let out = env
@@ -673,7 +675,7 @@ fn the_proxy_and_the_agents_port_are_reachable_from_its_agent_only() {
         "bridge",
         "--label",
         "ai.sessions.test=1",
-        TEST_IMAGE,
+        test_image_tag(),
         "sh",
         "-c",
         &format!("{probes} true"),

@@ -312,7 +312,7 @@ fn config_values_are_argv_and_image_names_never_shell_code() {
     // Image references that are not: refused by the engine, nothing made.
     for image in [
         "bad image name".to_owned(),
-        format!("{}; touch {m}", common::TEST_IMAGE),
+        format!("{}; touch {m}", common::test_image_tag()),
         "$(touch x)".to_owned(),
         "UPPER/Case:tag".to_owned(),
     ] {
@@ -601,7 +601,7 @@ fn an_exhausted_port_range_fails_naming_the_range_and_the_fix() {
     env.write_config(&format!(
         "[global]\nruntime = \"docker\"\nstop_timeout = \"1s\"\n\n\
          [agents.claude]\nimage = \"{}\"\n",
-        common::TEST_IMAGE
+        common::test_image_tag()
     ));
     // Env's config holds the range; narrow it to two ports.
     env.ok(&[

@@ -4,7 +4,7 @@
 //! invariant "the registry says what the engine runs".
 #![allow(dead_code)]
 
-use crate::common::{Env, TEST_IMAGE};
+use crate::common::{test_image_tag, Env};
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Command, Stdio};
 
@@ -287,9 +287,10 @@ impl Drop for RmHome {
 /// Config for the fault tests: the fake agent on Docker, quick stops,
 /// small containers, room for `max_instances`.
 pub fn fault_config(env: &Env, max_instances: u32, passthrough: &str) {
+    let agent_image = test_image_tag();
     env.write_config(&format!(
         "[global]\nruntime = \"docker\"\nstop_timeout = \"1s\"\nmax_instances = {max_instances}\n\n\
          [resources.memory]\nlimit = \"32Mi\"\n\n\
-         [agents.claude]\nimage = \"{TEST_IMAGE}\"\nenv_passthrough = {passthrough}\n"
+         [agents.claude]\nimage = \"{agent_image}\"\nenv_passthrough = {passthrough}\n"
     ));
 }

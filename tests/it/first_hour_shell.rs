@@ -411,11 +411,11 @@ fn walkthrough(sh: Sh) {
     // With the image: the agent starts for the git project, detach keeps it.
     t.line(&format!(
         "ai-sessctl config set --global agents.claude.image {}",
-        common::TEST_IMAGE
+        common::test_image_tag()
     ));
     t.line(&format!(
         "ai-sessctl config set --global agents.gemini.image {}",
-        common::TEST_IMAGE
+        common::test_image_tag()
     ));
     t.line("claude");
     t.wait_count("fake-agent ready mode=claude", 1);

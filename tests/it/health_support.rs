@@ -5,7 +5,7 @@
 //! `health watch` as a child process.
 #![allow(dead_code)]
 
-use crate::common::{stderr, wait_until, Env, TEST_IMAGE};
+use crate::common::{stderr, test_image_tag, wait_until, Env};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -24,13 +24,14 @@ pub const PASSTHROUGH: &str = r#"["FAKE_AGENT_LISTEN", "FAKE_AGENT_EXIT"]"#;
 /// processes, so when others load the 2 cores it may get only 200m.
 pub fn monitor_config(env: &Env, agent_extra: &str) {
     let script = alert_script(env);
+    let agent_image = test_image_tag();
     env.write_config(&format!(
         "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
          [resources.memory]\nlimit = \"64Mi\"\nwarning_threshold = \"24Mi\"\ncritical_threshold = \"40Mi\"\n\n\
          [resources.cpu]\nlimit = \"1\"\nwarning_threshold = \"100m\"\ncritical_threshold = \"2000m\"\n\n\
          [health]\ncheck_interval = \"1s\"\ntimeout = \"1s\"\nretry_delay = \"1s\"\nmax_retries = 3\n\n\
          [alerts]\ncommand = [\"{}\"]\n\n\
-         [agents.claude]\nimage = \"{TEST_IMAGE}\"\nenv_passthrough = {PASSTHROUGH}\n{agent_extra}\n",
+         [agents.claude]\nimage = \"{agent_image}\"\nenv_passthrough = {PASSTHROUGH}\n{agent_extra}\n",
         script.display()
     ));
 }

@@ -8,7 +8,7 @@
 //! defaults are switched off in a containers.conf of the test's own
 //! (CONTAINERS_CONF): setting them fails in some containers.
 
-use crate::common::{stderr, stdout, wait_until, Env, BIN, TEST_IMAGE};
+use crate::common::{stderr, stdout, test_image_tag, wait_until, Env, BIN};
 use rexpect::session::spawn_command;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -86,15 +86,16 @@ impl Podman {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let test_image = test_image_tag();
         let save = Command::new("docker")
-            .args(["save", TEST_IMAGE])
+            .args(["save", test_image])
             .stdout(load.stdin.take().unwrap())
             .status()
             .unwrap();
-        assert!(save.success(), "docker save {TEST_IMAGE}");
+        assert!(save.success(), "docker save {test_image}");
         let out = load.wait_with_output().unwrap();
         assert!(out.status.success(), "podman load: {}", stderr(&out));
-        format!("localhost/{TEST_IMAGE}")
+        format!("localhost/{test_image}")
     }
 
     fn exists(&self, container: &str) -> bool {

@@ -111,7 +111,7 @@ fn an_output_flood_stays_within_the_cap_on_disk_and_in_memory() {
     // 50 MB of output, then the agent waits.
     env.use_test_image(&format!(
         "[agents.flood]\nimage = \"{}\"\ncommand = [\"sh\", \"-c\", \"yes 'flood 0123456789 abcdefghijklmnopqrstuvwxyz' | head -c 50000000; echo; echo flood-done; exec sleep 100000\"]\n",
-        common::TEST_IMAGE
+        common::test_image_tag()
     ));
     let id = start(&env, &env.project(&env.unique("flood")), "flood");
     let name = cname(&id);
@@ -236,7 +236,7 @@ fn instances_cannot_reach_each_other_unless_shared() {
         let env = Env::new();
         env.use_test_image(&format!(
             "[agents.listener]\nimage = \"{}\"\ncommand = [\"fake-agent\"]\nenv_passthrough = [\"FAKE_AGENT_LISTEN\"]\n",
-            common::TEST_IMAGE
+            common::test_image_tag()
         ));
         let cfg = env.state().join("config.toml");
         let text = std::fs::read_to_string(&cfg).unwrap();
@@ -389,7 +389,7 @@ fn a_container_of_the_old_name_form_is_still_found_by_label() {
         &format!("ai.home={}", home_label(env.state())),
         "-e",
         "FAKE_AGENT_STAY=1",
-        common::TEST_IMAGE,
+        common::test_image_tag(),
         "fake-agent",
     ]);
     assert!(made.status.success(), "{}", stderr(&made));

@@ -865,7 +865,7 @@ fn stubborn_agent_config(env: &Env) {
          [resources.memory]\nlimit = \"64Mi\"\n\n\
          [agents.claude]\nimage = \"{}\"\n\
          command = [\"sh\", \"-c\", \"trap '' TERM; exec fake-agent\"]\n",
-        common::TEST_IMAGE
+        common::test_image_tag()
     ));
 }
 
