@@ -9,6 +9,7 @@
 //! change rewrites it.
 
 use crate::common::{stderr, stdout, Env, BIN};
+use crate::tmux_support::Shell;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -245,13 +246,6 @@ fn shell(env: &Env, sh: &str, script: &str, cwd: &Path, limit: Duration) -> (Out
     (out, t.elapsed())
 }
 
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .args(["-c", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn garbage_prompt_file_never_breaks_the_prompt_and_is_rewritten() {
     let env = Env::new();
@@ -307,9 +301,9 @@ fn garbage_prompt_file_never_breaks_the_prompt_and_is_rewritten() {
         "setopt prompt_subst; eval \"$({BIN} init zsh)\" || exit 90; _ai_sessions_precmd; rc=$?; \
          print -r -- \"[$AI_SESSIONS_PROMPT]\"; print -r -- \"<${{(e)RPROMPT}}>\"; exit $rc"
     );
-    let mut shells = vec![("bash", bash)];
-    if have("zsh") {
-        shells.push(("zsh", zsh));
+    let mut shells = vec![(Shell::Bash.name(), bash)];
+    if Shell::Zsh.installed() {
+        shells.push((Shell::Zsh.name(), zsh));
     } else {
         eprintln!("*** fault_corrupt_files: zsh not installed; bash only ***");
     }

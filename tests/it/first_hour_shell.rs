@@ -9,16 +9,9 @@ use crate::common;
 use crate::tmux_support;
 
 use crate::common::{Env, BIN};
-use crate::tmux_support::{shq, tools_or_skip, Tmux};
+use crate::tmux_support::{shq, tools_or_skip, Shell, Tmux};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sh {
-    Zsh,
-    Bash,
-    BashLogin,
-}
 
 /// PATH of the new user's shells: the system's, without the install dir.
 const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -102,15 +95,12 @@ impl Fresh {
         envs
     }
 
-    /// `sh -i -c script` (or a login bash) as a new terminal would start it.
-    fn run(&self, sh: Sh, script: &str) -> Output {
-        let (prog, flags): (&str, &[&str]) = match sh {
-            Sh::Zsh => ("zsh", &["-i"]),
-            Sh::Bash => ("bash", &["-i"]),
-            Sh::BashLogin => ("bash", &["-l", "-i"]),
-        };
-        let mut c = Command::new(prog);
-        c.args(flags).args(["-c", script]).env_clear();
+    /// `sh -i -c script` (`-l` too: a login shell) as a new terminal would
+    /// start it.
+    fn run(&self, sh: Shell, login: bool, script: &str) -> Output {
+        let argv = sh.interactive(login);
+        let mut c = Command::new(argv[0]);
+        c.args(&argv[1..]).args(["-c", script]).env_clear();
         for (k, v) in self.envs() {
             c.env(k, v);
         }
@@ -118,13 +108,8 @@ impl Fresh {
     }
 
     /// An interactive shell in tmux, started in `cwd`.
-    fn shell(&self, sh: Sh, cwd: &Path) -> Tmux {
-        let argv: &[&str] = match sh {
-            Sh::Zsh => &["zsh", "-i"],
-            Sh::Bash => &["bash", "-i"],
-            Sh::BashLogin => &["bash", "-l", "-i"],
-        };
-        let t = Tmux::start(cwd, &self.envs(), argv);
+    fn shell(&self, sh: Shell, cwd: &Path) -> Tmux {
+        let t = Tmux::start(cwd, &self.envs(), &sh.interactive(false));
         // The rc files ran: the integration answers.
         assert_eq!(
             t.eval("${_AI_SESSIONS_BIN:+loaded}"),
@@ -159,25 +144,31 @@ fn install_puts_the_bin_dir_on_path_once() {
     f.install(&[]);
     let dir = f.prefix().join("bin");
     let dir = dir.to_str().unwrap();
-    let mut shells = vec![(Sh::Bash, ".bashrc"), (Sh::BashLogin, ".profile")];
+    // (shell, login shell, its rc file)
+    let mut shells = vec![
+        (Shell::Bash, false, ".bashrc"),
+        (Shell::Bash, true, ".profile"),
+    ];
     if zsh_too() {
-        shells.push((Sh::Zsh, ".zshrc"));
+        shells.push((Shell::Zsh, false, ".zshrc"));
     }
-    for (sh, rc) in shells {
+    for (sh, login, rc) in shells {
+        let what = format!("{sh:?}{}", if login { " login" } else { "" });
         let out = f.run(
             sh,
+            login,
             &format!(
                 "ai-sessctl --version && . ~/{rc} && . ~/{rc} && printf 'PATH=%s\\n' \"$PATH\""
             ),
         );
         let text = out_text(&out);
-        assert!(text.contains("ai-sessctl "), "{sh:?}: {text}");
+        assert!(text.contains("ai-sessctl "), "{what}: {text}");
         let path = text
             .lines()
             .find_map(|l| l.strip_prefix("PATH="))
-            .unwrap_or_else(|| panic!("{sh:?}: {text}"));
+            .unwrap_or_else(|| panic!("{what}: {text}"));
         let n = path.split(':').filter(|p| *p == dir).count();
-        assert_eq!(n, 1, "{sh:?}: {dir} in PATH {n} times: {path}");
+        assert_eq!(n, 1, "{what}: {dir} in PATH {n} times: {path}");
     }
 }
 
@@ -234,7 +225,7 @@ fn zsh_completion_works_without_the_users_compinit() {
         "/nonexistent/api\tapi-claude\tclaude\trunning\t9001\n",
     )
     .unwrap();
-    let t = f.shell(Sh::Zsh, &f.home());
+    let t = f.shell(Shell::Zsh, &f.home());
     t.type_text("ai-stop ");
     t.keys(&["Tab"]);
     t.wait("ai-stop <TAB>", |p| p.contains("ai-stop api-claude"));
@@ -256,7 +247,7 @@ fn bash_login_shells_get_the_integration() {
     let f = Fresh::new();
     f.write(".bash_profile", "export MINE=1\n");
     f.install(&[]);
-    let out = f.run(Sh::BashLogin, "type -t claude; echo \"mine=$MINE\"");
+    let out = f.run(Shell::Bash, true, "type -t claude; echo \"mine=$MINE\"");
     let text = out_text(&out);
     assert!(text.contains("function\nmine=1"), "{text}");
     assert!(
@@ -274,13 +265,17 @@ fn bash_login_shells_get_the_integration() {
     f.install(&[]);
     assert_eq!(f.read(".profile").unwrap(), profile);
     assert!(f.read(".bash_profile").is_none());
-    let text = out_text(&f.run(Sh::BashLogin, "type -t claude; echo \"p=$FROM_PROFILE\""));
+    let text = out_text(&f.run(
+        Shell::Bash,
+        true,
+        "type -t claude; echo \"p=$FROM_PROFILE\"",
+    ));
     assert!(text.contains("function\np=1"), "{text}");
 
     // Nothing at all: login shells still get it.
     let f = Fresh::new();
     f.install(&[]);
-    let text = out_text(&f.run(Sh::BashLogin, "type -t claude"));
+    let text = out_text(&f.run(Shell::Bash, true, "type -t claude"));
     assert!(text.contains("function"), "{text}");
 }
 
@@ -288,13 +283,13 @@ fn bash_login_shells_get_the_integration() {
 
 /// Item 5: `config set` of a new agent: its function exists at the next
 /// prompt of a running shell, without a reload.
-fn new_agent_at_next_prompt(sh: Sh) {
+fn new_agent_at_next_prompt(sh: Shell) {
     let f = Fresh::new();
     f.write(".zshrc", "PS1='zsh> '\n");
     f.install(&[]);
     let t = f.shell(sh, &f.home());
     let ask = match sh {
-        Sh::Zsh => "$(whence -w codex)",
+        Shell::Zsh => "$(whence -w codex)",
         _ => "$(type -t codex)",
     };
     assert!(!t.eval(ask).contains("function"), "no codex yet");
@@ -331,14 +326,14 @@ fn new_agent_at_next_prompt(sh: Sh) {
 #[test]
 fn zsh_new_agent_at_next_prompt() {
     if tools_or_skip("zsh_new_agent_at_next_prompt", &["tmux", "zsh"]) {
-        new_agent_at_next_prompt(Sh::Zsh);
+        new_agent_at_next_prompt(Shell::Zsh);
     }
 }
 
 #[test]
 fn bash_new_agent_at_next_prompt() {
     if tools_or_skip("bash_new_agent_at_next_prompt", &["tmux"]) {
-        new_agent_at_next_prompt(Sh::Bash);
+        new_agent_at_next_prompt(Shell::Bash);
     }
 }
 
@@ -377,7 +372,7 @@ fn at_prompt(t: &Tmux) {
 /// second project of the same name (one name per project across agents,
 /// the list tells them apart), typos (did you mean), a config edit on a
 /// running instance (when it applies), and completion of ids and keys.
-fn walkthrough(sh: Sh) {
+fn walkthrough(sh: Shell) {
     let f = Fresh::new();
     f.write(".zshrc", "PS1='zsh> '\n");
     f.write(".bashrc", "PS1='bash> '\n");
@@ -504,7 +499,7 @@ fn walkthrough(sh: Sh) {
 fn zsh_first_hour_walkthrough() {
     require_docker!();
     if tools_or_skip("zsh_first_hour_walkthrough", &["tmux", "zsh"]) {
-        walkthrough(Sh::Zsh);
+        walkthrough(Shell::Zsh);
     }
 }
 
@@ -512,7 +507,7 @@ fn zsh_first_hour_walkthrough() {
 fn bash_first_hour_walkthrough() {
     require_docker!();
     if tools_or_skip("bash_first_hour_walkthrough", &["tmux"]) {
-        walkthrough(Sh::Bash);
+        walkthrough(Shell::Bash);
     }
 }
 
@@ -521,7 +516,7 @@ fn bash_first_hour_walkthrough() {
 /// `claude -w <TAB>` / `gemini --worktree <TAB>` in the agent functions
 /// offer the worktrees made for the repository the shell is in, as
 /// `ai-sessctl run -w <TAB>` does.
-fn agent_worktree_completion(sh: Sh) {
+fn agent_worktree_completion(sh: Shell) {
     let f = Fresh::new();
     f.write(".zshrc", "PS1='zsh> '\n");
     f.write(".bashrc", "PS1='bash> '\n");
@@ -570,7 +565,7 @@ fn zsh_agent_functions_complete_worktree_names() {
         "zsh_agent_functions_complete_worktree_names",
         &["tmux", "zsh", "git"],
     ) {
-        agent_worktree_completion(Sh::Zsh);
+        agent_worktree_completion(Shell::Zsh);
     }
 }
 
@@ -580,6 +575,6 @@ fn bash_agent_functions_complete_worktree_names() {
         "bash_agent_functions_complete_worktree_names",
         &["tmux", "git"],
     ) {
-        agent_worktree_completion(Sh::Bash);
+        agent_worktree_completion(Shell::Bash);
     }
 }

@@ -4,6 +4,7 @@
 use crate::common;
 
 use crate::common::{stderr, stdout, Env};
+use crate::tmux_support::Shell;
 use std::process::Command;
 
 #[test]
@@ -55,15 +56,12 @@ fn doctor_reports_engine_images_and_shell_integration() {
     std::fs::create_dir_all(&home).unwrap();
     // The user's shell: zsh when installed, else bash. Doctor asks a new
     // one what it loads.
-    let zsh = std::process::Command::new("zsh")
-        .args(["-c", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    let (sh, rc) = if zsh {
-        ("zsh", ".zshrc")
+    let shell = if Shell::Zsh.installed() {
+        Shell::Zsh
     } else {
-        ("bash", ".bashrc")
+        Shell::Bash
     };
+    let (sh, rc) = (shell.name(), shell.rc_file());
     let bin_dir = std::path::Path::new(common::BIN).parent().unwrap();
     let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display());
     let doctor = || {

@@ -12,16 +12,17 @@ use crate::common;
 
 use crate::common::{wait_until, Env, BIN};
 use crate::docker_support::*;
+use crate::tmux_support::Tmux;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Node CLIs start slowly on a busy machine.
 const SLOW: Duration = Duration::from_secs(120);
 
-/// A bash with the plugin loaded, in a tmux server of its own.
+/// A bash with the plugin loaded, in a tmux server of its own (120x40).
 struct Term {
-    sock: String,
+    // Field order = drop order: the server (and bash) go before the dir.
+    t: Tmux,
     _dir: tempfile::TempDir,
 }
 
@@ -42,130 +43,62 @@ impl Term {
             ),
         )
         .unwrap();
-        let sock = format!("ais-real-{}", env.unique("t"));
         let bin_dir = Path::new(BIN).parent().unwrap().display().to_string();
-        let mut c = Command::new("tmux");
-        c.args([
-            "-L",
-            &sock,
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "s",
-        ])
-        .args(["-x", "120", "-y", "40"])
-        .args(["env", "-i"])
-        .arg(format!("HOME={}", home.display()))
-        .arg(format!("PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin"))
-        .arg("TERM=xterm-256color")
-        .arg("COLORTERM=truecolor")
-        .arg("LANG=C.UTF-8")
-        .arg(format!("AI_SESSIONS_HOME={}", env.state().display()));
+        let mut envs: Vec<(String, String)> = vec![
+            ("HOME".into(), home.display().to_string()),
+            (
+                "PATH".into(),
+                format!("{bin_dir}:/usr/local/bin:/usr/bin:/bin"),
+            ),
+            ("TERM".into(), "xterm-256color".into()),
+            ("COLORTERM".into(), "truecolor".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("AI_SESSIONS_HOME".into(), env.state().display().to_string()),
+        ];
         if let Ok(h) = std::env::var("DOCKER_HOST") {
-            c.arg(format!("DOCKER_HOST={h}"));
+            envs.push(("DOCKER_HOST".into(), h));
         }
-        c.args(["bash", "--noprofile", "--rcfile"])
-            .arg(&rc)
-            .arg("-i");
-        assert!(c.status().unwrap().success(), "tmux did not start");
-        let t = Term { sock, _dir: dir };
-        t.wait("the prompt", Duration::from_secs(20), |p| {
+        let rc = rc.to_str().unwrap();
+        let argv = ["bash", "--noprofile", "--rcfile", rc, "-i"];
+        let t = Tmux::start_sized(dir.path(), &envs, &argv, (120, 40));
+        let term = Term { t, _dir: dir };
+        term.wait("the prompt", Duration::from_secs(20), |p| {
             p.contains("bash>")
         });
-        t
-    }
-
-    fn tmux(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.sock])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        term
     }
 
     fn keys(&self, keys: &[&str]) {
-        let mut a = vec!["send-keys", "-t", "=s:"];
-        a.extend_from_slice(keys);
-        self.tmux(&a);
+        self.t.keys(keys);
     }
 
     fn line(&self, text: &str) {
-        self.tmux(&["send-keys", "-t", "=s:", "-l", text]);
-        self.keys(&["Enter"]);
+        self.t.line(text);
     }
 
     /// The visible screen (what the user sees now).
     fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "=s:"]).stdout)
-            .into_owned()
+        self.t.screen()
     }
 
     /// The screen with its scrollback, wrapped lines joined.
     fn history(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .tmux(&["capture-pane", "-p", "-J", "-S", "-5000", "-t", "=s:"])
-                .stdout,
-        )
-        .into_owned()
+        self.t.capture_back(5000)
     }
 
-    fn wait(&self, what: &str, limit: Duration, mut pred: impl FnMut(&str) -> bool) -> String {
-        let end = Instant::now() + limit;
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() > end {
-                panic!(
-                    "timed out after {limit:?} waiting for {what}; screen:\n{s}\n--- history:\n{}",
-                    self.history()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    fn wait(&self, what: &str, limit: Duration, pred: impl FnMut(&str) -> bool) -> String {
+        self.t.wait_screen(what, limit, pred)
     }
 
     /// Whether the pane's terminal is in the attach's raw mode (signals off):
     /// keys typed before that reach the shell or kill the starting client,
     /// and bash's readline leaves signals on.
     fn raw(&self) -> bool {
-        let tty = self.tmux(&["display-message", "-p", "-t", "=s:", "#{pane_tty}"]);
-        let tty = String::from_utf8_lossy(&tty.stdout).trim().to_owned();
-        let out = Command::new("stty")
-            .args(["-a", "-F", &tty])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .any(|w| w == "-isig")
+        self.t.signals_off()
     }
 
     fn resize(&self, cols: u16, rows: u16) {
-        let out = self.tmux(&[
-            "resize-window",
-            "-t",
-            "=s:",
-            "-x",
-            &cols.to_string(),
-            "-y",
-            &rows.to_string(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Term {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
+        self.t.resize(cols, rows);
     }
 }
 

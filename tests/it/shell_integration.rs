@@ -7,235 +7,37 @@
 use crate::common;
 
 use crate::common::{wait_until, Env, BIN};
+use crate::tmux_support::{shq, tools_or_skip, Shell, Tmux};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Generous: a container start and attach takes ~1-2 s on a loaded box.
 const POLL: Duration = Duration::from_secs(15);
 
-static SOCKETS: AtomicU32 = AtomicU32::new(0);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sh {
-    Zsh,
-    Bash,
-}
-
-impl Sh {
-    fn name(self) -> &'static str {
-        match self {
-            Sh::Zsh => "zsh",
-            Sh::Bash => "bash",
-        }
-    }
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Skips loudly without zsh/bash/tmux; fails when CI says they must be here.
-fn shells_or_skip(test: &str, sh: Option<Sh>) -> bool {
-    let mut missing: Vec<&str> = ["tmux", "zsh", "bash"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    if let Some(sh) = sh {
-        missing.retain(|t| *t == "tmux" || *t == sh.name());
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("AI_SESSIONS_REQUIRE_DOCKER").as_deref() == Ok("1") {
-        panic!("{test}: {missing:?} not installed and AI_SESSIONS_REQUIRE_DOCKER=1");
-    }
-    eprintln!("\n*** SKIPPED {test}: {missing:?} not installed ***\n");
-    false
-}
-
-/// Shell single-quoting, for paths typed into the shell or written to rc
-/// files.
-fn shq(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-// ---------------------------------------------------------------- tmux
-
-/// One interactive shell in a private tmux server (`tmux -L <unique>`),
-/// 200x50; the server is killed on drop.
-struct Tmux {
-    sock: String,
-    evals: std::cell::Cell<u32>,
-}
-
-impl Tmux {
-    /// Starts `argv` (run through `env -i` with exactly `envs`) in `cwd`.
-    fn start(cwd: &Path, envs: &[(String, String)], argv: &[&str]) -> Tmux {
-        let n = SOCKETS.fetch_add(1, Ordering::SeqCst);
-        let t = Tmux {
-            sock: format!("ais-shell-{}-{n}", std::process::id()),
-            evals: std::cell::Cell::new(0),
-        };
-        let mut c = t.cmd();
-        c.args(["-f", "/dev/null", "new-session", "-d", "-s", "s"])
-            .args(["-x", "200", "-y", "50", "-c"])
-            .arg(cwd)
-            .args(["--", "env", "-i"]);
-        for (k, v) in envs {
-            c.arg(format!("{k}={v}"));
-        }
-        c.args(argv);
-        let out = c.output().expect("tmux");
-        assert!(
-            out.status.success(),
-            "tmux new-session failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        t
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.sock])
-            .env_remove("TMUX")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn tmux(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("tmux")
-    }
-
-    /// Types `text` literally (no key names, nothing interpreted).
-    fn type_text(&self, text: &str) {
-        // tmux takes an argument ending in ';' as a command separator.
-        assert!(!text.ends_with(';'), "typed text must not end with ';'");
-        self.tmux(&["send-keys", "-t", "=s:", "-l", "--", text]);
-    }
-
-    /// Sends named keys (`Enter`, `Tab`, `C-p`, …).
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "=s:"];
-        args.extend_from_slice(keys);
-        self.tmux(&args);
-    }
-
-    fn line(&self, text: &str) {
-        self.type_text(text);
-        self.keys(&["Enter"]);
-    }
-
-    /// The pane with its scrollback, wrapped lines joined.
-    fn capture(&self) -> String {
-        let out = self.tmux(&["capture-pane", "-p", "-J", "-S", "-3000", "-t", "=s:"]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn last_line(&self) -> String {
-        self.capture()
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .to_owned()
-    }
-
-    fn alive(&self) -> bool {
-        self.tmux(&["has-session", "-t", "=s"]).status.success()
-    }
-
-    /// Polls the pane until `pred` holds; panics with the pane otherwise.
-    fn wait(&self, what: &str, mut pred: impl FnMut(&str) -> bool) -> String {
-        let end = Instant::now() + POLL;
-        loop {
-            let pane = self.capture();
-            if pred(&pane) {
-                return pane;
-            }
-            if Instant::now() > end {
-                panic!(
-                    "timed out after {POLL:?} waiting for {what}; pane:\n{}",
-                    pane.trim_end()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_text(&self, text: &str) -> String {
-        self.wait(&format!("{text:?}"), |p| p.contains(text))
-    }
-
-    /// Waits until `text` is on screen `n` times (it may be there from
-    /// earlier steps).
-    fn wait_count(&self, text: &str, n: usize) {
-        self.wait(&format!("{text:?} {n} times"), |p| {
-            p.matches(text).count() >= n
-        });
-    }
-
-    /// Runs `printf '<<%s|%s>>\n' KEY "<expr>"` (KEY unique) and returns
-    /// the expansion of `expr`. The typed line holds `%s`, never `<<KEY|`,
-    /// so only the output matches.
-    fn eval(&self, expr: &str) -> String {
-        let n = self.evals.get() + 1;
-        self.evals.set(n);
-        self.line(&format!("printf '<<%s|%s>>\\n' e{n} \"{expr}\""));
-        let start = format!("<<e{n}|");
-        let pane = self.wait(&format!("output of {expr}"), |p| {
-            p.lines()
-                .any(|l| l.contains(&start) && l.trim_end().ends_with(">>"))
-        });
-        let l = pane.lines().find(|l| l.contains(&start)).unwrap();
-        let rest = &l[l.find(&start).unwrap() + start.len()..];
-        rest.trim_end().trim_end_matches(">>").to_owned()
-    }
-
-    fn wait_gone(&self) {
-        assert!(
-            wait_until(POLL, || !self.alive()),
-            "the shell did not exit; pane:\n{}",
-            self.capture()
-        );
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self
-            .cmd()
-            .arg("kill-server")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        // tmux leaves its socket file behind.
-        let dir = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
-        // SAFETY: getuid cannot fail.
-        let uid = unsafe { libc::getuid() };
-        let _ = std::fs::remove_file(Path::new(&dir).join(format!("tmux-{uid}")).join(&self.sock));
-    }
+/// Skips loudly without tmux and the shell (both shells: `None`); fails
+/// when CI says they must be here.
+fn shells_or_skip(test: &str, sh: Option<Shell>) -> bool {
+    let tools: &[&str] = match sh {
+        Some(sh) => &["tmux", sh.name()],
+        None => &["tmux", "zsh", "bash"],
+    };
+    tools_or_skip(test, tools)
 }
 
 // ---------------------------------------------------------------- shell
 
 /// An interactive shell with the plugin loaded from a clean rc; its files
 /// (pid, user hook log, user exit-trap marker) live in `dir`.
-struct Shell {
-    sh: Sh,
+struct PluginShell {
+    sh: Shell,
     // Field order = drop order: the server (and shell) go before the dir.
     tmux: Tmux,
     dir: tempfile::TempDir,
 }
 
-impl Shell {
-    fn start(env: &Env, sh: Sh) -> Shell {
+impl PluginShell {
+    fn start(env: &Env, sh: Shell) -> PluginShell {
         let dir = tempfile::Builder::new().prefix("ais-sh").tempdir().unwrap();
         let d = dir.path().to_str().unwrap().to_owned();
         let home = dir.path().join("home");
@@ -265,7 +67,7 @@ impl Shell {
             }
         }
         let argv: Vec<String> = match sh {
-            Sh::Zsh => {
+            Shell::Zsh => {
                 let rc = format!(
                     "setopt nounset\n\
                      PS1='zsh> '\n\
@@ -283,7 +85,7 @@ impl Shell {
                 envs.push(("ZDOTDIR".into(), d.clone()));
                 vec!["zsh".into(), "-i".into()]
             }
-            Sh::Bash => {
+            Shell::Bash => {
                 let rc = format!(
                     "set -u\n\
                      PS1='bash> '\n\
@@ -307,8 +109,8 @@ impl Shell {
             }
         };
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let tmux = Tmux::start(dir.path(), &envs, &argv);
-        let shell = Shell { sh, tmux, dir };
+        let tmux = Tmux::start(dir.path(), &envs, &argv).with_poll(POLL);
+        let shell = PluginShell { sh, tmux, dir };
         // The rc ran (pid written) and the first prompt is drawn.
         assert!(
             wait_until(POLL, || shell.pid().is_some()),
@@ -339,11 +141,11 @@ impl Shell {
         self.tmux.wait("a prompt", |p| {
             let last = p.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
             match sh {
-                Sh::Zsh => last.strip_prefix("zsh>").is_some_and(|rest| {
+                Shell::Zsh => last.strip_prefix("zsh>").is_some_and(|rest| {
                     let rest = rest.trim();
                     rest.is_empty() || rest.starts_with("ai:")
                 }),
-                Sh::Bash => last.trim_end().ends_with("bash>"),
+                Shell::Bash => last.trim_end().ends_with("bash>"),
             }
         });
     }
@@ -383,7 +185,7 @@ impl Shell {
     }
 }
 
-impl Drop for Shell {
+impl Drop for PluginShell {
     /// Kills the server; waits (briefly) for the shell to finish its exit
     /// hooks, so they do not race the harness removing state and containers.
     fn drop(&mut self) {
@@ -433,11 +235,11 @@ fn project(env: &Env, name: &str) -> (PathBuf, String) {
 /// claude → banner, input, detach → prompt segment → ai-list → ai-stop
 /// <TAB> → stopped, segment gone; init sourced twice → hooks once; claude
 /// again → `exit` stops it, the user's EXIT trap and precmd hook ran.
-fn full_flow(sh: Sh) {
+fn full_flow(sh: Shell) {
     let env = Env::new();
     env.use_test_image("");
     let (proj, _) = project(&env, "proj");
-    let s = Shell::start(&env, sh);
+    let s = PluginShell::start(&env, sh);
     s.cd(&proj);
     assert_eq!(s.prompt_segment(), "", "no instance yet");
 
@@ -499,13 +301,13 @@ fn full_flow(sh: Sh) {
         .line(&format!("eval \"$(ai-sessctl init {})\"", sh.name()));
     s.wait_prompt();
     match sh {
-        Sh::Zsh => {
+        Shell::Zsh => {
             let n = s.tmux.eval(
                 "$(print -l $precmd_functions | grep -c _ai_sessions),$(print -l $zshexit_functions | grep -c _ai_sessions),$(print -l $precmd_functions | grep -c _user_precmd)",
             );
             assert_eq!(n, "1,1,1", "precmd ours, zshexit ours, precmd user's");
         }
-        Sh::Bash => {
+        Shell::Bash => {
             let n = s.tmux.eval(
                 "$(grep -o _ai_sessions_precmd <<<\"$PROMPT_COMMAND\" | wc -l),$(trap -p EXIT | grep -o _ai_sessions_exit_hook | wc -l),$(grep -o precmd.log <<<\"$PROMPT_COMMAND\" | wc -l),$(trap -p EXIT | grep -o exit-trap | wc -l)",
             );
@@ -554,27 +356,27 @@ fn full_flow(sh: Sh) {
 #[test]
 fn zsh_full_flow() {
     require_docker!();
-    if shells_or_skip("zsh_full_flow", Some(Sh::Zsh)) {
-        full_flow(Sh::Zsh);
+    if shells_or_skip("zsh_full_flow", Some(Shell::Zsh)) {
+        full_flow(Shell::Zsh);
     }
 }
 
 #[test]
 fn bash_full_flow() {
     require_docker!();
-    if shells_or_skip("bash_full_flow", Some(Sh::Bash)) {
-        full_flow(Sh::Bash);
+    if shells_or_skip("bash_full_flow", Some(Shell::Bash)) {
+        full_flow(Shell::Bash);
     }
 }
 
 /// `on_shell_exit = "keep"`: `exit` leaves the instance running, disowned
 /// (a later reconcile does not reap it as an orphan).
-fn exit_keep(sh: Sh) {
+fn exit_keep(sh: Shell) {
     let env = Env::new();
     env.use_test_image("");
     env.ok(&["config", "set", "--global", "global.on_shell_exit", "keep"]);
     let (proj, _) = project(&env, "keep");
-    let s = Shell::start(&env, sh);
+    let s = PluginShell::start(&env, sh);
     s.cd(&proj);
     s.claude_start_detach(1);
     let (id, _) = only_instance(&env);
@@ -596,26 +398,26 @@ fn exit_keep(sh: Sh) {
 #[test]
 fn zsh_exit_keep_policy() {
     require_docker!();
-    if shells_or_skip("zsh_exit_keep_policy", Some(Sh::Zsh)) {
-        exit_keep(Sh::Zsh);
+    if shells_or_skip("zsh_exit_keep_policy", Some(Shell::Zsh)) {
+        exit_keep(Shell::Zsh);
     }
 }
 
 #[test]
 fn bash_exit_keep_policy() {
     require_docker!();
-    if shells_or_skip("bash_exit_keep_policy", Some(Sh::Bash)) {
-        exit_keep(Sh::Bash);
+    if shells_or_skip("bash_exit_keep_policy", Some(Shell::Bash)) {
+        exit_keep(Shell::Bash);
     }
 }
 
 /// The shell is SIGKILLed (no exit hook): the next `ai-sessctl list` stops
 /// the orphan, saying why.
-fn killed_shell(sh: Sh) {
+fn killed_shell(sh: Shell) {
     let env = Env::new();
     env.use_test_image("");
     let (proj, _) = project(&env, "kill");
-    let s = Shell::start(&env, sh);
+    let s = PluginShell::start(&env, sh);
     s.cd(&proj);
     s.claude_start_detach(1);
     let (id, inst) = only_instance(&env);
@@ -643,25 +445,25 @@ fn killed_shell(sh: Sh) {
 #[test]
 fn zsh_killed_shell_orphan_stopped() {
     require_docker!();
-    if shells_or_skip("zsh_killed_shell_orphan_stopped", Some(Sh::Zsh)) {
-        killed_shell(Sh::Zsh);
+    if shells_or_skip("zsh_killed_shell_orphan_stopped", Some(Shell::Zsh)) {
+        killed_shell(Shell::Zsh);
     }
 }
 
 #[test]
 fn bash_killed_shell_orphan_stopped() {
     require_docker!();
-    if shells_or_skip("bash_killed_shell_orphan_stopped", Some(Sh::Bash)) {
-        killed_shell(Sh::Bash);
+    if shells_or_skip("bash_killed_shell_orphan_stopped", Some(Shell::Bash)) {
+        killed_shell(Shell::Bash);
     }
 }
 
 /// A project path with spaces and both kinds of quotes.
-fn odd_path(sh: Sh) {
+fn odd_path(sh: Shell) {
     let env = Env::new();
     env.use_test_image("");
     let (proj, _) = project(&env, "it's a \"proj\" dir");
-    let s = Shell::start(&env, sh);
+    let s = PluginShell::start(&env, sh);
     s.cd(&proj);
     s.claude_start_detach(1);
     let (id, inst) = only_instance(&env);
@@ -693,16 +495,19 @@ fn odd_path(sh: Sh) {
 #[test]
 fn zsh_project_path_with_spaces_and_quotes() {
     require_docker!();
-    if shells_or_skip("zsh_project_path_with_spaces_and_quotes", Some(Sh::Zsh)) {
-        odd_path(Sh::Zsh);
+    if shells_or_skip("zsh_project_path_with_spaces_and_quotes", Some(Shell::Zsh)) {
+        odd_path(Shell::Zsh);
     }
 }
 
 #[test]
 fn bash_project_path_with_spaces_and_quotes() {
     require_docker!();
-    if shells_or_skip("bash_project_path_with_spaces_and_quotes", Some(Sh::Bash)) {
-        odd_path(Sh::Bash);
+    if shells_or_skip(
+        "bash_project_path_with_spaces_and_quotes",
+        Some(Shell::Bash),
+    ) {
+        odd_path(Shell::Bash);
     }
 }
 
@@ -767,7 +572,7 @@ fn wait_considered(env: &Env, id: &str, want: &str) {
 /// The agent says it waits: while a terminal is attached nothing is sent;
 /// detached, the prompt shows `claude?`, `list --json` says waiting and
 /// `alerts.command` runs once with the id, project and activity.
-fn needs_you(sh: Sh) {
+fn needs_you(sh: Shell) {
     let env = Env::new();
     let alerts = env.state().join("alerts.log");
     env.use_test_image(&format!(
@@ -780,7 +585,7 @@ fn needs_you(sh: Sh) {
             .unwrap_or_default()
     };
     let (proj, name) = project(&env, "needs");
-    let s = Shell::start(&env, sh);
+    let s = PluginShell::start(&env, sh);
     s.cd(&proj);
     s.tmux.line("claude");
     s.tmux.wait_count("fake-agent ready mode=claude", 1);
@@ -844,16 +649,16 @@ fn needs_you(sh: Sh) {
 #[test]
 fn zsh_needs_you_mark_and_alert() {
     require_docker!();
-    if shells_or_skip("zsh_needs_you_mark_and_alert", Some(Sh::Zsh)) {
-        needs_you(Sh::Zsh);
+    if shells_or_skip("zsh_needs_you_mark_and_alert", Some(Shell::Zsh)) {
+        needs_you(Shell::Zsh);
     }
 }
 
 #[test]
 fn bash_needs_you_mark_and_alert() {
     require_docker!();
-    if shells_or_skip("bash_needs_you_mark_and_alert", Some(Sh::Bash)) {
-        needs_you(Sh::Bash);
+    if shells_or_skip("bash_needs_you_mark_and_alert", Some(Shell::Bash)) {
+        needs_you(Shell::Bash);
     }
 }
 
@@ -872,11 +677,11 @@ fn stubborn_agent_config(env: &Env) {
 /// `exit` returns at once although the agent ignores SIGTERM: the stop is
 /// handed to a detached process that finishes it (SIGKILL after the
 /// timeout) and records it.
-fn exit_returns_at_once(sh: Sh) {
+fn exit_returns_at_once(sh: Shell) {
     let env = Env::new();
     stubborn_agent_config(&env);
     let (proj, _) = project(&env, "stubborn");
-    let s = Shell::start(&env, sh);
+    let s = PluginShell::start(&env, sh);
     s.cd(&proj);
     s.claude_start_detach(1);
     let (id, _) = only_instance(&env);
@@ -921,31 +726,31 @@ fn exit_returns_at_once(sh: Sh) {
 #[test]
 fn zsh_exit_returns_at_once() {
     require_docker!();
-    if shells_or_skip("zsh_exit_returns_at_once", Some(Sh::Zsh)) {
-        exit_returns_at_once(Sh::Zsh);
+    if shells_or_skip("zsh_exit_returns_at_once", Some(Shell::Zsh)) {
+        exit_returns_at_once(Shell::Zsh);
     }
 }
 
 #[test]
 fn bash_exit_returns_at_once() {
     require_docker!();
-    if shells_or_skip("bash_exit_returns_at_once", Some(Sh::Bash)) {
-        exit_returns_at_once(Sh::Bash);
+    if shells_or_skip("bash_exit_returns_at_once", Some(Shell::Bash)) {
+        exit_returns_at_once(Shell::Bash);
     }
 }
 
 /// The owner shell exits while a second terminal is attached: the instance
 /// is kept for that terminal (its shell becomes the owner, said in the
 /// event log), the agent keeps answering it; that shell's exit stops it.
-fn attached_terminal_keeps_its_agent(sh: Sh) {
+fn attached_terminal_keeps_its_agent(sh: Shell) {
     let env = Env::new();
     env.use_test_image("");
     let (proj, _) = project(&env, "handover");
-    let one = Shell::start(&env, sh);
+    let one = PluginShell::start(&env, sh);
     one.cd(&proj);
     one.claude_start_detach(1);
     let (id, _) = only_instance(&env);
-    let two = Shell::start(&env, sh);
+    let two = PluginShell::start(&env, sh);
     two.cd(&proj);
     two.tmux.line("claude");
     two.tmux.wait_text("attached to");
@@ -989,15 +794,15 @@ fn attached_terminal_keeps_its_agent(sh: Sh) {
 #[test]
 fn zsh_attached_terminal_keeps_its_agent() {
     require_docker!();
-    if shells_or_skip("zsh_attached_terminal_keeps_its_agent", Some(Sh::Zsh)) {
-        attached_terminal_keeps_its_agent(Sh::Zsh);
+    if shells_or_skip("zsh_attached_terminal_keeps_its_agent", Some(Shell::Zsh)) {
+        attached_terminal_keeps_its_agent(Shell::Zsh);
     }
 }
 
 #[test]
 fn bash_attached_terminal_keeps_its_agent() {
     require_docker!();
-    if shells_or_skip("bash_attached_terminal_keeps_its_agent", Some(Sh::Bash)) {
-        attached_terminal_keeps_its_agent(Sh::Bash);
+    if shells_or_skip("bash_attached_terminal_keeps_its_agent", Some(Shell::Bash)) {
+        attached_terminal_keeps_its_agent(Shell::Bash);
     }
 }

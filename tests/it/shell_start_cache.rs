@@ -10,28 +10,13 @@
 //! that it ran.
 
 use crate::common::{Env, BIN};
-use crate::tmux_support::{shq, tools_or_skip, Tmux};
+use crate::tmux_support::{shq, tools_or_skip, Shell, Tmux};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
 const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-
-#[derive(Clone, Copy, Debug)]
-enum Sh {
-    Zsh,
-    Bash,
-}
-
-impl Sh {
-    fn name(self) -> &'static str {
-        match self {
-            Sh::Zsh => "zsh",
-            Sh::Bash => "bash",
-        }
-    }
-}
 
 /// A fresh home with install.sh's block in its rc files, and a state dir
 /// whose `claude` is a host agent that exits at once (`true`).
@@ -93,7 +78,7 @@ impl Setup {
         self.dir.path().join("prefix/bin/ai-sessctl")
     }
 
-    fn cache(&self, sh: Sh) -> PathBuf {
+    fn cache(&self, sh: Shell) -> PathBuf {
         self.env.state().join(format!("init.{}", sh.name()))
     }
 
@@ -119,7 +104,7 @@ impl Setup {
     }
 
     /// `sh -i -c script`, as a terminal starts a shell (rc files read).
-    fn run(&self, sh: Sh, script: &str) -> Output {
+    fn run(&self, sh: Shell, script: &str) -> Output {
         let mut c = Command::new(sh.name());
         c.args(["-i", "-c", script]).env_clear();
         for (k, v) in self.envs() {
@@ -129,8 +114,8 @@ impl Setup {
     }
 
     /// An interactive shell in tmux whose rc file loaded the integration.
-    fn shell(&self, sh: Sh) -> Tmux {
-        let t = Tmux::start(&self.home(), &self.envs(), &[sh.name(), "-i"]);
+    fn shell(&self, sh: Shell) -> Tmux {
+        let t = Tmux::start(&self.home(), &self.envs(), &sh.interactive(false));
         assert_eq!(
             t.eval("${_AI_SESSIONS_BIN:+loaded}"),
             "loaded",
@@ -141,7 +126,7 @@ impl Setup {
     }
 
     /// A first shell writes the cache (through `init`); the next loads it.
-    fn warm(&self, sh: Sh) {
+    fn warm(&self, sh: Shell) {
         let out = self.run(sh, "true");
         assert!(self.cache(sh).is_file(), "{sh:?}: no cache: {}", text(&out));
         self.calls();
@@ -173,7 +158,7 @@ fn shell_exits(s: &Setup) -> Vec<String> {
         .collect()
 }
 
-fn started_nothing_runs_nothing(sh: Sh) {
+fn started_nothing_runs_nothing(sh: Shell) {
     let s = Setup::new();
     // The very first shell has no cache: it asks `init`, which writes one.
     let out = s.run(sh, "true");
@@ -230,7 +215,7 @@ fn zsh_that_started_nothing_runs_no_ai_sessctl_at_start_or_exit() {
     if skip("zsh_that_started_nothing_runs_no_ai_sessctl_at_start_or_exit") {
         return;
     }
-    started_nothing_runs_nothing(Sh::Zsh);
+    started_nothing_runs_nothing(Shell::Zsh);
 }
 
 #[test]
@@ -238,7 +223,7 @@ fn bash_that_started_nothing_runs_no_ai_sessctl_at_start_or_exit() {
     if skip("bash_that_started_nothing_runs_no_ai_sessctl_at_start_or_exit") {
         return;
     }
-    started_nothing_runs_nothing(Sh::Bash);
+    started_nothing_runs_nothing(Shell::Bash);
 }
 
 /// Sets a file's modification time `secs` from now.
@@ -256,7 +241,7 @@ fn age(path: &Path, secs: i64) {
         .unwrap();
 }
 
-fn stale_cache_is_regenerated(sh: Sh) {
+fn stale_cache_is_regenerated(sh: Shell) {
     let s = Setup::new();
     s.warm(sh);
     let name = sh.name();
@@ -328,7 +313,7 @@ fn zsh_stale_or_missing_cache_is_regenerated() {
     if skip("zsh_stale_or_missing_cache_is_regenerated") {
         return;
     }
-    stale_cache_is_regenerated(Sh::Zsh);
+    stale_cache_is_regenerated(Shell::Zsh);
 }
 
 #[test]
@@ -336,14 +321,14 @@ fn bash_stale_or_missing_cache_is_regenerated() {
     if skip("bash_stale_or_missing_cache_is_regenerated") {
         return;
     }
-    stale_cache_is_regenerated(Sh::Bash);
+    stale_cache_is_regenerated(Shell::Bash);
 }
 
 fn chown(path: &Path, uid: u32) {
     nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
 }
 
-fn foreign_cache_is_refused(sh: Sh) {
+fn foreign_cache_is_refused(sh: Shell) {
     let s = Setup::new();
     s.warm(sh);
     let planted = "AIS_PLANTED=1\n";
@@ -396,7 +381,7 @@ fn zsh_never_sources_a_cache_another_uid_could_write() {
     if !root_or_skip("zsh_never_sources_a_cache_another_uid_could_write") {
         return;
     }
-    foreign_cache_is_refused(Sh::Zsh);
+    foreign_cache_is_refused(Shell::Zsh);
 }
 
 #[test]
@@ -404,7 +389,7 @@ fn bash_never_sources_a_cache_another_uid_could_write() {
     if !root_or_skip("bash_never_sources_a_cache_another_uid_could_write") {
         return;
     }
-    foreign_cache_is_refused(Sh::Bash);
+    foreign_cache_is_refused(Shell::Bash);
 }
 
 /// The cache follows `init`'s output: after `config set` adds an agent, the
@@ -419,7 +404,7 @@ fn cache_holds_what_init_prints() {
         "agents.codex.command",
         "[\"true\"]",
     ]);
-    for sh in [Sh::Zsh, Sh::Bash] {
+    for sh in [Shell::Zsh, Shell::Bash] {
         let printed = s.env.ok(&["init", sh.name()]);
         let cached = std::fs::read_to_string(s.cache(sh)).unwrap();
         let body = printed.trim_start_matches("# shellcheck shell=bash\n");

@@ -1,6 +1,7 @@
-//! A private tmux server driving one real interactive shell, for tests
-//! that type into zsh/bash as a user does (copied from the harness in
-//! shell_integration.rs, which keeps its own).
+//! The one tmux driver: a private tmux server running one program in a
+//! terminal (a real interactive zsh or bash, `top`, an agent's TUI), for
+//! tests that type into it and read the screen as a user does; and the one
+//! name for the shells the plugin supports (`Shell`).
 #![allow(dead_code)]
 
 use crate::common::wait_until;
@@ -9,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// Generous: a container start and attach takes seconds when parallel test
-/// binaries load the machine.
+/// Generous: a container start and attach takes seconds when parallel
+/// tests load the machine.
 pub const POLL: Duration = Duration::from_secs(30);
 
 static SOCKETS: AtomicU32 = AtomicU32::new(0);
@@ -37,6 +38,46 @@ pub fn tools_or_skip(test: &str, tools: &[&str]) -> bool {
     false
 }
 
+/// A shell the plugin supports, named one way in every test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shell {
+    Zsh,
+    Bash,
+}
+
+impl Shell {
+    /// Its program name (`zsh`, `bash`), as `init`/`completions` take it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shell::Zsh => "zsh",
+            Shell::Bash => "bash",
+        }
+    }
+
+    /// Its interactive argv as a terminal starts it (`-l`: a login shell).
+    pub fn interactive(self, login: bool) -> Vec<&'static str> {
+        let mut argv = vec![self.name()];
+        if login {
+            argv.push("-l");
+        }
+        argv.push("-i");
+        argv
+    }
+
+    /// The rc file an interactive non-login one reads in `$HOME`.
+    pub fn rc_file(self) -> &'static str {
+        match self {
+            Shell::Zsh => ".zshrc",
+            Shell::Bash => ".bashrc",
+        }
+    }
+
+    /// Whether it is installed here.
+    pub fn installed(self) -> bool {
+        have(self.name())
+    }
+}
+
 /// Shell single-quoting.
 pub fn shq(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -44,24 +85,36 @@ pub fn shq(s: &str) -> String {
 
 // ---------------------------------------------------------------- tmux
 
-/// One interactive shell in a private tmux server (`tmux -L <unique>`),
-/// 200x50; the server is killed on drop.
+/// One program in a private tmux server (`tmux -L <unique>`), in a
+/// 200x50 terminal unless started sized; the server is killed on drop.
 pub struct Tmux {
     sock: String,
     evals: std::cell::Cell<u32>,
+    poll: Duration,
 }
 
 impl Tmux {
     /// Starts `argv` (run through `env -i` with exactly `envs`) in `cwd`.
     pub fn start(cwd: &Path, envs: &[(String, String)], argv: &[&str]) -> Tmux {
+        Tmux::start_sized(cwd, envs, argv, (200, 50))
+    }
+
+    /// `start` in a terminal of `(columns, rows)`.
+    pub fn start_sized(
+        cwd: &Path,
+        envs: &[(String, String)],
+        argv: &[&str],
+        (cols, rows): (u16, u16),
+    ) -> Tmux {
         let n = SOCKETS.fetch_add(1, Ordering::SeqCst);
         let t = Tmux {
-            sock: format!("ais-fh-{}-{n}", std::process::id()),
+            sock: format!("ais-tmux-{}-{n}", std::process::id()),
             evals: std::cell::Cell::new(0),
+            poll: POLL,
         };
         let mut c = t.cmd();
         c.args(["-f", "/dev/null", "new-session", "-d", "-s", "s"])
-            .args(["-x", "200", "-y", "50", "-c"])
+            .args(["-x", &cols.to_string(), "-y", &rows.to_string(), "-c"])
             .arg(cwd)
             .args(["--", "env", "-i"]);
         for (k, v) in envs {
@@ -75,6 +128,12 @@ impl Tmux {
             String::from_utf8_lossy(&out.stderr)
         );
         t
+    }
+
+    /// How long `wait` and `wait_gone` wait (default `POLL`).
+    pub fn with_poll(mut self, poll: Duration) -> Tmux {
+        self.poll = poll;
+        self
     }
 
     pub fn cmd(&self) -> Command {
@@ -110,7 +169,19 @@ impl Tmux {
 
     /// The pane with its scrollback, wrapped lines joined.
     pub fn capture(&self) -> String {
-        let out = self.tmux(&["capture-pane", "-p", "-J", "-S", "-3000", "-t", "=s:"]);
+        self.capture_back(3000)
+    }
+
+    /// The pane with `lines` of scrollback, wrapped lines joined.
+    pub fn capture_back(&self, lines: u32) -> String {
+        let start = format!("-{lines}");
+        let out = self.tmux(&["capture-pane", "-p", "-J", "-S", &start, "-t", "=s:"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The visible screen only (what the user sees now).
+    pub fn screen(&self) -> String {
+        let out = self.tmux(&["capture-pane", "-p", "-t", "=s:"]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -129,7 +200,8 @@ impl Tmux {
 
     /// Polls the pane until `pred` holds; panics with the pane otherwise.
     pub fn wait(&self, what: &str, mut pred: impl FnMut(&str) -> bool) -> String {
-        let end = Instant::now() + POLL;
+        let poll = self.poll;
+        let end = Instant::now() + poll;
         loop {
             let pane = self.capture();
             if pred(&pane) {
@@ -137,12 +209,68 @@ impl Tmux {
             }
             if Instant::now() > end {
                 panic!(
-                    "timed out after {POLL:?} waiting for {what}; pane:\n{}",
+                    "timed out after {poll:?} waiting for {what}; pane:\n{}",
                     pane.trim_end()
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Polls the visible screen until `pred` holds, for at most `limit`;
+    /// panics with the screen and the scrollback otherwise.
+    pub fn wait_screen(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> String {
+        let end = Instant::now() + limit;
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "timed out after {limit:?} waiting for {what}; screen:\n{s}\n--- history:\n{}",
+                    self.capture_back(5000)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Resizes the terminal to `(columns, rows)`.
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let out = self.tmux(&[
+            "resize-window",
+            "-t",
+            "=s:",
+            "-x",
+            &cols.to_string(),
+            "-y",
+            &rows.to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Whether the pane's terminal is in raw mode with signals off (`-isig`),
+    /// as an attach sets it.
+    pub fn signals_off(&self) -> bool {
+        let tty = self.tmux(&["display-message", "-p", "-t", "=s:", "#{pane_tty}"]);
+        let tty = String::from_utf8_lossy(&tty.stdout).trim().to_owned();
+        let out = Command::new("stty")
+            .args(["-a", "-F", &tty])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|w| w == "-isig")
     }
 
     pub fn wait_text(&self, text: &str) -> String {
@@ -176,7 +304,7 @@ impl Tmux {
 
     pub fn wait_gone(&self) {
         assert!(
-            wait_until(POLL, || !self.alive()),
+            wait_until(self.poll, || !self.alive()),
             "the shell did not exit; pane:\n{}",
             self.capture()
         );

@@ -4,38 +4,15 @@
 use crate::common;
 
 use crate::common::Env;
+use crate::tmux_support::Tmux;
 use std::process::Command;
 use std::time::Duration;
 
-struct Tmux(String);
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.0)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
-    }
-    fn wait_for(&self, what: &str) -> String {
-        let mut last = String::new();
-        let found = common::wait_until(Duration::from_secs(15), || {
-            last = self.screen();
-            last.contains(what)
-        });
-        assert!(found, "waited for {what:?}; screen:\n{last}");
-        last
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
+/// Waits (15 s) until the visible screen shows `what`.
+fn wait_for(tmux: &Tmux, what: &str) -> String {
+    tmux.wait_screen(&format!("{what:?}"), Duration::from_secs(15), |s| {
+        s.contains(what)
+    })
 }
 
 #[test]
@@ -57,48 +34,34 @@ fn top_shows_instances_live_and_restores_the_screen() {
     assert!(out.status.success(), "{}", common::stderr(&out));
     let id = format!("{name}-claude");
 
-    let tmux = Tmux(format!("ais-top-{}", env.token));
-    let shell = format!(
-        "env AI_SESSIONS_HOME='{}' TERM=xterm-256color bash --norc --noprofile",
-        env.state().display()
-    );
-    tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "160",
-        "-y",
-        "30",
-        &shell,
-    ]);
-    tmux.cmd(&["send-keys", "-t", "t", "echo before-top", "Enter"]);
-    tmux.wait_for("before-top");
-    tmux.cmd(&[
-        "send-keys",
-        "-t",
-        "t",
-        &format!("{} top", common::BIN),
-        "Enter",
-    ]);
-    let screen = tmux.wait_for("1 running of 1");
+    // A bash with this test's environment, its state home and a colour
+    // terminal.
+    let mut envs: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| !["TMUX", "AI_SESSIONS_HOME", "TERM"].contains(&k.as_str()))
+        .collect();
+    envs.push(("AI_SESSIONS_HOME".into(), env.state().display().to_string()));
+    envs.push(("TERM".into(), "xterm-256color".into()));
+    let tmux = Tmux::start_sized(&dir, &envs, &["bash", "--norc", "--noprofile"], (160, 30));
+    tmux.line("echo before-top");
+    wait_for(&tmux, "before-top");
+    tmux.line(&format!("{} top", common::BIN));
+    let screen = wait_for(&tmux, "1 running of 1");
     assert!(screen.contains(&id), "{screen}");
     assert!(screen.contains("running"), "{screen}");
     // Live figures arrive from the background sampler.
-    let screen = tmux.wait_for("%");
+    let screen = wait_for(&tmux, "%");
     assert!(screen.contains("MiB") || screen.contains("KiB"), "{screen}");
     assert!(
         !screen.contains("before-top"),
         "top uses the alternate screen:\n{screen}"
     );
-    tmux.cmd(&["send-keys", "-t", "t", "m"]);
-    tmux.cmd(&["send-keys", "-t", "t", "q"]);
-    let screen = tmux.wait_for("before-top");
+    tmux.keys(&["m"]);
+    tmux.keys(&["q"]);
+    let screen = wait_for(&tmux, "before-top");
     assert!(
         !screen.contains("1 running of 1"),
         "screen restored:\n{screen}"
     );
-    tmux.cmd(&["send-keys", "-t", "t", "echo rc=$?", "Enter"]);
-    tmux.wait_for("rc=0");
+    tmux.line("echo rc=$?");
+    wait_for(&tmux, "rc=0");
 }
