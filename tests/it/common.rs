@@ -230,17 +230,53 @@ pub fn docker_or_skip(test: &str) -> bool {
     false
 }
 
-/// Skips the test (loudly) unless an engine answers; builds the test image.
+/// Skips the test (loudly) unless an engine answers; builds the test image;
+/// holds the test's turn on the engine (`docker_turn`) until the calling
+/// block ends. `require_docker!(alone)`: no other engine test meanwhile.
 /// In scope everywhere through `#[macro_use] mod common;`.
 macro_rules! require_docker {
-    () => {{
-        fn f() {}
-        let name = std::any::type_name_of_val(&f).trim_end_matches("::f");
-        if !$crate::common::docker_or_skip(name) {
+    () => {
+        require_docker!(@turn false)
+    };
+    (alone) => {
+        require_docker!(@turn true)
+    };
+    (@turn $alone:expr) => {
+        let name = {
+            fn f() {}
+            std::any::type_name_of_val(&f).trim_end_matches("::f")
+        };
+        let Some(_engine_turn) = $crate::common::docker_turn(name, $alone) else {
             return;
-        }
-        $crate::common::test_image();
-    }};
+        };
+    };
+}
+
+/// Every engine test runs in one process with the others (two at a time,
+/// cargo's default on 2 cores). Most share the engine; a test that loads
+/// it so much that a neighbour's time limits would no longer hold (50
+/// concurrent starts) has it alone.
+static ENGINE: RwLock<()> = RwLock::new(());
+
+/// A test's turn on the engine: shared, or alone.
+pub enum EngineTurn {
+    Shared(RwLockReadGuard<'static, ()>),
+    Alone(RwLockWriteGuard<'static, ()>),
+}
+
+/// `require_docker!`: None (after a loud skip, or a panic with
+/// AI_SESSIONS_REQUIRE_DOCKER=1) without an engine; else the test image is
+/// there and the turn is held.
+pub fn docker_turn(test: &str, alone: bool) -> Option<EngineTurn> {
+    if !docker_or_skip(test) {
+        return None;
+    }
+    test_image();
+    Some(if alone {
+        EngineTurn::Alone(ENGINE.write().unwrap_or_else(|p| p.into_inner()))
+    } else {
+        EngineTurn::Shared(ENGINE.read().unwrap_or_else(|p| p.into_inner()))
+    })
 }
 
 /// `gc` and `registry repair` of any state home take a container labelled

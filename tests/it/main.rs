@@ -2,7 +2,10 @@
 //! this one), and the support modules they share, compiled once. Cargo runs
 //! the tests of this binary in parallel threads of one process, so a test
 //! scopes everything it makes or asserts to its own state home, labels,
-//! names and ports (see `common::Env`).
+//! names and ports (see `common::Env`). What one test does to all of the
+//! engine is taken in turns: `require_docker!(alone)` for a test whose load
+//! would break its neighbours' time limits, `common::gc_turn` and
+//! `common::plant_strays` around `gc` and label-less strays.
 //!
 //! Only `tests/zz_fault_engine_restart.rs`, which stops and restarts the
 //! engine itself, is a binary of its own: cargo runs it after this one.
