@@ -36,7 +36,8 @@ fn top_shows_instances_live_and_restores_the_screen() {
 
     // A bash with this test's environment, its state home and a colour
     // terminal.
-    let mut envs: Vec<(String, String)> = std::env::vars()
+    let mut envs: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| !["TMUX", "AI_SESSIONS_HOME", "TERM"].contains(&k.as_str()))
         .collect();
     envs.push(("AI_SESSIONS_HOME".into(), env.state().display().to_string()));
