@@ -20,13 +20,43 @@ pub struct Env {
     pub projects: tempfile::TempDir,
     pub token: String,
     pub port_base: u16,
+    /// The flock on this env's port slot, released after `drop` cleaned up.
+    _port_slot: Option<std::fs::File>,
+}
+
+/// Port ranges `[20000 + 100 * slot, +99]`, one slot per live `Env`.
+const PORT_SLOTS: u32 = 300;
+
+/// Takes the first free slot from `start` on, by flock on a file per slot
+/// under the temp dir: free among every test process of this machine (the
+/// `it` binary, zz_fault_engine_restart, another checkout's run), which
+/// otherwise pick the same range now and then (the engine then refuses a
+/// start: "port is already allocated"). Without a lock dir, `start` as is.
+fn take_port_slot(start: u32) -> (u32, Option<std::fs::File>) {
+    use std::os::fd::AsRawFd;
+    let dir = std::env::temp_dir().join("ai-sessions-test-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return (start, None);
+    }
+    for i in 0..PORT_SLOTS {
+        let slot = (start + i) % PORT_SLOTS;
+        let Ok(f) = std::fs::File::create(dir.join(format!("slot-{slot}.lock"))) else {
+            continue;
+        };
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return (slot, Some(f));
+        }
+    }
+    (start, None)
 }
 
 impl Env {
     pub fn new() -> Self {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
-        let slot = (pid.wrapping_mul(31).wrapping_add(n * 7919)) % 300;
+        let (slot, port_slot) =
+            take_port_slot((pid.wrapping_mul(31).wrapping_add(n * 7919)) % PORT_SLOTS);
         let home = tempfile::Builder::new()
             .prefix("ais-home")
             .tempdir()
@@ -41,6 +71,7 @@ impl Env {
             projects,
             token,
             port_base: 20000 + (slot as u16) * 100,
+            _port_slot: port_slot,
         };
         env.write_config("");
         env
