@@ -24,8 +24,13 @@
 //! half-done start left, `resume` brings A back with its port and state
 //! (the agent asked to continue), and everything starts again.
 
+// The support modules of tests/it, compiled into this binary too.
+#[macro_use]
+#[path = "it/common.rs"]
 mod common;
+#[path = "it/docker_support.rs"]
 mod docker_support;
+#[path = "it/fault_support.rs"]
 mod fault_support;
 
 use common::{stderr, Env};
