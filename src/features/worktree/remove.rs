@@ -28,7 +28,11 @@ pub fn plan(ctx: &Ctx, reg: &Registry, id: &InstanceId) -> Result<Option<Plan>> 
     let Some(info) = inst.worktree.clone() else {
         return Ok(None);
     };
-    if !listed(&info.repo, &info.path) {
+    // An entry that does not say where (hand-edited): nothing to act on.
+    if info.path.as_os_str().is_empty()
+        || info.repo.as_os_str().is_empty()
+        || !listed(&info.repo, &info.path)
+    {
         return Ok(None);
     }
     let copy = ctx.global()?.worktree.copy;
@@ -154,7 +158,11 @@ pub fn interrupted(ctx: &Ctx, id: &InstanceId) -> Result<Option<Plan>> {
     else {
         return Ok(None);
     };
-    if !listed(&info.repo, &info.path) {
+    // An entry that does not say where (hand-edited): nothing to act on.
+    if info.path.as_os_str().is_empty()
+        || info.repo.as_os_str().is_empty()
+        || !listed(&info.repo, &info.path)
+    {
         let _ = std::fs::remove_file(&f);
         return Ok(None);
     }

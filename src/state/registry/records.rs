@@ -8,16 +8,26 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// The git worktree an instance works in (`--worktree NAME`): on disk
-/// `"worktree": {"name", "branch", "path", "repo"}`.
+/// `"worktree": {"name", "branch", "path", "repo"}`. A field missing (a
+/// hand-edited or older entry) reads as empty, so what is there is still
+/// shown and written back; no git work is done on an empty path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorktreeInfo {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub branch: String,
+    #[serde(default, skip_serializing_if = "is_empty_path")]
     pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "is_empty_path")]
     pub repo: PathBuf,
     /// Fields a newer version added, kept through a rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+fn is_empty_path(p: &std::path::Path) -> bool {
+    p.as_os_str().is_empty()
 }
 
 impl WorktreeInfo {

@@ -582,6 +582,26 @@ mod tests {
         let r: Registry = serde_json::from_value(v).unwrap();
         let i = r.instances.values().next().unwrap();
         assert!(i.worktree.is_none() && i.recovery.is_none());
+        // A worktree record missing fields still loads, and is written
+        // back with what it had.
+        let mut v: Value = serde_json::from_str(SEED).unwrap();
+        v["instances"]["project-a-claude"]["worktree"] =
+            serde_json::json!({"branch": "ai/fix", "name": "fix"});
+        let r: Registry = serde_json::from_value(v).unwrap();
+        let w = r
+            .instances
+            .values()
+            .next()
+            .unwrap()
+            .worktree
+            .clone()
+            .unwrap();
+        assert_eq!((w.name.as_str(), w.branch.as_str()), ("fix", "ai/fix"));
+        let out = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            out["instances"]["project-a-claude"]["worktree"]["branch"],
+            "ai/fix"
+        );
         let a = i.alerts.as_ref().unwrap();
         assert_eq!(a.level(AlertKind::HighCpu), Severity::Ok);
         assert_eq!(a.level(AlertKind::HighMem), Severity::Critical);
