@@ -490,3 +490,40 @@ fn logs_of_a_kept_container_come_from_the_container() {
     assert!(stdout(&out).contains("kept-line"), "{}", stdout(&out));
     let _ = docker(&["rm", "-f", &cname]);
 }
+
+/// A start the engine refuses after its networks were made (here: more
+/// CPUs than any machine has) leaves nothing behind: no network, no
+/// container, no proxy sidecar, no entry; with and without an egress
+/// policy (which adds an internal network, a network out and the proxy).
+#[test]
+fn a_start_the_engine_refuses_leaves_nothing_behind() {
+    require_docker!();
+    for egress in ["open", "allowlist"] {
+        let env = Env::new();
+        // Goes on in `[networking]`, which write_config opens.
+        env.write_config(&format!(
+            "egress = \"{egress}\"\n\n\
+             [global]\nruntime = \"docker\"\n\n\
+             [resources.cpu]\nlimit = \"1024\"\n\n\
+             [agents.claude]\nimage = \"{}\"\n",
+            test_image_tag()
+        ));
+        let proj = env.project(&env.unique("refused"));
+        let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+        assert_eq!(out.status.code(), Some(1), "{egress}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("create container") && stderr(&out).contains("CPUs"),
+            "{egress}: the engine's reason is said: {}",
+            stderr(&out)
+        );
+        assert!(networks(&env).is_empty(), "{egress}: {:?}", networks(&env));
+        let home = common::home_label(env.state());
+        let left = containers_with_label("ai.home", &home);
+        assert!(left.is_empty(), "{egress}: containers left: {left:?}");
+        assert!(
+            env.ok(&["list"]).contains("No instances"),
+            "{egress}: {}",
+            env.ok(&["list"])
+        );
+    }
+}
