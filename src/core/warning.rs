@@ -97,3 +97,11 @@ pub fn report_warn(text: impl Into<String>) {
         text: text.into(),
     });
 }
+
+/// [`report`] of a `Debug` warning.
+pub fn report_debug(text: impl Into<String>) {
+    report(Warning {
+        loudness: Loudness::Debug,
+        text: text.into(),
+    });
+}

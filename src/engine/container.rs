@@ -42,6 +42,10 @@ pub struct LogCap {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerSpec {
     pub name: String,
+    /// A container of this name left by an earlier start is removed even
+    /// while it runs (else only a stopped one is: a running one is
+    /// somebody's, and creating fails with [`Created::NameTaken`]).
+    pub replace: bool,
     pub image: String,
     pub cmd: Vec<String>,
     pub env: Vec<String>,
@@ -190,9 +194,10 @@ pub enum Created {
 }
 
 impl Engine {
-    /// Creates a container (after removing a stopped one of the same
-    /// name: that is ours and stale), joins its extra networks, and places
-    /// `files` in it (best effort: `Err` in the second part of the answer).
+    /// Creates a container (after removing one of the same name that is
+    /// stale: stopped, or any with `spec.replace`), joins its extra
+    /// networks, and places `files` in it (best effort: `Err` in the second
+    /// part of the answer).
     pub async fn create(
         &self,
         spec: &ContainerSpec,
@@ -202,7 +207,11 @@ impl Engine {
             .docker
             .remove_container(
                 &spec.name,
-                Some(q::RemoveContainerOptionsBuilder::new().force(false).build()),
+                Some(
+                    q::RemoveContainerOptionsBuilder::new()
+                        .force(spec.replace)
+                        .build(),
+                ),
             )
             .await;
         let create = self.docker.create_container(

@@ -77,10 +77,6 @@ async fn connect_negotiated(host: &str) -> Result<Docker> {
     }
 }
 
-pub(crate) fn api_error(what: &str, e: bollard::errors::Error) -> Error {
-    api_err(what, e)
-}
-
 fn api_err(what: &str, e: bollard::errors::Error) -> Error {
     match e {
         bollard::errors::Error::DockerResponseServerError {

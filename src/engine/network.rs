@@ -1,7 +1,7 @@
 //! Networks: made on a free subnet of their own, labelled, reused when a
 //! crash left them, removed when nothing uses them.
 
-use super::{api_error, is_404, Engine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
+use super::{api_err, is_404, Engine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
 use crate::core::error::{Error, Result};
 use bollard::models::NetworkCreateRequest;
 use bollard::query_parameters as q;
@@ -52,7 +52,7 @@ pub async fn ensure(docker: &Docker, net: &OwnNetwork) -> Result<()> {
         }
         Err(e) if is_404(&e) => {}
         Err(e) if is_ambiguous(&e) => return keep_one(docker, net).await,
-        Err(e) => return Err(api_error("inspect network", e)),
+        Err(e) => return Err(api_err("inspect network", e)),
     }
     let req = NetworkCreateRequest {
         name: net.name.clone(),
@@ -63,7 +63,7 @@ pub async fn ensure(docker: &Docker, net: &OwnNetwork) -> Result<()> {
     };
     super::subnet::create_network(&queued(docker), req)
         .await?
-        .map_err(|e| api_error("create network", e))
+        .map_err(|e| api_err("create network", e))
 }
 
 /// Engines before API 1.44 create a second network of a name that exists
@@ -110,7 +110,7 @@ async fn keep_one(docker: &Docker, net: &OwnNetwork) -> Result<()> {
                 Err(Error::Invalid(format!(
                     "network {} exists more than once and one of them cannot be removed ({}); remove the extra ones with `docker network rm`",
                     net.name,
-                    api_error("remove network", e)
+                    api_err("remove network", e)
                 )))
             }
         })?;
@@ -126,7 +126,7 @@ async fn named(docker: &Docker, name: &str) -> Result<Vec<bollard::models::Netwo
             filters: Some(filters),
         }))
         .await
-        .map_err(|e| api_error("list networks", e))?;
+        .map_err(|e| api_err("list networks", e))?;
     // The filter matches on part of the name.
     Ok(listed
         .into_iter()
@@ -150,7 +150,7 @@ pub async fn remove(docker: &Docker, name: &str) -> Result<()> {
             status_code: 403 | 409,
             ..
         }) => Ok(()),
-        Err(e) => Err(api_error("remove network", e)),
+        Err(e) => Err(api_err("remove network", e)),
     }
 }
 
@@ -170,7 +170,7 @@ pub async fn unused(docker: &Docker, home: &str) -> Result<Vec<(String, HashMap<
             filters: Some(filters),
         }))
         .await
-        .map_err(|e| api_error("list networks", e))?;
+        .map_err(|e| api_err("list networks", e))?;
     let mut out = Vec::new();
     for n in nets {
         let Some(name) = n.name else { continue };
@@ -214,10 +214,10 @@ impl Engine {
     /// host no address on it: an internal bridge still does, and through it
     /// every host port. One left by an earlier start is reused only if it
     /// is the same: internal, labelled with the same home, no host address.
-    pub fn ensure_internal_network(
+    pub async fn ensure_internal_network(
         &self,
         name: &str,
-        labels: HashMap<String, String>,
+        labels: &HashMap<String, String>,
     ) -> Result<()> {
         let req = |no_host: bool| NetworkCreateRequest {
             name: name.to_owned(),
@@ -228,26 +228,23 @@ impl Engine {
             labels: Some(labels.clone()),
             ..Default::default()
         };
-        self.block_on(async {
-            // The engine creates networks one at a time: wait as for our own.
-            let client = &queued(&self.docker);
-            let mut created = super::subnet::create_network(client, req(true)).await?;
-            // Podman (netavark) knows no such option and refuses it; its
-            // internal network still has no route out (see SECURITY.md).
-            if let Err(bollard::errors::Error::DockerResponseServerError { message, .. }) = &created
-            {
-                if message.contains(NO_HOST_ADDRESS) {
-                    created = super::subnet::create_network(client, req(false)).await?;
-                }
+        // The engine creates networks one at a time: wait as for our own.
+        let client = &queued(&self.docker);
+        let mut created = super::subnet::create_network(client, req(true)).await?;
+        // Podman (netavark) knows no such option and refuses it; its
+        // internal network still has no route out (see SECURITY.md).
+        if let Err(bollard::errors::Error::DockerResponseServerError { message, .. }) = &created {
+            if message.contains(NO_HOST_ADDRESS) {
+                created = super::subnet::create_network(client, req(false)).await?;
             }
-            match created {
-                Ok(_) => Ok(()),
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 409, ..
-                }) => self.check_internal(name, &labels).await,
-                Err(e) => Err(super::error(format!("create network {name}: {e}"))),
-            }
-        })
+        }
+        match created {
+            Ok(_) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => self.check_internal(name, labels).await,
+            Err(e) => Err(super::error(format!("create network {name}: {e}"))),
+        }
     }
 
     /// Whether the existing network `name` is ours (this home's, managed),

@@ -6,7 +6,7 @@
 //! every subnet the engine already uses and, on Linux, every route of the
 //! host (a VPN's or LAN's addresses must stay reachable from the host).
 
-use super::api_error;
+use super::api_err;
 use crate::core::error::{Error, Result};
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters as q;
@@ -115,7 +115,7 @@ async fn taken(docker: &Docker) -> Result<Vec<Net>> {
     let nets = docker
         .list_networks(None::<q::ListNetworksOptions>)
         .await
-        .map_err(|e| api_error("list networks", e))?;
+        .map_err(|e| api_err("list networks", e))?;
     Ok(nets
         .iter()
         .filter_map(|n| n.ipam.as_ref()?.config.as_ref())
@@ -172,7 +172,7 @@ pub async fn create_network(
         }
     }
     Err(match last {
-        Some(e) => api_error("create network", e),
+        Some(e) => api_err("create network", e),
         None => Error::Invalid(format!(
             "no free /{PREFIX} subnet left in {} for network {}; remove unused networks (`ai-sessctl gc`, `docker network prune`) or use networking.mode = \"shared\"",
             POOLS.map(|(a, p)| format!("{a}/{p}")).join(", "),

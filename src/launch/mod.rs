@@ -43,6 +43,11 @@ pub struct LaunchSpec<'a> {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
+/// Label naming the instance a container or network is for.
+pub const INSTANCE_LABEL: &str = "ai.instance";
+/// Container label naming the network made for it (removed with it).
+pub const NETWORK_LABEL: &str = "ai.network";
+
 /// A network a start makes before its containers (and removes again when
 /// the start fails).
 #[derive(Debug, Clone, PartialEq, Eq)]

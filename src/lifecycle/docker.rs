@@ -17,10 +17,7 @@ use std::time::Duration;
 
 pub use crate::engine::{HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
 
-/// Container label naming the network made for it (removed with it).
-pub const NETWORK_LABEL: &str = "ai.network";
-/// Label naming the instance a container or network is for.
-pub const INSTANCE_LABEL: &str = "ai.instance";
+pub use crate::launch::{INSTANCE_LABEL, NETWORK_LABEL};
 
 /// Six hex digits of the state home: engine object names differ between
 /// homes (two users, two `AI_SESSIONS_HOME`s) with a project of one name.
@@ -102,33 +99,30 @@ impl DockerEngine {
     pub fn launch_container(&self, spec: &LaunchSpec) -> Result<String> {
         let mut plan = plan(spec);
         crate::features::egress::launch::contribute(self, spec, &mut plan)?;
-        if let Some(PlannedNetwork::Own(own)) = plan.networks.first() {
-            plan.agent
-                .labels
-                .insert(NETWORK_LABEL.to_owned(), own.name.clone());
+        // The network of its own it is attached to goes with it (an egress
+        // policy's networks go with its sidecar).
+        let own = plan.networks.iter().find_map(|n| match n {
+            PlannedNetwork::Own(o) if plan.agent.network_mode.as_ref() == Some(&o.name) => {
+                Some(o.name.clone())
+            }
+            _ => None,
+        });
+        if let Some(own) = own {
+            plan.agent.labels.insert(NETWORK_LABEL.to_owned(), own);
         }
-        self.carry_out(plan, spec.eff.settings.resources.read_only_root)
+        self.carry_out(plan)
     }
 
     /// Makes the plan's networks, then its containers side by side; what a
     /// failed start made is removed again.
-    fn carry_out(&self, plan: LaunchPlan, read_only_root: bool) -> Result<String> {
-        let name = plan.agent.name.clone();
+    fn carry_out(&self, plan: LaunchPlan) -> Result<String> {
         let launched = self.block_on(async {
             let mut made = Vec::new();
             for net in &plan.networks {
                 let result = match net {
                     PlannedNetwork::Own(own) => self.ensure_network(own).await,
                     PlannedNetwork::Internal { name, labels } => {
-                        // Blocking (it waits for the engine's network queue).
-                        let engine = self.engine;
-                        let (name, labels) = (name.clone(), labels.clone());
-                        tokio::task::spawn_blocking(move || {
-                            engine.ensure_internal_network(&name, labels)
-                        })
-                        .await
-                        .map_err(|e| Error::Other(format!("worker: {e}")))
-                        .and_then(|r| r)
+                        self.ensure_internal_network(name, labels).await
                     }
                 };
                 if let Err(e) = result {
@@ -136,15 +130,14 @@ impl DockerEngine {
                 }
                 made.push(net.name().to_owned());
             }
-            let files: &[(String, Vec<u8>)] = match read_only_root {
+            // A read-only root takes no files (it has nowhere to put them).
+            let files: &[(String, Vec<u8>)] = match plan.agent.read_only_root {
                 true => &[],
                 false => &plan.files,
             };
-            let agent = self.create_and_start(&plan.agent, files, &name);
+            let agent = self.create_and_start(&plan.agent, files);
             let sidecars = futures_util::future::join_all(
-                plan.sidecars
-                    .iter()
-                    .map(|s| self.create_and_start(s, &[], &s.name)),
+                plan.sidecars.iter().map(|s| self.create_and_start(s, &[])),
             );
             let (agent, sidecars) = tokio::join!(agent, sidecars);
             let result = match (agent, sidecars.into_iter().find_map(|s| s.err())) {
@@ -174,16 +167,13 @@ impl DockerEngine {
         &self,
         spec: &ContainerSpec,
         files: &[(String, Vec<u8>)],
-        name: &str,
     ) -> Result<String> {
+        let name = &spec.name;
         let (created, placed) = self.create(spec, files).await?;
         // Best effort: an agent without its hook settings still runs (its
         // activity stays unknown).
         if let Some(e) = placed {
-            crate::core::warning::report(crate::core::warning::Warning {
-                loudness: crate::core::warning::Loudness::Debug,
-                text: format!("ai-sessctl: placing files in {name}: {e}"),
-            });
+            crate::core::warning::report_debug(format!("ai-sessctl: placing files in {name}: {e}"));
         }
         let id = match created {
             Created::Id(id) => id,

@@ -8,7 +8,7 @@ use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
 use crate::engine::network::OwnNetwork;
 use crate::engine::{Engine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
-use crate::launch::{LaunchPlan, LaunchSpec, PlannedNetwork};
+use crate::launch::{LaunchPlan, LaunchSpec, PlannedNetwork, INSTANCE_LABEL};
 use crate::state::config::EgressPolicy;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,7 +61,7 @@ pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> 
     let labels = HashMap::from([
         (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
         (HOME_LABEL.to_owned(), spec.home.clone()),
-        ("ai.instance".to_owned(), spec.id.to_string()),
+        (INSTANCE_LABEL.to_owned(), spec.id.to_string()),
     ]);
     plan.networks.push(PlannedNetwork::Internal {
         name: name.clone(),

@@ -226,6 +226,8 @@ pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
     };
     Ok(ContainerSpec {
         name: s.name.clone(),
+        // One left by an earlier start of the instance is replaced.
+        replace: true,
         image: s.image.clone(),
         cmd,
         labels: HashMap::from([

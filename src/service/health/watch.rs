@@ -52,7 +52,7 @@ fn follow_engine_events(tx: mpsc::Sender<String>, stop: Arc<AtomicBool>) {
                     let action = ev.action;
                     let id = ev
                         .attributes
-                        .get("ai.instance")
+                        .get(crate::launch::INSTANCE_LABEL)
                         .cloned()
                         .unwrap_or_default();
                     if tx.send(format!("{id} {action}")).is_err() {
