@@ -424,6 +424,30 @@ fn a_flood_of_refusals_from_the_box_stays_under_the_caps_and_is_counted() {
     env.ok(&["stop", &id]);
 }
 
+/// The text a box or a repository might write to reach a terminal: an OSC
+/// title, a C1 CSI and a right-to-left override.
+const HOSTILE: &str = "x\u{1b}]0;PWNED\u{7}\u{9b}2J\u{202e}gpj.exe";
+
+/// A registry entry `esc-w-claude` carrying [`HOSTILE`] where a box or a
+/// repository writes it (a status reason, a worktree's branch).
+fn write_hostile_entry(env: &Env) -> &'static str {
+    let project = env.project("esc");
+    let reg = serde_json::json!({"instances": {"esc-w-claude": {
+        "id": "esc-w-claude", "project_path": project, "project_name": "esc",
+        "mode": "claude", "status": "error", "port": env.port_base,
+        "status_reason": format!("setup failed: {HOSTILE}"),
+        "timestamps": {"created": chrono::Utc::now().to_rfc3339()},
+        "resources": {}, "config": {},
+        "worktree": {"branch": HOSTILE, "name": "w"},
+    }}});
+    std::fs::write(
+        env.state().join("registry.json"),
+        serde_json::to_string_pretty(&reg).unwrap(),
+    )
+    .unwrap();
+    HOSTILE
+}
+
 /// A stopped worktree instance whose branch (a repository's) and reason (a
 /// box's setup failure) hold a title sequence, a C1 CSI and a
 /// right-to-left override: `list` and `show` print them escaped, `--json`
@@ -431,21 +455,7 @@ fn a_flood_of_refusals_from_the_box_stays_under_the_caps_and_is_counted() {
 #[test]
 fn list_and_show_print_what_a_box_or_a_repository_wrote_escaped() {
     let env = Env::new();
-    let project = env.project("esc");
-    let hostile = "x\u{1b}]0;PWNED\u{7}\u{9b}2J\u{202e}gpj.exe";
-    let reg = serde_json::json!({"instances": {"esc-w-claude": {
-        "id": "esc-w-claude", "project_path": project, "project_name": "esc",
-        "mode": "claude", "status": "error", "port": env.port_base,
-        "status_reason": format!("setup failed: {hostile}"),
-        "timestamps": {"created": chrono::Utc::now().to_rfc3339()},
-        "resources": {}, "config": {},
-        "worktree": {"branch": hostile, "name": "w"},
-    }}});
-    std::fs::write(
-        env.state().join("registry.json"),
-        serde_json::to_string_pretty(&reg).unwrap(),
-    )
-    .unwrap();
+    write_hostile_entry(&env);
     for args in [
         vec!["list"],
         vec!["list", "--json"],
@@ -466,21 +476,7 @@ fn list_and_show_print_what_a_box_or_a_repository_wrote_escaped() {
 #[test]
 fn the_apis_json_escapes_what_a_box_or_a_repository_wrote() {
     let env = Env::new();
-    let project = env.project("esc");
-    let hostile = "x\u{1b}]0;PWNED\u{7}\u{9b}2J\u{202e}gpj.exe";
-    let reg = serde_json::json!({"instances": {"esc-w-claude": {
-        "id": "esc-w-claude", "project_path": project, "project_name": "esc",
-        "mode": "claude", "status": "error", "port": env.port_base,
-        "status_reason": format!("setup failed: {hostile}"),
-        "timestamps": {"created": chrono::Utc::now().to_rfc3339()},
-        "resources": {}, "config": {},
-        "worktree": {"branch": hostile, "name": "w"},
-    }}});
-    std::fs::write(
-        env.state().join("registry.json"),
-        serde_json::to_string_pretty(&reg).unwrap(),
-    )
-    .unwrap();
+    let hostile = write_hostile_entry(&env);
     let srv = api_support::Serve::start(&env);
     let tok = api_support::token(&env);
     for path in ["/api/v1/instances", "/api/v1/instances/esc-w-claude"] {

@@ -15,6 +15,28 @@ use std::time::{Duration, Instant};
 /// Generous: a container start and attach takes ~1-2 s on a loaded box.
 const POLL: Duration = Duration::from_secs(15);
 
+/// A test per shell of `body(Shell)`, named `zsh_…` and `bash_…`: it needs
+/// the engine, and is skipped (loudly) without tmux or that shell.
+macro_rules! per_shell {
+    ($body:ident: $zsh:ident, $bash:ident) => {
+        #[test]
+        fn $zsh() {
+            require_docker!();
+            if shells_or_skip(stringify!($zsh), Some(Shell::Zsh)) {
+                $body(Shell::Zsh);
+            }
+        }
+
+        #[test]
+        fn $bash() {
+            require_docker!();
+            if shells_or_skip(stringify!($bash), Some(Shell::Bash)) {
+                $body(Shell::Bash);
+            }
+        }
+    };
+}
+
 /// Skips loudly without tmux and the shell (both shells: `None`); fails
 /// when CI says they must be here.
 fn shells_or_skip(test: &str, sh: Option<Shell>) -> bool {
@@ -353,21 +375,7 @@ fn full_flow(sh: Shell) {
     );
 }
 
-#[test]
-fn zsh_full_flow() {
-    require_docker!();
-    if shells_or_skip("zsh_full_flow", Some(Shell::Zsh)) {
-        full_flow(Shell::Zsh);
-    }
-}
-
-#[test]
-fn bash_full_flow() {
-    require_docker!();
-    if shells_or_skip("bash_full_flow", Some(Shell::Bash)) {
-        full_flow(Shell::Bash);
-    }
-}
+per_shell!(full_flow: zsh_full_flow, bash_full_flow);
 
 /// `on_shell_exit = "keep"`: `exit` leaves the instance running, disowned
 /// (a later reconcile does not reap it as an orphan).
@@ -395,21 +403,7 @@ fn exit_keep(sh: Shell) {
     assert_eq!(state.as_deref(), Some("running"), "the container runs on");
 }
 
-#[test]
-fn zsh_exit_keep_policy() {
-    require_docker!();
-    if shells_or_skip("zsh_exit_keep_policy", Some(Shell::Zsh)) {
-        exit_keep(Shell::Zsh);
-    }
-}
-
-#[test]
-fn bash_exit_keep_policy() {
-    require_docker!();
-    if shells_or_skip("bash_exit_keep_policy", Some(Shell::Bash)) {
-        exit_keep(Shell::Bash);
-    }
-}
+per_shell!(exit_keep: zsh_exit_keep_policy, bash_exit_keep_policy);
 
 /// The shell is SIGKILLed (no exit hook): the next `ai-sessctl list` stops
 /// the orphan, saying why.
@@ -442,21 +436,7 @@ fn killed_shell(sh: Shell) {
     );
 }
 
-#[test]
-fn zsh_killed_shell_orphan_stopped() {
-    require_docker!();
-    if shells_or_skip("zsh_killed_shell_orphan_stopped", Some(Shell::Zsh)) {
-        killed_shell(Shell::Zsh);
-    }
-}
-
-#[test]
-fn bash_killed_shell_orphan_stopped() {
-    require_docker!();
-    if shells_or_skip("bash_killed_shell_orphan_stopped", Some(Shell::Bash)) {
-        killed_shell(Shell::Bash);
-    }
-}
+per_shell!(killed_shell: zsh_killed_shell_orphan_stopped, bash_killed_shell_orphan_stopped);
 
 /// A project path with spaces and both kinds of quotes.
 fn odd_path(sh: Shell) {
@@ -492,24 +472,7 @@ fn odd_path(sh: Shell) {
     assert_eq!(only_instance(&env).0, id);
 }
 
-#[test]
-fn zsh_project_path_with_spaces_and_quotes() {
-    require_docker!();
-    if shells_or_skip("zsh_project_path_with_spaces_and_quotes", Some(Shell::Zsh)) {
-        odd_path(Shell::Zsh);
-    }
-}
-
-#[test]
-fn bash_project_path_with_spaces_and_quotes() {
-    require_docker!();
-    if shells_or_skip(
-        "bash_project_path_with_spaces_and_quotes",
-        Some(Shell::Bash),
-    ) {
-        odd_path(Shell::Bash);
-    }
-}
+per_shell!(odd_path: zsh_project_path_with_spaces_and_quotes, bash_project_path_with_spaces_and_quotes);
 
 /// The stand-in based checks of the sourced layer (no engine needed).
 #[test]
@@ -646,21 +609,7 @@ fn needs_you(sh: Shell) {
     assert_eq!(alert_lines().len(), 1, "{:?}", alert_lines());
 }
 
-#[test]
-fn zsh_needs_you_mark_and_alert() {
-    require_docker!();
-    if shells_or_skip("zsh_needs_you_mark_and_alert", Some(Shell::Zsh)) {
-        needs_you(Shell::Zsh);
-    }
-}
-
-#[test]
-fn bash_needs_you_mark_and_alert() {
-    require_docker!();
-    if shells_or_skip("bash_needs_you_mark_and_alert", Some(Shell::Bash)) {
-        needs_you(Shell::Bash);
-    }
-}
+per_shell!(needs_you: zsh_needs_you_mark_and_alert, bash_needs_you_mark_and_alert);
 
 /// Config for the exit tests: the fake agent ignoring SIGTERM (as Gemini
 /// CLI does), so a stop waits the whole `stop_timeout` before the kill.
@@ -723,21 +672,7 @@ fn exit_returns_at_once(sh: Shell) {
     eprintln!("{sh:?}: exit returned after {gone:?}; the stop went on in the background");
 }
 
-#[test]
-fn zsh_exit_returns_at_once() {
-    require_docker!();
-    if shells_or_skip("zsh_exit_returns_at_once", Some(Shell::Zsh)) {
-        exit_returns_at_once(Shell::Zsh);
-    }
-}
-
-#[test]
-fn bash_exit_returns_at_once() {
-    require_docker!();
-    if shells_or_skip("bash_exit_returns_at_once", Some(Shell::Bash)) {
-        exit_returns_at_once(Shell::Bash);
-    }
-}
+per_shell!(exit_returns_at_once: zsh_exit_returns_at_once, bash_exit_returns_at_once);
 
 /// The owner shell exits while a second terminal is attached: the instance
 /// is kept for that terminal (its shell becomes the owner, said in the
@@ -791,18 +726,4 @@ fn attached_terminal_keeps_its_agent(sh: Shell) {
     );
 }
 
-#[test]
-fn zsh_attached_terminal_keeps_its_agent() {
-    require_docker!();
-    if shells_or_skip("zsh_attached_terminal_keeps_its_agent", Some(Shell::Zsh)) {
-        attached_terminal_keeps_its_agent(Shell::Zsh);
-    }
-}
-
-#[test]
-fn bash_attached_terminal_keeps_its_agent() {
-    require_docker!();
-    if shells_or_skip("bash_attached_terminal_keeps_its_agent", Some(Shell::Bash)) {
-        attached_terminal_keeps_its_agent(Shell::Bash);
-    }
-}
+per_shell!(attached_terminal_keeps_its_agent: zsh_attached_terminal_keeps_its_agent, bash_attached_terminal_keeps_its_agent);
