@@ -1113,3 +1113,44 @@ fn a_planted_internal_network_of_the_instances_name_is_not_reused() {
     assert!(stderr(&out).contains(&container), "{}", stderr(&out));
     assert_ne!(env.instance(&id)["status"], "running");
 }
+
+/// A proxy sidecar of an earlier start still running under the name the
+/// next start's sidecar takes (a start killed mid-way, a stop that did not
+/// finish) is replaced: the start succeeds and the proxy it made answers.
+#[test]
+fn a_running_sidecar_left_by_an_earlier_start_is_replaced() {
+    require_docker!();
+    let env = Env::new();
+    let dest = Dest::new(&env);
+    config(&env, &dest, "allowlist");
+    let name = env.unique("leftover");
+    let (id, cid) = start(&env, &name, &[]);
+    let container = common::inspect(&cid).unwrap()["Name"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_owned();
+    env.ok(&["stop", &id]);
+    let sidecar = format!("{container}-egress");
+    let planted = docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &sidecar,
+        test_image_tag(),
+        "sleep",
+        "600",
+    ])
+    .trim()
+    .to_owned();
+    let out = try_start(&env, &name, &[]);
+    let left = common::inspect(&planted).is_some();
+    let _ = docker(&["rm", "-f", &planted]);
+    assert!(out.status.success(), "start: {}", stderr(&out));
+    assert!(!left, "the leftover was removed");
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(get(&cid, "http://allowed.test/").contains("allowed-ok"));
+}
