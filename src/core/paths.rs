@@ -87,6 +87,14 @@ impl StateDir {
     pub fn socket_of(&self, id: &InstanceId) -> PathBuf {
         self.root.join("sockets").join(format!("{id}.sock"))
     }
+    /// `meter/`: the spend ledgers, a directory per instance, each
+    /// written by that instance's broker only.
+    pub fn meter_dir(&self) -> PathBuf {
+        self.root.join("meter")
+    }
+    pub fn meter_of(&self, id: &InstanceId) -> PathBuf {
+        self.meter_dir().join(id.as_str())
+    }
     pub fn prompt_file(&self) -> PathBuf {
         self.root.join("prompt.tsv")
     }

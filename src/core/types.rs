@@ -267,6 +267,89 @@ impl fmt::Display for Activity {
     }
 }
 
+/// Where a credential broker sends an API's calls: `http(s)://host[:port][/base]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstream {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The path every call's path is appended to (`""` or `/prefix`).
+    pub base_path: String,
+}
+
+impl Upstream {
+    pub fn parse(url: &str) -> std::result::Result<Upstream, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "{}: not an http:// or https:// URL",
+                truncate_for_message(url)
+            ));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                let port = p
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("{}: bad port", truncate_for_message(url)))?;
+                (h, port)
+            }
+            _ => (authority, if tls { 443 } else { 80 }),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ok_host = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+        let ok_path = path
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"?#\\".contains(&b));
+        if !ok_host || authority.contains('@') || !ok_path {
+            return Err(format!(
+                "{}: not a plain http(s)://host[:port][/path] URL",
+                truncate_for_message(url)
+            ));
+        }
+        Ok(Upstream {
+            tls,
+            host: host.to_owned(),
+            port,
+            base_path: path.to_owned(),
+        })
+    }
+
+    /// `host` or `host:port` when the port is not the scheme's own.
+    pub fn authority(&self) -> String {
+        let host = match self.host.contains(':') {
+            true => format!("[{}]", self.host),
+            false => self.host.clone(),
+        };
+        match (self.tls, self.port) {
+            (true, 443) | (false, 80) => host,
+            (_, p) => format!("{host}:{p}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority(), self.base_path)
+    }
+}
+
+pub fn check_upstream(url: &str) -> std::result::Result<(), String> {
+    Upstream::parse(url).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +400,27 @@ mod tests {
         assert!(Mode::parse("cla ude").is_err());
         assert!(Mode::parse("").is_err());
         assert_eq!(Mode::parse("Gemini").unwrap().as_str(), "gemini");
+    }
+
+    #[test]
+    fn upstreams_parse_and_refuse_what_is_not_a_plain_url() {
+        let u = Upstream::parse("https://api.anthropic.com").unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.base_path.as_str()),
+            (true, "api.anthropic.com", 443, "")
+        );
+        let u = Upstream::parse("http://172.17.0.1:8080/gw/").unwrap();
+        assert_eq!((u.tls, u.port, u.base_path.as_str()), (false, 8080, "/gw"));
+        assert_eq!(u.to_string(), "http://172.17.0.1:8080/gw");
+        for bad in [
+            "ftp://x",
+            "https://",
+            "https://u:p@h",
+            "http://h:0",
+            "http://h/a?b",
+            "http://h b",
+        ] {
+            assert!(Upstream::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -6,3 +6,4 @@ pub mod events;
 pub mod ports;
 pub mod project;
 pub mod registry;
+pub mod spend;

@@ -4,6 +4,7 @@
 //! (the only other member of that network) lets through what the rules
 //! allow and logs every refusal.
 
+pub mod broker;
 pub mod launch;
 pub mod proxy;
 pub mod relay;

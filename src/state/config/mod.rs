@@ -87,7 +87,8 @@ pub fn read_layer(path: &Path) -> Result<toml::Table> {
 /// Parses `text` as a config file and checks every key and value.
 pub fn check_text(path: &Path, text: &str) -> Result<toml::Table> {
     let table: toml::Table = toml::from_str(text).map_err(|e| located(path, text, &e))?;
-    toml::from_str::<Settings>(text).map_err(|e| located(path, text, &e))?;
+    let settings = toml::from_str::<Settings>(text).map_err(|e| located(path, text, &e))?;
+    check_money(path, &settings)?;
     // Agent overrides are checked as if they were top-level sections.
     if let Some(toml::Value::Table(agents)) = table.get("agents") {
         for (name, spec) in agents {
@@ -126,6 +127,46 @@ pub fn check_text(path: &Path, text: &str) -> Result<toml::Table> {
         }
     }
     Ok(table)
+}
+
+/// Budgets are positive, prices not negative, upstreams `http(s)://` URLs.
+fn check_money(path: &Path, s: &Settings) -> Result<()> {
+    let bad =
+        |key: &str, why: &str| Err(Error::Invalid(format!("{}: {key}: {why}", path.display())));
+    for (key, v) in [
+        ("budget.instance_usd", s.budget.instance_usd),
+        ("budget.daily_usd", s.budget.daily_usd),
+    ] {
+        if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            return bad(key, "a budget is a positive number of US dollars");
+        }
+    }
+    for (model, p) in &s.prices {
+        let all = [
+            Some(p.input_per_mtok),
+            Some(p.output_per_mtok),
+            p.cache_write_per_mtok,
+            p.cache_read_per_mtok,
+        ];
+        if all
+            .into_iter()
+            .flatten()
+            .any(|v| !(v.is_finite() && v >= 0.0))
+        {
+            return bad(
+                &format!("prices.\"{model}\""),
+                "a price is a number of US dollars per million tokens, 0 or more",
+            );
+        }
+    }
+    for (name, agent) in &s.agents {
+        if let Some(up) = &agent.credentials.upstream {
+            if let Err(why) = crate::core::types::check_upstream(up) {
+                return bad(&format!("agents.{name}.credentials.upstream"), &why);
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn valid_env_name(s: &str) -> bool {

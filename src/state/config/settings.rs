@@ -26,6 +26,10 @@ pub struct Settings {
     pub ai_config: BTreeMap<String, toml::Table>,
     pub agents: BTreeMap<String, AgentSpec>,
     pub worktree: Worktree,
+    /// Spending limits, enforced by the credential broker.
+    pub budget: Budget,
+    /// Prices per model (`[prices."<model>"]`), over the shipped table.
+    pub prices: BTreeMap<String, Price>,
     /// The seed's per-instance `instance:` block; informational.
     pub instance: Option<toml::Table>,
 }
@@ -57,6 +61,8 @@ impl Default for Settings {
             ai_config,
             agents: AgentSpec::builtin(),
             worktree: Worktree::default(),
+            budget: Budget::default(),
+            prices: BTreeMap::new(),
             instance: None,
         }
     }
@@ -371,6 +377,32 @@ impl Default for Alerts {
     }
 }
 
+/// `[budget]`: what brokered model calls may cost, in US dollars. At 80 %
+/// an alert; at 100 % the broker refuses further calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Budget {
+    /// Per instance, since it was created.
+    pub instance_usd: Option<f64>,
+    /// All instances of this state home, per calendar day (UTC).
+    pub daily_usd: Option<f64>,
+}
+
+/// `[prices."<model>"]`: US dollars per million tokens. A model id matches
+/// the longest entry it starts with (`claude-sonnet-4-5` prices
+/// `claude-sonnet-4-5-20250929`). Cache writes default to 1.25 × input,
+/// cache reads to 0.1 × input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_per_mtok: Option<f64>,
+}
+
 /// `serve`: how long a dashboard login lasts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -457,6 +489,110 @@ pub struct AgentSpec {
     /// Arguments that make the agent continue its last conversation, used
     /// when an instance comes back (`resume`) and its state dir holds one.
     pub resume_args: Vec<String>,
+    /// How the agent's API key or login reaches its API.
+    pub credentials: Credentials,
+}
+
+/// `[agents.<mode>.credentials]`: where the agent's key lives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Credentials {
+    pub mode: CredentialMode,
+    /// Where brokered calls go (`https://` or `http://`); default: the
+    /// host's base-URL variable for the API when set, else the API itself.
+    pub upstream: Option<String>,
+    /// The API the agent speaks; `auto` picks by the key variables in
+    /// `env_passthrough`.
+    pub api: ApiKind,
+}
+
+/// `broker`: the box holds a placeholder and the egress sidecar adds the
+/// real key on the way out (and meters every call); `env`: the key is in
+/// the box's environment; `none`: no key is passed at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialMode {
+    #[default]
+    Broker,
+    Env,
+    None,
+}
+
+/// The model APIs the broker speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKind {
+    #[default]
+    Auto,
+    Anthropic,
+    Gemini,
+    Openai,
+}
+
+impl ApiKind {
+    /// The API a key variable is for.
+    pub fn of_key_var(name: &str) -> Option<ApiKind> {
+        match name {
+            "ANTHROPIC_API_KEY" => Some(ApiKind::Anthropic),
+            "GEMINI_API_KEY" | "GOOGLE_API_KEY" => Some(ApiKind::Gemini),
+            "OPENAI_API_KEY" => Some(ApiKind::Openai),
+            _ => None,
+        }
+    }
+
+    /// The variables holding its key, in order of preference.
+    pub fn key_vars(self) -> &'static [&'static str] {
+        match self {
+            ApiKind::Anthropic => &["ANTHROPIC_API_KEY"],
+            ApiKind::Gemini => &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+            ApiKind::Openai => &["OPENAI_API_KEY"],
+            ApiKind::Auto => &[],
+        }
+    }
+
+    /// The variable that points the agent's client at another base URL.
+    pub fn base_url_var(self) -> Option<&'static str> {
+        match self {
+            ApiKind::Anthropic => Some("ANTHROPIC_BASE_URL"),
+            ApiKind::Gemini => Some("GOOGLE_GEMINI_BASE_URL"),
+            ApiKind::Openai => Some("OPENAI_BASE_URL"),
+            ApiKind::Auto => None,
+        }
+    }
+
+    pub fn default_upstream(self) -> Option<&'static str> {
+        match self {
+            ApiKind::Anthropic => Some("https://api.anthropic.com"),
+            ApiKind::Gemini => Some("https://generativelanguage.googleapis.com"),
+            ApiKind::Openai => Some("https://api.openai.com/v1"),
+            ApiKind::Auto => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ApiKind::Auto => "auto",
+            ApiKind::Anthropic => "anthropic",
+            ApiKind::Gemini => "gemini",
+            ApiKind::Openai => "openai",
+        })
+    }
+}
+
+impl AgentSpec {
+    /// The API its credentials are for: `credentials.api`, else the first
+    /// key variable it takes from the caller's environment.
+    pub fn api(&self) -> Option<ApiKind> {
+        match self.credentials.api {
+            ApiKind::Auto => self
+                .env_passthrough
+                .iter()
+                .find_map(|v| ApiKind::of_key_var(v)),
+            k => Some(k),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -504,6 +640,7 @@ impl Default for AgentSpec {
                 crate::core::types::Activity::Idle,
             ],
             resume_args: Vec::new(),
+            credentials: Credentials::default(),
         }
     }
 }

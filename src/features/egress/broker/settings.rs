@@ -1,0 +1,82 @@
+//! `net/<id>/broker.json`: what the broker of an instance enforces, written
+//! by the host at start and whenever `[budget]` or `[prices]` change, read
+//! again by the broker when it changes. No key is in it.
+
+use crate::core::error::{Error, Result};
+use crate::core::paths::StateDir;
+use crate::core::types::{InstanceId, Upstream};
+use crate::state::config::{ApiKind, Budget, Effective, Price};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const FILE: &str = "broker.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerFile {
+    pub instance: String,
+    pub api: ApiKind,
+    pub upstream: Upstream,
+    /// The key the box holds: only a call carrying it gets the real one.
+    pub placeholder: String,
+    pub budget: Budget,
+    /// The whole price table (shipped and configured).
+    pub prices: BTreeMap<String, Price>,
+}
+
+pub fn path(dirs: &StateDir, id: &InstanceId) -> PathBuf {
+    super::super::net_dir(dirs, id).join(FILE)
+}
+
+impl BrokerFile {
+    pub fn new(
+        id: &InstanceId,
+        eff: &Effective,
+        api: ApiKind,
+        upstream: Upstream,
+        placeholder: String,
+    ) -> BrokerFile {
+        BrokerFile {
+            instance: id.to_string(),
+            api,
+            upstream,
+            placeholder,
+            budget: eff.settings.budget.clone(),
+            prices: crate::state::spend::prices::Prices::new(&eff.settings.prices)
+                .table()
+                .clone(),
+        }
+    }
+
+    pub fn read(path: &Path) -> Result<BrokerFile> {
+        let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })
+    }
+
+    /// Written whole (temp file + rename): the broker reads the old one or
+    /// the new one.
+    pub fn write(&self, dirs: &StateDir, id: &InstanceId) -> Result<()> {
+        dirs.ensure_sub(&dirs.root().join("net"))?;
+        crate::core::paths::ensure_private_dir(&super::super::net_dir(dirs, id))?;
+        let text = serde_json::to_vec_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
+        crate::core::paths::atomic_write(&path(dirs, id), &text)
+    }
+
+    /// The instance's file with `eff`'s budget and prices (after `config
+    /// set`): the running broker applies them on its next call. No file
+    /// (not brokered) is left alone.
+    pub fn refresh(dirs: &StateDir, id: &InstanceId, eff: &Effective) -> Result<bool> {
+        let p = path(dirs, id);
+        let Ok(old) = BrokerFile::read(&p) else {
+            return Ok(false);
+        };
+        let new = BrokerFile::new(id, eff, old.api, old.upstream.clone(), old.placeholder.clone());
+        if new != old {
+            new.write(dirs, id)?;
+        }
+        Ok(true)
+    }
+}
