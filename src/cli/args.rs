@@ -503,7 +503,7 @@ pub enum NetCmd {
         events: PathBuf,
         /// HOST:PORT; a name is resolved (the proxy's alias on its network)
         #[arg(long)]
-        listen: String,
+        listen: Option<String>,
         /// PORT=HOST:PORT
         #[arg(long)]
         forward: Vec<String>,
@@ -512,6 +512,19 @@ pub enum NetCmd {
         /// An address of the engine's machine: never a destination
         #[arg(long)]
         forbid: Vec<std::net::IpAddr>,
+        /// The credential broker's settings (`broker.json`); its key is
+        /// read from stdin
+        #[arg(long, requires_all = ["broker_listen", "meter"])]
+        broker_settings: Option<PathBuf>,
+        /// HOST:PORT the broker listens on
+        #[arg(long)]
+        broker_listen: Option<String>,
+        /// The instance's ledger directory
+        #[arg(long)]
+        meter: Option<PathBuf>,
+        /// The home's ledger directories (for the daily budget)
+        #[arg(long)]
+        meter_all: Option<PathBuf>,
     },
 }
 

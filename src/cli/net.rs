@@ -20,6 +20,10 @@ pub fn net(ctx: &Ctx, cmd: NetCmd) -> Result<u8> {
             forward,
             watch,
             forbid,
+            broker_settings,
+            broker_listen,
+            meter,
+            meter_all,
         } => {
             let forward = forward
                 .iter()
@@ -33,6 +37,17 @@ pub fn net(ctx: &Ctx, cmd: NetCmd) -> Result<u8> {
                     Ok((port, target.to_owned()))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let broker = match (broker_settings, broker_listen, meter) {
+                (Some(settings), Some(listen), Some(meter)) => {
+                    Some(egress::broker::server::BrokerArgs {
+                        settings,
+                        listen,
+                        meter,
+                        meter_all,
+                    })
+                }
+                _ => None,
+            };
             egress::proxy::run(egress::proxy::ProxyArgs {
                 rules,
                 events,
@@ -40,6 +55,7 @@ pub fn net(ctx: &Ctx, cmd: NetCmd) -> Result<u8> {
                 forward,
                 watch,
                 forbid,
+                broker,
             })
             .map(|_| 0)
         }

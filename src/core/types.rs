@@ -267,6 +267,27 @@ impl fmt::Display for Activity {
     }
 }
 
+/// A key or token: no `Display`, no `Serialize`, and a `Debug` that
+/// shows nothing of it, so it cannot reach a log or a message by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    /// The value, for the one place that sends it on.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
 /// Where a credential broker sends an API's calls: `http(s)://host[:port][/base]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upstream {

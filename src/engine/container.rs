@@ -53,6 +53,9 @@ pub struct ContainerSpec {
     pub working_dir: Option<String>,
     /// A terminal and an open stdin, for an agent to attach to.
     pub interactive: bool,
+    /// An open stdin without a terminal, closed when the first attach
+    /// ends: a secret is written to it once, and kept nowhere else.
+    pub stdin_once: bool,
     /// The container port to expose, and where it is published (if it is).
     pub port: Option<u16>,
     pub publish: Option<Publish>,
@@ -108,8 +111,9 @@ impl ContainerSpec {
             env: (!self.env.is_empty()).then(|| self.env.clone()),
             labels: Some(self.labels.clone()),
             tty: self.interactive.then_some(true),
-            open_stdin: self.interactive.then_some(true),
-            attach_stdin: self.interactive.then_some(true),
+            open_stdin: (self.interactive || self.stdin_once).then_some(true),
+            stdin_once: (self.stdin_once && !self.interactive).then_some(true),
+            attach_stdin: (self.interactive || self.stdin_once).then_some(true),
             attach_stdout: self.interactive.then_some(true),
             attach_stderr: self.interactive.then_some(true),
             working_dir: self.working_dir.clone(),
@@ -270,6 +274,29 @@ impl Engine {
             self.remove_async(id).await;
         }
         started
+    }
+
+    /// Writes `bytes` to the standard input of a running container made
+    /// with `stdin_once`, and closes it: nothing of it is kept by the
+    /// engine (not in its config, its logs or `inspect`).
+    pub async fn write_stdin(&self, id: &str, bytes: &[u8]) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let opts = q::AttachContainerOptionsBuilder::new()
+            .stdin(true)
+            .stream(true)
+            .build();
+        let attached =
+            Self::timed("attach stdin", self.docker.attach_container(id, Some(opts))).await?;
+        let mut input = attached.input;
+        let wrote = async {
+            input.write_all(bytes).await?;
+            input.flush().await?;
+            input.shutdown().await
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), wrote)
+            .await
+            .map_err(|_| Error::Engine("writing to the container's stdin: timed out".into()))?
+            .map_err(|e| Error::Engine(format!("writing to the container's stdin: {e}")))
     }
 
     /// Removes a container by force; gone already is fine.

@@ -4,7 +4,7 @@
 //! network and a proxy beside the agent; worktrees: steps before it) and
 //! the lifecycle carries it out on the engine.
 
-use crate::core::types::{InstanceId, Mode, Port};
+use crate::core::types::{InstanceId, Mode, Port, Secret};
 use crate::engine::container::ContainerSpec;
 use crate::engine::network::OwnNetwork;
 use crate::state::config::Effective;
@@ -81,4 +81,7 @@ pub struct LaunchPlan {
     pub networks: Vec<PlannedNetwork>,
     /// Started alongside the agent (the egress proxy); removed with it.
     pub sidecars: Vec<ContainerSpec>,
+    /// Written to a sidecar's standard input once it started (by
+    /// container name): the broker's key, which is kept nowhere else.
+    pub stdin: HashMap<String, Secret>,
 }

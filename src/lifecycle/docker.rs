@@ -135,9 +135,11 @@ impl DockerEngine {
                 true => &[],
                 false => &plan.files,
             };
-            let agent = self.create_and_start(&plan.agent, files);
+            let agent = self.create_and_start(&plan.agent, files, None);
             let sidecars = futures_util::future::join_all(
-                plan.sidecars.iter().map(|s| self.create_and_start(s, &[])),
+                plan.sidecars
+                    .iter()
+                    .map(|s| self.create_and_start(s, &[], plan.stdin.get(&s.name))),
             );
             let (agent, sidecars) = tokio::join!(agent, sidecars);
             let result = match (agent, sidecars.into_iter().find_map(|s| s.err())) {
@@ -167,6 +169,7 @@ impl DockerEngine {
         &self,
         spec: &ContainerSpec,
         files: &[(String, Vec<u8>)],
+        stdin: Option<&crate::core::types::Secret>,
     ) -> Result<String> {
         let name = &spec.name;
         let (created, placed) = self.create(spec, files).await?;
@@ -188,6 +191,14 @@ impl DockerEngine {
             }
         };
         self.start(&id).await?;
+        if let Some(secret) = stdin {
+            let mut line = secret.expose().as_bytes().to_vec();
+            line.push(b'\n');
+            if let Err(e) = self.write_stdin(&id, &line).await {
+                self.remove_async(&id).await;
+                return Err(e);
+            }
+        }
         Ok(id)
     }
 
@@ -354,6 +365,7 @@ fn plan(spec: &LaunchSpec) -> LaunchPlan {
             NetPlan::Shared => Vec::new(),
         },
         sidecars: Vec::new(),
+        stdin: HashMap::new(),
     }
 }
 

@@ -24,13 +24,17 @@ pub struct ProxyArgs {
     pub events: PathBuf,
     /// `host:port`; a name (the proxy's alias on the internal network)
     /// is resolved to its address there, which is the only one bound.
-    pub listen: String,
+    /// None: no proxy (a sidecar that only brokers keys).
+    pub listen: Option<String>,
     /// `(port, target)`: listen on `port`, forward to `target` (`host:port`).
     pub forward: Vec<(u16, String)>,
     /// Exit when this name (the agent's container) stops resolving.
     pub watch: Option<String>,
     /// The addresses of the engine's machine: never a destination.
     pub forbid: Vec<IpAddr>,
+    /// The credential broker, served beside the proxy (its key arrives on
+    /// standard input).
+    pub broker: Option<super::broker::server::BrokerArgs>,
 }
 
 /// `--forbid` and the gateways of the sidecar's routes, set at start.
@@ -96,7 +100,11 @@ async fn serve(args: ProxyArgs) -> Result<()> {
     let events: Log = Arc::new(Mutex::new(EgressLog::new(args.events.clone())));
     tokio::spawn(flush_dropped(events.clone(), rules.clone()));
     let _ = MACHINE.set(args.forbid.clone());
-    let listener = bind_listen(&args.listen).await?;
+    let broker = args.broker.map(|b| {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        super::broker::server::read_key(tx);
+        tokio::spawn(super::broker::server::serve(b, rx))
+    });
     for (port, target) in args.forward.clone() {
         let l = TcpListener::bind((IpAddr::from([0, 0, 0, 0]), port))
             .await
@@ -106,7 +114,15 @@ async fn serve(args: ProxyArgs) -> Result<()> {
     if let Some(name) = args.watch.clone() {
         tokio::spawn(watch(name));
     }
-    say(format!("egress proxy: listening on {}", args.listen));
+    let Some(listen) = args.listen else {
+        // A broker alone: the process lives as long as it serves.
+        return match broker {
+            Some(b) => b.await.map_err(|e| Error::Other(format!("broker: {e}")))?,
+            None => Ok(()),
+        };
+    };
+    let listener = bind_listen(&listen).await?;
+    say(format!("egress proxy: listening on {listen}"));
     let limit = relay::Limit::new(relay::MAX_PROXY);
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
@@ -148,7 +164,7 @@ async fn serve(args: ProxyArgs) -> Result<()> {
 
 /// Binds `host:port`: the first IPv4 address the name resolves to (the
 /// engine's DNS may need a moment after the start).
-async fn bind_listen(listen: &str) -> Result<TcpListener> {
+pub(super) async fn bind_listen(listen: &str) -> Result<TcpListener> {
     let err = |e: String| Error::Other(format!("listen on {listen}: {e}"));
     let mut last = String::from("does not resolve");
     for _ in 0..20 {

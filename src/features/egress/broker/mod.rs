@@ -9,6 +9,7 @@
 //! The key reaches the sidecar on its standard input, once, after it
 //! starts: never in an environment, a file or a mount the engine keeps.
 
+pub mod server;
 pub mod settings;
 pub mod tap;
 

@@ -73,7 +73,13 @@ impl BrokerFile {
         let Ok(old) = BrokerFile::read(&p) else {
             return Ok(false);
         };
-        let new = BrokerFile::new(id, eff, old.api, old.upstream.clone(), old.placeholder.clone());
+        let new = BrokerFile::new(
+            id,
+            eff,
+            old.api,
+            old.upstream.clone(),
+            old.placeholder.clone(),
+        );
         if new != old {
             new.write(dirs, id)?;
         }
