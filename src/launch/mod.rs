@@ -4,9 +4,10 @@
 //! network and a proxy beside the agent; worktrees: steps before it) and
 //! the lifecycle carries it out on the engine.
 
-use crate::core::types::{InstanceId, Mode, Port, Secret};
+use crate::core::types::{InstanceId, Mode, Port, Secret, Upstream};
 use crate::engine::container::ContainerSpec;
 use crate::engine::network::OwnNetwork;
+use crate::state::config::ApiKind;
 use crate::state::config::Effective;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,18 @@ pub struct LaunchSpec<'a> {
     /// read-only to the agent (path inside, contents), e.g. gemini's hook
     /// settings. Not with `resources.read_only_root`.
     pub files: Vec<(String, Vec<u8>)>,
+    /// The agent's key, to be added outside the box by the credential
+    /// broker (`None`: not brokered).
+    pub credential: Option<Credential>,
+}
+
+/// A key the broker adds to the agent's calls: its API, the key itself
+/// (memory only) and the upstream its calls go to.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub api: ApiKind,
+    pub key: Secret,
+    pub upstream: Upstream,
 }
 
 /// Label naming the instance a container or network is for.

@@ -249,17 +249,16 @@ impl DockerEngine {
     /// a quarter second each, so a batch hands them to `reap_networks`).
     pub fn remove_leaving_network(&self, container: &str) -> Result<Option<String>> {
         let info = self.inspect(container);
-        let egress_name = info
-            .as_ref()
-            .filter(|c| {
-                c.labels
-                    .contains_key(crate::features::egress::launch::EGRESS_LABEL)
-            })
-            .map(|c| c.name.clone());
+        let egress = info.as_ref().and_then(|c| {
+            let policy = c
+                .labels
+                .get(crate::features::egress::launch::EGRESS_LABEL)?;
+            Some((c.name.clone(), policy.clone()))
+        });
         let own_net = info.and_then(|mut c| c.labels.remove(NETWORK_LABEL));
         let removed = self.remove_container(container);
-        if let Some(name) = egress_name {
-            crate::features::egress::launch::cleanup(self, &name);
+        if let Some((name, policy)) = egress {
+            crate::features::egress::launch::cleanup(self, &name, &policy);
         }
         removed.map(|()| own_net)
     }

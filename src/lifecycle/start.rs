@@ -315,13 +315,16 @@ pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<
         .chain(&req.continue_args)
         .cloned()
         .collect();
-    let mut env = agent_env(
-        id,
-        &req.mode,
-        inst.port,
-        &socket,
-        &plan.eff.agent.env_passthrough,
-    );
+    let keys = crate::features::egress::broker::keys(&plan.eff, plan.kind == RuntimeKind::Docker)?;
+    let passthrough: Vec<String> = plan
+        .eff
+        .agent
+        .env_passthrough
+        .iter()
+        .filter(|v| !keys.withheld.contains(v))
+        .cloned()
+        .collect();
+    let mut env = agent_env(id, &req.mode, inst.port, &socket, &passthrough);
     env.extend(wiring.env);
     let setup = if inst.worktree.is_some() {
         plan.eff.settings.worktree.setup.clone()
@@ -358,6 +361,7 @@ pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<
             .collect(),
         setup,
         files: wiring.files,
+        credential: keys.broker,
     };
     let runtime: &dyn Runtime = match &plan.engine {
         Some(engine) if plan.kind == RuntimeKind::Docker => engine,

@@ -3,7 +3,7 @@
 //! of its own (no route off it, no DNS forwarded out) and, for
 //! `allowlist`, the proxy sidecar and the agent's proxy variables.
 
-use super::sidecar;
+use super::{broker, sidecar};
 use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
 use crate::engine::network::OwnNetwork;
@@ -34,15 +34,38 @@ pub fn outer_network_name(container: &str) -> String {
 /// reaches out through.
 pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> Result<()> {
     let net = &spec.eff.settings.networking;
-    if net.egress == EgressPolicy::Open {
-        return Ok(());
-    }
     let name = plan.agent.name.clone();
-    plan.networks.clear();
-    plan.agent.publish = None;
+    if net.egress != EgressPolicy::Open {
+        plan.networks.clear();
+        plan.agent.publish = None;
+    }
     plan.agent
         .labels
         .insert(EGRESS_LABEL.to_owned(), net.egress.to_string());
+    if net.egress == EgressPolicy::Open {
+        // Nothing to confine: a sidecar only to broker the key, on the
+        // agent's own network.
+        let Some(cred) = &spec.credential else {
+            plan.agent.labels.remove(EGRESS_LABEL);
+            return Ok(());
+        };
+        let Some(own) = plan.agent.network_mode.clone() else {
+            return Err(Error::Invalid(format!(
+                "the credential broker keeps {} out of the box, and is reached on a network of \
+                 the instance's own: set networking.mode = \"isolated\", or \
+                 agents.{}.credentials.mode = \"env\" to put the key in the box",
+                cred.api.key_vars().join("/"),
+                spec.mode
+            )));
+        };
+        let dirs = StateDir::new(PathBuf::from(&spec.home));
+        super::write_rules(&dirs, spec.id, spec.eff)?;
+        let mut sidecar = sidecar_of(engine, spec, &dirs, &name, own.clone(), None)?;
+        sidecar.broker = Some(broker_of(spec, &dirs, cred, plan)?);
+        plan.sidecars.push(sidecar::spec(&sidecar)?);
+        plan.stdin.insert(sidecar.name.clone(), cred.key.clone());
+        return Ok(());
+    }
     if net.egress == EgressPolicy::None {
         // No network at all: no route, no DNS (Podman's aardvark forwards
         // queries out of an internal network), no IPv6 link-local to the
@@ -69,12 +92,8 @@ pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> 
     });
     plan.agent.network_mode = Some(name.clone());
     plan.agent.dns = Some(vec!["127.0.0.1".to_owned()]);
-    if net.egress != EgressPolicy::Allowlist {
-        return Ok(());
-    }
     let dirs = StateDir::new(PathBuf::from(&spec.home));
     super::write_rules(&dirs, spec.id, spec.eff)?;
-    dirs.ensure_sub(&dirs.logs_dir())?;
     let outer = if net.proxy_network.is_empty() {
         let outer = outer_network_name(&name);
         plan.networks.push(PlannedNetwork::Own(OwnNetwork {
@@ -86,28 +105,89 @@ pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> 
     } else {
         net.proxy_network.clone()
     };
-    let sidecar = sidecar::Sidecar {
-        name: sidecar_name(&name),
-        image: sidecar::image(engine, &spec.home)?,
-        instance: spec.id.to_string(),
-        agent: name.clone(),
-        internal_network: name,
-        outer_network: outer,
-        port: spec.port,
-        bind: net.bind,
-        net_dir: super::net_dir(&dirs, spec.id),
-        logs_dir: dirs.logs_dir(),
-        home: spec.home.clone(),
-    };
+    let mut sidecar = sidecar_of(engine, spec, &dirs, &name, name.clone(), Some(outer))?;
+    if let Some(cred) = &spec.credential {
+        sidecar.broker = Some(broker_of(spec, &dirs, cred, plan)?);
+        plan.stdin.insert(sidecar.name.clone(), cred.key.clone());
+    }
     plan.sidecars.push(sidecar::spec(&sidecar)?);
     plan.agent.env.extend(sidecar::agent_env());
     Ok(())
 }
 
+/// The sidecar of the agent `name`, on `network` (with the agent); with
+/// an `outer` network it is also the allowlisting proxy.
+fn sidecar_of(
+    engine: &Engine,
+    spec: &LaunchSpec,
+    dirs: &StateDir,
+    name: &str,
+    network: String,
+    outer: Option<String>,
+) -> Result<sidecar::Sidecar> {
+    dirs.ensure_sub(&dirs.logs_dir())?;
+    Ok(sidecar::Sidecar {
+        name: sidecar_name(name),
+        image: sidecar::image(engine, &spec.home)?,
+        instance: spec.id.to_string(),
+        agent: name.to_owned(),
+        internal_network: network,
+        outer_network: outer,
+        port: spec.port,
+        bind: spec.eff.settings.networking.bind,
+        net_dir: super::net_dir(dirs, spec.id),
+        logs_dir: dirs.logs_dir(),
+        home: spec.home.clone(),
+        broker: None,
+    })
+}
+
+/// Sets up the broker for `cred`: its settings file (keeping the
+/// instance's placeholder across starts, so the agent's memory of an
+/// approved key holds), its ledger, and the agent's placeholder key and
+/// base URL in place of the real ones.
+fn broker_of(
+    spec: &LaunchSpec,
+    dirs: &StateDir,
+    cred: &crate::launch::Credential,
+    plan: &mut LaunchPlan,
+) -> Result<sidecar::BrokerMounts> {
+    let placeholder = broker::BrokerFile::read(&broker::settings::path(dirs, spec.id))
+        .ok()
+        .filter(|f| f.api == cred.api)
+        .map(|f| f.placeholder)
+        .unwrap_or_else(|| broker::placeholder(cred.api));
+    let file = broker::BrokerFile::new(
+        spec.id,
+        spec.eff,
+        cred.api,
+        cred.upstream.clone(),
+        placeholder.clone(),
+    );
+    file.write(dirs, spec.id)?;
+    let meter = crate::state::spend::ledger::ensure(dirs, spec.id)?;
+    let url = format!("http://{}:{}", sidecar::PROXY_ALIAS, broker::BROKER_PORT);
+    for var in cred.api.key_vars().iter().take(1) {
+        plan.agent.env.push(format!("{var}={placeholder}"));
+    }
+    if let Some(var) = cred.api.base_url_var() {
+        plan.agent.env.push(format!("{var}={url}"));
+    }
+    Ok(sidecar::BrokerMounts {
+        meter,
+        meter_all: dirs.meter_dir(),
+    })
+}
+
 /// Removes the sidecar and the networks of container `name` (each gone
 /// already is fine).
-pub fn cleanup(engine: &Engine, name: &str) {
+/// `policy`: the agent's `ai.egress` label; under `open` the network is
+/// the agent's own, left to its owner.
+pub fn cleanup(engine: &Engine, name: &str, policy: &str) {
     let _ = engine.remove_container(&sidecar_name(name));
+    if policy == EgressPolicy::Open.to_string() {
+        return;
+    }
     let _ = engine.remove_network(name);
     let _ = engine.remove_network(&outer_network_name(name));
 }

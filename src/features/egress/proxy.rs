@@ -164,7 +164,7 @@ async fn serve(args: ProxyArgs) -> Result<()> {
 
 /// Binds `host:port`: the first IPv4 address the name resolves to (the
 /// engine's DNS may need a moment after the start).
-pub(super) async fn bind_listen(listen: &str) -> Result<TcpListener> {
+pub(crate) async fn bind_listen(listen: &str) -> Result<TcpListener> {
     let err = |e: String| Error::Other(format!("listen on {listen}: {e}"));
     let mut last = String::from("does not resolve");
     for _ in 0..20 {
@@ -582,7 +582,22 @@ async fn handle(
         return Ok(());
     };
     let (set, instance) = rules.lock().unwrap_or_else(|p| p.into_inner()).current();
-    let addr = match resolve(&set, &host, port, &instance, events).await {
+    // The broker beside the proxy, asked through it by a client that does
+    // not honour NO_PROXY: always allowed (it only talks to its upstream).
+    let to_broker = host.eq_ignore_ascii_case(super::sidecar::PROXY_ALIAS)
+        && port == super::broker::BROKER_PORT;
+    let addr = match to_broker {
+        true => match tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+        {
+            Some(a) => Ok(a),
+            None => Err(("502 Bad Gateway", format!("{host}: name does not resolve"))),
+        },
+        false => resolve(&set, &host, port, &instance, events).await,
+    };
+    let addr = match addr {
         Ok(addr) => addr,
         Err((status, why)) => {
             respond(&mut conn, status, &why).await;

@@ -28,8 +28,9 @@ pub fn agent_env() -> Vec<String> {
     for k in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
         env.push(format!("{k}={url}"));
     }
+    // The broker beside the proxy is reached directly.
     for k in ["NO_PROXY", "no_proxy"] {
-        env.push(format!("{k}=localhost,127.0.0.1"));
+        env.push(format!("{k}=localhost,127.0.0.1,{PROXY_ALIAS}"));
     }
     env
 }
@@ -135,9 +136,11 @@ pub struct Sidecar {
     /// The agent's container name (the proxy forwards to it, and exits
     /// once it no longer resolves).
     pub agent: String,
-    /// The instance's internal network, and the network out.
+    /// The network it shares with the agent (the instance's internal one,
+    /// or under `open` the agent's own), and, for the allowlisting proxy,
+    /// the network out (`None`: a sidecar that only brokers keys).
     pub internal_network: String,
-    pub outer_network: String,
+    pub outer_network: Option<String>,
     /// The instance's port, published here (the internal network has no
     /// published ports).
     pub port: Port,
@@ -145,6 +148,16 @@ pub struct Sidecar {
     pub net_dir: PathBuf,
     pub logs_dir: PathBuf,
     pub home: String,
+    /// The credential broker it also runs, with its ledger directories.
+    pub broker: Option<BrokerMounts>,
+}
+
+/// The ledger of the instance (read-write) and of the home (read-only,
+/// for the daily budget).
+#[derive(Debug, Clone)]
+pub struct BrokerMounts {
+    pub meter: PathBuf,
+    pub meter_all: PathBuf,
 }
 
 /// This machine's own addresses (every interface's but loopback, which the
@@ -205,19 +218,35 @@ pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
         "/ai/net/rules.json".to_owned(),
         "--events".to_owned(),
         format!("/ai/log/{}", crate::state::events::BOX_LOG),
-        // Its address on the internal network only: nothing on the outer
-        // network (the host, or others where `proxy_network` is shared)
-        // can use the proxy.
-        "--listen".to_owned(),
-        format!("{PROXY_ALIAS}:{PROXY_PORT}"),
         "--watch".to_owned(),
         s.agent.clone(),
-        "--forward".to_owned(),
-        format!("{}={}:{}", s.port, s.agent, s.port),
     ];
-    for ip in machine_addresses() {
-        cmd.push("--forbid".to_owned());
-        cmd.push(ip.to_string());
+    if s.outer_network.is_some() {
+        cmd.extend([
+            // Its address on the internal network only: nothing on the
+            // outer network (the host, or others where `proxy_network` is
+            // shared) can use the proxy.
+            "--listen".to_owned(),
+            format!("{PROXY_ALIAS}:{PROXY_PORT}"),
+            "--forward".to_owned(),
+            format!("{}={}:{}", s.port, s.agent, s.port),
+        ]);
+        for ip in machine_addresses() {
+            cmd.push("--forbid".to_owned());
+            cmd.push(ip.to_string());
+        }
+    }
+    if s.broker.is_some() {
+        cmd.extend([
+            "--broker-settings".to_owned(),
+            format!("/ai/net/{}", super::broker::settings::FILE),
+            "--broker-listen".to_owned(),
+            format!("{PROXY_ALIAS}:{}", super::broker::BROKER_PORT),
+            "--meter".to_owned(),
+            "/ai/meter".to_owned(),
+            "--meter-all".to_owned(),
+            "/ai/meter-all".to_owned(),
+        ]);
     }
     let bind = |source: &Path, target: &str, read_only: bool| Bind {
         source: source.to_path_buf(),
@@ -236,14 +265,17 @@ pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
             (ROLE_LABEL.to_owned(), "egress-proxy".to_owned()),
             ("ai.egress-for".to_owned(), s.instance.clone()),
         ]),
-        port: Some(s.port.get()),
-        publish: Some(Publish {
+        // The proxy publishes the instance's port (its internal network
+        // has none); under `open` the agent publishes its own.
+        port: s.outer_network.is_some().then_some(s.port.get()),
+        publish: s.outer_network.is_some().then_some(Publish {
             host_ip: s.bind,
             port: s.port.get(),
         }),
         network_mode: Some(s.internal_network.clone()),
         aliases: vec![PROXY_ALIAS.to_owned()],
-        extra_networks: vec![s.outer_network.clone()],
+        extra_networks: s.outer_network.iter().cloned().collect(),
+        stdin_once: s.broker.is_some(),
         auto_remove: true,
         read_only_root: true,
         memory: Some(64 << 20),
@@ -258,10 +290,19 @@ pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
         // Its rules, read-only, and a directory of its own for its log:
         // nothing else of the state home (the host reads that directory as
         // the box's).
-        binds: vec![
+        binds: [
             bind(&s.net_dir, "/ai/net", true),
             bind(&own_log, "/ai/log", false),
-        ],
+        ]
+        .into_iter()
+        .chain(s.broker.iter().flat_map(|b| {
+            // Every ledger of the home read-only, its own read-write.
+            [
+                bind(&b.meter_all, "/ai/meter-all", true),
+                bind(&b.meter, "/ai/meter", false),
+            ]
+        }))
+        .collect(),
         ..ContainerSpec::default()
     })
 }

@@ -18,6 +18,74 @@ pub use settings::BrokerFile;
 /// The broker's name and port on the instance's network.
 pub const BROKER_PORT: u16 = 3129;
 
+/// The agent's keys at a start: the one the broker adds (if any), and the
+/// variables kept out of the box's environment.
+#[derive(Debug, Default)]
+pub struct Keys {
+    pub broker: Option<crate::launch::Credential>,
+    pub withheld: Vec<String>,
+}
+
+/// Decides where the agent's key goes: `env` copies it into the box as
+/// before; `none` passes no key; `broker` (the default) hands a key set in
+/// the caller's environment to the broker, in a container with a network
+/// (the host runtime has no box to keep it out of; with no network the
+/// agent cannot call its API anyway, and gets no key).
+pub fn keys(
+    eff: &crate::state::config::Effective,
+    container: bool,
+) -> crate::core::error::Result<Keys> {
+    use crate::state::config::{CredentialMode, EgressPolicy};
+    let agent = &eff.agent;
+    let Some(api) = agent.api() else {
+        return Ok(Keys::default());
+    };
+    let key_vars: Vec<String> = agent
+        .env_passthrough
+        .iter()
+        .filter(|v| api.key_vars().contains(&v.as_str()))
+        .cloned()
+        .collect();
+    let mode = agent.credentials.mode;
+    if mode == CredentialMode::Env || (mode == CredentialMode::Broker && !container) {
+        return Ok(Keys::default());
+    }
+    let found = key_vars
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|k| !k.is_empty()));
+    let no_network = eff.settings.networking.egress == EgressPolicy::None;
+    let (Some(key), CredentialMode::Broker, false) = (found, mode, no_network) else {
+        return Ok(Keys {
+            broker: None,
+            withheld: key_vars,
+        });
+    };
+    let base_var = api.base_url_var();
+    let host_base = base_var.and_then(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+    let url = agent
+        .credentials
+        .upstream
+        .clone()
+        .or(host_base)
+        .or(api.default_upstream().map(str::to_owned))
+        .unwrap_or_default();
+    let upstream = crate::core::types::Upstream::parse(&url).map_err(|why| {
+        crate::core::error::Error::Invalid(format!(
+            "the upstream of the credential broker: {why} (set agents.<agent>.credentials.upstream)"
+        ))
+    })?;
+    let mut withheld = key_vars;
+    withheld.extend(base_var.map(str::to_owned));
+    Ok(Keys {
+        broker: Some(crate::launch::Credential {
+            api,
+            key: crate::core::types::Secret::new(key),
+            upstream,
+        }),
+        withheld,
+    })
+}
+
 /// A placeholder key: the shape of the API's own keys (clients check it),
 /// random per instance, worthless anywhere but at its broker.
 pub fn placeholder(api: crate::state::config::ApiKind) -> String {

@@ -174,7 +174,7 @@ pub fn read_key(tx: watch::Sender<Option<Secret>>) {
 
 /// Serves the broker until the process ends.
 pub async fn serve(args: BrokerArgs, key: watch::Receiver<Option<Secret>>) -> Result<()> {
-    let listener = super::super::proxy::bind_listen(&args.listen).await?;
+    let listener = crate::features::egress::proxy::bind_listen(&args.listen).await?;
     let state = Arc::new(State {
         args,
         key,
@@ -192,7 +192,7 @@ pub async fn serve(args: BrokerArgs, key: watch::Receiver<Option<Secret>>) -> Re
         )));
     }
     crate::core::warning::report_warn(format!("broker: listening on {}", state.args.listen));
-    let limit = super::super::relay::Limit::new(super::super::relay::MAX_PROXY);
+    let limit = crate::features::egress::relay::Limit::new(crate::features::egress::relay::MAX_PROXY);
     loop {
         let Ok((conn, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;

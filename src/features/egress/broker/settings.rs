@@ -25,7 +25,7 @@ pub struct BrokerFile {
 }
 
 pub fn path(dirs: &StateDir, id: &InstanceId) -> PathBuf {
-    super::super::net_dir(dirs, id).join(FILE)
+    crate::features::egress::net_dir(dirs, id).join(FILE)
 }
 
 impl BrokerFile {
@@ -60,7 +60,7 @@ impl BrokerFile {
     /// the new one.
     pub fn write(&self, dirs: &StateDir, id: &InstanceId) -> Result<()> {
         dirs.ensure_sub(&dirs.root().join("net"))?;
-        crate::core::paths::ensure_private_dir(&super::super::net_dir(dirs, id))?;
+        crate::core::paths::ensure_private_dir(&crate::features::egress::net_dir(dirs, id))?;
         let text = serde_json::to_vec_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
         crate::core::paths::atomic_write(&path(dirs, id), &text)
     }
