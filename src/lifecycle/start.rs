@@ -91,6 +91,8 @@ pub(super) struct Reserved {
     eff: Effective,
     kind: RuntimeKind,
     engine: Option<DockerEngine>,
+    /// Where the agent's key goes (the broker's, in memory only).
+    keys: crate::features::egress::broker::Keys,
 }
 
 pub(super) enum Reserve {
@@ -146,6 +148,8 @@ pub(super) fn reserve(ctx: &Ctx, req: &InstanceStart) -> Result<Reserve> {
         let choice = req.runtime.unwrap_or(eff.settings.global.runtime);
         let (kind, engine) = choose(choice, &eff, &req.mode)?;
         crate::features::egress::check_runtime(&eff, kind)?;
+        let keys = crate::features::egress::broker::keys(&eff, kind == RuntimeKind::Docker)?;
+        let brokered = keys.broker.is_some();
         let reserved = ctx.store.update(|reg| {
             let id = settle_id(reg, req)?;
             if id != guess || egress_flag(req, reg.get(&id)) != flag {
@@ -161,7 +165,13 @@ pub(super) fn reserve(ctx: &Ctx, req: &InstanceStart) -> Result<Reserve> {
                     return Ok(Some(Err(inst.clone())));
                 }
             }
-            register(ctx, reg, req, &id, &eff, kind).map(|r| Some(Ok(r)))
+            register(ctx, reg, req, &id, &eff, kind).map(|(mut inst, previous)| {
+                inst.brokered = brokered;
+                if let Some(i) = reg.instances.get_mut(&id) {
+                    i.brokered = brokered;
+                }
+                Some(Ok((inst, previous)))
+            })
         })?;
         match reserved {
             None => continue,
@@ -173,6 +183,7 @@ pub(super) fn reserve(ctx: &Ctx, req: &InstanceStart) -> Result<Reserve> {
                     eff,
                     kind,
                     engine,
+                    keys,
                 })))
             }
         }
@@ -315,7 +326,7 @@ pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<
         .chain(&req.continue_args)
         .cloned()
         .collect();
-    let keys = crate::features::egress::broker::keys(&plan.eff, plan.kind == RuntimeKind::Docker)?;
+    let keys = &plan.keys;
     let passthrough: Vec<String> = plan
         .eff
         .agent
@@ -361,7 +372,7 @@ pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<
             .collect(),
         setup,
         files: wiring.files,
-        credential: keys.broker,
+        credential: keys.broker.clone(),
     };
     let runtime: &dyn Runtime = match &plan.engine {
         Some(engine) if plan.kind == RuntimeKind::Docker => engine,

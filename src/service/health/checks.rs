@@ -109,14 +109,13 @@ fn sidecar_check(
     inst: &Instance,
     sidecars: Option<&HashMap<String, ContainerState>>,
 ) -> Option<Check> {
-    if inst.egress != Some(crate::state::config::EgressPolicy::Allowlist)
-        || inst.status != Status::Running
-    {
+    let proxied = inst.egress == Some(crate::state::config::EgressPolicy::Allowlist);
+    if !(proxied || inst.brokered) || inst.status != Status::Running {
         return None;
     }
     let state = sidecars?.get(inst.id.as_str());
     Some(Check {
-        name: "egress-proxy",
+        name: if proxied { "egress-proxy" } else { "broker" },
         ok: state == Some(&ContainerState::Running),
         detail: match state {
             Some(s) => s.to_string(),
@@ -272,7 +271,7 @@ fn ask_engine(targets: &[&Instance]) -> EngineView {
     // not stored.
     let proxied = targets
         .iter()
-        .any(|i| i.egress == Some(crate::state::config::EgressPolicy::Allowlist));
+        .any(|i| i.egress == Some(crate::state::config::EgressPolicy::Allowlist) || i.brokered);
     match DockerEngine::connect().and_then(|e| {
         let sidecars = proxied
             .then(|| crate::features::egress::sidecar::observe(&e).ok())

@@ -79,6 +79,9 @@ pub struct Instance {
     /// The egress policy it runs under (`networking.egress`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<crate::state::config::EgressPolicy>,
+    /// Its API key is added outside the box, by the broker in its sidecar.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub brokered: bool,
     /// `--egress` given at start: a restart keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_flag: Option<crate::state::config::EgressPolicy>,

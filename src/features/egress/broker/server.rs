@@ -192,7 +192,8 @@ pub async fn serve(args: BrokerArgs, key: watch::Receiver<Option<Secret>>) -> Re
         )));
     }
     crate::core::warning::report_warn(format!("broker: listening on {}", state.args.listen));
-    let limit = crate::features::egress::relay::Limit::new(crate::features::egress::relay::MAX_PROXY);
+    let limit =
+        crate::features::egress::relay::Limit::new(crate::features::egress::relay::MAX_PROXY);
     loop {
         let Ok((conn, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
