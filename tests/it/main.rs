@@ -17,6 +17,7 @@
 mod common;
 mod api_support;
 mod docker_support;
+mod fake_model;
 mod fault_support;
 mod health_support;
 mod tmux_support;
