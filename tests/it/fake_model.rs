@@ -94,6 +94,9 @@ pub struct FakeApi {
     seen: Arc<Mutex<Vec<Seen>>>,
     reply: Arc<Mutex<Reply>>,
     stop: Arc<AtomicBool>,
+    /// Open connections, shut when the fake is dropped (a server gone
+    /// leaves no pooled connection of a client served).
+    conns: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl FakeApi {
@@ -109,16 +112,21 @@ impl FakeApi {
             seen: Arc::default(),
             reply: Arc::new(Mutex::new(reply)),
             stop: Arc::default(),
+            conns: Arc::default(),
         };
         let (seen, reply, stop) = (api.seen.clone(), api.reply.clone(), api.stop.clone());
+        let conns = api.conns.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (seen, reply) = (seen.clone(), reply.clone());
-                std::thread::spawn(move || serve(conn, &seen, &reply));
+                if let Ok(c) = conn.try_clone() {
+                    conns.lock().unwrap().push(c);
+                }
+                let (seen, reply, stop) = (seen.clone(), reply.clone(), stop.clone());
+                std::thread::spawn(move || serve(conn, &seen, &reply, &stop));
             }
         });
         api
@@ -146,6 +154,9 @@ impl FakeApi {
 impl Drop for FakeApi {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
         // Wakes the accept loop so its thread ends.
         let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
@@ -183,7 +194,7 @@ impl Req {
 }
 
 /// Serves one connection, keep-alive until the client closes or asks to.
-fn serve(conn: TcpStream, seen: &Mutex<Vec<Seen>>, reply: &Mutex<Reply>) {
+fn serve(conn: TcpStream, seen: &Mutex<Vec<Seen>>, reply: &Mutex<Reply>, stop: &AtomicBool) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(60)));
     let _ = conn.set_nodelay(true);
     let Ok(write_half) = conn.try_clone() else {
@@ -192,6 +203,9 @@ fn serve(conn: TcpStream, seen: &Mutex<Vec<Seen>>, reply: &Mutex<Reply>) {
     let mut r = BufReader::new(conn);
     let mut w = std::io::BufWriter::with_capacity(64 << 10, write_half);
     while let Some(req) = read_request(&mut r) {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         let close = req
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
