@@ -30,6 +30,7 @@ mod api_view;
 mod boundary_git;
 mod boundary_logs;
 mod boundary_state;
+mod broker;
 mod completions;
 mod config_cli;
 mod dashboard_browser;
