@@ -17,6 +17,7 @@
 mod common;
 mod api_support;
 mod docker_support;
+mod fake_model;
 mod fault_support;
 mod health_support;
 mod tmux_support;
@@ -29,6 +30,7 @@ mod api_view;
 mod boundary_git;
 mod boundary_logs;
 mod boundary_state;
+mod broker;
 mod completions;
 mod config_cli;
 mod dashboard_browser;
