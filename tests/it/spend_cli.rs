@@ -488,3 +488,55 @@ fn the_api_serves_spend_and_each_instance_carries_its_own() {
         .unwrap();
     assert_eq!(row["spend"]["requests"], 4, "{v:#}");
 }
+
+#[test]
+fn gc_removes_a_removed_instances_ledger_two_days_after_its_last_call() {
+    let _strays = crate::common::gc_turn(); // it runs gc
+    let env = Env::new();
+    plant(&env, &["api-claude"]);
+    let old = |id: &str| {
+        ledger(
+            &env,
+            id,
+            &[call(
+                3 * 24 * 60,
+                "claude-sonnet-4-5",
+                json!({"input_tokens": 1}),
+            )],
+        )
+    };
+    // Registered: kept however old.
+    old("api-claude");
+    // Removed, last call 3 days ago: collected.
+    old("gone-claude");
+    // Removed, an old call and one a day ago: kept (the newest counts).
+    old("recent-claude");
+    ledger(
+        &env,
+        "recent-claude",
+        &[call(
+            24 * 60,
+            "claude-sonnet-4-5",
+            json!({"input_tokens": 1}),
+        )],
+    );
+    let meter = env.state().join("meter");
+    let out = env.ok(&["gc", "--dry-run"]);
+    assert!(
+        out.contains("would remove spend ledger of gone-claude"),
+        "{out}"
+    );
+    assert!(
+        meter.join("gone-claude").exists(),
+        "a dry run removes nothing"
+    );
+    let out = env.ok(&["gc"]);
+    assert!(out.contains("removed spend ledger of gone-claude"), "{out}");
+    assert!(
+        !out.contains("recent-claude") && !out.contains("api-claude"),
+        "{out}"
+    );
+    assert!(!meter.join("gone-claude").exists());
+    assert!(meter.join("recent-claude").exists());
+    assert!(meter.join("api-claude").exists());
+}
