@@ -52,6 +52,16 @@ fn stale_ledgers(ctx: &Ctx, reg: &Registry, removing: &[InstanceId]) -> Vec<Stri
         .collect()
 }
 
+/// After the entries went: their ledgers are judged as any removed
+/// instance's (a start registers before its broker writes).
+fn remove_stale_ledgers(ctx: &Ctx) -> Result<Vec<String>> {
+    let ledgers = stale_ledgers(ctx, &ctx.store.load()?, &[]);
+    for id in &ledgers {
+        let _ = std::fs::remove_dir_all(ctx.dirs.meter_dir().join(id));
+    }
+    Ok(ledgers)
+}
+
 pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
     let settings = ctx.global()?;
     let reg = crate::lifecycle::refresh(ctx)?;
@@ -154,12 +164,7 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
             id.as_str(),
         ));
     }
-    // After the entries went: their ledgers are judged as any removed
-    // instance's (a start registers before its broker writes).
-    let ledgers = stale_ledgers(ctx, &ctx.store.load()?, &[]);
-    for id in &ledgers {
-        let _ = std::fs::remove_dir_all(ctx.dirs.meter_dir().join(id));
-    }
+    let ledgers = remove_stale_ledgers(ctx)?;
     Ok(Collected {
         logins,
         entries: old,
