@@ -203,8 +203,9 @@ fn print_table(rows: &[&Instance], spend: &BTreeMap<InstanceId, Spend>) {
 pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
     let reg = current(ctx)?;
     let inst = reg.get(&id).ok_or_else(|| Error::not_found(&id))?;
+    let spend = crate::service::spend::by_instance(ctx, &reg);
     if json {
-        print_json(inst)?;
+        print_json(&crate::service::spend::instance_json(inst, spend.get(&id)))?;
         return Ok(0);
     }
     let on = crate::cli::output::color_stdout();
@@ -246,6 +247,7 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
     field("cpu", &cpu);
     field("memory", &mem);
     field("uptime", &uptime(inst));
+    field("spend", &spend_shown(spend.get(&id)));
     if let Some(t) = inst.timestamps.created {
         field("created", &t.to_rfc3339());
     }

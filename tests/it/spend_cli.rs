@@ -254,6 +254,15 @@ fn list_shows_a_spend_column_and_a_spend_object() {
     let s = by("api-gemini");
     assert_eq!(s["requests"], 0, "{v:#}");
     assert_eq!(s["cost_usd"], 0.0, "{v:#}");
+    // `show` too.
+    let out = env.ok(&["show", "api-claude"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("spend:") && l.ends_with("$5.00+?")),
+        "{out}"
+    );
+    let v: Value = serde_json::from_str(&env.ok(&["show", "api-claude", "--json"])).unwrap();
+    assert_eq!(v["spend"]["requests"], 3, "{v:#}");
 }
 
 #[test]
