@@ -549,3 +549,42 @@ fn gc_removes_a_removed_instances_ledger_two_days_after_its_last_call() {
     assert!(meter.join("recent-claude").exists());
     assert!(meter.join("api-claude").exists());
 }
+
+#[test]
+fn health_watch_raises_a_budget_alert_once_without_any_command() {
+    let env = Env::new();
+    ledger(
+        &env,
+        "solo-claude",
+        &[call(
+            1,
+            "claude-sonnet-4-5",
+            json!({"output_tokens": 300_000}),
+        )],
+    );
+    let log = alert_config(&env, "daily_usd = 5.0\n\n[health]\ncheck_interval = \"1s\"");
+    let mut watch = env
+        .cmd()
+        .args(["health", "watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let raised = wait_until(std::time::Duration::from_secs(15), || {
+        !alert_lines(&log).is_empty()
+    });
+    // A few more passes of the sampler.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    assert!(raised, "no alert: {}", stdout(&out));
+    assert_eq!(
+        alert_lines(&log),
+        ["DAILY_BUDGET|warning||$4.50|$5.00"],
+        "once, though the watch checked again"
+    );
+    assert!(
+        stdout(&out).contains("alert: DAILY_BUDGET warning: $4.50 spent today, 90 %"),
+        "{}",
+        stdout(&out)
+    );
+}
