@@ -228,10 +228,17 @@ pub fn refresh_brokers(ctx: &Ctx) -> Warnings {
             return warnings;
         }
     };
-    for id in reg.instances.keys() {
-        let done = ctx.effective(id).and_then(|eff| {
-            crate::features::egress::broker::settings::BrokerFile::refresh(&ctx.dirs, id, &eff)
-        });
+    use crate::features::egress::broker::settings;
+    // Only brokered instances have a file (an instance whose agent left the
+    // config has no settings to give it, and needs none without a file).
+    for id in reg
+        .instances
+        .keys()
+        .filter(|id| settings::path(&ctx.dirs, id).exists())
+    {
+        let done = ctx
+            .effective(id)
+            .and_then(|eff| settings::BrokerFile::refresh(&ctx.dirs, id, &eff));
         if let Err(e) = done {
             warnings.warn(format!(
                 "ai-sessctl: warning: the broker of {id} keeps its old budget and prices until it restarts: {e}"
