@@ -61,6 +61,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/instances/{id}/stats", get(routes::stats))
         .route("/health", get(routes::health))
         .route("/resources", get(routes::resources))
+        .route("/spend", get(routes::spend))
         .route("/events", get(routes::events))
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(

@@ -135,7 +135,7 @@ pub async fn get_one(
     let id = parse_id(&id)?;
     let snap = st.view.current().await?;
     let inst = snap.get(&id).ok_or_else(|| Error::not_found(&id))?;
-    Ok(Json(json!(inst)))
+    Ok(Json(snap.instance_json(inst)))
 }
 
 #[derive(Deserialize)]
@@ -257,6 +257,28 @@ pub async fn health(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let reports = blocking(&st, |ctx| crate::service::health::check(ctx, None)).await?;
     let healthy = !reports.iter().any(|r| r.unhealthy());
     Ok(Json(json!({"healthy": healthy, "instances": reports})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendQuery {
+    /// `30m`, `2h`, `7d` or `today`, as `spend --since`.
+    since: Option<String>,
+}
+
+/// `spend --json`: what the brokered calls of each instance cost.
+pub async fn spend(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<SpendQuery>,
+) -> ApiResult<Json<service::spend::Report>> {
+    let since = q
+        .since
+        .map(|s| s.parse::<service::spend::Since>())
+        .transpose()
+        .map_err(|e| Error::Usage(format!("since: {e}")))?;
+    Ok(Json(
+        blocking(&st, move |ctx| service::spend::report(ctx, None, since)).await?,
+    ))
 }
 
 pub async fn resources(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {

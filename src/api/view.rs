@@ -9,12 +9,19 @@
 //! has not heard of (a container killed or removed behind its back, an
 //! agent on the host ending, an owner shell gone) are brought in by a
 //! reconciler thread (`service::reconciler`).
+//!
+//! Each instance carries its `spend`, from its broker's ledger: the ledgers'
+//! identities are compared as well (one `stat` per instance), so a brokered
+//! call shows at the next request.
 
 use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
 use crate::core::types::InstanceId;
+use crate::state::context::Ctx;
 use crate::state::registry::{Instance, Registry, Store};
+use crate::state::spend::Spend;
 use axum::body::Bytes;
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, RwLock};
 
@@ -38,10 +45,27 @@ fn stamp(path: &std::path::Path) -> Option<Stamp> {
     })
 }
 
+/// The identities of the ledgers of `reg`'s instances, in its order.
+fn ledger_stamps(store: &Store, reg: &Registry) -> Vec<Option<Stamp>> {
+    reg.instances
+        .keys()
+        .map(|id| {
+            stamp(
+                &store
+                    .dirs()
+                    .meter_of(id)
+                    .join(crate::state::spend::ledger::FILE),
+            )
+        })
+        .collect()
+}
+
 /// One version of the registry, as served.
 pub struct Snapshot {
     stamp: Option<Stamp>,
+    ledgers: Vec<Option<Stamp>>,
     registry: Registry,
+    spend: BTreeMap<InstanceId, Spend>,
     /// `GET /instances`: the instances as a JSON array.
     list: Bytes,
 }
@@ -52,12 +76,26 @@ impl Snapshot {
         // see a newer file, never an older one.
         let stamp = stamp(&store.dirs().registry());
         let registry = store.load()?;
-        let value = serde_json::json!(registry.instances.values().collect::<Vec<_>>());
+        let ledgers = ledger_stamps(store, &registry);
+        let ctx = Ctx {
+            store: Store::new(store.dirs().clone()),
+            dirs: store.dirs().clone(),
+        };
+        let spend = crate::service::spend::by_instance(&ctx, &registry);
+        let value = serde_json::Value::Array(
+            registry
+                .instances
+                .values()
+                .map(|i| crate::service::spend::instance_json(i, spend.get(&i.id)))
+                .collect(),
+        );
         // Printed by terminals too (`curl`): C1, DEL and bidi escaped.
         let list = crate::core::untrusted::json::line(&value)?.into_bytes();
         Ok(Snapshot {
             stamp,
+            ledgers,
             registry,
+            spend,
             list: Bytes::from(list),
         })
     }
@@ -68,6 +106,11 @@ impl Snapshot {
 
     pub fn get(&self, id: &InstanceId) -> Option<&Instance> {
         self.registry.get(id)
+    }
+
+    /// `GET /instances/{id}`: the instance with its spend.
+    pub fn instance_json(&self, inst: &Instance) -> serde_json::Value {
+        crate::service::spend::instance_json(inst, self.spend.get(&inst.id))
     }
 }
 
@@ -92,7 +135,9 @@ impl View {
 
     fn cached(&self, now: Option<Stamp>) -> Option<Arc<Snapshot>> {
         let cur = self.current.read().unwrap_or_else(|p| p.into_inner());
-        cur.as_ref().filter(|s| s.stamp == now).cloned()
+        cur.as_ref()
+            .filter(|s| s.stamp == now && ledger_stamps(&self.store, &s.registry) == s.ledgers)
+            .cloned()
     }
 
     /// The registry as it is on disk now (reloaded if it changed).

@@ -254,6 +254,19 @@ pub enum Command {
         #[arg(long, conflicts_with = "watch")]
         json: bool,
     },
+    /// What brokered model calls cost: tokens and US dollars per instance
+    #[command(
+        after_help = "Examples:\n  ai-sessctl spend\n  ai-sessctl spend --since today\n  ai-sessctl spend api-claude --since 2h --json"
+    )]
+    Spend {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
+        /// Only calls newer than this (30m, 1h, 2d) or `today` (UTC)
+        #[arg(long)]
+        since: Option<crate::service::spend::Since>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Full-screen live view of all instances (q quits)
     Top,
     /// Health checks and the watcher that heals

@@ -71,7 +71,12 @@ pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
             let scope = scope_of(ctx, scope)?;
             let before = config::agent_names(&ctx.dirs).unwrap_or_default();
             config::set_value(&ctx.dirs, &scope, &key, &value)?;
-            note_when_it_applies(ctx, &scope, &key);
+            if applies_to_brokers(&key) {
+                // The brokers re-read their settings file: no restart.
+                crate::cli::output::warnings(crate::service::spend::refresh_brokers(ctx));
+            } else {
+                note_when_it_applies(ctx, &scope, &key);
+            }
             agents_changed(ctx, &before);
             ctx.events().log(
                 crate::state::events::Level::Info,
@@ -86,6 +91,8 @@ pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
                 let before = config::agent_names(&ctx.dirs).unwrap_or_default();
                 if config::edit_interactively(&ctx.dirs, &scope, &mut edit_again)? {
                     eprintln!("saved {}", scope.file(&ctx.dirs).display());
+                    // Whatever changed, budgets and prices apply now.
+                    crate::cli::output::warnings(crate::service::spend::refresh_brokers(ctx));
                     note_when_it_applies(ctx, &scope, "the change");
                     agents_changed(ctx, &before);
                 }
@@ -98,6 +105,13 @@ pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `[budget]` and `[prices]` keys: a running broker applies them.
+fn applies_to_brokers(key: &str) -> bool {
+    ["budget", "prices"]
+        .iter()
+        .any(|t| key == *t || key.strip_prefix(t).is_some_and(|r| r.starts_with('.')))
 }
 
 /// A running instance keeps the settings it was started with: say so,

@@ -282,7 +282,10 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
     for (id, cid) in &done.containers {
         println!("{did}container {} ({id})", &cid[..cid.len().min(12)]);
     }
-    if done.entries.is_empty() && done.containers.is_empty() {
+    for id in &done.ledgers {
+        println!("{did}spend ledger of {id} (removed; its last call is over 2 days old)");
+    }
+    if done.entries.is_empty() && done.containers.is_empty() && done.ledgers.is_empty() {
         println!("nothing to remove");
     }
     for net in &done.networks {

@@ -6,6 +6,8 @@ use crate::cli::StatusFilter;
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Mode};
 use crate::state::registry::Instance;
+use crate::state::spend::Spend;
+use std::collections::BTreeMap;
 
 /// The registry reconciled with the runtime, with the agents' latest
 /// activity read from their status files.
@@ -42,12 +44,24 @@ pub fn list(ctx: &Ctx, status: StatusFilter, json: bool, quiet: bool) -> Result<
         .values()
         .filter(|i| status.matches(i.status))
         .collect();
-    if json {
-        print_json(&rows)?;
-    } else if quiet {
+    if quiet {
         for i in rows {
             println!("{}", i.id);
         }
+        return Ok(0);
+    }
+    // One ledger read per instance; and the moment to raise a budget alert
+    // no watcher has (it goes to the event log and `alerts.command`).
+    let spend = crate::service::spend::by_instance(ctx, &reg);
+    if let Err(e) = crate::service::spend::budget::check(ctx) {
+        eprintln!("ai-sessctl: warning: budget alerts not checked: {e}");
+    }
+    if json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|i| crate::service::spend::instance_json(i, spend.get(&i.id)))
+            .collect();
+        print_json(&rows)?;
     } else if rows.is_empty() {
         println!(
             "No instances{}.",
@@ -58,7 +72,7 @@ pub fn list(ctx: &Ctx, status: StatusFilter, json: bool, quiet: bool) -> Result<
             }
         );
     } else {
-        print_table(&rows);
+        print_table(&rows, &spend);
     }
     Ok(0)
 }
@@ -135,7 +149,14 @@ pub fn branch_of(i: &Instance) -> Option<&str> {
     i.worktree.as_ref().map(|w| w.branch.as_str())
 }
 
-fn print_table(rows: &[&Instance]) {
+/// `$0.42` (`+?` when some model has no price), `-` before any brokered
+/// call.
+fn spend_shown(s: Option<&Spend>) -> String {
+    s.filter(|s| s.requests > 0)
+        .map_or_else(|| "-".to_owned(), Spend::cost_text)
+}
+
+fn print_table(rows: &[&Instance], spend: &BTreeMap<InstanceId, Spend>) {
     let on = crate::cli::output::color_stdout();
     // The branch column only when it says something: a narrow terminal
     // keeps its width while no worktree instance is listed.
@@ -145,7 +166,7 @@ fn print_table(rows: &[&Instance]) {
         header.push("BRANCH");
     }
     header.extend([
-        "MODE", "PORT", "STATUS", "ACTIVITY", "LIMITS", "CPU", "MEM", "UPTIME",
+        "MODE", "PORT", "STATUS", "ACTIVITY", "LIMITS", "CPU", "MEM", "UPTIME", "SPEND",
     ]);
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -166,19 +187,25 @@ fn print_table(rows: &[&Instance]) {
                 cpu,
                 mem,
                 uptime(i),
+                spend_shown(spend.get(&i.id)),
             ]);
             row
         })
         .collect();
     let port = if branches { 4 } else { 3 };
-    print!("{}", crate::cli::output::table(&header, cells, &[port]));
+    let spend_col = header.len() - 1;
+    print!(
+        "{}",
+        crate::cli::output::table(&header, cells, &[port, spend_col])
+    );
 }
 
 pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
     let reg = current(ctx)?;
     let inst = reg.get(&id).ok_or_else(|| Error::not_found(&id))?;
+    let spend = crate::service::spend::by_instance(ctx, &reg);
     if json {
-        print_json(inst)?;
+        print_json(&crate::service::spend::instance_json(inst, spend.get(&id)))?;
         return Ok(0);
     }
     let on = crate::cli::output::color_stdout();
@@ -220,6 +247,7 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
     field("cpu", &cpu);
     field("memory", &mem);
     field("uptime", &uptime(inst));
+    field("spend", &spend_shown(spend.get(&id)));
     if let Some(t) = inst.timestamps.created {
         field("created", &t.to_rfc3339());
     }

@@ -18,6 +18,7 @@ mod registry;
 mod run;
 mod serve;
 mod shell;
+mod spend;
 mod stats;
 mod top;
 mod worktree;
@@ -52,6 +53,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
             json,
         } => list::find(&ctx, &project, mode, json),
         Command::Stats { id, watch, json } => stats::stats(&ctx, id, watch, json),
+        Command::Spend { id, since, json } => spend::spend(&ctx, id, since, json),
         Command::Top => top::top(&ctx),
         Command::Health(crate::cli::HealthCmd::Check { id, json }) => health::check(&ctx, id, json),
         Command::Health(crate::cli::HealthCmd::Watch) => health::watch(&ctx),

@@ -36,6 +36,8 @@ pub fn value(ctx: &Ctx, warnings: &mut Warnings) -> Result<serde_json::Value> {
     let samples = super::stats::sample(ctx, None)?;
     let reg = ctx.store.load()?;
     let count = |s: Status| reg.instances.values().filter(|i| i.status == s).count();
+    let spend = super::spend::by_instance(ctx, &reg);
+    let over_time = super::spend::summary(ctx)?;
     let instances: Vec<_> = reg
         .instances
         .values()
@@ -56,6 +58,7 @@ pub fn value(ctx: &Ctx, warnings: &mut Warnings) -> Result<serde_json::Value> {
                 "memory_percent": live.map(|s| s.memory_percent),
                 "health": i.health.as_ref().map(|h| &h.status),
                 "last_health_check": i.timestamps.last_health_check,
+                "spend": spend.get(&i.id).cloned().unwrap_or_default(),
             })
         })
         .collect();
@@ -63,6 +66,7 @@ pub fn value(ctx: &Ctx, warnings: &mut Warnings) -> Result<serde_json::Value> {
         "timestamp": chrono::Utc::now(),
         "system": system_metrics(),
         "instances": instances,
+        "spend": over_time,
         "summary": {
             "total": reg.instances.len(),
             "running": count(Status::Running),

@@ -1,6 +1,9 @@
 //! `gc`: removes stopped entries older than `log_retention`, stale port
 //! reservations, containers labelled ours that the registry does not know,
-//! networks no container uses, and login containers whose `login` is gone.
+//! networks no container uses, login containers whose `login` is gone,
+//! and the spend ledgers (`meter/<id>/`) of instances no longer registered
+//! once their newest call is older than [`LEDGER_KEEP`] (until then they
+//! count toward the daily budget and show in `spend` as removed).
 
 use crate::core::error::Result;
 use crate::core::types::{InstanceId, Status};
@@ -19,6 +22,44 @@ pub struct Collected {
     pub containers: Vec<(String, String)>,
     /// Networks no container used (never in a dry run).
     pub networks: Vec<String>,
+    /// Spend ledgers of instances no longer registered, by instance id.
+    pub ledgers: Vec<String>,
+}
+
+/// How long the ledger of a removed instance is kept after its newest
+/// call: past the daily budget's day, and a day more to look at it.
+pub const LEDGER_KEEP: chrono::Duration = chrono::Duration::days(2);
+
+/// Ledgers of instances `reg` does not hold (or that are `removing`) whose
+/// newest call (or, without a readable call, the ledger directory's last
+/// change) is older than [`LEDGER_KEEP`].
+fn stale_ledgers(ctx: &Ctx, reg: &Registry, removing: &[InstanceId]) -> Vec<String> {
+    let cutoff = chrono::Utc::now() - LEDGER_KEEP;
+    crate::state::spend::ledger::read_all(&ctx.dirs)
+        .into_iter()
+        .filter(|(id, _)| {
+            InstanceId::parse(id).is_ok_and(|i| reg.get(&i).is_none() || removing.contains(&i))
+        })
+        .filter(|(id, records)| {
+            let newest = records.iter().map(|r| r.ts).max().or_else(|| {
+                let dir = ctx.dirs.meter_dir().join(id);
+                let changed = std::fs::symlink_metadata(&dir).and_then(|m| m.modified());
+                changed.ok().map(chrono::DateTime::<chrono::Utc>::from)
+            });
+            newest.is_none_or(|t| t < cutoff)
+        })
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// After the entries went: their ledgers are judged as any removed
+/// instance's (a start registers before its broker writes).
+fn remove_stale_ledgers(ctx: &Ctx) -> Result<Vec<String>> {
+    let ledgers = stale_ledgers(ctx, &ctx.store.load()?, &[]);
+    for id in &ledgers {
+        let _ = std::fs::remove_dir_all(ctx.dirs.meter_dir().join(id));
+    }
+    Ok(ledgers)
 }
 
 pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
@@ -71,9 +112,11 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
         None => Vec::new(),
     };
     if dry_run {
+        let reg = ctx.store.load()?;
         return Ok(Collected {
             logins,
-            containers: strays_in(&ctx.store.load()?),
+            containers: strays_in(&reg),
+            ledgers: stale_ledgers(ctx, &reg, &old),
             entries: old,
             networks: Vec::new(),
         });
@@ -121,10 +164,12 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
             id.as_str(),
         ));
     }
+    let ledgers = remove_stale_ledgers(ctx)?;
     Ok(Collected {
         logins,
         entries: old,
         containers,
         networks,
+        ledgers,
     })
 }

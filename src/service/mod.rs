@@ -11,5 +11,6 @@ pub mod reconciler;
 pub mod repair;
 pub mod resume;
 pub mod shell;
+pub mod spend;
 pub mod start;
 pub mod stats;

@@ -62,6 +62,9 @@ pub fn spawn(dirs: StateDir) {
             // Errors (engine down, unreadable registry) are the requests'
             // to report; the next wake tries again.
             let _ = crate::lifecycle::refresh_quietly(&ctx);
+            // Budget alerts, while `serve` runs (the ledgers grow with no
+            // event); raised ones are logged and run `alerts.command`.
+            let _ = crate::service::spend::budget::check(&ctx);
         }
     });
 }

@@ -658,3 +658,79 @@ fn the_browser_holds_a_session_not_the_token_and_other_ports_never_see_it() {
         "nor the browser's log"
     );
 }
+
+/// The spend of each row and the totals, from ledgers written by hand (a
+/// stopped instance: no engine needed); a model name of escapes and markup
+/// is text in the row's tooltip, never markup.
+#[test]
+fn dashboard_shows_spend_per_row_and_in_total() {
+    let Some((browser, driver_bin)) = browser_or_skip("dashboard_shows_spend_per_row_and_in_total")
+    else {
+        return;
+    };
+    let env = Env::new();
+    let id = "spent-claude";
+    let path = env.project("spent").to_string_lossy().into_owned();
+    let reg = json!({"version": 1, "instances": {id: {
+        "id": id, "project_path": path, "project_name": "spent", "mode": "claude",
+        "status": "stopped", "port": env.port_base + 1, "resources": {},
+        "timestamps": {"created": "2026-01-01T00:00:00Z"}, "config": {},
+    }}});
+    std::fs::write(
+        env.state().join("registry.json"),
+        serde_json::to_vec(&reg).unwrap(),
+    )
+    .unwrap();
+    let dir = env.state().join("meter").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = chrono::Utc::now().to_rfc3339();
+    let lines = [
+        json!({"ts": now, "model": "claude-sonnet-4-5", "output_tokens": 300_000}),
+        json!({"ts": now, "model": "<img src=x onerror=alert(1)>\u{1b}[2J", "input_tokens": 9}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.join("usage.jsonl"), text).unwrap();
+
+    let srv = Serve::start(&env);
+    let work = tempfile::Builder::new()
+        .prefix("ais-chromium")
+        .tempdir()
+        .unwrap();
+    let driver = Driver::start(&driver_bin, &work.path().join("chromedriver.log"));
+    let s = Session::new(&driver, &browser, &work.path().join("profile"));
+    s.goto(&srv.login_url);
+    let cell = || {
+        s.js(
+            "const c = document.querySelector(`tr[data-id=\"${arguments[0]}\"] td.spend`); \
+             return c ? c.textContent : null;",
+            json!([id]),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || cell() == "$4.50+?"),
+        "the row's spend: {} (page: {})",
+        cell(),
+        s.js("return document.body.innerText", json!([]))
+    );
+    let text = |sel: &str| {
+        s.js(
+            &format!("return document.querySelector('{sel}').textContent"),
+            json!([]),
+        )
+    };
+    assert_eq!(text("#spend-today"), "spend today $4.50+?");
+    assert_eq!(text("#spend-total"), "all time $4.50+?");
+    let title = s.js(
+        "return document.querySelector(`tr[data-id=\"${arguments[0]}\"] td.spend`).title",
+        json!([id]),
+    );
+    assert!(
+        title.as_str().is_some_and(|t| t.contains("<img src=x")),
+        "the model name is text: {title}"
+    );
+    assert_eq!(
+        s.js("return document.querySelectorAll('img').length", json!([])),
+        0,
+        "no markup from a ledger"
+    );
+}

@@ -153,7 +153,10 @@ fn list_shows_the_seed_columns_and_reconciles() {
     let rows = table(&out);
     assert_eq!(
         rows[0],
-        ["ID", "PROJECT", "MODE", "PORT", "STATUS", "ACTIVITY", "LIMITS", "CPU", "MEM", "UPTIME"],
+        [
+            "ID", "PROJECT", "MODE", "PORT", "STATUS", "ACTIVITY", "LIMITS", "CPU", "MEM",
+            "UPTIME", "SPEND"
+        ],
         "{out}"
     );
     assert_eq!(rows.len(), 7, "{out}");
@@ -520,7 +523,7 @@ fn list_shows_a_branch_column_once_a_worktree_instance_is_listed() {
         rows[0],
         [
             "ID", "PROJECT", "BRANCH", "MODE", "PORT", "STATUS", "ACTIVITY", "LIMITS", "CPU",
-            "MEM", "UPTIME"
+            "MEM", "UPTIME", "SPEND"
         ],
         "{out}"
     );

@@ -75,5 +75,6 @@ mod sandbox_state_trust;
 mod sandbox_uninstall;
 mod shell_integration;
 mod shell_start_cache;
+mod spend_cli;
 mod stale_stop_marker;
 mod top_tui;

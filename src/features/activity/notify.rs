@@ -174,6 +174,17 @@ fn notify(ctx: &Ctx, settings: &crate::state::config::Settings, inst: &Instance)
     }
 }
 
+/// The bell and a desktop notification on the terminal of the shell that
+/// owns `inst`, when `alerts.terminal` is on: the "needs you" path, for
+/// other alerts (a budget nearly spent) as well.
+pub fn to_owner(settings: &crate::state::config::Settings, inst: &Instance, msg: &str) {
+    if settings.alerts.terminal {
+        if let Some(pid) = inst.owner_pid {
+            terminal(pid, inst.owner_start_time, msg);
+        }
+    }
+}
+
 /// The bell and a desktop notification (OSC 777, then OSC 9; terminals
 /// ignore the one they do not know) written to the terminal of `pid`.
 fn terminal(pid: u32, start_time: Option<u64>, msg: &str) {

@@ -87,6 +87,15 @@ fn sample_loop(ctx: &Ctx, interval: Duration, stop: &AtomicBool, notify: Notify)
                     }
                     Err(e) => notify(Notice::Warning(format!("ai-sessctl: warning: {e}"))),
                 }
+                // Budgets: the brokers' ledgers grow with no event to follow.
+                match crate::service::spend::budget::check(ctx) {
+                    Ok(alerts) => {
+                        for a in alerts {
+                            notify(Notice::Alert(a.message));
+                        }
+                    }
+                    Err(e) => notify(Notice::Warning(format!("ai-sessctl: warning: {e}"))),
+                }
             }
             Err(e) => notify(Notice::Warning(format!("ai-sessctl: warning: {e}"))),
         }

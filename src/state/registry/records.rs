@@ -78,6 +78,12 @@ pub enum AlertKind {
     HighCpu,
     HighMem,
     RecoveryFailed,
+    /// An instance's brokered calls at 80 % (warning) or 100 % (critical)
+    /// of `budget.instance_usd`.
+    Budget,
+    /// The home's brokered calls today at 80 % or 100 % of
+    /// `budget.daily_usd`.
+    DailyBudget,
 }
 
 impl AlertKind {
@@ -86,6 +92,8 @@ impl AlertKind {
             AlertKind::HighCpu => "HIGH_CPU",
             AlertKind::HighMem => "HIGH_MEM",
             AlertKind::RecoveryFailed => "RECOVERY_FAILED",
+            AlertKind::Budget => "BUDGET",
+            AlertKind::DailyBudget => "DAILY_BUDGET",
         }
     }
 }
@@ -114,6 +122,13 @@ pub struct AlertLevels {
         deserialize_with = "super::schema::lenient"
     )]
     pub high_mem: Option<Severity>,
+    #[serde(
+        rename = "BUDGET",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::schema::lenient"
+    )]
+    pub budget: Option<Severity>,
     /// Alerts a newer version added, kept through a rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -125,7 +140,9 @@ impl AlertLevels {
         match kind {
             AlertKind::HighCpu => self.high_cpu,
             AlertKind::HighMem => self.high_mem,
-            AlertKind::RecoveryFailed => None,
+            AlertKind::Budget => self.budget,
+            // Home-wide: kept in `Registry::daily_budget`.
+            AlertKind::RecoveryFailed | AlertKind::DailyBudget => None,
         }
         .unwrap_or_default()
     }
@@ -135,8 +152,25 @@ impl AlertLevels {
         match kind {
             AlertKind::HighCpu => self.high_cpu = Some(level),
             AlertKind::HighMem => self.high_mem = Some(level),
-            AlertKind::RecoveryFailed => {}
+            AlertKind::Budget => self.budget = Some(level),
+            AlertKind::RecoveryFailed | AlertKind::DailyBudget => {}
         }
+    }
+}
+
+/// The level the home's daily budget alert reached on `day` (UTC): a new
+/// day starts at `ok` again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DayAlert {
+    pub day: chrono::NaiveDate,
+    pub level: Severity,
+}
+
+impl DayAlert {
+    /// The level recorded for `day` (`Ok` when another day's is).
+    pub fn level_on(this: Option<&DayAlert>, day: chrono::NaiveDate) -> Severity {
+        this.filter(|a| a.day == day)
+            .map_or(Severity::Ok, |a| a.level)
     }
 }
 

@@ -2,7 +2,7 @@
 //! object keeps fields it does not know in `extra`, so a newer version's
 //! data survives a rewrite by this one.
 
-use super::records::{AlertLevels, Recovery, WorktreeInfo};
+use super::records::{AlertLevels, DayAlert, Recovery, WorktreeInfo};
 use crate::core::types::{Activity, InstanceId, Mode, Port, Status};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,14 @@ pub struct Registry {
     /// Ports set aside by `port alloc --for ID` before an instance exists.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reserved_ports: BTreeMap<String, Reservation>,
+    /// How far today's brokered calls of the whole home are over
+    /// `budget.daily_usd` (so the alert is raised once per crossing).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub daily_budget: Option<DayAlert>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
