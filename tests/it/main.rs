@@ -31,6 +31,7 @@ mod boundary_git;
 mod boundary_logs;
 mod boundary_state;
 mod broker;
+mod broker_box;
 mod completions;
 mod config_cli;
 mod dashboard_browser;

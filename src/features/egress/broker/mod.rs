@@ -40,11 +40,14 @@ pub fn keys(
     let Some(api) = agent.api() else {
         return Ok(Keys::default());
     };
-    let key_vars: Vec<String> = agent
-        .env_passthrough
+    // The API's key variables the agent takes from the caller (all of
+    // them when `credentials.api` names the API).
+    let explicit = agent.credentials.api != crate::state::config::ApiKind::Auto;
+    let key_vars: Vec<String> = api
+        .key_vars()
         .iter()
-        .filter(|v| api.key_vars().contains(&v.as_str()))
-        .cloned()
+        .filter(|v| explicit || agent.env_passthrough.iter().any(|p| p == *v))
+        .map(|v| v.to_string())
         .collect();
     let mode = agent.credentials.mode;
     if mode == CredentialMode::Env || (mode == CredentialMode::Broker && !container) {

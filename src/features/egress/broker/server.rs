@@ -90,9 +90,11 @@ impl Meter {
             let spent = Spend::of(&self.own.records, None, &prices).cost_usd;
             if spent >= limit {
                 return Some(format!(
-                    "ai-sessions: the budget of this instance ({}), ${limit:.2}, is spent (${spent:.2}). \
+                    "ai-sessions: the budget of this instance ({}), {}, is spent ({}). \
                      Raise it with `ai-sessctl config set budget.instance_usd {}` (applies at once).",
                     f.instance,
+                    usd(limit),
+                    usd(spent),
                     next_budget(limit, spent)
                 ));
             }
@@ -108,8 +110,10 @@ impl Meter {
             }
             if spent >= limit {
                 return Some(format!(
-                    "ai-sessions: today's budget for all instances, ${limit:.2}, is spent (${spent:.2}). \
+                    "ai-sessions: today's budget for all instances, {}, is spent ({}). \
                      Raise it with `ai-sessctl config set budget.daily_usd {}` (applies at once).",
+                    usd(limit),
+                    usd(spent),
                     next_budget(limit, spent)
                 ));
             }
@@ -124,6 +128,15 @@ impl Meter {
                 .unwrap_or_default(),
             None => vec![args.meter.clone()],
         }
+    }
+}
+
+/// Dollars as a user reads them: cents, or more digits below a cent.
+fn usd(v: f64) -> String {
+    if v > 0.0 && v < 0.01 {
+        format!("${v:.4}")
+    } else {
+        format!("${v:.2}")
     }
 }
 
@@ -210,7 +223,10 @@ pub async fn serve(args: BrokerArgs, key: watch::Receiver<Option<Secret>>) -> Re
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(req, state).await) }
             });
+            // A client that shuts its side once it sent the call (`nc`)
+            // still gets the answer.
             let _ = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
                 .serve_connection(hyper_util::rt::TokioIo::new(conn), svc)
                 .await;
         });
