@@ -313,6 +313,8 @@ fn the_real_claude_code_completes_a_turn_through_the_broker_and_a_budget_stops_i
             .unwrap();
         assert!(out.status.success(), "{}", common::stderr(&out));
         let ended = wait_until(Duration::from_secs(120), || {
+            // `list` reconciles: the registry learns the agent ended.
+            env.run(&["list"]);
             let s = env.instance(&id)["status"]
                 .as_str()
                 .unwrap_or("")

@@ -35,6 +35,12 @@ const SHIPPED: &[(&str, f64, f64, f64)] = &[
     ("gpt-5", 1.25, 10.0, 0.125),
     ("gpt-4.1", 2.0, 8.0, 0.50),
     ("gpt-4o", 2.50, 10.0, 1.25),
+    // A family's newer models than the rows above: priced as its newest
+    // known one until the table (or `[prices]`) knows them.
+    ("claude-opus", 5.0, 25.0, 0.50),
+    ("claude-sonnet", 3.0, 15.0, 0.30),
+    ("claude-haiku", 1.0, 5.0, 0.10),
+    ("gemini", 2.0, 12.0, 0.20),
 ];
 
 impl Prices {
@@ -108,6 +114,7 @@ mod tests {
         assert_eq!(p.cost("claude-opus-4-5-20251101", &t), Some(30.0));
         assert_eq!(p.cost("claude-opus-4-20250514", &t), Some(90.0));
         assert_eq!(p.cost("mystery-model", &t), None);
+        assert_eq!(p.cost("claude-opus-5-5", &t), Some(30.0), "a newer opus");
         assert_eq!(p.cost("", &t), None);
         let cached = Tokens {
             cache_creation_input_tokens: 1_000_000,
