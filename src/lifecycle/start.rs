@@ -267,6 +267,11 @@ pub(super) fn register(
         inst.worktree = prev.worktree.clone();
         // A fresh start begins with no alert or recovery history.
         inst.timestamps.created = prev.timestamps.created;
+        // But the spend carries over, and so does how far it is over its
+        // budget: a restart does not raise the budget alert again.
+        if let Some(level) = prev.alerts.as_ref().and_then(|a| a.budget) {
+            inst.alerts.get_or_insert_with(Default::default).budget = Some(level);
+        }
     }
     inst.timestamps.created.get_or_insert(now);
     // When this start began (set again once it runs): reconcile leaves

@@ -588,3 +588,69 @@ fn health_watch_raises_a_budget_alert_once_without_any_command() {
         stdout(&out)
     );
 }
+
+#[test]
+fn an_instance_counts_its_calls_since_it_was_created() {
+    let env = Env::new();
+    plant(&env, &["api-claude"]);
+    // Made again 10 minutes ago: the calls before were an earlier
+    // instance's of the same id (rm, then a new start).
+    let path = env.state().join("registry.json");
+    let mut reg: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    reg["instances"]["api-claude"]["timestamps"]["created"] = json!(ago(10));
+    std::fs::write(&path, serde_json::to_vec(&reg).unwrap()).unwrap();
+    ledger(
+        &env,
+        "api-claude",
+        &[
+            call(60, "claude-sonnet-4-5", json!({"output_tokens": 400_000})),
+            call(5, "claude-sonnet-4-5", json!({"output_tokens": 100_000})),
+        ],
+    );
+    let log = alert_config(&env, "instance_usd = 7.0");
+    let v: Value = serde_json::from_str(&env.ok(&["list", "--json"])).unwrap();
+    assert_eq!(v[0]["spend"]["requests"], 1, "{v:#}");
+    assert!(close(usd(&v[0]["spend"]["cost_usd"]), 1.5), "{v:#}");
+    let v: Value = serde_json::from_str(&env.ok(&["spend", "--json"])).unwrap();
+    assert_eq!(v["total"]["requests"], 1, "{v:#}");
+    // $7.50 in the ledger, $1.50 of it this instance's: under 80 % of $7.
+    assert!(alert_lines(&log).is_empty(), "{:?}", alert_lines(&log));
+}
+
+/// A restart keeps the instance's spend (its ledger) and so how far it is
+/// over its budget: no second alert for the same crossing.
+#[test]
+fn a_restarted_instance_is_not_alerted_again_for_the_same_crossing() {
+    let env = Env::new();
+    let log = alert_config(&env, "instance_usd = 5.0");
+    let text = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+    std::fs::write(
+        env.state().join("config.toml"),
+        format!("[global]\nruntime = \"host\"\n\n[agents.claude]\ncommand = [\"sleep\", \"300\"]\n\n{text}"),
+    )
+    .unwrap();
+    let proj = env.project("again");
+    let out = env.run_in(&proj, &["start", "--detach", "--mode", "claude"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    ledger(
+        &env,
+        &id,
+        &[call(
+            0,
+            "claude-sonnet-4-5",
+            json!({"output_tokens": 300_000}),
+        )],
+    );
+    env.ok(&["list"]);
+    assert_eq!(alert_lines(&log).len(), 1, "{:?}", alert_lines(&log));
+    env.ok(&["stop", &id]);
+    let out = env.run_in(&proj, &["start", "--detach", "--mode", "claude"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&["list"]);
+    env.ok(&["spend"]);
+    let lines = alert_lines(&log);
+    env.ok(&["stop", &id]);
+    assert_eq!(lines.len(), 1, "alerted again after a restart: {lines:?}");
+    assert_eq!(env.instance(&id)["alerts"]["BUDGET"], "warning");
+}

@@ -69,7 +69,8 @@ fn wanted(ctx: &Ctx) -> Result<Vec<Change>> {
         let prices = Prices::new(&settings.prices);
         today += Spend::of(records, Some(start_of_day(now)), &prices).cost_usd;
         let Some(inst) = inst else { continue };
-        let spent = Spend::of(records, None, &prices).cost_usd;
+        // Since it was created; the day counts every call of it.
+        let spent = Spend::of(records, inst.timestamps.created, &prices).cost_usd;
         let next = level(spent, settings.budget.instance_usd);
         let cur = inst
             .alerts

@@ -73,10 +73,25 @@ pub struct Report {
     pub budget: Budget,
 }
 
-/// The ledgers of the home with the prices each is costed at: an
-/// instance's own settings, the global ones for a removed instance.
+/// One ledger with the prices it is costed at (the instance's own
+/// settings, the global ones for a removed instance).
+struct Ledger {
+    records: Vec<Record>,
+    prices: Prices,
+    removed: bool,
+    /// When the registered instance was created: an instance's spend counts
+    /// from then (an earlier instance of the same id left the older calls).
+    created: Option<DateTime<Utc>>,
+}
+
+/// The ledgers of the home.
 struct Ledgers {
-    by_id: BTreeMap<String, (Vec<Record>, Prices, bool)>,
+    by_id: BTreeMap<String, Ledger>,
+}
+
+/// The later of two window starts.
+fn later(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    a.max(b)
 }
 
 impl Ledgers {
@@ -88,13 +103,18 @@ impl Ledgers {
         let by_id = ledger::read_all(&ctx.dirs)
             .into_iter()
             .map(|(id, records)| {
-                let known = InstanceId::parse(&id).ok().filter(|i| reg.get(i).is_some());
+                let known = InstanceId::parse(&id).ok().and_then(|i| reg.get(&i));
                 let prices = known
-                    .as_ref()
-                    .and_then(|i| ctx.effective(i).ok())
+                    .and_then(|i| ctx.effective(&i.id).ok())
                     .map(|e| Prices::new(&e.settings.prices))
                     .unwrap_or_else(|| global.clone());
-                (id, (records, prices, known.is_none()))
+                let ledger = Ledger {
+                    records,
+                    prices,
+                    removed: known.is_none(),
+                    created: known.and_then(|i| i.timestamps.created),
+                };
+                (id, ledger)
             })
             .collect();
         Ledgers { by_id }
@@ -103,10 +123,10 @@ impl Ledgers {
     fn rows(&self, since: Option<DateTime<Utc>>) -> Vec<Row> {
         self.by_id
             .iter()
-            .map(|(id, (records, prices, removed))| Row {
+            .map(|(id, l)| Row {
                 instance: id.clone(),
-                removed: *removed,
-                spend: Spend::of(records, since, prices),
+                removed: l.removed,
+                spend: Spend::of(&l.records, later(since, l.created), &l.prices),
             })
             .collect()
     }
@@ -150,12 +170,13 @@ pub fn report(ctx: &Ctx, id: Option<&InstanceId>, since: Option<Since>) -> Resul
     })
 }
 
-/// The all-time spend of each registered instance that has a ledger (what
-/// `list` and the API's instances show).
+/// The spend of each registered instance that has a ledger, since it was
+/// created (what `list`, the API's instances and its budget count).
 pub fn by_instance(ctx: &Ctx, reg: &Registry) -> BTreeMap<InstanceId, Spend> {
     reg.instances
-        .keys()
-        .filter_map(|id| {
+        .values()
+        .filter_map(|inst| {
+            let id = &inst.id;
             let records = ledger::read(&ctx.dirs, id);
             if records.is_empty() {
                 return None;
@@ -165,7 +186,8 @@ pub fn by_instance(ctx: &Ctx, reg: &Registry) -> BTreeMap<InstanceId, Spend> {
                 .map(|e| Prices::new(&e.settings.prices))
                 .or_else(|_| ctx.global().map(|s| Prices::new(&s.prices)))
                 .unwrap_or_else(|_| Prices::new(&BTreeMap::new()));
-            Some((id.clone(), Spend::of(&records, None, &prices)))
+            let spend = Spend::of(&records, inst.timestamps.created, &prices);
+            Some((id.clone(), spend))
         })
         .collect()
 }
@@ -198,12 +220,12 @@ pub fn summary(ctx: &Ctx) -> Result<Summary> {
     let today = total(&ledgers.rows(Some(start_of_day(now))));
     let all_time = total(&ledgers.rows(None));
     let mut hourly_usd = vec![0.0; 24];
-    for (records, prices, _) in ledgers.by_id.values() {
-        for r in records {
+    for l in ledgers.by_id.values() {
+        for r in &l.records {
             let age = (now - r.ts).num_hours();
             if (0..24).contains(&age) {
                 let slot = 23 - age as usize;
-                hourly_usd[slot] += prices.cost(&r.model, &r.tokens).unwrap_or(0.0);
+                hourly_usd[slot] += l.prices.cost(&r.model, &r.tokens).unwrap_or(0.0);
             }
         }
     }
