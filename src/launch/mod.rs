@@ -45,6 +45,9 @@ pub struct LaunchSpec<'a> {
     /// The agent's key, to be added outside the box by the credential
     /// broker (`None`: not brokered).
     pub credential: Option<Credential>,
+    /// When the instance was created: its budget counts calls since then
+    /// (not an earlier instance's of the same id).
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A key the broker adds to the agent's calls: its API, the key itself

@@ -378,6 +378,7 @@ pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<
         setup,
         files: wiring.files,
         credential: keys.broker.clone(),
+        created: inst.timestamps.created,
     };
     let runtime: &dyn Runtime = match &plan.engine {
         Some(engine) if plan.kind == RuntimeKind::Docker => engine,

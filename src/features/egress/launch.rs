@@ -163,6 +163,7 @@ fn broker_of(
         cred.api,
         cred.upstream.clone(),
         placeholder.clone(),
+        spec.created,
     );
     file.write(dirs, spec.id)?;
     let meter = crate::state::spend::ledger::ensure(dirs, spec.id)?;

@@ -87,7 +87,7 @@ impl Meter {
         let prices = Prices::from_table(f.prices.clone());
         if let Some(limit) = f.budget.instance_usd {
             self.own.refresh(&args.meter);
-            let spent = Spend::of(&self.own.records, None, &prices).cost_usd;
+            let spent = Spend::of(&self.own.records, f.created, &prices).cost_usd;
             if spent >= limit {
                 return Some(format!(
                     "ai-sessions: the budget of this instance ({}), {}, is spent ({}). \

@@ -20,6 +20,9 @@ pub struct BrokerFile {
     /// The key the box holds: only a call carrying it gets the real one.
     pub placeholder: String,
     pub budget: Budget,
+    /// The instance's creation: its budget counts calls since then.
+    #[serde(default)]
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
     /// The whole price table (shipped and configured).
     pub prices: BTreeMap<String, Price>,
 }
@@ -35,6 +38,7 @@ impl BrokerFile {
         api: ApiKind,
         upstream: Upstream,
         placeholder: String,
+        created: Option<chrono::DateTime<chrono::Utc>>,
     ) -> BrokerFile {
         BrokerFile {
             instance: id.to_string(),
@@ -42,6 +46,7 @@ impl BrokerFile {
             upstream,
             placeholder,
             budget: eff.settings.budget.clone(),
+            created,
             prices: crate::state::spend::prices::Prices::new(&eff.settings.prices)
                 .table()
                 .clone(),
@@ -79,6 +84,7 @@ impl BrokerFile {
             old.api,
             old.upstream.clone(),
             old.placeholder.clone(),
+            old.created,
         );
         if new != old {
             new.write(dirs, id)?;
