@@ -181,6 +181,13 @@ fn the_box_holds_a_placeholder_and_its_calls_reach_the_api_with_the_real_key() {
             "{egress}: the API did not get the real key"
         );
         assert_box_never_held(&env, &cid, &key);
+        // The box cannot forge its usage: its ledger and its broker's
+        // settings are no mount of its own.
+        let mounts = docker_ok(&["inspect", "-f", "{{json .Mounts}}", &cid]);
+        assert!(
+            !mounts.contains("/meter") && !mounts.contains("/net/"),
+            "{egress}: {mounts}"
+        );
 
         // What it cost, counted outside the box: 1000 in, 500 out of
         // claude-sonnet-4-5 at $3 and $15 per million.
