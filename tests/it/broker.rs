@@ -340,6 +340,15 @@ fn calls_without_this_instances_placeholder_are_refused_and_never_forwarded() {
     // `?key=` is Gemini's: an Anthropic broker does not take it.
     let r = b.call_with(&format!("/v1/messages?key={PLACEHOLDER}"), &[], STREAM);
     assert_eq!(r.status, 401);
+    // A tunnel, even with the placeholder: nothing the broker could see.
+    let r = request(
+        b.port,
+        "CONNECT",
+        "api.anthropic.com:443",
+        &[("x-api-key", PLACEHOLDER)],
+        "",
+    );
+    assert_eq!(r.status, 405, "{}", r.text());
     assert!(fake.seen().is_empty(), "{:#?}", fake.seen());
     assert!(b.ledger().is_empty());
     // The placeholder still works afterwards.

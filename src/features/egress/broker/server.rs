@@ -305,6 +305,14 @@ async fn handle(req: Request<Incoming>, st: Arc<State>) -> Response<Body_> {
             "ai-sessions broker: no settings",
         );
     };
+    if req.method() == hyper::Method::CONNECT {
+        // A tunnel would carry what the broker cannot see or meter.
+        return error(
+            f.api,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "ai-sessions broker: no tunnels; send the API's calls as plain HTTP to the base URL",
+        );
+    }
     if !carries_placeholder(&req, &f) {
         return error(
             f.api,
