@@ -51,12 +51,24 @@ pub struct LaunchSpec<'a> {
 }
 
 /// A key the broker adds to the agent's calls: its API, the key itself
-/// (memory only) and the upstream its calls go to.
+/// (memory only; for a subscription login the line the broker reads, with
+/// the access token) and the upstream its calls go to.
 #[derive(Debug, Clone)]
 pub struct Credential {
     pub api: ApiKind,
     pub key: Secret,
     pub upstream: Upstream,
+    /// A subscription login brokered instead of a key.
+    pub oauth: Option<OAuthLogin>,
+}
+
+/// The agent's shared login file (host path, path inside the box, which
+/// gets a placeholder file instead) and where its tokens are refreshed.
+#[derive(Debug, Clone)]
+pub struct OAuthLogin {
+    pub file: PathBuf,
+    pub inside: String,
+    pub token_url: Upstream,
 }
 
 /// Label naming the instance a container or network is for.

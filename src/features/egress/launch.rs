@@ -154,10 +154,13 @@ fn broker_of(
 ) -> Result<sidecar::BrokerMounts> {
     let placeholder = broker::BrokerFile::read(&broker::settings::path(dirs, spec.id))
         .ok()
-        .filter(|f| f.api == cred.api)
+        .filter(|f| f.api == cred.api && f.oauth.is_some() == cred.oauth.is_some())
         .map(|f| f.placeholder)
-        .unwrap_or_else(|| broker::placeholder(cred.api));
-    let file = broker::BrokerFile::new(
+        .unwrap_or_else(|| match cred.oauth {
+            Some(_) => broker::oauth::placeholder(),
+            None => broker::placeholder(cred.api),
+        });
+    let mut file = broker::BrokerFile::new(
         spec.id,
         spec.eff,
         cred.api,
@@ -165,11 +168,25 @@ fn broker_of(
         placeholder.clone(),
         spec.created,
     );
+    let login_dir = match &cred.oauth {
+        Some(o) => Some(placeholder_login(
+            dirs,
+            spec,
+            o,
+            &placeholder,
+            plan,
+            &mut file,
+        )?),
+        None => None,
+    };
     file.write(dirs, spec.id)?;
     let meter = crate::state::spend::ledger::ensure(dirs, spec.id)?;
     let url = format!("http://{}:{}", sidecar::PROXY_ALIAS, broker::BROKER_PORT);
-    for var in cred.api.key_vars().iter().take(1) {
-        plan.agent.env.push(format!("{var}={placeholder}"));
+    // A login needs no key variable (one set would win over the login).
+    if cred.oauth.is_none() {
+        for var in cred.api.key_vars().iter().take(1) {
+            plan.agent.env.push(format!("{var}={placeholder}"));
+        }
     }
     if let Some(var) = cred.api.base_url_var() {
         plan.agent.env.push(format!("{var}={url}"));
@@ -177,7 +194,62 @@ fn broker_of(
     Ok(sidecar::BrokerMounts {
         meter,
         meter_all: dirs.meter_dir(),
+        login_dir,
     })
+}
+
+/// Where the broker sees the shared login's directory (read-write: it
+/// writes a refreshed pair back).
+const LOGIN_MOUNT: &str = "/ai/login";
+
+/// A subscription login: the box's login file becomes a placeholder one
+/// (written in the instance's `net/<id>/`, bound read-only where the real
+/// one was); the broker learns where to refresh it. The directory of the
+/// real one, for the broker.
+fn placeholder_login(
+    dirs: &StateDir,
+    spec: &LaunchSpec,
+    o: &crate::launch::OAuthLogin,
+    placeholder: &str,
+    plan: &mut LaunchPlan,
+    file: &mut broker::BrokerFile,
+) -> Result<PathBuf> {
+    let name = o
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let login = broker::oauth::Login::read(&o.file).ok_or_else(|| {
+        Error::NotFound(format!(
+            "the login {} is gone or changed meanwhile; start again",
+            o.file.display()
+        ))
+    })?;
+    let boxed = super::net_dir(dirs, spec.id).join(format!("login-{name}"));
+    crate::core::paths::atomic_write(&boxed, &login.placeholder_file(placeholder))?;
+    let mut bound = false;
+    for b in plan.agent.binds.iter_mut() {
+        if b.target == o.inside {
+            b.source = boxed.clone();
+            b.read_only = true;
+            bound = true;
+        }
+    }
+    if !bound {
+        plan.agent.binds.push(crate::engine::container::Bind {
+            source: boxed,
+            target: o.inside.clone(),
+            read_only: true,
+        });
+    }
+    file.oauth = Some(broker::settings::OAuthSettings {
+        token_url: o.token_url.clone(),
+        login: format!("{LOGIN_MOUNT}/{name}"),
+    });
+    o.file
+        .parent()
+        .map(|p| p.to_path_buf())
+        .ok_or_else(|| Error::Invalid(format!("{}: no directory", o.file.display())))
 }
 
 /// Removes the sidecar and the networks of container `name` (each gone

@@ -9,6 +9,7 @@
 //! The key reaches the sidecar on its standard input, once, after it
 //! starts: never in an environment, a file or a mount the engine keeps.
 
+pub mod oauth;
 pub mod server;
 pub mod settings;
 pub mod tap;
@@ -34,6 +35,7 @@ pub struct Keys {
 pub fn keys(
     eff: &crate::state::config::Effective,
     container: bool,
+    logins: &[(std::path::PathBuf, String)],
 ) -> crate::core::error::Result<Keys> {
     use crate::state::config::{CredentialMode, EgressPolicy};
     let agent = &eff.agent;
@@ -57,11 +59,24 @@ pub fn keys(
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|k| !k.is_empty()));
     let no_network = eff.settings.networking.egress == EgressPolicy::None;
-    let (Some(key), CredentialMode::Broker, false) = (found, mode, no_network) else {
+    if mode != CredentialMode::Broker || no_network {
         return Ok(Keys {
             broker: None,
             withheld: key_vars,
         });
+    }
+    // No key: a subscription login (an API key wins, as with the CLI).
+    let (key, oauth) = match found {
+        Some(key) => (crate::core::types::Secret::new(key), None),
+        None => match oauth_login(eff, api, logins)? {
+            Some(found) => found,
+            None => {
+                return Ok(Keys {
+                    broker: None,
+                    withheld: key_vars,
+                })
+            }
+        },
     };
     let base_var = api.base_url_var();
     let host_base = base_var.and_then(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
@@ -82,11 +97,60 @@ pub fn keys(
     Ok(Keys {
         broker: Some(crate::launch::Credential {
             api,
-            key: crate::core::types::Secret::new(key),
+            key,
             upstream,
+            oauth,
         }),
         withheld,
     })
+}
+
+/// The first of the agent's shared login files (host path, path inside)
+/// that holds a Claude subscription login, refreshed first when it expires
+/// within minutes: the broker's line with its access token, and the login.
+#[allow(clippy::type_complexity)]
+fn oauth_login(
+    eff: &crate::state::config::Effective,
+    api: crate::state::config::ApiKind,
+    logins: &[(std::path::PathBuf, String)],
+) -> crate::core::error::Result<
+    Option<(
+        crate::core::types::Secret,
+        Option<crate::launch::OAuthLogin>,
+    )>,
+> {
+    if api != crate::state::config::ApiKind::Anthropic {
+        return Ok(None);
+    }
+    let Some((file, inside, login)) = logins
+        .iter()
+        .find_map(|(f, i)| oauth::Login::read(f).map(|l| (f, i, l)))
+    else {
+        return Ok(None);
+    };
+    let token_url = oauth::token_url(eff.agent.credentials.token_url.as_deref())?;
+    let login = if login.expiring(oauth::now_ms()) {
+        match oauth::refresh_file_blocking(file, &token_url, login.access.expose()) {
+            Ok(l) => l,
+            Err(e) => {
+                crate::core::warning::report_warn(format!(
+                    "ai-sessctl: warning: the subscription login in {} expires and could not be refreshed: {e}",
+                    file.display()
+                ));
+                login
+            }
+        }
+    } else {
+        login
+    };
+    Ok(Some((
+        login.stdin_line(),
+        Some(crate::launch::OAuthLogin {
+            file: file.clone(),
+            inside: inside.clone(),
+            token_url,
+        }),
+    )))
 }
 
 /// A placeholder key: the shape of the API's own keys (clients check it),
