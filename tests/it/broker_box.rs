@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// An address of this host every container of the engine reaches (the
 /// default bridge's gateway), where the fake API listens on all addresses.
-fn host_address() -> String {
+pub(crate) fn host_address() -> String {
     let ipam = docker_ok(&[
         "network",
         "inspect",
@@ -82,7 +82,7 @@ fn first_call(cid: &str) -> String {
 
 /// Every place of the box and of the engine's record of it, searched for
 /// `key`: none may hold it.
-fn assert_box_never_held(env: &Env, cid: &str, key: &str) {
+pub(crate) fn assert_box_never_held(env: &Env, cid: &str, key: &str) {
     let sidecar = format!("{cid}-egress");
     for c in [cid, sidecar.as_str()] {
         let inspect = docker_ok(&["inspect", c]);
