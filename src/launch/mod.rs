@@ -69,6 +69,9 @@ pub struct OAuthLogin {
     pub file: PathBuf,
     pub inside: String,
     pub token_url: Upstream,
+    /// Its access token is what the broker adds (else an API key is, and
+    /// the login is only kept out of the box).
+    pub brokered: bool,
 }
 
 /// Label naming the instance a container or network is for.

@@ -54,7 +54,7 @@ fn real_key() -> String {
 
 /// One call from inside the box, as its agent would make it: to the base
 /// URL it was given, with the key it was given. The raw response.
-fn call_from_box(cid: &str) -> String {
+pub(crate) fn call_from_box(cid: &str) -> String {
     let script = r#"url=${ANTHROPIC_BASE_URL#http://}; host=${url%%:*}; port=${url##*:}
 body='{"model":"claude-sonnet-4-5","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"ping"}]}'
 printf 'POST /v1/messages?beta=true HTTP/1.1\r\nHost: %s\r\nx-api-key: %s\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %s\r\n\r\n%s' "$url" "$ANTHROPIC_API_KEY" "${#body}" "$body" | nc "$host" "$port""#;

@@ -83,7 +83,7 @@ fn first_call(cid: &str) -> String {
 
 /// No secret of `secrets` in the box: files, environments, the engine's
 /// record of it and of its broker.
-fn assert_box_holds_none(cid: &str, secrets: &[&str]) {
+fn assert_box_holds_none(cid: &str, secrets: &[&str], key_var: bool) {
     let sidecar = format!("{cid}-egress");
     for c in [cid, sidecar.as_str()] {
         let inspect = docker_ok(&["inspect", c]);
@@ -100,7 +100,7 @@ fn assert_box_holds_none(cid: &str, secrets: &[&str]) {
     ]);
     let environ = String::from_utf8_lossy(&environ.stdout);
     assert!(
-        !environ.contains("ANTHROPIC_API_KEY="),
+        key_var || !environ.contains("ANTHROPIC_API_KEY="),
         "a key variable would win over the login: {environ}"
     );
     for s in secrets {
@@ -197,7 +197,7 @@ fn a_login_stays_outside_the_box_and_is_refreshed_there() {
         Some(format!("Bearer {fresh}").as_str())
     );
     assert_eq!(seen[0].x_api_key, None);
-    assert_box_holds_none(&cid, &[&old_access, &old_refresh, &fresh, &rotated]);
+    assert_box_holds_none(&cid, &[&old_access, &old_refresh, &fresh, &rotated], false);
 
     // Revoked meanwhile: the 401 reaches the agent, and the broker
     // refreshes before the next call, writing the rotated pair back.
@@ -221,7 +221,7 @@ fn a_login_stays_outside_the_box_and_is_refreshed_there() {
     let login = shared_login(&env);
     assert_eq!(login["claudeAiOauth"]["refreshToken"], rotated2.as_str());
     assert_eq!(login["claudeAiOauth"]["accessToken"], fresh2.as_str());
-    assert_box_holds_none(&cid, &[&fresh2, &rotated2]);
+    assert_box_holds_none(&cid, &[&fresh2, &rotated2], false);
 
     // A restart keeps the placeholder and hands over the current token.
     env.ok(&["stop", &id]);
@@ -234,6 +234,34 @@ fn a_login_stays_outside_the_box_and_is_refreshed_there() {
         fake.seen()[0].authorization.as_deref(),
         Some(format!("Bearer {fresh2}").as_str())
     );
+
+    // An API key wins (as with the CLI) and is brokered; the login still
+    // stays out of the box, and its placeholder token is worth nothing.
+    env.ok(&["stop", &id]);
+    let key = format!("sk-ant-api03-REAL-{}", std::process::id());
+    let out = env
+        .cmd()
+        .env("ANTHROPIC_API_KEY", &key)
+        .env("FAKE_AGENT_STAY", "1")
+        .args([
+            "start",
+            proj.to_str().unwrap(),
+            "--mode",
+            "claude",
+            "--detach",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let boxed = docker_ok(&["exec", &cid, "cat", "/home/agent/.claude/.credentials.json"]);
+    assert!(boxed.contains("sk-ant-oat01-aisessions-"), "{boxed}");
+    fake.clear();
+    let reply = crate::broker_box::call_from_box(&cid);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(fake.seen()[0].x_api_key.as_deref(), Some(key.as_str()));
+    assert_eq!(fake.seen()[0].authorization, None);
+    assert!(call_from_box(&cid).starts_with("HTTP/1.1 401"));
+    assert_box_holds_none(&cid, &[&key, &fresh2, &rotated2], true);
     env.ok(&["rm", "-f", &id]);
 }
 

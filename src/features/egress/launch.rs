@@ -50,11 +50,14 @@ pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> 
             return Ok(());
         };
         let Some(own) = plan.agent.network_mode.clone() else {
+            let what = match &cred.oauth {
+                Some(o) if o.brokered => "the subscription login's tokens".to_owned(),
+                _ => cred.api.key_vars().join("/"),
+            };
             return Err(Error::Invalid(format!(
-                "the credential broker keeps {} out of the box, and is reached on a network of \
+                "the credential broker keeps {what} out of the box, and is reached on a network of \
                  the instance's own: set networking.mode = \"isolated\", or \
-                 agents.{}.credentials.mode = \"env\" to put the key in the box",
-                cred.api.key_vars().join("/"),
+                 agents.{}.credentials.mode = \"env\" to put the credential in the box",
                 spec.mode
             )));
         };
@@ -152,13 +155,14 @@ fn broker_of(
     cred: &crate::launch::Credential,
     plan: &mut LaunchPlan,
 ) -> Result<sidecar::BrokerMounts> {
+    let bearer = cred.oauth.as_ref().is_some_and(|o| o.brokered);
     let placeholder = broker::BrokerFile::read(&broker::settings::path(dirs, spec.id))
         .ok()
-        .filter(|f| f.api == cred.api && f.oauth.is_some() == cred.oauth.is_some())
+        .filter(|f| f.api == cred.api && f.oauth.is_some() == bearer)
         .map(|f| f.placeholder)
-        .unwrap_or_else(|| match cred.oauth {
-            Some(_) => broker::oauth::placeholder(),
-            None => broker::placeholder(cred.api),
+        .unwrap_or_else(|| match bearer {
+            true => broker::oauth::placeholder(),
+            false => broker::placeholder(cred.api),
         });
     let mut file = broker::BrokerFile::new(
         spec.id,
@@ -169,21 +173,22 @@ fn broker_of(
         spec.created,
     );
     let login_dir = match &cred.oauth {
-        Some(o) => Some(placeholder_login(
-            dirs,
-            spec,
-            o,
-            &placeholder,
-            plan,
-            &mut file,
-        )?),
+        Some(o) => {
+            // With a key brokered, the box's login holds a token worth
+            // nothing even at the broker.
+            let token = match bearer {
+                true => placeholder.clone(),
+                false => broker::oauth::placeholder(),
+            };
+            placeholder_login(dirs, spec, o, &token, plan, &mut file)?
+        }
         None => None,
     };
     file.write(dirs, spec.id)?;
     let meter = crate::state::spend::ledger::ensure(dirs, spec.id)?;
     let url = format!("http://{}:{}", sidecar::PROXY_ALIAS, broker::BROKER_PORT);
     // A login needs no key variable (one set would win over the login).
-    if cred.oauth.is_none() {
+    if !bearer {
         for var in cred.api.key_vars().iter().take(1) {
             plan.agent.env.push(format!("{var}={placeholder}"));
         }
@@ -204,8 +209,8 @@ const LOGIN_MOUNT: &str = "/ai/login";
 
 /// A subscription login: the box's login file becomes a placeholder one
 /// (written in the instance's `net/<id>/`, bound read-only where the real
-/// one was); the broker learns where to refresh it. The directory of the
-/// real one, for the broker.
+/// one was); when its token is the one brokered, the broker learns where
+/// to refresh it, and gets the directory of the real one.
 fn placeholder_login(
     dirs: &StateDir,
     spec: &LaunchSpec,
@@ -213,7 +218,7 @@ fn placeholder_login(
     placeholder: &str,
     plan: &mut LaunchPlan,
     file: &mut broker::BrokerFile,
-) -> Result<PathBuf> {
+) -> Result<Option<PathBuf>> {
     let name = o
         .file
         .file_name()
@@ -242,13 +247,16 @@ fn placeholder_login(
             read_only: true,
         });
     }
+    if !o.brokered {
+        return Ok(None);
+    }
     file.oauth = Some(broker::settings::OAuthSettings {
         token_url: o.token_url.clone(),
         login: format!("{LOGIN_MOUNT}/{name}"),
     });
     o.file
         .parent()
-        .map(|p| p.to_path_buf())
+        .map(|p| Some(p.to_path_buf()))
         .ok_or_else(|| Error::Invalid(format!("{}: no directory", o.file.display())))
 }
 

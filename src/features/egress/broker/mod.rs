@@ -67,7 +67,16 @@ pub fn keys(
     }
     // No key: a subscription login (an API key wins, as with the CLI).
     let (key, oauth) = match found {
-        Some(key) => (crate::core::types::Secret::new(key), None),
+        // The login stays out of the box all the same.
+        Some(key) => (
+            crate::core::types::Secret::new(key),
+            find_login(logins).map(|(file, inside, _)| crate::launch::OAuthLogin {
+                file: file.clone(),
+                inside: inside.clone(),
+                token_url: oauth::token_url(None).expect("the default token URL parses"),
+                brokered: false,
+            }),
+        ),
         None => match oauth_login(eff, api, logins)? {
             Some(found) => found,
             None => {
@@ -105,6 +114,16 @@ pub fn keys(
     })
 }
 
+/// The first of the agent's shared login files that holds a Claude
+/// subscription login.
+fn find_login(
+    logins: &[(std::path::PathBuf, String)],
+) -> Option<(&std::path::PathBuf, &String, oauth::Login)> {
+    logins
+        .iter()
+        .find_map(|(f, i)| oauth::Login::read(f).map(|l| (f, i, l)))
+}
+
 /// The first of the agent's shared login files (host path, path inside)
 /// that holds a Claude subscription login, refreshed first when it expires
 /// within minutes: the broker's line with its access token, and the login.
@@ -122,10 +141,7 @@ fn oauth_login(
     if api != crate::state::config::ApiKind::Anthropic {
         return Ok(None);
     }
-    let Some((file, inside, login)) = logins
-        .iter()
-        .find_map(|(f, i)| oauth::Login::read(f).map(|l| (f, i, l)))
-    else {
+    let Some((file, inside, login)) = find_login(logins) else {
         return Ok(None);
     };
     let token_url = oauth::token_url(eff.agent.credentials.token_url.as_deref())?;
@@ -149,6 +165,7 @@ fn oauth_login(
             file: file.clone(),
             inside: inside.clone(),
             token_url,
+            brokered: true,
         }),
     )))
 }
