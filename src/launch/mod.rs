@@ -45,6 +45,9 @@ pub struct LaunchSpec<'a> {
     /// The agent's key, to be added outside the box by the credential
     /// broker (`None`: not brokered).
     pub credential: Option<Credential>,
+    /// A subscription login kept out of a box with no credential brokered
+    /// (no network): its login file becomes a placeholder.
+    pub hidden_login: Option<OAuthLogin>,
     /// When the instance was created: its budget counts calls since then
     /// (not an earlier instance's of the same id).
     pub created: Option<chrono::DateTime<chrono::Utc>>,

@@ -381,6 +381,7 @@ pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<
         setup,
         files: wiring.files,
         credential: keys.broker.clone(),
+        hidden_login: keys.login.clone(),
         created: inst.timestamps.created,
     };
     let runtime: &dyn Runtime = match &plan.engine {

@@ -86,6 +86,10 @@ fn first_call(cid: &str) -> String {
 fn assert_box_holds_none(cid: &str, secrets: &[&str], key_var: bool) {
     let sidecar = format!("{cid}-egress");
     for c in [cid, sidecar.as_str()] {
+        // No sidecar without a network.
+        if c != cid && !container_exists(c) {
+            continue;
+        }
         let inspect = docker_ok(&["inspect", c]);
         for s in secrets {
             assert!(!inspect.contains(s), "docker inspect {c} shows {s}");
@@ -319,5 +323,24 @@ fn the_real_claude_code_completes_a_turn_with_a_brokered_login() {
         fake.seen().iter().all(|s| !s.body.contains(&refresh)),
         "the refresh token was sent though the login is valid"
     );
+    env.ok(&["rm", "-f", &id]);
+}
+
+#[test]
+fn a_box_with_no_network_gets_a_placeholder_login_too() {
+    require_docker!();
+    let fake = FakeApi::start();
+    let env = Env::new();
+    config(&env, common::test_image(), &fake);
+    let (access, refresh) = write_login(&env, now_ms() + 8 * 3_600_000);
+    let name = env.unique("oauth-none");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    start(&env, &proj, &["--egress", "none"]);
+    let cid = cname_in(&env, &id);
+    let boxed = docker_ok(&["exec", &cid, "cat", "/home/agent/.claude/.credentials.json"]);
+    assert!(boxed.contains("sk-ant-oat01-aisessions-"), "{boxed}");
+    assert_box_holds_none(&cid, &[&access, &refresh], false);
+    assert!(fake.seen().is_empty(), "{:?}", fake.seen());
     env.ok(&["rm", "-f", &id]);
 }

@@ -74,6 +74,12 @@ pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> 
         // queries out of an internal network), no IPv6 link-local to the
         // host; nothing published.
         plan.agent.network_mode = Some("none".to_owned());
+        if let Some(o) = &spec.hidden_login {
+            let dirs = StateDir::new(PathBuf::from(&spec.home));
+            dirs.ensure_sub(&dirs.root().join("net"))?;
+            crate::core::paths::ensure_private_dir(&super::net_dir(&dirs, spec.id))?;
+            bind_placeholder_login(&dirs, spec, o, &broker::oauth::placeholder(), plan)?;
+        }
         return Ok(());
     }
     if engine.is_podman() {
@@ -219,6 +225,30 @@ fn placeholder_login(
     plan: &mut LaunchPlan,
     file: &mut broker::BrokerFile,
 ) -> Result<Option<PathBuf>> {
+    let name = bind_placeholder_login(dirs, spec, o, placeholder, plan)?;
+    if !o.brokered {
+        return Ok(None);
+    }
+    file.oauth = Some(broker::settings::OAuthSettings {
+        token_url: o.token_url.clone(),
+        login: format!("{LOGIN_MOUNT}/{name}"),
+    });
+    o.file
+        .parent()
+        .map(|p| Some(p.to_path_buf()))
+        .ok_or_else(|| Error::Invalid(format!("{}: no directory", o.file.display())))
+}
+
+/// Writes the placeholder login file of `o` (holding `token`) in the
+/// instance's `net/<id>/` and binds it read-only where the real one was.
+/// The login file's name.
+fn bind_placeholder_login(
+    dirs: &StateDir,
+    spec: &LaunchSpec,
+    o: &crate::launch::OAuthLogin,
+    token: &str,
+    plan: &mut LaunchPlan,
+) -> Result<String> {
     let name = o
         .file
         .file_name()
@@ -231,7 +261,7 @@ fn placeholder_login(
         ))
     })?;
     let boxed = super::net_dir(dirs, spec.id).join(format!("login-{name}"));
-    crate::core::paths::atomic_write(&boxed, &login.placeholder_file(placeholder))?;
+    crate::core::paths::atomic_write(&boxed, &login.placeholder_file(token))?;
     let mut bound = false;
     for b in plan.agent.binds.iter_mut() {
         if b.target == o.inside {
@@ -247,17 +277,7 @@ fn placeholder_login(
             read_only: true,
         });
     }
-    if !o.brokered {
-        return Ok(None);
-    }
-    file.oauth = Some(broker::settings::OAuthSettings {
-        token_url: o.token_url.clone(),
-        login: format!("{LOGIN_MOUNT}/{name}"),
-    });
-    o.file
-        .parent()
-        .map(|p| Some(p.to_path_buf()))
-        .ok_or_else(|| Error::Invalid(format!("{}: no directory", o.file.display())))
+    Ok(name)
 }
 
 /// Removes the sidecar and the networks of container `name` (each gone

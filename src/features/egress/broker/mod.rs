@@ -25,6 +25,10 @@ pub const BROKER_PORT: u16 = 3129;
 pub struct Keys {
     pub broker: Option<crate::launch::Credential>,
     pub withheld: Vec<String>,
+    /// A subscription login kept out of a box that brokers nothing (no
+    /// network): it gets a placeholder login file all the same, so that
+    /// nothing it copies now leaves on a later start with a network.
+    pub login: Option<crate::launch::OAuthLogin>,
 }
 
 /// Decides where the agent's key goes: `env` copies it into the box as
@@ -63,26 +67,23 @@ pub fn keys(
         return Ok(Keys {
             broker: None,
             withheld: key_vars,
+            login: (mode == CredentialMode::Broker
+                && api == crate::state::config::ApiKind::Anthropic)
+                .then(|| unbrokered(logins))
+                .flatten(),
         });
     }
     // No key: a subscription login (an API key wins, as with the CLI).
     let (key, oauth) = match found {
         // The login stays out of the box all the same.
-        Some(key) => (
-            crate::core::types::Secret::new(key),
-            find_login(logins).map(|(file, inside, _)| crate::launch::OAuthLogin {
-                file: file.clone(),
-                inside: inside.clone(),
-                token_url: oauth::token_url(None).expect("the default token URL parses"),
-                brokered: false,
-            }),
-        ),
+        Some(key) => (crate::core::types::Secret::new(key), unbrokered(logins)),
         None => match oauth_login(eff, api, logins)? {
             Some(found) => found,
             None => {
                 return Ok(Keys {
                     broker: None,
                     withheld: key_vars,
+                    login: None,
                 })
             }
         },
@@ -111,6 +112,19 @@ pub fn keys(
             oauth,
         }),
         withheld,
+        login: None,
+    })
+}
+
+/// The agent's subscription login, if it has one, to keep out of the box
+/// though its tokens are not brokered.
+fn unbrokered(logins: &[(std::path::PathBuf, String)]) -> Option<crate::launch::OAuthLogin> {
+    let (file, inside, _) = find_login(logins)?;
+    Some(crate::launch::OAuthLogin {
+        file: file.clone(),
+        inside: inside.clone(),
+        token_url: oauth::token_url(None).ok()?,
+        brokered: false,
     })
 }
 
