@@ -45,18 +45,36 @@ pub struct LaunchSpec<'a> {
     /// The agent's key, to be added outside the box by the credential
     /// broker (`None`: not brokered).
     pub credential: Option<Credential>,
+    /// A subscription login kept out of a box with no credential brokered
+    /// (no network): its login file becomes a placeholder.
+    pub hidden_login: Option<OAuthLogin>,
     /// When the instance was created: its budget counts calls since then
     /// (not an earlier instance's of the same id).
     pub created: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A key the broker adds to the agent's calls: its API, the key itself
-/// (memory only) and the upstream its calls go to.
+/// (memory only; for a subscription login the line the broker reads, with
+/// the access token) and the upstream its calls go to.
 #[derive(Debug, Clone)]
 pub struct Credential {
     pub api: ApiKind,
     pub key: Secret,
     pub upstream: Upstream,
+    /// A subscription login brokered instead of a key.
+    pub oauth: Option<OAuthLogin>,
+}
+
+/// The agent's shared login file (host path, path inside the box, which
+/// gets a placeholder file instead) and where its tokens are refreshed.
+#[derive(Debug, Clone)]
+pub struct OAuthLogin {
+    pub file: PathBuf,
+    pub inside: String,
+    pub token_url: Upstream,
+    /// Its access token is what the broker adds (else an API key is, and
+    /// the login is only kept out of the box).
+    pub brokered: bool,
 }
 
 /// Label naming the instance a container or network is for.

@@ -148,7 +148,10 @@ pub(super) fn reserve(ctx: &Ctx, req: &InstanceStart) -> Result<Reserve> {
         let choice = req.runtime.unwrap_or(eff.settings.global.runtime);
         let (kind, engine) = choose(choice, &eff, &req.mode)?;
         crate::features::egress::check_runtime(&eff, kind)?;
-        let keys = crate::features::egress::broker::keys(&eff, kind == RuntimeKind::Docker)?;
+        let logins =
+            crate::features::agent_state::credential_mounts(&ctx.dirs, &eff.agent, &req.mode);
+        let keys =
+            crate::features::egress::broker::keys(&eff, kind == RuntimeKind::Docker, &logins)?;
         let brokered = keys.broker.is_some();
         let reserved = ctx.store.update(|reg| {
             let id = settle_id(reg, req)?;
@@ -378,6 +381,7 @@ pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<
         setup,
         files: wiring.files,
         credential: keys.broker.clone(),
+        hidden_login: keys.login.clone(),
         created: inst.timestamps.created,
     };
     let runtime: &dyn Runtime = match &plan.engine {

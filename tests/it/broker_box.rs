@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// An address of this host every container of the engine reaches (the
 /// default bridge's gateway), where the fake API listens on all addresses.
-fn host_address() -> String {
+pub(crate) fn host_address() -> String {
     let ipam = docker_ok(&[
         "network",
         "inspect",
@@ -54,7 +54,7 @@ fn real_key() -> String {
 
 /// One call from inside the box, as its agent would make it: to the base
 /// URL it was given, with the key it was given. The raw response.
-fn call_from_box(cid: &str) -> String {
+pub(crate) fn call_from_box(cid: &str) -> String {
     let script = r#"url=${ANTHROPIC_BASE_URL#http://}; host=${url%%:*}; port=${url##*:}
 body='{"model":"claude-sonnet-4-5","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"ping"}]}'
 printf 'POST /v1/messages?beta=true HTTP/1.1\r\nHost: %s\r\nx-api-key: %s\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %s\r\n\r\n%s' "$url" "$ANTHROPIC_API_KEY" "${#body}" "$body" | nc "$host" "$port""#;
@@ -82,7 +82,7 @@ fn first_call(cid: &str) -> String {
 
 /// Every place of the box and of the engine's record of it, searched for
 /// `key`: none may hold it.
-fn assert_box_never_held(env: &Env, cid: &str, key: &str) {
+pub(crate) fn assert_box_never_held(env: &Env, cid: &str, key: &str) {
     let sidecar = format!("{cid}-egress");
     for c in [cid, sidecar.as_str()] {
         let inspect = docker_ok(&["inspect", c]);

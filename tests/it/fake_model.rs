@@ -359,6 +359,9 @@ fn respond(w: &mut impl Write, req: &Req, reply: &Reply) -> std::io::Result<()> 
     if req.method == "POST" && path == "/v1/messages" {
         return anthropic(w, &body, reply);
     }
+    if req.method == "POST" && path == "/v1/oauth/token" {
+        return oauth_token(w, &body);
+    }
     if req.method == "POST" && path == "/v1/messages/count_tokens" {
         return json_response(
             w,
@@ -377,6 +380,28 @@ fn respond(w: &mut impl Write, req: &Req, reply: &Reply) -> std::io::Result<()> 
         w,
         404,
         &serde_json::json!({"type": "error", "error": {"type": "not_found_error", "message": "no such path"}}),
+    )
+}
+
+/// Anthropic's OAuth token endpoint, refresh grant: a new pair derived
+/// from the refresh token sent (`…-ort01-X` gives the access token
+/// `…-oat01-X-fresh` and the refresh token `…-ort01-X-rotated`), valid 8 h.
+fn oauth_token(w: &mut impl Write, body: &serde_json::Value) -> std::io::Result<()> {
+    let refresh = body["refresh_token"].as_str().unwrap_or("");
+    if body["grant_type"] != "refresh_token" || refresh.is_empty() || body["client_id"].is_null() {
+        let err = serde_json::json!({"error": "invalid_request"});
+        return json_response(w, 400, &err);
+    }
+    json_response(
+        w,
+        200,
+        &serde_json::json!({
+            "token_type": "Bearer",
+            "access_token": format!("{}-fresh", refresh.replace("-ort01-", "-oat01-")),
+            "refresh_token": format!("{refresh}-rotated"),
+            "expires_in": 28800,
+            "scope": "user:inference user:profile",
+        }),
     )
 }
 

@@ -32,6 +32,7 @@ mod boundary_logs;
 mod boundary_state;
 mod broker;
 mod broker_box;
+mod broker_oauth;
 mod completions;
 mod config_cli;
 mod dashboard_browser;

@@ -50,11 +50,14 @@ pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> 
             return Ok(());
         };
         let Some(own) = plan.agent.network_mode.clone() else {
+            let what = match &cred.oauth {
+                Some(o) if o.brokered => "the subscription login's tokens".to_owned(),
+                _ => cred.api.key_vars().join("/"),
+            };
             return Err(Error::Invalid(format!(
-                "the credential broker keeps {} out of the box, and is reached on a network of \
+                "the credential broker keeps {what} out of the box, and is reached on a network of \
                  the instance's own: set networking.mode = \"isolated\", or \
-                 agents.{}.credentials.mode = \"env\" to put the key in the box",
-                cred.api.key_vars().join("/"),
+                 agents.{}.credentials.mode = \"env\" to put the credential in the box",
                 spec.mode
             )));
         };
@@ -71,6 +74,12 @@ pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> 
         // queries out of an internal network), no IPv6 link-local to the
         // host; nothing published.
         plan.agent.network_mode = Some("none".to_owned());
+        if let Some(o) = &spec.hidden_login {
+            let dirs = StateDir::new(PathBuf::from(&spec.home));
+            dirs.ensure_sub(&dirs.root().join("net"))?;
+            crate::core::paths::ensure_private_dir(&super::net_dir(&dirs, spec.id))?;
+            bind_placeholder_login(&dirs, spec, o, &broker::oauth::placeholder(), plan)?;
+        }
         return Ok(());
     }
     if engine.is_podman() {
@@ -152,12 +161,16 @@ fn broker_of(
     cred: &crate::launch::Credential,
     plan: &mut LaunchPlan,
 ) -> Result<sidecar::BrokerMounts> {
+    let bearer = cred.oauth.as_ref().is_some_and(|o| o.brokered);
     let placeholder = broker::BrokerFile::read(&broker::settings::path(dirs, spec.id))
         .ok()
-        .filter(|f| f.api == cred.api)
+        .filter(|f| f.api == cred.api && f.oauth.is_some() == bearer)
         .map(|f| f.placeholder)
-        .unwrap_or_else(|| broker::placeholder(cred.api));
-    let file = broker::BrokerFile::new(
+        .unwrap_or_else(|| match bearer {
+            true => broker::oauth::placeholder(),
+            false => broker::placeholder(cred.api),
+        });
+    let mut file = broker::BrokerFile::new(
         spec.id,
         spec.eff,
         cred.api,
@@ -165,11 +178,26 @@ fn broker_of(
         placeholder.clone(),
         spec.created,
     );
+    let login_dir = match &cred.oauth {
+        Some(o) => {
+            // With a key brokered, the box's login holds a token worth
+            // nothing even at the broker.
+            let token = match bearer {
+                true => placeholder.clone(),
+                false => broker::oauth::placeholder(),
+            };
+            placeholder_login(dirs, spec, o, &token, plan, &mut file)?
+        }
+        None => None,
+    };
     file.write(dirs, spec.id)?;
     let meter = crate::state::spend::ledger::ensure(dirs, spec.id)?;
     let url = format!("http://{}:{}", sidecar::PROXY_ALIAS, broker::BROKER_PORT);
-    for var in cred.api.key_vars().iter().take(1) {
-        plan.agent.env.push(format!("{var}={placeholder}"));
+    // A login needs no key variable (one set would win over the login).
+    if !bearer {
+        for var in cred.api.key_vars().iter().take(1) {
+            plan.agent.env.push(format!("{var}={placeholder}"));
+        }
     }
     if let Some(var) = cred.api.base_url_var() {
         plan.agent.env.push(format!("{var}={url}"));
@@ -177,7 +205,79 @@ fn broker_of(
     Ok(sidecar::BrokerMounts {
         meter,
         meter_all: dirs.meter_dir(),
+        login_dir,
     })
+}
+
+/// Where the broker sees the shared login's directory (read-write: it
+/// writes a refreshed pair back).
+const LOGIN_MOUNT: &str = "/ai/login";
+
+/// A subscription login: the box's login file becomes a placeholder one
+/// (written in the instance's `net/<id>/`, bound read-only where the real
+/// one was); when its token is the one brokered, the broker learns where
+/// to refresh it, and gets the directory of the real one.
+fn placeholder_login(
+    dirs: &StateDir,
+    spec: &LaunchSpec,
+    o: &crate::launch::OAuthLogin,
+    placeholder: &str,
+    plan: &mut LaunchPlan,
+    file: &mut broker::BrokerFile,
+) -> Result<Option<PathBuf>> {
+    let name = bind_placeholder_login(dirs, spec, o, placeholder, plan)?;
+    if !o.brokered {
+        return Ok(None);
+    }
+    file.oauth = Some(broker::settings::OAuthSettings {
+        token_url: o.token_url.clone(),
+        login: format!("{LOGIN_MOUNT}/{name}"),
+    });
+    o.file
+        .parent()
+        .map(|p| Some(p.to_path_buf()))
+        .ok_or_else(|| Error::Invalid(format!("{}: no directory", o.file.display())))
+}
+
+/// Writes the placeholder login file of `o` (holding `token`) in the
+/// instance's `net/<id>/` and binds it read-only where the real one was.
+/// The login file's name.
+fn bind_placeholder_login(
+    dirs: &StateDir,
+    spec: &LaunchSpec,
+    o: &crate::launch::OAuthLogin,
+    token: &str,
+    plan: &mut LaunchPlan,
+) -> Result<String> {
+    let name = o
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let login = broker::oauth::Login::read(&o.file).ok_or_else(|| {
+        Error::NotFound(format!(
+            "the login {} is gone or changed meanwhile; start again",
+            o.file.display()
+        ))
+    })?;
+    let boxed = super::net_dir(dirs, spec.id).join(format!("login-{name}"));
+    crate::core::paths::atomic_write(&boxed, &login.placeholder_file(token))?;
+    let mut bound = false;
+    for b in plan.agent.binds.iter_mut() {
+        if b.target == o.inside {
+            b.source = boxed.clone();
+            b.read_only = true;
+            bound = true;
+        }
+    }
+    if !bound {
+        plan.agent.binds.push(crate::engine::container::Bind {
+            source: boxed,
+            target: o.inside.clone(),
+            read_only: true,
+        });
+    }
+    Ok(name)
 }
 
 /// Removes the sidecar and the networks of container `name` (each gone

@@ -158,6 +158,9 @@ pub struct Sidecar {
 pub struct BrokerMounts {
     pub meter: PathBuf,
     pub meter_all: PathBuf,
+    /// The directory of the agent's shared login (a subscription login the
+    /// broker refreshes), read-write at `/ai/login`.
+    pub login_dir: Option<PathBuf>,
 }
 
 /// This machine's own addresses (every interface's but loopback, which the
@@ -301,6 +304,8 @@ pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
                 bind(&b.meter_all, "/ai/meter-all", true),
                 bind(&b.meter, "/ai/meter", false),
             ]
+            .into_iter()
+            .chain(b.login_dir.iter().map(|d| bind(d, "/ai/login", false)))
         }))
         .collect(),
         ..ContainerSpec::default()

@@ -165,6 +165,11 @@ fn check_money(path: &Path, s: &Settings) -> Result<()> {
                 return bad(&format!("agents.{name}.credentials.upstream"), &why);
             }
         }
+        if let Some(url) = &agent.credentials.token_url {
+            if let Err(why) = crate::core::types::check_upstream(url) {
+                return bad(&format!("agents.{name}.credentials.token_url"), &why);
+            }
+        }
     }
     Ok(())
 }

@@ -504,6 +504,9 @@ pub struct Credentials {
     /// The API the agent speaks; `auto` picks by the key variables in
     /// `env_passthrough`.
     pub api: ApiKind,
+    /// Where a subscription login's tokens are refreshed (an OAuth token
+    /// endpoint); default: the API's own.
+    pub token_url: Option<String>,
 }
 
 /// `broker`: the box holds a placeholder and the egress sidecar adds the

@@ -9,6 +9,7 @@
 //! The key reaches the sidecar on its standard input, once, after it
 //! starts: never in an environment, a file or a mount the engine keeps.
 
+pub mod oauth;
 pub mod server;
 pub mod settings;
 pub mod tap;
@@ -24,6 +25,10 @@ pub const BROKER_PORT: u16 = 3129;
 pub struct Keys {
     pub broker: Option<crate::launch::Credential>,
     pub withheld: Vec<String>,
+    /// A subscription login kept out of a box that brokers nothing (no
+    /// network): it gets a placeholder login file all the same, so that
+    /// nothing it copies now leaves on a later start with a network.
+    pub login: Option<crate::launch::OAuthLogin>,
 }
 
 /// Decides where the agent's key goes: `env` copies it into the box as
@@ -34,6 +39,7 @@ pub struct Keys {
 pub fn keys(
     eff: &crate::state::config::Effective,
     container: bool,
+    logins: &[(std::path::PathBuf, String)],
 ) -> crate::core::error::Result<Keys> {
     use crate::state::config::{CredentialMode, EgressPolicy};
     let agent = &eff.agent;
@@ -57,11 +63,30 @@ pub fn keys(
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|k| !k.is_empty()));
     let no_network = eff.settings.networking.egress == EgressPolicy::None;
-    let (Some(key), CredentialMode::Broker, false) = (found, mode, no_network) else {
+    if mode != CredentialMode::Broker || no_network {
         return Ok(Keys {
             broker: None,
             withheld: key_vars,
+            login: (mode == CredentialMode::Broker
+                && api == crate::state::config::ApiKind::Anthropic)
+                .then(|| unbrokered(logins))
+                .flatten(),
         });
+    }
+    // No key: a subscription login (an API key wins, as with the CLI).
+    let (key, oauth) = match found {
+        // The login stays out of the box all the same.
+        Some(key) => (crate::core::types::Secret::new(key), unbrokered(logins)),
+        None => match oauth_login(eff, api, logins)? {
+            Some(found) => found,
+            None => {
+                return Ok(Keys {
+                    broker: None,
+                    withheld: key_vars,
+                    login: None,
+                })
+            }
+        },
     };
     let base_var = api.base_url_var();
     let host_base = base_var.and_then(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
@@ -82,11 +107,81 @@ pub fn keys(
     Ok(Keys {
         broker: Some(crate::launch::Credential {
             api,
-            key: crate::core::types::Secret::new(key),
+            key,
             upstream,
+            oauth,
         }),
         withheld,
+        login: None,
     })
+}
+
+/// The agent's subscription login, if it has one, to keep out of the box
+/// though its tokens are not brokered.
+fn unbrokered(logins: &[(std::path::PathBuf, String)]) -> Option<crate::launch::OAuthLogin> {
+    let (file, inside, _) = find_login(logins)?;
+    Some(crate::launch::OAuthLogin {
+        file: file.clone(),
+        inside: inside.clone(),
+        token_url: oauth::token_url(None).ok()?,
+        brokered: false,
+    })
+}
+
+/// The first of the agent's shared login files that holds a Claude
+/// subscription login.
+fn find_login(
+    logins: &[(std::path::PathBuf, String)],
+) -> Option<(&std::path::PathBuf, &String, oauth::Login)> {
+    logins
+        .iter()
+        .find_map(|(f, i)| oauth::Login::read(f).map(|l| (f, i, l)))
+}
+
+/// The first of the agent's shared login files (host path, path inside)
+/// that holds a Claude subscription login, refreshed first when it expires
+/// within minutes: the broker's line with its access token, and the login.
+#[allow(clippy::type_complexity)]
+fn oauth_login(
+    eff: &crate::state::config::Effective,
+    api: crate::state::config::ApiKind,
+    logins: &[(std::path::PathBuf, String)],
+) -> crate::core::error::Result<
+    Option<(
+        crate::core::types::Secret,
+        Option<crate::launch::OAuthLogin>,
+    )>,
+> {
+    if api != crate::state::config::ApiKind::Anthropic {
+        return Ok(None);
+    }
+    let Some((file, inside, login)) = find_login(logins) else {
+        return Ok(None);
+    };
+    let token_url = oauth::token_url(eff.agent.credentials.token_url.as_deref())?;
+    let login = if login.expiring(oauth::now_ms()) {
+        match oauth::refresh_file_blocking(file, &token_url, login.access.expose()) {
+            Ok(l) => l,
+            Err(e) => {
+                crate::core::warning::report_warn(format!(
+                    "ai-sessctl: warning: the subscription login in {} expires and could not be refreshed: {e}",
+                    file.display()
+                ));
+                login
+            }
+        }
+    } else {
+        login
+    };
+    Ok(Some((
+        login.stdin_line(),
+        Some(crate::launch::OAuthLogin {
+            file: file.clone(),
+            inside: inside.clone(),
+            token_url,
+            brokered: true,
+        }),
+    )))
 }
 
 /// A placeholder key: the shape of the API's own keys (clients check it),

@@ -45,6 +45,9 @@ struct State {
     settings: Mutex<Reloading>,
     meter: Mutex<Meter>,
     client: Client,
+    /// A subscription login's access token and its expiry (ms), once read
+    /// from the stdin line; replaced when the broker refreshes it.
+    oauth: tokio::sync::Mutex<Option<(Secret, Option<i64>)>>,
 }
 
 /// The settings file, re-read when its mtime or size changed.
@@ -152,7 +155,8 @@ type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connec
 type Connector = hyper_util::client::legacy::connect::HttpConnector;
 type Client = hyper_util::client::legacy::Client<Connector, Incoming>;
 
-fn client() -> Result<Client> {
+/// The upstream connector: TLS for `https://` (on Linux), plain HTTP.
+pub(super) fn connector() -> Connector {
     // No Nagle: a request's head and its streamed body leave in separate
     // writes, and the second would wait for the upstream's delayed ACK
     // (40 ms on some small calls).
@@ -170,10 +174,14 @@ fn client() -> Result<Client> {
     };
     #[cfg(not(target_os = "linux"))]
     let connector = http;
+    connector
+}
+
+fn client() -> Result<Client> {
     Ok(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector),
+            .build(connector()),
     )
 }
 
@@ -203,6 +211,7 @@ pub async fn serve(args: BrokerArgs, key: watch::Receiver<Option<Secret>>) -> Re
         }),
         meter: Mutex::new(Meter::default()),
         client: client()?,
+        oauth: tokio::sync::Mutex::new(None),
     });
     if state.settings().is_none() {
         return Err(Error::Invalid(format!(
@@ -327,6 +336,10 @@ async fn handle(req: Request<Incoming>, st: Arc<State>) -> Response<Body_> {
             "ai-sessions broker: no key reached this instance's broker; restart the instance with the key set (`ai-sessctl restart ID`)",
         );
     };
+    let key = match &f.oauth {
+        Some(o) => oauth_token(&st, o, &key).await,
+        None => key,
+    };
     let refusal = st
         .meter
         .lock()
@@ -355,6 +368,12 @@ async fn handle(req: Request<Incoming>, st: Arc<State>) -> Response<Body_> {
         }
     };
     let (mut parts, body) = resp.into_parts();
+    if f.oauth.is_some() && parts.status == StatusCode::UNAUTHORIZED {
+        // Revoked or expired early: the next call refreshes it first.
+        if let Some(held) = st.oauth.lock().await.as_mut() {
+            held.1 = Some(0);
+        }
+    }
     for h in ["connection", "keep-alive", "transfer-encoding"] {
         parts.headers.remove(h);
     }
@@ -371,6 +390,42 @@ async fn handle(req: Request<Incoming>, st: Arc<State>) -> Response<Body_> {
         meter: st.args.meter.clone(),
     };
     Response::from_parts(parts, metered.boxed())
+}
+
+/// A subscription login's access token: the one the host handed over,
+/// refreshed here (and written back to the shared login) once it expires
+/// within minutes. A failed refresh keeps the old one (the call tells).
+async fn oauth_token(st: &State, o: &super::settings::OAuthSettings, line: &Secret) -> Secret {
+    use super::oauth;
+    let mut held = st.oauth.lock().await;
+    let (token, expires) = held.get_or_insert_with(|| parse_line(line)).clone();
+    if expires.is_none_or(|e| e - oauth::MARGIN_MS > oauth::now_ms()) {
+        return token;
+    }
+    match oauth::refresh_file(std::path::Path::new(&o.login), &o.token_url, token.expose()).await {
+        Ok(l) => {
+            crate::core::warning::report_warn("broker: refreshed the login".to_owned());
+            *held = Some((l.access.clone(), l.expires_at));
+            l.access
+        }
+        Err(e) => {
+            crate::core::warning::report_warn(format!("broker: {e}"));
+            token
+        }
+    }
+}
+
+/// The stdin line of a login: `{"kind":"oauth","access_token":…,
+/// "expires_at":…}` (a bare token is taken as is).
+fn parse_line(line: &Secret) -> (Secret, Option<i64>) {
+    let v: Option<serde_json::Value> = serde_json::from_str(line.expose()).ok();
+    match v
+        .as_ref()
+        .and_then(|v| Some((v["access_token"].as_str()?, v)))
+    {
+        Some((t, v)) => (Secret::new(t.to_owned()), v["expires_at"].as_i64()),
+        None => (line.clone(), None),
+    }
 }
 
 /// The key, once it arrived (it is written right after the start).
@@ -419,7 +474,10 @@ fn upstream_request(
     parts
         .headers
         .insert("accept-encoding", HeaderValue::from_static("identity"));
-    let (name, prefix) = key_header(f.api);
+    let (name, prefix) = match f.oauth {
+        Some(_) => ("authorization", "Bearer "),
+        None => key_header(f.api),
+    };
     let mut value = HeaderValue::from_str(&format!("{prefix}{}", key.expose()))
         .map_err(|_| "ai-sessions broker: the key is not a valid header value".to_owned())?;
     value.set_sensitive(true);

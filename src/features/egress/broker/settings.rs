@@ -25,6 +25,18 @@ pub struct BrokerFile {
     pub created: Option<chrono::DateTime<chrono::Utc>>,
     /// The whole price table (shipped and configured).
     pub prices: BTreeMap<String, Price>,
+    /// A subscription login (OAuth): the placeholder is an access token,
+    /// the real one goes upstream as `Authorization: Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthSettings>,
+}
+
+/// Where the broker refreshes a subscription login, and the login file
+/// (its path in the sidecar) it writes the rotated pair back to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OAuthSettings {
+    pub token_url: Upstream,
+    pub login: String,
 }
 
 pub fn path(dirs: &StateDir, id: &InstanceId) -> PathBuf {
@@ -50,6 +62,7 @@ impl BrokerFile {
             prices: crate::state::spend::prices::Prices::new(&eff.settings.prices)
                 .table()
                 .clone(),
+            oauth: None,
         }
     }
 
@@ -86,6 +99,10 @@ impl BrokerFile {
             old.placeholder.clone(),
             old.created,
         );
+        let new = BrokerFile {
+            oauth: old.oauth.clone(),
+            ..new
+        };
         if new != old {
             new.write(dirs, id)?;
         }

@@ -1,0 +1,346 @@
+//! A Claude subscription login (OAuth) through the broker: the box gets a
+//! placeholder login file (a placeholder access token, no refresh token),
+//! its calls reach the API with `Authorization: Bearer <real token>`, an
+//! expired token is refreshed outside the box (by the host at the start,
+//! by the broker on a 401) and the rotated pair lands in the shared login.
+
+use crate::broker_box::host_address;
+use crate::common::{self, cname_in, stdout, wait_until, Env};
+use crate::docker_support::*;
+use crate::fake_model::{FakeApi, Reply};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
+
+fn config(env: &Env, image: &str, fake: &FakeApi) {
+    let base = format!("http://{}:{}", host_address(), fake.port);
+    env.write_config(&format!(
+        "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
+         [resources.memory]\nlimit = \"512Mi\"\n\n\
+         [agents.claude]\nimage = \"{image}\"\nenv_passthrough = [\"ANTHROPIC_API_KEY\", \"ANTHROPIC_BASE_URL\", \"FAKE_AGENT_STAY\"]\n\n\
+         [agents.claude.credentials]\nupstream = \"{base}\"\ntoken_url = \"{base}/v1/oauth/token\"\n"
+    ));
+}
+
+/// Writes the shared login where `login` keeps it; its (access, refresh)
+/// tokens, unique to this test.
+fn write_login(env: &Env, expires_at_ms: i64) -> (String, String) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let tag = format!("REAL-{}-{nanos:x}", std::process::id());
+    let (access, refresh) = (format!("sk-ant-oat01-{tag}"), format!("sk-ant-ort01-{tag}"));
+    let login = serde_json::json!({"claudeAiOauth": {
+        "accessToken": access, "refreshToken": refresh, "expiresAt": expires_at_ms,
+        "scopes": ["user:inference", "user:profile"], "subscriptionType": "max"}});
+    let f = env.state().join("states/claude/.credentials.json");
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    std::fs::write(&f, login.to_string()).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (access, refresh)
+}
+
+fn shared_login(env: &Env) -> serde_json::Value {
+    let f = env.state().join("states/claude/.credentials.json");
+    let m = std::fs::metadata(&f).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o600, "the shared login is not 0600");
+    assert_eq!(m.uid(), my_uid(), "the shared login changed its owner");
+    serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap()
+}
+
+fn my_uid() -> u32 {
+    // The test's own uid, as the files it creates get.
+    let t = tempfile::NamedTempFile::new().unwrap();
+    std::fs::metadata(t.path()).unwrap().uid()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// One call from inside the box as Claude Code makes it with a login: the
+/// login file's access token as `Authorization: Bearer`.
+fn call_from_box(cid: &str) -> String {
+    let script = r#"url=${ANTHROPIC_BASE_URL#http://}; host=${url%%:*}; port=${url##*:}
+tok=$(sed 's/.*"accessToken":"\([^"]*\)".*/\1/' /home/agent/.claude/.credentials.json)
+body='{"model":"claude-sonnet-4-5","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"ping"}]}'
+printf 'POST /v1/messages?beta=true HTTP/1.1\r\nHost: %s\r\nauthorization: Bearer %s\r\nanthropic-beta: oauth-2025-04-20\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %s\r\n\r\n%s' "$url" "$tok" "${#body}" "$body" | nc "$host" "$port""#;
+    let out = docker(&["exec", cid, "sh", "-c", script]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn first_call(cid: &str) -> String {
+    let mut last = String::new();
+    wait_until(Duration::from_secs(20), || {
+        last = call_from_box(cid);
+        last.starts_with("HTTP/1.1")
+    });
+    last
+}
+
+/// No secret of `secrets` in the box: files, environments, the engine's
+/// record of it and of its broker.
+fn assert_box_holds_none(cid: &str, secrets: &[&str], key_var: bool) {
+    let sidecar = format!("{cid}-egress");
+    for c in [cid, sidecar.as_str()] {
+        // No sidecar without a network.
+        if c != cid && !container_exists(c) {
+            continue;
+        }
+        let inspect = docker_ok(&["inspect", c]);
+        for s in secrets {
+            assert!(!inspect.contains(s), "docker inspect {c} shows {s}");
+        }
+    }
+    let environ = docker(&[
+        "exec",
+        cid,
+        "sh",
+        "-c",
+        "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'",
+    ]);
+    let environ = String::from_utf8_lossy(&environ.stdout);
+    assert!(
+        key_var || !environ.contains("ANTHROPIC_API_KEY="),
+        "a key variable would win over the login: {environ}"
+    );
+    for s in secrets {
+        assert!(!environ.contains(s), "a process of the box has {s}");
+        let found = docker(&[
+            "exec",
+            cid,
+            "sh",
+            "-c",
+            &format!("grep -rl -s --exclude-dir=proc --exclude-dir=sys -e '{s}' / ; true"),
+        ]);
+        assert_eq!(stdout(&found).trim(), "", "files in the box hold {s}");
+    }
+}
+
+fn start(env: &Env, proj: &std::path::Path, args: &[&str]) {
+    let out = env
+        .cmd()
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("ANTHROPIC_BASE_URL")
+        .env("FAKE_AGENT_STAY", "1")
+        .args([
+            "start",
+            proj.to_str().unwrap(),
+            "--mode",
+            "claude",
+            "--detach",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "start failed: {}",
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn a_login_stays_outside_the_box_and_is_refreshed_there() {
+    require_docker!();
+    let fake = FakeApi::start();
+    let env = Env::new();
+    config(&env, common::test_image(), &fake);
+    // Expired: the start refreshes it before handing it over.
+    let (old_access, old_refresh) = write_login(&env, now_ms() - 60_000);
+    let fresh = format!("{}-fresh", old_access);
+    let rotated = format!("{old_refresh}-rotated");
+    let name = env.unique("oauth");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    start(&env, &proj, &["--egress", "allowlist"]);
+    let cid = cname_in(&env, &id);
+
+    let refreshes: Vec<_> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.target == "/v1/oauth/token")
+        .collect();
+    assert_eq!(refreshes.len(), 1, "{refreshes:?}");
+    assert!(refreshes[0].body.contains(&old_refresh));
+    let login = shared_login(&env);
+    assert_eq!(login["claudeAiOauth"]["accessToken"], fresh.as_str());
+    assert_eq!(login["claudeAiOauth"]["refreshToken"], rotated.as_str());
+    assert!(login["claudeAiOauth"]["expiresAt"].as_i64().unwrap() > now_ms() + 3_600_000);
+    assert_eq!(login["claudeAiOauth"]["subscriptionType"], "max");
+
+    // The box's login: a placeholder, no refresh token, valid for long.
+    let boxed: serde_json::Value = serde_json::from_str(&docker_ok(&[
+        "exec",
+        &cid,
+        "cat",
+        "/home/agent/.claude/.credentials.json",
+    ]))
+    .unwrap();
+    let o = &boxed["claudeAiOauth"];
+    let placeholder = o["accessToken"].as_str().unwrap().to_owned();
+    assert!(
+        placeholder.starts_with("sk-ant-oat01-aisessions-"),
+        "{boxed}"
+    );
+    assert!(o.get("refreshToken").is_none(), "{boxed}");
+    assert!(o["expiresAt"].as_i64().unwrap() >= 4_102_444_800_000);
+    assert_eq!(o["scopes"][0], "user:inference");
+    assert_eq!(o["subscriptionType"], "max");
+
+    fake.clear();
+    let reply = first_call(&cid);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(format!("Bearer {fresh}").as_str())
+    );
+    assert_eq!(seen[0].x_api_key, None);
+    assert_box_holds_none(&cid, &[&old_access, &old_refresh, &fresh, &rotated], false);
+
+    // Revoked meanwhile: the 401 reaches the agent, and the broker
+    // refreshes before the next call, writing the rotated pair back.
+    fake.set_reply(Reply {
+        status: 401,
+        ..Reply::default()
+    });
+    assert!(call_from_box(&cid).starts_with("HTTP/1.1 401"));
+    fake.set_reply(Reply::default());
+    fake.clear();
+    assert!(call_from_box(&cid).starts_with("HTTP/1.1 200"));
+    let fresh2 = format!("{}-fresh", rotated.replace("-ort01-", "-oat01-"));
+    let rotated2 = format!("{rotated}-rotated");
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].target == "/v1/oauth/token" && seen[0].body.contains(&rotated));
+    assert_eq!(
+        seen[1].authorization.as_deref(),
+        Some(format!("Bearer {fresh2}").as_str())
+    );
+    let login = shared_login(&env);
+    assert_eq!(login["claudeAiOauth"]["refreshToken"], rotated2.as_str());
+    assert_eq!(login["claudeAiOauth"]["accessToken"], fresh2.as_str());
+    assert_box_holds_none(&cid, &[&fresh2, &rotated2], false);
+
+    // A restart keeps the placeholder and hands over the current token.
+    env.ok(&["stop", &id]);
+    start(&env, &proj, &["--egress", "open"]);
+    let again = docker_ok(&["exec", &cid, "cat", "/home/agent/.claude/.credentials.json"]);
+    assert!(again.contains(&placeholder), "a new placeholder: {again}");
+    fake.clear();
+    assert!(first_call(&cid).starts_with("HTTP/1.1 200"));
+    assert_eq!(
+        fake.seen()[0].authorization.as_deref(),
+        Some(format!("Bearer {fresh2}").as_str())
+    );
+
+    // An API key wins (as with the CLI) and is brokered; the login still
+    // stays out of the box, and its placeholder token is worth nothing.
+    env.ok(&["stop", &id]);
+    let key = format!("sk-ant-api03-REAL-{}", std::process::id());
+    let out = env
+        .cmd()
+        .env("ANTHROPIC_API_KEY", &key)
+        .env("FAKE_AGENT_STAY", "1")
+        .args([
+            "start",
+            proj.to_str().unwrap(),
+            "--mode",
+            "claude",
+            "--detach",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let boxed = docker_ok(&["exec", &cid, "cat", "/home/agent/.claude/.credentials.json"]);
+    assert!(boxed.contains("sk-ant-oat01-aisessions-"), "{boxed}");
+    fake.clear();
+    let reply = crate::broker_box::call_from_box(&cid);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(fake.seen()[0].x_api_key.as_deref(), Some(key.as_str()));
+    assert_eq!(fake.seen()[0].authorization, None);
+    assert!(call_from_box(&cid).starts_with("HTTP/1.1 401"));
+    assert_box_holds_none(&cid, &[&key, &fresh2, &rotated2], true);
+    env.ok(&["rm", "-f", &id]);
+}
+
+#[test]
+fn the_real_claude_code_completes_a_turn_with_a_brokered_login() {
+    require_docker!();
+    let Some(image) = real_image("claude") else {
+        return;
+    };
+    let fake = FakeApi::with(Reply {
+        text: "pong from the fake API".into(),
+        ..Reply::default()
+    });
+    let env = Env::new();
+    config(&env, &image, &fake);
+    let (access, refresh) = write_login(&env, now_ms() + 8 * 3_600_000);
+    let name = env.unique("oauth-claude");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    start(&env, &proj, &["--", "-p", "say pong"]);
+    let ended = wait_until(Duration::from_secs(120), || {
+        env.run(&["list"]);
+        let s = env.instance(&id)["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        s == "stopped" || s == "error"
+    });
+    let logs = stdout(&env.run(&["logs", &id]));
+    assert!(
+        ended,
+        "claude -p did not end: {logs}\nthe API saw {:?}",
+        fake.seen()
+    );
+    assert!(
+        logs.contains("pong from the fake API"),
+        "the reply is not shown: {logs}\nthe API saw {:?}",
+        fake.seen()
+    );
+    let calls: Vec<_> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.target.starts_with("/v1/messages"))
+        .collect();
+    assert!(!calls.is_empty());
+    for c in &calls {
+        assert_eq!(
+            c.authorization.as_deref(),
+            Some(format!("Bearer {access}").as_str()),
+            "{c:?}"
+        );
+        assert!(!c.credentials().iter().any(|k| k.contains("aisessions")));
+    }
+    assert!(
+        fake.seen().iter().all(|s| !s.body.contains(&refresh)),
+        "the refresh token was sent though the login is valid"
+    );
+    env.ok(&["rm", "-f", &id]);
+}
+
+#[test]
+fn a_box_with_no_network_gets_a_placeholder_login_too() {
+    require_docker!();
+    let fake = FakeApi::start();
+    let env = Env::new();
+    config(&env, common::test_image(), &fake);
+    let (access, refresh) = write_login(&env, now_ms() + 8 * 3_600_000);
+    let name = env.unique("oauth-none");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    start(&env, &proj, &["--egress", "none"]);
+    let cid = cname_in(&env, &id);
+    let boxed = docker_ok(&["exec", &cid, "cat", "/home/agent/.claude/.credentials.json"]);
+    assert!(boxed.contains("sk-ant-oat01-aisessions-"), "{boxed}");
+    assert_box_holds_none(&cid, &[&access, &refresh], false);
+    assert!(fake.seen().is_empty(), "{:?}", fake.seen());
+    env.ok(&["rm", "-f", &id]);
+}
