@@ -387,3 +387,63 @@ fn the_real_claude_code_completes_a_turn_through_the_broker_and_a_budget_stops_i
     );
     env.ok(&["rm", "-f", &id]);
 }
+
+#[test]
+fn restart_heal_resume_and_the_api_broker_the_key_too() {
+    require_docker!();
+    let fake = FakeApi::start();
+    let env = Env::new();
+    config(&env, common::test_image(), &fake, "");
+    let key = real_key();
+    let name = env.unique("brk-paths");
+    let proj = env.project(&name);
+    let id = format!("{name}-claude");
+    let with_key = |args: &[&str]| {
+        let out = env
+            .cmd()
+            .env("ANTHROPIC_API_KEY", &key)
+            .env("FAKE_AGENT_STAY", "1")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", common::stderr(&out));
+    };
+    // Each path must leave a box with the placeholder whose calls reach
+    // the API with the real key.
+    let brokered = |path: &str| {
+        let cid = cname_in(&env, &id);
+        assert!(first_call(&cid).starts_with("HTTP/1.1 200"), "{path}");
+        let seen = fake.seen();
+        assert_eq!(
+            seen.last().unwrap().x_api_key.as_deref(),
+            Some(key.as_str()),
+            "{path}"
+        );
+        assert_box_never_held(&env, &cid, &key);
+    };
+    // The API: `serve` started where the key is set.
+    let mut cmd = env.cmd();
+    cmd.env("ANTHROPIC_API_KEY", &key)
+        .env("FAKE_AGENT_STAY", "1");
+    let srv = crate::api_support::Serve::start_with_cmd(cmd, &["--addr", "127.0.0.1:0"]);
+    let tok = crate::api_support::token(&env);
+    let r = srv
+        .req("POST", "/api/v1/instances")
+        .bearer(&tok)
+        .json(&serde_json::json!({"project_path": proj, "mode": "claude"}))
+        .send();
+    assert_eq!(r.status, 201, "{}", r.text());
+    brokered("the API");
+    drop(srv);
+    with_key(&["restart", &id]);
+    brokered("restart");
+    with_key(&["heal", &id]);
+    brokered("heal");
+    // What an engine restart leaves: the agent and its broker gone.
+    let cid = cname_in(&env, &id);
+    docker_ok(&["rm", "-f", &cid, &format!("{cid}-egress")]);
+    env.ok(&["list"]);
+    with_key(&["resume"]);
+    brokered("resume");
+    env.ok(&["rm", "-f", &id]);
+}
