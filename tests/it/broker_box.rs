@@ -6,31 +6,11 @@
 //! `open` and `allowlist`, with the fake agent's busybox as the client;
 //! then the real Claude Code CLI completing `claude -p` through it.
 
+use crate::broker_support::{self, assert_box_holds_none, host_address, unique_secret, Auth};
 use crate::common::{self, cname_in, stdout, wait_until, Env};
 use crate::docker_support::*;
 use crate::fake_model::{FakeApi, Reply, Usage};
 use std::time::Duration;
-
-/// An address of this host every container of the engine reaches (the
-/// default bridge's gateway), where the fake API listens on all addresses.
-pub(crate) fn host_address() -> String {
-    let ipam = docker_ok(&[
-        "network",
-        "inspect",
-        "-f",
-        "{{json .IPAM.Config}}",
-        "bridge",
-    ]);
-    let cfg: serde_json::Value = serde_json::from_str(ipam.trim()).unwrap();
-    let cfg = &cfg[0];
-    if let Some(gw) = cfg["Gateway"].as_str().filter(|g| !g.is_empty()) {
-        return gw.to_owned();
-    }
-    // Not always recorded: the bridge takes the subnet's first address.
-    let subnet = cfg["Subnet"].as_str().unwrap();
-    let base: std::net::Ipv4Addr = subnet.split('/').next().unwrap().parse().unwrap();
-    std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
-}
 
 fn config(env: &Env, image: &str, fake: &FakeApi, extra: &str) {
     env.write_config(&format!(
@@ -43,77 +23,14 @@ fn config(env: &Env, image: &str, fake: &FakeApi, extra: &str) {
     ));
 }
 
-/// A key nobody else has: found anywhere means it leaked.
-fn real_key() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("sk-ant-api03-REAL-{}-{nanos:x}", std::process::id())
-}
-
-/// One call from inside the box, as its agent would make it: to the base
-/// URL it was given, with the key it was given. The raw response.
-pub(crate) fn call_from_box(cid: &str) -> String {
-    let script = r#"url=${ANTHROPIC_BASE_URL#http://}; host=${url%%:*}; port=${url##*:}
-body='{"model":"claude-sonnet-4-5","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"ping"}]}'
-printf 'POST /v1/messages?beta=true HTTP/1.1\r\nHost: %s\r\nx-api-key: %s\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %s\r\n\r\n%s' "$url" "$ANTHROPIC_API_KEY" "${#body}" "$body" | nc "$host" "$port""#;
-    let out = docker(&["exec", cid, "sh", "-c", script]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Calls until the broker answers (it listens a moment after the start).
-fn first_call(cid: &str) -> String {
-    let mut last = String::new();
-    wait_until(Duration::from_secs(20), || {
-        last = call_from_box(cid);
-        last.starts_with("HTTP/1.1")
-    });
-    if !last.starts_with("HTTP/1.1") {
-        let logs = docker(&["logs", &format!("{cid}-egress")]);
-        eprintln!(
-            "no answer from the broker; its log:\n{}{}",
-            String::from_utf8_lossy(&logs.stdout),
-            String::from_utf8_lossy(&logs.stderr)
-        );
-    }
-    last
-}
-
 /// Every place of the box and of the engine's record of it, searched for
-/// `key`: none may hold it.
-pub(crate) fn assert_box_never_held(env: &Env, cid: &str, key: &str) {
-    let sidecar = format!("{cid}-egress");
-    for c in [cid, sidecar.as_str()] {
-        let inspect = docker_ok(&["inspect", c]);
-        assert!(!inspect.contains(key), "docker inspect {c} shows the key");
-    }
-    let environ = docker(&[
-        "exec",
-        cid,
-        "sh",
-        "-c",
-        "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'",
-    ]);
-    let environ = String::from_utf8_lossy(&environ.stdout);
+/// `key`: none may hold it; nor may the state home or the project.
+fn assert_box_never_held(env: &Env, cid: &str, key: &str) {
+    let environ = assert_box_holds_none(cid, &[key]);
     assert!(
         environ.contains("ANTHROPIC_API_KEY=sk-ant-api03-aisessions-"),
         "no placeholder: {environ}"
     );
-    assert!(
-        !environ.contains(key),
-        "a process of the box has the key in its environment"
-    );
-    // Every file the box can read (its image, its mounts), /proc and /sys aside.
-    let found = docker(&[
-        "exec",
-        cid,
-        "sh",
-        "-c",
-        &format!("grep -rl -s --exclude-dir=proc --exclude-dir=sys -e '{key}' / ; true"),
-    ]);
-    assert_eq!(stdout(&found).trim(), "", "files in the box hold the key");
-    // And on the host: the state home and the project, which the box mounts.
     for dir in [env.state(), env.projects.path()] {
         for f in walk_files(dir) {
             let bytes = std::fs::read(&f).unwrap_or_default();
@@ -124,6 +41,18 @@ pub(crate) fn assert_box_never_held(env: &Env, cid: &str, key: &str) {
             );
         }
     }
+}
+
+fn real_key() -> String {
+    unique_secret("sk-ant-api03-")
+}
+
+fn first_call(cid: &str) -> String {
+    broker_support::first_call(cid, Auth::Key)
+}
+
+fn call_from_box(cid: &str) -> String {
+    broker_support::call_from_box(cid, Auth::Key)
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! expired token is refreshed outside the box (by the host at the start,
 //! by the broker on a 401) and the rotated pair lands in the shared login.
 
-use crate::broker_box::host_address;
+use crate::broker_support::{self, host_address, unique_secret, Auth};
 use crate::common::{self, cname_in, stdout, wait_until, Env};
 use crate::docker_support::*;
 use crate::fake_model::{FakeApi, Reply};
@@ -24,11 +24,7 @@ fn config(env: &Env, image: &str, fake: &FakeApi) {
 /// Writes the shared login where `login` keeps it; its (access, refresh)
 /// tokens, unique to this test.
 fn write_login(env: &Env, expires_at_ms: i64) -> (String, String) {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let tag = format!("REAL-{}-{nanos:x}", std::process::id());
+    let tag = unique_secret("");
     let (access, refresh) = (format!("sk-ant-oat01-{tag}"), format!("sk-ant-ort01-{tag}"));
     let login = serde_json::json!({"claudeAiOauth": {
         "accessToken": access, "refreshToken": refresh, "expiresAt": expires_at_ms,
@@ -61,63 +57,22 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// One call from inside the box as Claude Code makes it with a login: the
-/// login file's access token as `Authorization: Bearer`.
 fn call_from_box(cid: &str) -> String {
-    let script = r#"url=${ANTHROPIC_BASE_URL#http://}; host=${url%%:*}; port=${url##*:}
-tok=$(sed 's/.*"accessToken":"\([^"]*\)".*/\1/' /home/agent/.claude/.credentials.json)
-body='{"model":"claude-sonnet-4-5","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"ping"}]}'
-printf 'POST /v1/messages?beta=true HTTP/1.1\r\nHost: %s\r\nauthorization: Bearer %s\r\nanthropic-beta: oauth-2025-04-20\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %s\r\n\r\n%s' "$url" "$tok" "${#body}" "$body" | nc "$host" "$port""#;
-    let out = docker(&["exec", cid, "sh", "-c", script]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    broker_support::call_from_box(cid, Auth::Login)
 }
 
 fn first_call(cid: &str) -> String {
-    let mut last = String::new();
-    wait_until(Duration::from_secs(20), || {
-        last = call_from_box(cid);
-        last.starts_with("HTTP/1.1")
-    });
-    last
+    broker_support::first_call(cid, Auth::Login)
 }
 
-/// No secret of `secrets` in the box: files, environments, the engine's
-/// record of it and of its broker.
+/// No secret of `secrets` in the box (see `broker_support`); and no key
+/// variable unless `key_var` (a key would win over the login).
 fn assert_box_holds_none(cid: &str, secrets: &[&str], key_var: bool) {
-    let sidecar = format!("{cid}-egress");
-    for c in [cid, sidecar.as_str()] {
-        // No sidecar without a network.
-        if c != cid && !container_exists(c) {
-            continue;
-        }
-        let inspect = docker_ok(&["inspect", c]);
-        for s in secrets {
-            assert!(!inspect.contains(s), "docker inspect {c} shows {s}");
-        }
-    }
-    let environ = docker(&[
-        "exec",
-        cid,
-        "sh",
-        "-c",
-        "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'",
-    ]);
-    let environ = String::from_utf8_lossy(&environ.stdout);
+    let environ = broker_support::assert_box_holds_none(cid, secrets);
     assert!(
         key_var || !environ.contains("ANTHROPIC_API_KEY="),
         "a key variable would win over the login: {environ}"
     );
-    for s in secrets {
-        assert!(!environ.contains(s), "a process of the box has {s}");
-        let found = docker(&[
-            "exec",
-            cid,
-            "sh",
-            "-c",
-            &format!("grep -rl -s --exclude-dir=proc --exclude-dir=sys -e '{s}' / ; true"),
-        ]);
-        assert_eq!(stdout(&found).trim(), "", "files in the box hold {s}");
-    }
 }
 
 fn start(env: &Env, proj: &std::path::Path, args: &[&str]) {
@@ -260,7 +215,7 @@ fn a_login_stays_outside_the_box_and_is_refreshed_there() {
     let boxed = docker_ok(&["exec", &cid, "cat", "/home/agent/.claude/.credentials.json"]);
     assert!(boxed.contains("sk-ant-oat01-aisessions-"), "{boxed}");
     fake.clear();
-    let reply = crate::broker_box::call_from_box(&cid);
+    let reply = broker_support::call_from_box(&cid, Auth::Key);
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert_eq!(fake.seen()[0].x_api_key.as_deref(), Some(key.as_str()));
     assert_eq!(fake.seen()[0].authorization, None);

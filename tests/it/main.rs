@@ -33,6 +33,7 @@ mod boundary_state;
 mod broker;
 mod broker_box;
 mod broker_oauth;
+mod broker_support;
 mod completions;
 mod config_cli;
 mod dashboard_browser;
