@@ -6,7 +6,9 @@
 //! `open` and `allowlist`, with the fake agent's busybox as the client;
 //! then the real Claude Code CLI completing `claude -p` through it.
 
-use crate::broker_support::{self, assert_box_holds_none, host_address, unique_secret, Auth};
+use crate::broker_support::{
+    self, assert_box_holds_none, host_address, run_with_key, start_with_key, unique_secret, Auth,
+};
 use crate::common::{self, cname_in, stdout, wait_until, Env};
 use crate::docker_support::*;
 use crate::fake_model::{FakeApi, Reply, Usage};
@@ -73,26 +75,7 @@ fn the_box_holds_a_placeholder_and_its_calls_reach_the_api_with_the_real_key() {
         let key = real_key();
         let name = env.unique(&format!("brk-{egress}"));
         let proj = env.project(&name);
-        let out = env
-            .cmd()
-            .env("ANTHROPIC_API_KEY", &key)
-            .args([
-                "start",
-                proj.to_str().unwrap(),
-                "--mode",
-                "claude",
-                "--detach",
-                "--egress",
-                egress,
-            ])
-            .env("FAKE_AGENT_STAY", "1")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{egress}: start failed: {}",
-            common::stderr(&out)
-        );
+        start_with_key(&env, &proj, Some(&key), &["--egress", egress]);
         let id = format!("{name}-claude");
         let cid = cname_in(&env, &id);
 
@@ -167,22 +150,7 @@ fn a_restart_keeps_the_placeholder_and_the_count() {
     let name = env.unique("brk-restart");
     let proj = env.project(&name);
     let id = format!("{name}-claude");
-    let start = || {
-        let out = env
-            .cmd()
-            .env("ANTHROPIC_API_KEY", &key)
-            .env("FAKE_AGENT_STAY", "1")
-            .args([
-                "start",
-                proj.to_str().unwrap(),
-                "--mode",
-                "claude",
-                "--detach",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", common::stderr(&out));
-    };
+    let start = || start_with_key(&env, &proj, Some(&key), &[]);
     let placeholder = |cid: &str| {
         let e = docker_ok(&["exec", cid, "sh", "-c", "echo $ANTHROPIC_API_KEY"]);
         e.trim().to_owned()
@@ -232,22 +200,7 @@ fn the_real_claude_code_completes_a_turn_through_the_broker_and_a_budget_stops_i
     let proj = env.project(&name);
     let id = format!("{name}-claude");
     let run = || {
-        let out = env
-            .cmd()
-            .env("ANTHROPIC_API_KEY", &key)
-            .args([
-                "start",
-                proj.to_str().unwrap(),
-                "--mode",
-                "claude",
-                "--detach",
-                "--",
-                "-p",
-                "say pong",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", common::stderr(&out));
+        start_with_key(&env, &proj, Some(&key), &["--", "-p", "say pong"]);
         let ended = wait_until(Duration::from_secs(120), || {
             // `list` reconciles: the registry learns the agent ended.
             env.run(&["list"]);
@@ -327,16 +280,7 @@ fn restart_heal_resume_and_the_api_broker_the_key_too() {
     let name = env.unique("brk-paths");
     let proj = env.project(&name);
     let id = format!("{name}-claude");
-    let with_key = |args: &[&str]| {
-        let out = env
-            .cmd()
-            .env("ANTHROPIC_API_KEY", &key)
-            .env("FAKE_AGENT_STAY", "1")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", common::stderr(&out));
-    };
+    let with_key = |args: &[&str]| run_with_key(&env, Some(&key), args);
     // Each path must leave a box with the placeholder whose calls reach
     // the API with the real key.
     let brokered = |path: &str| {

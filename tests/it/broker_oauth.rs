@@ -76,26 +76,7 @@ fn assert_box_holds_none(cid: &str, secrets: &[&str], key_var: bool) {
 }
 
 fn start(env: &Env, proj: &std::path::Path, args: &[&str]) {
-    let out = env
-        .cmd()
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("ANTHROPIC_BASE_URL")
-        .env("FAKE_AGENT_STAY", "1")
-        .args([
-            "start",
-            proj.to_str().unwrap(),
-            "--mode",
-            "claude",
-            "--detach",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "start failed: {}",
-        common::stderr(&out)
-    );
+    broker_support::start_with_key(env, proj, None, args);
 }
 
 #[test]
@@ -198,20 +179,7 @@ fn a_login_stays_outside_the_box_and_is_refreshed_there() {
     // stays out of the box, and its placeholder token is worth nothing.
     env.ok(&["stop", &id]);
     let key = format!("sk-ant-api03-REAL-{}", std::process::id());
-    let out = env
-        .cmd()
-        .env("ANTHROPIC_API_KEY", &key)
-        .env("FAKE_AGENT_STAY", "1")
-        .args([
-            "start",
-            proj.to_str().unwrap(),
-            "--mode",
-            "claude",
-            "--detach",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    broker_support::start_with_key(&env, &proj, Some(&key), &[]);
     let boxed = docker_ok(&["exec", &cid, "cat", "/home/agent/.claude/.credentials.json"]);
     assert!(boxed.contains("sk-ant-oat01-aisessions-"), "{boxed}");
     fake.clear();

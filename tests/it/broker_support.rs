@@ -2,8 +2,9 @@
 //! host address a box reaches the fake API at, a call made from inside
 //! the box as its agent would, and the search of a box for secrets.
 
-use crate::common::{stdout, wait_until};
+use crate::common::{stderr, stdout, wait_until, Env};
 use crate::docker_support::*;
+use std::path::Path;
 use std::time::Duration;
 
 /// An address of this host every container of the engine reaches (the
@@ -122,4 +123,31 @@ pub fn assert_box_holds_none(cid: &str, secrets: &[&str]) -> String {
         assert_eq!(stdout(&found).trim(), "", "files in the box hold {s}");
     }
     environ
+}
+
+/// Runs `ai-sessctl ARGS` as a user whose shell has `key` (or no key) set,
+/// and asserts it succeeded. The fake agent stays up once detached.
+pub fn run_with_key(env: &Env, key: Option<&str>, args: &[&str]) {
+    let mut cmd = env.cmd();
+    match key {
+        Some(k) => cmd.env("ANTHROPIC_API_KEY", k),
+        None => cmd
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("ANTHROPIC_BASE_URL"),
+    };
+    let out = cmd.env("FAKE_AGENT_STAY", "1").args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+}
+
+/// `start PROJECT --mode claude --detach EXTRA…` with `key` (or none).
+pub fn start_with_key(env: &Env, proj: &Path, key: Option<&str>, extra: &[&str]) {
+    let mut args = vec![
+        "start",
+        proj.to_str().unwrap(),
+        "--mode",
+        "claude",
+        "--detach",
+    ];
+    args.extend_from_slice(extra);
+    run_with_key(env, key, &args);
 }
