@@ -7,12 +7,12 @@
 //! then the real Claude Code CLI completing `claude -p` through it.
 
 use crate::broker_support::{
-    self, assert_box_holds_none, host_address, run_with_key, start_with_key, unique_secret, Auth,
+    self, assert_box_holds_none, host_address, model_calls, output_once_ended, run_with_key,
+    start_with_key, unique_secret, Auth,
 };
-use crate::common::{self, cname_in, stdout, wait_until, Env};
+use crate::common::{self, cname_in, Env};
 use crate::docker_support::*;
 use crate::fake_model::{FakeApi, Reply, Usage};
-use std::time::Duration;
 
 fn config(env: &Env, image: &str, fake: &FakeApi, extra: &str) {
     env.write_config(&format!(
@@ -201,41 +201,14 @@ fn the_real_claude_code_completes_a_turn_through_the_broker_and_a_budget_stops_i
     let id = format!("{name}-claude");
     let run = || {
         start_with_key(&env, &proj, Some(&key), &["--", "-p", "say pong"]);
-        let ended = wait_until(Duration::from_secs(120), || {
-            // `list` reconciles: the registry learns the agent ended.
-            env.run(&["list"]);
-            let s = env.instance(&id)["status"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            s == "stopped" || s == "error"
-        });
-        if !ended {
-            let cid = cname_in(&env, &id);
-            let logs = |c: &str| {
-                let o = docker(&["logs", c]);
-                format!("{}{}", stdout(&o), common::stderr(&o))
-            };
-            panic!(
-                "claude -p did not end: {}\nits output:\n{}\nthe broker's:\n{}\nthe API saw: {:?}",
-                env.instance(&id),
-                logs(&cid),
-                logs(&format!("{cid}-egress")),
-                fake.seen()
-            );
-        }
-        stdout(&env.run(&["logs", &id]))
+        output_once_ended(&env, &id, &fake)
     };
     let logs = run();
     assert!(
         logs.contains("pong from the fake API"),
         "the reply is not shown: {logs}"
     );
-    let calls: Vec<_> = fake
-        .seen()
-        .into_iter()
-        .filter(|s| s.target.starts_with("/v1/messages"))
-        .collect();
+    let calls = model_calls(&fake);
     assert!(!calls.is_empty());
     for c in &calls {
         assert_eq!(c.x_api_key.as_deref(), Some(key.as_str()), "{c:?}");

@@ -5,11 +5,10 @@
 //! by the broker on a 401) and the rotated pair lands in the shared login.
 
 use crate::broker_support::{self, host_address, unique_secret, Auth};
-use crate::common::{self, cname_in, stdout, wait_until, Env};
+use crate::common::{self, cname_in, Env};
 use crate::docker_support::*;
 use crate::fake_model::{FakeApi, Reply};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::time::Duration;
 
 fn config(env: &Env, image: &str, fake: &FakeApi) {
     let base = format!("http://{}:{}", host_address(), fake.port);
@@ -209,30 +208,13 @@ fn the_real_claude_code_completes_a_turn_with_a_brokered_login() {
     let proj = env.project(&name);
     let id = format!("{name}-claude");
     start(&env, &proj, &["--", "-p", "say pong"]);
-    let ended = wait_until(Duration::from_secs(120), || {
-        env.run(&["list"]);
-        let s = env.instance(&id)["status"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        s == "stopped" || s == "error"
-    });
-    let logs = stdout(&env.run(&["logs", &id]));
-    assert!(
-        ended,
-        "claude -p did not end: {logs}\nthe API saw {:?}",
-        fake.seen()
-    );
+    let logs = broker_support::output_once_ended(&env, &id, &fake);
     assert!(
         logs.contains("pong from the fake API"),
         "the reply is not shown: {logs}\nthe API saw {:?}",
         fake.seen()
     );
-    let calls: Vec<_> = fake
-        .seen()
-        .into_iter()
-        .filter(|s| s.target.starts_with("/v1/messages"))
-        .collect();
+    let calls = broker_support::model_calls(&fake);
     assert!(!calls.is_empty());
     for c in &calls {
         assert_eq!(

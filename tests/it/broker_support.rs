@@ -2,8 +2,9 @@
 //! host address a box reaches the fake API at, a call made from inside
 //! the box as its agent would, and the search of a box for secrets.
 
-use crate::common::{stderr, stdout, wait_until, Env};
+use crate::common::{cname_in, stderr, stdout, wait_until, Env};
 use crate::docker_support::*;
+use crate::fake_model::{FakeApi, Seen};
 use std::path::Path;
 use std::time::Duration;
 
@@ -150,4 +151,39 @@ pub fn start_with_key(env: &Env, proj: &Path, key: Option<&str>, extra: &[&str])
     ];
     args.extend_from_slice(extra);
     run_with_key(env, key, &args);
+}
+
+/// Waits for a one-shot agent (`claude -p …`) of instance `id` to end and
+/// returns what it printed; says what the box, its broker and the API saw
+/// when it does not end.
+pub fn output_once_ended(env: &Env, id: &str, fake: &FakeApi) -> String {
+    let ended = wait_until(Duration::from_secs(120), || {
+        // `list` reconciles: the registry learns the agent ended.
+        env.run(&["list"]);
+        let s = env.instance(id)["status"].as_str().unwrap_or("").to_owned();
+        s == "stopped" || s == "error"
+    });
+    if !ended {
+        let cid = cname_in(env, id);
+        let logs = |c: &str| {
+            let o = docker(&["logs", c]);
+            format!("{}{}", stdout(&o), stderr(&o))
+        };
+        panic!(
+            "the agent did not end: {}\nits output:\n{}\nthe broker's:\n{}\nthe API saw: {:?}",
+            env.instance(id),
+            logs(&cid),
+            logs(&format!("{cid}-egress")),
+            fake.seen()
+        );
+    }
+    stdout(&env.run(&["logs", id]))
+}
+
+/// The model calls the API received.
+pub fn model_calls(fake: &FakeApi) -> Vec<Seen> {
+    fake.seen()
+        .into_iter()
+        .filter(|s| s.target.starts_with("/v1/messages"))
+        .collect()
 }
