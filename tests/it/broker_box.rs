@@ -293,3 +293,45 @@ fn restart_heal_resume_and_the_api_broker_the_key_too() {
     brokered("resume");
     env.ok(&["rm", "-f", &id]);
 }
+
+#[test]
+fn mode_env_puts_the_key_in_the_box_and_mode_none_passes_none() {
+    require_docker!();
+    let fake = FakeApi::start();
+    for (mode, expect_key) in [("env", true), ("none", false)] {
+        let env = Env::new();
+        config(&env, common::test_image(), &fake, "");
+        let text = std::fs::read_to_string(env.state().join("config.toml")).unwrap();
+        std::fs::write(
+            env.state().join("config.toml"),
+            text.replace(
+                "[agents.claude.credentials]\n",
+                &format!("[agents.claude.credentials]\nmode = \"{mode}\"\n"),
+            ),
+        )
+        .unwrap();
+        let key = real_key();
+        let name = env.unique(&format!("brk-{mode}"));
+        let proj = env.project(&name);
+        let id = format!("{name}-claude");
+        start_with_key(&env, &proj, Some(&key), &[]);
+        let cid = cname_in(&env, &id);
+        let environ = docker_ok(&["exec", &cid, "sh", "-c", "echo \"[$ANTHROPIC_API_KEY]\""]);
+        let want = if expect_key {
+            format!("[{key}]")
+        } else {
+            "[]".to_owned()
+        };
+        assert_eq!(environ.trim(), want, "mode {mode}");
+        assert!(
+            !container_exists(&format!("{cid}-egress")),
+            "mode {mode}: a broker"
+        );
+        assert_eq!(
+            env.instance(&id)["brokered"],
+            serde_json::Value::Null,
+            "mode {mode}"
+        );
+        env.ok(&["rm", "-f", &id]);
+    }
+}
