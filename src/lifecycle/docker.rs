@@ -99,6 +99,13 @@ impl DockerEngine {
     pub fn launch_container(&self, spec: &LaunchSpec) -> Result<String> {
         let mut plan = plan(spec);
         crate::features::egress::launch::contribute(self, spec, &mut plan)?;
+        if spec
+            .credential
+            .as_ref()
+            .is_some_and(|c| c.api == crate::state::config::ApiKind::Gemini)
+        {
+            crate::features::activity::hooks::gemini_key_auth(&mut plan);
+        }
         // The network of its own it is attached to goes with it (an egress
         // policy's networks go with its sidecar).
         let own = plan.networks.iter().find_map(|n| match n {
