@@ -280,14 +280,30 @@ impl Engine {
     /// with `stdin_once`, and closes it: nothing of it is kept by the
     /// engine (not in its config, its logs or `inspect`).
     pub async fn write_stdin(&self, id: &str, bytes: &[u8]) -> Result<()> {
-        use tokio::io::AsyncWriteExt;
+        let input = self.attach_stdin(id).await?;
+        Self::write_input(input, bytes).await
+    }
+
+    /// The standard input of container `id` (created, or running), attached.
+    pub async fn attach_stdin(
+        &self,
+        id: &str,
+    ) -> Result<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>> {
         let opts = q::AttachContainerOptionsBuilder::new()
             .stdin(true)
             .stream(true)
             .build();
         let attached =
             Self::timed("attach stdin", self.docker.attach_container(id, Some(opts))).await?;
-        let mut input = attached.input;
+        Ok(attached.input)
+    }
+
+    /// Writes `bytes` to an attached standard input, and closes it.
+    pub async fn write_input(
+        mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+        bytes: &[u8],
+    ) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
         let wrote = async {
             input.write_all(bytes).await?;
             input.flush().await?;

@@ -99,6 +99,13 @@ impl DockerEngine {
     pub fn launch_container(&self, spec: &LaunchSpec) -> Result<String> {
         let mut plan = plan(spec);
         crate::features::egress::launch::contribute(self, spec, &mut plan)?;
+        if spec
+            .credential
+            .as_ref()
+            .is_some_and(|c| c.api == crate::state::config::ApiKind::Gemini)
+        {
+            crate::features::activity::hooks::gemini_key_auth(&mut plan);
+        }
         // The network of its own it is attached to goes with it (an egress
         // policy's networks go with its sidecar).
         let own = plan.networks.iter().find_map(|n| match n {
@@ -190,14 +197,22 @@ impl DockerEngine {
                 )))
             }
         };
-        self.start(&id).await?;
-        if let Some(secret) = stdin {
-            let mut line = secret.expose().as_bytes().to_vec();
-            line.push(b'\n');
-            if let Err(e) = self.write_stdin(&id, &line).await {
-                self.remove_async(&id).await;
-                return Err(e);
-            }
+        let Some(secret) = stdin else {
+            self.start(&id).await?;
+            return Ok(id);
+        };
+        // Attached while it starts (one round trip less than after); the
+        // key is written once it runs.
+        let (started, attached) = tokio::join!(self.start(&id), self.attach_stdin(&id));
+        let mut line = secret.expose().as_bytes().to_vec();
+        line.push(b'\n');
+        let written = match (started, attached) {
+            (Ok(()), Ok(input)) => crate::engine::Engine::write_input(input, &line).await,
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        if let Err(e) = written {
+            self.remove_async(&id).await;
+            return Err(e);
         }
         Ok(id)
     }

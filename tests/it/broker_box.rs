@@ -335,3 +335,73 @@ fn mode_env_puts_the_key_in_the_box_and_mode_none_passes_none() {
         env.ok(&["rm", "-f", &id]);
     }
 }
+
+#[test]
+fn the_real_gemini_cli_completes_a_turn_through_the_broker() {
+    require_docker!();
+    let Some(image) = real_image("gemini") else {
+        return;
+    };
+    let fake = FakeApi::with(Reply {
+        text: "pong from the fake API".into(),
+        ..Reply::default()
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
+         [resources.memory]\nlimit = \"1Gi\"\n\n\
+         [agents.gemini]\nimage = \"{image}\"\nenv_passthrough = [\"GEMINI_API_KEY\", \"GOOGLE_GEMINI_BASE_URL\"]\n\n\
+         [agents.gemini.credentials]\nupstream = \"http://{}:{}\"\n",
+        host_address(),
+        fake.port
+    ));
+    let key = format!("AIza-REAL-{}", real_key());
+    let name = env.unique("brk-gemini");
+    let proj = env.project(&name);
+    let id = format!("{name}-gemini");
+    let out = env
+        .cmd()
+        .env("GEMINI_API_KEY", &key)
+        .args([
+            "start",
+            proj.to_str().unwrap(),
+            "--mode",
+            "gemini",
+            "--detach",
+            "--",
+            "--skip-trust",
+            "-p",
+            "say pong",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let cid = cname_in(&env, &id);
+    let inspect = docker_ok(&["inspect", "-f", "{{json .Config.Env}}", &cid]);
+    assert!(
+        inspect.contains("GOOGLE_GEMINI_BASE_URL=http://egress-proxy:3129"),
+        "{inspect}"
+    );
+    assert!(!inspect.contains(&key), "the box's environment has the key");
+    let logs = output_once_ended(&env, &id, &fake);
+    assert!(
+        logs.contains("pong from the fake API"),
+        "gemini -p did not show the reply: {logs}\nthe API saw: {:?}",
+        fake.seen()
+    );
+    let calls: Vec<_> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.target.contains("/models/"))
+        .collect();
+    assert!(!calls.is_empty(), "{:?}", fake.seen());
+    for c in &calls {
+        let sent = c.x_goog_api_key.as_deref().or(c.query_key.as_deref());
+        assert_eq!(sent, Some(key.as_str()), "{c:?}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["spend", &id, "--json"])).unwrap();
+    assert!(
+        json["instances"][0]["output_tokens"].as_u64().unwrap_or(0) > 0,
+        "{json}"
+    );
+}

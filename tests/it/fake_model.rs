@@ -371,7 +371,7 @@ fn respond(w: &mut impl Write, req: &Req, reply: &Reply) -> std::io::Result<()> 
     }
     if let Some(rest) = path.strip_prefix("/v1beta/models/") {
         let (model, verb) = rest.split_once(':').unwrap_or((rest, ""));
-        return gemini(w, model, verb, req.query(), reply);
+        return gemini(w, model, verb, req.query(), &body, reply);
     }
     if path.starts_with("/v1/") || path.starts_with("/v1beta/") {
         return json_response(w, 200, &serde_json::json!({}));
@@ -469,9 +469,17 @@ fn gemini(
     model: &str,
     verb: &str,
     query: &str,
+    body: &serde_json::Value,
     reply: &Reply,
 ) -> std::io::Result<()> {
     use serde_json::json;
+    // A call that asks for JSON (the Gemini CLI's model router) gets JSON
+    // it can use: told text, it retries with a growing wait.
+    let json_mode = body["generationConfig"]["responseMimeType"] == "application/json";
+    let text = match json_mode {
+        true => json!({"reasoning": "a test", "model_choice": "flash"}).to_string(),
+        false => reply.text.clone(),
+    };
     let u = reply.usage;
     let usage = |output: u64| {
         json!({"promptTokenCount": u.input + u.cache_read,
@@ -490,7 +498,7 @@ fn gemini(
     };
     match verb {
         "countTokens" => json_response(w, 200, &json!({"totalTokens": u.input})),
-        "generateContent" => json_response(w, 200, &chunk(reply.text.clone(), true)),
+        "generateContent" => json_response(w, 200, &chunk(text, true)),
         "streamGenerateContent" if query.split('&').any(|kv| kv == "alt=sse") => {
             let mut s = Sse::start(w)?;
             for text in deltas(reply) {

@@ -96,6 +96,28 @@ pub fn gemini_settings(status: &str) -> Value {
     })
 }
 
+/// The Gemini CLI takes a `GOOGLE_GEMINI_BASE_URL` for a gateway of its
+/// own auth type, which `-p` refuses ("Invalid auth method selected"):
+/// its system defaults select the API key, which honours the base URL too.
+pub fn gemini_key_auth(plan: &mut crate::launch::LaunchPlan) {
+    let at = plan.files.iter().position(|(p, _)| p == GEMINI_PATH);
+    let mut settings = at
+        .and_then(|i| serde_json::from_slice::<serde_json::Value>(&plan.files[i].1).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    settings["security"]["auth"]["selectedType"] = "gemini-api-key".into();
+    let bytes = to_bytes(&settings);
+    match at {
+        Some(i) => plan.files[i].1 = bytes,
+        None => {
+            plan.files.push((GEMINI_PATH.to_owned(), bytes));
+            plan.agent
+                .env
+                .push(format!("{}={}", GEMINI_ENV, GEMINI_PATH));
+        }
+    }
+}
+
 /// Pretty JSON with a final newline.
 pub fn to_bytes(v: &Value) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(v).unwrap_or_default();

@@ -49,7 +49,7 @@ impl Tap {
             }
             return;
         }
-        while let Some(i) = memchr(b'\n', bytes) {
+        while let Some(i) = memchr::memchr(b'\n', bytes) {
             let (line, rest) = bytes.split_at(i);
             bytes = &rest[1..];
             if self.overflow {
@@ -65,7 +65,20 @@ impl Tap {
                 self.line(&whole);
             }
         }
-        if !self.overflow {
+        // A partial line is kept only if it may be a `data:` line that
+        // matters: most of a stream is text deltas, not worth copying.
+        if !self.overflow && !bytes.is_empty() {
+            let head = if self.buf.is_empty() {
+                bytes
+            } else {
+                &self.buf[..]
+            };
+            let n = head.len().min(5);
+            if head[..n] != b"data:"[..n] {
+                self.overflow = true;
+                self.buf.clear();
+                return;
+            }
             self.buf.extend_from_slice(bytes);
             if self.buf.len() > LINE_CAP {
                 self.overflow = true;
@@ -187,29 +200,10 @@ impl Tap {
     }
 }
 
-/// Every byte of a streamed reply passes here: 32 bytes are tested at a
-/// time without an early exit (which the compiler vectorizes), and only
-/// the block holding `b` is searched byte by byte.
-fn memchr(b: u8, hay: &[u8]) -> Option<usize> {
-    let mut blocks = hay.chunks_exact(32);
-    let mut at = 0;
-    for block in &mut blocks {
-        if block.iter().fold(false, |found, &c| found | (c == b)) {
-            return block.iter().position(|&c| c == b).map(|i| at + i);
-        }
-        at += 32;
-    }
-    let rest = blocks.remainder();
-    rest.iter().position(|&c| c == b).map(|i| at + i)
-}
-
-/// A whole event line is UTF-8 (JSON): `str`'s search is vectorized,
-/// byte windows are not (they halved the broker's throughput).
+/// Every byte of a streamed reply passes the line search; the needles
+/// only the `data:` lines.
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    match (std::str::from_utf8(hay), std::str::from_utf8(needle)) {
-        (Ok(h), Ok(n)) => h.contains(n),
-        _ => hay.windows(needle.len()).any(|w| w == needle),
-    }
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// The model in a Gemini path (`/v1beta/models/gemini-2.5-pro:streamGenerateContent`).
