@@ -298,4 +298,45 @@ fn egress_policies_hold_on_podman_or_are_refused() {
         err.contains("Podman") && err.contains("allowlist") && !err.contains("not answering"),
         "{err}"
     );
+
+    // A key to broker: its sidecar is not built on Podman, so the start
+    // says how to pass the key instead of running a box with it unasked.
+    env.write_config(&format!(
+        "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
+         [resources.memory]\nlimit = \"128Mi\"\n\n\
+         [resources.nofile]\nlimit = 0\n\n\
+         [agents.claude]\nimage = \"{image}\"\nenv_passthrough = [\"ANTHROPIC_API_KEY\", \"FAKE_AGENT_STAY\"]\n"
+    ));
+    let keyed = |args: &[&str]| {
+        env.cmd()
+            .current_dir(&proj)
+            .env("DOCKER_HOST", podman.host())
+            .env("ANTHROPIC_API_KEY", "sk-ant-api03-podman-test")
+            .env("FAKE_AGENT_STAY", "1")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = keyed(&["start", "--mode", "claude", "--detach", "--egress", "open"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("Podman") && err.contains("credentials.mode = \"env\""),
+        "{err}"
+    );
+    assert!(
+        !podman.exists(&crate::common::cname_in(&env, &id)),
+        "a box was left"
+    );
+    env.ok(&[
+        "config",
+        "set",
+        "--global",
+        "agents.claude.credentials.mode",
+        "env",
+    ]);
+    let out = keyed(&["start", "--mode", "claude", "--detach", "--egress", "open"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = via(&env, &podman, &proj, &["rm", "-f", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
