@@ -126,10 +126,16 @@ fn the_box_holds_a_placeholder_and_its_calls_reach_the_api_with_the_real_key() {
             1,
             "{egress}: a refused call reached the API"
         );
-        env.ok(&["config", "set", "--global", "budget.instance_usd", "5"]);
+        // The command the refusal names, run as written, raises it.
+        let said = refused
+            .split('`')
+            .find(|part| part.starts_with("ai-sessctl config set"))
+            .unwrap_or_else(|| panic!("{egress}: no command in {refused}"));
+        let words: Vec<&str> = said.split_whitespace().skip(1).collect();
+        env.ok(&words);
         assert!(
             call_from_box(&cid).starts_with("HTTP/1.1 200"),
-            "{egress}: a raised budget still refuses"
+            "{egress}: a budget raised by `{said}` still refuses"
         );
         assert_eq!(fake.seen().len(), 2);
         env.ok(&["rm", "-f", &id]);

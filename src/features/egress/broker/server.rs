@@ -94,10 +94,11 @@ impl Meter {
             if spent >= limit {
                 return Some(format!(
                     "ai-sessions: the budget of this instance ({}), {}, is spent ({}). \
-                     Raise it with `ai-sessctl config set budget.instance_usd {}` (applies at once).",
+                     Raise it with `ai-sessctl config set {} budget.instance_usd {}` (applies at once).",
                     f.instance,
                     usd(limit),
                     usd(spent),
+                    f.instance,
                     next_budget(limit, spent)
                 ));
             }
@@ -114,7 +115,7 @@ impl Meter {
             if spent >= limit {
                 return Some(format!(
                     "ai-sessions: today's budget for all instances, {}, is spent ({}). \
-                     Raise it with `ai-sessctl config set budget.daily_usd {}` (applies at once).",
+                     Raise it with `ai-sessctl config set --global budget.daily_usd {}` (applies at once).",
                     usd(limit),
                     usd(spent),
                     next_budget(limit, spent)
