@@ -8,6 +8,7 @@ pub mod broker;
 pub mod launch;
 pub mod proxy;
 pub mod relay;
+pub mod reload;
 pub mod rules;
 pub mod sidecar;
 

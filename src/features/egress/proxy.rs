@@ -15,7 +15,7 @@ use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -44,33 +44,13 @@ const HEAD_MAX: usize = 16 << 10;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-struct Rules {
-    path: PathBuf,
-    stamp: Option<(SystemTime, u64)>,
-    set: RuleSet,
-    instance: String,
-}
+/// The rules in force and the instance they are for, re-read when the
+/// file changes.
+type Rules = super::reload::Reloaded<(RuleSet, String)>;
 
-impl Rules {
-    /// The current rules: re-read when the file's mtime or size changed. A
-    /// file that does not parse keeps the last good rules (and says so).
-    fn current(&mut self) -> (RuleSet, String) {
-        let stamp = std::fs::metadata(&self.path)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())));
-        if stamp != self.stamp {
-            match RuleFile::read(&self.path).and_then(|f| Ok((RuleSet::from_file(&f)?, f.instance)))
-            {
-                Ok((set, instance)) => {
-                    self.set = set;
-                    self.instance = instance;
-                    self.stamp = stamp;
-                }
-                Err(e) => say(format!("egress proxy: keeping the previous rules: {e}")),
-            }
-        }
-        (self.set.clone(), self.instance.clone())
-    }
+fn read_rules(path: &std::path::Path) -> Result<(RuleSet, String)> {
+    let f = RuleFile::read(path)?;
+    Ok((RuleSet::from_file(&f)?, f.instance))
 }
 
 /// What the proxy says about itself goes to the process's warning sink:
@@ -89,12 +69,12 @@ pub fn run(args: ProxyArgs) -> Result<()> {
 }
 
 async fn serve(args: ProxyArgs) -> Result<()> {
-    let mut rules = Rules {
-        path: args.rules.clone(),
-        stamp: None,
-        set: RuleSet::default(),
-        instance: String::new(),
-    };
+    let mut rules = Rules::new(
+        args.rules.clone(),
+        (RuleSet::default(), String::new()),
+        read_rules,
+        "egress proxy: keeping the previous rules",
+    );
     rules.current();
     let rules = Arc::new(Mutex::new(rules));
     let events: Log = Arc::new(Mutex::new(EgressLog::new(args.events.clone())));
@@ -442,7 +422,8 @@ async fn flush_dropped(events: Log, rules: Arc<Mutex<Rules>>) {
         let instance = rules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .instance
+            .last()
+            .1
             .clone();
         events
             .lock()

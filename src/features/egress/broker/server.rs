@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::watch;
 
 pub struct BrokerArgs {
@@ -42,7 +42,7 @@ const KEY_WAIT: Duration = Duration::from_secs(15);
 struct State {
     args: BrokerArgs,
     key: watch::Receiver<Option<Secret>>,
-    settings: Mutex<Reloading>,
+    settings: Mutex<crate::features::egress::reload::Reloaded<Option<BrokerFile>>>,
     meter: Mutex<Meter>,
     client: Client,
     /// A subscription login's access token and its expiry (ms), once read
@@ -50,30 +50,12 @@ struct State {
     oauth: tokio::sync::Mutex<Option<(Secret, Option<i64>)>>,
 }
 
-/// The settings file, re-read when its mtime or size changed.
-struct Reloading {
-    stamp: Option<(SystemTime, u64)>,
-    file: Option<BrokerFile>,
-}
-
 impl State {
     fn settings(&self) -> Option<BrokerFile> {
-        let mut s = self.settings.lock().unwrap_or_else(|p| p.into_inner());
-        let stamp = std::fs::metadata(&self.args.settings)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())));
-        if stamp != s.stamp {
-            match BrokerFile::read(&self.args.settings) {
-                Ok(f) => {
-                    s.file = Some(f);
-                    s.stamp = stamp;
-                }
-                Err(e) => crate::core::warning::report_warn(format!(
-                    "broker: keeping the previous settings: {e}"
-                )),
-            }
-        }
-        s.file.clone()
+        self.settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .current()
     }
 }
 
@@ -203,13 +185,16 @@ pub fn read_key(tx: watch::Sender<Option<Secret>>) {
 /// Serves the broker until the process ends.
 pub async fn serve(args: BrokerArgs, key: watch::Receiver<Option<Secret>>) -> Result<()> {
     let listener = crate::features::egress::proxy::bind_listen(&args.listen).await?;
+    let settings_path = args.settings.clone();
     let state = Arc::new(State {
         args,
         key,
-        settings: Mutex::new(Reloading {
-            stamp: None,
-            file: None,
-        }),
+        settings: Mutex::new(crate::features::egress::reload::Reloaded::new(
+            settings_path,
+            None,
+            |p| BrokerFile::read(p).map(Some),
+            "broker: keeping the previous settings",
+        )),
         meter: Mutex::new(Meter::default()),
         client: client()?,
         oauth: tokio::sync::Mutex::new(None),
