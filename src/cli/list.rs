@@ -50,10 +50,12 @@ pub fn list(ctx: &Ctx, status: StatusFilter, json: bool, quiet: bool) -> Result<
         }
         return Ok(0);
     }
-    // One ledger read per instance; and the moment to raise a budget alert
-    // no watcher has (it goes to the event log and `alerts.command`).
-    let spend = crate::service::spend::by_instance(ctx, &reg);
-    if let Err(e) = crate::service::spend::budget::check(ctx) {
+    // The ledgers, read once: the SPEND column, and the moment to raise a
+    // budget alert no watcher has (it goes to the event log and
+    // `alerts.command`).
+    let ledgers = crate::state::spend::ledger::read_all(&ctx.dirs);
+    let spend = crate::service::spend::by_instance_of(ctx, &reg, &ledgers);
+    if let Err(e) = crate::service::spend::budget::check_with(ctx, &ledgers) {
         eprintln!("ai-sessctl: warning: budget alerts not checked: {e}");
     }
     if json {

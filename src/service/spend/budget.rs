@@ -19,6 +19,9 @@ use crate::state::registry::{AlertKind, DayAlert, Severity};
 use crate::state::spend::prices::Prices;
 use crate::state::spend::{ledger, start_of_day, Spend};
 use chrono::{NaiveDate, Utc};
+
+/// Every ledger of the home, by instance id (`ledger::read_all`).
+pub type Ledgers = std::collections::BTreeMap<String, Vec<crate::state::spend::Record>>;
 use serde_json::json;
 
 /// The share of a budget at which the warning is raised.
@@ -48,10 +51,9 @@ struct Change {
     budget: f64,
 }
 
-/// What the ledgers say each level should be, where it differs from the
-/// registry's.
-fn wanted(ctx: &Ctx) -> Result<Vec<Change>> {
-    let all = ledger::read_all(&ctx.dirs);
+/// What the ledgers (`all`, by instance) say each level should be, where
+/// it differs from the registry's.
+fn wanted(ctx: &Ctx, all: &Ledgers) -> Result<Vec<Change>> {
     if all.is_empty() {
         return Ok(Vec::new());
     }
@@ -60,7 +62,7 @@ fn wanted(ctx: &Ctx) -> Result<Vec<Change>> {
     let now = Utc::now();
     let mut today = 0.0;
     let mut out = Vec::new();
-    for (id, records) in &all {
+    for (id, records) in all {
         let inst = InstanceId::parse(id).ok().and_then(|i| reg.get(&i));
         let settings = inst
             .and_then(|i| ctx.effective(&i.id).ok())
@@ -102,7 +104,13 @@ fn wanted(ctx: &Ctx) -> Result<Vec<Change>> {
 /// `alerts.command`, terminal notification) the alerts whose level went up
 /// and returns them.
 pub fn check(ctx: &Ctx) -> Result<Vec<Alert>> {
-    let wanted = wanted(ctx)?;
+    check_with(ctx, &ledger::read_all(&ctx.dirs))
+}
+
+/// [`check`] with the home's ledgers already read (`list` reads them once
+/// for its SPEND column and this).
+pub fn check_with(ctx: &Ctx, all: &Ledgers) -> Result<Vec<Alert>> {
+    let wanted = wanted(ctx, all)?;
     if wanted.is_empty() {
         return Ok(Vec::new());
     }

@@ -173,20 +173,26 @@ pub fn report(ctx: &Ctx, id: Option<&InstanceId>, since: Option<Since>) -> Resul
 /// The spend of each registered instance that has a ledger, since it was
 /// created (what `list`, the API's instances and its budget count).
 pub fn by_instance(ctx: &Ctx, reg: &Registry) -> BTreeMap<InstanceId, Spend> {
+    by_instance_of(ctx, reg, &ledger::read_all(&ctx.dirs))
+}
+
+/// [`by_instance`] from the home's ledgers already read.
+pub fn by_instance_of(
+    ctx: &Ctx,
+    reg: &Registry,
+    all: &budget::Ledgers,
+) -> BTreeMap<InstanceId, Spend> {
     reg.instances
         .values()
         .filter_map(|inst| {
             let id = &inst.id;
-            let records = ledger::read(&ctx.dirs, id);
-            if records.is_empty() {
-                return None;
-            }
+            let records = all.get(id.as_str()).filter(|r| !r.is_empty())?;
             let prices = ctx
                 .effective(id)
                 .map(|e| Prices::new(&e.settings.prices))
                 .or_else(|_| ctx.global().map(|s| Prices::new(&s.prices)))
                 .unwrap_or_else(|_| Prices::new(&BTreeMap::new()));
-            let spend = Spend::of(&records, inst.timestamps.created, &prices);
+            let spend = Spend::of(records, inst.timestamps.created, &prices);
             Some((id.clone(), spend))
         })
         .collect()
