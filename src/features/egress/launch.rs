@@ -49,22 +49,21 @@ pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> 
             plan.agent.labels.remove(EGRESS_LABEL);
             return Ok(());
         };
+        let what = match &cred.oauth {
+            Some(o) if o.brokered => "the subscription login's tokens".to_owned(),
+            _ => cred.api.key_vars().join("/"),
+        };
         if engine.is_podman() {
             // Its sidecar image is built from this binary, which Podman's
             // build API does not do as Docker's does.
             return Err(Error::Invalid(format!(
-                "the credential broker keeps {} out of the box in a sidecar that is not built on \
-                 Podman yet: set agents.{}.credentials.mode = \"env\" to pass the key into the box, \
-                 or \"none\", or use a Docker engine",
-                cred.api.key_vars().join("/"),
+                "the credential broker keeps {what} out of the box in a sidecar that is not built on \
+                 Podman yet: set agents.{}.credentials.mode = \"env\" to pass the credential into \
+                 the box, or \"none\", or use a Docker engine",
                 spec.mode
             )));
         }
         let Some(own) = plan.agent.network_mode.clone() else {
-            let what = match &cred.oauth {
-                Some(o) if o.brokered => "the subscription login's tokens".to_owned(),
-                _ => cred.api.key_vars().join("/"),
-            };
             return Err(Error::Invalid(format!(
                 "the credential broker keeps {what} out of the box, and is reached on a network of \
                  the instance's own: set networking.mode = \"isolated\", or \
