@@ -16,12 +16,10 @@ use crate::features::monitor::alerts::{self, Alert};
 use crate::state::context::Ctx;
 use crate::state::events::Level as LogLevel;
 use crate::state::registry::{AlertKind, DayAlert, Severity};
+use crate::state::spend::ledger::{self, Ledgers};
 use crate::state::spend::prices::Prices;
-use crate::state::spend::{ledger, start_of_day, Spend};
+use crate::state::spend::{start_of_day, Spend};
 use chrono::{NaiveDate, Utc};
-
-/// Every ledger of the home, by instance id (`ledger::read_all`).
-pub type Ledgers = std::collections::BTreeMap<String, Vec<crate::state::spend::Record>>;
 use serde_json::json;
 
 /// The share of a budget at which the warning is raised.

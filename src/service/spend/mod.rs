@@ -180,7 +180,7 @@ pub fn by_instance(ctx: &Ctx, reg: &Registry) -> BTreeMap<InstanceId, Spend> {
 pub fn by_instance_of(
     ctx: &Ctx,
     reg: &Registry,
-    all: &budget::Ledgers,
+    all: &ledger::Ledgers,
 ) -> BTreeMap<InstanceId, Spend> {
     reg.instances
         .values()

@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub const FILE: &str = "usage.jsonl";
+
+/// Every ledger of a home, by instance id.
+pub type Ledgers = BTreeMap<String, Vec<Record>>;
 /// What a reader takes of one ledger at most (about 400,000 calls).
 const READ_CAP: u64 = 64 << 20;
 
@@ -50,14 +53,9 @@ pub fn read_dir(dir: &Path) -> Vec<Record> {
     tail.records
 }
 
-/// The records of instance `id`.
-pub fn read(dirs: &StateDir, id: &InstanceId) -> Vec<Record> {
-    read_dir(&dirs.meter_of(id))
-}
-
 /// Every ledger of the home, by instance id (removed instances included:
 /// their calls still count toward the day).
-pub fn read_all(dirs: &StateDir) -> BTreeMap<String, Vec<Record>> {
+pub fn read_all(dirs: &StateDir) -> Ledgers {
     let Ok(entries) = std::fs::read_dir(dirs.meter_dir()) else {
         return BTreeMap::new();
     };
