@@ -207,14 +207,31 @@ fn without_submodule_runs<'a>(args: &[&'a str], confined: bool) -> Vec<&'a str> 
 /// plants there (`logs/refs/heads/ai/x -> ~/.bashrc`, a reflog git appends
 /// to) is resolved by the kernel to a place outside, and refused.
 pub fn run_writing(dir: &Path, args: &[&str], writable: &[&Path]) -> Result<String> {
+    run_writing_as(dir, args, writable, None)
+}
+
+/// [`run_writing`] for a call that makes commits the user will own (a
+/// `land` merge, a `--commit`): author and committer are `who`, not the
+/// repository's `user.*` (the agent's to write) nor our placeholder.
+pub fn run_writing_as(
+    dir: &Path,
+    args: &[&str],
+    writable: &[&Path],
+    who: Option<&Identity>,
+) -> Result<String> {
+    let overrides = overrides_for(dir);
+    let mut cmd = command(dir, args, &overrides, true);
+    if let Some(who) = who {
+        for (k, v) in who.env() {
+            cmd.env(k, v);
+        }
+    }
     let Some(rules) = tools()
         .and_then(|t| t.landlock.as_ref())
         .and_then(|_| landlock::Ruleset::writing_only(writable))
     else {
-        return run(dir, args);
+        return finish(args, watched(cmd)?);
     };
-    let overrides = overrides_for(dir);
-    let mut cmd = command(dir, args, &overrides, true);
     let fd = rules.ruleset;
     // SAFETY: as in `command`; `rules` outlives the child's exec.
     unsafe {
@@ -223,6 +240,92 @@ pub fn run_writing(dir: &Path, args: &[&str], writable: &[&Path]) -> Result<Stri
     // `rules` (its fd) lives to the end of this scope, past the exec.
     let out = watched(cmd)?;
     finish(args, out)
+}
+
+/// Who the user commits as: `GIT_AUTHOR_*`/`GIT_COMMITTER_*` of the
+/// caller's environment, else `user.*` of the repository's own config, else
+/// of the user's global config. Control characters are dropped (the
+/// repository's config is the agent's to write).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+impl Identity {
+    /// The user's identity for commits in `repo` (`None`: global only).
+    pub fn of(repo: Option<&Path>) -> Identity {
+        let env = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .map(|v| clean(&v))
+                .filter(|v| !v.is_empty())
+        };
+        let local = |k: &str| {
+            repo.and_then(|r| {
+                // Only the repository's own files: no global config here.
+                run(r, &["config", "--get", k])
+                    .ok()
+                    .map(|v| clean(&v))
+                    .filter(|v| !v.is_empty())
+            })
+        };
+        let name = env("GIT_AUTHOR_NAME")
+            .or_else(|| local("user.name"))
+            .or_else(|| global_config("user.name"));
+        let email = env("GIT_AUTHOR_EMAIL")
+            .or_else(|| local("user.email"))
+            .or_else(|| global_config("user.email"))
+            .or_else(|| env("EMAIL"));
+        Identity { name, email }
+    }
+
+    /// Whether git has both halves (else a commit fails: "Author identity
+    /// unknown").
+    pub fn complete(&self) -> bool {
+        self.name.is_some() && self.email.is_some()
+    }
+
+    /// The environment that makes git commit as this identity.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(n) = &self.name {
+            out.push(("GIT_AUTHOR_NAME", n.clone()));
+            out.push(("GIT_COMMITTER_NAME", n.clone()));
+        }
+        if let Some(e) = &self.email {
+            out.push(("GIT_AUTHOR_EMAIL", e.clone()));
+            out.push(("GIT_COMMITTER_EMAIL", e.clone()));
+        }
+        out
+    }
+}
+
+fn clean(v: &str) -> String {
+    let v: String = v.chars().filter(|c| !c.is_control()).collect();
+    v.trim().chars().take(256).collect()
+}
+
+/// A key of the user's global git config (`~/.gitconfig`, the XDG one),
+/// read outside any repository: no repository's config can answer.
+pub fn global_config(key: &str) -> Option<String> {
+    let git = tools().map_or(Path::new("git"), |t| t.git.as_path());
+    let mut cmd = Command::new(git);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.args(["config", "--global", "--get", key])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir("/")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 fn finish(args: &[&str], out: Output) -> Result<String> {

@@ -532,3 +532,45 @@ pub fn record(ctx: &Ctx, id: &crate::core::types::InstanceId, info: &Info) -> Re
         Ok(())
     })
 }
+
+/// The branch the work of `info` lands into: the one recorded when it was
+/// made, else the repository's default branch (`origin/HEAD`, when a local
+/// branch of that name exists), else the branch the main checkout is on.
+pub fn base_branch(info: &Info) -> Result<String> {
+    if let Some(b) = info.base.as_deref().filter(|b| !b.is_empty()) {
+        return Ok(b.to_owned());
+    }
+    let repo = &info.repo;
+    let default = git(
+        repo,
+        &[
+            "symbolic-ref",
+            "--quiet",
+            "--short",
+            "refs/remotes/origin/HEAD",
+        ],
+    )
+    .ok()
+    .and_then(|r| r.strip_prefix("origin/").map(str::to_owned))
+    .filter(|b| {
+        git(
+            repo,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{b}"),
+            ],
+        )
+        .is_ok()
+    });
+    match default {
+        Some(b) => Ok(b),
+        None => git(repo, &["symbolic-ref", "--quiet", "--short", "HEAD"]).map_err(|_| {
+            Error::Invalid(format!(
+                "{}: no base branch (no origin/HEAD and the main checkout is not on a branch)",
+                repo.display()
+            ))
+        }),
+    }
+}

@@ -21,6 +21,10 @@ pub struct WorktreeInfo {
     pub path: PathBuf,
     #[serde(default, skip_serializing_if = "is_empty_path")]
     pub repo: PathBuf,
+    /// The branch of the main checkout the worktree was based on and lands
+    /// into (`main`); none for a worktree made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
     /// Fields a newer version added, kept through a rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -37,6 +41,7 @@ impl WorktreeInfo {
             branch,
             path,
             repo,
+            base: None,
             extra: Map::new(),
         }
     }
