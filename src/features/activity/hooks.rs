@@ -64,12 +64,13 @@ fn group(a: Activity, kind: HookKind, status: &str, matcher: Option<&str>) -> Va
 }
 
 /// Claude Code: `Notification` (a permission prompt, or input awaited) →
-/// waiting; `Stop` (the turn ended) → idle; a prompt submitted or a tool
-/// about to run → working.
+/// waiting; `SessionStart` (its prompt is up) and `Stop` (the turn ended)
+/// → idle; a prompt submitted or a tool about to run → working.
 pub fn claude_settings() -> Value {
     let k = HookKind::Claude;
     json!({
         "hooks": {
+            "SessionStart": [group(Activity::Idle, k, "", None)],
             "UserPromptSubmit": [group(Activity::Working, k, "", None)],
             "PreToolUse": [group(Activity::Working, k, "", Some("*"))],
             "Notification": [group(Activity::Waiting, k, "", None)],
