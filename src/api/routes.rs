@@ -224,8 +224,14 @@ pub struct LogQuery {
     tail: Option<usize>,
     #[serde(default)]
     follow: bool,
+    /// The agent's terminal stream itself, not the text its screen showed.
+    #[serde(default)]
+    raw: bool,
 }
 
+/// `GET /instances/{id}/logs`: what the agent's screen showed, as text (the
+/// last `tail` lines, 200 by default), as the CLI's `logs` shows it; with
+/// `follow`, each new line once; `raw=true`: the terminal stream itself.
 pub async fn logs(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -241,31 +247,103 @@ pub async fn logs(
             .body(body)
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     };
-    if let (Some(cid), true) = (&inst.container_id, inst.status.is_live()) {
-        let stream = service::logs::container(cid, q.follow, tail)
+    // Rendered, the whole output is played (its last lines are the
+    // screen's, not the stream's).
+    let read_tail = if q.raw { tail } else { None };
+    let stream: futures_util::stream::BoxStream<'static, Vec<u8>> = if let (Some(cid), true) =
+        (&inst.container_id, inst.status.is_live())
+    {
+        service::logs::container(cid, q.follow, read_tail)
             .await?
-            .map(Ok::<_, Infallible>)
-            .take_until(super::stopping(st.stop.clone()));
-        return Ok(text(Body::from_stream(stream)));
-    }
-    // Lossy, as the CLI shows it: one stray byte must not hide the rest.
-    // Read from the end and streamed: the file may hold tens of megabytes.
-    let path = st.dirs.instance_log(&id);
-    let blocks = tokio::task::spawn_blocking(move || service::logs::saved(&path, tail))
-        .await
-        .map_err(|e| ApiError(Error::Other(format!("worker: {e}"))))??;
-    let Some(blocks) = blocks else {
-        return Ok(text(Body::empty()));
-    };
-    let stream = futures_util::stream::unfold(Some(blocks), |blocks| async move {
-        let mut blocks = blocks?;
-        let (next, blocks) = tokio::task::spawn_blocking(move || (blocks.next(), blocks))
+            .boxed()
+    } else {
+        // Lossy, as the CLI shows it: one stray byte must not hide the
+        // rest. Read from the end and streamed: the file may hold tens
+        // of megabytes.
+        let path = st.dirs.instance_log(&id);
+        let blocks = tokio::task::spawn_blocking(move || service::logs::saved(&path, read_tail))
             .await
-            .ok()?;
-        let block = next?.ok()?;
-        Some((Ok::<_, Infallible>(block), Some(blocks)))
-    });
+            .map_err(|e| ApiError(Error::Other(format!("worker: {e}"))))??;
+        let Some(blocks) = blocks else {
+            return Ok(text(Body::empty()));
+        };
+        futures_util::stream::unfold(Some(blocks), |blocks| async move {
+            let mut blocks = blocks?;
+            let (next, blocks) = tokio::task::spawn_blocking(move || (blocks.next(), blocks))
+                .await
+                .ok()?;
+            let block = next?.ok()?;
+            Some((block.into_bytes(), Some(blocks)))
+        })
+        .boxed()
+    };
+    let stream = if q.raw {
+        stream
+    } else {
+        rendered(stream, tail, q.follow)
+    };
+    let stream = stream
+        .map(Ok::<_, Infallible>)
+        .take_until(super::stopping(st.stop.clone()));
     Ok(text(Body::from_stream(stream)))
+}
+
+/// `stream` played into a terminal emulator: its text, the last `tail`
+/// lines of it; following, those of what came in the first quarter
+/// second, then each line that comes once, four times a second at most.
+fn rendered(
+    stream: futures_util::stream::BoxStream<'static, Vec<u8>>,
+    tail: Option<usize>,
+    follow: bool,
+) -> futures_util::stream::BoxStream<'static, Vec<u8>> {
+    use crate::core::untrusted::screen::{Screen, DEFAULT_COLS};
+    struct Play {
+        stream: Option<futures_util::stream::BoxStream<'static, Vec<u8>>>,
+        screen: Screen,
+        printed: Option<usize>,
+        shown: std::time::Instant,
+    }
+    let new_lines = move |p: &mut Play| {
+        let lines = p.screen.lines();
+        let from = match p.printed {
+            Some(n) => n.min(lines.len()),
+            None => tail.map_or(0, |t| lines.len().saturating_sub(t)),
+        };
+        p.printed = Some(lines.len());
+        p.shown = std::time::Instant::now();
+        lines[from..].iter().fold(Vec::new(), |mut out, l| {
+            out.extend_from_slice(l.as_bytes());
+            out.push(b'\n');
+            out
+        })
+    };
+    let play = Play {
+        stream: Some(stream),
+        screen: Screen::new(DEFAULT_COLS),
+        printed: None,
+        shown: std::time::Instant::now(),
+    };
+    futures_util::stream::unfold(play, move |mut p| async move {
+        loop {
+            match p.stream.as_mut()?.next().await {
+                Some(chunk) => {
+                    p.screen.feed(&chunk);
+                    if follow && p.shown.elapsed() >= Duration::from_millis(250) {
+                        let out = new_lines(&mut p);
+                        if !out.is_empty() {
+                            return Some((out, p));
+                        }
+                    }
+                }
+                None => {
+                    p.stream = None;
+                    let out = new_lines(&mut p);
+                    return Some((out, p));
+                }
+            }
+        }
+    })
+    .boxed()
 }
 
 pub async fn stats(

@@ -295,8 +295,13 @@ pub enum Command {
         id: IdArg,
         #[arg(long, short)]
         follow: bool,
+        /// The last N lines
         #[arg(long, short = 'n')]
         tail: Option<usize>,
+        /// The agent's terminal stream itself (colours, cursor moves,
+        /// queries to the terminal), not the text its screen showed
+        #[arg(long)]
+        raw: bool,
     },
     /// The event log
     #[command(

@@ -60,7 +60,12 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Health(crate::cli::HealthCmd::Check { id, json }) => health::check(&ctx, id, json),
         Command::Health(crate::cli::HealthCmd::Watch) => health::watch(&ctx),
         Command::Heal(a) => health::heal(&ctx, a.id),
-        Command::Logs { id, follow, tail } => logs::logs(&ctx, id.id, follow, tail),
+        Command::Logs {
+            id,
+            follow,
+            tail,
+            raw,
+        } => logs::logs(&ctx, id.id, follow, tail, raw),
         Command::Events {
             follow,
             json,

@@ -131,6 +131,35 @@ fn instance_lifecycle_over_http() {
     });
     assert!(seen, "logs: {logs:?}");
     assert!(logs.lines().count() <= 5, "tail=5: {logs:?}");
+    // As the screen showed it (the dashboard's log panel): no escape of
+    // the agent's stream; `raw=true` is the stream.
+    let cname = crate::common::cname_in(&env, &id);
+    crate::docker_support::docker_ok(&[
+        "exec",
+        &cname,
+        "sh",
+        "-c",
+        r"printf '\033[1mbold\033[0m\r\n' > /dev/console",
+    ]);
+    let get = |q: &str| {
+        srv.req("GET", &format!("/api/v1/instances/{id}/logs{q}"))
+            .bearer(&tok)
+            .send()
+            .text()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || get("?tail=3")
+            .lines()
+            .any(|l| l == "bold")),
+        "{}",
+        get("")
+    );
+    assert!(!get("").contains('\x1b'), "{:?}", get(""));
+    assert!(
+        get("?raw=true").contains("\x1b[1mbold"),
+        "{:?}",
+        get("?raw=true")
+    );
 
     // Restart: a new container, still running.
     let before = env.instance(&id)["container_id"].clone();

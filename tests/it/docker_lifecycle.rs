@@ -394,6 +394,60 @@ fn logs_tail_live_and_saved() {
     assert_eq!(lines[4], "terminated", "{saved:?}");
 }
 
+/// `logs` shows what the agent's screen showed, as text: colours, cursor
+/// moves and queries to the terminal (which the user's own terminal would
+/// answer into their prompt) are played into an emulator, not printed; a
+/// line redrawn in place shows once, as it ended. `--raw` is the stream.
+#[test]
+fn logs_show_the_screen_as_text_and_raw_gives_the_stream() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let (id, _) = start(&env, "logsvt");
+    let cname = common::cname(&id);
+    docker_ok(&[
+        "exec",
+        &cname,
+        "sh",
+        "-c",
+        r"printf '\033[31mred title\033[39m\r\n\033]11;?\007\033[c\033P+q544e\033\\progress 10%%\rprogress 100%%\r\n\033[5Gindented\r\n' > /dev/console",
+    ]);
+    let mut shown = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            shown = env.ok(&["logs", &id]);
+            shown.contains("indented")
+        }),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains('\x1b'),
+        "an escape reached the reader: {shown:?}"
+    );
+    let lines: Vec<&str> = shown.lines().collect();
+    for want in ["red title", "progress 100%", "    indented"] {
+        assert!(lines.contains(&want), "{want:?} not shown: {shown:?}");
+    }
+    assert!(!shown.contains("10%p"), "{shown:?}");
+    assert!(
+        !shown.contains("progress 10%"),
+        "a redrawn line shows twice: {shown:?}"
+    );
+    assert_eq!(
+        env.ok(&["logs", &id, "--tail", "2"])
+            .lines()
+            .collect::<Vec<_>>(),
+        ["progress 100%", "    indented"]
+    );
+    let raw = env.ok(&["logs", &id, "--raw"]);
+    assert!(raw.contains("\x1b[31mred title"), "{raw:?}");
+    // Saved when it ends: rendered the same way.
+    env.ok(&["stop", &id]);
+    let saved = env.ok(&["logs", &id]);
+    assert!(saved.lines().any(|l| l == "red title"), "{saved:?}");
+    assert!(!saved.contains('\x1b'), "{saved:?}");
+}
+
 #[test]
 fn max_instances_is_enforced() {
     require_docker!();

@@ -18,6 +18,8 @@
 //! - [`boxdir`]: a directory a box writes (the proxy's log): files opened
 //!   beneath its fd, never a symlink, a FIFO or a lock, reads capped.
 //! - [`json`]: JSON a terminal may print: C1, DEL and bidi escaped too.
+//! - [`screen`]: an agent's terminal stream played into an emulator; only
+//!   the text of its cells comes out (`logs`, the dashboard's log panel).
 //! - [`text`]: strings on their way to a terminal: control characters (C0,
 //!   C1, DEL) and bidirectional overrides shown escaped, never sent.
 
@@ -27,6 +29,7 @@ pub mod boxdir;
 pub mod fs;
 pub mod git;
 pub mod json;
+pub mod screen;
 pub mod text;
 pub mod tree;
 
