@@ -409,3 +409,32 @@ impl Drop for IgnoreInterrupts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(args: &[&str]) -> (Option<Wanted>, Vec<String>) {
+        split_worktree(args.iter().map(|a| (*a).to_owned()).collect())
+    }
+
+    #[test]
+    fn a_leading_w_is_ours_with_or_without_a_name() {
+        let named = |n: &str| Some(Wanted::Named(n.to_owned()));
+        assert_eq!(
+            split(&["-w", "feat", "-p", "x"]),
+            (named("feat"), vec!["-p".into(), "x".into()])
+        );
+        assert_eq!(split(&["--worktree=feat"]), (named("feat"), vec![]));
+        assert_eq!(split(&["--worktree", "feat"]), (named("feat"), vec![]));
+        // Alone, last or before an option: a new one, its name made up.
+        assert_eq!(split(&["-w"]), (Some(Wanted::MadeUp), vec![]));
+        assert_eq!(
+            split(&["-w", "--model", "opus"]),
+            (Some(Wanted::MadeUp), vec!["--model".into(), "opus".into()])
+        );
+        assert_eq!(split(&["--worktree="]), (Some(Wanted::MadeUp), vec![]));
+        // Not first: the agent's.
+        assert_eq!(split(&["-p", "-w"]), (None, vec!["-p".into(), "-w".into()]));
+    }
+}

@@ -41,7 +41,10 @@ fn start_with_a_worktree_makes_the_branch_and_git_resolves_inside() {
     let wt = repo.join(".claude/worktrees/feat");
     assert_eq!(inst["project_path"], wt.to_str().unwrap(), "{inst:#}");
     assert_eq!(inst["worktree"]["branch"], "worktree-feat", "{inst:#}");
-    assert_eq!(git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]), "worktree-feat");
+    assert_eq!(
+        git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "worktree-feat"
+    );
     assert_eq!(
         std::fs::read_to_string(wt.join(".env")).unwrap(),
         "SECRET=1\n"
@@ -164,7 +167,10 @@ fn a_failing_setup_command_stops_the_start_naming_it_and_keeps_everything() {
     );
     // Nothing lost: the worktree, its branch, and the output.
     let wt = repo.join(".claude/worktrees/f");
-    assert_eq!(git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]), "worktree-f");
+    assert_eq!(
+        git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "worktree-f"
+    );
     let logs = common::stdout(&env.run(&["logs", &id]));
     assert!(logs.contains("before-the-failure"), "{logs}");
     assert!(!logs.contains("never-run"), "{logs}");
@@ -360,7 +366,10 @@ fn rm_removes_a_clean_worktree_when_asked_and_never_one_with_work_in_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!base.join("clean").exists(), "{}", stderr(&out));
     assert!(!git(&repo, &["worktree", "list"]).contains("clean"));
-    assert_eq!(git(&repo, &["branch", "--list", "worktree-clean"]), "worktree-clean");
+    assert_eq!(
+        git(&repo, &["branch", "--list", "worktree-clean"]),
+        "worktree-clean"
+    );
 
     // Uncommitted changes or unpushed commits: refused, nothing removed.
     for (w, why) in [

@@ -978,7 +978,13 @@ fn create_with_a_worktree_runs_the_instance_on_its_branch() {
     assert_eq!(inst["project_path"], wt.to_str().unwrap(), "{inst:#}");
     assert_eq!(inst["worktree"]["branch"], "worktree-feat", "{inst:#}");
     assert_eq!(
-        git(&["rev-parse", "--verify", "--quiet", "refs/heads/worktree-feat"]).len(),
+        git(&[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "refs/heads/worktree-feat"
+        ])
+        .len(),
         40
     );
     // Again: the same instance.

@@ -39,7 +39,16 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
 /// directory itself as [`parent_dir`] opened it (a link planted on its path
 /// afterwards leads git nowhere it may write).
 pub(crate) fn git_writing(top: &Path, args: &[&str], common: &Path, path: &Path) -> Result<String> {
-    let parent = parent_dir(top, path, false)?;
+    let parent = match parent_dir(top, path, false) {
+        Ok(d) => Some(d),
+        // Gone (removed by hand): git only forgets it, writing in the git
+        // dir alone.
+        Err(_) if args.contains(&"remove") && !path.parent().is_some_and(Path::exists) => None,
+        Err(e) => return Err(e),
+    };
+    let Some(parent) = parent else {
+        return crate::core::untrusted::git::run_writing(top, args, &[common]);
+    };
     let writable = parent.fd_path();
     let writable = if writable.exists() {
         writable
@@ -517,12 +526,14 @@ pub fn prepare(ctx: &Ctx, repo: &Path, wanted: &Wanted, warnings: &mut Warnings)
             b
         }
     };
-    match Dir::open(&top).and_then(|f| Ok((f, worktree_dir_of(&top, &path)))) {
-        Ok((from, Ok(to))) => {
+    let dirs = Dir::open(&top)
+        .map_err(|e| Error::io(&top, e))
+        .and_then(|f| Ok((f, worktree_dir_of(&top, &path)?)));
+    match dirs {
+        Ok((from, to)) => {
             include_files(&top, &from, &to, warnings);
             copy_files(&ctx.global()?.worktree.copy, &from, &to, warnings);
         }
-        Ok((_, Err(e))) => warnings.warn(format!("worktree {name}: nothing copied: {e}")),
         Err(e) => warnings.warn(format!("worktree {name}: nothing copied: {e}")),
     }
     // Whole now: a later start may use it.
