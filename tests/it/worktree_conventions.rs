@@ -454,3 +454,60 @@ fn the_agent_commits_as_the_user_without_their_git_config() {
         "Ada Lovelace <ada@example.com>"
     );
 }
+
+/// `worktree.dir` still sends worktrees elsewhere (a directory per
+/// repository), with Claude Code's branch name; one made under its older
+/// layout (`<dir>/<basename>/NAME`) is still used.
+#[test]
+fn worktree_dir_overrides_the_place_and_its_older_layout_is_still_used() {
+    require_docker!();
+    let env = Env::new();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().canonicalize().unwrap();
+    with_config(
+        &env,
+        &format!("\n[worktree]\ndir = \"{}\"\n", dir_path.display()),
+    );
+    let name = env.unique("wdir");
+    let s = scene(&env, &name);
+    let out = start_w(&env, &s.repo, &["-w", "x"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inst = env.instance(&format!("{name}-x-claude"));
+    let path = PathBuf::from(inst["project_path"].as_str().unwrap());
+    assert_eq!(
+        path.parent().unwrap().parent().unwrap(),
+        dir_path,
+        "{inst:#}"
+    );
+    let per_repo = path
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    assert!(per_repo.starts_with(&format!("{name}-")), "{per_repo}");
+    assert_eq!(inst["worktree"]["branch"], "worktree-x", "{inst:#}");
+    assert_eq!(git(&path, &["rev-parse", "HEAD"]), s.remote_tip);
+    assert!(!s.repo.join(".claude").exists());
+    // The older `<dir>/<basename>/NAME`.
+    let older = dir_path.join(&name).join("y");
+    git(
+        &s.repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "ai/y",
+            older.to_str().unwrap(),
+        ],
+    );
+    let out = start_w(&env, &s.repo, &["-w", "y"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inst = env.instance(&format!("{name}-y-claude"));
+    assert_eq!(inst["project_path"], older.to_str().unwrap(), "{inst:#}");
+    assert_eq!(inst["worktree"]["branch"], "ai/y", "{inst:#}");
+    let quiet = stdout(&env.run_in(&s.repo, &["worktree", "list", "--quiet"]));
+    assert_eq!(quiet.lines().collect::<Vec<_>>(), ["x", "y"], "{quiet}");
+    env.ok(&["stop", "--all"]);
+}
