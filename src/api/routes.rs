@@ -106,7 +106,7 @@ pub async fn create(
                 detach: true,
                 args: body.args,
                 shell_pid: None,
-                worktree: body.worktree,
+                worktree: body.worktree.map(service::start::Wanted::Named),
                 resume: false,
             },
             &mut warnings,

@@ -87,9 +87,11 @@ pub struct RunArgs {
     /// Egress policy for a started instance: open, allowlist or none
     #[arg(long, value_enum)]
     pub egress: Option<EgressPolicy>,
-    /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
-    #[arg(long, short = 'w', value_name = "NAME", add = ArgValueCandidates::new(worktree_candidates))]
-    pub worktree: Option<String>,
+    /// Run in the git worktree NAME (.claude/worktrees/NAME on branch
+    /// worktree-NAME, or the branch NAME); without NAME, a new one with a
+    /// made-up name
+    #[arg(long, short = 'w', value_name = "NAME", num_args = 0..=1, add = ArgValueCandidates::new(worktree_candidates))]
+    pub worktree: Option<Option<String>>,
     /// Arguments passed to the agent
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -115,9 +117,11 @@ pub struct StartArgs {
     /// Do not attach after starting
     #[arg(long, short)]
     pub detach: bool,
-    /// Run in the git worktree NAME (branch ai/NAME, or the branch NAME)
-    #[arg(long, short = 'w', value_name = "NAME", add = ArgValueCandidates::new(worktree_candidates))]
-    pub worktree: Option<String>,
+    /// Run in the git worktree NAME (.claude/worktrees/NAME on branch
+    /// worktree-NAME, or the branch NAME); without NAME, a new one with a
+    /// made-up name
+    #[arg(long, short = 'w', value_name = "NAME", num_args = 0..=1, add = ArgValueCandidates::new(worktree_candidates))]
+    pub worktree: Option<Option<String>>,
     #[arg(last = true)]
     pub args: Vec<String>,
 }

@@ -8,7 +8,7 @@ use crate::engine::attach::{parse_detach_keys, AttachEnd};
 use crate::lifecycle;
 use crate::lifecycle::docker::DockerEngine;
 use crate::lifecycle::setup_wait::Watch;
-use crate::service::{self, start::StartRequest, start::Started};
+use crate::service::{self, start::StartRequest, start::Started, start::Wanted};
 use crate::state::registry::{Client, Instance, ProcRef, RuntimeKind};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -25,25 +25,36 @@ pub fn request(a: StartArgs) -> StartRequest {
         egress: a.egress,
         detach: a.detach,
         args: a.args,
-        worktree: a.worktree,
+        worktree: a.worktree.map(wanted),
         shell_pid: None,
         resume: true,
     }
 }
 
+/// `-w NAME` or `-w` alone (a new worktree, its name made up).
+fn wanted(name: Option<String>) -> Wanted {
+    match name.filter(|n| !n.is_empty()) {
+        Some(n) => Wanted::Named(n),
+        None => Wanted::MadeUp,
+    }
+}
+
 /// `claude -w NAME ARGS` from the shell function: a leading `-w NAME`,
 /// `--worktree NAME` or `--worktree=NAME` is ours, the rest the agent's.
-fn split_worktree(mut args: Vec<String>) -> (Option<String>, Vec<String>) {
+/// `-w` last or before an option (`claude -w --model x`) asks for a new
+/// worktree with a made-up name, as Claude Code's own `-w` does.
+fn split_worktree(mut args: Vec<String>) -> (Option<Wanted>, Vec<String>) {
     match args.first().map(String::as_str) {
-        Some("-w" | "--worktree") if args.len() >= 2 => {
-            let name = args.remove(1);
+        Some("-w" | "--worktree") => {
             args.remove(0);
-            (Some(name), args)
+            let named = args.first().is_some_and(|a| !a.starts_with('-'));
+            let name = named.then(|| args.remove(0));
+            (Some(wanted(name)), args)
         }
         Some(a) if a.starts_with("--worktree=") => {
             let name = a["--worktree=".len()..].to_owned();
             args.remove(0);
-            (Some(name), args)
+            (Some(wanted(Some(name))), args)
         }
         _ => (None, args),
     }
@@ -64,7 +75,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         let _ = crate::service::shell::mark_owner(&ctx.dirs, pid);
     }
     let (from_args, args) = match worktree {
-        Some(w) => (Some(w), args),
+        Some(w) => (Some(wanted(w)), args),
         None => split_worktree(args),
     };
     start(
@@ -87,11 +98,15 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
 
 pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
     let (detach, shell_pid) = (req.detach, req.shell_pid);
+    let made_up = req.worktree == Some(Wanted::MadeUp);
     let args = req.args.clone();
     let mut warnings = crate::core::warning::Warnings::new();
     let started = service::start::start(ctx, req, &mut warnings);
     super::output::warnings(warnings);
     let started = started?;
+    if made_up {
+        announce_worktree(&started);
+    }
     match started {
         Started::AlreadyRunning(inst) => {
             if detach {
@@ -131,6 +146,23 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
                 foreground_process(ctx, &inst, child)
             }
         }
+    }
+}
+
+/// Says which worktree a `-w` without a name made, so it can be found
+/// (and named again) later.
+fn announce_worktree(started: &Started) {
+    let inst = match started {
+        Started::AlreadyRunning(i) => i,
+        Started::Container { inst, .. } | Started::Process { inst, .. } => inst,
+    };
+    if let Some(w) = &inst.worktree {
+        eprintln!(
+            "worktree {} (branch {}) at {}",
+            w.name,
+            crate::core::untrusted::printable(&w.branch),
+            w.path.display()
+        );
     }
 }
 
@@ -375,5 +407,34 @@ impl Drop for IgnoreInterrupts {
             let _ = signal(Signal::SIGINT, SigHandler::SigDfl);
             let _ = signal(Signal::SIGQUIT, SigHandler::SigDfl);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(args: &[&str]) -> (Option<Wanted>, Vec<String>) {
+        split_worktree(args.iter().map(|a| (*a).to_owned()).collect())
+    }
+
+    #[test]
+    fn a_leading_w_is_ours_with_or_without_a_name() {
+        let named = |n: &str| Some(Wanted::Named(n.to_owned()));
+        assert_eq!(
+            split(&["-w", "feat", "-p", "x"]),
+            (named("feat"), vec!["-p".into(), "x".into()])
+        );
+        assert_eq!(split(&["--worktree=feat"]), (named("feat"), vec![]));
+        assert_eq!(split(&["--worktree", "feat"]), (named("feat"), vec![]));
+        // Alone, last or before an option: a new one, its name made up.
+        assert_eq!(split(&["-w"]), (Some(Wanted::MadeUp), vec![]));
+        assert_eq!(
+            split(&["-w", "--model", "opus"]),
+            (Some(Wanted::MadeUp), vec!["--model".into(), "opus".into()])
+        );
+        assert_eq!(split(&["--worktree="]), (Some(Wanted::MadeUp), vec![]));
+        // Not first: the agent's.
+        assert_eq!(split(&["-p", "-w"]), (None, vec!["-p".into(), "-w".into()]));
     }
 }

@@ -300,7 +300,16 @@ pub(super) fn register(
     }
     inst.starter = Some(ProcRef::me());
     if let Some(info) = &req.worktree {
-        inst.worktree = Some(info.clone());
+        // A reused worktree does not know its base: the one recorded when
+        // it was made stays.
+        let kept = inst
+            .worktree
+            .as_ref()
+            .filter(|w| w.path == info.path)
+            .and_then(|w| w.base.clone());
+        let mut info = info.clone();
+        info.base = info.base.or(kept);
+        inst.worktree = Some(info);
     }
     inst.args = req.args.clone();
     reg.instances.insert(id.clone(), inst.clone());
@@ -345,6 +354,11 @@ pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<
         .collect();
     let mut env = agent_env(id, &req.mode, inst.port, &socket, &passthrough);
     env.extend(wiring.env);
+    if plan.kind == RuntimeKind::Docker {
+        // The agent commits as the user, without the user's git config
+        // (which may name programs) in the box.
+        env.extend(crate::features::worktree::identity_env(&req.project));
+    }
     let setup = if inst.worktree.is_some() {
         plan.eff.settings.worktree.setup.clone()
     } else {

@@ -10,6 +10,7 @@ use crate::state::config::{EgressPolicy, RuntimeChoice};
 use crate::state::context::Ctx;
 use std::path::PathBuf;
 
+pub use crate::features::worktree::Wanted;
 pub use crate::lifecycle::Started;
 
 pub struct StartRequest {
@@ -23,8 +24,8 @@ pub struct StartRequest {
     pub detach: bool,
     pub args: Vec<String>,
     pub shell_pid: Option<u32>,
-    /// Run in the git worktree of this name of the project.
-    pub worktree: Option<String>,
+    /// Run in a git worktree of the project: this one, or a new one.
+    pub worktree: Option<Wanted>,
     /// Reconcile first (so a dead instance is restarted, not attached to)
     /// and bring back an instance an engine restart or reboot ended with
     /// the arguments it was started with, when none are given now.
@@ -37,9 +38,9 @@ pub fn start(ctx: &Ctx, req: StartRequest, warnings: &mut Warnings) -> Result<St
     let mut req = req;
     let mut project = crate::state::project::of(&ctx.dirs, req.path.as_deref())?;
     let worktree = match req.worktree.take() {
-        Some(name) => {
+        Some(wanted) => {
             let (info, dir, id) =
-                crate::features::worktree::target(ctx, &project, &name, &req.mode, warnings)?;
+                crate::features::worktree::target(ctx, &project, &wanted, &req.mode, warnings)?;
             project = dir;
             req.id.get_or_insert(id);
             Some(info)

@@ -1,6 +1,7 @@
-//! `--worktree NAME`: real git; the worktree is made as a sibling on branch
-//! `ai/NAME`, `.env` copied, the instance id `<project>-<NAME>-<mode>`, the
-//! worktree's `.git` file resolves inside the container, `git commit` in
+//! `--worktree NAME`: real git; the worktree is made in
+//! `<repo>/.claude/worktrees/NAME` on branch `worktree-NAME`, `.env`
+//! copied, the instance id `<project>-<NAME>-<mode>`, the worktree's
+//! `.git` file resolves inside the container, `git commit` in
 //! the real agent image (which has git) lands on the branch, and
 //! `worktree.setup` runs before the agent.
 
@@ -37,14 +38,13 @@ fn start_with_a_worktree_makes_the_branch_and_git_resolves_inside() {
     let id = format!("{name}-feat-claude");
     let inst = env.instance(&id);
     assert_eq!(inst["status"], "running", "{inst:#}");
-    let wt = repo
-        .parent()
-        .unwrap()
-        .join(format!("{name}.worktrees"))
-        .join("feat");
+    let wt = repo.join(".claude/worktrees/feat");
     assert_eq!(inst["project_path"], wt.to_str().unwrap(), "{inst:#}");
-    assert_eq!(inst["worktree"]["branch"], "ai/feat", "{inst:#}");
-    assert_eq!(git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]), "ai/feat");
+    assert_eq!(inst["worktree"]["branch"], "worktree-feat", "{inst:#}");
+    assert_eq!(
+        git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "worktree-feat"
+    );
     assert_eq!(
         std::fs::read_to_string(wt.join(".env")).unwrap(),
         "SECRET=1\n"
@@ -55,7 +55,7 @@ fn start_with_a_worktree_makes_the_branch_and_git_resolves_inside() {
     let cid = inst["container_id"].as_str().unwrap().to_owned();
     let script = "d=$(sed -n 's/^gitdir: //p' .git) && cat \"$d/HEAD\" && cat \"$d/$(cat \"$d/commondir\")/HEAD\"";
     let seen = docker_ok(&["exec", &cid, "sh", "-c", script]);
-    assert!(seen.contains("ref: refs/heads/ai/feat"), "{seen}");
+    assert!(seen.contains("ref: refs/heads/worktree-feat"), "{seen}");
     assert!(seen.contains("ref: refs/heads/main"), "{seen}");
 
     // Again: the same worktree and instance, not a second one.
@@ -107,7 +107,7 @@ fn setup_commands_run_in_the_worktree_before_the_agent_and_show_in_logs() {
     let out = env.run_in(&repo, &["start", "--mode", "claude", "--detach", "-w", "s"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let id = format!("{name}-s-claude");
-    let wt = repo.parent().unwrap().join(format!("{name}.worktrees/s"));
+    let wt = repo.join(".claude/worktrees/s");
     // Ran in the project dir, as the user, and finished before the start
     // returned.
     let uid = nix_uid();
@@ -166,8 +166,11 @@ fn a_failing_setup_command_stops_the_start_naming_it_and_keeps_everything() {
         "{inst:#}"
     );
     // Nothing lost: the worktree, its branch, and the output.
-    let wt = repo.parent().unwrap().join(format!("{name}.worktrees/f"));
-    assert_eq!(git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]), "ai/f");
+    let wt = repo.join(".claude/worktrees/f");
+    assert_eq!(
+        git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "worktree-f"
+    );
     let logs = common::stdout(&env.run(&["logs", &id]));
     assert!(logs.contains("before-the-failure"), "{logs}");
     assert!(!logs.contains("never-run"), "{logs}");
@@ -220,14 +223,14 @@ fn git_commit_inside_a_worktree_instance_lands_on_its_branch() {
         logs.contains("GIT-WORKED"),
         "git failed in the box:\n{logs}"
     );
-    assert!(logs.contains("ai/box"), "{logs}");
-    // On the host: the commit is on ai/box, main is untouched.
+    assert!(logs.contains("worktree-box"), "{logs}");
+    // On the host: the commit is on worktree-box, main is untouched.
     assert_eq!(
-        git(&repo, &["log", "-1", "--format=%s", "ai/box"]),
+        git(&repo, &["log", "-1", "--format=%s", "worktree-box"]),
         "made in the box"
     );
     assert_eq!(git(&repo, &["log", "-1", "--format=%s", "main"]), "init");
-    let wt = repo.parent().unwrap().join(format!("{name}.worktrees/box"));
+    let wt = repo.join(".claude/worktrees/box");
     assert_eq!(git(&wt, &["status", "--porcelain"]), "");
     assert_eq!(
         std::fs::read_to_string(wt.join("boxed.txt")).unwrap(),
@@ -246,7 +249,7 @@ fn worktree_list_shows_paths_branches_instances_and_what_removal_would_lose() {
         let out = env.run_in(&repo, &["start", "--mode", "claude", "--detach", "-w", w]);
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let base = repo.parent().unwrap().join(format!("{name}.worktrees"));
+    let base = repo.join(".claude/worktrees");
     std::fs::write(base.join("dirty/README"), "changed\n").unwrap();
     std::fs::write(base.join("ahead/new.txt"), "x\n").unwrap();
     git(&base.join("ahead"), &["add", "new.txt"]);
@@ -278,7 +281,7 @@ fn worktree_list_shows_paths_branches_instances_and_what_removal_would_lose() {
     assert_eq!(rows.len(), 3, "{rows:#?}");
     let row = |w: &str| {
         rows.iter()
-            .find(|r| r["branch"] == format!("ai/{w}"))
+            .find(|r| r["branch"] == format!("worktree-{w}"))
             .unwrap_or_else(|| panic!("{w} missing: {rows:#?}"))
             .clone()
     };
@@ -308,8 +311,8 @@ fn worktree_list_shows_paths_branches_instances_and_what_removal_would_lose() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(text.starts_with("PATH"), "{text}");
     for needle in [
-        "ai/clean",
-        "ai/dirty",
+        "worktree-clean",
+        "worktree-dirty",
         "uncommitted changes",
         "1 unpushed",
         "running",
@@ -318,11 +321,11 @@ fn worktree_list_shows_paths_branches_instances_and_what_removal_would_lose() {
     }
     let elsewhere = env.project(&env.unique("elsewhere"));
     let text = common::stdout(&env.run_in(&elsewhere, &["worktree", "list", "--all"]));
-    assert!(text.contains("ai/ahead"), "{text}");
+    assert!(text.contains("worktree-ahead"), "{text}");
     // With every instance gone, --all still finds the worktrees left.
     env.ok(&["rm", "--all", "--force"]);
     let text = common::stdout(&env.run_in(&elsewhere, &["worktree", "list", "--all"]));
-    for needle in ["ai/clean", "ai/dirty", "ai/ahead"] {
+    for needle in ["worktree-clean", "worktree-dirty", "worktree-ahead"] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
     assert!(!text.contains("mine"), "{text}");
@@ -343,7 +346,7 @@ fn rm_removes_a_clean_worktree_when_asked_and_never_one_with_work_in_it() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     env.ok(&["stop", "--all"]);
-    let base = repo.parent().unwrap().join(format!("{name}.worktrees"));
+    let base = repo.join(".claude/worktrees");
     let id = |w: &str| format!("{name}-{w}-claude");
     std::fs::write(base.join("dirty/README"), "changed\n").unwrap();
     std::fs::write(base.join("envedit/.env"), "A=2\n").unwrap();
@@ -363,7 +366,10 @@ fn rm_removes_a_clean_worktree_when_asked_and_never_one_with_work_in_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!base.join("clean").exists(), "{}", stderr(&out));
     assert!(!git(&repo, &["worktree", "list"]).contains("clean"));
-    assert_eq!(git(&repo, &["branch", "--list", "ai/clean"]), "ai/clean");
+    assert_eq!(
+        git(&repo, &["branch", "--list", "worktree-clean"]),
+        "worktree-clean"
+    );
 
     // Uncommitted changes or unpushed commits: refused, nothing removed.
     for (w, why) in [
@@ -386,7 +392,7 @@ fn rm_removes_a_clean_worktree_when_asked_and_never_one_with_work_in_it() {
     env.ok(&["rm", "--worktree", "--force", &id("ahead")]);
     assert!(!base.join("ahead").exists());
     assert_eq!(
-        git(&repo, &["log", "-1", "--format=%s", "ai/ahead"]),
+        git(&repo, &["log", "-1", "--format=%s", "worktree-ahead"]),
         "ahead"
     );
 
@@ -505,7 +511,7 @@ fn setup_on_the_host_runtime_is_waited_for_and_a_failure_reported() {
         "{}",
         stderr(&out)
     );
-    let wt = repo.parent().unwrap().join(format!("{name}.worktrees/h"));
+    let wt = repo.join(".claude/worktrees/h");
     assert_eq!(
         std::fs::read_to_string(wt.join("made-here")).unwrap(),
         "host-setup\n"

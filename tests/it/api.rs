@@ -1003,14 +1003,17 @@ fn create_with_a_worktree_runs_the_instance_on_its_branch() {
     let inst = r.json();
     let id = format!("{name}-feat-claude");
     assert_eq!(inst["id"], id.as_str(), "{inst:#}");
-    let wt = repo
-        .parent()
-        .unwrap()
-        .join(format!("{name}.worktrees/feat"));
+    let wt = repo.join(".claude/worktrees/feat");
     assert_eq!(inst["project_path"], wt.to_str().unwrap(), "{inst:#}");
-    assert_eq!(inst["worktree"]["branch"], "ai/feat", "{inst:#}");
+    assert_eq!(inst["worktree"]["branch"], "worktree-feat", "{inst:#}");
     assert_eq!(
-        git(&["rev-parse", "--verify", "--quiet", "refs/heads/ai/feat"]).len(),
+        git(&[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "refs/heads/worktree-feat"
+        ])
+        .len(),
         40
     );
     // Again: the same instance.
@@ -1025,9 +1028,5 @@ fn create_with_a_worktree_runs_the_instance_on_its_branch() {
     let r = post(json!({"project_path": plain, "mode": "claude", "worktree": "feat"}));
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("not a git repository"), "{}", r.text());
-    assert!(!plain
-        .parent()
-        .unwrap()
-        .join(format!("{}.worktrees", env.unique("nogit")))
-        .exists());
+    assert!(!plain.join(".claude").exists());
 }

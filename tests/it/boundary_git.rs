@@ -234,7 +234,7 @@ fn nothing_runs(hooks_path: bool) {
 
     let one = host.start_w(&repo, "one");
     let two = host.start_w(&repo, "two");
-    let wt = repo.with_file_name(format!("{name}.worktrees")).join("one");
+    let wt = repo.join(".claude/worktrees").join("one");
     assert!(wt.join("c.c").exists(), "checked out");
     // The agent changes files, so status has content to clean-filter.
     for f in ["a.x", "b.p", "c.c", "README"] {
@@ -313,7 +313,7 @@ fn copy_does_not_read_a_symlinked_env_into_the_worktree() {
     std::fs::write(repo.join("ok.txt"), "copied\n").unwrap();
     let out = host.try_start_w(&repo, "x");
     assert!(out.status.success(), "the start goes on: {}", stderr(&out));
-    let wt = repo.with_file_name(format!("{name}.worktrees")).join("x");
+    let wt = repo.join(".claude/worktrees").join("x");
     assert!(
         std::fs::symlink_metadata(wt.join(".env")).is_err(),
         "nothing made at .env in the worktree"
@@ -397,7 +397,7 @@ fn branch_names_and_planted_worktree_paths_are_shown_printable() {
     let name = host.env.unique("pr");
     let repo = repo(&host.env, &name);
     let id = host.start_w(&repo, "one");
-    let wt = repo.with_file_name(format!("{name}.worktrees")).join("one");
+    let wt = repo.join(".claude/worktrees").join("one");
     // The agent switches its worktree to a branch named with a C1 CSI and
     // a right-to-left override; the user starts `-w one` again.
     git(&wt, &["checkout", "-q", "-b", "x\u{9b}2J\u{202e}txt"]);
@@ -405,7 +405,7 @@ fn branch_names_and_planted_worktree_paths_are_shown_printable() {
     // And plants a worktree record whose path holds an escape sequence.
     let planted = repo.join(".git/worktrees/evil");
     std::fs::create_dir_all(&planted).unwrap();
-    let base = repo.with_file_name(format!("{name}.worktrees"));
+    let base = repo.join(".claude/worktrees");
     std::fs::write(
         planted.join("gitdir"),
         format!("{}/ev\x1b]0;PWNED\x07\u{9b}il/.git\n", base.display()),
@@ -632,7 +632,7 @@ fn a_start_killed_mid_checkout_leaves_no_half_worktree_to_reuse() {
     let name = host.env.unique("half");
     let repo = host.env.project(&name);
     big_repo(&repo);
-    let base = repo.with_file_name(format!("{name}.worktrees"));
+    let base = repo.join(".claude/worktrees");
     // Killed (SIGKILL to its whole group, as a closed terminal would end
     // it) once git has made the worktree's .git and is checking out.
     let mut interrupted = None;
@@ -706,7 +706,7 @@ fn a_killed_worktree_removal_can_be_retried() {
     let host = Host::new("");
     let name = host.env.unique("rmk");
     let repo = repo(&host.env, &name);
-    let base = repo.with_file_name(format!("{name}.worktrees"));
+    let base = repo.join(".claude/worktrees");
     let one = host.start_w(&repo, "one");
     let two = host.start_w(&repo, "two");
     host.ok(&repo, &["stop", &one]);
@@ -812,7 +812,7 @@ fn the_users_global_ignore_file_still_counts_in_worktree_status() {
         "-w",
         "one",
     ]);
-    let wt = repo.with_file_name(format!("{name}.worktrees")).join("one");
+    let wt = repo.join(".claude/worktrees").join("one");
     std::fs::write(wt.join("notes.swp"), "x").unwrap();
     let listed = run(&["worktree", "list"]);
     assert!(listed.contains("clean"), "{listed}");
@@ -828,7 +828,7 @@ fn a_fifo_or_symlink_in_place_of_a_copied_file_neither_hangs_nor_reads_through_w
     std::fs::write(repo.join(".env"), "A=1\n").unwrap();
     std::fs::copy(home.join(".ssh/id_ed25519"), repo.join("key")).unwrap();
     let id = host.start_w(&repo, "one");
-    let wt = repo.with_file_name(format!("{name}.worktrees")).join("one");
+    let wt = repo.join(".claude/worktrees").join("one");
     // An agent of the repository swaps its `.env` for a FIFO; the
     // worktree's agent swaps `key` for a link to the user's key (equal
     // content: it would pass for an unchanged copy).
@@ -895,7 +895,7 @@ fn an_rm_killed_after_the_instance_went_can_be_retried() {
     let name = host.env.unique("rmr");
     let repo = host.env.project(&name);
     big_repo(&repo);
-    let base = repo.with_file_name(format!("{name}.worktrees"));
+    let base = repo.join(".claude/worktrees");
     // Killed once its instance is gone, while git deletes the worktree.
     let mut caught = None;
     for attempt in 0..5 {
@@ -930,7 +930,7 @@ fn an_rm_killed_after_the_instance_went_can_be_retried() {
 
 /// The agent plants, in the `.git` it can write, the reflog of the branch
 /// the next `-w x` makes as a link to the user's `~/.bashrc`, and a
-/// `user.name` that is a shell command: `worktree add -b ai/x` would
+/// `user.name` that is a shell command: `worktree add -b worktree-x` would
 /// append `… x; touch ~/pwned; echo <e> …` to it (the next bash runs it).
 /// Under Landlock our git may write only in the git dir and beside the
 /// worktree, so the append is refused; the ident is ours in any case.
@@ -975,7 +975,7 @@ fn copy_does_not_fill_the_disk_from_a_sparse_file() {
     drop(f);
     let out = host.try_start_w(&repo, "s");
     assert!(out.status.success(), "the start goes on: {}", stderr(&out));
-    let wt = repo.with_file_name(format!("{name}.worktrees")).join("s");
+    let wt = repo.join(".claude/worktrees").join("s");
     assert!(
         std::fs::symlink_metadata(wt.join(".env")).is_err(),
         "nothing made at .env in the worktree"

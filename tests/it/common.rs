@@ -455,8 +455,8 @@ pub fn inspect(name: &str) -> Option<serde_json::Value> {
 }
 
 /// A git repository at `repo` (one empty commit on `main`) with a worktree
-/// per name in the place `--worktree NAME` makes them by default
-/// (`<repo>.worktrees/NAME` on branch `ai/NAME`).
+/// per name in the place `--worktree NAME` made them before Claude Code's
+/// layout (`<repo>.worktrees/NAME` on branch `ai/NAME`), still found.
 pub fn repo_with_worktrees(repo: &Path, names: &[&str]) {
     let git = |args: &[&str]| {
         let ok = Command::new("git")

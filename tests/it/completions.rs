@@ -235,7 +235,10 @@ fn worktree_names_complete_in_a_repository() {
         );
         stdout(&out).lines().map(str::to_owned).collect::<Vec<_>>()
     };
-    assert_eq!(complete_in(&["run", "claude", "-w", ""]), ["feat", "fix"]);
+    // The names first; `-w` alone is a new worktree, so options follow.
+    let got = complete_in(&["run", "claude", "-w", ""]);
+    assert_eq!(got[..2], ["feat", "fix"], "{got:?}");
+    assert!(got[2..].iter().all(|c| c.starts_with('-')), "{got:?}");
     assert_eq!(complete_in(&["start", "--worktree", "fe"]), ["feat"]);
     // What the agent functions' completion asks for.
     let out = env

@@ -324,7 +324,9 @@ fn dashboard_shows_and_stops_an_instance() {
         json!([other_id]),
     );
     assert!(
-        other_row.as_str().is_some_and(|t| t.contains("ai/fix")),
+        other_row
+            .as_str()
+            .is_some_and(|t| t.contains("worktree-fix")),
         "{other_row}"
     );
     assert_eq!(

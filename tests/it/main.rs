@@ -83,3 +83,4 @@ mod shell_start_cache;
 mod spend_cli;
 mod stale_stop_marker;
 mod top_tui;
+mod worktree_conventions;

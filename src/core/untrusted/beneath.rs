@@ -72,6 +72,64 @@ impl Dir {
         Ok(File::from(f))
     }
 
+    /// The directory `rel` beneath, each missing component made (0755);
+    /// refused (an error saying why) when a component is a symlink (never
+    /// followed) or not a directory.
+    pub fn make_dirs(&self, rel: &Path) -> io::Result<Dir> {
+        self.dirs(rel, true)
+    }
+
+    /// The directory `rel` beneath, no symlink at any component.
+    pub fn sub(&self, rel: &Path) -> io::Result<Dir> {
+        self.dirs(rel, false)
+    }
+
+    fn dirs(&self, rel: &Path, make: bool) -> io::Result<Dir> {
+        let mut at = self.dup()?;
+        for d in parts(rel)? {
+            let c = cstr(d)?;
+            if make {
+                // SAFETY: valid fd and C string.
+                unsafe { libc::mkdirat(at.as_raw_fd(), c.as_ptr(), 0o755) };
+            }
+            // What is there, for the refusal's reason (the open below is
+            // what holds the rule).
+            let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+            // SAFETY: valid fd, C string and out pointer.
+            if unsafe {
+                libc::fstatat(
+                    at.as_raw_fd(),
+                    c.as_ptr(),
+                    st.as_mut_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            } == 0
+            {
+                // SAFETY: fstatat succeeded and filled it.
+                let mode = unsafe { st.assume_init() }.st_mode & libc::S_IFMT;
+                if mode == libc::S_IFLNK {
+                    return Err(symlink());
+                }
+                if mode != libc::S_IFDIR {
+                    return Err(io::Error::other("not a directory"));
+                }
+            }
+            at = openat(
+                at.as_raw_fd(),
+                d,
+                DIR_FLAGS | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )?;
+        }
+        Ok(Dir(at))
+    }
+
+    /// A path naming this very directory (`/proc/self/fd/N`, Linux), for
+    /// a rule that must hold on it and not on what its path leads to later.
+    pub fn fd_path(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
+    }
+
     fn dup(&self) -> io::Result<OwnedFd> {
         self.0.try_clone()
     }
@@ -239,6 +297,15 @@ mod tests {
             std::fs::read_to_string(t.path().join("secret")).unwrap(),
             "KEY"
         );
+        // Directories: made or opened only where each component is one.
+        from.make_dirs(Path::new("sub/new/deeper")).unwrap();
+        assert!(a.join("sub/new/deeper").is_dir());
+        let e = from.make_dirs(Path::new("up/made")).err().unwrap();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(!t.path().join("made").exists());
+        assert!(from.sub(Path::new("up")).is_err());
+        assert!(from.make_dirs(Path::new("sub/ok/x")).is_err());
+        assert!(from.sub(Path::new("sub/new")).is_ok());
         // The fallback (no openat2) holds the same rule.
         let ro = libc::O_RDONLY;
         assert!(from.walk(&[b"link"], ro, 0).is_err());

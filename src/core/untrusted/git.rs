@@ -263,8 +263,10 @@ impl Identity {
         };
         let local = |k: &str| {
             repo.and_then(|r| {
-                // Only the repository's own files: no global config here.
-                run(r, &["config", "--get", k])
+                // Only the repository's own file: not the global config,
+                // nor our own placeholder ident (given as command-line
+                // config, which a plain `--get` would return).
+                run(r, &["config", "--local", "--get", k])
                     .ok()
                     .map(|v| clean(&v))
                     .filter(|v| !v.is_empty())
@@ -316,7 +318,9 @@ pub fn global_config(key: &str) -> Option<String> {
             cmd.env_remove(&k);
         }
     }
-    cmd.args(["config", "--global", "--get", key])
+    // `--includes`: an identity kept in a file the global config
+    // includes (`[include] path = ~/.gitconfig.local`) is the user's too.
+    cmd.args(["config", "--global", "--includes", "--get", key])
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .stdin(Stdio::null())
         .stderr(Stdio::null())
@@ -717,6 +721,30 @@ mod tests {
             run(dir.path(), &["rev-parse", "--is-inside-work-tree"]).unwrap(),
             "true"
         );
+    }
+
+    /// The repository's own `user.*` is the user's identity there (a plain
+    /// `config --get` returned our placeholder ident instead).
+    #[test]
+    fn identity_reads_the_repositorys_user_not_our_placeholder() {
+        if std::env::var_os("GIT_AUTHOR_NAME").is_some()
+            || std::env::var_os("GIT_AUTHOR_EMAIL").is_some()
+        {
+            eprintln!("SKIP: GIT_AUTHOR_* set in the environment");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        run(t.path(), &["init", "-q"]).unwrap();
+        let cfg = t.path().join(".git/config");
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str("[user]\n\tname = Repo\u{1b} Person\n\temail = repo@example.com\n");
+        std::fs::write(&cfg, text).unwrap();
+        let who = Identity::of(Some(t.path()));
+        assert_eq!(who.name.as_deref(), Some("Repo Person"));
+        assert_eq!(who.email.as_deref(), Some("repo@example.com"));
+        assert!(who
+            .env()
+            .contains(&("GIT_COMMITTER_EMAIL", "repo@example.com".into())));
     }
 
     /// Without Landlock, `status` in a repository with a submodule whose

@@ -1,7 +1,8 @@
-//! The worktrees ai-sessions made: those git lists for a repository under
-//! its worktree place (`worktree.dir`, or the sibling `<repo>.worktrees/`),
-//! plus any an instance records, with the instances that run in them and
-//! what removing one would lose (uncommitted changes, unpushed commits).
+//! The worktrees ai-sessions made: those git lists for a repository in
+//! one of its worktree places (`<repo>/.claude/worktrees/`, `worktree.dir`,
+//! or the older sibling `<repo>.worktrees/`), plus any an instance records,
+//! with the instances that run in them and what removing one would lose
+//! (uncommitted changes, unpushed commits).
 
 use super::{git, Info};
 use crate::core::types::{InstanceId, Status};
@@ -172,28 +173,31 @@ fn git_worktrees(repo: &Path) -> Option<Vec<(PathBuf, Option<String>)>> {
     Some(out)
 }
 
-/// Where the worktrees of `repo` are made.
-fn base_of(ctx: &Ctx, repo: &Path) -> Option<PathBuf> {
-    super::place(ctx, repo, "x")
-        .ok()
-        .and_then(|p| p.parent().map(canonical))
+/// Where the worktrees of `repo` are (made now, and made before).
+fn bases_of(ctx: &Ctx, repo: &Path) -> Vec<PathBuf> {
+    super::places(ctx, repo)
+        .iter()
+        .map(|p| canonical(p))
+        .collect()
 }
 
 /// The names (and branches) of the worktrees in the place of `repo`, for
 /// `-w <TAB>`: one git call, no status.
 pub fn names(ctx: &Ctx, repo: &Path) -> Vec<(String, Option<String>)> {
-    let (Some(base), Some(linked)) = (base_of(ctx, repo), git_worktrees(repo)) else {
+    let Some(linked) = git_worktrees(repo) else {
         return Vec::new();
     };
+    let bases = bases_of(ctx, repo);
     let mut out: Vec<(String, Option<String>)> = linked
         .into_iter()
-        .filter(|(p, _)| p.parent() == Some(base.as_path()))
+        .filter(|(p, _)| p.parent().is_some_and(|d| bases.iter().any(|b| b == d)))
         .filter_map(|(p, b)| Some((p.file_name()?.to_str()?.to_owned(), b)))
         // Only names `-w` takes: a path planted in `.git/worktrees/*/gitdir`
         // is no worktree of ours to offer.
         .filter(|(n, _)| super::check_name(n).is_ok())
         .collect();
     out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
     out
 }
 
@@ -236,9 +240,9 @@ pub fn list(
         let Some(linked) = git_worktrees(&repo) else {
             continue;
         };
-        let base = base_of(ctx, &repo);
+        let bases = bases_of(ctx, &repo);
         for (path, branch) in linked {
-            let ours = base.as_ref().is_some_and(|b| path.starts_with(b))
+            let ours = bases.iter().any(|b| path.starts_with(b) && &path != b)
                 || recorded.iter().any(|(_, _, i)| canonical(&i.path) == path);
             if !ours || path == repo {
                 continue;

@@ -1,9 +1,20 @@
-//! `--worktree NAME`: an instance in its own git worktree, on branch
-//! `ai/NAME` (or the existing branch `NAME`), so several agents work on
-//! one repository side by side. Worktrees live in `worktree.dir` (default:
-//! the sibling `<repo>.worktrees/`), never in the state home. git works
-//! inside the container: a worktree's `.git` file points into the main
-//! repository's `.git` directory, which is mounted at its host path.
+//! `--worktree NAME` (`-w NAME`, every agent): an instance in its own git
+//! worktree, as Claude Code's own `--worktree` makes them, in a box:
+//! `<repo>/.claude/worktrees/NAME` on a new branch `worktree-NAME`, based
+//! on the default remote branch (`origin/HEAD`, else `HEAD`;
+//! `worktree.base_ref = "head"`: `HEAD`), the ignored files
+//! `.worktreeinclude` lists copied in, a name made up when none is given.
+//! An existing branch `NAME` (or `worktree-NAME`, or the older `ai/NAME`)
+//! is used as it is. `worktree.dir` puts them elsewhere (one directory per
+//! repository beneath it). Worktrees made before in the older places
+//! (`<repo>.worktrees/NAME`, on `ai/NAME`) are still found, listed, reused
+//! and removed. git works inside the container: a worktree's `.git` file
+//! points into the main repository's `.git` directory, which is mounted at
+//! its host path.
+//!
+//! `<repo>/.claude` is the project's, which a box can write: each component
+//! is opened without following a link ([`crate::core::untrusted::beneath`])
+//! and git may write only beneath the directory so opened.
 
 pub mod inventory;
 pub mod remove;
@@ -22,13 +33,75 @@ pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     crate::core::untrusted::git::run(dir, args)
 }
 
-/// A git call that adds or removes the worktree at `path`: it may write only
-/// in the common git dir and the worktree's parent
-/// ([`crate::core::untrusted::git::run_writing`]).
-pub(crate) fn git_writing(dir: &Path, args: &[&str], common: &Path, path: &Path) -> Result<String> {
-    let parent = path.parent().unwrap_or(path);
-    crate::core::untrusted::git::run_writing(dir, args, &[common, parent])
+/// A git call that adds or removes the worktree at `path` of the
+/// repository `top`: it may write only in the common git dir and the
+/// worktree's parent ([`crate::core::untrusted::git::run_writing`]), the
+/// directory itself as [`parent_dir`] opened it (a link planted on its path
+/// afterwards leads git nowhere it may write).
+pub(crate) fn git_writing(top: &Path, args: &[&str], common: &Path, path: &Path) -> Result<String> {
+    let parent = match parent_dir(top, path, false) {
+        Ok(d) => Some(d),
+        // Gone (removed by hand): git only forgets it, writing in the git
+        // dir alone.
+        Err(_) if args.contains(&"remove") && !path.parent().is_some_and(Path::exists) => None,
+        Err(e) => return Err(e),
+    };
+    let Some(parent) = parent else {
+        return crate::core::untrusted::git::run_writing(top, args, &[common]);
+    };
+    let writable = parent.fd_path();
+    let writable = if writable.exists() {
+        writable
+    } else {
+        path.parent().unwrap_or(path).to_path_buf()
+    };
+    crate::core::untrusted::git::run_writing(top, args, &[common, &writable])
 }
+
+/// The parent directory of the worktree `path` of `top`, opened (made when
+/// `make`). Inside the repository (`.claude/worktrees`) no component may
+/// be a link or anything but a directory; elsewhere it is our own place.
+fn parent_dir(top: &Path, path: &Path, make: bool) -> Result<Dir> {
+    let parent = path.parent().unwrap_or(path);
+    let refused = |e: std::io::Error| {
+        Error::Invalid(format!(
+            "{}: {e}; refusing to make or use a worktree there (a link in the project could lead git outside it). \
+             Remove it and start again",
+            parent.display()
+        ))
+    };
+    match parent.strip_prefix(top) {
+        Ok(rel) if !rel.as_os_str().is_empty() => {
+            let root = Dir::open(top).map_err(|e| Error::io(top, e))?;
+            if make {
+                root.make_dirs(rel).map_err(refused)
+            } else {
+                root.sub(rel).map_err(refused)
+            }
+        }
+        _ => {
+            if make {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            Dir::open(parent).map_err(|e| Error::io(parent, e))
+        }
+    }
+}
+
+/// The worktree `path` of `top` as a directory: no link on the way inside
+/// the repository.
+fn worktree_dir_of(top: &Path, path: &Path) -> Result<Dir> {
+    let parent = parent_dir(top, path, false)?;
+    let name = path.file_name().map(Path::new).unwrap_or(Path::new("."));
+    parent.sub(name).map_err(|e| {
+        Error::Invalid(format!(
+            "{}: {e}; refusing to use it as a worktree",
+            path.display()
+        ))
+    })
+}
+
+use crate::core::untrusted::beneath::Dir;
 
 /// A worktree name: what a branch and a path component allow.
 pub(crate) fn check_name(name: &str) -> Result<()> {
@@ -65,23 +138,20 @@ fn worktree_dir(ctx: &Ctx) -> Option<PathBuf> {
     expand_dir(ctx.global().ok()?.worktree.dir.as_deref())
 }
 
-/// Where the worktree `name` of `repo` goes.
-pub(crate) fn place(ctx: &Ctx, repo: &Path, name: &str) -> Result<PathBuf> {
+/// Where the worktrees of `top` are made: Claude Code's place,
+/// `<repo>/.claude/worktrees`, or under `worktree.dir`.
+fn home_of(ctx: &Ctx, top: &Path) -> Result<PathBuf> {
     let settings = ctx.global()?;
-    let base = match expand_dir(settings.worktree.dir.as_deref()) {
-        // One directory per repository: two with one basename must not
-        // share (`<basename>-<digest of its path>`).
-        Some(d) => d.join(format!(
-            "{}-{}",
-            crate::state::registry::project_name_of(repo),
-            digest(repo)
-        )),
-        None => {
-            let mut s = repo.as_os_str().to_owned();
-            s.push(".worktrees");
-            PathBuf::from(s)
-        }
+    let Some(d) = expand_dir(settings.worktree.dir.as_deref()) else {
+        return Ok(top.join(CLAUDE_PLACE));
     };
+    // One directory per repository: two with one basename must not
+    // share (`<basename>-<digest of its path>`).
+    let base = d.join(format!(
+        "{}-{}",
+        crate::state::registry::project_name_of(top),
+        digest(top)
+    ));
     let state = ctx.dirs.root();
     let state = state.canonicalize().unwrap_or_else(|_| state.to_path_buf());
     if base.starts_with(&state) || base.starts_with(ctx.dirs.root()) {
@@ -90,8 +160,156 @@ pub(crate) fn place(ctx: &Ctx, repo: &Path, name: &str) -> Result<PathBuf> {
             base.display()
         )));
     }
-    Ok(base.join(name))
+    Ok(base)
 }
+
+/// Claude Code's place for worktrees, inside the repository.
+pub const CLAUDE_PLACE: &str = ".claude/worktrees";
+
+/// Where the worktree `name` of `repo` goes.
+pub(crate) fn place(ctx: &Ctx, repo: &Path, name: &str) -> Result<PathBuf> {
+    Ok(home_of(ctx, repo)?.join(name))
+}
+
+/// Every directory worktrees of `top` are looked for in: where new ones
+/// go first, then the older places (the sibling `<repo>.worktrees`, and
+/// `<dir>/<basename>` of `worktree.dir`), then Claude Code's when
+/// `worktree.dir` sends new ones elsewhere.
+pub(crate) fn places(ctx: &Ctx, top: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = home_of(ctx, top).into_iter().collect();
+    let mut sibling = top.as_os_str().to_owned();
+    sibling.push(".worktrees");
+    out.push(PathBuf::from(sibling));
+    if let Some(d) = worktree_dir(ctx) {
+        out.push(d.join(crate::state::registry::project_name_of(top)));
+    }
+    out.push(top.join(CLAUDE_PLACE));
+    let mut seen = Vec::new();
+    out.retain(|p| {
+        let new = !seen.contains(p);
+        seen.push(p.clone());
+        new
+    });
+    out
+}
+
+/// A name `-w` without one gets: two words and four hex digits
+/// (`brave-otter-3f2a`), none of `top`'s branches or worktrees yet.
+pub fn made_up_name(ctx: &Ctx, top: &Path) -> Result<String> {
+    const ADJECTIVES: &[&str] = &[
+        "amber", "bold", "brave", "bright", "calm", "clever", "cosy", "crisp", "eager", "fair",
+        "fuzzy", "gentle", "glad", "golden", "happy", "jolly", "keen", "kind", "lively", "lucky",
+        "mellow", "merry", "nimble", "plucky", "proud", "quick", "quiet", "rapid", "shiny",
+        "steady", "sunny", "swift", "tidy", "vivid", "warm", "witty",
+    ];
+    const NOUNS: &[&str] = &[
+        "badger", "beacon", "birch", "cedar", "comet", "coral", "crane", "falcon", "fern", "finch",
+        "fox", "harbor", "heron", "lark", "lynx", "maple", "meadow", "otter", "owl", "panda",
+        "pine", "quartz", "raven", "river", "robin", "sparrow", "spruce", "summit", "tiger",
+        "tulip", "walrus", "willow", "wren", "yak",
+    ];
+    let taken = |n: &str| {
+        branch_of(top, n).is_some()
+            || places(ctx, top)
+                .iter()
+                .any(|p| p.join(n).symlink_metadata().is_ok())
+    };
+    for _ in 0..32 {
+        let mut r = [0u8; 6];
+        getrandom::fill(&mut r).map_err(|e| Error::Other(format!("random name: {e}")))?;
+        let name = format!(
+            "{}-{}-{:02x}{:02x}",
+            ADJECTIVES[usize::from(r[0]) % ADJECTIVES.len()],
+            NOUNS[usize::from(r[1]) % NOUNS.len()],
+            r[2],
+            r[3]
+        );
+        if !taken(&name) {
+            return Ok(name);
+        }
+    }
+    Err(Error::Invalid(
+        "could not make up a worktree name no branch or worktree has; give one: -w NAME".into(),
+    ))
+}
+
+/// The existing branch a worktree `name` uses: `name`, `worktree-NAME`, or
+/// the older `ai/NAME`.
+fn branch_of(top: &Path, name: &str) -> Option<String> {
+    [
+        name.to_owned(),
+        format!("{BRANCH_PREFIX}{name}"),
+        format!("ai/{name}"),
+    ]
+    .into_iter()
+    .find(|b| {
+        git(
+            top,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{b}"),
+            ],
+        )
+        .is_ok()
+    })
+}
+
+/// What a new worktree's branch is called: `worktree-NAME`, as Claude Code
+/// names it.
+pub const BRANCH_PREFIX: &str = "worktree-";
+
+/// Where a new worktree's branch starts (a commit; `None`: git's default,
+/// `HEAD`) and the branch of the main checkout it lands into.
+fn start_point(top: &Path, base: BaseRef) -> (Option<String>, Option<String>) {
+    let commit = |r: &str| {
+        git(
+            top,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{r}^{{commit}}"),
+            ],
+        )
+        .ok()
+    };
+    let local = |b: &str| {
+        git(
+            top,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{b}"),
+            ],
+        )
+        .is_ok()
+    };
+    let current = || git(top, &["symbolic-ref", "--quiet", "--short", "HEAD"]).ok();
+    if base == BaseRef::Remote {
+        if let Some(c) = commit("refs/remotes/origin/HEAD") {
+            let lands = git(
+                top,
+                &[
+                    "symbolic-ref",
+                    "--quiet",
+                    "--short",
+                    "refs/remotes/origin/HEAD",
+                ],
+            )
+            .ok()
+            .and_then(|r| r.strip_prefix("origin/").map(str::to_owned))
+            .filter(|b| local(b))
+            .or_else(current);
+            return (Some(c), lands);
+        }
+    }
+    (commit("HEAD"), current())
+}
+
+use crate::state::config::BaseRef;
 
 /// The registry key listing the repositories worktrees were made in, so
 /// `worktree list --all` finds them after their instances are gone.
@@ -186,11 +404,18 @@ fn remember_repo(ctx: &Ctx, repo: &Path) -> Result<()> {
     })
 }
 
-/// Creates (or reuses) the worktree `name` of the repository `repo`; copies
-/// `worktree.copy` files into a new one. What it had to redo or could not
-/// copy goes to `warnings`.
-pub fn prepare(ctx: &Ctx, repo: &Path, name: &str, warnings: &mut Warnings) -> Result<Info> {
-    check_name(name)?;
+/// The worktree a start asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wanted {
+    /// `-w NAME`: made, or the one of that name used.
+    Named(String),
+    /// `-w` alone: a new one, its name made up ([`made_up_name`]).
+    MadeUp,
+}
+
+/// The main repository's top directory around `repo` and its common git
+/// directory, both checked (see [`check_git_dir`]).
+fn repository(ctx: &Ctx, repo: &Path) -> Result<(PathBuf, PathBuf)> {
     let top = PathBuf::from(git(repo, &["rev-parse", "--show-toplevel"]).map_err(|e| {
         if e.to_string()
             .contains(crate::core::untrusted::git::STOPPED_ON_A_FIFO)
@@ -219,14 +444,42 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str, warnings: &mut Warnings) -> R
     let common = Path::new(&common);
     let common = common.canonicalize().unwrap_or(common.to_path_buf());
     check_git_dir(ctx, &top, &common)?;
+    Ok((top, common))
+}
+
+/// Creates (or reuses) the worktree `wanted` of the repository `repo`;
+/// copies the `.worktreeinclude` and `worktree.copy` files into a new one.
+/// What it had to redo or could not copy goes to `warnings`.
+pub fn prepare(ctx: &Ctx, repo: &Path, wanted: &Wanted, warnings: &mut Warnings) -> Result<Info> {
+    if let Wanted::Named(name) = wanted {
+        check_name(name)?;
+    }
+    let (top, common) = repository(ctx, repo)?;
+    let name = match wanted {
+        Wanted::Named(n) => n.clone(),
+        Wanted::MadeUp => made_up_name(ctx, &top)?,
+    };
+    let name = name.as_str();
     let path = place(ctx, &top, name)?;
     remember_repo(ctx, &top)?;
     // One start at a time makes a given worktree: the others wait, then
     // use what it made.
     let _lock = lock(ctx, &path)?;
-    let path = legacy_place(ctx, &top, name).unwrap_or(path);
+    let path = if path.join(".git").symlink_metadata().is_ok() {
+        path
+    } else {
+        made_before(ctx, &top, &common, name).unwrap_or(path)
+    };
     let pending = pending_mark(ctx, &path);
     let registered = registered(&top, &path);
+    // Inside the repository: nothing on its way may be a link, whether it
+    // is made now or used.
+    if path.starts_with(&top) {
+        parent_dir(&top, &path, true)?;
+        if path.symlink_metadata().is_ok() {
+            worktree_dir_of(&top, &path)?;
+        }
+    }
     let dot_git = path.join(".git").symlink_metadata().is_ok();
     if dot_git && !pending.exists() {
         let branch = git(&path, &["rev-parse", "--abbrev-ref", "HEAD"])?;
@@ -251,44 +504,163 @@ pub fn prepare(ctx: &Ctx, repo: &Path, name: &str, warnings: &mut Warnings) -> R
             ))
         })?;
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    parent_dir(&top, &path, true)?;
+    if path.starts_with(&top) {
+        exclude_place(&top, &common, &path);
     }
     let add = |args: &[&str]| git_writing(&top, args, &common, &path);
     std::fs::write(&pending, &p).map_err(|e| Error::io(&pending, e))?;
-    let exists_branch = |b: &str| {
-        git(
-            &top,
-            &[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("refs/heads/{b}"),
-            ],
-        )
-        .is_ok()
-    };
-    let branch = if exists_branch(name) {
-        add(&["worktree", "add", &p, name])?;
-        name.to_owned()
-    } else {
-        let b = format!("ai/{name}");
-        if exists_branch(&b) {
+    let (from, lands) = start_point(&top, ctx.global()?.worktree.base_ref);
+    let branch = match branch_of(&top, name) {
+        Some(b) => {
             add(&["worktree", "add", &p, &b])?;
-        } else {
-            add(&["worktree", "add", "-b", &b, &p])?;
+            b
         }
-        b
+        None => {
+            let b = format!("{BRANCH_PREFIX}{name}");
+            let mut args = vec!["worktree", "add", "--no-track", "-b", &b, &p];
+            if let Some(c) = &from {
+                args.push(c);
+            }
+            add(&args)?;
+            b
+        }
     };
-    copy_files(&ctx.global()?.worktree.copy, &top, &path, warnings);
+    let dirs = Dir::open(&top)
+        .map_err(|e| Error::io(&top, e))
+        .and_then(|f| Ok((f, worktree_dir_of(&top, &path)?)));
+    match dirs {
+        Ok((from, to)) => {
+            include_files(&top, &from, &to, warnings);
+            copy_files(&ctx.global()?.worktree.copy, &from, &to, warnings);
+        }
+        Err(e) => warnings.warn(format!("worktree {name}: nothing copied: {e}")),
+    }
     // Whole now: a later start may use it.
     let _ = std::fs::remove_file(&pending);
-    Ok(Info::new(
+    let mut info = Info::new(
         name.to_owned(),
         branch,
         path.canonicalize().unwrap_or(path),
         top,
-    ))
+    );
+    info.base = lands;
+    Ok(info)
+}
+
+/// A worktree `name` of `top` made in an older place (see [`places`]):
+/// still used where git names it back as one of `top`'s.
+fn made_before(ctx: &Ctx, top: &Path, common: &Path, name: &str) -> Option<PathBuf> {
+    places(ctx, top)
+        .into_iter()
+        .skip(1)
+        .map(|d| d.join(name))
+        .find(|p| linked_common(p).as_deref() == Some(common))
+}
+
+/// Keeps `.claude/worktrees/` out of the main checkout's `git status`
+/// (each worktree there is a nested checkout git would show as untracked,
+/// and a dirty main checkout stops a `land`): a line in the repository's
+/// `info/exclude`, unless it is ignored already. Best effort; never
+/// through a link.
+fn exclude_place(top: &Path, common: &Path, path: &Path) {
+    use crate::core::untrusted::tree::Tree;
+    use std::ffi::OsStr;
+    let Ok(rel) = path.strip_prefix(top) else {
+        return;
+    };
+    let rel = rel.to_string_lossy();
+    if git(top, &["check-ignore", "-q", "--", &rel]).is_ok() {
+        return;
+    }
+    let line = format!("/{CLAUDE_PLACE}/");
+    let _ = Tree::open(common)
+        .and_then(|g| g.mkdir(OsStr::new("info"), 0o755))
+        .and_then(|info| {
+            let mut text = match info.read_file(OsStr::new("exclude"), 1 << 20) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            if !text.is_empty() && !text.ends_with(b"\n") {
+                text.push(b'\n');
+            }
+            text.extend_from_slice(format!("{line}\n").as_bytes());
+            info.write_replace(OsStr::new("exclude"), &text)
+        });
+}
+
+/// `.worktreeinclude` at the repository's root, as Claude Code reads it:
+/// gitignore patterns; each file that matches one and that git ignores
+/// (untracked and ignored, never a tracked one) is copied into the new
+/// worktree, as [`copy_files`] copies (no link followed at any component).
+/// The file and the repository are the box's: the file is read capped and
+/// not through a link, git lists the candidates, hardened.
+fn include_files(top: &Path, from: &Dir, to: &Dir, warnings: &mut Warnings) {
+    const CAP: u64 = 64 << 10;
+    const MOST: usize = 10_000;
+    let Some(patterns) = crate::core::untrusted::read(&top.join(".worktreeinclude"), CAP) else {
+        return;
+    };
+    let shown = |e: &dyn std::fmt::Display| crate::core::untrusted::printable(&e.to_string());
+    let listed = tempfile::NamedTempFile::new().and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(&patterns)?;
+        f.flush()?;
+        Ok(f)
+    });
+    let listed = match listed {
+        Ok(f) => f,
+        Err(e) => {
+            warnings.warn(format!(".worktreeinclude: nothing copied: {e}"));
+            return;
+        }
+    };
+    let exclude_from = format!("--exclude-from={}", listed.path().display());
+    // Untracked files the patterns match (tracked ones are never listed).
+    let matching = match git(
+        top,
+        &["ls-files", "-z", "--others", "--ignored", &exclude_from],
+    ) {
+        Ok(out) => out,
+        Err(e) => {
+            warnings.warn(format!(".worktreeinclude: nothing copied: {}", shown(&e)));
+            return;
+        }
+    };
+    let matching: Vec<&str> = matching.split('\0').filter(|f| !f.is_empty()).collect();
+    // Of those, the ones git ignores (a line per path; a name git would
+    // quote matches no candidate and is left out).
+    let mut ignored = Vec::new();
+    for chunk in matching.chunks(256) {
+        let mut args = vec!["-c", "core.quotePath=false", "check-ignore", "--"];
+        args.extend(chunk);
+        // Exit 1: none of these is ignored.
+        if let Ok(out) = crate::core::untrusted::git::output(top, &args) {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            ignored.extend(
+                text.lines()
+                    .filter(|f| chunk.contains(f))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    if ignored.len() > MOST {
+        warnings.warn(format!(
+            ".worktreeinclude: {} files match; only the first {MOST} copied",
+            ignored.len()
+        ));
+        ignored.truncate(MOST);
+    }
+    for f in ignored {
+        if let Err(e) = crate::core::untrusted::beneath::copy_new(from, to, Path::new(&f)) {
+            warnings.warn(format!(
+                ".worktreeinclude: {} not copied: {}",
+                crate::core::untrusted::printable(&f),
+                shown(&e)
+            ));
+        }
+    }
 }
 
 /// Where worktree marks and locks are kept: the state home, which no box
@@ -356,42 +728,15 @@ fn registered(top: &Path, path: &Path) -> bool {
     })
 }
 
-/// A worktree made before `worktree.dir` places were per repository
-/// (`<dir>/<basename>/NAME`), when it is one of `top`'s: still used.
-fn legacy_place(ctx: &Ctx, top: &Path, name: &str) -> Option<PathBuf> {
-    let dir = worktree_dir(ctx)?;
-    let old = dir
-        .join(crate::state::registry::project_name_of(top))
-        .join(name);
-    let common = git(
-        top,
-        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
-    )
-    .ok()?;
-    let common = Path::new(&common).canonicalize().ok()?;
-    (linked_common(&old)? == common).then_some(old)
-}
-
 /// `worktree.copy`: each file copied from the repository into the new
 /// worktree only when it is a regular file inside the repository (no
 /// symlink at any component) and nothing is at its place in the worktree
 /// yet ([`crate::core::untrusted::beneath`]); a refused one is named in one line
 /// and the start goes on.
-fn copy_files(copy: &[String], top: &Path, worktree: &Path, warnings: &mut Warnings) {
-    use crate::core::untrusted::beneath::{copy_new, Dir};
-    if copy.is_empty() {
-        return;
-    }
-    let dirs = Dir::open(top).and_then(|f| Ok((f, Dir::open(worktree)?)));
-    let (from, to) = match dirs {
-        Ok(d) => d,
-        Err(e) => {
-            warnings.warn(format!("worktree.copy: nothing copied: {e}"));
-            return;
-        }
-    };
+fn copy_files(copy: &[String], from: &Dir, to: &Dir, warnings: &mut Warnings) {
+    use crate::core::untrusted::beneath::copy_new;
     for f in copy {
-        if let Err(e) = copy_new(&from, &to, Path::new(f)) {
+        if let Err(e) = copy_new(from, to, Path::new(f)) {
             warnings.warn(format!(
                 "worktree.copy: {} not copied: {}",
                 crate::core::untrusted::printable(f),
@@ -406,11 +751,11 @@ fn copy_files(copy: &[String], top: &Path, worktree: &Path, warnings: &mut Warni
 pub fn target(
     ctx: &Ctx,
     project: &Path,
-    name: &str,
+    wanted: &Wanted,
     mode: &crate::core::types::Mode,
     warnings: &mut Warnings,
 ) -> Result<(Info, PathBuf, crate::core::types::InstanceId)> {
-    let info = prepare(ctx, project, name, warnings)?;
+    let info = prepare(ctx, project, wanted, warnings)?;
     let dir = crate::state::project::of(&ctx.dirs, Some(&info.path))?;
     let id = id_in(ctx, &info, mode)?;
     Ok((info, dir, id))
@@ -523,11 +868,36 @@ fn linked_common(project: &Path) -> Option<PathBuf> {
     names_us.then_some(common)
 }
 
-/// Notes the worktree on the instance (kept across restarts).
+/// The environment that makes git in the box of `project` commit as the
+/// user (`GIT_AUTHOR_*`, `GIT_COMMITTER_*`: the caller's environment, the
+/// repository's `user.*`, the user's global config), for a project in a
+/// git repository; nothing when no identity is known. The user's git
+/// config itself never goes in the box.
+pub fn identity_env(project: &Path) -> Vec<String> {
+    if !git(project, &["rev-parse", "--is-inside-work-tree"]).is_ok_and(|o| o == "true") {
+        return Vec::new();
+    }
+    crate::core::untrusted::git::Identity::of(Some(project))
+        .env()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
+}
+
+/// Notes the worktree on the instance (kept across restarts); the base
+/// recorded when it was made stays when a later start reuses it.
 pub fn record(ctx: &Ctx, id: &crate::core::types::InstanceId, info: &Info) -> Result<()> {
     ctx.store.update(|reg| {
         if let Some(i) = reg.instances.get_mut(id) {
-            i.worktree = Some(info.clone());
+            let mut info = info.clone();
+            if info.base.is_none() {
+                info.base = i
+                    .worktree
+                    .as_ref()
+                    .filter(|w| w.path == info.path)
+                    .and_then(|w| w.base.clone());
+            }
+            i.worktree = Some(info);
         }
         Ok(())
     })

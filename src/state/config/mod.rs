@@ -86,8 +86,15 @@ pub fn read_layer(path: &Path) -> Result<toml::Table> {
 
 /// Parses `text` as a config file and checks every key and value.
 pub fn check_text(path: &Path, text: &str) -> Result<toml::Table> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| located(path, text, &e))?;
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| located(path, text, &e))?;
     let settings = toml::from_str::<Settings>(text).map_err(|e| located(path, text, &e))?;
+    // Claude Code's spelling of `worktree.base_ref` (a serde alias) as the
+    // key the layers merge under.
+    if let Some(toml::Value::Table(w)) = table.get_mut("worktree") {
+        if let Some(v) = w.remove("baseRef") {
+            w.entry("base_ref").or_insert(v);
+        }
+    }
     check_money(path, &settings)?;
     // Agent overrides are checked as if they were top-level sections.
     if let Some(toml::Value::Table(agents)) = table.get("agents") {

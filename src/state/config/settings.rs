@@ -611,14 +611,30 @@ pub enum HookKind {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Worktree {
-    /// Where worktrees are made (`~` expanded); default: a sibling of the
-    /// repository, `<repo>.worktrees/NAME`.
+    /// Where worktrees are made (`~` expanded, one directory per
+    /// repository beneath); default: Claude Code's place,
+    /// `<repo>/.claude/worktrees/NAME`.
     pub dir: Option<String>,
+    /// What a new worktree's branch starts from: the repository's default
+    /// remote branch (`origin/HEAD`, else `HEAD`), or `HEAD`.
+    #[serde(alias = "baseRef")]
+    pub base_ref: BaseRef,
     /// Untracked files copied from the repository into a new worktree.
     pub copy: Vec<String>,
     /// Commands run (`sh -c`, in the project dir) in the container before
     /// the agent, at every start of a worktree instance (`worktree::setup`).
     pub setup: Vec<String>,
+}
+
+/// `worktree.base_ref`: where a new worktree's branch starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseRef {
+    /// `origin/HEAD` (the default remote branch), else `HEAD`.
+    #[default]
+    Remote,
+    /// The main checkout's `HEAD`.
+    Head,
 }
 
 impl Default for AgentSpec {
