@@ -17,7 +17,8 @@ pub const PASSTHROUGH: &str = r#"["FAKE_AGENT_LISTEN", "FAKE_AGENT_EXIT"]"#;
 
 /// Writes the config these tests share: the test image, a 1-core / 64Mi
 /// instance with thresholds a busy loop or a few dozen MiB cross, health
-/// checks every second, and the recording alert command. `agent_extra`
+/// checks every second, and the recording alert command; alerts at the
+/// first sample over a threshold (no sustain, no grace). `agent_extra`
 /// goes into `[agents.claude]`. The CPU warning is low (100m; an idle
 /// agent uses about 15m): a busy loop takes a whole core on a quiet host,
 /// but Docker's containers share one CPU weight against the host's other
@@ -28,9 +29,9 @@ pub fn monitor_config(env: &Env, agent_extra: &str) {
     env.write_config(&format!(
         "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
          [resources.memory]\nlimit = \"64Mi\"\nwarning_threshold = \"24Mi\"\ncritical_threshold = \"40Mi\"\n\n\
-         [resources.cpu]\nlimit = \"1\"\nwarning_threshold = \"100m\"\ncritical_threshold = \"2000m\"\n\n\
+         [resources.cpu]\nlimit = \"1\"\nwarning_threshold = \"100m\"\n\n\
          [health]\ncheck_interval = \"1s\"\ntimeout = \"1s\"\nretry_delay = \"1s\"\nmax_retries = 3\n\n\
-         [alerts]\ncommand = [\"{}\"]\n\n\
+         [alerts]\ncommand = [\"{}\"]\ncpu_critical_percent = 0\nsustain = \"0s\"\ngrace = \"0s\"\n\n\
          [agents.claude]\nimage = \"{agent_image}\"\nenv_passthrough = {PASSTHROUGH}\n{agent_extra}\n",
         script.display()
     ));

@@ -96,6 +96,7 @@ pub fn check_text(path: &Path, text: &str) -> Result<toml::Table> {
         }
     }
     check_money(path, &settings)?;
+    check_thresholds(path, &settings)?;
     // Agent overrides are checked as if they were top-level sections.
     if let Some(toml::Value::Table(agents)) = table.get("agents") {
         for (name, spec) in agents {
@@ -134,6 +135,64 @@ pub fn check_text(path: &Path, text: &str) -> Result<toml::Table> {
         }
     }
     Ok(table)
+}
+
+/// A resource threshold above its limit can never fire; percentages are
+/// of the limit.
+fn check_thresholds(path: &Path, s: &Settings) -> Result<()> {
+    let bad =
+        |key: &str, why: String| Err(Error::Invalid(format!("{}: {key}: {why}", path.display())));
+    let (cpu, mem) = (&s.resources.cpu, &s.resources.memory);
+    for (key, t, pct) in [
+        ("warning_threshold", cpu.warning_threshold, "cpu_percent"),
+        (
+            "critical_threshold",
+            cpu.critical_threshold,
+            "cpu_critical_percent",
+        ),
+    ] {
+        if let Some(t) = t.filter(|t| t.0 > cpu.limit.0) {
+            return bad(
+                &format!("resources.cpu.{key}"),
+                format!(
+                    "{t} is above the limit ({}) and could never fire; lower it, or remove it to use alerts.{pct} (of the limit)",
+                    cpu.limit
+                ),
+            );
+        }
+    }
+    for (key, t, pct) in [
+        ("warning_threshold", mem.warning_threshold, "memory_percent"),
+        (
+            "critical_threshold",
+            mem.critical_threshold,
+            "memory_critical_percent",
+        ),
+    ] {
+        if let Some(t) = t.filter(|t| t.0 > mem.limit.0) {
+            return bad(
+                &format!("resources.memory.{key}"),
+                format!(
+                    "{t} is above the limit ({}) and could never fire; lower it, or remove it to use alerts.{pct} (of the limit)",
+                    mem.limit
+                ),
+            );
+        }
+    }
+    for (key, v) in [
+        ("cpu_percent", s.alerts.cpu_percent),
+        ("memory_percent", s.alerts.memory_percent),
+        ("cpu_critical_percent", s.alerts.cpu_critical_percent),
+        ("memory_critical_percent", s.alerts.memory_critical_percent),
+    ] {
+        if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+            return bad(
+                &format!("alerts.{key}"),
+                "a percentage of the limit, 0 (none) to 100".into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Budgets are positive, prices not negative, upstreams `http(s)://` URLs.
@@ -419,6 +478,28 @@ mod tests {
             "[agents.claude]\nenv_passthrough = [\"A;rm\"]\n",
         )
         .unwrap();
+        assert!(load_global(&d).is_err());
+    }
+
+    #[test]
+    fn a_threshold_above_its_limit_is_refused_and_defaults_follow_the_limit() {
+        let (_t, d) = dirs();
+        std::fs::write(
+            d.config(),
+            "[resources.memory]\nlimit = \"512Mi\"\ncritical_threshold = \"950Mi\"\n",
+        )
+        .unwrap();
+        let e = load_global(&d).unwrap_err().to_string();
+        assert!(
+            e.contains("resources.memory.critical_threshold") && e.contains("above the limit"),
+            "{e}"
+        );
+        assert!(e.contains("alerts.memory_critical_percent"), "{e}");
+        // A lower limit alone: its thresholds come down with it.
+        std::fs::write(d.config(), "[resources.memory]\nlimit = \"512Mi\"\n").unwrap();
+        let s = load_global(&d).unwrap();
+        assert_eq!(s.resources.memory.critical_threshold, None);
+        std::fs::write(d.config(), "[alerts]\ncpu_percent = 150\n").unwrap();
         assert!(load_global(&d).is_err());
     }
 }

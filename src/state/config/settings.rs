@@ -189,8 +189,10 @@ impl Default for Memory {
     fn default() -> Self {
         Memory {
             limit: Bytes(1 << 30),
-            warning_threshold: Some(Bytes(800 << 20)),
-            critical_threshold: Some(Bytes(950 << 20)),
+            // Relative to the limit (`alerts.memory_percent`): a lower
+            // limit lowers them with it.
+            warning_threshold: None,
+            critical_threshold: None,
         }
     }
 }
@@ -207,8 +209,8 @@ impl Default for CpuLimits {
     fn default() -> Self {
         CpuLimits {
             limit: Cpu(500),
-            warning_threshold: Some(Cpu(400)),
-            critical_threshold: Some(Cpu(480)),
+            warning_threshold: None,
+            critical_threshold: None,
         }
     }
 }
@@ -349,9 +351,17 @@ impl Default for Networking {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Alerts {
-    /// The seed's thresholds, in percent of the limit.
+    /// The thresholds where no absolute one is set, in percent of the
+    /// limit (0: none): warning, then critical.
     pub cpu_percent: f64,
     pub memory_percent: f64,
+    pub cpu_critical_percent: f64,
+    pub memory_critical_percent: f64,
+    /// A resource alert fires once its value has stayed above the
+    /// threshold this long (a burst of a turn is not an alert)...
+    pub sustain: Dur,
+    /// ...and not within this long of the instance's start.
+    pub grace: Dur,
     /// A program run (without a shell) for each alert, with the alert in its
     /// environment and as JSON on stdin.
     pub command: Option<Vec<String>>,
@@ -369,6 +379,10 @@ impl Default for Alerts {
         Alerts {
             cpu_percent: 80.0,
             memory_percent: 85.0,
+            cpu_critical_percent: 95.0,
+            memory_critical_percent: 95.0,
+            sustain: Dur(Duration::from_secs(30)),
+            grace: Dur(Duration::from_secs(60)),
             command: None,
             command_timeout: Dur(Duration::from_secs(10)),
             activity_debounce: Dur(Duration::from_secs(10)),

@@ -134,6 +134,14 @@ pub struct AlertLevels {
         deserialize_with = "super::schema::lenient"
     )]
     pub budget: Option<Severity>,
+    /// Resource alerts above their level but not yet for long enough
+    /// (`alerts.sustain`), by kind (`HIGH_CPU`).
+    #[serde(
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty",
+        deserialize_with = "super::schema::lenient_or_default"
+    )]
+    pub pressure: std::collections::BTreeMap<String, Pressure>,
     /// Alerts a newer version added, kept through a rewrite.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -161,6 +169,15 @@ impl AlertLevels {
             AlertKind::RecoveryFailed | AlertKind::DailyBudget => {}
         }
     }
+}
+
+/// A value above its alert's level since `since`, last sampled at `seen`,
+/// high enough for `level`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Pressure {
+    pub level: Severity,
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub seen: chrono::DateTime<chrono::Utc>,
 }
 
 /// The level the home's daily budget alert reached on `day` (UTC): a new

@@ -286,6 +286,15 @@ where
     Ok(lenient(d)?.unwrap_or_default())
 }
 
+/// [`lenient`], an unreadable value read as the type's empty one.
+pub(super) fn lenient_or_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    Ok(lenient(d)?.unwrap_or_default())
+}
+
 /// Markers are advisory: one this version cannot read is dropped rather
 /// than making the whole registry unreadable.
 pub(super) fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
