@@ -10,7 +10,10 @@
 #   one function per configured agent (claude, gemini, ...)
 #       -> ai-sessctl run <agent> --shell-pid $$ -- ARGS  (status = the agent's;
 #          $$ is the top shell's pid, also in subshells; `command claude`
-#          still runs the real CLI)
+#          still runs the real CLI). `run` reads its own options among the
+#          leading ARGS (`claude --egress allowlist -w feat --model x`): from
+#          the first word that is not one (or after `--`) all go to the
+#          agent; -h/--help are the agent's.
 #   ai-list ai-stop ai-stop-all ai-restart ai-attach ai-logs ai-stats ai-top
 #   ai-health, their completions (`complete -F`, with or without
 #   bash-completion), and `ai-sessctl` completion, loaded lazily on the first
@@ -29,6 +32,9 @@
 #   AI_SESSIONS_DEBUG          non-empty: show errors of the exit handler
 #
 # Global names (nothing else leaks; functions use locals):
+#   AI_SESSIONS_SHELL_PID      this shell's pid, exported: `ai-sessctl run`
+#                              typed here (or run by a script under this
+#                              shell) is owned by it, as `claude` is
 #   AI_SESSIONS_PROMPT         the segment, e.g. "ai:2 claude● gemini◐"
 #                              (claude? = that agent waits for you)
 #                              (PS1 escapes included when coloured)
@@ -337,6 +343,7 @@ _ai_sessions_init() {
 
   _ai_sessions_define_agents "${wanted[@]}"
   _AI_SESSIONS_AGENTS_SRC="${wanted[*]}"
+  export AI_SESSIONS_SHELL_PID=$$          # `ai-sessctl run` under this shell: ours
   _AI_SESSIONS_KEY=''                       # settings may have changed: recompute
   AI_SESSIONS_PROMPT=${AI_SESSIONS_PROMPT-}
 
