@@ -275,16 +275,19 @@ _ai_sessions_complete_sessctl() {
   return 0
 }
 
-# complete -F handler for the agent functions: `claude -w <TAB>` (the
-# agent's own first arguments, as `run` reads them) offers the worktree names
-# of the repository the shell is in (one fork, at TAB time only); anything
-# else is left to `-o default` (files). bash splits `--worktree=x` at `=`.
+# complete -F handler for the agent functions: `claude [OPTIONS] -w <TAB>`
+# (before any `--`: `run` reads them there) offers the worktree names of the
+# repository the shell is in (one fork, at TAB time only); anything else is
+# left to `-o default` (files). bash splits `--worktree=x` at `=`.
 _ai_sessions_complete_agent() {
-  local cur=${2-} prev=${3-} name
+  local cur=${2-} prev=${3-} name w
   local -a names=()
   COMPREPLY=()
-  if (( COMP_CWORD == 2 )) && [[ $prev == -w || $prev == --worktree ]] ||
-    { (( COMP_CWORD == 3 )) && [[ $prev == = && ${COMP_WORDS[1]-} == --worktree ]]; }; then
+  for w in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
+    [[ $w == -- ]] && return 0
+  done
+  if [[ $prev == -w || $prev == --worktree ]] ||
+    { (( COMP_CWORD >= 3 )) && [[ $prev == = && ${COMP_WORDS[COMP_CWORD-2]-} == --worktree ]]; }; then
     mapfile -t names < <("$_AI_SESSIONS_BIN" worktree list --quiet 2>/dev/null)
     for name in "${names[@]}"; do
       [[ -n $name && $name == "$cur"* ]] && COMPREPLY+=("$name")

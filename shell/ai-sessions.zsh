@@ -282,16 +282,19 @@ function _ai_sessions_worktree_names {
   (( $#names )) && _wanted worktrees expl 'worktree' compadd "$@" -- $names
 }
 
-# Agent functions: `claude -w <TAB>` / `--worktree=<TAB>` (the agent's own
-# first arguments, as `run` reads them) offer worktree names; anything else
-# goes to the completion the command had before ours, or to files.
+# Agent functions: `claude [OPTIONS] -w <TAB>` / `--worktree=<TAB>` (before
+# any `--`: `run` reads them there) offer worktree names; anything else goes
+# to the completion the command had before ours, or to files.
 function _ai_sessions_complete_agent {
   local cmd=${service:-${words[1]}}
-  if (( CURRENT == 3 )) && [[ ${words[2]} == (-w|--worktree) ]]; then
+  local -a before
+  before=( "${(@)words[2,CURRENT-1]}" )
+  if (( ${before[(Ie)--]} )); then
+    :
+  elif (( CURRENT > 2 )) && [[ ${words[CURRENT-1]} == (-w|--worktree) ]]; then
     _ai_sessions_worktree_names
     return
-  fi
-  if (( CURRENT == 2 )) && [[ $PREFIX == --worktree=* ]]; then
+  elif [[ $PREFIX == --worktree=* ]]; then
     compset -P '--worktree='
     _ai_sessions_worktree_names
     return

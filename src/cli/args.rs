@@ -192,7 +192,7 @@ pub enum CompletionShell {
 pub enum Command {
     /// Attach to this project's agent, starting it first if needed
     #[command(
-        after_help = "Options of `run` are read among the words before the agent's: from the first word that is not one of them, or after `--`, every word goes to the agent untouched. The agent functions of the shell integration (claude, gemini, …) read their words by the same rule: `claude --egress allowlist --model opus` is `ai-sessctl run claude --egress allowlist -- --model opus`; only -h and --help are the agent's there.\n\nExamples:\n  ai-sessctl run claude -- --model opus\n  ai-sessctl run claude --egress allowlist -w feat --model opus\n  ai-sessctl run claude --detach --id api-review -- -p 'review the diff'"
+        after_help = "Options of `run` are read among the words before the agent's: from the first word that is not one of them, or after `--`, every word goes to the agent untouched. The agent functions of the shell integration (claude, gemini, …) read their words by the same rule: `claude --egress allowlist --model opus` is `ai-sessctl run claude --egress allowlist -- --model opus`; only -h and --help are the agent's there.\n\nExamples:\n  ai-sessctl run claude -- --model opus\n  ai-sessctl run claude --egress allowlist -w feat --model opus\n  ai-sessctl run claude --detach --id api-review-claude -- -p 'review the diff'"
     )]
     Run(RunArgs),
     /// Start an instance for a project
