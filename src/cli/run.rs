@@ -70,11 +70,15 @@ fn function_words(outer: RunArgs) -> std::result::Result<RunArgs, clap::Error> {
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     let a = if a.shell_pid.is_some() {
+        let mode = a.mode.clone();
         match function_words(a) {
             Ok(a) => a,
             Err(e) => {
-                // clap's own message and usage, as for `ai-sessctl run`.
+                // clap's own message, as for `ai-sessctl run`.
                 let _ = e.print();
+                eprintln!(
+                    "\nThe options {mode} takes: `ai-sessctl run --help`; `{mode} -- ARGS` gives every ARG to the agent."
+                );
                 return Ok(crate::core::error::exit::USAGE as u8);
             }
         }
