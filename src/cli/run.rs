@@ -473,6 +473,7 @@ mod tests {
             &["-h"],
             &["fix it", "--detach"],
             &["-c"],
+            &["--model=opus", "--egress", "none"],
         ] {
             let a = typed(words).unwrap();
             assert_eq!(a.args, words, "{words:?}");
