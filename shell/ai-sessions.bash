@@ -10,7 +10,10 @@
 #   one function per configured agent (claude, gemini, ...)
 #       -> ai-sessctl run <agent> --shell-pid $$ -- ARGS  (status = the agent's;
 #          $$ is the top shell's pid, also in subshells; `command claude`
-#          still runs the real CLI)
+#          still runs the real CLI). `run` reads its own options among the
+#          leading ARGS (`claude --egress allowlist -w feat --model x`): from
+#          the first word that is not one (or after `--`) all go to the
+#          agent; -h/--help are the agent's.
 #   ai-list ai-stop ai-stop-all ai-restart ai-attach ai-logs ai-stats ai-top
 #   ai-health, their completions (`complete -F`, with or without
 #   bash-completion), and `ai-sessctl` completion, loaded lazily on the first
@@ -29,6 +32,9 @@
 #   AI_SESSIONS_DEBUG          non-empty: show errors of the exit handler
 #
 # Global names (nothing else leaks; functions use locals):
+#   AI_SESSIONS_SHELL_PID      this shell's pid, exported: `ai-sessctl run`
+#                              typed here (or run by a script under this
+#                              shell) is owned by it, as `claude` is
 #   AI_SESSIONS_PROMPT         the segment, e.g. "ai:2 claude● gemini◐"
 #                              (claude? = that agent waits for you)
 #                              (PS1 escapes included when coloured)
@@ -269,16 +275,19 @@ _ai_sessions_complete_sessctl() {
   return 0
 }
 
-# complete -F handler for the agent functions: `claude -w <TAB>` (the
-# agent's own first arguments, as `run` reads them) offers the worktree names
-# of the repository the shell is in (one fork, at TAB time only); anything
-# else is left to `-o default` (files). bash splits `--worktree=x` at `=`.
+# complete -F handler for the agent functions: `claude [OPTIONS] -w <TAB>`
+# (before any `--`: `run` reads them there) offers the worktree names of the
+# repository the shell is in (one fork, at TAB time only); anything else is
+# left to `-o default` (files). bash splits `--worktree=x` at `=`.
 _ai_sessions_complete_agent() {
-  local cur=${2-} prev=${3-} name
+  local cur=${2-} prev=${3-} name w
   local -a names=()
   COMPREPLY=()
-  if (( COMP_CWORD == 2 )) && [[ $prev == -w || $prev == --worktree ]] ||
-    { (( COMP_CWORD == 3 )) && [[ $prev == = && ${COMP_WORDS[1]-} == --worktree ]]; }; then
+  for w in "${COMP_WORDS[@]:1:COMP_CWORD-1}"; do
+    [[ $w == -- ]] && return 0
+  done
+  if [[ $prev == -w || $prev == --worktree ]] ||
+    { (( COMP_CWORD >= 3 )) && [[ $prev == = && ${COMP_WORDS[COMP_CWORD-2]-} == --worktree ]]; }; then
     mapfile -t names < <("$_AI_SESSIONS_BIN" worktree list --quiet 2>/dev/null)
     for name in "${names[@]}"; do
       [[ -n $name && $name == "$cur"* ]] && COMPREPLY+=("$name")
@@ -337,6 +346,7 @@ _ai_sessions_init() {
 
   _ai_sessions_define_agents "${wanted[@]}"
   _AI_SESSIONS_AGENTS_SRC="${wanted[*]}"
+  export AI_SESSIONS_SHELL_PID=$$          # `ai-sessctl run` under this shell: ours
   _AI_SESSIONS_KEY=''                       # settings may have changed: recompute
   AI_SESSIONS_PROMPT=${AI_SESSIONS_PROMPT-}
 

@@ -8,7 +8,10 @@
 # Defines
 #   one function per configured agent (claude, gemini, ...)
 #       -> ai-sessctl run <agent> --shell-pid $$ -- ARGS  (status = the agent's;
-#          `command claude` still runs the real CLI)
+#          `command claude` still runs the real CLI). `run` reads its own
+#          options among the leading ARGS (`claude --egress allowlist -w feat
+#          --model x`): from the first word that is not one (or after `--`)
+#          all go to the agent; -h/--help are the agent's.
 #   ai-list ai-stop ai-stop-all ai-restart ai-attach ai-logs ai-stats ai-top
 #   ai-health, their completions, and `ai-sessctl` completion (loaded lazily
 #   on the first TAB so that shell start costs no fork); `claude -w <TAB>`
@@ -25,6 +28,9 @@
 #   AI_SESSIONS_DEBUG          non-empty: show errors of the exit handler
 #
 # Global names (nothing else leaks; functions use `emulate -L zsh` and locals):
+#   AI_SESSIONS_SHELL_PID      this shell's pid, exported: `ai-sessctl run`
+#                              typed here (or run by a script under this
+#                              shell) is owned by it, as `claude` is
 #   AI_SESSIONS_PROMPT         the segment, e.g. "ai:2 claude● gemini◐"
 #                              (claude? = that agent waits for you)
 #                              (prompt escapes included when coloured)
@@ -276,16 +282,19 @@ function _ai_sessions_worktree_names {
   (( $#names )) && _wanted worktrees expl 'worktree' compadd "$@" -- $names
 }
 
-# Agent functions: `claude -w <TAB>` / `--worktree=<TAB>` (the agent's own
-# first arguments, as `run` reads them) offer worktree names; anything else
-# goes to the completion the command had before ours, or to files.
+# Agent functions: `claude [OPTIONS] -w <TAB>` / `--worktree=<TAB>` (before
+# any `--`: `run` reads them there) offer worktree names; anything else goes
+# to the completion the command had before ours, or to files.
 function _ai_sessions_complete_agent {
   local cmd=${service:-${words[1]}}
-  if (( CURRENT == 3 )) && [[ ${words[2]} == (-w|--worktree) ]]; then
+  local -a before
+  before=( "${(@)words[2,CURRENT-1]}" )
+  if (( ${before[(Ie)--]} )); then
+    :
+  elif (( CURRENT > 2 )) && [[ ${words[CURRENT-1]} == (-w|--worktree) ]]; then
     _ai_sessions_worktree_names
     return
-  fi
-  if (( CURRENT == 2 )) && [[ $PREFIX == --worktree=* ]]; then
+  elif [[ $PREFIX == --worktree=* ]]; then
     compset -P '--worktree='
     _ai_sessions_worktree_names
     return
@@ -391,6 +400,7 @@ function _ai_sessions_agents_check {
     typeset -g _AI_SESSIONS_ZSTAT=0
   fi
   zmodload -F zsh/datetime p:EPOCHSECONDS p:EPOCHREALTIME 2>/dev/null
+  typeset -gx AI_SESSIONS_SHELL_PID=$$   # `ai-sessctl run` under this shell: ours
   typeset -g _AI_SESSIONS_KEY=            # settings may have changed: recompute
   typeset -g AI_SESSIONS_PROMPT=${AI_SESSIONS_PROMPT-}
 

@@ -74,12 +74,17 @@ fn agent_candidates() -> Vec<CompletionCandidate> {
 }
 
 // `run`: attach to this project's agent, starting it first if needed.
+// Its options are read among the words before the agent's: the agent
+// functions (`claude ARGS`) hand their words to `run` as they are, so this
+// one definition is the list of options `claude` takes (see `run::RULE`).
 #[derive(Args, Debug)]
 pub struct RunArgs {
     #[arg(add = ArgValueCandidates::new(agent_candidates))]
     pub mode: Mode,
-    /// The interactive shell that owns a started instance
-    #[arg(long)]
+    /// The interactive shell that owns a started instance (what the agent
+    /// functions pass: the words after `--` are then those typed after the
+    /// agent's name, read by the same rule)
+    #[arg(long, value_name = "PID")]
     pub shell_pid: Option<u32>,
     /// Run time: auto, docker or host
     #[arg(long, value_enum)]
@@ -92,8 +97,23 @@ pub struct RunArgs {
     /// made-up name
     #[arg(long, short = 'w', value_name = "NAME", num_args = 0..=1, add = ArgValueCandidates::new(worktree_candidates))]
     pub worktree: Option<Option<String>>,
-    /// Arguments passed to the agent
-    #[arg(last = true)]
+    /// Use this id for a started instance instead of the derived one (and
+    /// attach to it when it runs)
+    #[arg(long)]
+    pub id: Option<InstanceId>,
+    /// Port for a started instance
+    #[arg(long)]
+    pub port: Option<Port>,
+    /// Start without attaching: print the id and return
+    #[arg(long)]
+    pub detach: bool,
+    /// The agent's arguments, untouched: every word from the first that
+    /// is not an option of `run`, or after `--`
+    #[arg(
+        value_name = "AGENT_ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub args: Vec<String>,
 }
 
@@ -175,7 +195,9 @@ pub enum CompletionShell {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach to this project's agent, starting it first if needed
-    #[command(after_help = "Example:\n  ai-sessctl run claude -- --model opus")]
+    #[command(
+        after_help = "Options of `run` are read among the words before the agent's: from the first word that is not one of them, or after `--`, every word goes to the agent untouched. The agent functions of the shell integration (claude, gemini, …) read their words by the same rule: `claude --egress allowlist --model opus` is `ai-sessctl run claude --egress allowlist -- --model opus`; only -h and --help are the agent's there.\n\nExamples:\n  ai-sessctl run claude -- --model opus\n  ai-sessctl run claude --egress allowlist -w feat --model opus\n  ai-sessctl run claude --detach --id api-review-claude -- -p 'review the diff'"
+    )]
     Run(RunArgs),
     /// Start an instance for a project
     #[command(after_help = "Example:\n  ai-sessctl start ~/src/api --mode claude --detach")]

@@ -39,58 +39,105 @@ fn wanted(name: Option<String>) -> Wanted {
     }
 }
 
-/// `claude -w NAME ARGS` from the shell function: a leading `-w NAME`,
-/// `--worktree NAME` or `--worktree=NAME` is ours, the rest the agent's.
-/// `-w` last or before an option (`claude -w --model x`) asks for a new
-/// worktree with a made-up name, as Claude Code's own `-w` does.
-fn split_worktree(mut args: Vec<String>) -> (Option<Wanted>, Vec<String>) {
-    match args.first().map(String::as_str) {
-        Some("-w" | "--worktree") => {
-            args.remove(0);
-            let named = args.first().is_some_and(|a| !a.starts_with('-'));
-            let name = named.then(|| args.remove(0));
-            (Some(wanted(name)), args)
-        }
-        Some(a) if a.starts_with("--worktree=") => {
-            let name = a["--worktree=".len()..].to_owned();
-            args.remove(0);
-            (Some(wanted(Some(name))), args)
-        }
-        _ => (None, args),
+/// Reads the words typed after an agent function's name (`claude WORDS`,
+/// handed over as `run claude --shell-pid PID -- WORDS`) as `run` reads its
+/// own command line: its options among the leading words, the agent's from
+/// the first other word (or after `--`) on. The definition is clap's `run`,
+/// so the function takes exactly `run`'s options; -h and --help stay the
+/// agent's (`claude --help` asks the agent).
+fn function_words(outer: RunArgs) -> std::result::Result<RunArgs, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mode = outer.mode.as_str().to_owned();
+    let cmd = crate::cli::Cli::command()
+        .find_subcommand("run")
+        .cloned()
+        .unwrap_or_else(|| clap::Command::new("run"))
+        .disable_help_flag(true)
+        .bin_name(&mode)
+        .override_usage(format!("{mode} [RUN OPTIONS] [--] [AGENT ARGS]..."));
+    let words = [mode.clone(), mode].into_iter().chain(outer.args);
+    let inner = RunArgs::from_arg_matches(&cmd.try_get_matches_from(words)?)?;
+    if inner.shell_pid.is_some() {
+        return Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            "--shell-pid is passed by the shell function itself; the agent gets it after `--`\n",
+        ));
     }
+    Ok(RunArgs {
+        mode: outer.mode,
+        shell_pid: outer.shell_pid,
+        runtime: inner.runtime.or(outer.runtime),
+        egress: inner.egress.or(outer.egress),
+        worktree: inner.worktree.or(outer.worktree),
+        id: inner.id.or(outer.id),
+        port: inner.port.or(outer.port),
+        detach: inner.detach || outer.detach,
+        args: inner.args,
+    })
+}
+
+/// `-w` before an option (`claude -w --model x`) asks for a made-up name:
+/// clap hands it the option as its value, which goes back to the agent.
+fn option_after_w(mut a: RunArgs) -> RunArgs {
+    if let Some(Some(v)) = &a.worktree {
+        if v.starts_with('-') {
+            a.args.insert(0, v.clone());
+            a.worktree = Some(None);
+        }
+    }
+    a
 }
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
+    let a = option_after_w(a);
+    let a = if a.shell_pid.is_some() {
+        let mode = a.mode.clone();
+        match function_words(a) {
+            Ok(a) => option_after_w(a),
+            Err(e) => {
+                // clap's own message, as for `ai-sessctl run`.
+                let _ = e.print();
+                eprintln!(
+                    "\nThe options {mode} takes: `ai-sessctl run --help`; `{mode} -- ARGS` gives every ARG to the agent."
+                );
+                return Ok(crate::core::error::exit::USAGE as u8);
+            }
+        }
+    } else {
+        a
+    };
     let RunArgs {
         mode,
         shell_pid,
         runtime,
         egress,
         worktree,
+        id,
+        port,
+        detach,
         args,
     } = a;
+    // Typed in (or run by a script under) a shell with the integration:
+    // that shell owns it, as when started through its agent function.
+    let shell_pid = shell_pid.or_else(crate::service::shell::owner_from_env);
     if let Some(pid) = shell_pid {
         // Tells that shell's exit hook to run `shell-exit` (best effort:
         // without it, reconcile applies the policy once the shell is gone).
         let _ = crate::service::shell::mark_owner(&ctx.dirs, pid);
     }
-    let (from_args, args) = match worktree {
-        Some(w) => (Some(wanted(w)), args),
-        None => split_worktree(args),
-    };
     start(
         ctx,
         StartRequest {
             path: None,
             mode,
-            id: None,
-            port: None,
+            id,
+            port,
             runtime,
             egress,
-            detach: false,
+            detach,
             args,
             shell_pid,
-            worktree: from_args,
+            worktree: worktree.map(wanted),
             resume: true,
         },
     )
@@ -413,28 +460,120 @@ impl Drop for IgnoreInterrupts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::config::EgressPolicy;
+    use clap::Parser;
 
-    fn split(args: &[&str]) -> (Option<Wanted>, Vec<String>) {
-        split_worktree(args.iter().map(|a| (*a).to_owned()).collect())
+    /// `ai-sessctl ARGV…` as clap gives it to `run`.
+    fn parsed(argv: &[&str]) -> RunArgs {
+        let cli = crate::cli::Cli::try_parse_from([&["ai-sessctl"], argv].concat()).unwrap();
+        match cli.command {
+            crate::cli::Command::Run(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `claude WORDS…` as the shell function hands it over.
+    fn typed(words: &[&str]) -> std::result::Result<RunArgs, clap::Error> {
+        let argv = [&["run", "claude", "--shell-pid", "42", "--"], words].concat();
+        function_words(parsed(&argv))
     }
 
     #[test]
-    fn a_leading_w_is_ours_with_or_without_a_name() {
-        let named = |n: &str| Some(Wanted::Named(n.to_owned()));
-        assert_eq!(
-            split(&["-w", "feat", "-p", "x"]),
-            (named("feat"), vec!["-p".into(), "x".into()])
-        );
-        assert_eq!(split(&["--worktree=feat"]), (named("feat"), vec![]));
-        assert_eq!(split(&["--worktree", "feat"]), (named("feat"), vec![]));
-        // Alone, last or before an option: a new one, its name made up.
-        assert_eq!(split(&["-w"]), (Some(Wanted::MadeUp), vec![]));
-        assert_eq!(
-            split(&["-w", "--model", "opus"]),
-            (Some(Wanted::MadeUp), vec!["--model".into(), "opus".into()])
-        );
-        assert_eq!(split(&["--worktree="]), (Some(Wanted::MadeUp), vec![]));
-        // Not first: the agent's.
-        assert_eq!(split(&["-p", "-w"]), (None, vec!["-p".into(), "-w".into()]));
+    fn the_functions_take_runs_options_before_the_agents_words() {
+        let a = typed(&["--egress", "allowlist", "--model", "x", "--egress", "open"]).unwrap();
+        assert_eq!(a.egress, Some(EgressPolicy::Allowlist));
+        assert_eq!(a.args, ["--model", "x", "--egress", "open"]);
+        assert_eq!(a.shell_pid, Some(42));
+        let a = typed(&[
+            "--egress=none",
+            "-w",
+            "feat",
+            "--detach",
+            "--id",
+            "x-claude",
+            "-p",
+            "hi",
+        ])
+        .unwrap();
+        assert_eq!(a.egress, Some(EgressPolicy::None));
+        assert_eq!(a.worktree, Some(Some("feat".to_owned())));
+        assert!(a.detach);
+        assert_eq!(a.id.as_ref().map(|i| i.as_str()), Some("x-claude"));
+        assert_eq!(a.args, ["-p", "hi"]);
+        let a = typed(&["--worktree=feat", "--port", "9100", "--runtime", "docker"]).unwrap();
+        assert_eq!(a.worktree, Some(Some("feat".to_owned())));
+        assert_eq!(a.port.map(|p| p.get()), Some(9100));
+        assert!(a.args.is_empty());
+    }
+
+    #[test]
+    fn w_alone_last_or_before_an_option_asks_for_a_made_up_name() {
+        let a = typed(&["-w"]).unwrap();
+        assert_eq!(a.worktree, Some(None));
+        let a = option_after_w(typed(&["-w", "--model", "opus"]).unwrap());
+        assert_eq!(a.worktree, Some(None));
+        assert_eq!(a.args, ["--model", "opus"]);
+        let a = typed(&["--worktree"]).unwrap();
+        assert_eq!(a.worktree, Some(None));
+        assert_eq!(wanted(Some(String::new())), Wanted::MadeUp);
+        assert_eq!(wanted(Some("x".into())), Wanted::Named("x".into()));
+    }
+
+    #[test]
+    fn the_agents_options_and_all_after_double_dash_reach_it_untouched() {
+        for words in [
+            &["--model", "x", "--resume"][..],
+            &["-p", "hi there", "-w", "x"],
+            &["--help"],
+            &["-h"],
+            &["fix it", "--detach"],
+            &["-c"],
+            &["--model=opus", "--egress", "none"],
+        ] {
+            let a = typed(words).unwrap();
+            assert_eq!(a.args, words, "{words:?}");
+            assert!(a.egress.is_none() && a.worktree.is_none() && !a.detach);
+        }
+        let a = typed(&["--detach", "--", "--egress", "open", "--"]).unwrap();
+        assert!(a.detach);
+        assert_eq!(a.args, ["--egress", "open", "--"]);
+    }
+
+    #[test]
+    fn a_bad_value_of_runs_option_is_a_usage_error() {
+        let e = typed(&["--egress", "sometimes"]).unwrap_err();
+        assert!(e.to_string().contains("sometimes"), "{e}");
+        let e = typed(&["--shell-pid", "7"]).unwrap_err();
+        assert!(e.to_string().contains("--shell-pid"), "{e}");
+    }
+
+    #[test]
+    fn ai_sessctl_run_reads_the_same_rule() {
+        let a = parsed(&[
+            "run",
+            "claude",
+            "--egress",
+            "allowlist",
+            "--model",
+            "x",
+            "--id",
+            "y",
+        ]);
+        assert_eq!(a.egress, Some(EgressPolicy::Allowlist));
+        assert!(a.id.is_none());
+        assert_eq!(a.args, ["--model", "x", "--id", "y"]);
+        let a = parsed(&["run", "claude", "--", "--egress", "allowlist"]);
+        assert!(a.egress.is_none());
+        assert_eq!(a.args, ["--egress", "allowlist"]);
+        // Not through a function: the help is ours.
+        let e =
+            crate::cli::Cli::try_parse_from(["ai-sessctl", "run", "claude", "--help"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+        let help = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(help.contains("read their words by the same rule"), "{help}");
     }
 }

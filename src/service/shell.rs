@@ -154,6 +154,21 @@ pub fn mark_owner(dirs: &StateDir, pid: u32) -> Result<()> {
     crate::core::paths::open_private_append(&path).map(|_| ())
 }
 
+/// What a shell with the integration exports: its pid, so that an
+/// `ai-sessctl run` typed in it (not through its agent function, which
+/// says `--shell-pid`) or run by a script under it is owned by it too.
+pub const SHELL_PID_VAR: &str = "AI_SESSIONS_SHELL_PID";
+
+/// The shell named by [`SHELL_PID_VAR`], when this process runs under it.
+/// Only an ancestor counts: whatever merely inherited the variable (a
+/// terminal multiplexer's server and the panes it starts, a job a service
+/// runs) is no child of that shell, and an owner that is not there would
+/// have its instance stopped as an orphan.
+pub fn owner_from_env() -> Option<u32> {
+    let pid: u32 = std::env::var(SHELL_PID_VAR).ok()?.trim().parse().ok()?;
+    crate::core::procinfo::is_ancestor(pid).then_some(pid)
+}
+
 /// Removes the marker of shell `pid` (its exit hook ran).
 pub fn clear_owner(dirs: &StateDir, pid: u32) {
     let _ = std::fs::remove_file(owner_marker(dirs, pid));

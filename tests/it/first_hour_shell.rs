@@ -547,6 +547,14 @@ fn agent_worktree_completion(sh: Shell) {
     t.keys(&["Tab"]);
     last_is("claude --worktree=fi<TAB>", "claude --worktree=fix");
     t.keys(&["C-u"]);
+    // After other options of `run` too.
+    t.type_text("claude --egress none -w fe");
+    t.keys(&["Tab"]);
+    last_is(
+        "claude --egress none -w fe<TAB>",
+        "claude --egress none -w feat",
+    );
+    t.keys(&["C-u"]);
     // Not a worktree position: files, as before.
     std::fs::write(repo.join("notes-unique.txt"), "x").unwrap();
     t.type_text("claude notes-u");

@@ -727,3 +727,144 @@ fn attached_terminal_keeps_its_agent(sh: Shell) {
 }
 
 per_shell!(attached_terminal_keeps_its_agent: zsh_attached_terminal_keeps_its_agent, bash_attached_terminal_keeps_its_agent);
+
+// ------------------------------------------------ the functions' options
+
+/// `claude` reads `ai-sessctl run`'s options among its leading words
+/// (`--egress allowlist`, `--egress=none`, `--detach`, `--id ID`) and hands
+/// the agent the rest untouched: from its first word that is not one of
+/// them on (a later `--egress` too, `-h`), and everything after `--`.
+/// `ai-sessctl run` typed in the same shell is owned by it as `claude` is:
+/// `show` names the shell, and `exit` stops all three.
+fn agent_function_options(sh: Shell) {
+    let env = Env::new();
+    env.use_test_image("");
+    let (proj, name) = project(&env, "opts");
+    let s = PluginShell::start(&env, sh);
+    s.cd(&proj);
+    let pid = s.pid().map(i64::from);
+
+    s.tmux
+        .line("claude --egress allowlist --model x -p 'hi there' --egress open -h");
+    s.tmux.wait_text("fake-agent ready mode=claude");
+    let pane = s.tmux.wait_text("args=");
+    let banner = pane.lines().find(|l| l.contains("args=")).unwrap_or("");
+    assert!(
+        banner
+            .trim_end()
+            .ends_with(" --model x -p hi there --egress open -h")
+            && !banner.contains("allowlist"),
+        "the agent's words, and only those:\n{pane}"
+    );
+    s.tmux.keys(&["C-p", "C-q"]);
+    s.tmux.wait_text("detached from");
+    s.wait_prompt();
+    let (one, inst) = only_instance(&env);
+    assert_eq!(inst["egress"], "allowlist", "{inst:#}");
+    assert_eq!(
+        inst["args"],
+        serde_json::json!(["--model", "x", "-p", "hi there", "--egress", "open", "-h"]),
+        "{inst:#}"
+    );
+    assert_eq!(inst["owner_pid"].as_i64(), pid, "{inst:#}");
+
+    let two = format!("{name}-two-claude");
+    s.tmux.line(&format!(
+        "claude --detach --id {two} --egress=none -- --egress open"
+    ));
+    s.tmux.wait_text(&format!("started {two}"));
+    s.wait_prompt();
+    let inst = env.instance(&two);
+    assert_eq!(inst["status"], "running", "{inst:#}");
+    assert_eq!(inst["egress"], "none", "{inst:#}");
+    assert_eq!(
+        inst["args"],
+        serde_json::json!(["--egress", "open"]),
+        "after `--`, the agent's: {inst:#}"
+    );
+    assert_eq!(inst["owner_pid"].as_i64(), pid, "{inst:#}");
+
+    // Not through the function: the same shell owns it.
+    let three = format!("{name}-three-claude");
+    s.tmux
+        .line(&format!("ai-sessctl run claude --detach --id {three}"));
+    s.tmux.wait_text(&format!("started {three}"));
+    s.wait_prompt();
+    let inst = env.instance(&three);
+    assert_eq!(inst["status"], "running", "{inst:#}");
+    assert_eq!(
+        inst["owner_pid"].as_i64(),
+        pid,
+        "owned by the shell: {inst:#}"
+    );
+    let shown = env.ok(&["show", &three]);
+    assert!(
+        shown.lines().any(|l| l.starts_with("owner shell:")
+            && l.trim_end().ends_with(&format!(" {}", pid.unwrap()))),
+        "{shown}"
+    );
+
+    s.tmux.line("exit");
+    s.tmux.wait_gone();
+    for id in [&one, &two, &three] {
+        wait_status(&env, id, "stopped");
+        let inst = env.instance(id);
+        assert!(
+            inst["status_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("owner shell")),
+            "stopped with its shell: {inst:#}"
+        );
+    }
+}
+
+per_shell!(agent_function_options: zsh_agent_function_takes_run_options, bash_agent_function_takes_run_options);
+
+/// A script run from an integrated shell starts `ai-sessctl run`: the shell
+/// it runs under owns the instance (its exit stops it). A process that
+/// only inherited the variable (not under that shell) is owned by none.
+fn run_owned_by_the_shell_it_runs_under(sh: Shell) {
+    let env = Env::new();
+    env.use_test_image("");
+    let (proj, name) = project(&env, "runown");
+    let s = PluginShell::start(&env, sh);
+    s.cd(&proj);
+    let pid = s.pid().unwrap();
+
+    // Through a script (a child process of the shell, not the shell).
+    let id = format!("{name}-script-claude");
+    s.tmux
+        .line(&format!("sh -c 'ai-sessctl run claude --detach --id {id}'"));
+    s.tmux.wait_text(&format!("started {id}"));
+    s.wait_prompt();
+    assert_eq!(
+        env.instance(&id)["owner_pid"].as_i64(),
+        Some(i64::from(pid)),
+        "{:#}",
+        env.instance(&id)
+    );
+
+    // The variable with the shell's pid, but run from elsewhere: not owned.
+    let stray = format!("{name}-stray-claude");
+    env.cmd()
+        .current_dir(&proj)
+        .env("AI_SESSIONS_SHELL_PID", pid.to_string())
+        .args(["run", "claude", "--detach", "--id", &stray])
+        .output()
+        .unwrap();
+    let inst = env.instance(&stray);
+    assert_eq!(inst["status"], "running", "{inst:#}");
+    assert!(
+        inst["owner_pid"].is_null(),
+        "not under that shell: {inst:#}"
+    );
+
+    s.tmux.line("exit");
+    s.tmux.wait_gone();
+    wait_status(&env, &id, "stopped");
+    std::thread::sleep(Duration::from_millis(500));
+    env.ok(&["list"]);
+    assert_eq!(status_of(&env, &stray), "running");
+}
+
+per_shell!(run_owned_by_the_shell_it_runs_under: zsh_run_owned_by_the_shell_it_runs_under, bash_run_owned_by_the_shell_it_runs_under);

@@ -21,6 +21,11 @@ pub fn state(pid: u32) -> Option<ProcState> {
     })
 }
 
+/// Field 4 of stat.
+pub fn parent(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb = meminfo_kb(&status, "VmRSS:")?;

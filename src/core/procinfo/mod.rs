@@ -48,6 +48,25 @@ fn alive_from(state: Option<ProcState>, expected_start: Option<u64>) -> bool {
     state.is_some_and(|s| !s.zombie && expected_start.is_none_or(|e| e == s.start))
 }
 
+/// Whether `pid` is this process's parent, or that one's, and so on (the
+/// init process and the kernel's never count).
+pub fn is_ancestor(pid: u32) -> bool {
+    if pid <= 1 {
+        return false;
+    }
+    let mut cur = std::process::id();
+    // A bound, not a depth any real tree has: a pid reused along the walk
+    // cannot make it loop.
+    for _ in 0..256 {
+        match backend::parent(cur) {
+            Some(p) if p == pid => return true,
+            Some(p) if p > 1 => cur = p,
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Resident memory of `pid` in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     backend::rss_bytes(pid)
@@ -126,6 +145,16 @@ mod tests {
                 }
 
                 #[test]
+                fn the_parent_of_a_child_is_this_process() {
+                    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+                    let parent = b::parent(child.id());
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    assert_eq!(parent, Some(std::process::id()));
+                    assert_eq!(b::parent(u32::MAX - 1), None);
+                }
+
+                #[test]
                 fn memory_and_cpu_time_of_a_process() {
                     let me = std::process::id();
                     assert!(
@@ -179,6 +208,22 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     backend_tests!(linux, crate::core::procinfo::linux);
+
+    #[test]
+    fn ancestors_are_the_parent_chain_only() {
+        let parent = nix::unistd::getppid().as_raw() as u32;
+        assert!(super::is_ancestor(parent));
+        assert!(!super::is_ancestor(std::process::id()), "not its own");
+        assert!(!super::is_ancestor(1), "init never counts");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let not_ours = super::is_ancestor(child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(!not_ours, "a child is no ancestor");
+    }
     backend_tests!(portable, crate::core::procinfo::portable);
 
     #[test]

@@ -30,6 +30,12 @@ pub fn state(pid: u32) -> Option<ProcState> {
     })
 }
 
+pub fn parent(pid: u32) -> Option<u32> {
+    with_process(pid, ProcessRefreshKind::nothing(), |p| {
+        p.parent().map(|p| p.as_u32())
+    })
+}
+
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     with_process(pid, ProcessRefreshKind::nothing().with_memory(), |p| {
         Some(p.memory())
