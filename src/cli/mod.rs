@@ -3,6 +3,7 @@
 pub mod args;
 mod config;
 mod dashboard;
+mod diff;
 mod doctor;
 mod events;
 mod health;
@@ -59,6 +60,12 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Health(crate::cli::HealthCmd::Watch) => health::watch(&ctx),
         Command::Heal(a) => health::heal(&ctx, a.id),
         Command::Logs { id, follow, tail } => logs::logs(&ctx, id.id, follow, tail),
+        Command::Diff {
+            id,
+            stat,
+            json,
+            no_pager,
+        } => diff::diff(&ctx, id, diff::Shape::of(stat, json), no_pager),
         Command::Events {
             follow,
             json,

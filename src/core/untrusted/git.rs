@@ -95,6 +95,15 @@ pub fn run_in_work_tree(dir: &Path, args: &[&str]) -> Result<String> {
     finish(&args, watched(cmd)?)
 }
 
+/// [`run_in_work_tree`], its whole output untrimmed (a diff, whose last
+/// context line may be a lone space).
+pub fn output_in_work_tree(dir: &Path, args: &[&str]) -> Result<Output> {
+    let overrides = overrides_for(dir);
+    let mut cmd = command(dir, args, &overrides, true);
+    cmd.env("GIT_WORK_TREE", dir);
+    watched(cmd)
+}
+
 /// Runs `git -C dir args…` hardened; its whole output.
 pub fn output(dir: &Path, args: &[&str]) -> Result<Output> {
     let overrides = overrides_for(dir);
