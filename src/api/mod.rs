@@ -14,7 +14,7 @@ use crate::state::context::Ctx;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Form, Router};
 use security::Guard;
 use std::net::SocketAddr;
@@ -60,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/instances/{id}/logs", get(routes::logs))
         .route("/instances/{id}/stats", get(routes::stats))
         .route("/instances/{id}/diff", get(routes::diff))
+        .route("/instances/{id}/send", post(routes::send))
         .route("/health", get(routes::health))
         .route("/resources", get(routes::resources))
         .route("/spend", get(routes::spend))
@@ -73,7 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/v1", api)
         .route("/", get(dashboard))
         .route("/login", get(login_link).post(login_form))
-        .route("/logout", axum::routing::post(logout))
+        .route("/logout", post(logout))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(

@@ -196,6 +196,30 @@ pub async fn delete(
 }
 
 #[derive(Deserialize)]
+pub struct SendBody {
+    text: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /instances/{id}/send`: a message typed into the agent; 409 with
+/// the reason when it is not waiting for input (unless `force`).
+pub async fn send(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    axum::Json(body): axum::Json<SendBody>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let sent = blocking(&st, move |ctx| {
+        crate::service::send::send(ctx, &id, &body.text, body.force, API)
+    })
+    .await?;
+    Ok(Json(
+        json!({"sent": true, "id": sent.id, "activity": sent.activity, "chars": sent.chars}),
+    ))
+}
+
+#[derive(Deserialize)]
 pub struct LogQuery {
     tail: Option<usize>,
     #[serde(default)]

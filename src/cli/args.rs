@@ -191,6 +191,21 @@ pub enum Command {
     Restart(IdArg),
     /// Attach the terminal to a running instance (detach: ctrl-p ctrl-q)
     Attach(IdArg),
+    /// Type a message into an instance's agent, as if typed there and
+    /// Enter pressed (attached or not); only while it waits for input
+    #[command(
+        after_help = "Examples:\n  ai-sessctl send api-claude 'the tests in src/db fail; fix them'\n  git diff | ai-sessctl send api-claude -    # the message from stdin\n\nRefused while the agent works (or has not said it waits); --force types it anyway."
+    )]
+    Send {
+        #[command(flatten)]
+        id: IdArg,
+        /// The message; `-` reads it from standard input
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        text: Vec<String>,
+        /// Type it even though the agent is not waiting for input
+        #[arg(long, short)]
+        force: bool,
+    },
     /// Pause an instance's processes
     Pause(IdArg),
     /// Resume a paused instance; without an id, bring back every instance

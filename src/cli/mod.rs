@@ -17,6 +17,7 @@ pub mod output;
 mod port;
 mod registry;
 mod run;
+mod send;
 mod serve;
 mod shell;
 mod spend;
@@ -38,6 +39,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Stop { ids, all, force } => lifecycle::stop(&ctx, ids, all, force),
         Command::Restart(a) => lifecycle::restart(&ctx, a.id),
         Command::Attach(a) => run::attach(&ctx, a.id),
+        Command::Send { id, text, force } => send::send(&ctx, id.id, text, force),
         Command::Pause(a) => lifecycle::pause(&ctx, a.id, true),
         Command::Resume { id } => lifecycle::resume(&ctx, id),
         Command::Rm(a) => lifecycle::rm_command(&ctx, a),

@@ -315,6 +315,28 @@ impl Engine {
             .map_err(|e| Error::Engine(format!("writing to the container's stdin: {e}")))
     }
 
+    /// Types `chunks` into the terminal of running container `id`, one
+    /// write each, `gap` apart: a terminal program reads a text and the
+    /// Enter after it in one read as a paste, not as a submit.
+    pub async fn type_input(&self, id: &str, chunks: &[Vec<u8>], gap: Duration) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut input = self.attach_stdin(id).await?;
+        let typed = async {
+            for (n, chunk) in chunks.iter().enumerate() {
+                if n > 0 {
+                    tokio::time::sleep(gap).await;
+                }
+                input.write_all(chunk).await?;
+                input.flush().await?;
+            }
+            input.shutdown().await
+        };
+        tokio::time::timeout(Duration::from_secs(20), typed)
+            .await
+            .map_err(|_| Error::Engine("typing into the container: timed out".into()))?
+            .map_err(|e| Error::Engine(format!("typing into the container: {e}")))
+    }
+
     /// Removes a container by force; gone already is fine.
     pub async fn remove_async(&self, container: &str) {
         let _ = self

@@ -5,6 +5,7 @@
 pub mod docker;
 mod finish;
 pub mod host;
+pub mod input;
 mod networks;
 mod pause;
 mod reconcile;

@@ -11,6 +11,7 @@ pub mod reconciler;
 pub mod repair;
 pub mod resume;
 pub mod review;
+pub mod send;
 pub mod shell;
 pub mod spend;
 pub mod start;

@@ -71,6 +71,7 @@ mod real_gemini_hooks;
 mod registry_concurrency;
 mod registry_corrupt;
 mod review_diff;
+mod review_send;
 mod sandbox_api_limits;
 mod sandbox_api_sessions;
 mod sandbox_containers;
