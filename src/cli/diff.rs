@@ -70,7 +70,10 @@ pub fn diff(ctx: &Ctx, id: Option<InstanceId>, shape: Shape, no_pager: bool) -> 
 /// The line on stderr that says what is compared with what.
 fn about(r: &Report) -> String {
     let short = r.diff.base_commit.get(..10).unwrap_or(&r.diff.base_commit);
-    let branch = r.branch.as_deref().map_or_else(|| "HEAD (detached)".to_owned(), printable);
+    let branch = r
+        .branch
+        .as_deref()
+        .map_or_else(|| "HEAD (detached)".to_owned(), printable);
     let what = match r.scope {
         Scope::Worktree => format!(
             "{}: {branch} against {} (merge-base {short}): committed, uncommitted and untracked",
@@ -219,7 +222,13 @@ fn stat(r: &Report, color: bool) -> String {
         }
         let n = f.added + f.removed;
         // At most 50 marks, in proportion.
-        let scale = |k: usize| if most > 50 { (k * 50).div_ceil(most) } else { k };
+        let scale = |k: usize| {
+            if most > 50 {
+                (k * 50).div_ceil(most)
+            } else {
+                k
+            }
+        };
         let bar = paint(&"+".repeat(scale(f.added)), "32", color)
             + &paint(&"-".repeat(scale(f.removed)), "31", color);
         out += &format!(" {name}{} | {n:>digits$} {bar}\n", " ".repeat(pad));

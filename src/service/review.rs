@@ -41,7 +41,11 @@ pub fn diff(ctx: &Ctx, id: &InstanceId) -> Result<Report> {
 }
 
 fn of(inst: &Instance) -> Result<Report> {
-    if let Some(info) = inst.worktree.as_ref().filter(|w| !w.path.as_os_str().is_empty()) {
+    if let Some(info) = inst
+        .worktree
+        .as_ref()
+        .filter(|w| !w.path.as_os_str().is_empty())
+    {
         let base = crate::features::worktree::base_branch(info)?;
         let dir = &info.path;
         if !dir.is_dir() {
@@ -61,15 +65,20 @@ fn of(inst: &Instance) -> Result<Report> {
         });
     }
     let dir = PathBuf::from(&inst.project_path);
-    let top = crate::core::untrusted::git::run_in_work_tree(&dir, &["rev-parse", "--show-toplevel"])
-        .map_err(|_| {
-            Error::Invalid(format!(
-                "{}: {} is not a git repository: there is no base to compare with",
-                inst.id,
-                dir.display()
-            ))
-        })?;
-    let dir = if top.is_empty() { dir } else { PathBuf::from(top) };
+    let top =
+        crate::core::untrusted::git::run_in_work_tree(&dir, &["rev-parse", "--show-toplevel"])
+            .map_err(|_| {
+                Error::Invalid(format!(
+                    "{}: {} is not a git repository: there is no base to compare with",
+                    inst.id,
+                    dir.display()
+                ))
+            })?;
+    let dir = if top.is_empty() {
+        dir
+    } else {
+        PathBuf::from(top)
+    };
     let diff = diff::changes(&dir, Against::Head)?;
     Ok(Report {
         id: inst.id.clone(),
@@ -82,9 +91,12 @@ fn of(inst: &Instance) -> Result<Report> {
 
 /// The branch checked out in `dir` (none when detached).
 fn branch_of(dir: &Path) -> Option<String> {
-    crate::core::untrusted::git::run_in_work_tree(dir, &["symbolic-ref", "--quiet", "--short", "HEAD"])
-        .ok()
-        .filter(|b| !b.is_empty())
+    crate::core::untrusted::git::run_in_work_tree(
+        dir,
+        &["symbolic-ref", "--quiet", "--short", "HEAD"],
+    )
+    .ok()
+    .filter(|b| !b.is_empty())
 }
 
 /// The instance of the project or worktree `cwd` is in: the one whose

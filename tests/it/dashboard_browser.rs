@@ -768,7 +768,10 @@ fn dashboard_shows_the_changes_and_sends_a_line_comment_to_the_agent() {
     env.use_test_image("");
     let name = env.unique("chg");
     let repo = crate::review_diff::cloned_repo(&env, &name);
-    let out = env.run_in(&repo, &["start", "--mode", "claude", "--detach", "-w", "fix"]);
+    let out = env.run_in(
+        &repo,
+        &["start", "--mode", "claude", "--detach", "-w", "fix"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let id = stdout(&out).trim().to_owned();
     let inst = env.instance(&id);
@@ -821,7 +824,10 @@ fn dashboard_shows_the_changes_and_sends_a_line_comment_to_the_agent() {
     // The agent's markup is text, not an element.
     assert!(all.contains("+<img src=x onerror="), "{all}");
     assert_eq!(
-        s.js("return document.querySelectorAll('#changes img').length", json!([])),
+        s.js(
+            "return document.querySelectorAll('#changes img').length",
+            json!([])
+        ),
         0
     );
     assert_ne!(s.js("return document.title", json!([])), "pwned");
@@ -829,7 +835,11 @@ fn dashboard_shows_the_changes_and_sends_a_line_comment_to_the_agent() {
 
     // A comment on the line: typed into the agent, which echoes it.
     s.click(line);
-    type_into(&s, "#changes tr.comment-row textarea", "use a named constant");
+    type_into(
+        &s,
+        "#changes tr.comment-row textarea",
+        "use a named constant",
+    );
     s.click("#changes tr.comment-row button[data-action=send]");
     let result = "#changes tr.comment-row .result";
     assert!(

@@ -18,7 +18,10 @@ pub fn cloned_repo(env: &Env, name: &str) -> PathBuf {
     let root = env.projects.path();
     let bare = root.join(format!("{name}-origin.git"));
     let seed = root.join(format!("{name}-seed"));
-    git(root, &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()]);
+    git(
+        root,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
     git(root, &["init", "-q", "-b", "main", seed.to_str().unwrap()]);
     std::fs::create_dir_all(seed.join("src")).unwrap();
     std::fs::write(
@@ -51,7 +54,10 @@ fn file<'a>(v: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
 
 /// A `-w feat` instance of the test image; its id and worktree path.
 fn worktree_instance(env: &Env, repo: &Path) -> (String, PathBuf) {
-    let out = env.run_in(repo, &["start", "--mode", "claude", "--detach", "-w", "feat"]);
+    let out = env.run_in(
+        repo,
+        &["start", "--mode", "claude", "--detach", "-w", "feat"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let id = stdout(&out).trim().to_owned();
     let wt = PathBuf::from(env.instance(&id)["worktree"]["path"].as_str().unwrap());
@@ -121,10 +127,16 @@ fn diff_of_a_worktree_shows_committed_uncommitted_and_untracked_work() {
         git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]).as_str()
     );
     assert_eq!(v["files"].as_array().unwrap().len(), 3, "{v:#}");
-    assert_eq!((v["added"].as_u64(), v["removed"].as_u64()), (Some(4), Some(1)));
+    assert_eq!(
+        (v["added"].as_u64(), v["removed"].as_u64()),
+        (Some(4), Some(1))
+    );
     let app = file(&v, "src/app.py");
     assert_eq!(app["status"], "modified");
-    assert_eq!((app["added"].as_u64(), app["removed"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (app["added"].as_u64(), app["removed"].as_u64()),
+        (Some(1), Some(1))
+    );
     let lines = &app["hunks"][0]["lines"];
     let added = lines
         .as_array()
@@ -193,7 +205,10 @@ fn diff_of_an_instance_on_the_main_checkout_is_its_uncommitted_work() {
     let v = json(&env.run(&["diff", &id, "--json"]));
     assert_eq!(v["base"], "HEAD");
     assert_eq!(v["scope"], "checkout");
-    assert_eq!(v["base_commit"], git(&repo, &["rev-parse", "HEAD"]).as_str());
+    assert_eq!(
+        v["base_commit"],
+        git(&repo, &["rev-parse", "HEAD"]).as_str()
+    );
     assert_eq!(v["files"].as_array().unwrap().len(), 2, "{v:#}");
     assert_eq!(file(&v, "new.txt")["status"], "untracked");
     env.ok(&["stop", &id]);
@@ -256,7 +271,11 @@ fn diff_runs_no_program_of_the_repository_and_escapes_the_agents_bytes() {
             stdout(&out)
         );
         if args.len() == 2 {
-            assert!(stdout(&out).contains(&format!("+{escaped}")), "{}", stdout(&out));
+            assert!(
+                stdout(&out).contains(&format!("+{escaped}")),
+                "{}",
+                stdout(&out)
+            );
         }
     }
     // JSON carries the text as it is, escaped the JSON way.
@@ -305,7 +324,10 @@ fn diff_runs_no_program_of_the_repository_and_escapes_the_agents_bytes() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.contains("pwned"), "{text}");
     assert!(text.contains("\\x1b]0;pwned\\x07"), "{text}");
-    assert!(text.contains("\x1b[32m+"), "coloured on a terminal: {text:?}");
+    assert!(
+        text.contains("\x1b[32m+"),
+        "coloured on a terminal: {text:?}"
+    );
     // Every raw escape is one of our colours (`ESC [ digits ; m`).
     for (i, _) in text.match_indices('\x1b') {
         let rest = &text[i + 1..];
@@ -313,10 +335,20 @@ fn diff_runs_no_program_of_the_repository_and_escapes_the_agents_bytes() {
             let end = r.find('m').unwrap_or(r.len());
             end < 8 && r[..end].chars().all(|c| c.is_ascii_digit() || c == ';')
         });
-        assert!(sgr, "a raw escape not ours at {i}: {:?}", &text[i..(i + 12).min(text.len())]);
+        assert!(
+            sgr,
+            "a raw escape not ours at {i}: {:?}",
+            &text[i..(i + 12).min(text.len())]
+        );
     }
     assert!(!got.contains(&0x07), "a raw BEL: {text:?}");
-    for m in ["external", "repo-pager", "repo-pager-diff", "textconv", "filter"] {
+    for m in [
+        "external",
+        "repo-pager",
+        "repo-pager-diff",
+        "textconv",
+        "filter",
+    ] {
         assert!(!mark(m).exists(), "the repository's {m} ran");
     }
     // The scene is live: a plain `git diff` there runs them.

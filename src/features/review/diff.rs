@@ -150,8 +150,11 @@ pub fn changes(dir: &Path, against: Against<'_>) -> Result<Diff> {
 
 fn base_commit(dir: &Path, against: Against<'_>) -> Result<String> {
     match against {
-        Against::Head => Ok(git::run_in_work_tree(dir, &["rev-parse", "--verify", "--quiet", "HEAD"])
-            .unwrap_or_else(|_| EMPTY_TREE.to_owned())),
+        Against::Head => Ok(git::run_in_work_tree(
+            dir,
+            &["rev-parse", "--verify", "--quiet", "HEAD"],
+        )
+        .unwrap_or_else(|_| EMPTY_TREE.to_owned())),
         Against::MergeBase(branch) => {
             let full = format!("refs/heads/{branch}");
             git::run_in_work_tree(dir, &["rev-parse", "--verify", "--quiet", &full]).map_err(
@@ -610,10 +613,16 @@ Binary files a/img.png and /dev/null differ
         let files = parse(SAMPLE, &mut Budget::default());
         assert_eq!(files.len(), 4, "{files:#?}");
         let app = &files[0];
-        assert_eq!((app.path.as_str(), app.status), ("src/app.py", Status::Modified));
+        assert_eq!(
+            (app.path.as_str(), app.status),
+            ("src/app.py", Status::Modified)
+        );
         assert_eq!((app.added, app.removed), (2, 1));
         let h = &app.hunks[0];
-        assert_eq!((h.old_start, h.old_lines, h.new_start, h.new_lines), (1, 3, 1, 4));
+        assert_eq!(
+            (h.old_start, h.old_lines, h.new_start, h.new_lines),
+            (1, 3, 1, 4)
+        );
         let got: Vec<_> = h
             .lines
             .iter()
@@ -632,9 +641,15 @@ Binary files a/img.png and /dev/null differ
         assert_eq!(files[1].status, Status::Renamed);
         assert_eq!(files[1].path, "new name");
         assert_eq!(files[1].old_path.as_deref(), Some("old name"));
-        assert_eq!((files[2].path.as_str(), files[2].status), ("t\tab", Status::Added));
+        assert_eq!(
+            (files[2].path.as_str(), files[2].status),
+            ("t\tab", Status::Added)
+        );
         assert_eq!(files[2].added, 1);
-        assert_eq!((files[3].path.as_str(), files[3].status), ("img.png", Status::Deleted));
+        assert_eq!(
+            (files[3].path.as_str(), files[3].status),
+            ("img.png", Status::Deleted)
+        );
         assert!(files[3].binary);
     }
 
