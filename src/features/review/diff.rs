@@ -156,16 +156,20 @@ fn base_commit(dir: &Path, against: Against<'_>) -> Result<String> {
         )
         .unwrap_or_else(|_| EMPTY_TREE.to_owned())),
         Against::MergeBase(branch) => {
-            let full = format!("refs/heads/{branch}");
-            git::run_in_work_tree(dir, &["rev-parse", "--verify", "--quiet", &full]).map_err(
-                |_| {
-                    Error::Invalid(format!(
-                        "{}: no branch {} to compare with",
-                        dir.display(),
-                        crate::core::untrusted::printable(branch)
-                    ))
-                },
-            )?;
+            // A local branch, else a remote-tracking one (`origin/main`).
+            let full = [
+                format!("refs/heads/{branch}"),
+                format!("refs/remotes/{branch}"),
+            ]
+            .into_iter()
+            .find(|r| git::run_in_work_tree(dir, &["rev-parse", "--verify", "--quiet", r]).is_ok())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: no branch {} to compare with",
+                    dir.display(),
+                    crate::core::untrusted::printable(branch)
+                ))
+            })?;
             git::run_in_work_tree(dir, &["merge-base", "HEAD", &full]).map_err(|e| {
                 Error::Invalid(format!(
                     "{}: no common commit with {}: {e}",
