@@ -71,6 +71,19 @@ pub struct Reply {
     pub big_mib: usize,
     /// A status other than 200 for model calls, with an API-shaped error.
     pub status: u16,
+    /// Tool calls, in turn, for a streamed Messages call whose request
+    /// offers tools and holds `tool_trigger` somewhere: the n-th such
+    /// call of a conversation (n tool results in it so far) gets step n;
+    /// once all were answered, `text`. Other calls get `text`.
+    pub tool_steps: Vec<ToolStep>,
+    pub tool_trigger: Option<String>,
+}
+
+/// A `tool_use` block the fake answers with.
+#[derive(Debug, Clone)]
+pub struct ToolStep {
+    pub name: String,
+    pub input: serde_json::Value,
 }
 
 impl Default for Reply {
@@ -85,6 +98,8 @@ impl Default for Reply {
             },
             big_mib: 0,
             status: 200,
+            tool_steps: Vec::new(),
+            tool_trigger: None,
         }
     }
 }
@@ -431,6 +446,9 @@ fn anthropic(w: &mut impl Write, body: &serde_json::Value, reply: &Reply) -> std
         });
         return json_response(w, 200, &msg);
     }
+    if let Some(step) = tool_step(body, reply) {
+        return anthropic_tool_use(w, model, u, step);
+    }
     let mut s = Sse::start(w)?;
     s.event(
         "message_start",
@@ -458,6 +476,66 @@ fn anthropic(w: &mut impl Write, body: &serde_json::Value, reply: &Reply) -> std
     s.event(
         "message_delta",
         &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": u.output}}),
+    )?;
+    s.event("message_stop", &json!({"type": "message_stop"}))?;
+    s.end()
+}
+
+/// The tool step this streamed call gets, if any (see `Reply::tool_steps`).
+fn tool_step<'a>(body: &serde_json::Value, reply: &'a Reply) -> Option<&'a ToolStep> {
+    let trigger = reply.tool_trigger.as_deref()?;
+    let offers_tools = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+    if !offers_tools || !body.to_string().contains(trigger) {
+        return None;
+    }
+    let results = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|c| c["type"] == "tool_result")
+        .count();
+    reply.tool_steps.get(results)
+}
+
+/// A streamed reply that is one `tool_use` block.
+fn anthropic_tool_use(
+    w: &mut impl Write,
+    model: &str,
+    u: Usage,
+    step: &ToolStep,
+) -> std::io::Result<()> {
+    use serde_json::json;
+    use std::sync::atomic::AtomicU32;
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let mut s = Sse::start(w)?;
+    s.event(
+        "message_start",
+        &json!({"type": "message_start", "message": {
+            "id": format!("msg_faketool{n}"), "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": u.input, "output_tokens": 1}}}),
+    )?;
+    s.event(
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": 0, "content_block": {
+            "type": "tool_use", "id": format!("toolu_fake{n}"), "name": step.name, "input": {}}}),
+    )?;
+    s.event(
+        "content_block_delta",
+        &json!({"type": "content_block_delta", "index": 0, "delta": {
+            "type": "input_json_delta", "partial_json": step.input.to_string()}}),
+    )?;
+    s.event(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": 0}),
+    )?;
+    s.event(
+        "message_delta",
+        &json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
                 "usage": {"output_tokens": u.output}}),
     )?;
     s.event("message_stop", &json!({"type": "message_stop"}))?;

@@ -360,3 +360,133 @@ fn diff_runs_no_program_of_the_repository_and_escapes_the_agents_bytes() {
     assert!(mark("external").exists(), "the poison is not live");
     env.ok(&["stop", &id]);
 }
+
+/// The whole loop with the real Claude Code CLI in its image, its model
+/// API the fake (through the credential broker): a comment on a line, in
+/// the shape the dashboard sends, is typed into the running agent; the
+/// model answers with tool calls (read the file, edit it); the file in the
+/// worktree changes and `diff` shows the edit.
+#[test]
+fn the_real_claude_code_edits_the_file_a_line_comment_names() {
+    use crate::broker_support::{host_address, unique_secret};
+    use crate::fake_model::{FakeApi, Reply, ToolStep};
+    require_docker!();
+    let Some(image) = crate::docker_support::real_image("claude") else {
+        return;
+    };
+    let fake = FakeApi::with(Reply {
+        text: "Done: the constant is named now.".into(),
+        ..Reply::default()
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
+         [resources.memory]\nlimit = \"1Gi\"\n\n\
+         [agents.claude]\nimage = \"{image}\"\nenv_passthrough = [\"ANTHROPIC_API_KEY\"]\n\n\
+         [agents.claude.credentials]\nupstream = \"http://{}:{}\"\n",
+        host_address(),
+        fake.port
+    ));
+    let key = unique_secret("sk-ant-api03-");
+    let name = env.unique("revclaude");
+    let repo = cloned_repo(&env, &name);
+    let start = || {
+        let out = env
+            .cmd()
+            .current_dir(&repo)
+            .env("ANTHROPIC_API_KEY", &key)
+            .args(["start", "--mode", "claude", "--detach", "-w", "fix"])
+            .args(["--", "--permission-mode", "acceptEdits"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_owned()
+    };
+    let id = start();
+    let wt = PathBuf::from(env.instance(&id)["worktree"]["path"].as_str().unwrap());
+    // Claude Code's first-run questions (theme, trust in the folder, the
+    // key in its environment: the broker's placeholder) are answered in
+    // its state, as a user who used it before has them.
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let placeholder =
+        crate::docker_support::docker_ok(&["exec", &cid, "printenv", "ANTHROPIC_API_KEY"]);
+    let placeholder = placeholder.trim();
+    let last20 = &placeholder[placeholder.len().saturating_sub(20)..];
+    env.ok(&["stop", &id]);
+    let state = env.state().join("states").join(&id);
+    std::fs::create_dir_all(&state).unwrap();
+    let cfg = state.join(".claude.json");
+    let mut v: serde_json::Value = std::fs::read_to_string(&cfg)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    v["hasCompletedOnboarding"] = true.into();
+    v["theme"] = "dark".into();
+    v["customApiKeyResponses"] = serde_json::json!({"approved": [last20], "rejected": []});
+    v["projects"][wt.to_str().unwrap()] = serde_json::json!({
+        "hasTrustDialogAccepted": true,
+        "hasCompletedProjectOnboarding": true,
+    });
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    assert_eq!(start(), id);
+
+    let file = wt.join("src/app.py");
+    fake.set_reply(Reply {
+        text: "Done: the constant is named now.".into(),
+        tool_trigger: Some("use a named constant".into()),
+        tool_steps: vec![
+            ToolStep {
+                name: "Read".into(),
+                input: serde_json::json!({"file_path": file}),
+            },
+            ToolStep {
+                name: "Edit".into(),
+                input: serde_json::json!({
+                    "file_path": file,
+                    "old_string": "    x = 0\n",
+                    "new_string": "    START = 0\n    x = START\n",
+                }),
+            },
+        ],
+        ..Reply::default()
+    });
+    // Its prompt is up when its screen asks for input.
+    let screen = || stdout(&env.run(&["logs", &id, "--tail", "200"]));
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            // `❯` at its input line, the permission mode below it.
+            let s = screen();
+            s.contains('\u{276f}') && s.contains("edits") && s.contains("accept")
+        }),
+        "Claude Code's prompt did not come up:\n{}",
+        screen()
+    );
+    // What the dashboard sends for a comment on line 2 of src/app.py.
+    let message = "In src/app.py line 2 (    x = 0): use a named constant";
+    let out = env.run(&["send", "--force", &id, message]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        wait_until(Duration::from_secs(120), || std::fs::read_to_string(&file)
+            .is_ok_and(|t| t.contains("x = START"))),
+        "the file was not edited: {:?}\nscreen:\n{}\nthe API saw: {:#?}",
+        std::fs::read_to_string(&file),
+        screen(),
+        fake.seen()
+            .iter()
+            .map(|s| (
+                s.target.clone(),
+                s.body.chars().take(300).collect::<String>()
+            ))
+            .collect::<Vec<_>>()
+    );
+    let v = json(&env.run(&["diff", &id, "--json"]));
+    let app = file(&v, "src/app.py");
+    assert_eq!(
+        (app["added"].as_u64(), app["removed"].as_u64()),
+        (Some(2), Some(1))
+    );
+    env.ok(&["stop", &id]);
+}
