@@ -433,19 +433,19 @@ fn the_real_claude_code_edits_the_file_a_line_comment_names() {
     std::fs::write(&cfg, v.to_string()).unwrap();
     assert_eq!(start(), id);
 
-    let file = wt.join("src/app.py");
+    let app_py = wt.join("src/app.py");
     fake.set_reply(Reply {
         text: "Done: the constant is named now.".into(),
         tool_trigger: Some("use a named constant".into()),
         tool_steps: vec![
             ToolStep {
                 name: "Read".into(),
-                input: serde_json::json!({"file_path": file}),
+                input: serde_json::json!({"file_path": app_py}),
             },
             ToolStep {
                 name: "Edit".into(),
                 input: serde_json::json!({
-                    "file_path": file,
+                    "file_path": app_py,
                     "old_string": "    x = 0\n",
                     "new_string": "    START = 0\n    x = START\n",
                 }),
@@ -469,10 +469,12 @@ fn the_real_claude_code_edits_the_file_a_line_comment_names() {
     let out = env.run(&["send", "--force", &id, message]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        wait_until(Duration::from_secs(120), || std::fs::read_to_string(&file)
-            .is_ok_and(|t| t.contains("x = START"))),
+        wait_until(Duration::from_secs(120), || std::fs::read_to_string(
+            &app_py
+        )
+        .is_ok_and(|t| t.contains("x = START"))),
         "the file was not edited: {:?}\nscreen:\n{}\nthe API saw: {:#?}",
-        std::fs::read_to_string(&file),
+        std::fs::read_to_string(&app_py),
         screen(),
         fake.seen()
             .iter()
