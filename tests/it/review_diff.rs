@@ -211,6 +211,26 @@ fn diff_of_an_instance_on_the_main_checkout_is_its_uncommitted_work() {
     );
     assert_eq!(v["files"].as_array().unwrap().len(), 2, "{v:#}");
     assert_eq!(file(&v, "new.txt")["status"], "untracked");
+
+    // A huge change is cut, says so, and keeps its counts whole.
+    let big: String = (0..30_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(repo.join("README"), big).unwrap();
+    let v = json(&env.run(&["diff", &id, "--json"]));
+    assert_eq!(v["truncated"], true);
+    let readme = file(&v, "README");
+    assert_eq!(readme["added"], 30_000);
+    assert_eq!(readme["truncated"], true);
+    let shown: usize = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["hunks"].as_array().unwrap())
+        .map(|h| h["lines"].as_array().unwrap().len())
+        .sum();
+    assert!(shown <= 20_000, "{shown} lines");
+    let out = env.run(&["diff", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("too large"), "{}", stderr(&out));
     env.ok(&["stop", &id]);
 }
 

@@ -19,6 +19,8 @@ pub const MAX_LINE_CHARS: usize = 2000;
 pub const MAX_UNTRACKED_BYTES: u64 = 1 << 20;
 /// At most this many untracked files are read.
 const MAX_UNTRACKED: usize = 1000;
+/// At most this much of `git diff`'s output is read.
+const MAX_DIFF_BYTES: u64 = 64 << 20;
 
 /// git's empty tree: the base of a repository without a commit.
 const EMPTY_TREE: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
@@ -116,15 +118,20 @@ pub fn changes(dir: &Path, against: Against<'_>) -> Result<Diff> {
             &base_commit,
             "--",
         ],
+        MAX_DIFF_BYTES,
     )?;
-    if !out.status.success() {
+    let cut = out.stdout.len() as u64 >= MAX_DIFF_BYTES;
+    if !out.status.success() && !cut {
         return Err(Error::Invalid(format!(
             "git diff in {}: {}",
             dir.display(),
             crate::core::untrusted::text::printable_bytes(&out.stderr).trim()
         )));
     }
-    let mut budget = Budget::default();
+    let mut budget = Budget {
+        truncated: cut,
+        ..Budget::default()
+    };
     let mut files = parse(&out.stdout, &mut budget);
     for rel in untracked(dir)? {
         if files.len() >= MAX_FILES {
@@ -186,8 +193,9 @@ fn untracked(dir: &Path) -> Result<Vec<String>> {
     let out = git::output_in_work_tree(
         dir,
         &["ls-files", "--others", "--exclude-standard", "-z", "--"],
+        1 << 20,
     )?;
-    if !out.status.success() {
+    if !out.status.success() && out.stdout.len() < 1 << 20 {
         return Err(Error::Invalid(format!(
             "git ls-files in {}: {}",
             dir.display(),
