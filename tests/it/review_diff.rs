@@ -277,6 +277,16 @@ fn diff_runs_no_program_of_the_repository_and_escapes_the_agents_bytes() {
     std::fs::write(repo.join("evil.txt"), format!("calm\n{evil}")).unwrap();
     std::fs::write(repo.join("new-evil.txt"), evil).unwrap();
 
+    // Untracked things that are no regular file: a link to a host secret,
+    // a link to a host directory, a FIFO nobody writes.
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("secret.txt");
+    std::fs::write(&secret, "HOST-SECRET-CONTENT\n").unwrap();
+    std::os::unix::fs::symlink(&secret, repo.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink(secret_dir.path(), repo.join("leakdir")).unwrap();
+    let fifo = std::ffi::CString::new(repo.join("pipe").to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
     let escaped = "ok \\x1b]0;pwned\\x07 then \\x1b[2J cleared \\u{202e}rtl";
     for args in [
         &["diff", &id, "--no-pager"][..],
@@ -298,6 +308,12 @@ fn diff_runs_no_program_of_the_repository_and_escapes_the_agents_bytes() {
             );
         }
     }
+    let text = stdout(&env.run(&["diff", &id, "--no-pager"]));
+    assert!(!text.contains("HOST-SECRET-CONTENT"), "{text}");
+    assert!(
+        text.contains(&format!("+{}", secret.display())),
+        "a link is shown as its target: {text}"
+    );
     // JSON carries the text as it is, escaped the JSON way.
     let v = json(&env.run(&["diff", &id, "--json"]));
     let line = file(&v, "new-evil.txt")["hunks"][0]["lines"][0]["text"].clone();
