@@ -14,7 +14,7 @@
 #          leading ARGS (`claude --egress allowlist -w feat --model x`): from
 #          the first word that is not one (or after `--`) all go to the
 #          agent; -h/--help are the agent's.
-#   ai-list ai-stop ai-stop-all ai-restart ai-attach ai-logs ai-stats ai-top
+#   ai-list ai-stop ai-stop-all ai-restart ai-attach ai-logs ai-stats ai-top ai-diff
 #   ai-health, their completions (`complete -F`, with or without
 #   bash-completion), and `ai-sessctl` completion, loaded lazily on the first
 #   TAB so that shell start costs no fork for it; `claude -w <TAB>` offers
@@ -79,6 +79,9 @@ function ai-attach { "$_AI_SESSIONS_BIN" attach "$@"; }
 function ai-stats { "$_AI_SESSIONS_BIN" stats "$@"; }
 function ai-top { "$_AI_SESSIONS_BIN" top "$@"; }
 function ai-health { "$_AI_SESSIONS_BIN" health check "$@"; }
+# ai-diff [ID] [--stat|--json|--no-pager]: what the agent changed (no id:
+# the instance of the project or worktree you are in).
+function ai-diff { "$_AI_SESSIONS_BIN" diff "$@"; }
 
 function ai-stop {
   if (( $# == 0 )); then
@@ -241,6 +244,7 @@ _ai_sessions_complete() {
     ai-stop) flags=(--force) ;;
     ai-logs) flags=(--follow --tail) ;;
     ai-stats) flags=(--watch) ;;
+    ai-diff) flags=(--stat --json --no-pager) ;;
   esac
   case $prev in
     --status) for w in running stopped all; do [[ $w == "$cur"* ]] && COMPREPLY+=("$w"); done; return 0 ;;
@@ -250,7 +254,7 @@ _ai_sessions_complete() {
     for w in "${flags[@]}"; do [[ $w == "$cur"* ]] && COMPREPLY+=("$w"); done
     return 0
   fi
-  if [[ $cmd == ai-logs ]]; then
+  if [[ $cmd == ai-logs || $cmd == ai-diff ]]; then
     # stopped instances have logs too: ask the binary (fork at TAB time only)
     mapfile -t ids < <("$_AI_SESSIONS_BIN" list --status all --quiet 2>/dev/null)
     for id in "${ids[@]}"; do [[ -n $id && $id == "$cur"* ]] && COMPREPLY+=("$id"); done
@@ -382,6 +386,7 @@ _ai_sessions_init() {
 
   # completion (complete -F works with and without bash-completion)
   complete -F _ai_sessions_complete ai-list ai-stop ai-restart ai-attach ai-logs ai-stats ai-health
+  complete -F _ai_sessions_complete ai-diff
   if ! complete -p ai-sessctl >/dev/null 2>&1; then
     complete -o default -F _ai_sessions_complete_sessctl ai-sessctl
   fi
@@ -394,7 +399,7 @@ if (( BASH_VERSINFO[0] > 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] >= 4) )
 else
   printf '%s\n' "ai-sessions: bash $BASH_VERSION is too old for the shell integration (needs bash >= 4.4)." \
     "  Use zsh (eval \"\$(ai-sessctl init zsh)\" in ~/.zshrc), or a newer bash (macOS: brew install bash)." >&2
-  unset -f ai-list ai-stop-all ai-restart ai-attach ai-stats ai-top ai-health ai-stop ai-logs \
+  unset -f ai-list ai-stop-all ai-restart ai-attach ai-stats ai-top ai-health ai-stop ai-logs ai-diff \
     _ai_sessions_segment _ai_sessions_precmd _ai_sessions_exit_hook _ai_sessions_live_ids \
     _ai_sessions_complete _ai_sessions_complete_sessctl _ai_sessions_complete_agent _ai_sessions_init
   unset _AI_SESSIONS_BIN

@@ -12,7 +12,7 @@
 #          options among the leading ARGS (`claude --egress allowlist -w feat
 #          --model x`): from the first word that is not one (or after `--`)
 #          all go to the agent; -h/--help are the agent's.
-#   ai-list ai-stop ai-stop-all ai-restart ai-attach ai-logs ai-stats ai-top
+#   ai-list ai-stop ai-stop-all ai-restart ai-attach ai-logs ai-stats ai-top ai-diff
 #   ai-health, their completions, and `ai-sessctl` completion (loaded lazily
 #   on the first TAB so that shell start costs no fork); `claude -w <TAB>`
 #   offers the repository's worktree names.
@@ -75,6 +75,9 @@ function ai-attach { emulate -L zsh; "$_AI_SESSIONS_BIN" attach "$@"; }
 function ai-stats { emulate -L zsh; "$_AI_SESSIONS_BIN" stats "$@"; }
 function ai-top { emulate -L zsh; "$_AI_SESSIONS_BIN" top "$@"; }
 function ai-health { emulate -L zsh; "$_AI_SESSIONS_BIN" health check "$@"; }
+# ai-diff [ID] [--stat|--json|--no-pager]: what the agent changed (no id:
+# the instance of the project or worktree you are in).
+function ai-diff { emulate -L zsh; "$_AI_SESSIONS_BIN" diff "$@"; }
 
 function ai-stop {
   emulate -L zsh
@@ -238,6 +241,7 @@ function _ai_sessions_complete {
     (ai-stop)  flags=(--force) ;;
     (ai-logs)  flags=(--follow --tail) ;;
     (ai-stats) flags=(--watch) ;;
+    (ai-diff)  flags=(--stat --json --no-pager) ;;
   esac
   case ${words[CURRENT-1]} in
     (--status) compadd -- running stopped all; return ;;
@@ -249,7 +253,7 @@ function _ai_sessions_complete {
   fi
   case $cmd in
     (ai-list) (( $#flags )) && compadd -- $flags ;;
-    (ai-logs)
+    (ai-logs|ai-diff)
       # stopped instances have logs too: ask the binary (fork at TAB time only)
       ids=( ${(f)"$("$_AI_SESSIONS_BIN" list --status all --quiet 2>/dev/null)"} )
       ids=( ${ids:|words} )
@@ -329,6 +333,7 @@ function _ai_sessions_compdef {
   emulate -L zsh
   (( ${+functions[compdef]} )) || return 1
   compdef _ai_sessions_complete ai-list ai-stop ai-restart ai-attach ai-logs ai-stats ai-health
+  compdef _ai_sessions_complete ai-diff
   _ai_sessions_compdef_agents ${=_AI_SESSIONS_AGENTS-}
   # An installed _ai-sessctl (fpath) or an earlier registration wins.
   if (( ! ${+_comps[ai-sessctl]} )); then

@@ -355,6 +355,17 @@ pub async fn stats(
     Ok(Json(json!(samples.into_iter().next())))
 }
 
+/// `diff --json`: what the instance's agent changed against its base.
+pub async fn diff(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<service::review::Report>> {
+    let id = parse_id(&id)?;
+    Ok(Json(
+        blocking(&st, move |ctx| service::review::diff(ctx, &id)).await?,
+    ))
+}
+
 pub async fn health(State(st): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let reports = blocking(&st, |ctx| crate::service::health::check(ctx, None)).await?;
     let healthy = !reports.iter().any(|r| r.unhealthy());

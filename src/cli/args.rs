@@ -329,6 +329,27 @@ pub enum Command {
         #[arg(long)]
         raw: bool,
     },
+    /// What an instance's agent changed against its base: committed,
+    /// uncommitted and untracked (through your pager)
+    #[command(
+        after_help = "Without an id: the instance of the project or worktree you are in.\n\
+                      A worktree instance is compared with the merge-base of its branch and its base branch;\n\
+                      one on the main checkout shows its uncommitted changes against HEAD.\n\n\
+                      Examples:\n  ai-sessctl diff\n  ai-sessctl diff api-feat-claude --stat\n  ai-sessctl diff api-feat-claude --json | jq '.files[].path'"
+    )]
+    Diff {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
+        /// Files and how many lines each gained and lost
+        #[arg(long, conflicts_with = "json")]
+        stat: bool,
+        /// Files, hunks and lines as JSON (for scripts)
+        #[arg(long)]
+        json: bool,
+        /// Print to stdout, not through the pager
+        #[arg(long)]
+        no_pager: bool,
+    },
     /// The event log
     #[command(
         after_help = "Examples:\n  ai-sessctl events --since 1h --level warn\n  ai-sessctl events --follow"

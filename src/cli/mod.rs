@@ -3,6 +3,7 @@
 pub mod args;
 mod config;
 mod dashboard;
+mod diff;
 mod doctor;
 mod events;
 mod health;
@@ -66,6 +67,12 @@ pub fn dispatch(command: Command) -> Result<u8> {
             tail,
             raw,
         } => logs::logs(&ctx, id.id, follow, tail, raw),
+        Command::Diff {
+            id,
+            stat,
+            json,
+            no_pager,
+        } => diff::diff(&ctx, id, diff::Shape::of(stat, json), no_pager),
         Command::Events {
             follow,
             json,

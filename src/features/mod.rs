@@ -4,4 +4,5 @@ pub mod activity;
 pub mod agent_state;
 pub mod egress;
 pub mod monitor;
+pub mod review;
 pub mod worktree;

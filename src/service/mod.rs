@@ -10,6 +10,7 @@ pub mod logs;
 pub mod reconciler;
 pub mod repair;
 pub mod resume;
+pub mod review;
 pub mod send;
 pub mod shell;
 pub mod spend;

@@ -118,6 +118,12 @@ fn instance_ids_complete_from_the_registry() {
         let got = complete(&env, &[sub, "web"]);
         assert_eq!(got, ["web-claude"], "{sub} web<TAB>");
     }
+    // `diff [ID]` completes ids too.
+    assert_eq!(
+        complete(&env, &["diff", "web"]),
+        ["web-claude"],
+        "diff web<TAB>"
+    );
     // An unreadable registry completes nothing, silently.
     std::fs::write(env.state().join("registry.json"), "{broken").unwrap();
     let got = complete(&env, &["stop", ""]);

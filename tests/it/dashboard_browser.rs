@@ -736,3 +736,160 @@ fn dashboard_shows_spend_per_row_and_in_total() {
         "no markup from a ledger"
     );
 }
+
+/// Types `text` into the element matching `css` with WebDriver's real key
+/// input.
+fn type_into(s: &Session, css: &str, text: &str) {
+    let found = s.cmd(
+        "POST",
+        "/element",
+        Some(json!({"using": "css selector", "value": css})),
+    );
+    let el = found[ELEMENT].as_str().unwrap().to_owned();
+    s.cmd(
+        "POST",
+        &format!("/element/{el}/value"),
+        Some(json!({ "text": text })),
+    );
+}
+
+/// The dashboard's Changes view: a worktree instance's diff, the agent's
+/// text shown as text (markup in a file stays text); a comment on a line
+/// is typed into the agent with the file, the line and its text; one on
+/// the whole change, refused while the agent works, goes with "send
+/// anyway".
+#[test]
+fn dashboard_shows_the_changes_and_sends_a_line_comment_to_the_agent() {
+    let Some((browser, driver_bin)) =
+        browser_or_skip("dashboard_shows_the_changes_and_sends_a_line_comment_to_the_agent")
+    else {
+        return;
+    };
+    require_docker!();
+    let env = Env::new();
+    env.use_test_image("");
+    let name = env.unique("chg");
+    let repo = crate::review_diff::cloned_repo(&env, &name);
+    let out = env.run_in(
+        &repo,
+        &["start", "--mode", "claude", "--detach", "-w", "fix"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    let inst = env.instance(&id);
+    let wt = PathBuf::from(inst["worktree"]["path"].as_str().unwrap());
+    let cid = inst["container_id"].as_str().unwrap().to_owned();
+    std::fs::write(
+        wt.join("src/app.py"),
+        "def main():\n    x = 1\n    return x\n",
+    )
+    .unwrap();
+    std::fs::write(
+        wt.join("page.html"),
+        "<img src=x onerror=\"document.title='pwned'\">\n",
+    )
+    .unwrap();
+    agent_says(&cid, "waiting");
+
+    let srv = Serve::start(&env);
+    let work = tempfile::Builder::new()
+        .prefix("ais-chromium")
+        .tempdir()
+        .unwrap();
+    let driver = Driver::start(&driver_bin, &work.path().join("chromedriver.log"));
+    let s = Session::new(&driver, &browser, &work.path().join("profile"));
+    s.goto(&srv.login_url);
+    assert!(
+        wait_until(Duration::from_secs(15), || s.js(ROW_STATUS, json!([id]))
+            == "running"),
+        "row for {id}"
+    );
+    s.click(&format!("tr[data-id=\"{id}\"] button[data-action=changes]"));
+    let line = "#changes tr.line.add[data-file=\"src/app.py\"][data-new=\"2\"]";
+    let text_of = |css: &str| {
+        s.js(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+            json!([css]),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || text_of(line)
+            .as_str()
+            .is_some_and(|t| t.contains("+    x = 1"))),
+        "the added line is shown; changes: {}",
+        text_of("#changes")
+    );
+    let all = text_of("#changes");
+    let all = all.as_str().unwrap();
+    assert!(all.contains("-    x = 0"), "{all}");
+    assert!(all.contains("against main"), "{all}");
+    // The agent's markup is text, not an element.
+    assert!(all.contains("+<img src=x onerror="), "{all}");
+    assert_eq!(
+        s.js(
+            "return document.querySelectorAll('#changes img').length",
+            json!([])
+        ),
+        0
+    );
+    assert_ne!(s.js("return document.title", json!([])), "pwned");
+    s.screenshot(&artifacts().join("dashboard-changes.png"));
+
+    // A comment on the line: typed into the agent, which echoes it.
+    s.click(line);
+    type_into(
+        &s,
+        "#changes tr.comment-row textarea",
+        "use a named constant",
+    );
+    s.click("#changes tr.comment-row button[data-action=send]");
+    let result = "#changes tr.comment-row .result";
+    assert!(
+        wait_until(Duration::from_secs(20), || text_of(result)
+            .as_str()
+            .is_some_and(|t| t.contains("sent"))),
+        "sent; result: {}",
+        text_of(result)
+    );
+    let want = "echo: In src/app.py line 2 (+    x = 1): use a named constant";
+    assert!(
+        wait_until(Duration::from_secs(20), || stdout(&env.run(&["logs", &id]))
+            .contains(want)),
+        "the agent got the comment; its log:\n{}",
+        stdout(&env.run(&["logs", &id]))
+    );
+
+    // On the whole change while the agent works: refused with the reason,
+    // then sent anyway.
+    agent_says(&cid, "working");
+    assert!(
+        wait_until(Duration::from_secs(10), || env.instance(&id)["activity"]
+            == "working"),
+        "working"
+    );
+    s.click("#changes button[data-action=comment-all]");
+    type_into(&s, "#changes .summary textarea", "also add a test");
+    s.click("#changes .summary button[data-action=send]");
+    let result = "#changes .summary .result";
+    assert!(
+        wait_until(Duration::from_secs(20), || text_of(result)
+            .as_str()
+            .is_some_and(|t| t.contains("not sent") && t.contains("working"))),
+        "refused with the reason; result: {}",
+        text_of(result)
+    );
+    s.click("#changes .summary button[data-action=send-anyway]");
+    assert!(
+        wait_until(Duration::from_secs(20), || text_of(result)
+            .as_str()
+            .is_some_and(|t| t.contains("sent to the agent"))),
+        "sent anyway; result: {}",
+        text_of(result)
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || stdout(&env.run(&["logs", &id]))
+            .contains("echo: About your changes so far: also add a test")),
+        "the agent got the forced comment"
+    );
+    env.ok(&["stop", &id]);
+}

@@ -71,20 +71,19 @@ pub struct Reply {
     pub big_mib: usize,
     /// A status other than 200 for model calls, with an API-shaped error.
     pub status: u16,
-    /// Act on a review comment: when the newest user text of an agent's
-    /// turn (a request offering tools) names a file as `In <path> line
-    /// <n>`, reply with Claude Code's tool calls, `Read` then `Edit` of
-    /// that file, then `text`.
-    pub edit: Option<Edit>,
+    /// Tool calls, in turn, for a streamed Messages call whose request
+    /// offers tools and holds `tool_trigger` somewhere: the n-th such
+    /// call of a conversation (n tool results in it so far) gets step n;
+    /// once all were answered, `text`. Other calls get `text`.
+    pub tool_steps: Vec<ToolStep>,
+    pub tool_trigger: Option<String>,
 }
 
-/// The edit [`Reply::edit`] asks for, in the file the comment names,
-/// relative to `dir` (the project's path, the same inside the box).
+/// A `tool_use` block the fake answers with.
 #[derive(Debug, Clone)]
-pub struct Edit {
-    pub dir: String,
-    pub old: String,
-    pub new: String,
+pub struct ToolStep {
+    pub name: String,
+    pub input: serde_json::Value,
 }
 
 impl Default for Reply {
@@ -99,7 +98,8 @@ impl Default for Reply {
             },
             big_mib: 0,
             status: 200,
-            edit: None,
+            tool_steps: Vec::new(),
+            tool_trigger: None,
         }
     }
 }
@@ -430,70 +430,11 @@ fn deltas(reply: &Reply) -> Box<dyn Iterator<Item = String>> {
     Box::new(std::iter::repeat_n(piece, (reply.big_mib << 20) / PIECE))
 }
 
-/// The tool call a turn of `body` gets under [`Reply::edit`]: `Read` of
-/// the file the comment names, then `Edit` of it once that was answered,
-/// then none (the text reply ends the turn).
-fn tool_call(body: &serde_json::Value, reply: &Reply) -> Option<(String, serde_json::Value)> {
-    let edit = reply.edit.as_ref()?;
-    let offers = |name: &str| {
-        body["tools"]
-            .as_array()
-            .is_some_and(|t| t.iter().any(|t| t["name"] == name))
-    };
-    if !offers("Read") || !offers("Edit") {
-        return None;
-    }
-    let messages = body["messages"].as_array()?;
-    let blocks = |m: &serde_json::Value| -> Vec<serde_json::Value> {
-        match &m["content"] {
-            serde_json::Value::String(s) => vec![serde_json::json!({"type": "text", "text": s})],
-            serde_json::Value::Array(a) => a.clone(),
-            _ => Vec::new(),
-        }
-    };
-    // The comment: the newest user text naming a file; the calls answered
-    // since then.
-    let at = messages.iter().rposition(|m| {
-        m["role"] == "user"
-            && blocks(m).iter().any(|b| {
-                b["type"] == "text" && b["text"].as_str().is_some_and(|t| named_file(t).is_some())
-            })
-    })?;
-    let text = blocks(&messages[at])
-        .iter()
-        .filter_map(|b| b["text"].as_str().and_then(named_file))
-        .next()?;
-    let answered = messages[at + 1..]
-        .iter()
-        .flat_map(blocks)
-        .filter(|b| b["type"] == "tool_result")
-        .count();
-    let path = format!("{}/{text}", edit.dir.trim_end_matches('/'));
-    match answered {
-        0 => Some(("Read".into(), serde_json::json!({"file_path": path}))),
-        1 => Some((
-            "Edit".into(),
-            serde_json::json!({"file_path": path, "old_string": edit.old, "new_string": edit.new}),
-        )),
-        _ => None,
-    }
-}
-
-/// The file of `In <path> line <n>` in `text`.
-fn named_file(text: &str) -> Option<String> {
-    let rest = &text[text.find("In ")? + 3..];
-    let (path, after) = rest.split_once(' ')?;
-    after.starts_with("line ").then(|| path.to_owned())
-}
-
 fn anthropic(w: &mut impl Write, body: &serde_json::Value, reply: &Reply) -> std::io::Result<()> {
     use serde_json::json;
     let model = body["model"].as_str().unwrap_or(DEFAULT_MODEL);
     let u = reply.usage;
     let id = "msg_fake0001";
-    if let Some((name, input)) = tool_call(body, reply) {
-        return anthropic_tool(w, body, model, &name, &input, reply);
-    }
     if !body["stream"].as_bool().unwrap_or(false) {
         let msg = json!({
             "id": id, "type": "message", "role": "assistant", "model": model,
@@ -504,6 +445,9 @@ fn anthropic(w: &mut impl Write, body: &serde_json::Value, reply: &Reply) -> std
                       "cache_read_input_tokens": u.cache_read},
         });
         return json_response(w, 200, &msg);
+    }
+    if let Some(step) = tool_step(body, reply) {
+        return anthropic_tool_use(w, model, u, step);
     }
     let mut s = Sse::start(w)?;
     s.event(
@@ -538,48 +482,52 @@ fn anthropic(w: &mut impl Write, body: &serde_json::Value, reply: &Reply) -> std
     s.end()
 }
 
-/// A reply whose one content block is a call of the tool `name`.
-fn anthropic_tool(
+/// The tool step this streamed call gets, if any (see `Reply::tool_steps`).
+fn tool_step<'a>(body: &serde_json::Value, reply: &'a Reply) -> Option<&'a ToolStep> {
+    let trigger = reply.tool_trigger.as_deref()?;
+    let offers_tools = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+    if !offers_tools || !body.to_string().contains(trigger) {
+        return None;
+    }
+    let results = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|c| c["type"] == "tool_result")
+        .count();
+    reply.tool_steps.get(results)
+}
+
+/// A streamed reply that is one `tool_use` block.
+fn anthropic_tool_use(
     w: &mut impl Write,
-    body: &serde_json::Value,
     model: &str,
-    name: &str,
-    input: &serde_json::Value,
-    reply: &Reply,
+    u: Usage,
+    step: &ToolStep,
 ) -> std::io::Result<()> {
     use serde_json::json;
-    let u = reply.usage;
-    let call_id = format!(
-        "toolu_fake{:04}",
-        body["messages"].as_array().map_or(0, Vec::len)
-    );
-    let usage = json!({"input_tokens": u.input, "output_tokens": u.output,
-                       "cache_creation_input_tokens": u.cache_creation,
-                       "cache_read_input_tokens": u.cache_read});
-    if !body["stream"].as_bool().unwrap_or(false) {
-        let msg = json!({
-            "id": "msg_fake0002", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "tool_use", "id": call_id, "name": name, "input": input}],
-            "stop_reason": "tool_use", "stop_sequence": null, "usage": usage,
-        });
-        return json_response(w, 200, &msg);
-    }
+    use std::sync::atomic::AtomicU32;
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
     let mut s = Sse::start(w)?;
     s.event(
         "message_start",
         &json!({"type": "message_start", "message": {
-            "id": "msg_fake0002", "type": "message", "role": "assistant", "model": model,
-            "content": [], "stop_reason": null, "stop_sequence": null, "usage": usage}}),
+            "id": format!("msg_faketool{n}"), "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": u.input, "output_tokens": 1}}}),
     )?;
     s.event(
         "content_block_start",
-        &json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "tool_use", "id": call_id, "name": name, "input": {}}}),
+        &json!({"type": "content_block_start", "index": 0, "content_block": {
+            "type": "tool_use", "id": format!("toolu_fake{n}"), "name": step.name, "input": {}}}),
     )?;
     s.event(
         "content_block_delta",
-        &json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "input_json_delta", "partial_json": input.to_string()}}),
+        &json!({"type": "content_block_delta", "index": 0, "delta": {
+            "type": "input_json_delta", "partial_json": step.input.to_string()}}),
     )?;
     s.event(
         "content_block_stop",

@@ -70,7 +70,7 @@ mod real_agents;
 mod real_gemini_hooks;
 mod registry_concurrency;
 mod registry_corrupt;
-mod review_agent;
+mod review_diff;
 mod review_send;
 mod sandbox_api_limits;
 mod sandbox_api_sessions;

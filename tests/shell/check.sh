@@ -346,6 +346,9 @@ for S in "${SESSIONS[@]}"; do
     check "$S: ai-logs default tail" log_has "<logs><--tail><50><x>"
     check "$S: ai-logs --follow" log_has "<logs><--tail><50><x><--follow>"
     check "$S: ai-logs explicit --tail" log_has "<logs><x><--tail><5>"
+    run "$S" "ai-diff; ai-diff x --stat"
+    check "$S: ai-diff without an id" log_has "<diff>"
+    check "$S: ai-diff passes its options" log_has "<diff><x><--stat>"
 
     # completion
     write_tsv "${TSV_RUNNING[@]}"
@@ -357,6 +360,10 @@ for S in "${SESSIONS[@]}"; do
     keys "$S" "ai-logs old-"
     tmux -S "$SOCK" send-keys -t "=$S:" Tab
     check "$S: ai-logs <TAB> completes a stopped id" wait_until 5 last_matches "$S" 'ai-logs old-stopped-9'
+    tmux -S "$SOCK" send-keys -t "=$S:" C-u
+    keys "$S" "ai-diff old-"
+    tmux -S "$SOCK" send-keys -t "=$S:" Tab
+    check "$S: ai-diff <TAB> completes any id" wait_until 5 last_matches "$S" 'ai-diff old-stopped-9'
     tmux -S "$SOCK" send-keys -t "=$S:" C-u
     keys "$S" "ai-sessctl laz"
     tmux -S "$SOCK" send-keys -t "=$S:" Tab

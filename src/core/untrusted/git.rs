@@ -95,6 +95,16 @@ pub fn run_in_work_tree(dir: &Path, args: &[&str]) -> Result<String> {
     finish(&args, watched(cmd)?)
 }
 
+/// [`run_in_work_tree`], its output untrimmed (a diff, whose last context
+/// line may be a lone space) and cut at `cap` bytes: then git is stopped
+/// (its pipe closed) and the output is `cap` bytes long.
+pub fn output_in_work_tree(dir: &Path, args: &[&str], cap: u64) -> Result<Output> {
+    let overrides = overrides_for(dir);
+    let mut cmd = command(dir, args, &overrides, true);
+    cmd.env("GIT_WORK_TREE", dir);
+    watched_capped(cmd, cap)
+}
+
 /// Runs `git -C dir args…` hardened; its whole output.
 pub fn output(dir: &Path, args: &[&str]) -> Result<Output> {
     let overrides = overrides_for(dir);
@@ -113,22 +123,28 @@ pub const STOPPED_ON_A_FIFO: &str =
 /// FIFO, so a git that waits on one for a second is killed and the call
 /// fails with the reason (`worktree list`, `-w <TAB>` and a `-w` start
 /// hung on it).
-fn watched(mut cmd: Command) -> Result<Output> {
+fn watched(cmd: Command) -> Result<Output> {
+    watched_capped(cmd, u64::MAX)
+}
+
+/// [`watched`], reading at most `cap` bytes of stdout (then its pipe is
+/// closed: git ends on the broken pipe instead of filling our memory).
+fn watched_capped(mut cmd: Command, cap: u64) -> Result<Output> {
     use std::io::Read;
     let err = |e: std::io::Error| Error::Other(format!("git: {e}"));
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(err)?;
-    let drain = |p: Option<Box<dyn Read + Send>>| {
+    let drain = |p: Option<Box<dyn Read + Send>>, cap: u64| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
-            if let Some(mut p) = p {
-                let _ = p.read_to_end(&mut buf);
+            if let Some(p) = p {
+                let _ = p.take(cap).read_to_end(&mut buf);
             }
             buf
         })
     };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let errs = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _), cap);
+    let errs = drain(child.stderr.take().map(|p| Box::new(p) as _), 1 << 20);
     let (mut stuck, mut nap) = (std::time::Duration::ZERO, 1);
     let status = loop {
         if let Some(s) = child.try_wait().map_err(err)? {

@@ -1,0 +1,150 @@
+//! `diff`: what an instance's agent changed, for the CLI, the API and the
+//! dashboard. A worktree instance is compared with the merge-base of its
+//! branch and the branch it lands into (committed and uncommitted work,
+//! untracked files); an instance on the main checkout, with `HEAD` (its
+//! uncommitted changes: the commits there are the user's too).
+
+use crate::core::error::{Error, Result};
+use crate::core::types::InstanceId;
+use crate::features::review::diff::{self, Against, Diff};
+use crate::state::context::Ctx;
+use crate::state::registry::Instance;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What `diff --json` and `GET /instances/{id}/diff` answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub id: InstanceId,
+    /// The branch the work is on (none: a detached `HEAD`).
+    pub branch: Option<String>,
+    /// What it is compared with: the base branch, or `HEAD` for an
+    /// instance on the main checkout.
+    pub base: String,
+    /// `worktree` or `checkout` (the main checkout: uncommitted only).
+    pub scope: Scope,
+    #[serde(flatten)]
+    pub diff: Diff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Worktree,
+    Checkout,
+}
+
+/// The changes of the instance `id`.
+pub fn diff(ctx: &Ctx, id: &InstanceId) -> Result<Report> {
+    let inst = crate::service::control::lookup(ctx, id)?;
+    of(&inst)
+}
+
+fn of(inst: &Instance) -> Result<Report> {
+    if let Some(info) = inst
+        .worktree
+        .as_ref()
+        .filter(|w| !w.path.as_os_str().is_empty())
+    {
+        let base = crate::features::worktree::base_branch(info)?;
+        let dir = &info.path;
+        if !dir.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{}: its worktree {} is gone",
+                inst.id,
+                dir.display()
+            )));
+        }
+        let diff = diff::changes(dir, Against::MergeBase(&base))?;
+        return Ok(Report {
+            id: inst.id.clone(),
+            branch: branch_of(dir).or_else(|| Some(info.branch.clone()).filter(|b| !b.is_empty())),
+            base,
+            scope: Scope::Worktree,
+            diff,
+        });
+    }
+    let dir = PathBuf::from(&inst.project_path);
+    let top =
+        crate::core::untrusted::git::run_in_work_tree(&dir, &["rev-parse", "--show-toplevel"])
+            .map_err(|_| {
+                Error::Invalid(format!(
+                    "{}: {} is not a git repository: there is no base to compare with",
+                    inst.id,
+                    dir.display()
+                ))
+            })?;
+    let dir = if top.is_empty() {
+        dir
+    } else {
+        PathBuf::from(top)
+    };
+    let diff = diff::changes(&dir, Against::Head)?;
+    Ok(Report {
+        id: inst.id.clone(),
+        branch: branch_of(&dir),
+        base: "HEAD".to_owned(),
+        scope: Scope::Checkout,
+        diff,
+    })
+}
+
+/// The branch checked out in `dir` (none when detached).
+fn branch_of(dir: &Path) -> Option<String> {
+    crate::core::untrusted::git::run_in_work_tree(
+        dir,
+        &["symbolic-ref", "--quiet", "--short", "HEAD"],
+    )
+    .ok()
+    .filter(|b| !b.is_empty())
+}
+
+/// The instance of the project or worktree `cwd` is in: the one whose
+/// project is the nearest ancestor of `cwd` (a worktree's before its
+/// repository's); among several there, the only live one.
+pub fn here(ctx: &Ctx, cwd: &Path) -> Result<InstanceId> {
+    let reg = ctx.store.load()?;
+    let cwd = cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf());
+    let within = |i: &&Instance| {
+        let p = Path::new(&i.project_path);
+        !i.project_path.is_empty() && cwd.starts_with(p)
+    };
+    let deepest = reg
+        .instances
+        .values()
+        .filter(within)
+        .map(|i| i.project_path.len())
+        .max()
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no instance for {} or a directory above it; name one (see `ai-sessctl list`)",
+                crate::core::untrusted::printable(&cwd.to_string_lossy())
+            ))
+        })?;
+    let mut found: Vec<&Instance> = reg
+        .instances
+        .values()
+        .filter(within)
+        .filter(|i| i.project_path.len() == deepest)
+        .collect();
+    if found.len() > 1 {
+        let live: Vec<&Instance> = found
+            .iter()
+            .copied()
+            .filter(|i| i.status.is_live())
+            .collect();
+        if live.len() == 1 {
+            found = live;
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(one.id.clone()),
+        many => Err(Error::Usage(format!(
+            "several instances here ({}); name one",
+            many.iter()
+                .map(|i| i.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
