@@ -59,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/instances/{id}/logs", get(routes::logs))
         .route("/instances/{id}/stats", get(routes::stats))
+        .route("/instances/{id}/land", axum::routing::post(routes::land))
         .route("/health", get(routes::health))
         .route("/resources", get(routes::resources))
         .route("/spend", get(routes::spend))

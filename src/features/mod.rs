@@ -3,5 +3,6 @@
 pub mod activity;
 pub mod agent_state;
 pub mod egress;
+pub mod land;
 pub mod monitor;
 pub mod worktree;
