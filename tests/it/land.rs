@@ -590,3 +590,41 @@ fn land_through_the_api_answers_the_result_or_409_with_the_reason() {
     srv.terminate(std::time::Duration::from_secs(10));
     s.env.ok(&["stop", &s.id]);
 }
+
+#[test]
+fn an_untracked_file_the_merge_would_overwrite_stops_it_and_everything_is_put_back() {
+    require_docker!();
+    let s = Scene::new("luntr");
+    s.user_commits("b.txt", "user\n", "user: add b");
+    s.agent_commits("notes.txt", "the agent's\n", "agent: notes");
+    std::fs::write(s.repo.join("notes.txt"), "the user's own, untracked\n").unwrap();
+    let main_before = s.main_state();
+    let wt_head = git(&s.wt, &["rev-parse", "HEAD"]);
+    for strategy in ["--merge", "--squash", "--rebase"] {
+        let err = refused(&s.land(&[strategy]));
+        assert!(
+            err.contains("notes.txt") && err.contains("nothing was changed"),
+            "{strategy}: {err}"
+        );
+        assert_eq!(s.main_state(), main_before, "{strategy}");
+        assert_eq!(s.read("notes.txt"), "the user's own, untracked\n");
+        // The rebase replayed the branch, then was undone.
+        assert_eq!(git(&s.wt, &["rev-parse", "HEAD"]), wt_head, "{strategy}");
+        assert_eq!(git(&s.wt, &["status", "--porcelain"]), "", "{strategy}");
+    }
+    s.env.ok(&["stop", &s.id]);
+}
+
+#[test]
+fn without_a_git_identity_land_refuses_and_says_how_to_set_it() {
+    require_docker!();
+    let s = Scene::new("lident");
+    s.agent_commits("a.txt", "agent\n", "agent: add a");
+    std::fs::write(s.home.path().join(".gitconfig"), "").unwrap();
+    let before = s.main_state();
+    let err = refused(&s.land(&[]));
+    assert!(err.contains("git config --global user.name"), "{err}");
+    assert!(err.contains("git config --global user.email"), "{err}");
+    assert_eq!(s.main_state(), before);
+    s.env.ok(&["stop", &s.id]);
+}

@@ -955,4 +955,28 @@ mod tests {
             "the poison is not live"
         );
     }
+
+    /// A push URL the agent wrote that names a transport helper or an
+    /// option never reaches git.
+    #[test]
+    fn a_push_url_naming_a_helper_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let canary = dir.path().join("canary");
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        for url in [
+            format!("ext::sh -c touch% {}", canary.display()),
+            "fd::3".to_owned(),
+            "--upload-pack=touch /tmp/x".to_owned(),
+            "relative/path".to_owned(),
+            "https://host/r\n".to_owned(),
+        ] {
+            let e = push_as_user(dir.path(), &url, sha, "b").unwrap_err();
+            assert!(
+                e.to_string().contains("not one land pushes to"),
+                "{url}: {e}"
+            );
+        }
+        assert!(!canary.exists());
+        assert!(push_as_user(dir.path(), "/srv/r.git", "HEAD; rm", "b").is_err());
+    }
 }

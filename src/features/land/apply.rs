@@ -87,16 +87,13 @@ fn rebase(t: &Target, common: &Path, who: &Identity) -> Result<()> {
         }
         e
     };
-    writing(
-        &t.worktree,
-        common,
-        &["rebase", "--no-verify", "--quiet", &head_ref(&t.base)],
-        who,
-    )
-    .map_err(|e| {
+    let onto = head_ref(&t.base);
+    let step = ["rebase", "--no-verify", "--quiet", &onto];
+    writing(&t.worktree, common, &step, who).map_err(|e| {
         put_back(Error::Invalid(format!(
-            "the rebase onto {} failed: {e}",
-            printable(&t.base)
+            "the rebase onto {} failed: {}; nothing was changed",
+            printable(&t.base),
+            git_said(&e, &step)
         )))
     })?;
     in_main(
@@ -121,8 +118,9 @@ fn in_main(t: &Target, common: &Path, who: &Identity, steps: &[&[&str]]) -> Resu
                 &["reset", "--hard", "--quiet", &before],
                 who,
             );
+            let e = git_said(&e, step);
             return Err(Error::Invalid(match undo {
-                Ok(_) => format!("{e}; nothing was changed"),
+                Ok(_) => format!("git {} stopped: {e}; nothing was changed", step[0]),
                 Err(u) => format!(
                     "{e}; and resetting {} to {before} failed: {u}",
                     t.repo.display()
@@ -170,4 +168,12 @@ pub fn commit_all(
         )));
     }
     commit(&t.worktree, "HEAD")
+}
+
+/// What git said about `args` failing, without the command line the
+/// runner's error starts with.
+fn git_said(e: &Error, args: &[&str]) -> String {
+    let text = e.to_string();
+    let prefix = format!("git {}: ", args.join(" "));
+    text.strip_prefix(&prefix).unwrap_or(&text).to_owned()
 }
