@@ -142,6 +142,12 @@ fn steps(
                 .into(),
         ));
     }
+    if t.worktree.join(".git").symlink_metadata().is_err() {
+        return Err(Error::Invalid(format!(
+            "its worktree {} is gone (or holds no .git); nothing to land from",
+            t.worktree.display()
+        )));
+    }
     check::worktree_on_branch(t)?;
     if !req.pr {
         check::on_base(t)?;

@@ -628,3 +628,49 @@ fn without_a_git_identity_land_refuses_and_says_how_to_set_it() {
     assert_eq!(s.main_state(), before);
     s.env.ok(&["stop", &s.id]);
 }
+
+/// On a terminal, after landing it asks: no to removing the worktree, yes
+/// to stopping the instance; then yes to removing it on the next land.
+#[test]
+fn on_a_terminal_it_asks_what_to_do_after_landing() {
+    require_docker!();
+    if !crate::tmux_support::tools_or_skip("land_prompt", &["tmux"]) {
+        return;
+    }
+    let s = Scene::new("lask");
+    s.agent_commits("a.txt", "agent\n", "agent: add a");
+    let envs: Vec<(String, String)> = [
+        ("AI_SESSIONS_HOME", s.env.state().to_str().unwrap()),
+        ("HOME", s.home.path().to_str().unwrap()),
+        ("PATH", &std::env::var("PATH").unwrap()),
+        ("NO_COLOR", "1"),
+        ("TERM", "xterm"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let script = format!(
+        "{} land {}; echo EXIT=$?; sleep 600",
+        crate::common::BIN,
+        s.id
+    );
+    let t = crate::tmux_support::Tmux::start(&s.repo, &envs, &["sh", "-c", &script]);
+    t.wait_text("remove its worktree");
+    t.line("n");
+    t.wait_text(&format!("stop {}? [y/N]", s.id));
+    t.line("y");
+    t.wait_text("EXIT=0");
+    assert_eq!(s.read("a.txt"), "agent\n");
+    assert_eq!(s.env.instance(&s.id)["status"], "stopped");
+    assert!(s.wt.exists());
+    drop(t);
+
+    s.agent_commits("b.txt", "agent\n", "agent: add b");
+    let t = crate::tmux_support::Tmux::start(&s.repo, &envs, &["sh", "-c", &script]);
+    t.wait_text("remove its worktree");
+    t.line("y");
+    t.wait_text("EXIT=0");
+    assert_eq!(s.read("b.txt"), "agent\n");
+    assert!(!s.wt.exists());
+    assert!(s.env.instance(&s.id).is_null());
+}
