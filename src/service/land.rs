@@ -175,19 +175,20 @@ fn steps(
         }
         _ => {}
     }
-    let pending = check::pending(t, LISTED)?;
+    let tip = land::tip(t)?;
+    let pending = check::pending(t, &tip, LISTED)?;
     if pending.is_empty() {
         return Ok(Done::Nothing);
     }
     if req.pr {
-        return pull_request(ctx, id, t, &pending, &who);
+        return pull_request(ctx, id, t, &tip, &pending, &who);
     }
     let common = land::common_dir(&t.repo)?;
-    let conflicts = check::conflicts(t, &common)?;
+    let conflicts = check::conflicts(t, &common, &tip)?;
     if !conflicts.is_empty() {
         return Err(check::conflict_refusal(t, &conflicts));
     }
-    let commit = land::apply::land(t, req.strategy, &pending, &who)?;
+    let commit = land::apply::land(t, req.strategy, &tip, &pending, &who)?;
     Ok(Done::Landed {
         strategy: req.strategy,
         commit,
@@ -201,6 +202,7 @@ fn pull_request(
     ctx: &Ctx,
     id: &InstanceId,
     t: &Target,
+    tip: &str,
     pending: &[Commit],
     who: &Identity,
 ) -> Result<Done> {
@@ -212,7 +214,7 @@ fn pull_request(
         .iter()
         .map(|c| format!("* {} {}\n", c.sha, c.subject))
         .collect();
-    match pr::open(t, &title, &body, who)? {
+    match pr::open(t, tip, &title, &body, who)? {
         pr::Outcome::Opened { url } => {
             ctx.events().log(
                 Level::Info,

@@ -9,19 +9,26 @@ use crate::core::untrusted::git::Identity;
 use crate::core::untrusted::printable;
 use std::path::Path;
 
-/// Lands the branch with `strategy`; `pending` are its commits the base
-/// lacks (for the squash's message). The commit the base is on after.
-pub fn land(t: &Target, strategy: Strategy, pending: &[Commit], who: &Identity) -> Result<Commit> {
+/// Lands the branch, as it was at `tip`, with `strategy`; `pending` are
+/// its commits the base lacks (for the squash's message). The commit the
+/// base is on after.
+pub fn land(
+    t: &Target,
+    strategy: Strategy,
+    tip: &str,
+    pending: &[Commit],
+    who: &Identity,
+) -> Result<Commit> {
     let common = common_dir(&t.repo)?;
     match strategy {
-        Strategy::Merge => merge(t, &common, who),
-        Strategy::Squash => squash(t, &common, pending, who),
-        Strategy::Rebase => rebase(t, &common, who),
+        Strategy::Merge => merge(t, &common, tip, who),
+        Strategy::Squash => squash(t, &common, tip, pending, who),
+        Strategy::Rebase => rebase(t, &common, tip, who),
     }?;
     commit(&t.repo, "HEAD")
 }
 
-fn merge(t: &Target, common: &Path, who: &Identity) -> Result<()> {
+fn merge(t: &Target, common: &Path, tip: &str, who: &Identity) -> Result<()> {
     let msg = format!(
         "Merge branch '{}' into {}",
         printable(&t.branch),
@@ -38,12 +45,12 @@ fn merge(t: &Target, common: &Path, who: &Identity) -> Result<()> {
             "--no-edit",
             "-m",
             &msg,
-            &head_ref(&t.branch),
+            tip,
         ]],
     )
 }
 
-fn squash(t: &Target, common: &Path, pending: &[Commit], who: &Identity) -> Result<()> {
+fn squash(t: &Target, common: &Path, tip: &str, pending: &[Commit], who: &Identity) -> Result<()> {
     let mut msg = format!(
         "Squashed branch '{}' into {}\n\n",
         printable(&t.branch),
@@ -57,7 +64,7 @@ fn squash(t: &Target, common: &Path, pending: &[Commit], who: &Identity) -> Resu
         common,
         who,
         &[
-            &["merge", "--squash", "--no-verify", &head_ref(&t.branch)],
+            &["merge", "--squash", "--no-verify", tip],
             &["commit", "--no-verify", "--quiet", "-m", &msg],
         ],
     )
@@ -66,8 +73,14 @@ fn squash(t: &Target, common: &Path, pending: &[Commit], who: &Identity) -> Resu
 /// The branch replayed onto the base in the worktree, then the base
 /// fast-forwarded in the main checkout; the branch is put back when either
 /// step fails.
-fn rebase(t: &Target, common: &Path, who: &Identity) -> Result<()> {
+fn rebase(t: &Target, common: &Path, tip: &str, who: &Identity) -> Result<()> {
     let before = sha(&t.worktree, "HEAD")?;
+    if before != tip {
+        return Err(Error::Invalid(format!(
+            "{} moved while landing (the agent committed?); nothing was changed, land again",
+            printable(&t.branch)
+        )));
+    }
     let put_back = |e: Error| {
         // Whatever of the rebase is under way goes; the branch (its
         // worktree was clean) points where it did.
@@ -96,11 +109,13 @@ fn rebase(t: &Target, common: &Path, who: &Identity) -> Result<()> {
             git_said(&e, &step)
         )))
     })?;
+    // What the rebase made, not whatever the branch points to by now.
+    let rebased = sha(&t.worktree, "HEAD").map_err(put_back)?;
     in_main(
         t,
         common,
         who,
-        &[&["merge", "--ff-only", "--quiet", &head_ref(&t.branch)]],
+        &[&["merge", "--ff-only", "--quiet", &rebased]],
     )
     .map_err(put_back)
 }

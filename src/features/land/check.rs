@@ -79,10 +79,10 @@ pub fn worktree_on_branch(t: &Target) -> Result<()> {
     )))
 }
 
-/// The commits of the branch the base does not have yet, newest first
-/// (at most `cap` of them).
-pub fn pending(t: &Target, cap: usize) -> Result<Vec<Commit>> {
-    let range = format!("{}..{}", head_ref(&t.base), head_ref(&t.branch));
+/// The commits up to `tip` (the branch's, [`super::tip`]) the base does
+/// not have yet, newest first (at most `cap` of them).
+pub fn pending(t: &Target, tip: &str, cap: usize) -> Result<Vec<Commit>> {
+    let range = format!("{}..{tip}", head_ref(&t.base));
     let max = format!("--max-count={cap}");
     let out = git(
         &t.repo,
@@ -108,11 +108,11 @@ pub fn pending(t: &Target, cap: usize) -> Result<Vec<Commit>> {
         .collect())
 }
 
-/// The files that would conflict if the branch merged into the base, found
+/// The files that would conflict if `tip` merged into the base, found
 /// without touching either checkout (`merge-tree --write-tree` writes only
 /// objects, in the common git dir).
-pub fn conflicts(t: &Target, common: &Path) -> Result<Vec<String>> {
-    let (base, branch) = (head_ref(&t.base), head_ref(&t.branch));
+pub fn conflicts(t: &Target, common: &Path, tip: &str) -> Result<Vec<String>> {
+    let (base, branch) = (head_ref(&t.base), tip.to_owned());
     let args = [
         "merge-tree",
         "--write-tree",

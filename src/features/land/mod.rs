@@ -123,6 +123,12 @@ fn sha(dir: &Path, rev: &str) -> Result<String> {
     )
 }
 
+/// The commit the branch is on now: what every later step uses, so
+/// commits the agent makes meanwhile are neither checked nor landed.
+pub fn tip(t: &Target) -> Result<String> {
+    sha(&t.repo, &head_ref(&t.branch))
+}
+
 /// `refs/heads/NAME`: a branch, never a tag or a sha of the same name.
 fn head_ref(branch: &str) -> String {
     format!("refs/heads/{branch}")

@@ -34,7 +34,7 @@ pub fn commands(t: &Target) -> Vec<String> {
 }
 
 /// Pushes and opens the pull request titled `title` with `body`.
-pub fn open(t: &Target, title: &str, body: &str, who: &Identity) -> Result<Outcome> {
+pub fn open(t: &Target, tip: &str, title: &str, body: &str, who: &Identity) -> Result<Outcome> {
     let to_run = |reason: String, pushed: bool| {
         let mut commands = commands(t);
         if pushed {
@@ -58,7 +58,7 @@ pub fn open(t: &Target, title: &str, body: &str, who: &Identity) -> Result<Outco
             false,
         );
     };
-    if let Err(e) = push(t, who) {
+    if let Err(e) = push(t, tip, who) {
         return to_run(format!("the push failed: {e}"), false);
     }
     // Outside the repository, named by --repo: gh runs git with the user's
@@ -83,11 +83,11 @@ pub fn open(t: &Target, title: &str, body: &str, who: &Identity) -> Result<Outco
 
 /// `git push -u origin BRANCH`, as the user (their credentials; nothing
 /// the repository names runs: [`crate::core::untrusted::git::push_as_user`]),
-/// then the branch set to track it.
-pub fn push(t: &Target, who: &Identity) -> Result<()> {
+/// then the branch set to track it. `tip` is what is pushed.
+pub fn push(t: &Target, tip: &str, who: &Identity) -> Result<()> {
     let common = common_dir(&t.repo)?;
     let url = super::git(&t.repo, &["remote", "get-url", "--push", "origin"])?;
-    let sha = super::sha(&t.repo, &head_ref(&t.branch))?;
+    let sha = tip.to_owned();
     crate::core::untrusted::git::push_as_user(&common, &url, &sha, &t.branch)?;
     let tracking = format!("refs/remotes/origin/{}", t.branch);
     let remote_key = format!("branch.{}.remote", t.branch);
