@@ -149,9 +149,10 @@ fn steps(
         )));
     }
     check::worktree_on_branch(t)?;
+    let common = land::common_dir(&t.repo)?;
     if !req.pr {
         check::on_base(t)?;
-        check::main_clean(t, &land::common_dir(&t.repo)?)?;
+        check::main_clean(t, &common)?;
     }
     let copy = ctx.global()?.worktree.copy;
     let dirty = worktree::inventory::changes(&t.worktree, Some(&t.branch), &copy, &t.repo)?.dirty;
@@ -183,10 +184,14 @@ fn steps(
     if req.pr {
         return pull_request(ctx, id, t, &tip, &pending, &who);
     }
-    let common = land::common_dir(&t.repo)?;
-    let conflicts = check::conflicts(t, &common, &tip)?;
-    if !conflicts.is_empty() {
-        return Err(check::conflict_refusal(t, &conflicts));
+    match check::merged(t, &common, &tip)? {
+        check::Merged::Conflicts(files) => return Err(check::conflict_refusal(t, &files)),
+        check::Merged::Clean(tree) => {
+            let in_the_way = check::overwritten(t, &tree)?;
+            if !in_the_way.is_empty() {
+                return Err(check::overwrite_refusal(t, &in_the_way));
+            }
+        }
     }
     let commit = land::apply::land(t, req.strategy, &tip, &pending, &who)?;
     Ok(Done::Landed {

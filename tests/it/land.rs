@@ -606,6 +606,10 @@ fn an_untracked_file_the_merge_would_overwrite_stops_it_and_everything_is_put_ba
             err.contains("notes.txt") && err.contains("nothing was changed"),
             "{strategy}: {err}"
         );
+        assert!(
+            err.contains("would overwrite untracked files"),
+            "{strategy}: {err}"
+        );
         assert_eq!(s.main_state(), main_before, "{strategy}");
         assert_eq!(s.read("notes.txt"), "the user's own, untracked\n");
         // The rebase replayed the branch, then was undone.
@@ -673,4 +677,23 @@ fn on_a_terminal_it_asks_what_to_do_after_landing() {
     assert_eq!(s.read("b.txt"), "agent\n");
     assert!(!s.wt.exists());
     assert!(s.env.instance(&s.id).is_null());
+}
+
+/// A step that fails midway (a squash of commits that cancel out: nothing
+/// to commit) is undone: the main checkout is as it was.
+#[test]
+fn a_step_that_fails_midway_leaves_the_main_checkout_as_it_was() {
+    require_docker!();
+    let s = Scene::new("lundo");
+    s.agent_commits("tmp.txt", "made\n", "agent: add tmp");
+    git(&s.wt, &["rm", "-q", "tmp.txt"]);
+    git(&s.wt, &["commit", "-q", "-m", "agent: remove tmp"]);
+    let before = s.main_state();
+    let err = refused(&s.land(&["--squash"]));
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(s.main_state(), before);
+    let common = git(&s.repo, &["rev-parse", "--git-common-dir"]);
+    assert!(!s.repo.join(&common).join("MERGE_HEAD").exists());
+    assert!(!s.repo.join(&common).join("SQUASH_MSG").exists());
+    s.env.ok(&["stop", &s.id]);
 }

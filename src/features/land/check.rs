@@ -108,11 +108,18 @@ pub fn pending(t: &Target, tip: &str, cap: usize) -> Result<Vec<Commit>> {
         .collect())
 }
 
-/// The files that would conflict if `tip` merged into the base, found
-/// without touching either checkout (`merge-tree --write-tree` writes only
-/// objects, in the common git dir).
-pub fn conflicts(t: &Target, common: &Path, tip: &str) -> Result<Vec<String>> {
-    let (base, branch) = (head_ref(&t.base), tip.to_owned());
+/// What merging `tip` into the base would give, found without touching
+/// either checkout (`merge-tree --write-tree` writes only objects, in the
+/// common git dir).
+pub enum Merged {
+    /// The merged tree.
+    Clean(String),
+    /// The files that conflict.
+    Conflicts(Vec<String>),
+}
+
+pub fn merged(t: &Target, common: &Path, tip: &str) -> Result<Merged> {
+    let base = head_ref(&t.base);
     let args = [
         "merge-tree",
         "--write-tree",
@@ -120,24 +127,75 @@ pub fn conflicts(t: &Target, common: &Path, tip: &str) -> Result<Vec<String>> {
         "-z",
         "--no-messages",
         &base,
-        &branch,
+        tip,
     ];
     let out = crate::core::untrusted::git::output_writing_as(&t.repo, &args, &[common], None)?;
+    // The tree, then (on a conflict) a name per conflicted file, then an
+    // empty field.
+    let mut fields = out.stdout.split(|b| *b == 0);
+    let tree = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
     match out.status.code() {
-        Some(0) => Ok(Vec::new()),
-        // The tree, then a name per conflicted file, then an empty field.
-        Some(1) => Ok(out
-            .stdout
-            .split(|b| *b == 0)
-            .skip(1)
-            .take_while(|f| !f.is_empty())
-            .map(|f| printable(&String::from_utf8_lossy(f)))
-            .collect()),
+        Some(0) => Ok(Merged::Clean(tree.trim().to_owned())),
+        Some(1) => Ok(Merged::Conflicts(
+            fields
+                .take_while(|f| !f.is_empty())
+                .map(|f| printable(&String::from_utf8_lossy(f)))
+                .collect(),
+        )),
         _ => Err(Error::Invalid(format!(
-            "git merge-tree {base} {branch}: {}",
+            "git merge-tree {base} {tip}: {}",
             printable(String::from_utf8_lossy(&out.stderr).trim())
         ))),
     }
+}
+
+/// Past this many changed files the untracked ones are left to git's own
+/// check (which stops a merge before it writes, and is undone).
+const OVERWRITE_CHECK_MAX: usize = 2000;
+
+/// The untracked (and not ignored) files of the main checkout that landing
+/// `tree` would overwrite: git would stop there, so they are named first.
+pub fn overwritten(t: &Target, tree: &str) -> Result<Vec<String>> {
+    let base = head_ref(&t.base);
+    let changed = git(
+        &t.repo,
+        &[
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "-z",
+            &base,
+            tree,
+            "--",
+        ],
+    )?;
+    let specs: Vec<String> = changed
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .map(|f| format!(":(literal){f}"))
+        .collect();
+    if specs.is_empty() || specs.len() > OVERWRITE_CHECK_MAX {
+        return Ok(Vec::new());
+    }
+    let mut args = vec!["ls-files", "--others", "--exclude-standard", "-z", "--"];
+    args.extend(specs.iter().map(String::as_str));
+    let found = crate::core::untrusted::git::run_in_work_tree(&t.repo, &args)?;
+    Ok(found
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .map(printable)
+        .collect())
+}
+
+/// The refusal for untracked `files` in the way.
+pub fn overwrite_refusal(t: &Target, files: &[String]) -> Error {
+    Error::Invalid(format!(
+        "landing {} would overwrite untracked files in the main checkout {}: {}; \
+         nothing was changed. Move or remove them there first",
+        printable(&t.branch),
+        t.repo.display(),
+        files.join(", ")
+    ))
 }
 
 /// The refusal for `files` conflicting, with how to resolve them.
