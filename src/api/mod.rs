@@ -61,6 +61,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/instances/{id}/stats", get(routes::stats))
         .route("/instances/{id}/diff", get(routes::diff))
         .route("/instances/{id}/send", post(routes::send))
+        .route("/instances/{id}/land", post(routes::land))
         .route("/health", get(routes::health))
         .route("/resources", get(routes::resources))
         .route("/spend", get(routes::spend))

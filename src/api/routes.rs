@@ -195,6 +195,18 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `land`: the branch into its base in the main checkout (or `"pr":
+/// true`); a refusal is a 409 with its reason.
+pub async fn land(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    axum::Json(body): axum::Json<service::land::Request>,
+) -> ApiResult<Json<service::land::Landed>> {
+    let id = parse_id(&id)?;
+    let landed = blocking(&st, move |ctx| service::land::land(ctx, &id, &body, API)).await?;
+    Ok(Json(landed))
+}
+
 #[derive(Deserialize)]
 pub struct SendBody {
     text: String,

@@ -169,6 +169,40 @@ pub struct RmArgs {
     pub worktree: bool,
 }
 
+// `land`: bring a worktree's branch home.
+#[derive(Args, Debug)]
+pub struct LandArgs {
+    #[arg(add = ArgValueCandidates::new(id_candidates))]
+    pub id: InstanceId,
+    /// A merge commit, the branch's commits kept (the default)
+    #[arg(long, group = "strategy")]
+    pub merge: bool,
+    /// One commit holding the whole change, listing the branch's commits
+    #[arg(long, group = "strategy")]
+    pub squash: bool,
+    /// Replay the branch onto the base in its worktree, then fast-forward
+    #[arg(long, group = "strategy")]
+    pub rebase: bool,
+    /// Push the branch and open a pull request with gh instead (without
+    /// gh, or not logged in: push nothing and print the commands)
+    #[arg(long, conflicts_with = "strategy")]
+    pub pr: bool,
+    /// Commit everything in the worktree first (`git add -A`), as you
+    #[arg(long, value_name = "MSG")]
+    pub commit: Option<String>,
+    /// Afterwards remove its worktree and the instance (the branch and the
+    /// agent's state are kept)
+    #[arg(long)]
+    pub remove_worktree: bool,
+    /// Afterwards stop the instance
+    #[arg(long, conflicts_with = "remove_worktree")]
+    pub stop: bool,
+    /// Yes to the question after landing: remove the worktree and the
+    /// instance
+    #[arg(long, short)]
+    pub yes: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct IdArg {
     /// Instance id (see `ai-sessctl list`)
@@ -248,6 +282,12 @@ pub enum Command {
         after_help = "Examples:\n  ai-sessctl rm api-claude\n  ai-sessctl rm --all --force   # every instance of this state home"
     )]
     Rm(RmArgs),
+    /// Bring an instance's worktree branch into its base branch in your
+    /// main checkout (a merge commit by default), or open a pull request
+    #[command(
+        after_help = "Examples:\n  ai-sessctl land api-feat-claude\n  ai-sessctl land api-feat-claude --squash --commit \"finish the parser\" --yes\n  ai-sessctl land api-feat-claude --pr\n\nNothing is changed when it refuses (a dirty checkout, uncommitted work, a conflict).\nCommits are made as you (your git user.name and user.email); no hook of the repository runs."
+    )]
+    Land(LandArgs),
     /// Remove old stopped entries and containers the registry does not know
     Gc {
         /// Show what would be removed

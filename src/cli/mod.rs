@@ -8,6 +8,7 @@ mod doctor;
 mod events;
 mod health;
 mod image;
+mod land;
 mod lifecycle;
 mod list;
 mod login;
@@ -43,6 +44,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Pause(a) => lifecycle::pause(&ctx, a.id, true),
         Command::Resume { id } => lifecycle::resume(&ctx, id),
         Command::Rm(a) => lifecycle::rm_command(&ctx, a),
+        Command::Land(a) => land::land(&ctx, a),
         Command::Gc { dry_run } => lifecycle::gc(&ctx, dry_run),
         Command::List {
             status,

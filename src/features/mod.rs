@@ -3,6 +3,7 @@
 pub mod activity;
 pub mod agent_state;
 pub mod egress;
+pub mod land;
 pub mod monitor;
 pub mod review;
 pub mod worktree;

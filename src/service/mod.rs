@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod gc;
 pub mod health;
 pub mod image;
+pub mod land;
 pub mod logs;
 pub mod reconciler;
 pub mod repair;

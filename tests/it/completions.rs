@@ -256,3 +256,26 @@ fn worktree_names_complete_in_a_repository() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "feat\nfix\n");
 }
+
+/// `land <TAB>` offers ids, `land ID --<TAB>` its flags.
+#[test]
+fn land_completes_ids_and_its_flags() {
+    let env = Env::new();
+    plant(&env);
+    let got = complete(&env, &["la"]);
+    assert_eq!(got, ["land"]);
+    assert_eq!(complete(&env, &["land", "web"]), ["web-claude"]);
+    let got = complete(&env, &["land", "web-claude", "--"]);
+    for flag in [
+        "--merge",
+        "--squash",
+        "--rebase",
+        "--pr",
+        "--commit",
+        "--remove-worktree",
+        "--stop",
+        "--yes",
+    ] {
+        assert!(got.contains(&flag.to_owned()), "land lacks {flag}: {got:?}");
+    }
+}

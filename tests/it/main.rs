@@ -63,6 +63,7 @@ mod hostile_input;
 mod image_build;
 mod image_doctor;
 mod install_sh;
+mod land;
 mod listing;
 mod login_state;
 mod podman;

@@ -235,6 +235,17 @@ pub fn run_writing_as(
     writable: &[&Path],
     who: Option<&Identity>,
 ) -> Result<String> {
+    finish(args, output_writing_as(dir, args, writable, who)?)
+}
+
+/// [`run_writing_as`], its whole output: for a call whose exit code is an
+/// answer (`merge-tree` exits 1 on a conflict, its stdout naming the files).
+pub fn output_writing_as(
+    dir: &Path,
+    args: &[&str],
+    writable: &[&Path],
+    who: Option<&Identity>,
+) -> Result<Output> {
     let overrides = overrides_for(dir);
     let mut cmd = command(dir, args, &overrides, true);
     if let Some(who) = who {
@@ -246,7 +257,7 @@ pub fn run_writing_as(
         .and_then(|t| t.landlock.as_ref())
         .and_then(|_| landlock::Ruleset::writing_only(writable))
     else {
-        return finish(args, watched(cmd)?);
+        return watched(cmd);
     };
     let fd = rules.ruleset;
     // SAFETY: as in `command`; `rules` outlives the child's exec.
@@ -254,8 +265,7 @@ pub fn run_writing_as(
         cmd.pre_exec(move || landlock::restrict(fd));
     }
     // `rules` (its fd) lives to the end of this scope, past the exec.
-    let out = watched(cmd)?;
-    finish(args, out)
+    watched(cmd)
 }
 
 /// Who the user commits as: `GIT_AUTHOR_*`/`GIT_COMMITTER_*` of the
@@ -346,6 +356,68 @@ pub fn global_config(key: &str) -> Option<String> {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .filter(|v| !v.is_empty())
+}
+
+/// Pushes the commit `sha` of the repository whose common git dir is
+/// `common` to `refs/heads/<branch>` of `url`, as the user: their own git
+/// config (credential helpers, ssh, `insteadOf`) applies, so a push works
+/// as it does for them, and nothing of the repository's does (its config,
+/// hooks and attributes are the agent's to write). The push runs from a
+/// scratch repository of ours that only borrows the objects
+/// (`objects/info/alternates`). `url` (the agent may have written it) is
+/// refused unless it is a plain http(s)/ssh/git URL, `user@host:path` or an
+/// absolute path: never a `<transport>::` helper nor an option.
+pub fn push_as_user(common: &Path, url: &str, sha: &str, branch: &str) -> Result<()> {
+    let plain = ["https://", "http://", "ssh://", "git://", "file://"]
+        .iter()
+        .any(|p| url.starts_with(p))
+        || url.starts_with('/')
+        || url.split_once(':').is_some_and(|(host, _)| {
+            !host.is_empty() && !host.contains('/') && !url.contains("::")
+        });
+    if !plain || url.starts_with('-') || url.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "origin's push URL {:?} is not one land pushes to (http(s), ssh, git, a path)",
+            super::printable(url)
+        )));
+    }
+    if !sha.bytes().all(|b| b.is_ascii_hexdigit()) || branch.starts_with('-') {
+        return Err(Error::Invalid(format!("not a commit to push: {sha}")));
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("ai-sessions-push")
+        .tempdir()
+        .map_err(|e| Error::Other(format!("a scratch repository: {e}")))?;
+    let git = tools().map_or(Path::new("git"), |t| t.git.as_path());
+    let user_git = |args: &[&str]| {
+        let mut cmd = Command::new(git);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("GIT_") {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.env("GIT_DIR", scratch.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .args([
+                "-c",
+                "core.hooksPath=/dev/null",
+                "-c",
+                "protocol.ext.allow=never",
+            ])
+            .args(args)
+            .current_dir(scratch.path())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::Other(format!("git: {e}")))
+            .and_then(|out| finish(args, out))
+    };
+    user_git(&["init", "--quiet", "--bare"])?;
+    let alternates = scratch.path().join("objects/info/alternates");
+    let objects = common.join("objects");
+    std::fs::write(&alternates, format!("{}\n", objects.display()))
+        .map_err(|e| Error::io(&alternates, e))?;
+    let spec = format!("{sha}:refs/heads/{branch}");
+    user_git(&["push", "--quiet", "--no-verify", "--", url, &spec]).map(|_| ())
 }
 
 fn finish(args: &[&str], out: Output) -> Result<String> {
@@ -925,5 +997,29 @@ mod tests {
             std::fs::read_dir(&canary).unwrap().next().is_some(),
             "the poison is not live"
         );
+    }
+
+    /// A push URL the agent wrote that names a transport helper or an
+    /// option never reaches git.
+    #[test]
+    fn a_push_url_naming_a_helper_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let canary = dir.path().join("canary");
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        for url in [
+            format!("ext::sh -c touch% {}", canary.display()),
+            "fd::3".to_owned(),
+            "--upload-pack=touch /tmp/x".to_owned(),
+            "relative/path".to_owned(),
+            "https://host/r\n".to_owned(),
+        ] {
+            let e = push_as_user(dir.path(), &url, sha, "b").unwrap_err();
+            assert!(
+                e.to_string().contains("not one land pushes to"),
+                "{url}: {e}"
+            );
+        }
+        assert!(!canary.exists());
+        assert!(push_as_user(dir.path(), "/srv/r.git", "HEAD; rm", "b").is_err());
     }
 }
