@@ -347,6 +347,40 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A user's clone (`<projects>/<name>`) of a new bare repository
+/// (`<name>-origin.git`, so `origin/HEAD` names `main`), whose first commit
+/// holds `files`; `seed` is the checkout that pushed it, to push more.
+pub struct Cloned {
+    pub repo: PathBuf,
+    pub bare: PathBuf,
+    pub seed: PathBuf,
+}
+
+pub fn cloned(env: &Env, name: &str, files: &[(&str, &str)]) -> Cloned {
+    let root = env.projects.path();
+    let bare = root.join(format!("{name}-origin.git"));
+    let seed = root.join(format!("{name}-seed"));
+    git(
+        root,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    git(root, &["init", "-q", "-b", "main", seed.to_str().unwrap()]);
+    for (path, text) in files {
+        let f = seed.join(path);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, text).unwrap();
+    }
+    git(&seed, &["add", "."]);
+    git(&seed, &["commit", "-q", "-m", "init"]);
+    git(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    git(root, &["clone", "-q", bare.to_str().unwrap(), name]);
+    Cloned {
+        repo: root.join(name).canonicalize().unwrap(),
+        bare,
+        seed,
+    }
+}
+
 /// The fake-agent image's tag, `ai-sessions-test-agent:<16 hex>`: the
 /// sha256 of what goes into it (build.sh, the Dockerfile, the fake agent
 /// and the host's busybox). A tag that exists holds exactly these files,

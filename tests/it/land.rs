@@ -35,20 +35,9 @@ impl Scene {
         )
         .unwrap();
         let name = env.unique(tag);
-        let origin = env.project(&format!("{name}-origin.git"));
-        git(&origin, &["init", "-q", "--bare", "-b", "main"]);
-        let repo = env.project(&name);
-        git(&repo, &["init", "-q", "-b", "main"]);
-        std::fs::write(repo.join("README"), "one\ntwo\nthree\n").unwrap();
-        git(&repo, &["add", "README"]);
-        git(&repo, &["commit", "-q", "-m", "init"]);
-        git(
-            &repo,
-            &["remote", "add", "origin", origin.to_str().unwrap()],
-        );
-        git(&repo, &["push", "-q", "-u", "origin", "main"]);
-        // As in a clone: origin's default branch is known.
-        git(&repo, &["remote", "set-head", "origin", "main"]);
+        let crate::common::Cloned {
+            repo, bare: origin, ..
+        } = crate::common::cloned(&env, &name, &[("README", "one\ntwo\nthree\n")]);
         let mut s = Scene {
             env,
             home,

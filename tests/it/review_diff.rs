@@ -15,27 +15,12 @@ use std::time::Duration;
 /// A clone of a new bare repository (so `origin/HEAD` names `main`) with
 /// `src/app.py`, `README` and a `.gitignore` of `*.log`.
 pub fn cloned_repo(env: &Env, name: &str) -> PathBuf {
-    let root = env.projects.path();
-    let bare = root.join(format!("{name}-origin.git"));
-    let seed = root.join(format!("{name}-seed"));
-    git(
-        root,
-        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-    );
-    git(root, &["init", "-q", "-b", "main", seed.to_str().unwrap()]);
-    std::fs::create_dir_all(seed.join("src")).unwrap();
-    std::fs::write(
-        seed.join("src/app.py"),
-        "def main():\n    x = 0\n    return x\n",
-    )
-    .unwrap();
-    std::fs::write(seed.join("README"), "hello\n").unwrap();
-    std::fs::write(seed.join(".gitignore"), "*.log\n").unwrap();
-    git(&seed, &["add", "."]);
-    git(&seed, &["commit", "-q", "-m", "init"]);
-    git(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
-    git(root, &["clone", "-q", bare.to_str().unwrap(), name]);
-    root.join(name).canonicalize().unwrap()
+    let files = [
+        ("src/app.py", "def main():\n    x = 0\n    return x\n"),
+        ("README", "hello\n"),
+        (".gitignore", "*.log\n"),
+    ];
+    crate::common::cloned(env, name, &files).repo
 }
 
 fn json(out: &std::process::Output) -> serde_json::Value {

@@ -23,29 +23,8 @@ struct Scene {
 }
 
 fn scene(env: &Env, name: &str) -> Scene {
-    let root = env.projects.path();
-    let bare = root.join(format!("{name}-origin.git"));
-    let seed = root.join(format!("{name}-seed"));
-    git(
-        root,
-        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-    );
-    git(root, &["init", "-q", "-b", "main", seed.to_str().unwrap()]);
-    std::fs::write(seed.join("README"), "hi\n").unwrap();
-    git(&seed, &["add", "README"]);
-    git(&seed, &["commit", "-q", "-m", "init"]);
-    git(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
-    let repo = root.join(name);
-    git(
-        root,
-        &[
-            "clone",
-            "-q",
-            bare.to_str().unwrap(),
-            repo.to_str().unwrap(),
-        ],
-    );
-    let repo = repo.canonicalize().unwrap();
+    let crate::common::Cloned { repo, bare, seed } =
+        crate::common::cloned(env, name, &[("README", "hi\n")]);
     assert_eq!(
         git(&repo, &["symbolic-ref", "refs/remotes/origin/HEAD"]),
         "refs/remotes/origin/main"

@@ -242,18 +242,38 @@ fn branch_of(top: &Path, name: &str) -> Option<String> {
         format!("ai/{name}"),
     ]
     .into_iter()
-    .find(|b| {
-        git(
-            top,
-            &[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("refs/heads/{b}"),
-            ],
-        )
-        .is_ok()
-    })
+    .find(|b| has_branch(top, b))
+}
+
+/// Whether the repository of `dir` has the local branch `b`.
+fn has_branch(dir: &Path, b: &str) -> bool {
+    git(
+        dir,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{b}"),
+        ],
+    )
+    .is_ok()
+}
+
+/// The local branch named as origin's default one (`origin/HEAD` →
+/// `origin/main` → `main`), when there is one.
+fn local_of_remote_default(dir: &Path) -> Option<String> {
+    git(
+        dir,
+        &[
+            "symbolic-ref",
+            "--quiet",
+            "--short",
+            "refs/remotes/origin/HEAD",
+        ],
+    )
+    .ok()
+    .and_then(|r| r.strip_prefix("origin/").map(str::to_owned))
+    .filter(|b| has_branch(dir, b))
 }
 
 /// What a new worktree's branch is called: `worktree-NAME`, as Claude Code
@@ -275,35 +295,10 @@ fn start_point(top: &Path, base: BaseRef) -> (Option<String>, Option<String>) {
         )
         .ok()
     };
-    let local = |b: &str| {
-        git(
-            top,
-            &[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("refs/heads/{b}"),
-            ],
-        )
-        .is_ok()
-    };
     let current = || git(top, &["symbolic-ref", "--quiet", "--short", "HEAD"]).ok();
     if base == BaseRef::Remote {
         if let Some(c) = commit("refs/remotes/origin/HEAD") {
-            let lands = git(
-                top,
-                &[
-                    "symbolic-ref",
-                    "--quiet",
-                    "--short",
-                    "refs/remotes/origin/HEAD",
-                ],
-            )
-            .ok()
-            .and_then(|r| r.strip_prefix("origin/").map(str::to_owned))
-            .filter(|b| local(b))
-            .or_else(current);
-            return (Some(c), lands);
+            return (Some(c), local_of_remote_default(top).or_else(current));
         }
     }
     (commit("HEAD"), current())
@@ -911,29 +906,7 @@ pub fn base_branch(info: &Info) -> Result<String> {
         return Ok(b.to_owned());
     }
     let repo = &info.repo;
-    let default = git(
-        repo,
-        &[
-            "symbolic-ref",
-            "--quiet",
-            "--short",
-            "refs/remotes/origin/HEAD",
-        ],
-    )
-    .ok()
-    .and_then(|r| r.strip_prefix("origin/").map(str::to_owned))
-    .filter(|b| {
-        git(
-            repo,
-            &[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("refs/heads/{b}"),
-            ],
-        )
-        .is_ok()
-    });
+    let default = local_of_remote_default(repo);
     match default {
         Some(b) => Ok(b),
         None => git(repo, &["symbolic-ref", "--quiet", "--short", "HEAD"]).map_err(|_| {
