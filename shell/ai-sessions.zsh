@@ -96,7 +96,8 @@ function ai-stop {
   "$_AI_SESSIONS_BIN" stop "$@"
 }
 
-# ai-logs ID [--follow] [--tail N]: last 50 lines unless --tail is given.
+# ai-logs [ID] [--follow] [--tail N] [--raw]: last 50 lines unless --tail is
+# given; no ID: the instance of the project you are in.
 function ai-logs {
   emulate -L zsh
   local a
@@ -239,7 +240,7 @@ function _ai_sessions_complete {
   case $cmd in
     (ai-list)  flags=(--status --json --quiet) ;;
     (ai-stop)  flags=(--force) ;;
-    (ai-logs)  flags=(--follow --tail) ;;
+    (ai-logs)  flags=(--follow --tail --raw) ;;
     (ai-stats) flags=(--watch) ;;
     (ai-diff)  flags=(--stat --json --no-pager) ;;
   esac

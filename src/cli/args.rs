@@ -357,8 +357,10 @@ pub enum Command {
     Heal(IdArg),
     /// Output of an instance (live, or saved after it was removed)
     Logs {
-        #[command(flatten)]
-        id: IdArg,
+        /// Instance id; without one, the instance of the project or
+        /// worktree you are in
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
         #[arg(long, short)]
         follow: bool,
         /// The last N lines

@@ -6,7 +6,7 @@
 //! escapes reach the terminal.
 
 use super::Ctx;
-use crate::core::error::{Error, Result};
+use crate::core::error::Result;
 use crate::core::types::InstanceId;
 use crate::core::untrusted::git::global_config;
 use crate::core::untrusted::printable;
@@ -33,14 +33,7 @@ impl Shape {
 }
 
 pub fn diff(ctx: &Ctx, id: Option<InstanceId>, shape: Shape, no_pager: bool) -> Result<u8> {
-    let id = match id {
-        Some(id) => id,
-        None => {
-            let cwd = std::env::current_dir()
-                .map_err(|e| Error::Other(format!("the current directory: {e}")))?;
-            crate::service::review::here(ctx, &cwd)?
-        }
-    };
+    let id = crate::service::control::given_or_here(ctx, id)?;
     let report = crate::service::review::diff(ctx, &id)?;
     if shape == Shape::Json {
         super::output::print_json(&report)?;

@@ -10,7 +10,14 @@ use crate::lifecycle::docker::DockerEngine;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-pub fn logs(ctx: &Ctx, id: InstanceId, follow: bool, tail: Option<usize>, raw: bool) -> Result<u8> {
+pub fn logs(
+    ctx: &Ctx,
+    id: Option<InstanceId>,
+    follow: bool,
+    tail: Option<usize>,
+    raw: bool,
+) -> Result<u8> {
+    let id = crate::service::control::given_or_here(ctx, id)?;
     if raw {
         return copy(ctx, &id, follow, tail, &mut std::io::stdout());
     }

@@ -68,7 +68,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
             follow,
             tail,
             raw,
-        } => logs::logs(&ctx, id.id, follow, tail, raw),
+        } => logs::logs(&ctx, id, follow, tail, raw),
         Command::Diff {
             id,
             stat,

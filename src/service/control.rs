@@ -66,3 +66,66 @@ pub fn stop(ctx: &Ctx, id: &InstanceId, reason: &str) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// The instance of the project or worktree `cwd` is in: the one whose
+/// project is the nearest ancestor of `cwd` (a worktree's before its
+/// repository's); among several there, the only live one.
+pub fn here(ctx: &Ctx, cwd: &std::path::Path) -> Result<InstanceId> {
+    let reg = ctx.store.load()?;
+    let cwd = cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf());
+    let within = |i: &&Instance| {
+        let p = std::path::Path::new(&i.project_path);
+        !i.project_path.is_empty() && cwd.starts_with(p)
+    };
+    let deepest = reg
+        .instances
+        .values()
+        .filter(within)
+        .map(|i| i.project_path.len())
+        .max()
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no instance for {} or a directory above it; name one (see `ai-sessctl list`)",
+                crate::core::untrusted::printable(&cwd.to_string_lossy())
+            ))
+        })?;
+    let mut found: Vec<&Instance> = reg
+        .instances
+        .values()
+        .filter(within)
+        .filter(|i| i.project_path.len() == deepest)
+        .collect();
+    if found.len() > 1 {
+        let live: Vec<&Instance> = found
+            .iter()
+            .copied()
+            .filter(|i| i.status.is_live())
+            .collect();
+        if live.len() == 1 {
+            found = live;
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(one.id.clone()),
+        many => Err(Error::Usage(format!(
+            "several instances here ({}); name one",
+            many.iter()
+                .map(|i| i.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// The instance `id`, or without one the instance of the current directory
+/// ([`here`]).
+pub fn given_or_here(ctx: &Ctx, id: Option<InstanceId>) -> Result<InstanceId> {
+    match id {
+        Some(id) => Ok(id),
+        None => {
+            let cwd = std::env::current_dir()
+                .map_err(|e| Error::Other(format!("the current directory: {e}")))?;
+            here(ctx, &cwd)
+        }
+    }
+}

@@ -403,7 +403,7 @@ fn logs_show_the_screen_as_text_and_raw_gives_the_stream() {
     require_docker!();
     let env = Env::new();
     docker_config(&env, "");
-    let (id, _) = start(&env, "logsvt");
+    let (id, proj) = start(&env, "logsvt");
     let cname = common::cname(&id);
     docker_ok(&[
         "exec",
@@ -438,6 +438,22 @@ fn logs_show_the_screen_as_text_and_raw_gives_the_stream() {
             .lines()
             .collect::<Vec<_>>(),
         ["progress 100%", "    indented"]
+    );
+    // Without an id: the instance of the project you are in (a
+    // subdirectory too); elsewhere, the reason.
+    std::fs::create_dir_all(proj.join("sub")).unwrap();
+    let here = env.run_in(&proj.join("sub"), &["logs", "--tail", "2"]);
+    assert!(here.status.success(), "{}", stderr(&here));
+    assert_eq!(
+        stdout(&here).lines().collect::<Vec<_>>(),
+        ["progress 100%", "    indented"]
+    );
+    let elsewhere = env.run_in(env.projects.path(), &["logs"]);
+    assert!(!elsewhere.status.success());
+    assert!(
+        stderr(&elsewhere).contains("no instance for"),
+        "{}",
+        stderr(&elsewhere)
     );
     let raw = env.ok(&["logs", &id, "--raw"]);
     assert!(raw.contains("\x1b[31mred title"), "{raw:?}");
