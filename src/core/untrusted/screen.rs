@@ -41,9 +41,27 @@ impl Screen {
         // Offsets past the screen's height are not shown by `vt100`.
         self.parser.set_scrollback(usize::from(ROWS));
         let kept = self.parser.screen().scrollback();
-        let mut out: Vec<String> = self.parser.screen().rows(0, width).take(kept).collect();
+        let rows = |screen: &vt100::Screen, n: usize| -> Vec<(String, bool)> {
+            screen
+                .rows(0, width)
+                .take(n)
+                .enumerate()
+                .map(|(i, text)| (text, screen.row_wrapped(i as u16)))
+                .collect()
+        };
+        let mut cells = rows(self.parser.screen(), kept);
         self.parser.set_scrollback(0);
-        out.extend(self.parser.screen().rows(0, width));
+        cells.extend(rows(self.parser.screen(), usize::from(ROWS)));
+        // A line longer than the screen is wide is one line again.
+        let mut out: Vec<String> = Vec::new();
+        let mut joining = false;
+        for (text, wrapped) in cells {
+            match out.last_mut() {
+                Some(last) if joining => last.push_str(&text),
+                _ => out.push(text),
+            }
+            joining = wrapped;
+        }
         let last = out.iter().rposition(|l| !l.trim().is_empty());
         out.truncate(last.map_or(0, |i| i + 1));
         let first = out.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
@@ -95,6 +113,15 @@ mod tests {
         let first: usize = lines[0].strip_prefix("line ").unwrap().parse().unwrap();
         assert_eq!(lines.len(), 2500 - first);
         assert!(lines.len() >= 900, "{}", lines.len());
+    }
+
+    #[test]
+    fn a_line_wider_than_the_screen_stays_one_line() {
+        let long = "x".repeat(50);
+        assert_eq!(
+            render(format!("{long}\r\nnext").as_bytes(), 20),
+            vec![long.as_str(), "next"]
+        );
     }
 
     #[test]
