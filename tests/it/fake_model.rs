@@ -449,37 +449,68 @@ fn anthropic(w: &mut impl Write, body: &serde_json::Value, reply: &Reply) -> std
     if let Some(step) = tool_step(body, reply) {
         return anthropic_tool_use(w, model, u, step);
     }
-    let mut s = Sse::start(w)?;
-    s.event(
-        "message_start",
-        &json!({"type": "message_start", "message": {
-            "id": id, "type": "message", "role": "assistant", "model": model,
-            "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": u.input, "output_tokens": 1,
-                      "cache_creation_input_tokens": u.cache_creation,
-                      "cache_read_input_tokens": u.cache_read}}}),
-    )?;
-    s.event(
-        "content_block_start",
-        &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-    )?;
-    for text in deltas(reply) {
+    let usage = json!({"input_tokens": u.input, "output_tokens": 1,
+                       "cache_creation_input_tokens": u.cache_creation,
+                       "cache_read_input_tokens": u.cache_read});
+    let block = json!({"type": "text", "text": ""});
+    let deltas = deltas(reply).map(|text| json!({"type": "text_delta", "text": text}));
+    let message = Streamed {
+        id: id.into(),
+        model,
+        usage,
+        stop: "end_turn",
+        output: u.output,
+    };
+    message.send(w, block, deltas)
+}
+
+/// One streamed Messages reply: its start, one content block and its
+/// deltas, its end with `stop` as the reason.
+struct Streamed<'a> {
+    id: String,
+    model: &'a str,
+    usage: serde_json::Value,
+    stop: &'a str,
+    output: u64,
+}
+
+impl Streamed<'_> {
+    fn send(
+        self,
+        w: &mut impl Write,
+        block: serde_json::Value,
+        deltas: impl Iterator<Item = serde_json::Value>,
+    ) -> std::io::Result<()> {
+        use serde_json::json;
+        let mut s = Sse::start(w)?;
         s.event(
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+            "message_start",
+            &json!({"type": "message_start", "message": {
+                "id": self.id, "type": "message", "role": "assistant", "model": self.model,
+                "content": [], "stop_reason": null, "stop_sequence": null, "usage": self.usage}}),
         )?;
+        s.event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0, "content_block": block}),
+        )?;
+        for delta in deltas {
+            s.event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+            )?;
+        }
+        s.event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 0}),
+        )?;
+        s.event(
+            "message_delta",
+            &json!({"type": "message_delta", "delta": {"stop_reason": self.stop, "stop_sequence": null},
+                    "usage": {"output_tokens": self.output}}),
+        )?;
+        s.event("message_stop", &json!({"type": "message_stop"}))?;
+        s.end()
     }
-    s.event(
-        "content_block_stop",
-        &json!({"type": "content_block_stop", "index": 0}),
-    )?;
-    s.event(
-        "message_delta",
-        &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-                "usage": {"output_tokens": u.output}}),
-    )?;
-    s.event("message_stop", &json!({"type": "message_stop"}))?;
-    s.end()
 }
 
 /// The tool step this streamed call gets, if any (see `Reply::tool_steps`).
@@ -511,35 +542,17 @@ fn anthropic_tool_use(
     use std::sync::atomic::AtomicU32;
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::SeqCst);
-    let mut s = Sse::start(w)?;
-    s.event(
-        "message_start",
-        &json!({"type": "message_start", "message": {
-            "id": format!("msg_faketool{n}"), "type": "message", "role": "assistant", "model": model,
-            "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": u.input, "output_tokens": 1}}}),
-    )?;
-    s.event(
-        "content_block_start",
-        &json!({"type": "content_block_start", "index": 0, "content_block": {
-            "type": "tool_use", "id": format!("toolu_fake{n}"), "name": step.name, "input": {}}}),
-    )?;
-    s.event(
-        "content_block_delta",
-        &json!({"type": "content_block_delta", "index": 0, "delta": {
-            "type": "input_json_delta", "partial_json": step.input.to_string()}}),
-    )?;
-    s.event(
-        "content_block_stop",
-        &json!({"type": "content_block_stop", "index": 0}),
-    )?;
-    s.event(
-        "message_delta",
-        &json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
-                "usage": {"output_tokens": u.output}}),
-    )?;
-    s.event("message_stop", &json!({"type": "message_stop"}))?;
-    s.end()
+    let message = Streamed {
+        id: format!("msg_faketool{n}"),
+        model,
+        usage: json!({"input_tokens": u.input, "output_tokens": 1}),
+        stop: "tool_use",
+        output: u.output,
+    };
+    let block =
+        json!({"type": "tool_use", "id": format!("toolu_fake{n}"), "name": step.name, "input": {}});
+    let delta = json!({"type": "input_json_delta", "partial_json": step.input.to_string()});
+    message.send(w, block, std::iter::once(delta))
 }
 
 fn gemini(
