@@ -228,6 +228,51 @@ sources_bashrc() {
     ' "$1"
 }
 
+# zsh's completion cache, which the zsh block's `compinit` writes when
+# nothing else loads compinit; a note next to our completion file says
+# install caused it, so uninstall removes it (and only then).
+zcompdump="$HOME/.zcompdump"
+zcompdump_note="$prefix/share/zsh/site-functions/.ai-sessions-zcompdump"
+
+# Whether the user's ~/.zshrc loads compinit itself (outside our block).
+zshrc_has_compinit() {
+    [[ -f "$HOME/.zshrc" ]] || return 1
+    BEGIN_M=$begin_marker END_M=$end_marker awk '
+        index($0, ENVIRON["BEGIN_M"]) == 1 { skip = 1; next }
+        skip { if ($0 == ENVIRON["END_M"]) skip = 0; next }
+        /^[[:space:]]*#/ { next }
+        /compinit/ { found = 1 }
+        END { exit !found }
+    ' "$HOME/.zshrc"
+}
+
+# Stops the `serve` processes of this binary (of any state home): they
+# would go on serving from a deleted binary. SIGTERM lets them finish.
+stop_servers() {
+    local p pid exe args
+    for p in /proc/[0-9]*; do
+        exe=$(readlink "$p/exe" 2>/dev/null) || continue
+        [[ $exe == "$bin" || $exe == "$bin (deleted)" ]] || continue
+        args=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        case " $args" in *" serve "* | *" serve") ;; *) continue ;; esac
+        pid=${p#/proc/}
+        kill -TERM "$pid" 2>/dev/null && did "stopped ai-sessctl serve (pid $pid)"
+    done
+}
+
+# Removes the completion directories install made once they are empty (a
+# directory holding anything else stays), never PREFIX/share itself.
+remove_empty_dirs() {
+    local f d
+    for f in "${completion_dst[@]}"; do
+        d=$(dirname "$f")
+        while [[ $d == "$prefix/share/"* ]] && rmdir "$d" 2>/dev/null; do
+            did "removed the empty $d"
+            d=$(dirname "$d")
+        done
+    done
+}
+
 if ((uninstall)); then
     # Only this state home's instances: the engine is shared with other
     # users and homes (containers carry their home in the ai.home label).
@@ -240,12 +285,18 @@ if ((uninstall)); then
         fi
     fi
     echo "Uninstalling ai-sessions from $prefix:"
+    stop_servers
+    if [[ -f "$zcompdump_note" ]]; then
+        rm -f "$zcompdump_note" "$zcompdump" "$zcompdump.zwc"
+        did "removed $zcompdump (zsh's completion cache, made by the ai-sessions block)"
+    fi
     for f in "$bin" "$bindir/ai-session" "${completion_dst[@]}"; do
         if [[ -e "$f" || -L "$f" ]]; then
             rm -f "$f"
             did "removed $f"
         fi
     done
+    remove_empty_dirs
     if ((modify_rc)); then
         for rc in "$HOME/.zshrc" "$HOME/.bashrc" "$HOME/.bash_profile" "$HOME/.bash_login" "$HOME/.profile"; do
             if [[ -f "$rc" ]] && rc_update "$rc" ""; then
@@ -304,6 +355,10 @@ for i in "${!completion_src[@]}"; do
 done
 
 if ((modify_rc)); then
+    # Before the block goes in: from now on our compinit may make the cache.
+    if [[ ! -e "$zcompdump" ]] && ! zshrc_has_compinit && rc_files | grep -q '^zsh '; then
+        mkdir -p "$(dirname "$zcompdump_note")" && : >"$zcompdump_note"
+    fi
     while read -r shell kind rc; do
         if rc_update "$rc" "$(rc_block "$shell" "$kind")"; then
             did "$rc: added the ai-sessions block"

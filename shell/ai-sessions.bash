@@ -48,8 +48,13 @@
 #   _AI_SESSIONS_PS1_USER      PS1 as the user/theme last set it
 #   _AI_SESSIONS_PS1_SET       PS1 as we last set it
 #   _AI_SESSIONS_PS1_PART      the text we prepended (to strip it if copied)
+#   _AI_SESSIONS_EXIT_WARNED   1 when `exit` warned, 2 at the prompt after it
+#                              (an `exit` then exits), 0 after another command
+#   _AI_SESSIONS_EXIT_FNS      which of exit/logout are our functions
+#   _AI_SESSIONS_TRAP_ON       1 once the EXIT trap is chained (see EXIT)
 #   functions _ai_sessions_*; one entry in PROMPT_COMMAND (or in
-#   precmd_functions under bash-preexec); the EXIT trap, chained.
+#   precmd_functions under bash-preexec); the EXIT trap, chained; functions
+#   exit and logout (unless you have your own: see "exit" below).
 #
 # Prompt cost: the PROMPT_COMMAND hook uses builtins only (no fork, no
 # subshell): bash cannot read an mtime without a fork, so it re-reads
@@ -65,10 +70,18 @@
 # stripped. AI_SESSIONS_PROMPT_INSERT=0 restores the user's PS1.
 #
 # EXIT: the trap becomes `_ai_sessions_exit_hook "$?"` followed by the text of
-# the EXIT trap the user had when this was loaded; our handler preserves $?
+# the EXIT trap the user had when this shell first ran an agent (a shell that
+# runs none keeps the user's trap as it is); our handler preserves $?
 # for it (except under `set -e`, where it returns 0 so the rest still runs).
 
 _AI_SESSIONS_BIN=@AI_SESSCTL@
+
+# What an agent function of a shell opened before `install.sh --uninstall`
+# says, instead of "No such file or directory".
+_ai_sessions_gone() {
+  printf '%s\n' "ai-sessions was uninstalled ($_AI_SESSIONS_BIN is gone); this shell still had its functions: open a new shell (exec \$SHELL)" >&2
+  return 127
+}
 
 # ---------------------------------------------------------------- commands
 
@@ -123,8 +136,8 @@ function ai-logs {
 _ai_sessions_segment() {
   local -                                   # restores `set -f` on return
   set -f
-  local IFS=$'\t' line p mode here='' run='●' pause='◐' other='○'
-  local -i running=0
+  local IFS=$'\t' line p mode here='' waits='' run='●' pause='◐' other='○'
+  local -i running=0 waiting=0
   local -a fld=()
   case ${LC_ALL:-${LC_CTYPE:-${LANG:-}}} in
     *[Uu][Tt][Ff]-8*|*[Uu][Tt][Ff]8*) ;;
@@ -135,6 +148,8 @@ _ai_sessions_segment() {
     fld=($line)
     (( ${#fld[@]} >= 4 )) || continue
     running+=1   # every line is live: the count of `list --status running`
+    # Needs you, wherever it runs: the `?N` after the count.
+    [[ ${fld[5]-} == waiting ]] && waiting+=1
     p=${fld[0]}
     if [[ $PWD == "$p" || $PWD == "$p"/* || $p == / ]]; then
       mode=${fld[2]//[^a-zA-Z0-9_.-]/?}
@@ -145,18 +160,27 @@ _ai_sessions_segment() {
       esac
     fi
   done
+  (( waiting )) && waits=" ?$waiting"
   if (( running == 0 )) && [[ -z $here ]]; then
     AI_SESSIONS_PROMPT=
   elif [[ ${AI_SESSIONS_PROMPT_COLOR:-1} == 0 ]]; then
-    AI_SESSIONS_PROMPT="${AI_SESSIONS_PROMPT_PREFIX-ai:}$running$here"
+    AI_SESSIONS_PROMPT="${AI_SESSIONS_PROMPT_PREFIX-ai:}$running$waits$here"
   else
-    AI_SESSIONS_PROMPT="\\[\\e[36m\\]${AI_SESSIONS_PROMPT_PREFIX-ai:}$running$here\\[\\e[0m\\]"
+    AI_SESSIONS_PROMPT="\\[\\e[36m\\]${AI_SESSIONS_PROMPT_PREFIX-ai:}$running$waits$here\\[\\e[0m\\]"
   fi
 }
 
 _ai_sessions_precmd() {
   local rc=$?
+  if [[ -z ${_AI_SESSIONS_TRAP_ON-} && -e ${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/shells/$$ ]]; then
+    _ai_sessions_exit_trap
+  fi
   _ai_sessions_agents_check
+  # After `exit` warned, the next command line may exit; any other resets it.
+  case ${_AI_SESSIONS_EXIT_WARNED:-0} in
+    1) _AI_SESSIONS_EXIT_WARNED=2 ;;
+    2) _AI_SESSIONS_EXIT_WARNED=0 ;;
+  esac
   local f=${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/prompt.tsv key user new part=''
   local IFS=$'\x1f'                         # joins the cache key below
   local -a lines=()
@@ -211,6 +235,52 @@ _ai_sessions_exit_hook() {
   fi
   if [[ $- == *e* ]]; then return 0; fi
   return "$rc"
+}
+
+# EXIT: run ours first, then the user's trap with its original text. Reading
+# that text costs a fork (a command substitution), so it is done only in a
+# shell that owns instances: before an agent function runs (in the shell
+# itself, not a subshell: there the copied trap would run the user's text
+# when the subshell exits), or at the first prompt after `ai-sessctl run`
+# left this shell's marker. Other shells exit through the user's trap
+# alone. Once per load (a trap the user sets later replaces ours).
+_ai_sessions_exit_trap() {
+  local trap_text
+  local -a parsed=()
+  _AI_SESSIONS_TRAP_ON=1
+  trap_text=$(trap -p EXIT) || trap_text=''
+  if [[ -n $trap_text ]]; then
+    eval "parsed=(${trap_text#trap })"        # -> -- 'text' EXIT
+    trap_text=${parsed[1]-}
+  fi
+  if [[ $trap_text != '_ai_sessions_exit_hook "$?"'* ]]; then
+    if [[ -n $trap_text ]]; then
+      trap -- '_ai_sessions_exit_hook "$?"'$'\n'"$trap_text" EXIT
+    else
+      trap -- '_ai_sessions_exit_hook "$?"' EXIT
+    fi
+  fi
+}
+
+# `exit` / `logout` in a shell whose exit would stop agents (it started
+# them; on_shell_exit = "stop") warn once, as zsh does for running jobs: an
+# `exit` right after goes ahead (another command in between resets it;
+# `warn_on_exit = false` in config.toml turns it off). Only a shell that ran
+# an agent asks ai-sessctl (one fork, at exit); a subshell's `exit` is never
+# held. Not covered: ctrl-d (IGNOREEOF is yours to set), closing the
+# terminal, `exec`. A user's own `exit`/`logout` function wins: ours is
+# defined only where there is none (see the init below), and one defined
+# after this script replaces ours.
+_ai_sessions_exit_guard() {
+  [[ $- == *i* && ${BASHPID-$$} == "$$" ]] || return 0
+  [[ ${_AI_SESSIONS_EXIT_WARNED:-0} == 2 ]] && return 0
+  [[ -e ${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/shells/$$ ]] || return 0
+  [[ -x $_AI_SESSIONS_BIN ]] || return 0     # uninstalled: nothing to ask
+  local said=0
+  "$_AI_SESSIONS_BIN" shell-exit "$$" --warn </dev/null || said=$?
+  (( said == 10 )) || return 0               # 10: it warned
+  _AI_SESSIONS_EXIT_WARNED=1                 # the prompt hook makes it 2
+  return 1
 }
 
 # ------------------------------------------------------------ completion
@@ -311,7 +381,7 @@ _ai_sessions_define_agents() {
   for agent in "$@"; do
     [[ -z $agent || $agent == -* || $agent == *[^a-z0-9_-]* ]] && continue
     agents+=("$agent")
-    eval "function $agent { \"\$_AI_SESSIONS_BIN\" run $agent --shell-pid \"\$\$\" -- \"\$@\"; }"
+    eval "function $agent { [[ -x \$_AI_SESSIONS_BIN ]] || { _ai_sessions_gone; return; }; [[ -n \${_AI_SESSIONS_TRAP_ON-} || \${BASHPID-\$\$} != \"\$\$\" ]] || _ai_sessions_exit_trap; \"\$_AI_SESSIONS_BIN\" run $agent --shell-pid \"\$\$\" -- \"\$@\"; }"
     # A completion the name already had stays.
     complete -p -- "$agent" >/dev/null 2>&1 ||
       complete -o default -F _ai_sessions_complete_agent -- "$agent"
@@ -346,8 +416,8 @@ _ai_sessions_agents_check() {
 # ------------------------------------------------------------------ init
 
 _ai_sessions_init() {
-  local entry trap_text='' hook=_ai_sessions_precmd
-  local -a parsed=() wanted=(@AI_AGENTS@)
+  local entry hook=_ai_sessions_precmd
+  local -a wanted=(@AI_AGENTS@)
 
   _ai_sessions_define_agents "${wanted[@]}"
   _AI_SESSIONS_AGENTS_SRC="${wanted[*]}"
@@ -371,19 +441,23 @@ _ai_sessions_init() {
     if [[ $PROMPT_COMMAND != *"$hook"* ]]; then PROMPT_COMMAND=$PROMPT_COMMAND$'\n'$hook; fi
   fi
 
-  # EXIT: run ours first, then the user's existing trap with its original text
-  trap_text=$(trap -p EXIT) || trap_text=''
-  if [[ -n $trap_text ]]; then
-    eval "parsed=(${trap_text#trap })"        # -> -- 'text' EXIT
-    trap_text=${parsed[1]-}
+  # EXIT: chained once this shell owns instances (_ai_sessions_exit_trap)
+  _AI_SESSIONS_TRAP_ON=''
+
+  # `exit`/`logout` with the warning, unless the user has functions of
+  # theirs (those we defined are named in _AI_SESSIONS_EXIT_FNS: reading a
+  # function's text would cost a fork). Without arguments they exit with
+  # the status of the command before them, as the builtins do.
+  local fns=''
+  if ! declare -F exit >/dev/null || [[ " ${_AI_SESSIONS_EXIT_FNS-} " == *' exit '* ]]; then
+    exit() { local rc=$?; _ai_sessions_exit_guard || return 1; builtin exit "${@:-$rc}"; }
+    fns='exit'
   fi
-  if [[ $trap_text != '_ai_sessions_exit_hook "$?"'* ]]; then
-    if [[ -n $trap_text ]]; then
-      trap -- '_ai_sessions_exit_hook "$?"'$'\n'"$trap_text" EXIT
-    else
-      trap -- '_ai_sessions_exit_hook "$?"' EXIT
-    fi
+  if ! declare -F logout >/dev/null || [[ " ${_AI_SESSIONS_EXIT_FNS-} " == *' logout '* ]]; then
+    logout() { local rc=$?; _ai_sessions_exit_guard || return 1; builtin logout "${@:-$rc}"; }
+    fns+=' logout'
   fi
+  _AI_SESSIONS_EXIT_FNS=$fns
 
   # completion (complete -F works with and without bash-completion)
   complete -F _ai_sessions_complete ai-list ai-stop ai-restart ai-attach ai-logs ai-stats ai-health
@@ -401,7 +475,8 @@ else
   printf '%s\n' "ai-sessions: bash $BASH_VERSION is too old for the shell integration (needs bash >= 4.4)." \
     "  Use zsh (eval \"\$(ai-sessctl init zsh)\" in ~/.zshrc), or a newer bash (macOS: brew install bash)." >&2
   unset -f ai-list ai-stop-all ai-restart ai-attach ai-stats ai-top ai-health ai-stop ai-logs ai-diff \
-    _ai_sessions_segment _ai_sessions_precmd _ai_sessions_exit_hook _ai_sessions_live_ids \
-    _ai_sessions_complete _ai_sessions_complete_sessctl _ai_sessions_complete_agent _ai_sessions_init
+    _ai_sessions_segment _ai_sessions_precmd _ai_sessions_exit_hook _ai_sessions_exit_guard _ai_sessions_live_ids \
+    _ai_sessions_complete _ai_sessions_complete_sessctl _ai_sessions_complete_agent _ai_sessions_init _ai_sessions_gone \
+    _ai_sessions_exit_trap
   unset _AI_SESSIONS_BIN
 fi

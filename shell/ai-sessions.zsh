@@ -41,13 +41,17 @@
 #   _AI_SESSIONS_AGENT_COMPS   completion each agent name had before ours
 #                              (used for what is not a worktree name)
 #   _AI_SESSIONS_ZSTAT         1 when zsh/stat's zstat builtin is available
+#                              (set at the first prompt, which loads it)
 #   _AI_SESSIONS_CACHED        1 when loaded from the cached copy
 #   _AI_SESSIONS_KEY           cache key of the last computed segment
 #   _AI_SESSIONS_RPROMPT_ON    1 while the segment is inserted into RPROMPT
 #   _AI_SESSIONS_RPROMPT_USER  RPROMPT as the user/theme last set it
 #   _AI_SESSIONS_RPROMPT_SET   RPROMPT as we last set it
 #   _AI_SESSIONS_RPROMPT_PART  the text we appended (to strip it if copied)
-#   functions _ai_sessions_* ; hooks in precmd_functions / zshexit_functions.
+#   _AI_SESSIONS_EXIT_WARNED   1 when `exit` warned, 2 at the prompt after it
+#                              (an `exit` then exits), 0 after another command
+#   functions _ai_sessions_* ; hooks in precmd_functions / zshexit_functions;
+#   functions exit and logout (unless you have your own: see "exit" below).
 #
 # Prompt cost: the precmd hook uses builtins only (no fork, no subshell):
 # zstat on prompt.tsv (rewritten by rename on every registry change) and the
@@ -65,6 +69,13 @@
 # ours win; use AI_SESSIONS_PROMPT_INSERT=0 with them.
 
 typeset -g _AI_SESSIONS_BIN=@AI_SESSCTL@
+
+# What an agent function of a shell opened before `install.sh --uninstall`
+# says, instead of "no such file or directory".
+function _ai_sessions_gone {
+  print -ru2 -- "ai-sessions was uninstalled ($_AI_SESSIONS_BIN is gone); this shell still had its functions: open a new shell (exec \$SHELL)"
+  return 127
+}
 
 # ---------------------------------------------------------------- commands
 
@@ -115,8 +126,8 @@ function ai-logs {
 # Lines: project_path TAB id TAB mode TAB status TAB port [TAB activity].
 function _ai_sessions_segment {
   emulate -L zsh
-  local f=$1 line p mode run=● pause=◐ other=○ here= pwdp=${PWD:A}
-  local -i running=0
+  local f=$1 line p mode run=● pause=◐ other=○ here= waits= pwdp=${PWD:A}
+  local -i running=0 waiting=0
   local -a lines fields
   [[ -r $f ]] && lines=( ${(f)"$(<$f)"} )
   case ${LC_ALL:-${LC_CTYPE:-${LANG:-}}} in
@@ -128,6 +139,8 @@ function _ai_sessions_segment {
     (( $#fields >= 4 )) || continue
     p=$fields[1]
     (( ++running ))   # every line is live: the count of `list --status running`
+    # Needs you, wherever it runs: the `?N` after the count.
+    [[ ${fields[6]-} == waiting ]] && (( ++waiting ))
     # Only an absolute path can hold $PWD (an empty one would match all).
     if [[ $p == /* ]] && [[ $PWD == "$p" || $PWD == "$p"/* || $p == / ||
           $pwdp == "$p" || $pwdp == "$p"/* ]]; then
@@ -139,18 +152,34 @@ function _ai_sessions_segment {
       esac
     fi
   done
+  (( waiting )) && waits=" ?$waiting"
   if (( running == 0 )) && [[ -z $here ]]; then
     typeset -g AI_SESSIONS_PROMPT=
   elif [[ ${AI_SESSIONS_PROMPT_COLOR:-1} == 0 ]]; then
-    typeset -g AI_SESSIONS_PROMPT="${AI_SESSIONS_PROMPT_PREFIX-ai:}$running$here"
+    typeset -g AI_SESSIONS_PROMPT="${AI_SESSIONS_PROMPT_PREFIX-ai:}$running$waits$here"
   else
-    typeset -g AI_SESSIONS_PROMPT="%F{cyan}${AI_SESSIONS_PROMPT_PREFIX-ai:}$running$here%f"
+    typeset -g AI_SESSIONS_PROMPT="%F{cyan}${AI_SESSIONS_PROMPT_PREFIX-ai:}$running$waits$here%f"
   fi
 }
 
 function _ai_sessions_precmd {
   emulate -L zsh
+  # The modules load at the first prompt, not at start: a shell that draws
+  # none (zsh -i -c CMD, as editors start to read the environment) skips it.
+  if (( ! ${+_AI_SESSIONS_ZSTAT} )); then
+    if zmodload -F zsh/stat b:zstat 2>/dev/null; then
+      typeset -g _AI_SESSIONS_ZSTAT=1
+    else
+      typeset -g _AI_SESSIONS_ZSTAT=0
+    fi
+    zmodload -F zsh/datetime p:EPOCHSECONDS p:EPOCHREALTIME 2>/dev/null
+  fi
   _ai_sessions_agents_check
+  # After `exit` warned, the next command line may exit; any other resets it.
+  case ${_AI_SESSIONS_EXIT_WARNED:-0} in
+    (1) typeset -g _AI_SESSIONS_EXIT_WARNED=2 ;;
+    (2) typeset -g _AI_SESSIONS_EXIT_WARNED=0 ;;
+  esac
   local f=${AI_SESSIONS_HOME:-$HOME/.ai-sessions}/prompt.tsv stamp=none
   local -a st
   if (( ${_AI_SESSIONS_ZSTAT:-0} )); then
@@ -211,6 +240,26 @@ function _ai_sessions_zshexit {
     "$_AI_SESSIONS_BIN" shell-exit $$ </dev/null 2>/dev/null
   fi
   return 0
+}
+
+# `exit` / `logout` in a shell whose exit would stop agents (it started
+# them; on_shell_exit = "stop") warn once, as zsh does for running jobs: an
+# `exit` right after goes ahead (another command in between resets it;
+# `warn_on_exit = false` in config.toml turns it off). Only a shell that ran an agent asks ai-sessctl (one
+# fork, at exit); a subshell's `exit` is never held. Not covered: ctrl-d
+# (set IGNORE_EOF if you want it to warn too), closing the terminal, `exec`.
+# A user's own `exit`/`logout` function wins: ours is defined only in its
+# place (see the init below).
+function _ai_sessions_exit_guard {
+  emulate -L zsh
+  [[ -o interactive ]] && (( ${ZSH_SUBSHELL:-0} == 0 )) || return 0
+  (( ${_AI_SESSIONS_EXIT_WARNED:-0} == 2 )) && return 0
+  [[ -e ${AI_SESSIONS_HOME:-${HOME-}/.ai-sessions}/shells/$$ ]] || return 0
+  [[ -x $_AI_SESSIONS_BIN ]] || return 0     # uninstalled: nothing to ask
+  "$_AI_SESSIONS_BIN" shell-exit $$ --warn </dev/null
+  (( $? == 10 )) || return 0                # 10: it warned
+  typeset -g _AI_SESSIONS_EXIT_WARNED=1     # the prompt hook makes it 2
+  return 1
 }
 
 # ------------------------------------------------------------ completion
@@ -312,6 +361,23 @@ function _ai_sessions_complete_agent {
   _default
 }
 
+# `compdef FN NAME...` for plain names is `_comps[NAME]=FN`: done directly
+# when compinit made _comps (a call of compdef costs more than the rest of
+# a shell start with this file), else through compdef (a plugin manager's
+# may stand in for compinit's until it runs).
+function _ai_sessions_comps {
+  emulate -L zsh
+  local fn=$1 name
+  shift
+  if [[ ${(t)_comps-} == association* ]]; then
+    for name in "$@"; do
+      _comps[$name]=$fn
+    done
+  else
+    compdef $fn "$@"
+  fi
+}
+
 # Registers _ai_sessions_complete_agent for the agents in $@, keeping what
 # was registered before for each (compinit must have run).
 function _ai_sessions_compdef_agents {
@@ -324,21 +390,20 @@ function _ai_sessions_compdef_agents {
     if [[ -n $had && $had != _ai_sessions_complete_agent ]]; then
       _AI_SESSIONS_AGENT_COMPS[$agent]=$had
     fi
-    compdef _ai_sessions_complete_agent $agent
   done
+  (( $# )) && _ai_sessions_comps _ai_sessions_complete_agent "$@"
   return 0
 }
 
-# Register completions once compinit has run (now, or at a later prompt).
+# Register the commands' completions once compinit has run (now, or at a
+# later prompt; the agents' come with their functions, or with the latter).
 function _ai_sessions_compdef {
   emulate -L zsh
   (( ${+functions[compdef]} )) || return 1
-  compdef _ai_sessions_complete ai-list ai-stop ai-restart ai-attach ai-logs ai-stats ai-health
-  compdef _ai_sessions_complete ai-diff
-  _ai_sessions_compdef_agents ${=_AI_SESSIONS_AGENTS-}
+  _ai_sessions_comps _ai_sessions_complete ai-list ai-stop ai-restart ai-attach ai-logs ai-stats ai-health ai-diff
   # An installed _ai-sessctl (fpath) or an earlier registration wins.
   if (( ! ${+_comps[ai-sessctl]} )); then
-    compdef _ai_sessions_complete_sessctl ai-sessctl
+    _ai_sessions_comps _ai_sessions_complete_sessctl ai-sessctl
   fi
   return 0
 }
@@ -346,7 +411,8 @@ function _ai_sessions_compdef {
 function _ai_sessions_compdef_deferred {
   emulate -L zsh
   if _ai_sessions_compdef; then
-    add-zsh-hook -d precmd _ai_sessions_compdef_deferred
+    _ai_sessions_compdef_agents ${=_AI_SESSIONS_AGENTS-}
+    precmd_functions=( ${precmd_functions:#_ai_sessions_compdef_deferred} )
   fi
   return 0
 }
@@ -362,7 +428,7 @@ function _ai_sessions_define_agents {
   for agent in "$@"; do
     [[ -z $agent || $agent == -* || $agent == *[^a-z0-9_-]* ]] && continue
     agents+=( $agent )
-    eval "function $agent { emulate -L zsh; \"\$_AI_SESSIONS_BIN\" run $agent --shell-pid \"\$\$\" -- \"\$@\"; }"
+    eval "function $agent { emulate -L zsh; [[ -x \$_AI_SESSIONS_BIN ]] || { _ai_sessions_gone; return; }; \"\$_AI_SESSIONS_BIN\" run $agent --shell-pid \"\$\$\" -- \"\$@\"; }"
   done
   for old in ${=_AI_SESSIONS_AGENTS-}; do
     if (( ! ${agents[(Ie)$old]} )) && [[ ${functions[$old]-} == *'_AI_SESSIONS_BIN" run '* ]]; then
@@ -371,7 +437,7 @@ function _ai_sessions_define_agents {
   done
   typeset -g _AI_SESSIONS_AGENTS="${agents[*]}"
   # Newly configured agents get completion too (once compinit has run;
-  # until then _ai_sessions_compdef does it).
+  # until then _ai_sessions_compdef_deferred does it).
   (( ${+functions[compdef]} )) && _ai_sessions_compdef_agents $agents
   return 0
 }
@@ -400,21 +466,26 @@ function _ai_sessions_agents_check {
   _ai_sessions_define_agents @AI_AGENTS@
   typeset -g _AI_SESSIONS_AGENTS_SRC='@AI_AGENTS@'
 
-  if zmodload -F zsh/stat b:zstat 2>/dev/null; then
-    typeset -g _AI_SESSIONS_ZSTAT=1
-  else
-    typeset -g _AI_SESSIONS_ZSTAT=0
-  fi
-  zmodload -F zsh/datetime p:EPOCHSECONDS p:EPOCHREALTIME 2>/dev/null
   typeset -gx AI_SESSIONS_SHELL_PID=$$   # `ai-sessctl run` under this shell: ours
   typeset -g _AI_SESSIONS_KEY=            # settings may have changed: recompute
   typeset -g AI_SESSIONS_PROMPT=${AI_SESSIONS_PROMPT-}
 
-  autoload -Uz add-zsh-hook
-  add-zsh-hook precmd _ai_sessions_precmd        # add-zsh-hook deduplicates
-  add-zsh-hook zshexit _ai_sessions_zshexit
+  # What add-zsh-hook does (once each), without loading it: that is a
+  # search of $fpath, the costliest step of a shell start with this file.
+  typeset -ga precmd_functions zshexit_functions
+  (( ${precmd_functions[(Ie)_ai_sessions_precmd]} )) || precmd_functions+=( _ai_sessions_precmd )
+  (( ${zshexit_functions[(Ie)_ai_sessions_zshexit]} )) || zshexit_functions+=( _ai_sessions_zshexit )
+  # `exit`/`logout` with the warning, unless the user has functions of theirs.
+  # Without arguments they exit with the status of the command before them.
+  if [[ ${functions[exit]-_ai_sessions_exit_guard} == *_ai_sessions_exit_guard* ]]; then
+    function exit { local rc=$?; _ai_sessions_exit_guard || return 1; builtin exit "${@:-$rc}"; }
+  fi
+  if [[ ${functions[logout]-_ai_sessions_exit_guard} == *_ai_sessions_exit_guard* ]]; then
+    function logout { local rc=$?; _ai_sessions_exit_guard || return 1; builtin logout "${@:-$rc}"; }
+  fi
   if ! _ai_sessions_compdef; then
-    add-zsh-hook precmd _ai_sessions_compdef_deferred
+    (( ${precmd_functions[(Ie)_ai_sessions_compdef_deferred]} )) ||
+      precmd_functions+=( _ai_sessions_compdef_deferred )
   fi
   return 0
 }

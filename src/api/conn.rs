@@ -160,7 +160,10 @@ async fn run_conn(
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(true);
-    let served = http.serve_connection(TokioIo::new(stream), svc);
+    // Upgrades: the dashboard's live terminal is a WebSocket.
+    let served = http
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
     tokio::pin!(served);
     let watchdog = async {
         loop {

@@ -6,6 +6,7 @@ mod conn;
 mod reply;
 mod routes;
 pub mod security;
+mod terminal;
 mod view;
 
 use crate::core::error::{Error, Result};
@@ -21,6 +22,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 const DASHBOARD: &str = include_str!("../../web/dashboard.html");
+const TERMINAL_JS: &[u8] = include_bytes!("../../web/terminal.js");
+const XTERM_JS: &[u8] = include_bytes!("../../web/vendor/xterm/xterm.js");
+const XTERM_FIT_JS: &[u8] = include_bytes!("../../web/vendor/xterm/addon-fit.js");
+const XTERM_CSS: &[u8] = include_bytes!("../../web/vendor/xterm/xterm.css");
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8787";
 /// Request bodies are tiny JSON objects; anything bigger is refused.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -58,10 +63,12 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(routes::delete),
         )
         .route("/instances/{id}/logs", get(routes::logs))
+        .route("/instances/{id}/attach", get(terminal::attach))
         .route("/instances/{id}/stats", get(routes::stats))
         .route("/instances/{id}/diff", get(routes::diff))
         .route("/instances/{id}/send", post(routes::send))
         .route("/instances/{id}/land", post(routes::land))
+        .route("/instances/{id}/fetch", post(routes::fetch))
         .route("/health", get(routes::health))
         .route("/resources", get(routes::resources))
         .route("/spend", get(routes::spend))
@@ -74,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(dashboard))
+        .route("/assets/{file}", get(asset))
         .route("/login", get(login_link).post(login_form))
         .route("/logout", post(logout))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -146,6 +154,27 @@ async fn dashboard() -> Response {
         .into_response()
 }
 
+/// The dashboard's scripts and styles, built in (no CDN): public code,
+/// nothing of the user's, so served like the page itself.
+async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let (body, kind): (&'static [u8], &str) = match file.as_str() {
+        "terminal.js" => (TERMINAL_JS, "text/javascript; charset=utf-8"),
+        "xterm.js" => (XTERM_JS, "text/javascript; charset=utf-8"),
+        "addon-fit.js" => (XTERM_FIT_JS, "text/javascript; charset=utf-8"),
+        "xterm.css" => (XTERM_CSS, "text/css; charset=utf-8"),
+        _ => return no_route().await,
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// A fresh session, its id in the cookie, and on to the dashboard.
 fn new_session(guard: &Guard) -> Response {
     let id = match guard.sessions.create() {
@@ -182,15 +211,35 @@ async fn logout(State(st): State<Arc<AppState>>, headers: header::HeaderMap) -> 
     r
 }
 
+/// A browser (it asks for HTML) is shown the login page, an API client
+/// the JSON error.
+fn wants_page(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+/// Back to the dashboard, whose login page says why by a fixed word.
+fn login_page_saying(why: &'static str) -> Response {
+    Redirect::to(&format!("/?login={why}")).into_response()
+}
+
 #[derive(serde::Deserialize)]
 struct LoginQuery {
     code: String,
 }
 
 /// The one-time URL `serve` prints: trades the code for the session cookie.
-async fn login_link(State(st): State<Arc<AppState>>, Query(q): Query<LoginQuery>) -> Response {
+async fn login_link(
+    State(st): State<Arc<AppState>>,
+    headers: header::HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> Response {
     if st.guard.take_login(&q.code) {
         new_session(&st.guard)
+    } else if wants_page(&headers) {
+        login_page_saying("used")
     } else {
         reply::error_response(
             StatusCode::UNAUTHORIZED,
@@ -206,9 +255,15 @@ struct LoginForm {
 }
 
 /// Pasting the token into the dashboard's form.
-async fn login_form(State(st): State<Arc<AppState>>, Form(f): Form<LoginForm>) -> Response {
+async fn login_form(
+    State(st): State<Arc<AppState>>,
+    headers: header::HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
     if st.guard.token_matches(f.token.trim()) {
         new_session(&st.guard)
+    } else if wants_page(&headers) {
+        login_page_saying("wrong")
     } else {
         reply::error_response(StatusCode::UNAUTHORIZED, "bad_token", "wrong token")
     }

@@ -20,6 +20,7 @@ impl IntoResponse for ApiError {
             Error::Usage(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Error::Invalid(_) => (StatusCode::CONFLICT, "invalid"),
             Error::Engine(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
+            Error::EngineTimeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine_timeout"),
             Error::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt_state"),
             Error::Io { .. } | Error::Other(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };

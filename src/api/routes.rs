@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs a CLI operation on a blocking thread (the runtimes block).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     st: &AppState,
     f: impl FnOnce(&Ctx) -> crate::core::error::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
@@ -68,6 +68,10 @@ pub struct CreateBody {
     /// Run in the git worktree of this name (as `--worktree NAME`).
     #[serde(default)]
     worktree: Option<String>,
+    /// `true`: clone mode (as `--clone`); `false`: mount the project (as
+    /// `--mount`); absent: `project.mode`.
+    #[serde(default)]
+    clone: Option<bool>,
 }
 
 pub async fn create(
@@ -107,6 +111,7 @@ pub async fn create(
                 args: body.args,
                 shell_pid: None,
                 worktree: body.worktree.map(service::start::Wanted::Named),
+                clone: body.clone,
                 resume: false,
             },
             &mut warnings,
@@ -195,6 +200,29 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What `POST /instances/{id}/fetch` takes (an empty body: `{}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchBody {
+    /// Also a commit of the box's uncommitted changes (`--uncommitted`).
+    #[serde(default)]
+    uncommitted: bool,
+}
+
+/// `fetch`: a clone instance's branch into the host repository.
+pub async fn fetch(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    axum::Json(body): axum::Json<FetchBody>,
+) -> ApiResult<Json<service::clone::Fetched>> {
+    let id = parse_id(&id)?;
+    let fetched = blocking(&st, move |ctx| {
+        service::clone::fetch(ctx, &id, body.uncommitted)
+    })
+    .await?;
+    Ok(Json(fetched))
+}
+
 /// `land`: the branch into its base in the main checkout (or `"pr":
 /// true`); a refusal is a 409 with its reason.
 pub async fn land(
@@ -253,6 +281,9 @@ pub async fn logs(
     let tail = q.tail.or(Some(200));
     let key = id.clone();
     let inst = blocking(&st, move |ctx| control::lookup(ctx, &key)).await?;
+    if inst.status.is_live() {
+        control::reachable(&inst)?;
+    }
     let text = |body: Body| {
         Response::builder()
             .header("content-type", "text/plain; charset=utf-8")

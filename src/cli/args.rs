@@ -97,6 +97,17 @@ pub struct RunArgs {
     /// made-up name
     #[arg(long, short = 'w', value_name = "NAME", num_args = 0..=1, add = ArgValueCandidates::new(worktree_candidates))]
     pub worktree: Option<Option<String>>,
+    /// Send the project's repository (its history and its uncommitted
+    /// state, as a commit on branch ai/ID) into a volume of the engine and
+    /// run there, nothing of the host mounted; `ai-sessctl fetch ID`
+    /// brings the work back (default: `project.mode`; always with an
+    /// engine on another machine)
+    #[arg(long, conflicts_with_all = ["mount", "worktree"])]
+    pub clone: bool,
+    /// Mount the project directory (what `project.mode = "mount"` does);
+    /// only with a local engine
+    #[arg(long)]
+    pub mount: bool,
     /// Use this id for a started instance instead of the derived one (and
     /// attach to it when it runs)
     #[arg(long)]
@@ -107,6 +118,10 @@ pub struct RunArgs {
     /// Start without attaching: print the id and return
     #[arg(long)]
     pub detach: bool,
+    /// The project is the directory you are in, as it is (not the
+    /// repository above it; a directory holding several is mounted whole)
+    #[arg(long)]
+    pub here: bool,
     /// The agent's arguments, untouched: every word from the first that
     /// is not an option of `run`, or after `--`
     #[arg(
@@ -142,6 +157,17 @@ pub struct StartArgs {
     /// made-up name
     #[arg(long, short = 'w', value_name = "NAME", num_args = 0..=1, add = ArgValueCandidates::new(worktree_candidates))]
     pub worktree: Option<Option<String>>,
+    /// Send the project's repository (its history and its uncommitted
+    /// state, as a commit on branch ai/ID) into a volume of the engine and
+    /// run there, nothing of the host mounted; `ai-sessctl fetch ID`
+    /// brings the work back (default: `project.mode`; always with an
+    /// engine on another machine)
+    #[arg(long, conflicts_with_all = ["mount", "worktree"])]
+    pub clone: bool,
+    /// Mount the project directory (what `project.mode = "mount"` does);
+    /// only with a local engine
+    #[arg(long)]
+    pub mount: bool,
     #[arg(last = true)]
     pub args: Vec<String>,
 }
@@ -246,6 +272,15 @@ pub enum Command {
         /// Kill at once, without the grace period
         #[arg(long, short)]
         force: bool,
+    },
+    /// Keep an instance running when the shell that started it exits
+    /// (whatever on_shell_exit says)
+    #[command(after_help = "Examples:\n  ai-sessctl keep api-claude")]
+    Keep {
+        /// Instance id; without one, the instance of the project or
+        /// worktree you are in
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
     },
     /// Stop and start an instance again
     Restart(IdArg),
@@ -392,6 +427,25 @@ pub enum Command {
         #[arg(long)]
         no_pager: bool,
     },
+    /// Bring a clone instance's branch (ai/ID in its box) back into your
+    /// repository, as the remote-tracking ref ai-sessions/ID
+    #[command(
+        after_help = "With --uncommitted, the box's uncommitted changes come back too, as a commit on\n\
+                      top of its HEAD: ai-sessions/ID-uncommitted. Nothing in your work tree or\n\
+                      branches changes. Then: `git log ai-sessions/ID`, `git merge ai-sessions/ID`,\n\
+                      `ai-sessctl diff ID`.\n\n\
+                      Examples:\n  ai-sessctl fetch api-claude\n  ai-sessctl fetch api-claude --uncommitted"
+    )]
+    Fetch {
+        #[arg(add = ArgValueCandidates::new(id_candidates))]
+        id: Option<InstanceId>,
+        /// Also a commit of the changes the agent has not committed
+        #[arg(long)]
+        uncommitted: bool,
+        /// What was fetched, as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// The event log
     #[command(
         after_help = "Examples:\n  ai-sessctl events --since 1h --level warn\n  ai-sessctl events --follow"
@@ -419,9 +473,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Allocate or release ports
-    #[command(subcommand)]
-    Port(PortCmd),
+    /// Where an instance's port is reached from here (an ssh forward for an engine elsewhere); alloc/release reserve ports
+    Port(PortArgs),
     /// Inspect or repair the registry
     #[command(subcommand)]
     Registry(RegistryCmd),
@@ -473,13 +526,25 @@ pub enum Command {
         /// Do the work here (the detached helper), not in the background
         #[arg(long, hide = true)]
         now: bool,
+        /// Only say what the exit would stop (the shell's `exit` function
+        /// asks this once): status 10 when it said something
+        #[arg(long, hide = true, conflicts_with = "now")]
+        warn: bool,
     },
     /// Follow the agents' activity and notify (started on demand)
     #[command(hide = true)]
     Notifier,
-    /// Remove the networks a batch of stops left (started by `stop`)
+    /// Remove the containers and networks a batch of stops left (started by `stop`)
     #[command(hide = true)]
-    ReapNetworks { names: Vec<String> },
+    ReapNetworks {
+        /// A stopped container, its output kept (removed before the networks)
+        #[arg(long = "container")]
+        containers: Vec<String>,
+        names: Vec<String>,
+    },
+    /// Make the state home's ready networks (started by `start`)
+    #[command(hide = true)]
+    FillNetworkPool,
 }
 
 #[derive(Debug, Args)]
@@ -545,6 +610,22 @@ pub enum HealthCmd {
     },
     /// Check every interval, follow engine events, alert and heal (ctrl-c stops)
     Watch,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct PortArgs {
+    #[command(subcommand)]
+    pub cmd: Option<PortCmd>,
+    /// Instance id (default: the instance of the project you are in)
+    #[arg(value_name = "ID", add = ArgValueCandidates::new(id_candidates))]
+    pub id: Option<InstanceId>,
+    /// Stop the forward an earlier `port ID` started
+    #[arg(long)]
+    pub close: bool,
+    /// Print how it is reached as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -75,7 +75,7 @@ pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
                 // The brokers re-read their settings file: no restart.
                 crate::cli::output::warnings(crate::service::spend::refresh_brokers(ctx));
             } else {
-                note_when_it_applies(ctx, &scope, &key);
+                note_when_it_applies(ctx, &scope, Some(&key));
             }
             agents_changed(ctx, &before);
             ctx.events().log(
@@ -93,7 +93,7 @@ pub fn config(ctx: &Ctx, args: ConfigArgs) -> Result<u8> {
                     eprintln!("saved {}", scope.file(&ctx.dirs).display());
                     // Whatever changed, budgets and prices apply now.
                     crate::cli::output::warnings(crate::service::spend::refresh_brokers(ctx));
-                    note_when_it_applies(ctx, &scope, "the change");
+                    note_when_it_applies(ctx, &scope, None);
                     agents_changed(ctx, &before);
                 }
             } else {
@@ -114,9 +114,27 @@ fn applies_to_brokers(key: &str) -> bool {
         .any(|t| key == *t || key.strip_prefix(t).is_some_and(|r| r.starts_with('.')))
 }
 
+/// Whether a running instance of `mode` keeps its old value of `key`
+/// until it starts again. Its container (resources, network, image, log
+/// options) and its agent's command and model settings are fixed at start;
+/// the rest is read when used (alerts and health by the monitor, `global.*`
+/// by the next command, `worktree.*` by the next worktree), so a change
+/// applies at once. `None` is a whole-file edit: anything may have changed.
+fn fixed_at_start(key: Option<&str>, mode: &crate::core::types::Mode) -> bool {
+    let Some(key) = key else { return true };
+    let mut parts = key.split('.');
+    match parts.next().unwrap_or_default() {
+        "resources" | "networking" | "images" | "logging" | "instance" => true,
+        // Only the instances of that agent; a new agent's section touches none.
+        "agents" | "ai_config" => parts.next().is_none_or(|m| m == mode.as_str()),
+        _ => false,
+    }
+}
+
 /// A running instance keeps the settings it was started with: say so,
-/// naming the command that applies the change now.
-fn note_when_it_applies(ctx: &Ctx, scope: &Scope, key: &str) {
+/// naming the command that applies the change now, for the instances the
+/// change is fixed in (`key` is `None` for a whole-file edit).
+fn note_when_it_applies(ctx: &Ctx, scope: &Scope, key: Option<&str>) {
     let Ok(reg) = ctx.store.load() else { return };
     let live: Vec<&str> = reg
         .instances
@@ -126,8 +144,10 @@ fn note_when_it_applies(ctx: &Ctx, scope: &Scope, key: &str) {
             Scope::Instance(id) => &i.id == id,
             Scope::Global => true,
         })
+        .filter(|i| fixed_at_start(key, &i.mode))
         .map(|i| i.id.as_str())
         .collect();
+    let key = key.unwrap_or("the change");
     match live.as_slice() {
         [] => {}
         [id] => eprintln!(

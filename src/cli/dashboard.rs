@@ -21,8 +21,13 @@ pub fn dashboard(ctx: &Ctx, json: bool) -> Result<u8> {
         .filter_map(|x| x.as_f64())
         .map(|x| format!("{x:.2}"))
         .collect();
+    // Those that need you, counted as everywhere else (none: not said).
+    let waiting = match n("needs_you") {
+        0 => String::new(),
+        w => format!(", {w} need you"),
+    };
     println!(
-        "instances: {} running, {} paused, {} stopped, {} error",
+        "instances: {} running, {} paused, {} stopped, {} error{waiting}",
         n("running"),
         n("paused"),
         n("stopped"),

@@ -32,6 +32,28 @@ impl Shape {
     }
 }
 
+/// `fetch [ID] [--uncommitted]`: a clone instance's branch brought home.
+pub fn fetch(ctx: &Ctx, id: Option<InstanceId>, uncommitted: bool, json: bool) -> Result<u8> {
+    let id = crate::service::control::given_or_here(ctx, id)?;
+    let fetched = crate::service::clone::fetch(ctx, &id, uncommitted)?;
+    if json {
+        super::output::print_json(&fetched)?;
+        return Ok(0);
+    }
+    let short = |r: &str| r.trim_start_matches("refs/remotes/").to_owned();
+    println!(
+        "{} at {}",
+        short(&fetched.branch_ref),
+        &fetched.commit[..fetched.commit.len().min(12)]
+    );
+    match (&fetched.uncommitted_ref, &fetched.uncommitted) {
+        (Some(r), Some(c)) => println!("{} at {}", short(r), &c[..c.len().min(12)]),
+        _ if uncommitted => println!("nothing uncommitted in {id}"),
+        _ => {}
+    }
+    Ok(0)
+}
+
 pub fn diff(ctx: &Ctx, id: Option<InstanceId>, shape: Shape, no_pager: bool) -> Result<u8> {
     let id = crate::service::control::given_or_here(ctx, id)?;
     let report = crate::service::review::diff(ctx, &id)?;
@@ -75,6 +97,10 @@ fn about(r: &Report) -> String {
         ),
         Scope::Checkout => format!(
             "{}: on the main checkout ({branch}): uncommitted changes and untracked files against HEAD ({short})",
+            r.id
+        ),
+        Scope::Clone => format!(
+            "{}: {branch} in its box, fetched, against the commit it was sent ({short}): committed, uncommitted and untracked",
             r.id
         ),
     };

@@ -5,6 +5,20 @@ use crate::core::error::Result;
 use crate::lifecycle::docker::DockerEngine;
 use std::os::unix::fs::PermissionsExt;
 
+/// The config file, or that there is none yet: the built-in defaults
+/// apply, which is fine, but no file is to be named as if it were there.
+fn config_said(ctx: &Ctx) -> String {
+    let path = ctx.dirs.config();
+    if path.exists() {
+        path.display().to_string()
+    } else {
+        format!(
+            "built-in defaults (no {} yet; `ai-sessctl config set --global KEY VALUE` writes it)",
+            path.display()
+        )
+    }
+}
+
 pub fn doctor(ctx: &Ctx) -> Result<u8> {
     let on = crate::cli::output::color_stdout();
     let mut problems = 0;
@@ -44,7 +58,7 @@ pub fn doctor(ctx: &Ctx) -> Result<u8> {
     }
     let settings = match ctx.global() {
         Ok(s) => {
-            report(true, "config", ctx.dirs.config().display().to_string());
+            report(true, "config", config_said(ctx));
             Some(s)
         }
         Err(e) => {
@@ -52,24 +66,7 @@ pub fn doctor(ctx: &Ctx) -> Result<u8> {
             None
         }
     };
-    let engine = match DockerEngine::connect() {
-        Ok(e) => {
-            let version = e.version().unwrap_or_else(|_| "answering".into());
-            let at = crate::engine::endpoint::current()
-                .map(|ep| format!(" at {ep}"))
-                .unwrap_or_default();
-            report(true, "engine", format!("{version}{at}"));
-            Some(e)
-        }
-        Err(e) => {
-            report(
-                false,
-                "engine",
-                format!("{e}; start it, or set global.runtime = \"host\""),
-            );
-            None
-        }
-    };
+    let engine = engine_check(&mut report);
     for (name, agent) in settings.iter().flat_map(|s| s.agents.iter()) {
         if let Some(engine) = &engine {
             match engine.image_exists(&agent.image) {
@@ -77,7 +74,11 @@ pub fn doctor(ctx: &Ctx) -> Result<u8> {
                 _ => report(
                     false,
                     &format!("{name} image"),
-                    format!("{} missing: `ai-sessctl image build {name}`", agent.image),
+                    format!(
+                        "{} missing: `ai-sessctl image build {name}` ({})",
+                        agent.image,
+                        crate::service::image::ways_out(name)
+                    ),
                 ),
             }
         }
@@ -97,6 +98,37 @@ pub fn doctor(ctx: &Ctx) -> Result<u8> {
         report(ok, &probe.name, probe.detail());
     }
     Ok(if problems == 0 { 0 } else { 1 })
+}
+
+/// The engine's line (and, for one on another machine, what a start
+/// there does); the engine when it answers.
+fn engine_check(report: &mut impl FnMut(bool, &str, String)) -> Option<DockerEngine> {
+    match DockerEngine::connect() {
+        Ok(e) => {
+            let version = e.version().unwrap_or_else(|_| "answering".into());
+            let ep = crate::engine::endpoint::current().ok();
+            let at = ep
+                .as_ref()
+                .map(|ep| format!(" at {ep}"))
+                .unwrap_or_default();
+            report(true, "engine", format!("{version}{at}"));
+            if let Some(why) = ep.and_then(|ep| ep.mount_refusal()) {
+                println!(
+                    "--   project: {why}: each instance gets a clone of the repository there \
+                     (`ai-sessctl fetch ID` brings its work back, `ai-sessctl port ID` reaches its port)"
+                );
+            }
+            Some(e)
+        }
+        Err(e) => {
+            report(
+                false,
+                "engine",
+                format!("{e}; start it, or set global.runtime = \"host\""),
+            );
+            None
+        }
+    }
 }
 
 /// What a new shell of one kind loads, found by asking that shell (an

@@ -46,6 +46,9 @@ pub(super) fn print_feed(
     follow: bool,
     mut show: impl FnMut(&Event, &mut dyn Write) -> std::io::Result<()>,
 ) -> Result<u8> {
+    // Proxies on an engine on another machine log there: copied here
+    // first.
+    crate::features::egress::remote::pull_all(&ctx.dirs);
     let mut feed = Feed::new(&ctx.dirs);
     let stdout = std::io::stdout();
     loop {

@@ -48,6 +48,7 @@ pub fn build(
                     "ai-sessctl: error: building {tag} for {name} needs network access: \
                      to fetch {base_too}Debian packages and {name}'s CLI from the npm registry ({e})"
                 );
+                eprintln!("  hint: {}", crate::service::image::ways_out(&name));
                 failed.push(name);
             }
             Err(Failed::Other(e)) => {

@@ -59,7 +59,12 @@ pub fn land(ctx: &Ctx, a: LandArgs) -> Result<u8> {
     for note in land::after(ctx, &a.id, after)? {
         eprintln!("{note}");
     }
-    if after == After::Keep {
+    if after == After::Keep && landed.clone {
+        eprintln!(
+            "kept {id} and its clone; `ai-sessctl rm {id}` removes both (what was fetched stays)",
+            id = a.id
+        );
+    } else if after == After::Keep {
         eprintln!(
             "kept its worktree {} and {}; `ai-sessctl rm --worktree {}` removes both (the branch stays)",
             landed.worktree.display(),
@@ -87,11 +92,15 @@ fn choose(
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         return After::Keep;
     }
-    if ask(&format!(
-        "remove its worktree {} and {id} now (the branch {} is kept)? [y/N] ",
-        l.worktree.display(),
-        l.branch
-    )) {
+    let question = match l.clone {
+        true => format!("remove {id} and its clone now (what was fetched is kept)? [y/N] "),
+        false => format!(
+            "remove its worktree {} and {id} now (the branch {} is kept)? [y/N] ",
+            l.worktree.display(),
+            l.branch
+        ),
+    };
+    if ask(&question) {
         After::Remove
     } else if ask(&format!("stop {id}? [y/N] ")) {
         After::Stop

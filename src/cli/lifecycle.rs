@@ -25,6 +25,8 @@ pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u
         eprintln!("no instances running");
         return Ok(0);
     }
+    // The user waits here: a stop that takes long says why.
+    lifecycle::say_when_waiting();
     let failed = lifecycle::stop_many(ctx, &ids, force, "stopped by user");
     let after = ctx.store.load().ok();
     for id in ids
@@ -48,6 +50,7 @@ pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u
             Error::NotFound(m) => Error::NotFound(m),
             Error::NoInstance(m) => Error::NoInstance(m),
             Error::Engine(m) => Error::Engine(format!("{id}: {m}")),
+            Error::EngineTimeout(m) => Error::EngineTimeout(format!("{id}: {m}")),
             Error::Invalid(m) => Error::Invalid(format!("{id}: {m}")),
             other => Error::Other(format!("{id}: {other}")),
         }),
@@ -57,8 +60,8 @@ pub fn stop(ctx: &Ctx, ids: Vec<InstanceId>, all: bool, force: bool) -> Result<u
 pub fn restart(ctx: &Ctx, id: InstanceId) -> Result<u8> {
     let inst = lifecycle::restart(ctx, &id, false, "restarting")?;
     eprintln!(
-        "restarted {id} on {}; attach with `ai-sessctl attach {id}`",
-        inst.address()
+        "restarted {id} {}; attach with `ai-sessctl attach {id}`",
+        super::list::started_at(&inst)
     );
     Ok(0)
 }
@@ -80,7 +83,7 @@ pub fn resume(ctx: &Ctx, id: Option<InstanceId>) -> Result<u8> {
         let mut code = 0;
         for (id, r) in done {
             match r {
-                Ok(i) => eprintln!("resumed {id} on {}", i.address()),
+                Ok(i) => eprintln!("resumed {id} {}", super::list::started_at(&i)),
                 Err(e) => {
                     eprintln!("ai-sessctl: {id}: {e}");
                     code = e.exit_code() as u8;
@@ -95,7 +98,7 @@ pub fn resume(ctx: &Ctx, id: Option<InstanceId>) -> Result<u8> {
         .ok_or_else(|| crate::core::error::Error::not_found(&id))?;
     if crate::service::resume::interrupted(inst) {
         let back = crate::service::resume::bring_back(ctx, inst)?;
-        eprintln!("resumed {id} on {}", back.address());
+        eprintln!("resumed {id} {}", super::list::started_at(&back));
         return Ok(0);
     }
     pause(ctx, id, false)
@@ -276,6 +279,9 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
     for name in &done.logins {
         println!("{did}login container {name} (its login is gone)");
     }
+    for name in &done.fetches {
+        println!("{did}fetch container {name} (its fetch is gone)");
+    }
     for id in &done.entries {
         println!("{did}entry {id}");
     }
@@ -285,19 +291,38 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
     for id in &done.ledgers {
         println!("{did}spend ledger of {id} (removed; its last call is over 2 days old)");
     }
-    if done.entries.is_empty() && done.containers.is_empty() && done.ledgers.is_empty() {
+    if done.entries.is_empty()
+        && done.containers.is_empty()
+        && done.ledgers.is_empty()
+        && done.logins.is_empty()
+        && done.fetches.is_empty()
+    {
         println!("nothing to remove");
     }
     for net in &done.networks {
         println!("removed network {net}");
     }
+    for v in &done.volumes {
+        println!("removed volume {v}");
+    }
     Ok(0)
 }
 
-/// The detached helper of a batch of stops: removes the networks its
-/// containers left (see `lifecycle::reap_networks`).
-pub fn reap_networks(ctx: &Ctx, names: &[String]) -> Result<u8> {
+/// The detached helper of a batch of stops: removes the containers and
+/// networks it left (see `lifecycle::reap`).
+pub fn reap_networks(ctx: &Ctx, containers: Vec<String>, networks: Vec<String>) -> Result<u8> {
     let engine = DockerEngine::connect()?;
-    lifecycle::say_warnings(&lifecycle::reap_networks(ctx, &engine, names));
+    let left = lifecycle::Leftovers {
+        containers,
+        networks,
+    };
+    lifecycle::say_warnings(&lifecycle::reap(ctx, &engine, &left));
+    Ok(0)
+}
+
+/// The detached helper of a start that left the network pool short.
+pub fn fill_network_pool(ctx: &Ctx) -> Result<u8> {
+    let engine = lifecycle::engine_for(ctx)?;
+    lifecycle::pool::fill(&ctx.dirs, &engine)?;
     Ok(0)
 }

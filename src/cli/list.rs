@@ -25,15 +25,23 @@ fn current(ctx: &Ctx) -> Result<crate::state::registry::Registry> {
     ctx.store.load()
 }
 
-/// The activity as a list shows it: `-` when the instance is not live.
-fn activity_shown(i: &Instance, on: bool) -> String {
-    if !i.status.is_live() {
-        return "-".to_owned();
+/// The activity as `list` and `top` show it: `-` when the instance is not
+/// live (a stopped agent's last word is history).
+pub(super) fn activity_word(i: &Instance) -> String {
+    if i.status.is_live() {
+        i.activity.as_str().to_owned()
+    } else {
+        "-".to_owned()
     }
-    let a = i.activity;
-    match a {
-        crate::core::types::Activity::Waiting => paint(a.as_str(), "33;1", on),
-        _ => a.as_str().to_owned(),
+}
+
+/// [`activity_word`], painted when the instance needs you.
+fn activity_shown(i: &Instance, on: bool) -> String {
+    let word = activity_word(i);
+    if i.needs_you() {
+        paint(&word, "33;1", on)
+    } else {
+        word
     }
 }
 
@@ -53,7 +61,7 @@ pub fn list(ctx: &Ctx, status: StatusFilter, json: bool, quiet: bool) -> Result<
     // The ledgers, read once: the SPEND column, and the moment to raise a
     // budget alert no watcher has (it goes to the event log and
     // `alerts.command`).
-    let ledgers = crate::state::spend::ledger::read_all(&ctx.dirs);
+    let ledgers = crate::service::spend::ledgers(ctx);
     let spend = crate::service::spend::by_instance_of(ctx, &reg, &ledgers);
     if let Err(e) = crate::service::spend::budget::check_with(ctx, &ledgers) {
         eprintln!("ai-sessctl: warning: budget alerts not checked: {e}");
@@ -128,14 +136,7 @@ fn usage(i: &Instance) -> (String, String) {
 
 /// The project path as the user knows it: `~/src/api`.
 pub fn project_shown(path: &str) -> String {
-    match std::env::var("HOME") {
-        Ok(home) if !home.is_empty() && home != "/" => match path.strip_prefix(&home) {
-            Some("") => "~".to_owned(),
-            Some(rest) if rest.starts_with('/') => format!("~{rest}"),
-            _ => path.to_owned(),
-        },
-        _ => path.to_owned(),
-    }
+    crate::core::paths::home_shown(path)
 }
 
 fn uptime(i: &Instance) -> String {
@@ -145,10 +146,14 @@ fn uptime(i: &Instance) -> String {
     }
 }
 
-/// The git branch of a worktree instance (a repository's string: shown
-/// through [`crate::core::untrusted::printable`]).
+/// The git branch of a worktree or clone instance (a repository's string:
+/// shown through [`crate::core::untrusted::printable`]).
 pub fn branch_of(i: &Instance) -> Option<&str> {
-    i.worktree.as_ref().map(|w| w.branch.as_str())
+    i.worktree
+        .as_ref()
+        .map(|w| w.branch.as_str())
+        .or_else(|| i.clone.as_ref().map(|c| c.branch.as_str()))
+        .filter(|b| !b.is_empty())
 }
 
 /// `$0.42` (`+?` when some model has no price), `-` before any brokered
@@ -182,7 +187,7 @@ fn print_table(rows: &[&Instance], spend: &BTreeMap<InstanceId, Spend>) {
             }
             row.extend([
                 i.mode.to_string(),
-                i.port.to_string(),
+                port_cell(i),
                 paint(i.status.as_str(), status_color(i.status), on),
                 activity_shown(i, on),
                 limits(i),
@@ -228,7 +233,7 @@ pub fn show(ctx: &Ctx, id: InstanceId, json: bool) -> Result<u8> {
     }
     field("project", &inst.project_path);
     field("mode", inst.mode.as_str());
-    field("port", &inst.address());
+    field("port", &port_field(inst));
     if let Some(rt) = inst.runtime {
         field("runtime", &format!("{rt:?}").to_lowercase());
     }
@@ -299,4 +304,37 @@ pub fn find(ctx: &Ctx, project: &str, mode: Option<Mode>, json: bool) -> Result<
         )));
     }
     Ok(0)
+}
+
+/// The PORT cell: the port where it is published, else `-`.
+pub fn port_cell(inst: &Instance) -> String {
+    match inst.publishes_port() {
+        true => inst.port.to_string(),
+        false => "-".into(),
+    }
+}
+
+/// `show`'s port: the address, or why there is none.
+fn port_field(inst: &Instance) -> String {
+    if inst.publishes_port() {
+        inst.address()
+    } else if !inst.status.is_live() {
+        format!(
+            "- (not published while {}; it was {})",
+            inst.status, inst.port
+        )
+    } else {
+        "- (egress none: nothing is published)".into()
+    }
+}
+
+/// Where a started instance is, for its message: "on 127.0.0.1:9001", or
+/// that no port is published.
+pub fn started_at(inst: &Instance) -> String {
+    match inst.egress {
+        Some(crate::state::config::EgressPolicy::None) => {
+            "(egress none: no port is published)".into()
+        }
+        _ => format!("on {}", inst.address()),
+    }
 }

@@ -29,6 +29,12 @@ pub fn login(ctx: &Ctx, mode: Mode, from_host: bool) -> Result<u8> {
             copy.from,
             copy.to.display()
         );
+        if let Some(a) = &copy.answers {
+            println!(
+                "and its answers to first-run questions ({}), given to each instance that has none of its own",
+                a.summary()
+            );
+        }
         return Ok(0);
     }
     let code = agent_state::login_in_container(&ctx.dirs, &mode, &eff)?;

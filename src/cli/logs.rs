@@ -50,6 +50,9 @@ fn copy(
 ) -> Result<u8> {
     let reg = crate::lifecycle::refresh(ctx)?;
     let inst = reg.get(id);
+    if let Some(i) = inst.filter(|i| i.status.is_live()) {
+        crate::lifecycle::reachable(i)?;
+    }
     if let Some(cid) = inst
         .and_then(|i| i.container_id.clone())
         .filter(|_| inst.is_some_and(|i| i.status.is_live()))

@@ -38,6 +38,7 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Run(a) => run::run(&ctx, a),
         Command::Start(a) => run::start(&ctx, run::request(a)),
         Command::Stop { ids, all, force } => lifecycle::stop(&ctx, ids, all, force),
+        Command::Keep { id } => shell::keep(&ctx, id),
         Command::Restart(a) => lifecycle::restart(&ctx, a.id),
         Command::Attach(a) => run::attach(&ctx, a.id),
         Command::Send { id, text, force } => send::send(&ctx, id.id, text, force),
@@ -69,6 +70,11 @@ pub fn dispatch(command: Command) -> Result<u8> {
             tail,
             raw,
         } => logs::logs(&ctx, id, follow, tail, raw),
+        Command::Fetch {
+            id,
+            uncommitted,
+            json,
+        } => diff::fetch(&ctx, id, uncommitted, json),
         Command::Diff {
             id,
             stat,
@@ -100,10 +106,34 @@ pub fn dispatch(command: Command) -> Result<u8> {
         Command::Init { shell } => shell::init(&ctx, shell),
         Command::Completions { shell } => shell::completions(shell),
         Command::Prompt => shell::prompt(&ctx),
-        Command::ShellExit { pid, now } => shell::shell_exit(&ctx, pid, now),
+        Command::ShellExit {
+            pid, warn: true, ..
+        } => shell::exit_warning(&ctx, pid),
+        Command::ShellExit { pid, now, .. } => shell::shell_exit(&ctx, pid, now),
         Command::Notifier => crate::features::activity::watch::run(&ctx).map(|_| 0),
-        Command::ReapNetworks { names } => lifecycle::reap_networks(&ctx, &names),
+        Command::ReapNetworks { containers, names } => {
+            lifecycle::reap_networks(&ctx, containers, names)
+        }
+        Command::FillNetworkPool => lifecycle::fill_network_pool(&ctx),
     }
+}
+
+/// A command line clap refused: its message, plus the closest instance id
+/// when the word refused was meant as one (`show apiclaude`), as `report`
+/// does for a well-formed id the registry does not hold.
+pub fn usage_error(e: clap::Error) -> u8 {
+    use clap::error::{ContextKind, ContextValue};
+    let _ = e.print();
+    let is_id =
+        matches!(e.get(ContextKind::InvalidArg), Some(ContextValue::String(a)) if a.contains("ID"));
+    if let (true, Some(ContextValue::String(typed))) = (is_id, e.get(ContextKind::InvalidValue)) {
+        let ids = crate::service::completion::ids();
+        if let Some(id) = crate::core::error::closest(typed, ids.iter().map(|(id, _)| id.as_str()))
+        {
+            eprintln!("  did you mean {id}?");
+        }
+    }
+    u8::try_from(e.exit_code()).unwrap_or(2)
 }
 
 /// Prints `ai-sessctl: error: …` and a hint; returns the exit code.

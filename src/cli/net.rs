@@ -149,7 +149,13 @@ fn allow(ctx: &Ctx, id: &InstanceId, host: &str) -> Result<u8> {
     match policy {
         EgressPolicy::Allowlist if inst.status.is_live() => {
             egress::write_rules(&ctx.dirs, id, &eff)?;
-            println!("applied: {id}'s proxy uses it from its next connection");
+            // On an engine on another machine its proxy gets them sent.
+            match egress::remote::push(&ctx.dirs, id) {
+                Ok(()) => println!("applied: {id}'s proxy uses it from its next connection"),
+                Err(e) => eprintln!(
+                    "ai-sessctl: warning: saved, but not sent to {id}'s proxy ({e}); it applies from its next start"
+                ),
+            }
         }
         EgressPolicy::Allowlist => println!("{id} is not running; it applies from its next start"),
         EgressPolicy::Open => println!(

@@ -26,8 +26,18 @@ pub fn request(a: StartArgs) -> StartRequest {
         detach: a.detach,
         args: a.args,
         worktree: a.worktree.map(wanted),
+        clone: clone_flag(a.clone, a.mount),
         shell_pid: None,
         resume: true,
+    }
+}
+
+/// `--clone` / `--mount`: asked for, or left to `project.mode`.
+fn clone_flag(clone: bool, mount: bool) -> Option<bool> {
+    match (clone, mount) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
     }
 }
 
@@ -69,9 +79,12 @@ fn function_words(outer: RunArgs) -> std::result::Result<RunArgs, clap::Error> {
         runtime: inner.runtime.or(outer.runtime),
         egress: inner.egress.or(outer.egress),
         worktree: inner.worktree.or(outer.worktree),
+        clone: inner.clone || outer.clone,
+        mount: inner.mount || outer.mount,
         id: inner.id.or(outer.id),
         port: inner.port.or(outer.port),
         detach: inner.detach || outer.detach,
+        here: inner.here || outer.here,
         args: inner.args,
     })
 }
@@ -112,9 +125,12 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         runtime,
         egress,
         worktree,
+        clone,
+        mount,
         id,
         port,
         detach,
+        here,
         args,
     } = a;
     // Typed in (or run by a script under) a shell with the integration:
@@ -128,7 +144,12 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     start(
         ctx,
         StartRequest {
-            path: None,
+            // `--here`: this directory, named, so taken as it is.
+            path: if here {
+                Some(std::env::current_dir().map_err(|e| crate::core::error::Error::io(".", e))?)
+            } else {
+                None
+            },
             mode,
             id,
             port,
@@ -138,6 +159,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             args,
             shell_pid,
             worktree: worktree.map(wanted),
+            clone: clone_flag(clone, mount),
             resume: true,
         },
     )
@@ -181,7 +203,7 @@ pub fn start(ctx: &Ctx, req: StartRequest) -> Result<u8> {
                     crate::lifecycle::setup_wait::wait(ctx, Watch::Container(&engine), &inst)?;
                 }
                 println!("{}", inst.id);
-                eprintln!("started {} on {}", inst.id, inst.address());
+                eprintln!("started {} {}", inst.id, super::list::started_at(&inst));
                 return Ok(0);
             }
             attach_to(ctx, inst, Some(engine), shell_pid)
@@ -209,6 +231,15 @@ fn announce_worktree(started: &Started) {
             w.name,
             crate::core::untrusted::printable(&w.branch),
             w.path.display()
+        );
+    } else if let Some(c) = &inst.clone {
+        // Clone mode: the box's clone is the worktree.
+        eprintln!(
+            "{} works in a clone of {} in its box (branch {} there; `ai-sessctl fetch {}` brings it home)",
+            inst.id,
+            c.repo.display(),
+            crate::core::untrusted::printable(&c.branch),
+            inst.id
         );
     }
 }
@@ -291,6 +322,7 @@ fn attach_to(
             inst.pid.unwrap_or(0)
         )));
     }
+    crate::lifecycle::reachable(&inst)?;
     // Started by another terminal a moment ago: wait for it, then attach.
     let inst = match inst.container_id {
         None if inst.status == Status::Initializing => wait_for_start(ctx, &inst.id)?,
@@ -323,8 +355,9 @@ fn attach_to(
     match end {
         AttachEnd::Detached => {
             eprintln!(
-                "\r\ndetached from {id}; it keeps running. Back with `ai-sessctl attach {id}` (or run the agent again here).",
-                id = inst.id
+                "\r\ndetached from {id}; {fate}. Back with `ai-sessctl attach {id}` (or run the agent again here).",
+                id = inst.id,
+                fate = fate_after_detach(ctx, &inst.id, shell)
             );
             Ok(0)
         }
@@ -333,6 +366,31 @@ fn attach_to(
             lifecycle::finish(ctx, &inst, Some(code), status, Some(reason), Some(&engine))?;
             Ok(exit_byte(code))
         }
+    }
+}
+
+/// What becomes of `id` now that the terminal let go of it: it runs on,
+/// unless a shell owns it whose exit stops it (`on_shell_exit = "stop"`):
+/// then say so, and how to keep it. `shell`: the shell of this terminal.
+fn fate_after_detach(ctx: &Ctx, id: &InstanceId, shell: Option<u32>) -> String {
+    let owner = ctx
+        .store
+        .load()
+        .ok()
+        .and_then(|r| r.get(id).and_then(|i| i.owner_pid));
+    let stops = ctx.effective(id).is_ok_and(|e| {
+        e.settings.global.on_shell_exit == crate::state::config::ShellExitPolicy::Stop
+    });
+    match owner {
+        Some(pid) if stops => {
+            let whose = if shell.or_else(crate::service::shell::owner_from_env) == Some(pid) {
+                "this shell".to_owned()
+            } else {
+                format!("its shell (pid {pid})")
+            };
+            format!("it stops when {whose} exits (`ai-sessctl keep {id}` keeps it running)")
+        }
+        _ => "it keeps running".to_owned(),
     }
 }
 

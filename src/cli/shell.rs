@@ -128,3 +128,36 @@ fn spawn_detached(pid: u32) -> Result<()> {
     let args = ["shell-exit".to_owned(), pid.to_string(), "--now".to_owned()];
     crate::lifecycle::spawn_helper(&args)
 }
+
+/// What `shell-exit PID --warn` returns when it warned: the shell's `exit`
+/// function stays only on this status (a missing or broken binary never
+/// keeps a user in their shell).
+const WARNED: u8 = 10;
+
+/// Asked by the shell's `exit`/`logout` function, once: says on stderr what
+/// the exit would stop (when `warn_on_exit` is on).
+pub fn exit_warning(ctx: &Ctx, pid: u32) -> Result<u8> {
+    if !ctx.global()?.global.warn_on_exit {
+        return Ok(0);
+    }
+    let ids = crate::service::shell::exit_would_stop(ctx, pid)?;
+    match crate::service::shell::exit_warning(&ids) {
+        Some(text) => {
+            eprintln!("{text}");
+            Ok(WARNED)
+        }
+        None => Ok(0),
+    }
+}
+
+/// `keep [ID]`: the instance outlives the shell that started it.
+pub fn keep(ctx: &Ctx, id: Option<crate::core::types::InstanceId>) -> Result<u8> {
+    let id = crate::service::control::given_or_here(ctx, id)?;
+    match crate::service::shell::keep(ctx, &id)? {
+        Some(_) => eprintln!(
+            "{id} keeps running after its shell exits; stop it with `ai-sessctl stop {id}`"
+        ),
+        None => eprintln!("{id} is owned by no shell: it keeps running until stopped"),
+    }
+    Ok(0)
+}

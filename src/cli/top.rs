@@ -38,8 +38,8 @@ impl SortKey {
         match self {
             SortKey::Name => 0,
             SortKey::Status => 1,
-            SortKey::Cpu => 3,
-            SortKey::Mem => 4,
+            SortKey::Cpu => 4,
+            SortKey::Mem => 5,
         }
     }
 }
@@ -53,6 +53,8 @@ fn sampler(tx: mpsc::Sender<Snapshot>) {
     std::thread::spawn(move || loop {
         let Ok(ctx) = Ctx::from_env() else { return };
         let samples = crate::service::stats::sample(&ctx, None).unwrap_or_default();
+        // The agents' latest words (a failure only leaves the last ones).
+        let _ = crate::features::activity::sync(&ctx);
         let instances = ctx
             .store
             .load()
@@ -75,6 +77,9 @@ pub fn top(ctx: &Ctx) -> Result<u8> {
         return Err(Error::Usage(
             "top needs a terminal; use `ai-sessctl stats --json`".into(),
         ));
+    }
+    if ctx.store.load().is_ok_and(|r| r.live_count() > 0) {
+        crate::features::activity::watch::ensure(ctx);
     }
     let first = Snapshot {
         instances: ctx.store.load()?.instances.into_values().collect(),
@@ -133,48 +138,10 @@ fn draw(f: &mut ratatui::Frame, snap: &Snapshot, sort: SortKey) {
         SortKey::Status => rows.sort_by_key(|r| r.0.status.as_str()),
     }
     let now = chrono::Utc::now();
-    let body: Vec<Row> = rows
-        .iter()
-        .map(|(i, s)| {
-            let color = match i.status {
-                crate::core::types::Status::Running => Color::Green,
-                crate::core::types::Status::Error => Color::Red,
-                crate::core::types::Status::Paused => Color::Yellow,
-                _ => Color::DarkGray,
-            };
-            let health = i
-                .health
-                .as_ref()
-                .map(|h| h.status.to_string())
-                .unwrap_or_else(|| "-".into());
-            let uptime = match i.timestamps.started {
-                Some(t) if i.status.is_live() => crate::cli::output::human_duration(now - t),
-                _ => "-".into(),
-            };
-            Row::new(vec![
-                i.id.to_string(),
-                i.status.to_string(),
-                health,
-                s.map(|s| format!("{:.1}%", s.cpu_percent))
-                    .unwrap_or_else(|| "-".into()),
-                s.map(|s| {
-                    format!(
-                        "{} / {}",
-                        human_bytes(s.memory_usage),
-                        human_bytes(s.memory_limit)
-                    )
-                })
-                .unwrap_or_else(|| "-".into()),
-                i.port.to_string(),
-                uptime,
-                super::list::project_shown(&i.project_path),
-            ])
-            .style(Style::default().fg(color))
-        })
-        .collect();
+    let body: Vec<Row> = rows.iter().map(|(i, s)| row(i, *s, now)).collect();
     // The sorted column is marked; the others keep their plain names.
     let names = [
-        "ID", "STATUS", "HEALTH", "CPU", "MEMORY", "PORT", "UPTIME", "PROJECT",
+        "ID", "STATUS", "ACTIVITY", "HEALTH", "CPU", "MEMORY", "PORT", "UPTIME", "PROJECT",
     ];
     let header = Row::new(names.iter().enumerate().map(|(n, name)| {
         if n == sort.column() {
@@ -196,6 +163,7 @@ fn draw(f: &mut ratatui::Frame, snap: &Snapshot, sort: SortKey) {
     let widths = [
         Constraint::Length(id_width),
         Constraint::Length(14),
+        Constraint::Length(9),
         Constraint::Length(11),
         Constraint::Length(8),
         Constraint::Length(21),
@@ -204,8 +172,15 @@ fn draw(f: &mut ratatui::Frame, snap: &Snapshot, sort: SortKey) {
         Constraint::Fill(1),
     ];
     let running = snap.instances.iter().filter(|i| i.status.is_live()).count();
+    // The one count of "needs you" (list, prompt, dashboard, API agree).
+    let waiting = snap.instances.iter().filter(|i| i.needs_you()).count();
+    let waiting = if waiting > 0 {
+        format!(", {waiting} need you")
+    } else {
+        String::new()
+    };
     let title = format!(
-        " ai-sessions: {running} running of {} — sorted by {} (c cpu, m memory, n name, s status) — q quit ",
+        " ai-sessions: {running} running of {}{waiting} — sorted by {} (c cpu, m memory, n name, s status) — q quit ",
         snap.instances.len(),
         sort.label()
     );
@@ -214,4 +189,49 @@ fn draw(f: &mut ratatui::Frame, snap: &Snapshot, sort: SortKey) {
         .column_spacing(2)
         .block(Block::bordered().title(title));
     f.render_widget(table, f.area());
+}
+
+/// One instance's row; one that needs you stands out.
+fn row<'a>(i: &Instance, s: Option<&Sample>, now: chrono::DateTime<chrono::Utc>) -> Row<'a> {
+    let color = match i.status {
+        crate::core::types::Status::Running => Color::Green,
+        crate::core::types::Status::Error => Color::Red,
+        crate::core::types::Status::Paused => Color::Yellow,
+        _ => Color::DarkGray,
+    };
+    let health = i
+        .health
+        .as_ref()
+        .map(|h| h.status.to_string())
+        .unwrap_or_else(|| "-".into());
+    let uptime = match i.timestamps.started {
+        Some(t) if i.status.is_live() => crate::cli::output::human_duration(now - t),
+        _ => "-".into(),
+    };
+    Row::new(vec![
+        i.id.to_string(),
+        i.status.to_string(),
+        super::list::activity_word(i),
+        health,
+        s.map(|s| format!("{:.1}%", s.cpu_percent))
+            .unwrap_or_else(|| "-".into()),
+        s.map(|s| {
+            format!(
+                "{} / {}",
+                human_bytes(s.memory_usage),
+                human_bytes(s.memory_limit)
+            )
+        })
+        .unwrap_or_else(|| "-".into()),
+        super::list::port_cell(i),
+        uptime,
+        super::list::project_shown(&i.project_path),
+    ])
+    .style(if i.needs_you() {
+        Style::default()
+            .fg(Color::Yellow)
+            .add_modifier(Modifier::BOLD)
+    } else {
+        Style::default().fg(color)
+    })
 }

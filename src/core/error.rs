@@ -33,6 +33,10 @@ pub enum Error {
     /// which names the endpoint.
     #[error("{0}")]
     Engine(String),
+    /// One engine call took longer than it may (the engine answers, and is
+    /// busy): made by `engine`, it names the call and how long it waited.
+    #[error("{0}")]
+    EngineTimeout(String),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -55,7 +59,7 @@ impl Error {
         match self {
             Error::Corrupt { .. } | Error::Invalid(_) => exit::INVALID,
             Error::NotFound(_) | Error::NoInstance(_) => exit::NOT_FOUND,
-            Error::Engine(_) => exit::ENGINE,
+            Error::Engine(_) | Error::EngineTimeout(_) => exit::ENGINE,
             Error::Usage(_) => exit::USAGE,
             Error::Io { .. } | Error::Other(_) => exit::FAILURE,
         }
@@ -74,6 +78,9 @@ impl Error {
             #[cfg(not(target_os = "macos"))]
             Error::Engine(_) => Some(
                 "start the engine (`sudo systemctl start docker`, or `dockerd &`) or set runtime = \"host\"",
+            ),
+            Error::EngineTimeout(_) => Some(
+                "the engine is up and busy (e.g. many starts at once): try again, or give it longer (global.engine_timeout)",
             ),
             _ => None,
         }

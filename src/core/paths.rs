@@ -214,3 +214,24 @@ fn without_temp_path(e: std::io::Error) -> std::io::Error {
         None => e,
     }
 }
+
+/// A path as the user knows it: `$HOME` written `~` (`~/src/api`), enough
+/// to tell two projects of one name apart in a line of text.
+pub fn home_shown(path: &str) -> String {
+    match std::env::var("HOME") {
+        Ok(home) if !home.is_empty() && home != "/" => match path.strip_prefix(&home) {
+            Some("") => "~".to_owned(),
+            Some(rest) if rest.starts_with('/') => format!("~{rest}"),
+            _ => path.to_owned(),
+        },
+        _ => path.to_owned(),
+    }
+}
+
+/// Six hex digits of the state home: engine object names differ between
+/// homes (two users, two `AI_SESSIONS_HOME`s) with a project of one name.
+pub fn home_digest(home_label: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(home_label.as_bytes());
+    d[..3].iter().map(|b| format!("{b:02x}")).collect()
+}

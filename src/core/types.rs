@@ -255,7 +255,16 @@ impl Activity {
         }
     }
 
-    /// Whether the user is needed (or free to give the next task).
+    /// "Needs you": the agent asked something (a permission, a question)
+    /// and waits for the answer. The one definition that `list`, `top`,
+    /// the prompt, the dashboard and the API count; an `idle` agent (its
+    /// turn is over) is free for a next task, not waiting.
+    pub fn needs_you(self) -> bool {
+        self == Activity::Waiting
+    }
+
+    /// Whether the agent takes input now: it needs you, or it is idle
+    /// (`send` without `--force`, the "needs you" / "is done" alerts).
     pub fn wants_user(self) -> bool {
         matches!(self, Activity::Waiting | Activity::Idle)
     }

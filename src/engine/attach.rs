@@ -348,6 +348,88 @@ pub async fn attach_container(
     }
 }
 
+/// A terminal attached for a caller on another runtime (the API server's
+/// live terminal): the container's output comes on `output`, keys go to
+/// `input`, sizes (rows, columns) to `resize`. Dropping it detaches; the
+/// agent runs on (nothing is typed into it on the way out).
+pub struct Remote {
+    pub output: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    pub input: tokio::sync::mpsc::Sender<Vec<u8>>,
+    pub resize: tokio::sync::mpsc::Sender<(u16, u16)>,
+}
+
+impl super::Engine {
+    /// Attaches to running `container` on the engine's runtime (see
+    /// [`Remote`]). `output` closes when the agent's output ends (it
+    /// exited) or the engine detached us.
+    pub async fn attach_remote(&self, container: &str) -> Result<Remote> {
+        let opts = q::AttachContainerOptionsBuilder::new()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .build();
+        let docker = self.docker.clone();
+        let cid = container.to_owned();
+        let attached =
+            self.spawn(async move {
+                Self::timed("attach", docker.attach_container(&cid, Some(opts))).await
+            })
+            .await
+            .map_err(|e| Error::Other(format!("attach: {e}")))??;
+        let (out_tx, output) = tokio::sync::mpsc::channel(64);
+        let (input, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+        let (resize, mut size_rx) = tokio::sync::mpsc::channel::<(u16, u16)>(8);
+        let docker = self.docker.clone();
+        let cid = container.to_owned();
+        self.spawn(async move {
+            let mut stream = attached.output;
+            let mut stdin = attached.input;
+            let mut sizes_open = true;
+            let mut resized = false;
+            loop {
+                tokio::select! {
+                    chunk = stream.next() => match chunk {
+                        Some(Ok(c)) => {
+                            if out_tx.send(c.into_bytes().to_vec()).await.is_err() {
+                                break;
+                            }
+                        }
+                        _ => break,
+                    },
+                    keys = in_rx.recv() => match keys {
+                        Some(k) => {
+                            if stdin.write_all(&k).await.is_err() || stdin.flush().await.is_err() {
+                                break;
+                            }
+                        }
+                        // The caller is gone: detach.
+                        None => break,
+                    },
+                    size = size_rx.recv(), if sizes_open => match size {
+                        Some((h, w)) if !resized => {
+                            // The first size makes a terminal UI draw its
+                            // screen again (see `attach_container`).
+                            resized = true;
+                            resize_to(&docker, &cid, h, w.saturating_sub(1).max(1)).await;
+                            tokio::time::sleep(REDRAW_WAIT / 2).await;
+                            resize_to(&docker, &cid, h, w).await;
+                        }
+                        Some((h, w)) => resize_to(&docker, &cid, h, w).await,
+                        None => sizes_open = false,
+                    },
+                    () = out_tx.closed() => break,
+                }
+            }
+        });
+        Ok(Remote {
+            output,
+            input,
+            resize,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

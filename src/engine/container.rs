@@ -2,7 +2,7 @@
 //! stopped, paused, inspected, listed and removed.
 
 use super::state::{ContainerState, HealthState};
-use super::{api_err, engine_err, is_404, Engine, CALL_TIMEOUT};
+use super::{api_err, call_timeout, is_404, timeout_error, Engine};
 use crate::core::error::{Error, Result};
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType,
@@ -77,6 +77,8 @@ pub struct ContainerSpec {
     /// In-memory directories (path, mount options).
     pub tmpfs: HashMap<String, String>,
     pub binds: Vec<Bind>,
+    /// Named volumes mounted (volume name, path inside).
+    pub volumes: Vec<(String, String)>,
     pub log: Option<LogCap>,
 }
 
@@ -143,7 +145,18 @@ impl ContainerSpec {
             auto_remove: self.auto_remove.then_some(true),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             cap_drop: Some(vec!["ALL".to_owned()]),
-            mounts: Some(self.binds.iter().map(mount).collect()),
+            mounts: Some(
+                self.binds
+                    .iter()
+                    .map(mount)
+                    .chain(self.volumes.iter().map(|(name, target)| Mount {
+                        source: Some(name.clone()),
+                        target: Some(target.clone()),
+                        typ: Some(MountType::VOLUME),
+                        ..Default::default()
+                    }))
+                    .collect(),
+            ),
             pids_limit: self.pids_limit,
             ulimits: self.nofile.map(|n| {
                 vec![ResourcesUlimits {
@@ -176,6 +189,10 @@ fn mount(b: &Bind) -> Mount {
     }
 }
 
+/// How many times a create waits for a stale container of its name to go
+/// (50 ms apart: a reaper removing it is done well within that).
+const STALE_TRIES: u32 = 40;
+
 /// A container as the engine lists or inspects it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerInfo {
@@ -198,7 +215,7 @@ pub enum Created {
 }
 
 impl Engine {
-    /// Creates a container (after removing one of the same name that is
+    /// Creates a container (replacing one of the same name that is
     /// stale: stopped, or any with `spec.replace`), joins its extra
     /// networks, and places `files` in it (best effort: `Err` in the second
     /// part of the answer).
@@ -207,39 +224,55 @@ impl Engine {
         spec: &ContainerSpec,
         files: &[(String, Vec<u8>)],
     ) -> Result<(Created, Option<Error>)> {
-        let _ = self
-            .docker
-            .remove_container(
-                &spec.name,
+        // A stale container of the same name (a stopped instance's, whose
+        // removal was left to a batch's reaper) is only looked at when the
+        // name is taken: the common start pays no round trip for it.
+        if spec.replace {
+            self.remove_stale(&spec.name, true).await;
+        }
+        let after = call_timeout();
+        let mut tries = 0;
+        let id = loop {
+            let create = self.docker.create_container(
                 Some(
-                    q::RemoveContainerOptionsBuilder::new()
-                        .force(spec.replace)
+                    q::CreateContainerOptionsBuilder::new()
+                        .name(&spec.name)
                         .build(),
                 ),
-            )
-            .await;
-        let create = self.docker.create_container(
-            Some(
-                q::CreateContainerOptionsBuilder::new()
-                    .name(&spec.name)
-                    .build(),
-            ),
-            spec.body(),
-        );
-        let id = match tokio::time::timeout(CALL_TIMEOUT, create).await {
-            Ok(Ok(c)) => c.id,
-            Ok(Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            })) => return Ok((Created::NameTaken, None)),
-            Ok(Err(e)) => return Err(api_err("create container", e)),
-            Err(_) => {
-                return Err(engine_err(format!(
-                    "create container: no answer within {CALL_TIMEOUT:?}"
-                )))
+                spec.body(),
+            );
+            match tokio::time::timeout(after, create).await {
+                Ok(Ok(c)) => break c.id,
+                Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    ..
+                })) => {
+                    // Taken by a live container: not ours to replace. One
+                    // that ended goes (it may be going already: a reaper
+                    // removing it makes the name free shortly).
+                    let live = match self
+                        .docker
+                        .inspect_container(&spec.name, None::<q::InspectContainerOptions>)
+                        .await
+                    {
+                        Ok(i) => i.state.and_then(|s| s.running).unwrap_or(false),
+                        Err(e) => !is_404(&e),
+                    };
+                    tries += 1;
+                    if live || tries > STALE_TRIES {
+                        return Ok((Created::NameTaken, None));
+                    }
+                    if tries > 1 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    self.remove_stale(&spec.name, false).await;
+                }
+                Ok(Err(e)) => return Err(api_err("create container", e)),
+                Err(_) => return Err(timeout_error("create container", after)),
             }
         };
         for net in &spec.extra_networks {
-            let joined = Self::timed(
+            let joined = Self::timed_change(
                 "connect to a network",
                 self.docker.connect_network(
                     net,
@@ -262,9 +295,22 @@ impl Engine {
         Ok((Created::Id(id), placed))
     }
 
+    /// Removes the container named `name` if it is not running (or, with
+    /// `force`, even then); whether it could is seen by the create after.
+    async fn remove_stale(&self, name: &str, force: bool) {
+        let _ = Self::timed_change(
+            "remove a stale container",
+            self.docker.remove_container(
+                name,
+                Some(q::RemoveContainerOptionsBuilder::new().force(force).build()),
+            ),
+        )
+        .await;
+    }
+
     /// Starts a created container; one that does not start is removed.
     pub async fn start(&self, id: &str) -> Result<()> {
-        let started = Self::timed(
+        let started = Self::timed_change(
             "start container",
             self.docker
                 .start_container(id, None::<q::StartContainerOptions>),
@@ -339,26 +385,31 @@ impl Engine {
 
     /// Removes a container by force; gone already is fine.
     pub async fn remove_async(&self, container: &str) {
-        let _ = self
-            .docker
-            .remove_container(
+        let _ = Self::timed_change(
+            "remove container",
+            self.docker.remove_container(
                 container,
                 Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
-            )
-            .await;
+            ),
+        )
+        .await;
     }
 
     /// Removes a container by force: gone already, or being removed by
     /// another caller, is the goal reached.
     pub fn remove_container(&self, container: &str) -> Result<()> {
+        let after = call_timeout();
         self.block_on(async {
-            match self
-                .docker
-                .remove_container(
+            let removed = tokio::time::timeout(
+                after,
+                self.docker.remove_container(
                     container,
                     Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
-                )
+                ),
+            );
+            match removed
                 .await
+                .map_err(|_| timeout_error("remove container", after))?
             {
                 Ok(()) => Ok(()),
                 Err(e) if is_404(&e) => Ok(()),
@@ -460,13 +511,18 @@ impl Engine {
     pub fn stop_container(&self, container: &str, timeout: Duration, force: bool) -> Result<()> {
         self.block_on(async {
             let r = if force {
-                self.docker
-                    .kill_container(container, None::<q::KillContainerOptions>)
-                    .await
+                let after = call_timeout();
+                tokio::time::timeout(
+                    after,
+                    self.docker
+                        .kill_container(container, None::<q::KillContainerOptions>),
+                )
+                .await
+                .map_err(|_| timeout_error("kill container", after))?
             } else {
                 let t = timeout.as_secs().min(i32::MAX as u64) as i32;
                 tokio::time::timeout(
-                    timeout + CALL_TIMEOUT,
+                    timeout + call_timeout(),
                     self.docker.stop_container(
                         container,
                         Some(q::StopContainerOptionsBuilder::new().t(t).build()),

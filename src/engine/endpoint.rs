@@ -51,6 +51,10 @@ impl fmt::Display for Source {
 pub struct Endpoint {
     pub host: String,
     pub source: Source,
+    /// The directory of `ca.pem`, `cert.pem` and `key.pem` for an engine
+    /// that verifies its clients over TLS (`DOCKER_TLS_VERIFY`, or a
+    /// context created with `--docker "…,ca=…,cert=…,key=…"`).
+    pub tls: Option<PathBuf>,
 }
 
 impl fmt::Display for Endpoint {
@@ -60,6 +64,18 @@ impl fmt::Display for Endpoint {
 }
 
 impl Endpoint {
+    /// Whether the engine address `host` names this engine: the same
+    /// address, or another path to its socket (`/run/docker.sock`,
+    /// `/var/run/docker.sock`).
+    pub fn names(&self, host: &str) -> bool {
+        let socket = |h: &str| {
+            h.strip_prefix("unix://")
+                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.into()))
+        };
+        self.host == host
+            || matches!((socket(&self.host), socket(host)), (Some(x), Some(y)) if x == y)
+    }
+
     /// The socket path of a `unix://` endpoint.
     pub fn unix_path(&self) -> Option<&Path> {
         self.host.strip_prefix("unix://").map(Path::new)
@@ -107,6 +123,9 @@ impl Endpoint {
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     pub docker_host: Option<String>,
+    /// `DOCKER_TLS_VERIFY` set (to anything non-empty) and `DOCKER_CERT_PATH`.
+    pub docker_tls_verify: bool,
+    pub docker_cert_path: Option<PathBuf>,
     pub docker_context: Option<String>,
     pub docker_config: Option<PathBuf>,
     pub home: Option<PathBuf>,
@@ -118,6 +137,8 @@ impl Env {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Env {
             docker_host: var("DOCKER_HOST"),
+            docker_tls_verify: var("DOCKER_TLS_VERIFY").is_some(),
+            docker_cert_path: var("DOCKER_CERT_PATH").map(PathBuf::from),
             docker_context: var("DOCKER_CONTEXT"),
             docker_config: var("DOCKER_CONFIG").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
@@ -152,9 +173,16 @@ pub fn current() -> Result<&'static Endpoint, &'static ContextError> {
 /// Resolves as the docker CLI does (see the module comment).
 pub fn resolve(env: &Env) -> Result<Endpoint, ContextError> {
     if let Some(host) = &env.docker_host {
+        // As the docker CLI: certificates from DOCKER_CERT_PATH, else the
+        // config directory.
+        let tls = env
+            .docker_tls_verify
+            .then(|| env.docker_cert_path.clone().or_else(|| env.config_dir()))
+            .flatten();
         return Ok(Endpoint {
             host: host.clone(),
             source: Source::DockerHost,
+            tls,
         });
     }
     let config_dir = env.config_dir();
@@ -188,12 +216,11 @@ pub fn resolve(env: &Env) -> Result<Endpoint, ContextError> {
             "no docker config directory (set HOME or DOCKER_CONFIG)".into(),
         ));
     };
-    let digest = Sha256::digest(name.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = store_key(&name);
     let meta = config_dir
         .join("contexts")
         .join("meta")
-        .join(hex)
+        .join(&hex)
         .join("meta.json");
     let text = std::fs::read_to_string(&meta).map_err(|e| {
         err(if e.kind() == std::io::ErrorKind::NotFound {
@@ -212,10 +239,33 @@ pub fn resolve(env: &Env) -> Result<Endpoint, ContextError> {
         .and_then(|h| h.as_str())
         .filter(|h| !h.is_empty())
         .ok_or_else(|| err(format!("{} has no Endpoints.docker.Host", meta.display())))?;
+    if json.pointer("/Endpoints/docker/SkipTLSVerify") == Some(&serde_json::Value::Bool(true)) {
+        return Err(err(
+            "skips verifying the engine's TLS certificate, which ai-sessions does not do: \
+             give the context the engine's CA (docker context update --docker \"…,ca=FILE\")"
+                .into(),
+        ));
+    }
+    // The context store keeps a TLS context's files beside its metadata.
+    let tls = config_dir
+        .join("contexts")
+        .join("tls")
+        .join(&hex)
+        .join("docker");
+    let tls = tls.join("ca.pem").is_file().then_some(tls);
     Ok(Endpoint {
         host: host.to_owned(),
         source,
+        tls,
     })
+}
+
+/// A context's directory name in the store: the hex SHA-256 of its name.
+fn store_key(name: &str) -> String {
+    Sha256::digest(name.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `currentContext` of `DIR/config.json`, when set; a missing file is no
@@ -270,6 +320,7 @@ fn platform_default(env: &Env) -> Endpoint {
     Endpoint {
         host: format!("unix://{}", path.display()),
         source: Source::Default,
+        tls: None,
     }
 }
 
@@ -278,12 +329,27 @@ mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
 
+    #[test]
+    fn two_paths_to_one_socket_name_one_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("docker.sock");
+        std::fs::write(&sock, "").unwrap();
+        let link = dir.path().join("link.sock");
+        std::os::unix::fs::symlink(&sock, &link).unwrap();
+        let at = |host: &str| Endpoint {
+            host: host.to_owned(),
+            source: Source::DockerHost,
+            tls: None,
+        };
+        let here = at(&format!("unix://{}", sock.display()));
+        assert!(here.names(&format!("unix://{}", link.display())));
+        assert!(!here.names("unix:///nonexistent.sock"));
+        assert!(at("ssh://me@far").names("ssh://me@far"));
+        assert!(!at("ssh://me@far").names("tcp://far:2376"));
+    }
+
     fn context(config: &Path, name: &str, host: &str) {
-        let hex: String = Sha256::digest(name.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let dir = config.join("contexts/meta").join(hex);
+        let dir = config.join("contexts/meta").join(store_key(name));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("meta.json"),
@@ -392,6 +458,52 @@ mod tests {
     }
 
     #[test]
+    fn tls_material_comes_from_the_cert_path_or_the_context_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut e = env(tmp.path(), tmp.path());
+        e.docker_host = Some("tcp://10.1.2.3:2376".into());
+        assert_eq!(resolve(&e).unwrap().tls, None, "no DOCKER_TLS_VERIFY");
+        e.docker_tls_verify = true;
+        assert_eq!(resolve(&e).unwrap().tls.as_deref(), Some(tmp.path()));
+        e.docker_cert_path = Some("/certs".into());
+        assert_eq!(
+            resolve(&e).unwrap().tls.as_deref(),
+            Some(Path::new("/certs"))
+        );
+
+        let mut e = env(tmp.path(), tmp.path());
+        context(tmp.path(), "box", "tcp://10.1.2.3:2376");
+        e.docker_context = Some("box".into());
+        assert_eq!(
+            resolve(&e).unwrap().tls,
+            None,
+            "a context without TLS files"
+        );
+        let tls = tmp
+            .path()
+            .join("contexts/tls")
+            .join(store_key("box"))
+            .join("docker");
+        std::fs::create_dir_all(&tls).unwrap();
+        std::fs::write(tls.join("ca.pem"), "x").unwrap();
+        assert_eq!(resolve(&e).unwrap().tls, Some(tls));
+
+        let meta = tmp
+            .path()
+            .join("contexts/meta")
+            .join(store_key("box"))
+            .join("meta.json");
+        let text = std::fs::read_to_string(&meta).unwrap();
+        std::fs::write(
+            &meta,
+            text.replace("\"SkipTLSVerify\":false", "\"SkipTLSVerify\":true"),
+        )
+        .unwrap();
+        let msg = resolve(&e).unwrap_err().to_string();
+        assert!(msg.contains("\"box\"") && msg.contains("CA"), "{msg}");
+    }
+
+    #[test]
     fn a_missing_or_broken_context_is_an_error_naming_it() {
         let tmp = tempfile::tempdir().unwrap();
         let mut e = env(tmp.path(), tmp.path());
@@ -422,6 +534,7 @@ mod tests {
         let ep = |h: &str| Endpoint {
             host: h.into(),
             source: Source::DockerHost,
+            tls: None,
         };
         for local in [
             "unix:///var/run/docker.sock",

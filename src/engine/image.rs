@@ -1,7 +1,7 @@
 //! Images: whether one exists, building one from a tar context, and
 //! removing the ones a label marks.
 
-use super::{api_err, engine_err, is_404, Engine, CALL_TIMEOUT};
+use super::{api_err, is_404, read_timeout, timeout_error, Engine};
 use crate::core::error::{Error, Result};
 use bollard::query_parameters as q;
 use futures_util::StreamExt;
@@ -20,13 +20,14 @@ pub struct Build {
 
 impl Engine {
     pub fn image_exists(&self, image: &str) -> Result<bool> {
-        match self.block_on(async {
-            tokio::time::timeout(CALL_TIMEOUT, self.docker.inspect_image(image)).await
-        }) {
+        let after = read_timeout();
+        match self
+            .block_on(async { tokio::time::timeout(after, self.docker.inspect_image(image)).await })
+        {
             Ok(Ok(_)) => Ok(true),
             Ok(Err(e)) if is_404(&e) => Ok(false),
             Ok(Err(e)) => Err(api_err("inspect image", e)),
-            Err(_) => Err(engine_err("inspect image: timeout")),
+            Err(_) => Err(timeout_error("inspect image", after)),
         }
     }
 

@@ -13,13 +13,16 @@ pub mod image;
 pub mod logfile;
 pub mod logs;
 pub mod network;
+pub mod scratch;
 pub mod state;
 pub mod stats;
 pub mod subnet;
+pub mod volume;
 
 use crate::core::error::{Error, Result};
 use bollard::Docker;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -32,8 +35,66 @@ pub const HOME_LABEL: &str = "ai.home";
 
 /// Deadline for answering at all; an engine slower than this is "down".
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
-/// Deadline for ordinary calls (create, inspect, list, remove).
+/// The same for an engine on another machine (see [`connect_timeout`]).
+const REMOTE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline for reads (inspect, list, version), or [`call_timeout`] when
+/// that is shorter.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of [`call_timeout`].
+pub const DEFAULT_CHANGE_TIMEOUT: Duration = Duration::from_secs(300);
+/// What the client library itself allows any request (a backstop: the
+/// calls above are bounded by their own deadlines, which name the call).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// [`call_timeout`], in milliseconds (0: the default).
+static CHANGE_TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Sets how long a change (create, start, stop, remove of a container or
+/// network) may take: `global.engine_timeout`.
+pub fn set_call_timeout(d: Duration) {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+    CHANGE_TIMEOUT_MS.store(ms, Ordering::Relaxed);
+}
+
+/// Deadline for changes: the engine makes and removes networks one at a
+/// time (and container starts wait on them), so with fifty starts at once
+/// the last one's call waits for the other forty-nine. That is a queue,
+/// not an engine that stopped answering.
+pub fn call_timeout() -> Duration {
+    match CHANGE_TIMEOUT_MS.load(Ordering::Relaxed) {
+        0 => DEFAULT_CHANGE_TIMEOUT,
+        ms => Duration::from_millis(ms),
+    }
+}
+
+/// Deadline for reads: [`CALL_TIMEOUT`], or a shorter configured one.
+pub fn read_timeout() -> Duration {
+    CALL_TIMEOUT.min(call_timeout())
+}
+
+/// A call that did not finish in time: the engine took it (it answered
+/// the connection), so it is busy, not down.
+pub fn timeout_error(what: &str, after: Duration) -> Error {
+    let shown = match endpoint::current() {
+        Ok(ep) => format!("the container engine at {ep}"),
+        Err(_) => "the container engine".to_owned(),
+    };
+    Error::EngineTimeout(format!(
+        "{what}: timed out after {} ({shown} took the call and did not finish it)",
+        humantime(after)
+    ))
+}
+
+fn humantime(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
 
 /// A connection to the engine, with the runtime its calls run on.
 pub struct Engine {
@@ -65,16 +126,67 @@ fn endpoint() -> Result<&'static endpoint::Endpoint> {
     endpoint::current().map_err(|e| Error::Engine(format!("no container engine: {e}")))
 }
 
-/// A client for any endpoint (tcp, ssh, unix), its version negotiated.
-async fn connect_negotiated(host: &str) -> Result<Docker> {
-    let docker = Docker::connect_with_host(host)
-        .map_err(engine_err)?
-        .with_timeout(CALL_TIMEOUT);
-    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+/// A client for any endpoint (tcp, ssh, unix; tcp with TLS when the
+/// endpoint names certificates), its version negotiated.
+async fn connect_negotiated(ep: &endpoint::Endpoint) -> Result<Docker> {
+    let docker = match &ep.tls {
+        Some(dir) => connect_tls(&ep.host, dir)?,
+        None => Docker::connect_with_host(&ep.host).map_err(engine_err)?,
+    }
+    .with_timeout(CLIENT_TIMEOUT);
+    let within = connect_timeout(ep);
+    match tokio::time::timeout(within, docker.negotiate_version()).await {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(engine_err(e)),
-        Err(_) => Err(engine_err(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+        Err(_) => Err(engine_err(format!("no answer within {within:?}"))),
     }
+}
+
+/// How long the first answer may take: a local socket answers at once or
+/// is down, but over `ssh://` an ssh handshake and the far side's `docker
+/// system dial-stdio` come first, and a TLS handshake over a network.
+fn connect_timeout(ep: &endpoint::Endpoint) -> Duration {
+    if ep.host.starts_with("ssh://") {
+        REMOTE_CONNECT_TIMEOUT * 2
+    } else if ep.is_local() {
+        CONNECT_TIMEOUT
+    } else {
+        REMOTE_CONNECT_TIMEOUT
+    }
+}
+
+/// An engine that verifies its clients: its CA, our certificate and key
+/// from `dir` (as the docker CLI reads them).
+#[cfg(target_os = "linux")]
+fn connect_tls(host: &str, dir: &std::path::Path) -> Result<Docker> {
+    for f in ["ca.pem", "cert.pem", "key.pem"] {
+        if !dir.join(f).is_file() {
+            return Err(engine_err(format!(
+                "TLS: no {} (the engine's CA, the client's certificate and key are read from {})",
+                dir.join(f).display(),
+                dir.display()
+            )));
+        }
+    }
+    Docker::connect_with_ssl(
+        host,
+        &dir.join("key.pem"),
+        &dir.join("cert.pem"),
+        &dir.join("ca.pem"),
+        CALL_TIMEOUT.as_secs(),
+        bollard::API_DEFAULT_VERSION,
+    )
+    .map_err(|e| engine_err(format!("TLS: {e}")))
+}
+
+/// This build has no TLS client for engines (see Cargo.toml): an engine
+/// over `ssh://` needs none.
+#[cfg(not(target_os = "linux"))]
+fn connect_tls(host: &str, _dir: &std::path::Path) -> Result<Docker> {
+    Err(engine_err(format!(
+        "{host} asks for TLS, which this build cannot speak to an engine; \
+         reach it over ssh:// instead (docker context create NAME --docker host=ssh://USER@HOST)"
+    )))
 }
 
 fn api_err(what: &str, e: bollard::errors::Error) -> Error {
@@ -88,9 +200,7 @@ fn api_err(what: &str, e: bollard::errors::Error) -> Error {
         }
         // The engine took the call and is slow to finish it (a queue of
         // network creates): that call timed out, the engine is up.
-        bollard::errors::Error::RequestTimeoutError => Error::Other(format!(
-            "{what}: the container engine did not finish in time (it is busy); try again"
-        )),
+        bollard::errors::Error::RequestTimeoutError => timeout_error(what, CLIENT_TIMEOUT),
         other => engine_err(format!("{what}: {other}")),
     }
 }
@@ -185,11 +295,11 @@ impl Engine {
         if let Some(path) = endpoint.unix_path() {
             let version = ping_unix(path)?;
             let docker =
-                Docker::connect_with_unix(&endpoint.host, CALL_TIMEOUT.as_secs(), &version)
+                Docker::connect_with_unix(&endpoint.host, CLIENT_TIMEOUT.as_secs(), &version)
                     .map_err(engine_err)?;
             return Ok(Engine { rt, docker });
         }
-        let docker = rt.block_on(connect_negotiated(&endpoint.host))?;
+        let docker = rt.block_on(connect_negotiated(endpoint))?;
         Ok(Engine { rt, docker })
     }
 
@@ -207,15 +317,30 @@ impl Engine {
         self.rt.spawn(f)
     }
 
+    /// A read, bounded by [`read_timeout`].
     pub(crate) async fn timed<T>(
         what: &str,
         f: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
     ) -> Result<T> {
-        match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        Self::within(what, read_timeout(), f).await
+    }
+
+    /// A change, bounded by [`call_timeout`].
+    pub(crate) async fn timed_change<T>(
+        what: &str,
+        f: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    ) -> Result<T> {
+        Self::within(what, call_timeout(), f).await
+    }
+
+    async fn within<T>(
+        what: &str,
+        after: Duration,
+        f: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(after, f).await {
             Ok(r) => r.map_err(|e| api_err(what, e)),
-            Err(_) => Err(engine_err(format!(
-                "{what}: no answer within {CALL_TIMEOUT:?}"
-            ))),
+            Err(_) => Err(timeout_error(what, after)),
         }
     }
 

@@ -8,17 +8,6 @@ use bollard::query_parameters as q;
 use bollard::Docker;
 use std::collections::HashMap;
 
-/// Deadline for creating or removing a network. The engine does these one
-/// at a time: with fifty starts at once the last waits for the other
-/// forty-nine (about 0.15-0.5 s each on a loaded engine), which is a queue,
-/// not an engine that stopped answering.
-pub const NETWORK_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// A client for network create and remove, with [`NETWORK_CALL_TIMEOUT`].
-pub(crate) fn queued(docker: &Docker) -> Docker {
-    docker.clone().with_timeout(NETWORK_CALL_TIMEOUT)
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnNetwork {
     pub name: String,
@@ -33,10 +22,24 @@ pub struct OwnNetwork {
 /// the name ambiguous, so look first. A network of that name that is not
 /// ours is an error.
 pub async fn ensure(docker: &Docker, net: &OwnNetwork) -> Result<()> {
-    match docker
-        .inspect_network(&net.name, None::<q::InspectNetworkOptions>)
-        .await
-    {
+    match ensure_once(docker, net).await {
+        // The engine may have made it after all (a create is not undone
+        // when its caller stops waiting), or the connection broke: asking
+        // again looks first, so it never makes a second one.
+        Err(Error::EngineTimeout(_) | Error::Engine(_)) => ensure_once(docker, net).await,
+        done => done,
+    }
+}
+
+async fn ensure_once(docker: &Docker, net: &OwnNetwork) -> Result<()> {
+    let after = super::read_timeout();
+    let inspected = tokio::time::timeout(
+        after,
+        docker.inspect_network(&net.name, None::<q::InspectNetworkOptions>),
+    )
+    .await
+    .map_err(|_| super::timeout_error("inspect network", after))?;
+    match inspected {
         Ok(existing) => {
             let labels = existing.labels.unwrap_or_default();
             return if labels.get(HOME_LABEL) == net.labels.get(HOME_LABEL)
@@ -61,7 +64,7 @@ pub async fn ensure(docker: &Docker, net: &OwnNetwork) -> Result<()> {
         labels: Some(net.labels.clone()),
         ..Default::default()
     };
-    super::subnet::create_network(&queued(docker), req)
+    super::subnet::create_network(docker, req)
         .await?
         .map_err(|e| api_err("create network", e))
 }
@@ -79,6 +82,13 @@ fn is_ambiguous(e: &bollard::errors::Error) -> bool {
 
 /// Of several networks named `net.name`, all ours, keeps the one in use
 /// (else the oldest) and removes the others.
+async fn remove_call(docker: &Docker, id: &str) -> std::result::Result<(), bollard::errors::Error> {
+    let after = super::call_timeout();
+    tokio::time::timeout(after, docker.remove_network(id))
+        .await
+        .unwrap_or(Err(bollard::errors::Error::RequestTimeoutError))
+}
+
 async fn keep_one(docker: &Docker, net: &OwnNetwork) -> Result<()> {
     let mut same = Vec::new();
     for n in named(docker, &net.name).await? {
@@ -103,7 +113,7 @@ async fn keep_one(docker: &Docker, net: &OwnNetwork) -> Result<()> {
     }
     same.sort();
     for (_, _, id) in same.iter().skip(1) {
-        queued(docker).remove_network(id).await.or_else(|e| {
+        remove_call(docker, id).await.or_else(|e| {
             if is_404(&e) {
                 Ok(())
             } else {
@@ -137,7 +147,11 @@ async fn named(docker: &Docker, name: &str) -> Result<Vec<bollard::models::Netwo
 /// Removes a network; gone already, or still in use (by a container that
 /// is not ours to remove), is left as it is.
 pub async fn remove(docker: &Docker, name: &str) -> Result<()> {
-    match queued(docker).remove_network(name).await {
+    let after = super::call_timeout();
+    let removed = tokio::time::timeout(after, docker.remove_network(name))
+        .await
+        .map_err(|_| super::timeout_error("remove network", after))?;
+    match removed {
         Ok(()) => Ok(()),
         Err(e) if is_ambiguous(&e) => {
             for id in named(docker, name).await?.into_iter().filter_map(|n| n.id) {
@@ -196,6 +210,31 @@ impl Engine {
         ensure(&self.docker, net).await
     }
 
+    /// Whether network `name` exists (or the engine cannot say).
+    pub fn network_exists(&self, name: &str) -> bool {
+        !matches!(self.network_containers(name), Err(Error::NotFound(_)))
+    }
+
+    /// Whether network `name` has a container on it (or the engine cannot
+    /// say: then it counts as used). A network that is gone is not.
+    pub fn network_in_use(&self, name: &str) -> bool {
+        match self.network_containers(name) {
+            Ok(n) => n > 0,
+            Err(Error::NotFound(_)) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// How many containers network `name` has.
+    fn network_containers(&self, name: &str) -> Result<usize> {
+        let n = self.block_on(Self::timed(
+            "inspect network",
+            self.docker
+                .inspect_network(name, None::<q::InspectNetworkOptions>),
+        ))?;
+        Ok(n.containers.map_or(0, |c| c.len()))
+    }
+
     /// This state home's networks that no container uses, with their labels.
     pub fn unused_networks(&self, home: &str) -> Result<Vec<(String, HashMap<String, String>)>> {
         self.block_on(unused(&self.docker, home))
@@ -228,8 +267,7 @@ impl Engine {
             labels: Some(labels.clone()),
             ..Default::default()
         };
-        // The engine creates networks one at a time: wait as for our own.
-        let client = &queued(&self.docker);
+        let client = &self.docker;
         let mut created = super::subnet::create_network(client, req(true)).await?;
         // Podman (netavark) knows no such option and refuses it; its
         // internal network still has no route out (see SECURITY.md).

@@ -112,10 +112,11 @@ fn host_routes() -> Vec<Net> {
 }
 
 async fn taken(docker: &Docker) -> Result<Vec<Net>> {
-    let nets = docker
-        .list_networks(None::<q::ListNetworksOptions>)
-        .await
-        .map_err(|e| api_err("list networks", e))?;
+    let nets = super::Engine::timed(
+        "list networks",
+        docker.list_networks(None::<q::ListNetworksOptions>),
+    )
+    .await?;
     Ok(nets
         .iter()
         .filter_map(|n| n.ipam.as_ref()?.config.as_ref())
@@ -162,7 +163,13 @@ pub async fn create_network(
             }]),
             ..Default::default()
         });
-        match docker.create_network(req.clone()).await {
+        // The engine makes networks one at a time: a create waits for the
+        // ones queued before it.
+        let after = super::call_timeout();
+        let created = tokio::time::timeout(after, docker.create_network(req.clone()))
+            .await
+            .map_err(|_| super::timeout_error("create network", after))?;
+        match created {
             Ok(_) => return Ok(Ok(())),
             Err(e) if is_overlap(&e) => {
                 refused.push(net);

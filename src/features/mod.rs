@@ -2,7 +2,9 @@
 
 pub mod activity;
 pub mod agent_state;
+pub mod clone;
 pub mod egress;
+pub mod forward;
 pub mod land;
 pub mod monitor;
 pub mod review;

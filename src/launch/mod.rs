@@ -51,6 +51,9 @@ pub struct LaunchSpec<'a> {
     /// When the instance was created: its budget counts calls since then
     /// (not an earlier instance's of the same id).
     pub created: Option<chrono::DateTime<chrono::Utc>>,
+    /// A clone instance: the project is a copy of this repository in a
+    /// volume, and nothing of the host is mounted.
+    pub clone: Option<&'a crate::state::registry::CloneInfo>,
 }
 
 /// A key the broker adds to the agent's calls: its API, the key itself
@@ -104,6 +107,14 @@ impl PlannedNetwork {
     }
 }
 
+/// A volume a start makes before its containers (kept across starts,
+/// removed with the instance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedVolume {
+    pub name: String,
+    pub labels: HashMap<String, String>,
+}
+
 /// What a container start creates, in order: the networks, then the
 /// agent's container and its sidecars side by side.
 #[derive(Debug, Clone, Default)]
@@ -118,4 +129,85 @@ pub struct LaunchPlan {
     /// Written to a sidecar's standard input once it started (by
     /// container name): the broker's key, which is kept nowhere else.
     pub stdin: HashMap<String, Secret>,
+    /// Made before the containers; a new one is removed again when the
+    /// start fails.
+    pub volumes: Vec<PlannedVolume>,
+    /// A tar unpacked at `/` of the agent's container (into its volumes)
+    /// before it starts: a clone instance's repository, on its first start.
+    pub seed: Option<Vec<u8>>,
+    /// A tar unpacked in a sidecar before it starts (by container name):
+    /// the directory (in a volume it mounts) and the tar. An egress
+    /// sidecar's rules and settings on an engine on another machine.
+    pub sidecar_seeds: HashMap<String, (String, Vec<u8>)>,
+    /// Files copied into the agent's container (into its volumes) before
+    /// it starts, after `files` and `seed`, owned as each says: what a
+    /// clone instance gets in place of a mount of the host.
+    pub uploads: Vec<Upload>,
+}
+
+/// Files unpacked in the directory `at` of a container (one that exists
+/// there: a volume's mount point).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upload {
+    pub at: String,
+    pub files: Vec<BoxFile>,
+}
+
+/// A regular file in an [`Upload`]: its name in the directory, contents,
+/// owner and mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoxFile {
+    pub name: String,
+    pub data: Vec<u8>,
+    pub uid: u64,
+    pub gid: u64,
+    pub mode: u32,
+}
+
+impl BoxFile {
+    /// Owned by the box's user (the caller's uid, as the container runs),
+    /// private to it.
+    pub fn private(name: &str, data: Vec<u8>) -> BoxFile {
+        BoxFile {
+            name: name.to_owned(),
+            data,
+            uid: u64::from(nix::unistd::getuid().as_raw()),
+            gid: u64::from(nix::unistd::getgid().as_raw()),
+            mode: 0o600,
+        }
+    }
+
+    /// Owned by root, readable by all: settings the agent reads and may
+    /// not change.
+    pub fn root(name: &str, data: Vec<u8>) -> BoxFile {
+        BoxFile {
+            name: name.to_owned(),
+            data,
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+        }
+    }
+}
+
+impl Upload {
+    /// The tar of the files, named relative to `at` (later ones of a name
+    /// win, as the engine unpacks in order).
+    pub fn tar(&self) -> std::io::Result<Vec<u8>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut tar = tar::Builder::new(Vec::new());
+        for f in &self.files {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(f.mode);
+            h.set_uid(f.uid);
+            h.set_gid(f.gid);
+            h.set_mtime(now);
+            h.set_size(f.data.len() as u64);
+            tar.append_data(&mut h, &f.name, f.data.as_slice())?;
+        }
+        tar.into_inner()
+    }
 }

@@ -12,20 +12,14 @@ use crate::launch::{LaunchPlan, PlannedNetwork};
 use crate::state::config::NetworkMode;
 use std::collections::HashMap;
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::engine::{HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
 
 pub use crate::launch::{INSTANCE_LABEL, NETWORK_LABEL};
 
-/// Six hex digits of the state home: engine object names differ between
-/// homes (two users, two `AI_SESSIONS_HOME`s) with a project of one name.
-pub fn home_digest(home_label: &str) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(home_label.as_bytes());
-    d[..3].iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::core::paths::home_digest;
 
 /// The name of an instance's container and network: `ai-<id>-<digest>`.
 /// Code finds them by label; the name only has to be unique and readable.
@@ -46,6 +40,13 @@ impl Deref for DockerEngine {
     fn deref(&self) -> &Engine {
         self.engine
     }
+}
+
+/// What [`DockerEngine::remove_later`] leaves for the reaper.
+#[derive(Debug, Default)]
+pub struct Later {
+    pub container: Option<String>,
+    pub network: Option<String>,
 }
 
 /// Where an instance's container is attached.
@@ -98,7 +99,25 @@ impl DockerEngine {
     /// Creates and starts the container for an instance; returns its id.
     pub fn launch_container(&self, spec: &LaunchSpec) -> Result<String> {
         let mut plan = plan(spec);
-        crate::features::egress::launch::contribute(self, spec, &mut plan)?;
+        self.take_pool_network(spec, &mut plan)?;
+        let contributed = crate::features::egress::launch::contribute(self, spec, &mut plan)
+            // After egress: a clone instance mounts nothing of the host.
+            .and_then(|()| crate::features::clone::contribute(self, spec, &mut plan))
+            .and_then(|()| boxed_activity(spec, &mut plan));
+        if let Err(e) = contributed {
+            // Refused before anything was made: what it took goes back.
+            if let Some(net) = plan.agent.network_mode.as_deref() {
+                if super::pool::is_pool_network(net) {
+                    let dirs = crate::core::paths::StateDir::new(PathBuf::from(&spec.home));
+                    if plan.networks.is_empty() {
+                        let _ = super::pool::release(&dirs, self, net);
+                    } else {
+                        super::pool::unclaim(&dirs, net);
+                    }
+                }
+            }
+            return Err(e);
+        }
         if spec
             .credential
             .as_ref()
@@ -120,11 +139,65 @@ impl DockerEngine {
         self.carry_out(plan)
     }
 
+    /// An instance with a network of its own (and egress `open`, which
+    /// keeps it on that network) takes one from the home's pool: a ready
+    /// one, or else one named now and made by this start.
+    fn take_pool_network(&self, spec: &LaunchSpec, plan: &mut LaunchPlan) -> Result<()> {
+        let net = &spec.eff.settings.networking;
+        let own = matches!(plan.networks.as_slice(),
+            [PlannedNetwork::Own(o)] if plan.agent.network_mode.as_ref() == Some(&o.name));
+        if !own || net.pool == 0 || net.egress != crate::state::config::EgressPolicy::Open {
+            return Ok(());
+        }
+        let dirs = crate::core::paths::StateDir::new(PathBuf::from(&spec.home));
+        let ready = loop {
+            match super::pool::claim(&dirs, spec.id) {
+                // Removed behind our back (`docker network prune`): next.
+                Some(name) if !self.network_exists(&name) => super::pool::unclaim(&dirs, &name),
+                found => break found,
+            }
+        };
+        let name = match ready {
+            Some(name) => {
+                plan.networks.clear();
+                name
+            }
+            None => {
+                let name = super::pool::claim_new(&dirs, spec.id)?;
+                plan.networks = vec![PlannedNetwork::Own(super::pool::network(&spec.home, &name))];
+                name
+            }
+        };
+        plan.agent.network_mode = Some(name.clone());
+        plan.agent
+            .labels
+            .insert(NETWORK_LABEL.to_owned(), name.clone());
+        Ok(())
+    }
+
+    /// Gives back (pool) or removes the network a container was on.
+    pub fn dispose_network(&self, net: &str) -> Result<()> {
+        if super::pool::is_pool_network(net) {
+            if let Ok(dirs) = crate::core::paths::StateDir::from_env() {
+                return super::pool::release(&dirs, self, net);
+            }
+        }
+        self.remove_network(net)
+    }
+
     /// Makes the plan's networks, then its containers side by side; what a
     /// failed start made is removed again.
     fn carry_out(&self, plan: LaunchPlan) -> Result<String> {
         let launched = self.block_on(async {
             let mut made = Vec::new();
+            let mut new_volumes = Vec::new();
+            for v in &plan.volumes {
+                match self.ensure_volume(&v.name, &v.labels).await {
+                    Ok(crate::engine::volume::Volume::Created) => new_volumes.push(v.name.clone()),
+                    Ok(crate::engine::volume::Volume::Existed) => {}
+                    Err(e) => return (Err(e), made, new_volumes),
+                }
+            }
             for net in &plan.networks {
                 let result = match net {
                     PlannedNetwork::Own(own) => self.ensure_network(own).await,
@@ -133,7 +206,11 @@ impl DockerEngine {
                     }
                 };
                 if let Err(e) = result {
-                    return (Err(e), made);
+                    // A create that timed out may still be carried out.
+                    if matches!(e, Error::EngineTimeout(_) | Error::Engine(_)) {
+                        made.push(net.name().to_owned());
+                    }
+                    return (Err(e), made, new_volumes);
                 }
                 made.push(net.name().to_owned());
             }
@@ -142,12 +219,15 @@ impl DockerEngine {
                 true => &[],
                 false => &plan.files,
             };
-            let agent = self.create_and_start(&plan.agent, files, None);
-            let sidecars = futures_util::future::join_all(
-                plan.sidecars
-                    .iter()
-                    .map(|s| self.create_and_start(s, &[], plan.stdin.get(&s.name))),
-            );
+            let seed = plan.seed.as_deref().map(|t| ("/", t));
+            let agent = self.create_and_start(&plan.agent, files, None, seed, &plan.uploads);
+            let sidecars = futures_util::future::join_all(plan.sidecars.iter().map(|s| {
+                let seed = plan
+                    .sidecar_seeds
+                    .get(&s.name)
+                    .map(|(at, t)| (at.as_str(), t.as_slice()));
+                self.create_and_start(s, &[], plan.stdin.get(&s.name), seed, &[])
+            }));
             let (agent, sidecars) = tokio::join!(agent, sidecars);
             let result = match (agent, sidecars.into_iter().find_map(|s| s.err())) {
                 (Ok(id), Some(e)) => {
@@ -156,16 +236,30 @@ impl DockerEngine {
                 }
                 (agent, _) => agent,
             };
-            (result, made)
+            (result, made, new_volumes)
         });
         match launched {
-            (Ok(id), _) => Ok(id),
-            (Err(e), made) => {
+            (Ok(id), _, _) => Ok(id),
+            (Err(e), made, new_volumes) => {
+                for v in &new_volumes {
+                    let _ = self.remove_volume(v);
+                }
                 for s in &plan.sidecars {
                     let _ = self.remove_container(&s.name);
                 }
+                // What this start made goes; a ready network it took from
+                // the pool goes back to it.
+                let dirs = crate::core::paths::StateDir::from_env().ok();
                 for net in made.iter().rev() {
                     let _ = self.remove_network(net);
+                    if let Some(dirs) = &dirs {
+                        super::pool::unclaim(dirs, net);
+                    }
+                }
+                if let Some(net) = plan.agent.network_mode.as_deref() {
+                    if super::pool::is_pool_network(net) && !made.iter().any(|m| m == net) {
+                        let _ = self.dispose_network(net);
+                    }
                 }
                 Err(e)
             }
@@ -177,6 +271,8 @@ impl DockerEngine {
         spec: &ContainerSpec,
         files: &[(String, Vec<u8>)],
         stdin: Option<&crate::core::types::Secret>,
+        seed: Option<(&str, &[u8])>,
+        uploads: &[crate::launch::Upload],
     ) -> Result<String> {
         let name = &spec.name;
         let (created, placed) = self.create(spec, files).await?;
@@ -197,6 +293,25 @@ impl DockerEngine {
                 )))
             }
         };
+        if let Some((at, seed)) = seed {
+            if let Err(e) = self.upload_tar_into(&id, at, seed.to_vec()).await {
+                self.remove_async(&id).await;
+                return Err(e);
+            }
+        }
+        for u in uploads {
+            let tar = u
+                .tar()
+                .map_err(|e| Error::Other(format!("packing files for {name}: {e}")));
+            let uploaded = match tar {
+                Ok(tar) => self.upload_tar_into(&id, &u.at, tar).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = uploaded {
+                self.remove_async(&id).await;
+                return Err(e);
+            }
+        }
         let Some(secret) = stdin else {
             self.start(&id).await?;
             return Ok(id);
@@ -253,7 +368,7 @@ impl DockerEngine {
             let _ = self.save_log(container, path, cap);
         }
         if let Some(net) = self.remove_leaving_network(container)? {
-            self.remove_network(&net)?;
+            self.dispose_network(&net)?;
         }
         Ok(())
     }
@@ -271,11 +386,63 @@ impl DockerEngine {
             Some((c.name.clone(), policy.clone()))
         });
         let own_net = info.and_then(|mut c| c.labels.remove(NETWORK_LABEL));
+        if let Some((name, _)) = &egress {
+            crate::features::egress::launch::before_removal(self, name);
+        }
         let removed = self.remove_container(container);
         if let Some((name, policy)) = egress {
             crate::features::egress::launch::cleanup(self, &name, &policy);
         }
         removed.map(|()| own_net)
+    }
+
+    /// For a batch's reaper: the stopped container (unless an egress
+    /// policy's sidecar goes with it, which is removed now: its sidecar
+    /// and networks are found by the instance's name, which a start right
+    /// after may take again) and the network made for it.
+    pub fn remove_later(&self, container: &str) -> Result<Later> {
+        let Some(info) = self.inspect(container) else {
+            return Ok(Later::default());
+        };
+        if info
+            .labels
+            .contains_key(crate::features::egress::launch::EGRESS_LABEL)
+        {
+            return Ok(Later {
+                container: None,
+                network: self.remove_leaving_network(container)?,
+            });
+        }
+        Ok(Later {
+            container: Some(info.id).filter(|i| !i.is_empty()),
+            network: info.labels.get(NETWORK_LABEL).cloned(),
+        })
+    }
+
+    /// The volumes of this state home (a clone instance's repository and
+    /// state), with the instance each is for.
+    pub fn instance_volumes(&self, home: &str) -> Result<Vec<(String, Option<String>)>> {
+        Ok(self
+            .volumes(&[
+                format!("{MANAGED_LABEL}={MANAGED_VALUE}"),
+                format!("{HOME_LABEL}={home}"),
+            ])?
+            .into_iter()
+            .map(|(name, mut labels)| (name, labels.remove(INSTANCE_LABEL)))
+            .collect())
+    }
+
+    /// Removes the volumes of instance `id` of this state home (its work,
+    /// when it was a clone: `rm` is the end of it).
+    pub fn remove_instance_volumes(&self, id: &InstanceId, home: &str) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for (name, of) in self.instance_volumes(home)? {
+            if of.as_deref() == Some(id.as_str()) {
+                self.remove_volume(&name)?;
+                removed.push(name);
+            }
+        }
+        Ok(removed)
     }
 
     /// This state home's networks that no container uses, with the
@@ -380,7 +547,23 @@ fn plan(spec: &LaunchSpec) -> LaunchPlan {
         },
         sidecars: Vec::new(),
         stdin: HashMap::new(),
+        volumes: Vec::new(),
+        seed: None,
+        uploads: Vec::new(),
+        sidecar_seeds: HashMap::new(),
     }
+}
+
+/// A clone instance mounts nothing of the host: its activity directory is
+/// a volume of its own, which the background watcher reads through the
+/// engine.
+fn boxed_activity(spec: &LaunchSpec, plan: &mut LaunchPlan) -> Result<()> {
+    if spec.clone.is_none() {
+        return Ok(());
+    }
+    let dirs = crate::core::paths::StateDir::new(PathBuf::from(&spec.home));
+    let volume = crate::features::clone::instance_volume(plan, "activity");
+    crate::features::activity::boxed(&dirs, spec.id, plan, volume)
 }
 
 /// In-memory scratch for a read-only root: `/tmp`, and the agent's home

@@ -1,6 +1,7 @@
 //! The end of an agent: recorded, its output kept, its container removed.
 
 use super::docker::DockerEngine;
+use super::networks::Leftovers;
 use crate::core::error::Result;
 use crate::core::types::{InstanceId, Status};
 use crate::core::warning::Warnings;
@@ -97,14 +98,16 @@ impl Ended {
         reason: Option<&str>,
         engine: Option<&DockerEngine>,
         applied: Result<bool>,
-        nets: Option<&Mutex<Vec<String>>>,
+        left: Option<&Mutex<Leftovers>>,
         warnings: &mut Warnings,
     ) -> Result<()> {
         let inst = &self.inst;
         let eff = self.eff.as_ref();
+        // A forward of its port (`port ID` over ssh) leads nowhere now.
+        let _ = crate::features::forward::close(&ctx.dirs, &inst.id);
         if let (Some(engine), Some(cid)) = (engine, &inst.container_id) {
             if eff.is_none_or(|e| e.settings.global.auto_cleanup) {
-                save_and_remove_as(ctx, engine, &inst.id, cid, eff, nets, warnings)?;
+                save_and_remove_as(ctx, engine, &inst.id, cid, eff, left, warnings)?;
             }
         }
         if applied? {
@@ -139,15 +142,15 @@ pub fn save_and_remove(
 }
 
 /// [`save_and_remove`] with the instance's configuration already read.
-/// With `nets`, the container's own network is left for the caller and
-/// its name added there.
+/// With `left`, the container (once its output is kept) and its own
+/// network are left for the caller's reaper, and added there.
 pub(super) fn save_and_remove_as(
     ctx: &Ctx,
     engine: &DockerEngine,
     id: &InstanceId,
     cid: &str,
     eff: Option<&Effective>,
-    nets: Option<&Mutex<Vec<String>>>,
+    left: Option<&Mutex<Leftovers>>,
     warnings: &mut Warnings,
 ) -> Result<()> {
     if ctx.dirs.ensure_sub(&ctx.dirs.logs_dir()).is_ok() {
@@ -159,12 +162,13 @@ pub(super) fn save_and_remove_as(
             warnings.warn(format!("output of {id} not kept: {e}"));
         }
     }
-    match nets {
+    match left {
         None => engine.remove(cid, None),
-        Some(nets) => {
-            if let Some(net) = engine.remove_leaving_network(cid)? {
-                nets.lock().unwrap_or_else(|p| p.into_inner()).push(net);
-            }
+        Some(left) => {
+            let later = engine.remove_later(cid)?;
+            let mut left = left.lock().unwrap_or_else(|p| p.into_inner());
+            left.containers.extend(later.container);
+            left.networks.extend(later.network);
             Ok(())
         }
     }

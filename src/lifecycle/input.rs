@@ -32,6 +32,7 @@ pub fn keystrokes(text: &str) -> Vec<Vec<u8>> {
 
 /// Types `text` and Enter into `inst`'s agent.
 pub fn type_message(inst: &Instance, text: &str) -> Result<()> {
+    super::reachable(inst)?;
     let Some(container) = inst.container_id.as_deref() else {
         return Err(Error::Invalid(format!(
             "{} runs on the host in the terminal that started it; type there (only a container's input can be reached)",

@@ -8,6 +8,7 @@ pub mod host;
 pub mod input;
 mod networks;
 mod pause;
+pub mod pool;
 mod reconcile;
 mod remove;
 mod restart;
@@ -31,6 +32,7 @@ use crate::core::types::{InstanceId, Mode, Port};
 use crate::engine::state::{ContainerState, HealthState};
 pub use crate::launch::LaunchSpec;
 use crate::state::config::{Effective, RuntimeChoice};
+use crate::state::context::Ctx;
 use crate::state::registry::{Instance, RuntimeKind};
 use docker::DockerEngine;
 use std::collections::HashMap;
@@ -54,14 +56,41 @@ pub trait Runtime {
     fn set_paused(&self, inst: &Instance, paused: bool) -> Result<()>;
 }
 
+/// Why this process cannot act on `inst`'s container: it runs on another
+/// engine than the one this process reaches (another `DOCKER_HOST` or
+/// docker context). `None` when it is this one (or was never recorded).
+pub fn on_another_engine(inst: &Instance) -> Option<String> {
+    let theirs = inst.engine.as_deref()?;
+    let ours = crate::engine::endpoint::current().ok()?;
+    (!ours.names(theirs)).then(|| {
+        format!(
+            "{} runs on the engine at {theirs}, and this shell reaches {ours}: \
+             set DOCKER_HOST={theirs} (or `docker context use` the context naming it) to reach it",
+            inst.id
+        )
+    })
+}
+
+/// [`on_another_engine`] as an error.
+pub fn reachable(inst: &Instance) -> Result<()> {
+    match on_another_engine(inst) {
+        Some(why) => Err(Error::Invalid(why)),
+        None => Ok(()),
+    }
+}
+
 /// The runtime that runs `inst`: its container's engine (connected once,
-/// or the one given) or the host. `None` when it has neither yet.
+/// or the one given) or the host. `None` when it has neither yet. An
+/// instance on another engine than this process's is refused (see
+/// [`on_another_engine`]): that engine's container is not this one's to
+/// find missing.
 pub fn runtime_of<'a>(
     inst: &Instance,
     engine: Option<&'a DockerEngine>,
     own: &'a mut Option<DockerEngine>,
 ) -> Result<Option<&'a dyn Runtime>> {
     if inst.container_id.is_some() {
+        reachable(inst)?;
         let engine = match engine {
             Some(e) => e,
             None => own.insert(DockerEngine::connect()?),
@@ -129,10 +158,18 @@ pub fn agent_env(
 
 /// Why the configured engine cannot run an instance of a project here (it
 /// is on another machine), checked before connecting to it.
-fn remote_engine() -> Option<String> {
+pub(crate) fn remote_engine() -> Option<String> {
     crate::engine::endpoint::current()
         .ok()
         .and_then(|e| e.mount_refusal())
+}
+
+/// The engine, its calls bounded by this home's `global.engine_timeout`.
+pub fn engine_for(ctx: &Ctx) -> Result<DockerEngine> {
+    if let Ok(settings) = ctx.global() {
+        crate::engine::set_call_timeout(settings.global.engine_timeout.0);
+    }
+    DockerEngine::connect()
 }
 
 /// Picks the runtime for a start. `auto` uses Docker when the engine
@@ -141,7 +178,11 @@ pub fn choose(
     choice: RuntimeChoice,
     eff: &Effective,
     mode: &Mode,
+    clone: bool,
 ) -> Result<(RuntimeKind, Option<DockerEngine>)> {
+    crate::engine::set_call_timeout(eff.settings.global.engine_timeout.0);
+    // A clone is sent to the engine, wherever it runs.
+    let remote_engine = || remote_engine().filter(|_| !clone);
     match choice {
         RuntimeChoice::Host => Ok((RuntimeKind::Host, None)),
         RuntimeChoice::Docker => {

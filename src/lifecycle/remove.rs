@@ -13,6 +13,11 @@ use serde_json::json;
 pub fn remove(ctx: &Ctx, id: &InstanceId, force: bool, state: bool) -> Result<()> {
     let reg = super::refresh(ctx)?;
     let inst = reg.get(id).ok_or_else(|| Error::not_found(id))?;
+    // Its container and volumes are on an engine this process does not
+    // reach: removing the entry alone would leave them running unseen.
+    if inst.container_id.is_some() || inst.clone.is_some() {
+        super::reachable(inst)?;
+    }
     if inst.status.is_live() {
         if !force {
             return Err(Error::Invalid(format!(
@@ -32,12 +37,22 @@ pub fn remove(ctx: &Ctx, id: &InstanceId, force: bool, state: bool) -> Result<()
             removed?;
         }
     }
+    // A clone's volumes hold its work: they go with it (an engine that
+    // does not answer now leaves them to `gc`).
+    if let Some(info) = &inst.clone {
+        if let Ok(engine) = DockerEngine::connect() {
+            engine.remove_instance_volumes(id, &ctx.dirs.home_label())?;
+        }
+        // Best effort: the repository may be gone or moved.
+        let _ = crate::features::clone::forget(&info.repo, id);
+    }
     ctx.store.update(|reg| {
         reg.instances.remove(id);
         reg.reserved_ports.retain(|_, r| &r.instance != id);
         Ok(())
     })?;
     let _ = std::fs::remove_file(ctx.dirs.socket_of(id));
+    let _ = crate::features::forward::close(&ctx.dirs, id);
     let _ = crate::features::activity::remove(&ctx.dirs, id);
     if state {
         let dir = ctx.dirs.state_of(id);

@@ -61,6 +61,7 @@ pub fn restart_as(
             shell_pid: None,
             detach: true,
             heal: by == Stopper::Heal,
+            clone: None,
             worktree: None,
         },
     )?;

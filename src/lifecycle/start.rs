@@ -41,6 +41,10 @@ pub struct InstanceStart {
     /// A `--worktree` start: recorded on the entry (`extra["worktree"]`),
     /// which makes every start of it run `worktree.setup` first.
     pub worktree: Option<crate::features::worktree::Info>,
+    /// `--clone` (`Some(true)`) or `--mount` (`Some(false)`); `None`: as
+    /// the instance was before, else `project.mode`, else a clone when
+    /// the engine is on another machine.
+    pub clone: Option<bool>,
 }
 
 pub enum Started {
@@ -78,6 +82,9 @@ pub fn start(ctx: &Ctx, req: InstanceStart) -> Result<Started> {
         }
     };
     let started = record(ctx, plan, launched)?;
+    if matches!(started, Started::Container { .. }) {
+        super::networks::top_up_pool(&ctx.dirs);
+    }
     crate::features::activity::watch::ensure(ctx);
     Ok(started)
 }
@@ -146,7 +153,8 @@ pub(super) fn reserve(ctx: &Ctx, req: &InstanceStart) -> Result<Reserve> {
             eff.settings.networking.egress = e;
         }
         let choice = req.runtime.unwrap_or(eff.settings.global.runtime);
-        let (kind, engine) = choose(choice, &eff, &req.mode)?;
+        let clone = clone_of(req, &eff, snapshot.get(&guess), choice)?;
+        let (kind, engine) = choose(choice, &eff, &req.mode, clone.is_some())?;
         crate::features::egress::check_runtime(&eff, kind)?;
         let logins =
             crate::features::agent_state::credential_mounts(&ctx.dirs, &eff.agent, &req.mode);
@@ -170,8 +178,17 @@ pub(super) fn reserve(ctx: &Ctx, req: &InstanceStart) -> Result<Reserve> {
             }
             register(ctx, reg, req, &id, &eff, kind).map(|(mut inst, previous)| {
                 inst.brokered = brokered;
+                inst.clone = clone.clone().map(|mut c| {
+                    c.branch = crate::features::clone::branch(&id);
+                    c.volume = crate::features::clone::volume_name(&super::docker::object_name(
+                        &id,
+                        &ctx.dirs.home_label(),
+                    ));
+                    c
+                });
                 if let Some(i) = reg.instances.get_mut(&id) {
                     i.brokered = brokered;
+                    i.clone = inst.clone.clone();
                 }
                 Some(Ok((inst, previous)))
             })
@@ -194,6 +211,80 @@ pub(super) fn reserve(ctx: &Ctx, req: &InstanceStart) -> Result<Reserve> {
     Err(Error::Other(
         "the registry kept changing under this start; try again".into(),
     ))
+}
+
+/// Whether a new start of `mode` would run on a clone of its project
+/// (`--clone`, `project.mode`, an engine on another machine; `--mount` on
+/// such an engine counts too, for the start to refuse it): then `-w`
+/// makes no worktree on this machine, the box's clone is one.
+pub fn runs_as_clone(
+    ctx: &Ctx,
+    mode: &Mode,
+    clone: Option<bool>,
+    runtime: Option<RuntimeChoice>,
+) -> Result<bool> {
+    let eff = config::load_for(&ctx.dirs, mode, None)?;
+    if runtime.unwrap_or(eff.settings.global.runtime) == RuntimeChoice::Host {
+        return Ok(clone == Some(true));
+    }
+    let configured = eff.settings.project.mode == config::ProjectMode::Clone;
+    Ok(clone == Some(true) || super::remote_engine().is_some() || (clone.is_none() && configured))
+}
+
+/// Whether a start runs on a clone of the project (and of which
+/// repository): asked for, or as the instance was (its work is in its
+/// volume), or `project.mode`; always with an engine on another machine,
+/// where the project cannot be mounted (said once; `--mount` is refused).
+pub(super) fn clone_of(
+    req: &InstanceStart,
+    eff: &Effective,
+    prev: Option<&Instance>,
+    choice: RuntimeChoice,
+) -> Result<Option<crate::state::registry::CloneInfo>> {
+    let configured = eff.settings.project.mode == config::ProjectMode::Clone;
+    let was = prev.is_some_and(|p| p.clone.is_some());
+    let mut clone = req.clone.unwrap_or(was || configured);
+    if choice != RuntimeChoice::Host {
+        if let Some(why) = super::remote_engine() {
+            if req.clone == Some(false) {
+                return Err(Error::Usage(format!(
+                    "{why}; --mount needs a local engine (start with --clone, or without --mount: \
+                     the project is then cloned into a volume there)"
+                )));
+            }
+            if !clone {
+                crate::core::warning::report_warn(format!(
+                    "ai-sessctl: {why}: using clone mode (the repository is sent to it; \
+                     `ai-sessctl fetch ID` brings the agent's branch back)"
+                ));
+            }
+            clone = true;
+        }
+    }
+    if !clone {
+        return Ok(None);
+    }
+    if choice == RuntimeChoice::Host {
+        return Err(Error::Usage(
+            "clone mode runs the agent in a container: not with --runtime host".into(),
+        ));
+    }
+    if req.worktree.is_some() {
+        return Err(Error::Usage(
+            "--worktree and clone mode do not go together: a clone instance works on a branch of its own already".into(),
+        ));
+    }
+    if let Some(info) = prev.and_then(|p| p.clone.clone()).filter(|_| was) {
+        return Ok(Some(info));
+    }
+    let top = crate::features::clone::top_of(&req.project)?;
+    Ok(Some(crate::state::registry::CloneInfo {
+        base: crate::features::clone::current_branch(&top),
+        repo: top,
+        branch: String::new(),
+        volume: String::new(),
+        extra: Default::default(),
+    }))
 }
 
 /// The `--egress` of a start: the one given, else the one the instance
@@ -286,6 +377,13 @@ pub(super) fn register(
     inst.egress = (kind == RuntimeKind::Docker).then_some(eff.settings.networking.egress);
     inst.egress_flag = egress_flag(req, previous.as_ref());
     inst.image = (kind == RuntimeKind::Docker).then(|| eff.agent.image.clone());
+    inst.engine = (kind == RuntimeKind::Docker)
+        .then(|| {
+            crate::engine::endpoint::current()
+                .ok()
+                .map(|e| e.host.clone())
+        })
+        .flatten();
     inst.resources.memory_limit = Some(eff.settings.resources.memory.limit.to_string());
     inst.resources.cpu_limit = Some(eff.settings.resources.cpu.limit.to_string());
     if let Some(cfg) = eff.settings.ai_config.get(req.mode.as_str()) {
@@ -352,6 +450,7 @@ pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<
         .filter(|v| !keys.withheld.contains(v))
         .cloned()
         .collect();
+    give_answers(ctx, req, plan, &state_dir, &passthrough);
     let mut env = agent_env(id, &req.mode, inst.port, &socket, &passthrough);
     env.extend(wiring.env);
     if plan.kind == RuntimeKind::Docker {
@@ -397,12 +496,48 @@ pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<
         credential: keys.broker.clone(),
         hidden_login: keys.login.clone(),
         created: inst.timestamps.created,
+        clone: inst.clone.as_ref(),
     };
     let runtime: &dyn Runtime = match &plan.engine {
         Some(engine) if plan.kind == RuntimeKind::Docker => engine,
         _ => &host::HostRuntime,
     };
     runtime.launch(&spec)
+}
+
+/// The first-run answers kept with the agent's login, into the instance's
+/// state (`state = "instance"` shares nothing); a convenience, so a
+/// failure only warns. With a key the agent signs in with the key, not
+/// with the method the login chose.
+fn give_answers(
+    ctx: &Ctx,
+    req: &InstanceStart,
+    plan: &Reserved,
+    state_dir: &std::path::Path,
+    passthrough: &[String],
+) {
+    let agent = &plan.eff.agent;
+    if agent.state == crate::state::config::StateScope::Instance {
+        return;
+    }
+    let keyed = plan.keys.broker.is_some()
+        || agent.api().is_some_and(|api| {
+            api.key_vars().iter().any(|v| {
+                passthrough.iter().any(|p| p == v)
+                    && std::env::var_os(v).is_some_and(|k| !k.is_empty())
+            })
+        });
+    if let Err(e) = crate::features::agent_state::apply_answers(
+        &ctx.dirs,
+        &req.mode,
+        state_dir,
+        &req.project,
+        keyed,
+    ) {
+        crate::core::warning::report_warn(format!(
+            "ai-sessctl: warning: the agent's first-run answers were not written into its state: {e}"
+        ));
+    }
 }
 
 /// Takes back a registration whose launch failed: nothing was started. An

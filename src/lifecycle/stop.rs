@@ -2,7 +2,7 @@
 
 use super::docker::DockerEngine;
 use super::finish::{save_and_remove_as, starter_alive, Ended};
-use super::networks::hand_off_networks;
+use super::networks::{hand_off, Leftovers};
 use crate::core::error::{Error, Result};
 use crate::core::types::{InstanceId, Status};
 use crate::core::warning::Warnings;
@@ -10,7 +10,7 @@ use crate::state::context::Ctx;
 use crate::state::registry::{Instance, ProcRef, Registry, RuntimeKind, StopMarker};
 use chrono::Utc;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,6 +25,47 @@ pub enum Stopper {
     Heal,
     /// `health watch` giving up on it: it ends in `error`.
     GiveUp,
+}
+
+/// Whether a graceful stop that takes a while says so on stderr: set by
+/// the commands a user waits on in a terminal (`stop`), not by the server
+/// or the helper that finishes a shell's exit.
+static SAY_WAITS: AtomicBool = AtomicBool::new(false);
+
+/// How long a graceful stop may take before it says it waits.
+const QUIET_WAIT: Duration = Duration::from_secs(2);
+
+/// From now on a graceful stop still under way after a moment says on
+/// stderr that it waits, for how long at most, and how not to.
+pub fn say_when_waiting() {
+    SAY_WAITS.store(true, Ordering::Relaxed);
+}
+
+/// Runs `stop` (the agent's graceful stop, up to `timeout`); when it has
+/// not returned after [`QUIET_WAIT`], says why the user waits.
+fn noting_a_wait<T>(
+    id: &InstanceId,
+    timeout: Duration,
+    force: bool,
+    stop: impl FnOnce() -> T,
+) -> T {
+    if force || !SAY_WAITS.load(Ordering::Relaxed) || timeout <= QUIET_WAIT {
+        return stop();
+    }
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(QUIET_WAIT) {
+                eprintln!(
+                    "waiting up to {} for {id} to stop (it ignores SIGTERM?); `--force` kills it now",
+                    crate::state::config::units::Dur(timeout)
+                );
+            }
+        });
+        let out = stop();
+        drop(done);
+        out
+    })
 }
 
 /// Stops instances in parallel at the user's request: gracefully with the
@@ -52,6 +93,28 @@ pub fn stop_many_as(
     failed
 }
 
+/// The registered instances of `ids`, and those on another engine than
+/// this process reaches, with why: not this one's to stop (nor to mark
+/// stopping).
+fn reachable_targets(
+    reg: &Registry,
+    ids: &[InstanceId],
+) -> (Vec<Instance>, Vec<(InstanceId, Error)>) {
+    let mut elsewhere = Vec::new();
+    let targets = ids
+        .iter()
+        .filter_map(|id| reg.get(id).cloned())
+        .filter(|i| match super::reachable(i) {
+            Ok(()) => true,
+            Err(e) => {
+                elsewhere.push((i.id.clone(), e));
+                false
+            }
+        })
+        .collect();
+    (targets, elsewhere)
+}
+
 /// `stop_many_as`, returning (the ids that failed, with why; what went
 /// wrong without failing a stop: output not kept, an end not recorded).
 pub fn stop_many_with_warnings(
@@ -71,12 +134,12 @@ pub fn stop_many_with_warnings(
             return (failed, Warnings::new());
         }
     };
-    let targets: Vec<Instance> = ids.iter().filter_map(|id| reg.get(id).cloned()).collect();
+    let (targets, elsewhere) = reachable_targets(&reg, ids);
     let needs_engine = targets
         .iter()
         .any(|i| i.runtime == Some(RuntimeKind::Docker) && i.container_id.is_some());
     let engine = if needs_engine {
-        match DockerEngine::connect() {
+        match super::engine_for(ctx) {
             Ok(e) => Some(e),
             Err(e) => {
                 let failed = targets
@@ -94,6 +157,7 @@ pub fn stop_many_with_warnings(
         .filter(|id| reg.get(id).is_none())
         .map(|id| (id.clone(), Error::not_found(id)))
         .collect();
+    failed.extend(elsewhere);
     // The whole batch is marked in one registry update (each write is
     // fsync'd under the lock: one per instance made a batch wait in line).
     // An initializing entry goes its own way (see `stop_one_at`).
@@ -115,13 +179,13 @@ pub fn stop_many_with_warnings(
     };
     // Each agent's end is recorded as soon as it is stopped, together with
     // whatever others ended meanwhile (one registry update for them), and
-    // its container goes right after (output kept first). Networks made
-    // for the containers are removed last: the engine removes them one at
-    // a time (about a quarter second each), so a batch hands them to a
-    // detached helper instead of keeping the user waiting.
+    // its output is kept right after. A batch leaves its containers and
+    // their networks to a detached helper: the engine removes networks one
+    // at a time (about a quarter second each), and removing containers
+    // while others still stop made those stops wait.
     let recorder = Recorder::new(ctx, reason);
     let batch = targets.len() > 1;
-    let nets = Mutex::new(Vec::new());
+    let left = Mutex::new(Leftovers::default());
     let warnings = Mutex::new(Warnings::new());
     std::thread::scope(|s| {
         let handles: Vec<_> = targets
@@ -129,7 +193,7 @@ pub fn stop_many_with_warnings(
             .zip(marks.drain(..))
             .map(|(inst, pre)| {
                 let engine = engine.as_ref();
-                let (recorder, nets, warnings) = (&recorder, &nets, &warnings);
+                let (recorder, left, warnings) = (&recorder, &left, &warnings);
                 s.spawn(move || {
                     let call = StopCall {
                         ctx,
@@ -144,10 +208,10 @@ pub fn stop_many_with_warnings(
                         .map_err(|e| (inst.id.clone(), e))?;
                     if let Some(end) = end {
                         let applied = recorder.record(&end);
-                        let nets = batch.then_some(nets);
+                        let left = batch.then_some(left);
                         let mut said = Warnings::new();
                         let done =
-                            end.aftermath(ctx, Some(reason), engine, applied, nets, &mut said);
+                            end.aftermath(ctx, Some(reason), engine, applied, left, &mut said);
                         if let Err(e) = done {
                             said.warn(not_recorded(&end.inst, &e));
                         }
@@ -163,10 +227,11 @@ pub fn stop_many_with_warnings(
             }
         }
     });
-    let nets = nets.into_inner().unwrap_or_else(|p| p.into_inner());
+    let left = left.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut warnings = warnings.into_inner().unwrap_or_else(|p| p.into_inner());
-    if let (Some(engine), false) = (&engine, nets.is_empty()) {
-        warnings.extend(hand_off_networks(ctx, engine, nets));
+    let nothing_left = left.containers.is_empty() && left.networks.is_empty();
+    if let (Some(engine), false) = (&engine, nothing_left) {
+        warnings.extend(hand_off(ctx, engine, left));
     }
     (failed, warnings)
 }
@@ -384,6 +449,7 @@ impl StopCall<'_> {
         if inst.status == Status::Initializing {
             return self.stop_starting(inst, depth);
         }
+        super::reachable(inst)?;
         let ctx = self.ctx;
         // Read once: the timeout, then whether and how its container goes.
         let eff = ctx.effective(&inst.id).ok();
@@ -423,7 +489,9 @@ impl StopCall<'_> {
         let mut code = None;
         let mut own = None;
         if let Some(runtime) = super::runtime_of(inst, self.engine, &mut own)? {
-            code = runtime.stop(inst, timeout, self.force)?;
+            code = noting_a_wait(&inst.id, timeout, self.force, || {
+                runtime.stop(inst, timeout, self.force)
+            })?;
         }
         let engine_used = self.engine.or(own.as_ref());
         if !live {

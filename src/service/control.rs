@@ -27,6 +27,12 @@ pub fn lookup(ctx: &Ctx, id: &InstanceId) -> Result<Instance> {
         .ok_or_else(|| Error::not_found(id))
 }
 
+/// Whether this process reaches the engine `inst` runs on (see
+/// `lifecycle::on_another_engine`).
+pub fn reachable(inst: &Instance) -> Result<()> {
+    crate::lifecycle::reachable(inst)
+}
+
 /// The instance after an action, and a note when it did nothing.
 pub struct Applied {
     pub instance: Instance,

@@ -49,6 +49,7 @@ pub fn value(ctx: &Ctx, warnings: &mut Warnings) -> Result<serde_json::Value> {
                 "status": i.status,
                 "activity": i.activity,
                 "activity_since": i.activity_since,
+                "needs_you": i.needs_you(),
                 "port": i.port,
                 "cpu": i.resources.cpu_usage,
                 "memory": i.resources.memory_usage,
@@ -73,6 +74,7 @@ pub fn value(ctx: &Ctx, warnings: &mut Warnings) -> Result<serde_json::Value> {
             "paused": count(Status::Paused),
             "stopped": count(Status::Stopped),
             "error": count(Status::Error),
+            "needs_you": reg.needs_you_count(),
         }
     }))
 }

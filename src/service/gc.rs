@@ -1,5 +1,6 @@
 //! `gc`: removes stopped entries older than `log_retention`, stale port
-//! reservations, containers labelled ours that the registry does not know,
+//! reservations, containers labelled ours that the registry does not know
+//! (or the ended one of a stopped entry that a batch's reaper did not get to),
 //! networks no container uses, login containers whose `login` is gone,
 //! and the spend ledgers (`meter/<id>/`) of instances no longer registered
 //! once their newest call is older than [`LEDGER_KEEP`] (until then they
@@ -16,6 +17,8 @@ use crate::state::registry::Registry;
 pub struct Collected {
     /// Login containers whose `login` was killed (they are not instances).
     pub logins: Vec<String>,
+    /// Containers a killed `fetch` copied a clone's repository through.
+    pub fetches: Vec<String>,
     /// Registry entries.
     pub entries: Vec<InstanceId>,
     /// Containers the registry does not know: (instance id, container id).
@@ -24,6 +27,9 @@ pub struct Collected {
     pub networks: Vec<String>,
     /// Spend ledgers of instances no longer registered, by instance id.
     pub ledgers: Vec<String>,
+    /// Volumes of instances no longer registered (a clone's repository,
+    /// its state; never in a dry run).
+    pub volumes: Vec<String>,
 }
 
 /// How long the ledger of a removed instance is kept after its newest
@@ -62,6 +68,51 @@ fn remove_stale_ledgers(ctx: &Ctx) -> Result<Vec<String>> {
     Ok(ledgers)
 }
 
+/// Removes the networks of `idle` (no container uses them) that no start
+/// under way made or took and is about to attach its container to (under
+/// the registry lock, as `reg`); the pool keeps its ready ones.
+fn reap_networks(
+    ctx: &Ctx,
+    engine: &DockerEngine,
+    reg: &Registry,
+    idle: &[(String, Option<String>)],
+) -> Result<Vec<String>> {
+    let starting = |id: &str| {
+        reg.instances
+            .values()
+            .any(|i| i.id.as_str() == id && i.status == Status::Initializing)
+    };
+    let (pooled, own): (Vec<_>, Vec<_>) = idle
+        .iter()
+        .partition(|(net, _)| crate::lifecycle::pool::is_pool_network(net));
+    let pooled: Vec<String> = pooled.into_iter().map(|(n, _)| n.clone()).collect();
+    let mut removed = crate::lifecycle::pool::reap(&ctx.dirs, engine, &pooled, starting)?;
+    for (net, inst) in own {
+        if !inst.as_deref().is_some_and(starting) {
+            engine.remove_network(net)?;
+            removed.push(net.clone());
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether `o` is the ended container of the stopped entry `i` that a
+/// batch's reaper was to remove (killed before it did): its output was
+/// kept when it stopped. One kept on purpose (`auto_cleanup = false`)
+/// stays.
+fn left_by_reaper(
+    ctx: &Ctx,
+    i: &crate::state::registry::Instance,
+    o: &crate::lifecycle::Observed,
+) -> bool {
+    use crate::engine::state::ContainerState;
+    !i.status.is_live()
+        && matches!(o.state, ContainerState::Exited | ContainerState::Dead)
+        && ctx
+            .effective(&i.id)
+            .map_or(true, |e| e.settings.global.auto_cleanup)
+}
+
 pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
     let settings = ctx.global()?;
     let reg = crate::lifecycle::refresh(ctx)?;
@@ -79,6 +130,7 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
         })
         .map(|i| i.id.clone())
         .collect();
+    crate::engine::set_call_timeout(settings.global.engine_timeout.0);
     let engine = DockerEngine::connect().ok();
     let home = ctx.dirs.home_label();
     // The listing is taken first and the strays decided from the registry
@@ -101,24 +153,26 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
                     .is_none_or(|i| {
                         // A start in progress has no container id recorded yet.
                         i.status != Status::Initializing
-                            && i.container_id.as_deref() != Some(&o.container_id)
+                            && (i.container_id.as_deref() != Some(&o.container_id)
+                                || left_by_reaper(ctx, i, o))
                     })
             })
             .map(|(id, o)| (id.clone(), o.container_id.clone()))
             .collect()
     };
-    let logins = match &engine {
-        Some(e) => crate::features::agent_state::reap_logins(e, &ctx.dirs, dry_run)?,
-        None => Vec::new(),
+    let (logins, fetches) = match &engine {
+        Some(e) => reap_scratch(ctx, e, &home, dry_run)?,
+        None => Default::default(),
     };
     if dry_run {
         let reg = ctx.store.load()?;
         return Ok(Collected {
             logins,
+            fetches,
             containers: strays_in(&reg),
             ledgers: stale_ledgers(ctx, &reg, &old),
             entries: old,
-            networks: Vec::new(),
+            ..Collected::default()
         });
     }
     let day_ago = chrono::Utc::now() - chrono::Duration::days(1);
@@ -134,19 +188,7 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
             for (_, cid) in &strays {
                 engine.remove(cid, None)?;
             }
-            // Left by a crash, unless a start under way made it and is
-            // about to attach its container.
-            for (net, inst) in &idle_nets {
-                let starting = inst.as_deref().is_some_and(|id| {
-                    reg.instances
-                        .values()
-                        .any(|i| i.id.as_str() == id && i.status == Status::Initializing)
-                });
-                if !starting {
-                    engine.remove_network(net)?;
-                    networks.push(net.clone());
-                }
-            }
+            networks = reap_networks(ctx, engine, reg, &idle_nets)?;
         }
         for id in &old {
             if reg.get(id).is_some_and(|i| !i.status.is_live()) {
@@ -166,10 +208,51 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
     }
     let ledgers = remove_stale_ledgers(ctx)?;
     Ok(Collected {
+        volumes: reap_volumes(ctx, engine.as_ref(), &home)?,
         logins,
+        fetches,
         entries: old,
         containers,
         networks,
         ledgers,
     })
+}
+
+/// Containers that a killed `login` or `fetch` of this home left (removed
+/// unless `dry_run`): their names.
+fn reap_scratch(
+    ctx: &Ctx,
+    engine: &DockerEngine,
+    home: &str,
+    dry_run: bool,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let logins = crate::features::agent_state::reap_logins(engine, &ctx.dirs, dry_run)?;
+    let ours = [format!("{}={home}", crate::engine::HOME_LABEL)];
+    let fetches = engine
+        .reap_orphans(crate::features::clone::FETCH_LABEL, &ours, dry_run)?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    Ok((logins, fetches))
+}
+
+/// Removes this home's volumes whose instance the registry no longer has
+/// (a removal that was killed, a registry lost); one a container still
+/// uses is left.
+fn reap_volumes(ctx: &Ctx, engine: Option<&DockerEngine>, home: &str) -> Result<Vec<String>> {
+    let Some(engine) = engine else {
+        return Ok(Vec::new());
+    };
+    let listed = engine.instance_volumes(home)?;
+    let reg = ctx.store.load()?;
+    let mut removed = Vec::new();
+    for (name, of) in listed {
+        let known = of
+            .as_deref()
+            .is_some_and(|id| reg.instances.keys().any(|k| k.as_str() == id));
+        if !known && engine.remove_volume(&name).is_ok() {
+            removed.push(name);
+        }
+    }
+    Ok(removed)
 }

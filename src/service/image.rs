@@ -154,6 +154,15 @@ pub fn targets(ctx: &Ctx, mode: Option<&Mode>) -> Result<Vec<Target>> {
     Ok(targets)
 }
 
+/// The two ways to an agent's image without a registry, for the build's
+/// error and `doctor`.
+pub fn ways_out(mode: &str) -> String {
+    format!(
+        "without a registry, build on a Debian-like image you have: `ai-sessctl image build {mode} --base LOCAL_IMAGE`; \
+         or run an image you have that holds {mode}'s CLI: `ai-sessctl config set --global agents.{mode}.image IMAGE`"
+    )
+}
+
 /// How to build: on which base image, with which network, with the cache.
 pub struct Options {
     pub base: Option<String>,

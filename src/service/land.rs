@@ -38,6 +38,10 @@ pub struct Landed {
     pub worktree: std::path::PathBuf,
     /// The commit `--commit` made in the worktree.
     pub committed: Option<Commit>,
+    /// A clone instance's branch (fetched from its box; `worktree` is the
+    /// repository itself).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub clone: bool,
     #[serde(flatten)]
     pub done: Done,
 }
@@ -65,11 +69,6 @@ const LISTED: usize = 200;
 /// Lands `id`'s branch; `who` says through what (for the event log).
 pub fn land(ctx: &Ctx, id: &InstanceId, req: &Request, who: &str) -> Result<Landed> {
     let inst = super::control::lookup(ctx, id)?;
-    let info = inst.worktree.clone().ok_or_else(|| {
-        Error::Invalid(format!(
-            "{id} does not run in a worktree (it was started without -w NAME); nothing to land"
-        ))
-    })?;
     let refuse = |e: Error| {
         ctx.events().log(
             Level::Warn,
@@ -79,13 +78,7 @@ pub fn land(ctx: &Ctx, id: &InstanceId, req: &Request, who: &str) -> Result<Land
         );
         e
     };
-    let base = worktree::base_branch(&info).map_err(refuse)?;
-    let t = Target {
-        repo: info.repo.clone(),
-        worktree: info.path.clone(),
-        branch: info.branch.clone(),
-        base,
-    };
+    let t = target(ctx, &inst, req).map_err(refuse)?;
     ctx.events().log(
         Level::Info,
         "land",
@@ -99,6 +92,7 @@ pub fn land(ctx: &Ctx, id: &InstanceId, req: &Request, who: &str) -> Result<Land
         repo: t.repo.clone(),
         worktree: t.worktree.clone(),
         committed: None,
+        clone: t.fetched.is_some(),
         done: Done::Nothing,
     };
     let done = steps(ctx, id, &t, req, &mut landed.committed).map_err(refuse)?;
@@ -125,6 +119,53 @@ pub fn land(ctx: &Ctx, id: &InstanceId, req: &Request, who: &str) -> Result<Land
     Ok(landed)
 }
 
+/// What `inst` lands: its worktree's branch, or a clone instance's branch
+/// fetched now (with `--commit`, its uncommitted changes too, committed
+/// with that message).
+fn target(ctx: &Ctx, inst: &crate::state::registry::Instance, req: &Request) -> Result<Target> {
+    let id = &inst.id;
+    if let Some(info) = &inst.clone {
+        let fetched = super::clone::fetch_as(ctx, id, true, req.commit.as_deref())?;
+        let from = match (&fetched.uncommitted_ref, &req.commit) {
+            (Some(_), None) => {
+                return Err(Error::Invalid(format!(
+                    "the agent has uncommitted changes in its box; nothing was changed. \
+                     Commit them there, or land with `--commit MSG` to commit everything in it as you \
+                     (see them: `ai-sessctl diff {id}`)"
+                )))
+            }
+            (Some(r), Some(_)) => r.clone(),
+            (None, _) => fetched.branch_ref.clone(),
+        };
+        let base = info.base.clone().filter(|b| !b.is_empty()).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{id} was cloned from a detached HEAD: there is no branch to land into; \
+                 `git merge {}` where you want it",
+                from.trim_start_matches("refs/remotes/")
+            ))
+        })?;
+        return Ok(Target {
+            repo: info.repo.clone(),
+            worktree: info.repo.clone(),
+            branch: crate::features::clone::branch(id),
+            base,
+            fetched: Some(from),
+        });
+    }
+    let info = inst.worktree.clone().ok_or_else(|| {
+        Error::Invalid(format!(
+            "{id} does not run in a worktree (it was started without -w NAME) nor on a clone; nothing to land"
+        ))
+    })?;
+    Ok(Target {
+        repo: info.repo.clone(),
+        worktree: info.path.clone(),
+        branch: info.branch.clone(),
+        base: worktree::base_branch(&info)?,
+        fetched: None,
+    })
+}
+
 /// Every check, then the one change; `committed` gets the `--commit` one.
 fn steps(
     ctx: &Ctx,
@@ -141,6 +182,9 @@ fn steps(
              `git config --global user.email you@example.com`"
                 .into(),
         ));
+    }
+    if t.fetched.is_some() {
+        return clone_steps(t, req, &who);
     }
     if t.worktree.join(".git").symlink_metadata().is_err() {
         return Err(Error::Invalid(format!(
@@ -194,6 +238,43 @@ fn steps(
         }
     }
     let commit = land::apply::land(t, req.strategy, &tip, &pending, &who)?;
+    Ok(Done::Landed {
+        strategy: req.strategy,
+        commit,
+        commits: pending.len(),
+    })
+}
+
+/// [`steps`] for a clone instance: its branch (or its `--commit`) was
+/// fetched already; the same checks of the main checkout, the same land.
+fn clone_steps(t: &Target, req: &Request, who: &Identity) -> Result<Done> {
+    if req.pr {
+        return Err(Error::Invalid(format!(
+            "--pr pushes from a worktree; a clone instance's branch is fetched as {}: push it yourself \
+             (`git push origin {}:refs/heads/{}`)",
+            t.fetched.as_deref().unwrap_or_default(),
+            t.fetched.as_deref().unwrap_or_default(),
+            printable(&t.branch)
+        )));
+    }
+    let common = land::common_dir(&t.repo)?;
+    check::on_base(t)?;
+    check::main_clean(t, &common)?;
+    let tip = land::tip(t)?;
+    let pending = check::pending(t, &tip, LISTED)?;
+    if pending.is_empty() {
+        return Ok(Done::Nothing);
+    }
+    match check::merged(t, &common, &tip)? {
+        check::Merged::Conflicts(files) => return Err(check::conflict_refusal(t, &files)),
+        check::Merged::Clean(tree) => {
+            let in_the_way = check::overwritten(t, &tree)?;
+            if !in_the_way.is_empty() {
+                return Err(check::overwrite_refusal(t, &in_the_way));
+            }
+        }
+    }
+    let commit = land::apply::land(t, req.strategy, &tip, &pending, who)?;
     Ok(Done::Landed {
         strategy: req.strategy,
         commit,
@@ -285,6 +366,19 @@ pub fn after(ctx: &Ctx, id: &InstanceId, after: After) -> Result<Vec<String>> {
         notes.push(format!("stopped {id}"));
     }
     if after == After::Stop {
+        return Ok(notes);
+    }
+    if super::control::lookup(ctx, id)?.clone.is_some() {
+        crate::lifecycle::remove(ctx, id, false, false)?;
+        ctx.events().log(
+            Level::Info,
+            "land",
+            &format!("removed {id} and its clone"),
+            json!({"instance": id}),
+        );
+        notes.push(format!(
+            "removed {id} and its clone (its branch stays fetched)"
+        ));
         return Ok(notes);
     }
     let reg = crate::lifecycle::refresh_quietly(ctx)?;

@@ -1,5 +1,6 @@
 //! What both front ends call; returns data and never prints.
 
+pub mod clone;
 pub mod completion;
 pub mod control;
 pub mod dashboard;
@@ -17,3 +18,4 @@ pub mod shell;
 pub mod spend;
 pub mod start;
 pub mod stats;
+pub mod terminal;

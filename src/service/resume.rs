@@ -76,6 +76,7 @@ pub fn bring_back(ctx: &Ctx, inst: &Instance) -> Result<Instance> {
             shell_pid: None,
             detach: true,
             heal: false,
+            clone: None,
             worktree: None,
         },
     )?;

@@ -32,12 +32,55 @@ pub struct Report {
 pub enum Scope {
     Worktree,
     Checkout,
+    /// A clone instance: its box's branch and uncommitted changes, fetched
+    /// now, against the commit it was sent.
+    Clone,
 }
 
 /// The changes of the instance `id`.
 pub fn diff(ctx: &Ctx, id: &InstanceId) -> Result<Report> {
     let inst = crate::service::control::lookup(ctx, id)?;
-    of(&inst)
+    match &inst.clone {
+        Some(info) => of_clone(ctx, &inst, info),
+        None => of(&inst),
+    }
+}
+
+/// A clone instance's changes: fetched (its branch and a commit of what
+/// it has not committed), then compared with the commit it was sent.
+fn of_clone(
+    ctx: &Ctx,
+    inst: &Instance,
+    info: &crate::state::registry::CloneInfo,
+) -> Result<Report> {
+    use crate::features::clone;
+    let id = &inst.id;
+    crate::service::clone::fetch(ctx, id, true)?;
+    let repo = &info.repo;
+    let rev = |r: &str| {
+        crate::core::untrusted::git::run(repo, &["rev-parse", "--verify", "--quiet", r]).ok()
+    };
+    let base = rev(&format!("{}^{{commit}}", clone::base_ref(id))).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{id}: {} has no {}: there is no base to compare with",
+            repo.display(),
+            clone::base_ref(id)
+        ))
+    })?;
+    let tip = rev(&format!("{}^{{commit}}", clone::uncommitted_ref(id)))
+        .or_else(|| rev(&format!("{}^{{commit}}", clone::fetched_ref(id))))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{id}: nothing fetched: `ai-sessctl fetch {id}` first"
+            ))
+        })?;
+    Ok(Report {
+        id: id.clone(),
+        branch: Some(clone::branch(id)),
+        base: clone::base_ref(id),
+        scope: Scope::Clone,
+        diff: diff::between(repo, &base, &tip)?,
+    })
 }
 
 fn of(inst: &Instance) -> Result<Report> {

@@ -5,6 +5,9 @@
 
 use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
+use crate::core::types::{InstanceId, Status};
+use crate::state::config::ShellExitPolicy;
+use crate::state::context::Ctx;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -79,7 +82,23 @@ pub fn cache_text(kind: ShellKind, bin: &str, script: &str) -> String {
     let script = script
         .strip_prefix("# shellcheck shell=bash\n")
         .unwrap_or(script);
-    format!("{header}\n{script}")
+    let text = format!("{header}\n{script}");
+    // The zsh header compares the stamp compiled into init.zsh.zwc with the
+    // one on the text's first line: a digest of the text, so any change
+    // makes an older compiled copy stale.
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let stamp: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    text.replace("@STAMP@", &stamp)
+}
+
+/// `init.zsh.zwc`: the compiled copy of the zsh cache that zsh's `.` loads
+/// in its place (written by the cache's header, in the shell).
+pub fn compiled_cache_file(dirs: &StateDir, kind: ShellKind) -> Option<PathBuf> {
+    match kind {
+        ShellKind::Zsh => Some(dirs.root().join("init.zsh.zwc")),
+        ShellKind::Bash => None,
+    }
 }
 
 /// Modification times the cache must be newer than: the binary's, and
@@ -123,7 +142,42 @@ pub fn write_cache(dirs: &StateDir, kind: ShellKind, bin: &Path, script: &str) -
         .write(true)
         .open(&path)
         .and_then(|f| f.set_modified(at))
-        .map_err(|e| Error::io(&path, e))
+        .map_err(|e| Error::io(&path, e))?;
+    if let Some(zwc) = compiled_cache_file(dirs, kind) {
+        keep_compiled_if_current(&zwc, &text, at)?;
+    }
+    Ok(())
+}
+
+/// The compiled copy of the zsh cache stays when it was compiled from
+/// `text` (its stamp is in it), dated just after the text, which was just
+/// re-dated: else the next shell would compile it again, and a shell
+/// with `eval "$(ai-sessctl init zsh)"` would make every other one do so.
+/// Any other copy is removed: `init` also runs when a shell found the copy
+/// stale (zsh takes a copy dated within the same second as the text).
+fn keep_compiled_if_current(zwc: &Path, text: &str, at: SystemTime) -> Result<()> {
+    let stamp = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# ai-sessions cache "))
+        .filter(|s| !s.is_empty());
+    let current = match (stamp, std::fs::symlink_metadata(zwc)) {
+        (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        (Some(stamp), Ok(m)) if m.is_file() && m.uid() == nix::unistd::geteuid().as_raw() => {
+            std::fs::read(zwc).is_ok_and(|b| b.windows(stamp.len()).any(|w| w == stamp.as_bytes()))
+                && std::fs::File::open(zwc)
+                    .and_then(|f| f.set_modified(at + Duration::from_millis(1)))
+                    .is_ok()
+        }
+        _ => false,
+    };
+    if current {
+        return Ok(());
+    }
+    match std::fs::remove_file(zwc) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(zwc, e)),
+        _ => Ok(()),
+    }
 }
 
 /// `shells/<pid>`: left by `run --shell-pid PID`, so that the exit hook of
@@ -174,6 +228,99 @@ pub fn clear_owner(dirs: &StateDir, pid: u32) {
     let _ = std::fs::remove_file(owner_marker(dirs, pid));
 }
 
+/// The live instances shell `pid` owns that its exit would stop (policy
+/// `stop`, and no terminal of another shell attached: that one would take
+/// it over), in id order.
+pub fn exit_would_stop(ctx: &Ctx, pid: u32) -> Result<Vec<InstanceId>> {
+    let policy = ctx.global()?.global.on_shell_exit;
+    let reg = ctx.store.load()?;
+    let mut ids: Vec<InstanceId> = reg
+        .instances
+        .values()
+        .filter(|i| {
+            i.owner_pid == Some(pid) && i.status.is_live() && i.status != Status::Initializing
+        })
+        .filter(|i| {
+            !i.live_clients()
+                .filter_map(|c| c.shell.as_ref())
+                .any(|s| s.pid != pid && s.alive())
+        })
+        .filter(|i| {
+            ctx.effective(&i.id)
+                .map_or(policy, |e| e.settings.global.on_shell_exit)
+                == ShellExitPolicy::Stop
+        })
+        .map(|i| i.id.clone())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// What `exit` says, once, in a shell whose exit would stop `ids` (none:
+/// nothing to say).
+pub fn exit_warning(ids: &[InstanceId]) -> Option<String> {
+    let list = ids
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (owns, stop, keep) = match ids.len() {
+        0 => return None,
+        1 => (
+            format!("a running agent: {list}; it stops"),
+            "it",
+            format!("`ai-sessctl keep {list}`"),
+        ),
+        n => (
+            format!("{n} running agents: {list}; they stop"),
+            "one",
+            "`ai-sessctl keep ID`".to_owned(),
+        ),
+    };
+    Some(format!(
+        "ai-sessions: this shell owns {owns} when this shell exits.\n  \
+         {keep} keeps {stop} running; `exit` again exits now."
+    ))
+}
+
+/// `keep ID`: no shell owns the instance any more, so no shell's exit
+/// stops it. Returns the shell that owned it; the marker of that shell
+/// goes once it owns nothing else (its exit then runs no program).
+pub fn keep(ctx: &Ctx, id: &InstanceId) -> Result<Option<u32>> {
+    let (was, owns_more) = ctx.store.update(|reg| {
+        let inst = reg
+            .instances
+            .get_mut(id)
+            .ok_or_else(|| Error::not_found(id))?;
+        if !inst.status.is_live() {
+            return Err(Error::Invalid(format!(
+                "{id} is {}: there is nothing to keep running",
+                inst.status
+            )));
+        }
+        let was = inst.owner_pid.take();
+        inst.owner_start_time = None;
+        let owns_more = was.is_some_and(|p| {
+            reg.instances
+                .values()
+                .any(|i| i.owner_pid == Some(p) && i.status.is_live())
+        });
+        Ok((was, owns_more))
+    })?;
+    if let Some(pid) = was {
+        if !owns_more {
+            clear_owner(&ctx.dirs, pid);
+        }
+        ctx.events().log(
+            crate::state::events::Level::Info,
+            "shell",
+            "kept after its shell exits",
+            serde_json::json!({"instance": id, "pid": pid}),
+        );
+    }
+    Ok(was)
+}
+
 /// `agents.list`: the configured agent names on one line, so the prompt
 /// hook can notice a new agent with builtins only and define its function.
 pub fn agents_file(dirs: &crate::core::paths::StateDir) -> std::path::PathBuf {
@@ -199,6 +346,49 @@ pub fn write_agents(
 mod tests {
     use super::*;
     use crate::core::types::Mode;
+
+    #[test]
+    fn the_exit_warning_names_what_stops_and_the_way_out() {
+        assert_eq!(exit_warning(&[]), None);
+        let one = [InstanceId::parse("api-claude").unwrap()];
+        let text = exit_warning(&one).unwrap();
+        assert!(
+            text.contains("owns a running agent: api-claude; it stops when this shell exits")
+                && text.contains("`ai-sessctl keep api-claude` keeps it running")
+                && text.contains("`exit` again"),
+            "{text}"
+        );
+        let two = [
+            InstanceId::parse("api-claude").unwrap(),
+            InstanceId::parse("web-gemini").unwrap(),
+        ];
+        let text = exit_warning(&two).unwrap();
+        assert!(
+            text.contains("owns 2 running agents: api-claude, web-gemini; they stop")
+                && text.contains("`ai-sessctl keep ID` keeps one running"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_zsh_cache_is_stamped_with_its_text() {
+        let a = cache_text(ShellKind::Zsh, "/usr/bin/ai-sessctl", "claude\n");
+        let b = cache_text(ShellKind::Zsh, "/usr/bin/ai-sessctl", "codex\n");
+        assert!(!a.contains("@STAMP@") && !a.contains("@AI_"));
+        let stamp = |t: &str| t.lines().next().unwrap().to_owned();
+        assert!(
+            stamp(&a).starts_with("# ai-sessions cache "),
+            "{}",
+            stamp(&a)
+        );
+        // The header compares the compiled-in stamp with the first line.
+        assert!(a.contains(&format!("'{}'", stamp(&a))));
+        assert_ne!(stamp(&a), stamp(&b));
+        assert_eq!(
+            a,
+            cache_text(ShellKind::Zsh, "/usr/bin/ai-sessctl", "claude\n")
+        );
+    }
 
     #[test]
     fn placeholders_are_filled_and_quoted() {

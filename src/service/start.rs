@@ -26,6 +26,9 @@ pub struct StartRequest {
     pub shell_pid: Option<u32>,
     /// Run in a git worktree of the project: this one, or a new one.
     pub worktree: Option<Wanted>,
+    /// `--clone` (`true`) or `--mount` (`false`); `None`: `project.mode`
+    /// (and a clone with an engine on another machine).
+    pub clone: Option<bool>,
     /// Reconcile first (so a dead instance is restarted, not attached to)
     /// and bring back an instance an engine restart or reboot ended with
     /// the arguments it was started with, when none are given now.
@@ -38,6 +41,13 @@ pub fn start(ctx: &Ctx, req: StartRequest, warnings: &mut Warnings) -> Result<St
     let mut req = req;
     let mut project = crate::state::project::of(&ctx.dirs, req.path.as_deref())?;
     let worktree = match req.worktree.take() {
+        Some(wanted) if lifecycle::runs_as_clone(ctx, &req.mode, req.clone, req.runtime)? => {
+            let (_, id) =
+                crate::features::worktree::clone_target(ctx, &project, &wanted, &req.mode)?;
+            req.id.get_or_insert(id);
+            req.clone = Some(true);
+            None
+        }
         Some(wanted) => {
             let (info, dir, id) =
                 crate::features::worktree::target(ctx, &project, &wanted, &req.mode, warnings)?;
@@ -82,6 +92,7 @@ pub fn start(ctx: &Ctx, req: StartRequest, warnings: &mut Warnings) -> Result<St
             detach: req.detach,
             heal: false,
             worktree: worktree.clone(),
+            clone: req.clone,
         },
     )?;
     if let Started::AlreadyRunning(inst) = &started {

@@ -74,6 +74,26 @@ impl Guard {
         start.to_path_buf()
     }
 
+    /// The git repositories directly inside `dir` when `dir` is not one
+    /// itself (`~/src` holding `api/`, `web/`, …), their names sorted:
+    /// mounting it would hand the agent all of them.
+    pub fn repositories_inside(&self, dir: &Path) -> Vec<String> {
+        if self.git_marker(dir) {
+            return Vec::new();
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter(|e| self.git_marker(&e.path()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// A `.git` (directory or gitfile) owned by us marks a work tree top.
     fn git_marker(&self, dir: &Path) -> bool {
         std::fs::symlink_metadata(dir.join(".git")).is_ok_and(|m| m.uid() == self.uid)
@@ -129,7 +149,31 @@ pub fn of(dirs: &crate::core::paths::StateDir, path: Option<&Path>) -> Result<Pa
         }
         return Err(Error::Usage(format!("{shown} is not a directory")));
     }
-    Guard::new(dirs.root()).resolve(&dir, how)
+    let guard = Guard::new(dirs.root());
+    let root = guard.resolve(&dir, how)?;
+    if how == Lookup::Climb {
+        refuse_several_repositories(&guard, &root)?;
+    }
+    Ok(root)
+}
+
+/// From where the user stands, a directory that is not a repository but
+/// holds several is almost never the project meant: refuse, naming the
+/// ways on (a named path, `--here`, is taken as it is).
+fn refuse_several_repositories(guard: &Guard, root: &Path) -> Result<()> {
+    let repos = guard.repositories_inside(root);
+    if repos.len() < 2 {
+        return Ok(());
+    }
+    let mut some = repos.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    if repos.len() > 3 {
+        some.push_str(", …");
+    }
+    Err(Error::Usage(format!(
+        "{} holds {} git repositories ({some}) and is not one; cd into one, or mount it all:          `claude --here` (any agent: `ai-sessctl run MODE --here`, `ai-sessctl start PATH`)",
+        root.display(),
+        repos.len()
+    )))
 }
 
 /// `$HOME`, else the user database's home of the current user.

@@ -183,8 +183,10 @@ fn the_watcher_turns_prompt_tsv_with_no_command_run() {
 /// events, each an array of matcher groups `{matcher?: string, hooks:
 /// [{type: "command", command: string, timeout?: number}]}`, nothing else.
 fn check_claude_hooks(v: &Value) {
-    const EVENTS: [&str; 9] = [
+    // Events the real Claude Code knows (its binary lists them).
+    const EVENTS: [&str; 10] = [
         "PreToolUse",
+        "PermissionRequest",
         "PostToolUse",
         "Notification",
         "UserPromptSubmit",
@@ -227,6 +229,8 @@ fn check_claude_hooks(v: &Value) {
         ("Stop", "idle"),
         ("UserPromptSubmit", "working"),
         ("PreToolUse", "working"),
+        ("PermissionRequest", "waiting"),
+        ("PostToolUse", "working"),
     ] {
         let cmd = hooks[event][0]["hooks"][0]["command"].as_str().unwrap();
         assert!(cmd.contains(want), "{event} -> {want}: {cmd}");
@@ -499,5 +503,206 @@ fn a_box_flipping_its_activity_does_not_flood_the_event_log() {
             > 0
     });
     assert!(counted, "the changes left out are counted: {:#?}", mine());
+    env.ok(&["stop", &id]);
+}
+
+/// The real Claude Code (its image, its model API the fake, through the
+/// credential broker), in its plain permission mode (no `acceptEdits`):
+/// the model asks to edit a file, Claude Code shows its permission dialog,
+/// and the instance is `waiting` with nothing edited yet; answered, the
+/// edit happens and the turn ends `idle`. Then its question tool: waiting
+/// while the question is up, idle once answered. (Its `PermissionRequest`
+/// and `PreToolUse` hooks say it as the dialog opens; its notification,
+/// the only signal before, comes after 6 s without a key pressed: the
+/// test prints how long it took, it does not time it.)
+#[test]
+fn the_real_claude_code_waits_the_moment_it_asks_permission() {
+    use crate::broker_support::{host_address, unique_secret};
+    use crate::fake_model::{FakeApi, Reply, ToolStep};
+    require_docker!();
+    let Some(image) = real_image("claude") else {
+        return;
+    };
+    let fake = FakeApi::with(Reply {
+        text: "Nothing to do.".into(),
+        ..Reply::default()
+    });
+    let env = Env::new();
+    env.write_config(&format!(
+        "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
+         [resources.memory]\nlimit = \"1Gi\"\n\n\
+         [agents.claude]\nimage = \"{image}\"\nenv_passthrough = [\"ANTHROPIC_API_KEY\"]\n\n\
+         [agents.claude.credentials]\nupstream = \"http://{}:{}\"\n",
+        host_address(),
+        fake.port
+    ));
+    let key = unique_secret("sk-ant-api03-");
+    let name = env.unique("askperm");
+    let proj = env.project(&name);
+    let file = proj.join("notes.txt");
+    std::fs::write(&file, "draft\n").unwrap();
+    let start = || {
+        let out = env
+            .cmd()
+            .current_dir(&proj)
+            .env("ANTHROPIC_API_KEY", &key)
+            .args(["start", "--mode", "claude", "--detach"])
+            // Its plain mode: this version's default ("auto") lets a
+            // model call judge each tool, and the fake says yes.
+            .args(["--", "--permission-mode", "default"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_owned()
+    };
+    let id = start();
+    // Claude Code's first-run questions answered in its state, as for a
+    // user who used it before (see review_diff.rs).
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let placeholder = docker_ok(&["exec", &cid, "printenv", "ANTHROPIC_API_KEY"]);
+    let placeholder = placeholder.trim();
+    let last20 = &placeholder[placeholder.len().saturating_sub(20)..];
+    env.ok(&["stop", &id]);
+    let state = env.state().join("states").join(&id);
+    std::fs::create_dir_all(&state).unwrap();
+    let cfg = state.join(".claude.json");
+    let mut v: Value = std::fs::read_to_string(&cfg)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    v["hasCompletedOnboarding"] = true.into();
+    v["theme"] = "dark".into();
+    v["customApiKeyResponses"] = serde_json::json!({"approved": [last20], "rejected": []});
+    v["projects"][proj.to_str().unwrap()] = serde_json::json!({
+        "hasTrustDialogAccepted": true,
+        "hasCompletedProjectOnboarding": true,
+    });
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    assert_eq!(start(), id);
+
+    fake.set_reply(Reply {
+        text: "Done: the note is final.".into(),
+        tool_trigger: Some("finalise the note".into()),
+        tool_steps: vec![
+            ToolStep {
+                name: "Read".into(),
+                input: serde_json::json!({"file_path": file}),
+            },
+            ToolStep {
+                name: "Edit".into(),
+                input: serde_json::json!({
+                    "file_path": file,
+                    "old_string": "draft\n",
+                    "new_string": "final\n",
+                }),
+            },
+        ],
+        ..Reply::default()
+    });
+    let screen = || stdout(&env.run(&["logs", &id, "--tail", "200"]));
+    let activity = || {
+        env.run(&["list"]);
+        env.instance(&id)["activity"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    // Its prompt is up: its SessionStart hook says idle.
+    assert!(
+        wait_until(Duration::from_secs(120), || activity() == "idle"),
+        "{}\nscreen:\n{}",
+        env.instance(&id),
+        screen()
+    );
+    let sent = std::time::Instant::now();
+    let out = env.run(&["send", &id, "finalise the note"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The permission dialog is up and the instance waits, while the file
+    // is as it was (nothing answered yet).
+    assert!(
+        wait_until(Duration::from_secs(30), || activity() == "waiting"),
+        "not waiting: {}\nscreen:\n{}\nthe API saw: {:?}",
+        env.instance(&id),
+        screen(),
+        fake.seen()
+            .iter()
+            .map(|s| s.target.clone())
+            .collect::<Vec<_>>()
+    );
+    eprintln!("waiting {:?} after the message", sent.elapsed());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "draft\n");
+    let s = screen();
+    assert!(s.contains("notes.txt"), "the dialog names the file:\n{s}");
+    let listed: Value = serde_json::from_str(&env.ok(&["list", "--json"])).unwrap();
+    assert_eq!(listed[0]["needs_you"], true, "{listed:#}");
+    let prompt = env.ok(&["prompt"]);
+    assert!(prompt.contains("?1"), "{prompt:?}");
+
+    // "1" picks "Yes" in the dialog: the edit runs, the turn ends idle.
+    let out = env.run(&["send", &id, "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        wait_until(Duration::from_secs(60), || std::fs::read_to_string(&file)
+            .is_ok_and(|t| t == "final\n")),
+        "the edit did not run: screen:\n{}",
+        screen()
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || activity() == "idle"),
+        "{}\nscreen:\n{}",
+        env.instance(&id),
+        screen()
+    );
+    // Its question tool: waiting while the question is on screen.
+    fake.set_reply(Reply {
+        text: "Kept as final.".into(),
+        tool_trigger: Some("ask me which word".into()),
+        // The fake picks the step by the tool results in the whole
+        // conversation: the first turn's two come first.
+        tool_steps: vec![
+            ToolStep {
+                name: "Read".into(),
+                input: serde_json::json!({"file_path": file}),
+            },
+            ToolStep {
+                name: "Read".into(),
+                input: serde_json::json!({"file_path": file}),
+            },
+            ToolStep {
+                name: "AskUserQuestion".into(),
+                input: serde_json::json!({"questions": [{
+                    "question": "Which word should the note hold?",
+                    "header": "Word",
+                    "multiSelect": false,
+                    "options": [
+                        {"label": "final", "description": "keep it"},
+                        {"label": "done", "description": "change it"},
+                    ],
+                }]}),
+            },
+        ],
+        ..Reply::default()
+    });
+    let out = env.run(&["send", &id, "ask me which word"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        wait_until(Duration::from_secs(30), || activity() == "waiting"
+            && screen().contains("Which word should the note hold?")),
+        "not waiting on its question: {}\nscreen:\n{}",
+        env.instance(&id),
+        screen()
+    );
+    let out = env.run(&["send", &id, "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        wait_until(Duration::from_secs(60), || activity() == "idle"
+            && screen().contains("Kept as final.")),
+        "{}\nscreen:\n{}",
+        env.instance(&id),
+        screen()
+    );
     env.ok(&["stop", &id]);
 }

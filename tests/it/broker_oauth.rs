@@ -249,3 +249,36 @@ fn a_box_with_no_network_gets_a_placeholder_login_too() {
     assert!(fake.seen().is_empty(), "{:?}", fake.seen());
     env.ok(&["rm", "-f", &id]);
 }
+
+#[test]
+fn a_clone_box_gets_the_placeholder_login_not_the_token() {
+    require_docker!();
+    let fake = FakeApi::start();
+    let env = Env::new();
+    config(&env, common::test_image(), &fake);
+    let (access, refresh) = write_login(&env, now_ms() + 8 * 3_600_000);
+    let name = env.unique("oauth-clone");
+    let proj = env.project(&name);
+    common::git(&proj, &["init", "-q", "-b", "main"]);
+    std::fs::write(proj.join("README"), "one\n").unwrap();
+    common::git(&proj, &["add", "."]);
+    common::git(&proj, &["commit", "-q", "-m", "init"]);
+    let id = format!("{name}-claude");
+    // A copy of the real login in the instance's own state dir here (as
+    // an older shared state migrated into it leaves one): not sent either.
+    let own = env.state().join(format!("states/{id}"));
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::copy(
+        env.state().join("states/claude/.credentials.json"),
+        own.join(".credentials.json"),
+    )
+    .unwrap();
+    start(&env, &proj, &["--egress", "none", "--clone"]);
+    let cid = cname_in(&env, &id);
+    let mounts = docker_ok(&["inspect", "-f", "{{range .Mounts}}{{.Type}} {{end}}", &cid]);
+    assert!(!mounts.contains("bind"), "{mounts}");
+    let boxed = docker_ok(&["exec", &cid, "cat", "/home/agent/.claude/.credentials.json"]);
+    assert!(boxed.contains("sk-ant-oat01-aisessions-"), "{boxed}");
+    assert_box_holds_none(&cid, &[&access, &refresh], false);
+    env.ok(&["rm", "-f", &id]);
+}

@@ -51,6 +51,12 @@ pub enum Auth {
 /// One streamed Messages call from inside the box, to the base URL it was
 /// given, as its agent would make it. The raw response.
 pub fn call_from_box(cid: &str, auth: Auth) -> String {
+    let out = docker(&["exec", cid, "sh", "-c", &call_script(auth)]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The shell script of [`call_from_box`], for a box on any engine.
+pub fn call_script(auth: Auth) -> String {
     let (token, header) = match auth {
         Auth::Key => ("tok=$ANTHROPIC_API_KEY", "x-api-key: %s"),
         Auth::Login => (
@@ -58,14 +64,12 @@ pub fn call_from_box(cid: &str, auth: Auth) -> String {
             "authorization: Bearer %s\\r\\nanthropic-beta: oauth-2025-04-20",
         ),
     };
-    let script = format!(
+    format!(
         r#"url=${{ANTHROPIC_BASE_URL#http://}}; host=${{url%%:*}}; port=${{url##*:}}
 {token}
 body='{{"model":"claude-sonnet-4-5","stream":true,"max_tokens":5,"messages":[{{"role":"user","content":"ping"}}]}}'
 printf 'POST /v1/messages?beta=true HTTP/1.1\r\nHost: %s\r\n{header}\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %s\r\n\r\n%s' "$url" "$tok" "${{#body}}" "$body" | nc "$host" "$port""#
-    );
-    let out = docker(&["exec", cid, "sh", "-c", &script]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    )
 }
 
 /// Calls until the broker answers (it listens a moment after the start);

@@ -154,13 +154,14 @@ impl Env {
 }
 
 impl Drop for Env {
-    /// Removes every container and network of this test's state home (by
+    /// Removes every container, network and volume of this test's state home (by
     /// its `ai.home` label), and containers of the old name form
     /// `ai-<id>` its registry knows of.
     fn drop(&mut self) {
         if !docker_answers() {
             return;
         }
+        stop_network_pool(self.state());
         let label = format!("label=ai.home={}", home_label(self.state()));
         let ids = |what: &[&str]| -> Vec<String> {
             Command::new("docker")
@@ -191,6 +192,21 @@ impl Drop for Env {
         };
         quiet(&["rm", "-f"], &containers);
         quiet(&["network", "rm"], &ids(&["network", "ls"]));
+        // A clone instance's volumes (its repository, its state).
+        quiet(&["volume", "rm", "-f"], &ids(&["volume", "ls"]));
+    }
+}
+
+/// Before a state home goes: no network is made ahead for it any more
+/// (its pool's size is 0), and a helper making one has finished (its lock
+/// is free), so that no network of it comes after its networks went.
+pub fn stop_network_pool(state: &Path) {
+    use std::os::fd::AsRawFd;
+    let _ = std::fs::write(state.join("config.toml"), "[networking]\npool = 0\n");
+    let lock = state.join("net-pool").join(".fill.lock");
+    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&lock) {
+        // SAFETY: flock on a descriptor we own; released when it closes.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
     }
 }
 

@@ -404,3 +404,62 @@ fn edit_keeps_valid_changes_and_discards_invalid_ones() {
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
 }
+
+/// An alert threshold that could never fire (above its limit) is refused,
+/// whichever of the two is set last, with the way out; a percentage of
+/// the limit must be one.
+#[test]
+fn a_threshold_above_its_limit_is_refused_whichever_is_set_last() {
+    let env = Env::new();
+    let cfg = env.state().join("config.toml");
+    env.ok(&["config", "set", "--global", "resources.memory.limit", "1Gi"]);
+    let before = std::fs::read(&cfg).unwrap();
+    let err = fails(
+        &env,
+        &[
+            "config",
+            "set",
+            "--global",
+            "resources.memory.warning_threshold",
+            "2Gi",
+        ],
+        5,
+    );
+    assert!(
+        err.contains("above the limit (1Gi)") && err.contains("alerts.memory_percent"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&cfg).unwrap(), before, "file left unchanged");
+    env.ok(&[
+        "config",
+        "set",
+        "--global",
+        "resources.memory.warning_threshold",
+        "900Mi",
+    ]);
+    let err = fails(
+        &env,
+        &[
+            "config",
+            "set",
+            "--global",
+            "resources.memory.limit",
+            "512Mi",
+        ],
+        5,
+    );
+    assert!(err.contains("above the limit (512Mi)"), "{err}");
+    assert_eq!(get(&env, "--global", "resources.memory.limit"), "1Gi");
+    let err = fails(
+        &env,
+        &[
+            "config",
+            "set",
+            "--global",
+            "alerts.cpu_critical_percent",
+            "150",
+        ],
+        5,
+    );
+    assert!(err.contains("0 (none) to 100"), "{err}");
+}

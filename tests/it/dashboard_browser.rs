@@ -25,7 +25,7 @@ fn on_path(names: &[&str]) -> Option<PathBuf> {
 
 /// (chromium, chromedriver), or a loud skip (a failure when
 /// AI_SESSIONS_REQUIRE_BROWSER=1).
-fn browser_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn browser_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
     let browser = on_path(&["chromium", "chromium-browser", "google-chrome"]);
     let driver = on_path(&["chromedriver"]);
     if let (Some(b), Some(d)) = (&browser, &driver) {
@@ -42,13 +42,13 @@ fn browser_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
 }
 
 /// chromedriver on a free loopback port; killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     addr: SocketAddr,
 }
 
 impl Driver {
-    fn start(bin: &Path, log: &Path) -> Driver {
+    pub(crate) fn start(bin: &Path, log: &Path) -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -107,7 +107,7 @@ impl Drop for Driver {
 }
 
 /// A browser session; quits the browser on drop.
-struct Session<'a> {
+pub(crate) struct Session<'a> {
     d: &'a Driver,
     id: String,
 }
@@ -115,7 +115,7 @@ struct Session<'a> {
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl<'a> Session<'a> {
-    fn new(d: &'a Driver, browser: &Path, profile: &Path) -> Session<'a> {
+    pub(crate) fn new(d: &'a Driver, browser: &Path, profile: &Path) -> Session<'a> {
         let args = [
             "--headless",
             "--no-sandbox",
@@ -138,12 +138,12 @@ impl<'a> Session<'a> {
         Session { d, id }
     }
 
-    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         self.d
             .call(method, &format!("/session/{}{path}", self.id), body)
     }
 
-    fn goto(&self, url: &str) {
+    pub(crate) fn goto(&self, url: &str) {
         self.cmd("POST", "/url", Some(json!({ "url": url })));
     }
 
@@ -152,7 +152,7 @@ impl<'a> Session<'a> {
     }
 
     /// Runs `script` (a function body; `arguments` holds `args`) in the page.
-    fn js(&self, script: &str, args: Value) -> Value {
+    pub(crate) fn js(&self, script: &str, args: Value) -> Value {
         self.cmd(
             "POST",
             "/execute/sync",
@@ -162,7 +162,7 @@ impl<'a> Session<'a> {
 
     /// Clicks the element matching `css`, with WebDriver's real click (the
     /// dashboard re-renders its rows, so a stale element is retried).
-    fn click(&self, css: &str) {
+    pub(crate) fn click(&self, css: &str) {
         let mut last = Value::Null;
         for _ in 0..10 {
             let found = self.d.try_call(
@@ -190,7 +190,7 @@ impl<'a> Session<'a> {
         panic!("could not click {css}: {last}");
     }
 
-    fn screenshot(&self, to: &Path) {
+    pub(crate) fn screenshot(&self, to: &Path) {
         let b64 = self.cmd("GET", "/screenshot", None);
         let png = base64_decode(b64.as_str().expect("base64 PNG"));
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
@@ -228,15 +228,16 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn artifacts() -> PathBuf {
+pub(crate) fn artifacts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts")
 }
 
 /// The status cell of the instance's row (null while there is no row).
-const ROW_STATUS: &str = "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`); \
+pub(crate) const ROW_STATUS: &str =
+    "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`); \
      return r ? r.children[1].textContent : null;";
 
-fn cli_status(env: &Env, id: &str) -> String {
+pub(crate) fn cli_status(env: &Env, id: &str) -> String {
     let out = env.run(&["list", "--json", "--status", "all"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_str(&stdout(&out)).expect("list --json");
@@ -403,9 +404,12 @@ fn dashboard_shows_and_stops_an_instance() {
     s.screenshot(&artifacts().join("dashboard-1400.png"));
     assert_eq!(sideways, "", "scrolls sideways at 1400 px");
 
-    // Stop through the button.
+    // Stop through the button, which asks first.
     s.click(&format!(
         "tr[data-id=\"{id}\"] button[data-action=\"stop\"]"
+    ));
+    s.click(&format!(
+        "tr[data-id=\"{id}\"] button[data-action=\"confirm-stop\"]"
     ));
     assert!(
         wait_until(Duration::from_secs(10), || cli_status(&env, &id)
@@ -433,7 +437,7 @@ fn dashboard_shows_and_stops_an_instance() {
 
 /// Writes `word` into the instance's status file from inside its
 /// container, as the agent's hook does (same user, same variable).
-fn agent_says(cid: &str, word: &str) {
+pub(crate) fn agent_says(cid: &str, word: &str) {
     let out = Command::new("docker")
         .args(["exec", cid, "sh", "-c"])
         .arg(format!("printf '{word}\\n' >\"$AI_SESSION_STATUS_FILE\""))
@@ -523,6 +527,12 @@ fn dashboard_shows_when_an_agent_needs_you() {
         "a notification for {id}; page has {}",
         alerts()
     );
+    // Enough of the path to tell two projects of one name apart.
+    assert!(
+        alerts().to_string().contains(&proj.display().to_string()),
+        "the project's path: {}",
+        alerts()
+    );
     assert!(
         title().as_str().is_some_and(|t| t.starts_with("(1) ")),
         "the tab's title counts who waits: {}",
@@ -552,6 +562,94 @@ fn dashboard_shows_when_an_agent_needs_you() {
     );
     assert_eq!(title(), "ai-sessions");
 
+    env.ok(&["stop", &id]);
+}
+
+/// An agent that already waited before the page opened is in the "Needs
+/// you" panel at once (from the instances' state, not only the live
+/// notifications), and the panel, the tab's title and the API agree.
+#[test]
+fn dashboard_lists_who_already_waits_when_it_opens() {
+    let Some((browser, driver_bin)) =
+        browser_or_skip("dashboard_lists_who_already_waits_when_it_opens")
+    else {
+        return;
+    };
+    require_docker!();
+    let env = Env::new();
+    env.use_test_image("");
+    let name = env.unique("early");
+    let proj = env.project(&name);
+    let out = env
+        .cmd()
+        .current_dir(&proj)
+        .args(["start", "--mode", "claude", "--detach"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = format!("{name}-claude");
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .expect("container id")
+        .to_owned();
+    agent_says(&cid, "waiting");
+    assert!(
+        wait_until(Duration::from_secs(15), || env.instance(&id)["activity"]
+            == "waiting"),
+        "recorded: {:#}",
+        env.instance(&id)
+    );
+    let listed: serde_json::Value = serde_json::from_str(&env.ok(&["list", "--json"])).unwrap();
+    assert_eq!(listed[0]["needs_you"], true, "{listed:#}");
+    let text = env.ok(&["dashboard"]);
+    assert!(
+        text.contains("1 running, 0 paused, 0 stopped, 0 error, 1 need you"),
+        "{text}"
+    );
+
+    let srv = Serve::start(&env);
+    let work = tempfile::Builder::new()
+        .prefix("ais-chromium")
+        .tempdir()
+        .unwrap();
+    let driver = Driver::start(&driver_bin, &work.path().join("chromedriver.log"));
+    let s = Session::new(&driver, &browser, &work.path().join("profile"));
+    s.goto(&srv.login_url);
+    let alerts = || s.js(ALERTS, json!([]));
+    let title = || s.js("return document.title", json!([]));
+    let listed_open = || {
+        alerts().as_array().is_some_and(|l| {
+            l.iter().any(|a| {
+                a[0] == id.as_str()
+                    && a[1] == "open"
+                    && a[2].as_str().is_some_and(|t| t.contains("needs you"))
+            })
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), listed_open),
+        "the panel lists {id}; page has {}",
+        alerts()
+    );
+    assert_eq!(title(), "(1) ai-sessions");
+    let empty = s.js(
+        "return document.getElementById('noalerts').hidden",
+        json!([]),
+    );
+    assert_eq!(empty, true, "no 'Nothing waits for you' beside it");
+    s.screenshot(&artifacts().join("dashboard-already-waiting.png"));
+
+    // It moves on: the entry greys, the title stops counting it.
+    agent_says(&cid, "working");
+    assert!(
+        wait_until(Duration::from_secs(15), || title() == "ai-sessions"
+            && alerts()
+                .as_array()
+                .is_some_and(|l| l.iter().all(|a| a[1] == "answered"))),
+        "answered; page has {} titled {}",
+        alerts(),
+        title()
+    );
     env.ok(&["stop", &id]);
 }
 
@@ -739,7 +837,7 @@ fn dashboard_shows_spend_per_row_and_in_total() {
 
 /// Types `text` into the element matching `css` with WebDriver's real key
 /// input.
-fn type_into(s: &Session, css: &str, text: &str) {
+pub(crate) fn type_into(s: &Session, css: &str, text: &str) {
     let found = s.cmd(
         "POST",
         "/element",
@@ -892,4 +990,149 @@ fn dashboard_shows_the_changes_and_sends_a_line_comment_to_the_agent() {
         "the agent got the forced comment"
     );
     env.ok(&["stop", &id]);
+}
+
+/// The cells of the instance's row: [status, health, port].
+const ROW_CELLS: &str = "const r = document.querySelector(`tr[data-id=\"${arguments[0]}\"]`); \
+     return r ? [r.children[1].textContent, r.children[3].textContent, r.children[4].textContent] : null;";
+
+/// What does not fit at `width`: the page scrolling sideways, or a column
+/// of the instances table out of reach (its wrapper scrolled to the end).
+const NOT_REACHABLE: &str = "const d = document.documentElement; \
+     const out = []; \
+     if (d.scrollWidth > d.clientWidth + 1) out.push('page ' + d.scrollWidth + '>' + d.clientWidth); \
+     const t = document.getElementById('instances'); \
+     let w = t.parentElement; \
+     while (w && w !== document.body && getComputedStyle(w).overflowX === 'visible') w = w.parentElement; \
+     w.scrollLeft = w.scrollWidth; \
+     const right = Math.min(w.getBoundingClientRect().right, d.clientWidth); \
+     for (const th of t.querySelectorAll('thead th')) { \
+       const r = th.getBoundingClientRect(); \
+       if (r.right > right + 1) out.push((th.textContent || 'actions') + ' at ' + Math.round(r.right) + '>' + Math.round(right)); \
+     } \
+     w.scrollLeft = 0; \
+     return out.join(', ');";
+
+/// The dashboard at a glance: the one-time link opened twice shows the
+/// login page with the reason; from 360 px to wide every column is in
+/// reach and the page never scrolls sideways; a stopped instance shows no
+/// health nor port, an `--egress none` one no port; stop asks first.
+#[test]
+fn dashboard_at_a_glance() {
+    let Some((browser, driver_bin)) = browser_or_skip("dashboard_at_a_glance") else {
+        return;
+    };
+    require_docker!();
+    let env = Env::new();
+    env.use_test_image("");
+    let start = |name: &str, extra: &[&str]| {
+        let proj = env.project(&env.unique(name));
+        let mut args = vec!["start", "--mode", "claude", "--detach"];
+        args.extend_from_slice(extra);
+        let out = env.run_in(&proj, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_owned()
+    };
+    let open = start("glance", &[]);
+    let closed = start("glance-none", &["--egress", "none"]);
+    let stopped = start("glance-stopped", &[]);
+    // Checked healthy while it ran, then stopped.
+    let _ = env.run(&["health", "check", &stopped]);
+    env.ok(&["stop", "--force", &stopped]);
+    assert!(
+        env.instance(&stopped)["health"]["status"].is_string(),
+        "a health kept from when it ran: {}",
+        env.instance(&stopped)
+    );
+
+    let srv = Serve::start(&env);
+    let work = tempfile::Builder::new()
+        .prefix("ais-chromium")
+        .tempdir()
+        .unwrap();
+    let driver = Driver::start(&driver_bin, &work.path().join("chromedriver.log"));
+    let s = Session::new(&driver, &browser, &work.path().join("profile"));
+    s.goto(&srv.login_url);
+    assert_eq!(s.url(), format!("http://{}/", srv.addr));
+
+    // The link again, in a browser without the session: the login page,
+    // saying why, not the API's JSON.
+    s.cmd("DELETE", "/cookie", None);
+    s.goto(&srv.login_url);
+    assert_eq!(s.url(), format!("http://{}/?login=used", srv.addr));
+    let login_shown = || {
+        s.js(
+            "const l = document.getElementById('login'); \
+             return l && !l.hidden ? document.getElementById('loginwhy').textContent : null",
+            json!([]),
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || login_shown()
+            .as_str()
+            .is_some_and(|t| t.contains("already used"))),
+        "login page with the reason; page: {}",
+        s.js("return document.body.innerText", json!([]))
+    );
+    let text = s.js("return document.body.innerText", json!([]));
+    assert!(
+        !text.as_str().unwrap().contains("bad_login"),
+        "no raw JSON: {text}"
+    );
+    s.screenshot(&artifacts().join("dashboard-login-used.png"));
+    // The token logs in from there.
+    let token = std::fs::read_to_string(env.state().join("api.token")).unwrap();
+    type_into(&s, "#login input[name=token]", token.trim());
+    s.click("#login button[type=submit]");
+    let row = |id: &str| s.js(ROW_CELLS, json!([id]));
+    assert!(
+        wait_until(Duration::from_secs(15), || row(&open)[0] == "running"),
+        "row for {open}: {}",
+        row(&open)
+    );
+
+    // What is true: a published port for the open one only.
+    let port_of = |id: &str| env.instance(id)["port"].to_string();
+    assert_eq!(row(&open)[2], port_of(&open).as_str(), "{}", row(&open));
+    assert_eq!(row(&closed)[0], "running");
+    assert_eq!(row(&closed)[2], "-", "--egress none publishes nothing");
+    assert_eq!(row(&stopped)[0], "stopped");
+    assert_eq!(row(&stopped)[1], "-", "no health for a stopped instance");
+    assert_eq!(row(&stopped)[2], "-", "no port for a stopped instance");
+
+    // Every column in reach, from a phone to a wide screen.
+    for width in [360, 820, 1024, 1440] {
+        s.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": 900})),
+        );
+        let cut = s.js(NOT_REACHABLE, json!([]));
+        s.screenshot(&artifacts().join(format!("dashboard-{width}.png")));
+        assert_eq!(cut, "", "at {width} px");
+    }
+
+    // Stop asks first: cancel keeps it running; confirm stops it.
+    let stop = format!("tr[data-id=\"{open}\"] button[data-action=\"stop\"]");
+    s.click(&stop);
+    s.click(&format!(
+        "tr[data-id=\"{open}\"] button[data-action=\"cancel\"]"
+    ));
+    s.click(&stop);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        cli_status(&env, &open),
+        "running",
+        "one click stops nothing"
+    );
+    s.click(&format!(
+        "tr[data-id=\"{open}\"] button[data-action=\"confirm-stop\"]"
+    ));
+    assert!(
+        wait_until(Duration::from_secs(15), || cli_status(&env, &open)
+            == "stopped"),
+        "confirmed: stopped; list says {}",
+        cli_status(&env, &open)
+    );
+    env.ok(&["stop", "--force", &closed]);
 }

@@ -1,7 +1,7 @@
 //! The engine is found as the docker CLI finds it: a docker context (the
 //! config's `currentContext`, or `DOCKER_CONTEXT`) read from a real context
 //! store in a temporary `DOCKER_CONFIG`; errors name the endpoint and where it
-//! came from; a remote engine is refused before anything is mounted.
+//! came from; a remote engine gets a clone of the project, never a mount.
 
 use crate::common::{stderr, stdout, Env};
 use crate::docker_support::*;
@@ -192,7 +192,9 @@ fn a_dead_context_socket_is_reported_with_its_source() {
 }
 
 #[test]
-fn a_remote_engine_is_refused_before_mounting_the_project() {
+/// An engine on another machine cannot mount the project: the start
+/// clones it instead (saying so), which needs a git repository.
+fn a_remote_engine_clones_and_a_project_outside_git_is_refused() {
     let env = Env::new();
     docker_config(&env, "");
     let config = docker_config_dir(
@@ -221,7 +223,9 @@ fn a_remote_engine_is_refused_before_mounting_the_project() {
         err.contains("ssh://agent@build-box.invalid")
             && err.contains("docker context \"ai-far\"")
             && err.contains("another machine")
-            && err.contains("cannot be mounted"),
+            && err.contains("cannot be mounted")
+            && err.contains("using clone mode")
+            && err.contains("is not in one"),
         "{err}"
     );
     assert!(env.registry()["instances"]

@@ -31,12 +31,26 @@ fn pipe(mut from: impl Read, mut to: impl Write, done: impl FnOnce()) {
 /// Accepts on 127.0.0.1:0 and pipes every connection to the engine's unix
 /// socket. Returns the port and a count of proxied connections.
 fn start_proxy() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy_at(std::net::Ipv4Addr::LOCALHOST)
+}
+
+/// The proxy on an address of this machine that is not loopback (an
+/// engine there is on "another machine" to the client); it serves only
+/// connections from that address itself, i.e. from this machine.
+pub fn proxy_on(ip: std::net::Ipv4Addr) -> u16 {
+    proxy_at(ip).0
+}
+
+fn proxy_at(ip: std::net::Ipv4Addr) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
     std::thread::spawn(move || {
         for tcp in listener.incoming().flatten() {
+            if tcp.peer_addr().map(|a| a.ip()).ok() != Some(std::net::IpAddr::V4(ip)) {
+                continue;
+            }
             let Ok(unix) = UnixStream::connect(ENGINE_SOCKET) else {
                 continue;
             };

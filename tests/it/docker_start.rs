@@ -154,6 +154,11 @@ fn detached_container_has_the_promised_shape() {
         reached,
         "nothing answered `ok` on 127.0.0.1:{port} ({answer:?})"
     );
+    // `port` says where that is, from the project or by id.
+    let from_project = env.run_in(&proj, &["port"]);
+    assert!(from_project.status.success(), "{}", stderr(&from_project));
+    assert_eq!(stdout(&from_project).trim(), format!("127.0.0.1:{port}"));
+    assert_eq!(env.ok(&["port", &id]).trim(), format!("127.0.0.1:{port}"));
 
     // Starting again from the same project reports the running instance.
     let again = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);

@@ -183,3 +183,15 @@ pub fn start_detached(env: &Env, stem: &str) -> String {
     ]);
     format!("{name}-claude")
 }
+
+/// `networking.pool = 0`: each start makes a network named after its
+/// instance, and its stop removes it.
+pub fn no_network_pool(env: &Env) {
+    let cfg = env.state().join("config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replacen("[networking]\n", "[networking]\npool = 0\n", 1),
+    )
+    .unwrap();
+}

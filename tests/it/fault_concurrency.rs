@@ -250,3 +250,103 @@ fn fifty_starts_with_concurrent_stops_and_lists_leave_a_true_registry() {
     );
     let _ = env.run(&["stop", "--all", "--force"]);
 }
+
+/// A hundred starts at once, nothing else: every one runs (the engine
+/// makes their networks one at a time, which is a queue to wait in, not a
+/// failure), and `stop --all` then `gc` leave nothing of them behind.
+#[test]
+fn a_hundred_concurrent_starts_all_run_and_leave_nothing_when_stopped() {
+    const N: usize = 100;
+    require_docker!(alone);
+    let env = Env::new();
+    fault_config(&env, N as u32 + 10, "[]");
+    let home = home_label(&env);
+    let _rm = RmHome(home.clone());
+    let names: Vec<String> = (0..N).map(|i| env.unique(&format!("h{i:03}"))).collect();
+    let kids: Vec<(String, Child)> = names
+        .iter()
+        .map(|n| {
+            let dir = env.project(n);
+            (
+                format!("{n}-claude"),
+                spawn(&env, Some(&dir), &["start", "--mode", "claude", "--detach"]),
+            )
+        })
+        .collect();
+    let failed: Vec<String> = kids
+        .into_iter()
+        .map(|(id, c)| (id, c.wait_with_output().unwrap()))
+        .filter(|(_, o)| !o.status.success())
+        .map(|(id, o)| format!("{id}: {:?} {}", o.status.code(), stderr(&o)))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {N} starts failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    let census = assert_consistent(&env, "after a hundred starts", true);
+    assert_eq!(census.running, N);
+    let out = env.run(&["stop", "--all"]);
+    assert!(out.status.success(), "stop --all: {}", stderr(&out));
+    env.ok(&["gc"]);
+    assert!(
+        engine_containers(&home).is_empty(),
+        "containers left: {:?}",
+        engine_containers(&home)
+    );
+    // Only the home's pool of ready networks (4 by default) stays.
+    let left = home_networks(&home);
+    assert!(
+        left.len() <= 4 && left.iter().all(|n| n.starts_with("ai-pool-")),
+        "networks left: {left:?}"
+    );
+}
+
+/// A call that takes longer than `global.engine_timeout` is reported as a
+/// timeout of that call: the engine answered (it is busy), so neither
+/// "not answering" nor the hint to start it. The failed start leaves
+/// nothing behind.
+#[test]
+fn an_engine_call_past_its_timeout_is_reported_as_that_calls_timeout() {
+    require_docker!();
+    let env = Env::new();
+    let home = home_label(&env);
+    let _rm = RmHome(home.clone());
+    env.write_config(&format!(
+        "[global]\nruntime = \"docker\"\nengine_timeout = \"1ms\"\n\n\
+         [agents.claude]\nimage = \"{}\"\n",
+        crate::common::test_image_tag()
+    ));
+    let dir = env.project(&env.unique("slow"));
+    let out = env.run_in(&dir, &["start", "--mode", "claude", "--detach"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("timed out after 1 ms"), "{err}");
+    // It names the call that timed out.
+    assert!(
+        ["inspect", "create", "list", "start", "remove"]
+            .iter()
+            .any(|call| err.contains(&format!("{call} "))),
+        "{err}"
+    );
+    assert!(!err.contains("not answering"), "{err}");
+    assert!(!err.contains("start the engine"), "{err}");
+    assert!(
+        err.contains("engine_timeout"),
+        "the hint names the setting: {err}"
+    );
+    // Nothing of the failed start is left (the engine may finish a create
+    // it was asked for after the caller stopped waiting: gc reaps that,
+    // given the time to list).
+    env.write_config(&format!(
+        "[global]\nruntime = \"docker\"\n\n[agents.claude]\nimage = \"{}\"\n",
+        crate::common::test_image_tag()
+    ));
+    env.ok(&["gc"]);
+    assert!(engine_containers(&home).is_empty());
+    assert_eq!(home_networks(&home), Vec::<String>::new());
+    assert!(env.registry()["instances"]
+        .as_object()
+        .is_none_or(|m| m.is_empty()));
+}

@@ -294,3 +294,25 @@ pub fn fault_config(env: &Env, max_instances: u32, passthrough: &str) {
          [agents.claude]\nimage = \"{agent_image}\"\nenv_passthrough = {passthrough}\n"
     ));
 }
+
+/// The names of every network labelled with this state home.
+pub fn home_networks(home: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "network",
+            "ls",
+            "--filter",
+            &format!("label=ai.home={home}"),
+            "--format",
+            "{{.Name}}",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker CLI");
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}

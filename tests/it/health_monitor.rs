@@ -116,6 +116,43 @@ fn cpu_alert_fires_once_per_crossing_and_runs_the_command() {
     calm(&id);
 }
 
+/// With the shipped kind of window (`alerts.sustain`), a burst of a few
+/// seconds over the threshold, as an agent's turn makes, is no alert: no
+/// event, no run of `alerts.command`, nothing recorded on the instance.
+/// (That pressure held past the window raises it is the unit tests' part
+/// in `features::monitor::alerts`; the test above has no window.)
+#[test]
+fn a_burst_over_the_threshold_is_no_alert() {
+    require_docker!(alone);
+    let env = Env::new();
+    monitor_config(&env, "");
+    let cfg = env.state().join("config.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("sustain = \"0s\"", "sustain = \"60s\"")).unwrap();
+    let id = start(&env, "cpuburst", &[]);
+    assert!(wait_until(Duration::from_secs(10), || docker_health(&id)
+        .as_deref()
+        == Some("healthy")));
+    burn(&id, 2);
+    // Hot, sampled as `stats` and the watcher do.
+    let hot = stats_until(&env, &id, 5, |s| {
+        s["cpu_percent"].as_f64().unwrap_or(0.0) >= 10.0
+    })
+    .expect("the burners did not show in the samples");
+    let _ = stats_of(&env, &id);
+    calm(&id);
+    let _ = stats_of(&env, &id);
+    assert!(
+        alert_events(&env, &id, "HIGH_CPU").is_empty(),
+        "a burst raised an alert (sample {hot}): {:#?}",
+        events_of(&env, &id)
+    );
+    assert!(alert_runs(&env).is_empty(), "{:#?}", alert_runs(&env));
+    let shown = env.instance(&id);
+    assert_ne!(shown["alerts"]["HIGH_CPU"], "warning", "{shown}");
+    env.ok(&["stop", &id]);
+}
+
 #[test]
 fn memory_alert_rises_from_warning_to_critical() {
     require_docker!();

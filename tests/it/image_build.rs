@@ -137,3 +137,100 @@ fn the_terminal_and_locale_reach_the_container() {
     }
     env.ok(&["stop", &id]);
 }
+
+/// `--base` with a base whose user is not root, and with one that already
+/// has an `agent` user: the shipped Dockerfiles set their user up (no
+/// `Permission denied`, no `useradd` clash) and, offline, stop only at
+/// what needs the network, naming both ways out.
+#[test]
+fn a_base_with_its_own_user_builds_up_to_the_network() {
+    require_docker!();
+    let Some(base) = base_image() else { return };
+    let env = Env::new();
+    let tag = env.unique("userbase");
+    for (suffix, setup) in [
+        (
+            "uid1000",
+            "RUN useradd --uid 1000 --create-home dev\nUSER 1000\n",
+        ),
+        (
+            "agent",
+            "RUN useradd --uid 1234 --create-home agent && touch /home/agent/mine\nUSER agent\n",
+        ),
+    ] {
+        let derived = format!("ai-sessions-test/{tag}-{suffix}:latest");
+        let mut child = std::process::Command::new("docker")
+            .args(["build", "--network", "none", "-t", &derived, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("FROM {base}\n{setup}").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let _gone = RemoveImage(derived.clone());
+
+        env.write_config(&format!(
+            "[agents.claude]\nimage = \"ai-sessions-test/{tag}-{suffix}-claude:latest\"\n"
+        ));
+        let out = env
+            .cmd()
+            .args([
+                "image",
+                "build",
+                "claude",
+                "--base",
+                &derived,
+                "--network",
+                "none",
+                "--no-cache",
+            ])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("uid=1000(agent) gid=1000(agent)"),
+            "{suffix}: the user step ran: {err}"
+        );
+        assert!(!err.contains("Permission denied"), "{suffix}: {err}");
+        assert!(
+            !err.contains("user 'agent' already exists") && !err.contains("UID 1000 is not unique"),
+            "{suffix}: {err}"
+        );
+        assert!(err.contains("needs network access"), "{suffix}: {err}");
+        assert!(
+            err.contains("agents.claude.image") && err.contains("--base"),
+            "{suffix}: both ways out: {err}"
+        );
+    }
+    // `doctor` names them too for the image it misses.
+    let out = env.run(&["doctor"]);
+    let text = format!("{}{}", common::stdout(&out), stderr(&out));
+    let line = text
+        .lines()
+        .find(|l| l.contains("claude image:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("missing")
+            && line.contains("--base LOCAL_IMAGE")
+            && line.contains("config set --global agents.claude.image IMAGE"),
+        "{line}"
+    );
+}
+
+/// Removes an image on drop (a test's derived base).
+struct RemoveImage(String);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &self.0]);
+    }
+}

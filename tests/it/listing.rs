@@ -388,7 +388,7 @@ fn dashboard_json_summarises_instances_and_host() {
     assert_eq!(api["port"], w.port);
     assert_eq!(
         v["summary"],
-        json!({"total": 6, "running": 1, "paused": 1, "stopped": 2, "error": 1}),
+        json!({"total": 6, "running": 1, "paused": 1, "stopped": 2, "error": 1, "needs_you": 0}),
         "ghost-claude is counted as stopped after reconcile"
     );
     // Without --json: the same summary for people.

@@ -117,7 +117,10 @@ fn login_in_a_container_writes_the_shared_state() {
         env.state().join("config.toml"),
         cfg.replace(
             "[agents.claude]\n",
-            "[agents.claude]\nlogin_command = [\"sh\", \"-c\", \"echo logged-in > /home/agent/.claude/.credentials.json; echo done\"]\n",
+            // The login answers first-run questions on the way too.
+            r#"[agents.claude]
+login_command = ["sh", "-c", "echo logged-in > /home/agent/.claude/.credentials.json; echo '{\"hasCompletedOnboarding\":true,\"theme\":\"dark\",\"primaryApiKey\":\"SECRET-key\",\"projects\":{\"/\":{\"hasTrustDialogAccepted\":true}}}' > /home/agent/.claude/.claude.json; echo done"]
+"#,
         ),
     )
     .unwrap();
@@ -126,6 +129,17 @@ fn login_in_a_container_writes_the_shared_state() {
     assert!(stdout(&out).contains("done"), "{}", stdout(&out));
     let f = env.state().join("states/claude/.credentials.json");
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "logged-in\n");
+    // Its answers are kept, not its other settings, nor the trust of the
+    // login container's folder.
+    let kept: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.state().join("states/.answers/claude.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        kept,
+        serde_json::json!({"settings": {"hasCompletedOnboarding": true, "theme": "dark"},
+            "trusted": {}})
+    );
     // The throwaway container is gone.
     let home = env.state().canonicalize().unwrap();
     let left = containers_with_label("ai.home", home.to_str().unwrap());
@@ -236,4 +250,101 @@ fn state_migrate_copies_the_shared_state_into_each_instance_and_loses_nothing() 
         "{}",
         stdout(&out)
     );
+}
+
+/// `login --from-host` keeps the agent's answers to its first-run questions
+/// (Gemini CLI: sign-in method, theme, trusted folders) and nothing else of
+/// its settings; each instance gets those it has no answer of its own for,
+/// and the trust of its own folder only.
+#[test]
+fn login_from_host_gives_each_instance_the_first_run_answers_it_lacks() {
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let a_name = env.unique("answers-a");
+    let b_name = env.unique("answers-b");
+    let (proj_a, proj_b) = (env.project(&a_name), env.project(&b_name));
+    let host = tempfile::tempdir().unwrap();
+    let g = host.path().join(".gemini");
+    std::fs::create_dir_all(&g).unwrap();
+    std::fs::write(g.join("oauth_creds.json"), r#"{"access_token":"ya29.x"}"#).unwrap();
+    std::fs::write(
+        g.join("settings.json"),
+        serde_json::json!({
+            "security": {"auth": {"selectedType": "oauth-personal"}},
+            "ui": {"theme": "GitHub"},
+            "mcpServers": {"db": {"env": {"TOKEN": "SECRET-in-settings"}}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        g.join("trustedFolders.json"),
+        serde_json::json!({proj_a.to_str().unwrap(): "TRUST_FOLDER",
+            "/elsewhere/SECRET-folder": "TRUST_FOLDER", "/untrusted": "DO_NOT_TRUST"})
+        .to_string(),
+    )
+    .unwrap();
+    let out = env
+        .cmd()
+        .env("HOME", host.path())
+        .args(["login", "gemini", "--from-host"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains(
+            "first-run questions (security.auth.selectedType, ui.theme, 2 trusted folders)"
+        ),
+        "{said}"
+    );
+    let kept = env.state().join("states/.answers/gemini.json");
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&kept).unwrap();
+    assert!(
+        !text.contains("SECRET-in") && !text.contains("DO_NOT"),
+        "{text}"
+    );
+
+    // A's instance chose its own theme before; B's folder is not trusted.
+    let a_state = env.state().join(format!("states/{a_name}-gemini"));
+    std::fs::create_dir_all(&a_state).unwrap();
+    std::fs::write(a_state.join("settings.json"), r#"{"ui":{"theme":"Own"}}"#).unwrap();
+    for proj in [&proj_a, &proj_b] {
+        let out = env
+            .cmd()
+            .current_dir(proj)
+            .env("FAKE_AGENT_STAY", "1")
+            .env_remove("GEMINI_API_KEY")
+            .env_remove("GOOGLE_API_KEY")
+            .args(["start", "--mode", "gemini", "--detach"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (a, b) = (format!("{a_name}-gemini"), format!("{b_name}-gemini"));
+    let seen = |id: &str, file: &str| -> serde_json::Value {
+        let c = container_of(&env, id);
+        let out = docker(&["exec", &c, "cat", &format!("/home/agent/.gemini/{file}")]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let sa = seen(&a, "settings.json");
+    assert_eq!(
+        sa["ui"]["theme"], "Own",
+        "the instance's own answer wins: {sa}"
+    );
+    assert_eq!(
+        sa["security"]["auth"]["selectedType"], "oauth-personal",
+        "{sa}"
+    );
+    assert_eq!(
+        seen(&a, "trustedFolders.json"),
+        serde_json::json!({proj_a.to_str().unwrap(): "TRUST_FOLDER"})
+    );
+    let sb = seen(&b, "settings.json");
+    assert_eq!(sb["ui"]["theme"], "GitHub", "{sb}");
+    assert_eq!(seen(&b, "trustedFolders.json"), serde_json::Value::Null);
+    env.ok(&["stop", &a, &b]);
 }

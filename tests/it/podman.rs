@@ -113,6 +113,22 @@ impl Drop for Podman {
     }
 }
 
+/// A config for the agent `claude` on Podman with the test image: no
+/// rlimit of ours (see above), the variables `passthrough` passed in.
+fn podman_config(env: &Env, image: &str, passthrough: &[&str]) {
+    let names: Vec<String> = passthrough.iter().map(|n| format!("{n:?}")).collect();
+    let passthrough = match names.is_empty() {
+        true => String::new(),
+        false => format!("env_passthrough = [{}]\n", names.join(", ")),
+    };
+    env.write_config(&format!(
+        "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
+         [resources.memory]\nlimit = \"128Mi\"\n\n\
+         [resources.nofile]\nlimit = 0\n\n\
+         [agents.claude]\nimage = \"{image}\"\n{passthrough}"
+    ));
+}
+
 fn via(env: &Env, podman: &Podman, dir: &Path, args: &[&str]) -> std::process::Output {
     env.cmd()
         .current_dir(dir)
@@ -133,12 +149,7 @@ fn start_list_health_logs_stats_attach_stop_on_podman() {
     // Given any rlimit, Podman 4.3 also sets its maximum process limit,
     // which this kind of host (an engine inside a restricted container)
     // refuses, like the default ulimits above: leave nofile to the engine.
-    env.write_config(&format!(
-        "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
-         [resources.memory]\nlimit = \"128Mi\"\n\n\
-         [resources.nofile]\nlimit = 0\n\n\
-         [agents.claude]\nimage = \"{image}\"\n"
-    ));
+    podman_config(&env, &image, &[]);
     let name = env.unique("pod");
     let proj: PathBuf = env.project(&name);
     let id = format!("{name}-claude");
@@ -236,12 +247,7 @@ fn egress_policies_hold_on_podman_or_are_refused() {
     };
     let image = podman.load_test_image();
     let env = Env::new();
-    env.write_config(&format!(
-        "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
-         [resources.memory]\nlimit = \"128Mi\"\n\n\
-         [resources.nofile]\nlimit = 0\n\n\
-         [agents.claude]\nimage = \"{image}\"\nenv_passthrough = [\"FAKE_AGENT_STAY\"]\n"
-    ));
+    podman_config(&env, &image, &["FAKE_AGENT_STAY"]);
     let name = env.unique("podeg");
     let proj: PathBuf = env.project(&name);
     let id = format!("{name}-claude");
@@ -301,12 +307,7 @@ fn egress_policies_hold_on_podman_or_are_refused() {
 
     // A key to broker: its sidecar is not built on Podman, so the start
     // says how to pass the key instead of running a box with it unasked.
-    env.write_config(&format!(
-        "[global]\nruntime = \"docker\"\nstop_timeout = \"3s\"\n\n\
-         [resources.memory]\nlimit = \"128Mi\"\n\n\
-         [resources.nofile]\nlimit = 0\n\n\
-         [agents.claude]\nimage = \"{image}\"\nenv_passthrough = [\"ANTHROPIC_API_KEY\", \"FAKE_AGENT_STAY\"]\n"
-    ));
+    podman_config(&env, &image, &["ANTHROPIC_API_KEY", "FAKE_AGENT_STAY"]);
     let keyed = |args: &[&str]| {
         env.cmd()
             .current_dir(&proj)
@@ -339,4 +340,96 @@ fn egress_policies_hold_on_podman_or_are_refused() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = via(&env, &podman, &proj, &["rm", "-f", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Clone mode on Podman: the repository goes into a volume of the
+/// instance (no bind mount), the box works on its own branch, its work
+/// comes back with `fetch --uncommitted` after it stopped (through a copy
+/// container), and `rm` removes the volumes.
+#[test]
+fn a_clone_instance_works_on_podman() {
+    use crate::common::git;
+    require_docker!();
+    let Some(podman) = Podman::start() else {
+        return;
+    };
+    let image = podman.load_test_image();
+    let env = Env::new();
+    podman_config(&env, &image, &["FAKE_AGENT_STAY"]);
+    let name = env.unique("podcl");
+    let repo: PathBuf = env.project(&name);
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "one\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+    std::fs::write(repo.join("README"), "one\ntwo\n").unwrap();
+    let id = format!("{name}-claude");
+    let top = repo.to_str().unwrap().to_owned();
+
+    let out = env
+        .cmd()
+        .current_dir(&repo)
+        .env("DOCKER_HOST", podman.host())
+        .env("FAKE_AGENT_STAY", "1")
+        .args(["start", "--clone", "--mode", "claude", "--detach"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "--clone on podman: {}", stderr(&out));
+    let cid = env.instance(&id)["container_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let inspect = podman.podman().args(["inspect", &cid]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let binds: Vec<&serde_json::Value> = v[0]["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["Type"] != "volume")
+        .collect();
+    assert!(binds.is_empty(), "host paths mounted: {binds:?}");
+    let seen = podman
+        .podman()
+        .args(["exec", &cid, "sh", "-c"])
+        .arg(format!(
+            "cd '{top}' && cat .git/HEAD README && echo wip > wip.txt"
+        ))
+        .output()
+        .unwrap();
+    let seen = stdout(&seen);
+    assert!(seen.contains(&format!("ref: refs/heads/ai/{id}")), "{seen}");
+    assert!(seen.contains("one\ntwo\n"), "{seen}");
+
+    let out = via(&env, &podman, &repo, &["stop", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = via(&env, &podman, &repo, &["fetch", &id, "--uncommitted"]);
+    assert!(out.status.success(), "fetch on podman: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("ai-sessions/{id}-uncommitted at")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        git(
+            &repo,
+            &[
+                "show",
+                &format!("refs/remotes/ai-sessions/{id}-uncommitted:wip.txt")
+            ]
+        ),
+        "wip"
+    );
+    let vols = || {
+        let out = podman
+            .podman()
+            .args(["volume", "ls", "-q", "--filter"])
+            .arg(format!("label=ai.instance={id}"))
+            .output()
+            .unwrap();
+        stdout(&out).lines().count()
+    };
+    assert_eq!(vols(), 3, "the repository, the state, the activity");
+    let out = via(&env, &podman, &repo, &["rm", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(vols(), 0, "rm left the clone's volumes");
 }

@@ -8,6 +8,7 @@ use crate::api_support;
 use crate::common;
 
 use crate::common::{cname, home_label, inspect, stderr, stdout, wait_until, Env};
+use crate::docker_support::no_network_pool;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -293,22 +294,36 @@ fn instances_cannot_reach_each_other_unless_shared() {
         );
         let nets = inspect(&a).unwrap()["NetworkSettings"]["Networks"].clone();
         if mode == "isolated" {
-            assert!(nets.get(&a).is_some(), "on a network of its own: {nets}");
+            // A network of its own, taken from the home's pool of ready ones.
+            let own = |c: &str| {
+                inspect(c).unwrap()["Config"]["Labels"]["ai.network"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            };
+            let (net_a, net_b) = (own(&a), own(&b));
+            assert_ne!(net_a, net_b, "one network each");
+            assert!(
+                nets.get(&net_a).is_some(),
+                "on a network of its own: {nets}"
+            );
+            assert_eq!(nets.as_object().unwrap().len(), 1, "and no other: {nets}");
             // Nor through the host: B is published on 127.0.0.1 only.
-            let gateway = nets[&a]["Gateway"].as_str().unwrap().to_owned();
+            let gateway = nets[&net_a]["Gateway"].as_str().unwrap().to_owned();
             assert!(
                 !reaches(&a, &gateway, &port_b),
                 "via the host's bridge address"
             );
-            let n = docker(&["network", "inspect", &a]);
+            let n = docker(&["network", "inspect", &net_a]);
             let v: serde_json::Value = serde_json::from_slice(&n.stdout).unwrap();
-            assert_eq!(v[0]["Labels"]["ai.instance"], ids[0].as_str());
+            assert_eq!(v[0]["Labels"]["ai.pool"], "1");
             assert_eq!(v[0]["Labels"]["ai.home"], home_label(env.state()).as_str());
             assert_eq!(v[0]["Labels"]["ai.managed-by"], "ai-sessctl");
             env.ok(&["stop", &ids[0]]);
+            let n = docker(&["network", "inspect", "-f", "{{len .Containers}}", &net_a]);
             assert!(
-                !docker(&["network", "inspect", &a]).status.success(),
-                "the network went with the instance"
+                !n.status.success() || stdout(&n).trim() == "0",
+                "the network is back in the pool, or gone: nothing on it"
             );
             // One left behind by a crash is reaped by gc.
             let orphan = format!("ai-orphan-{}", env.token);
@@ -325,7 +340,7 @@ fn instances_cannot_reach_each_other_unless_shared() {
             env.ok(&["gc"]);
             assert!(!docker(&["network", "inspect", &orphan]).status.success());
             assert!(
-                docker(&["network", "inspect", &b]).status.success(),
+                docker(&["network", "inspect", &net_b]).status.success(),
                 "in use: kept"
             );
         } else {
@@ -454,7 +469,9 @@ fn a_network_made_twice_behind_our_back_does_not_stop_a_start() {
         return;
     }
     let env = Env::new();
+    // Networks named after their instance (no pool of ready ones).
     env.use_test_image("");
+    no_network_pool(&env);
     let name = env.unique("dupnet");
     let proj = env.project(&name);
     let id = start(&env, &proj, "claude");

@@ -192,6 +192,16 @@ impl PluginShell {
         self.wait_prompt();
     }
 
+    /// `exit` in a shell that owns a running agent: the first warns and
+    /// the shell stays, the second exits.
+    fn exit_past_warning(&self) {
+        self.tmux.line("exit");
+        self.tmux.wait_text("`exit` again");
+        self.wait_prompt();
+        self.tmux.line("exit");
+        self.tmux.wait_gone();
+    }
+
     fn prompt_segment(&self) -> String {
         self.tmux.eval("$AI_SESSIONS_PROMPT")
     }
@@ -358,8 +368,7 @@ fn full_flow(sh: Shell) {
         hook_lines >= 5,
         "the user's precmd hook ran ({hook_lines} lines)"
     );
-    s.tmux.line("exit");
-    s.tmux.wait_gone();
+    s.exit_past_warning();
     wait_status(&env, &id, "stopped");
     let inst = env.instance(&id);
     assert!(
@@ -579,7 +588,7 @@ fn needs_you(sh: Shell) {
         p.lines()
             .rev()
             .find(|l| !l.trim().is_empty())
-            .is_some_and(|l| l.contains("ai:1 claude?"))
+            .is_some_and(|l| l.contains("ai:1 ?1 claude?"))
     };
     assert!(
         wait_until(POLL, || {
@@ -611,6 +620,79 @@ fn needs_you(sh: Shell) {
 
 per_shell!(needs_you: zsh_needs_you_mark_and_alert, bash_needs_you_mark_and_alert);
 
+/// Presses Enter until the last prompt line shows `want` (a prompt is
+/// drawn when a command ends; the watcher records a change within a
+/// fraction of a second).
+fn wait_prompt_line(s: &PluginShell, want: &str) {
+    assert!(
+        wait_until(POLL, || {
+            s.tmux.keys(&["Enter"]);
+            std::thread::sleep(Duration::from_millis(200));
+            s.tmux
+                .capture()
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| l.contains(want))
+        }),
+        "{want:?} in the prompt; pane:\n{}",
+        s.tmux.capture()
+    );
+}
+
+/// From `~` or another project, the prompt counts the agents that wait
+/// (`ai:1 ?1`), and stops once it works again.
+fn needs_you_anywhere(sh: Shell) {
+    let env = Env::new();
+    env.use_test_image("");
+    let (proj, _) = project(&env, "far");
+    let out = env.run_in(&proj, &["start", "--mode", "claude", "--detach"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let (id, _) = only_instance(&env);
+    let (elsewhere, _) = project(&env, "elsewhere");
+    let s = PluginShell::start(&env, sh);
+    wait_prompt_line(&s, "ai:1");
+    assert!(
+        !s.prompt_segment().contains('?'),
+        "{:?}",
+        s.prompt_segment()
+    );
+
+    let status = env.state().join("activity").join(&id).join("status");
+    std::fs::write(&status, "waiting\n").unwrap();
+    // In the home directory.
+    wait_prompt_line(&s, "ai:1 ?1");
+    assert!(
+        !s.prompt_segment().contains("claude"),
+        "no mark of an agent here: {:?}",
+        s.prompt_segment()
+    );
+    // In another project.
+    s.cd(&elsewhere);
+    wait_prompt_line(&s, "ai:1 ?1");
+    // `ai-sessctl prompt` (starship) says the same.
+    let out = env
+        .cmd()
+        .current_dir(&elsewhere)
+        .arg("prompt")
+        .output()
+        .unwrap();
+    assert_eq!(common::stdout(&out).trim(), "ai:1 ?1");
+
+    std::fs::write(&status, "working\n").unwrap();
+    assert!(
+        wait_until(POLL, || {
+            s.tmux.keys(&["Enter"]);
+            std::thread::sleep(Duration::from_millis(200));
+            !s.prompt_segment().contains('?')
+        }),
+        "the count goes: {:?}",
+        s.prompt_segment()
+    );
+}
+
+per_shell!(needs_you_anywhere: zsh_needs_you_from_anywhere, bash_needs_you_from_anywhere);
+
 /// Config for the exit tests: the fake agent ignoring SIGTERM (as Gemini
 /// CLI does), so a stop waits the whole `stop_timeout` before the kill.
 fn stubborn_agent_config(env: &Env) {
@@ -635,8 +717,7 @@ fn exit_returns_at_once(sh: Shell) {
     s.claude_start_detach(1);
     let (id, _) = only_instance(&env);
     let t0 = Instant::now();
-    s.tmux.line("exit");
-    s.tmux.wait_gone();
+    s.exit_past_warning();
     let gone = t0.elapsed();
     // The shell is gone while the agent is still being stopped.
     let state = common::inspect(&common::cname(&id))
@@ -716,8 +797,7 @@ fn attached_terminal_keeps_its_agent(sh: Shell) {
     two.tmux.keys(&["C-p", "C-q"]);
     two.tmux.wait_text("detached from");
     two.wait_prompt();
-    two.tmux.line("exit");
-    two.tmux.wait_gone();
+    two.exit_past_warning();
     assert!(
         wait_until(Duration::from_secs(20), || status_of(&env, &id)
             == "stopped"),
@@ -804,8 +884,7 @@ fn agent_function_options(sh: Shell) {
         "{shown}"
     );
 
-    s.tmux.line("exit");
-    s.tmux.wait_gone();
+    s.exit_past_warning();
     for id in [&one, &two, &three] {
         wait_status(&env, id, "stopped");
         let inst = env.instance(id);
@@ -859,8 +938,7 @@ fn run_owned_by_the_shell_it_runs_under(sh: Shell) {
         "not under that shell: {inst:#}"
     );
 
-    s.tmux.line("exit");
-    s.tmux.wait_gone();
+    s.exit_past_warning();
     wait_status(&env, &id, "stopped");
     std::thread::sleep(Duration::from_millis(500));
     env.ok(&["list"]);
@@ -868,3 +946,127 @@ fn run_owned_by_the_shell_it_runs_under(sh: Shell) {
 }
 
 per_shell!(run_owned_by_the_shell_it_runs_under: zsh_run_owned_by_the_shell_it_runs_under, bash_run_owned_by_the_shell_it_runs_under);
+
+// ------------------------------------------------------------ honest exits
+
+/// With the default `on_shell_exit = "stop"`: the detach message says the
+/// agent stops with this shell and how to keep it; the first `exit` warns
+/// (naming it) and the shell stays, the second exits and stops it.
+fn exit_warns_once(sh: Shell) {
+    let env = Env::new();
+    env.use_test_image("");
+    let (proj, _) = project(&env, "warn");
+    let s = PluginShell::start(&env, sh);
+    s.cd(&proj);
+    s.claude_start_detach(1);
+    let (id, _) = only_instance(&env);
+    let pane = s.tmux.capture();
+    let detached = pane
+        .lines()
+        .find(|l| l.contains("detached from"))
+        .unwrap_or("");
+    assert!(
+        detached.contains("stops when this shell exits")
+            && detached.contains(&format!("`ai-sessctl keep {id}`"))
+            && !detached.contains("keeps running"),
+        "detach message: {detached:?}"
+    );
+
+    s.tmux.line("exit");
+    let pane = s.tmux.wait_text("`exit` again");
+    assert!(
+        pane.contains(&format!("this shell owns a running agent: {id}")),
+        "the warning names the agent:\n{pane}"
+    );
+    s.wait_prompt();
+    assert!(s.tmux.alive(), "the first exit leaves the shell");
+    assert_eq!(status_of(&env, &id), "running");
+    assert!(!s.exit_trap_ran(), "the shell did not exit");
+
+    // Another command in between: the next `exit` warns again (as zsh
+    // does for jobs); the one right after it goes ahead.
+    s.tmux.line("echo between");
+    s.wait_prompt();
+    s.tmux.line("exit");
+    s.tmux.wait_count("`exit` again", 2);
+    s.wait_prompt();
+    assert_eq!(status_of(&env, &id), "running");
+    s.tmux.line("exit");
+    s.tmux.wait_gone();
+    assert!(s.exit_trap_ran(), "the user's EXIT trap ran");
+    wait_status(&env, &id, "stopped");
+}
+
+per_shell!(exit_warns_once: zsh_exit_warns_once, bash_exit_warns_once);
+
+/// `warn_on_exit = false`: `exit` goes at once (and the policy applies).
+fn exit_warning_off(sh: Shell) {
+    let env = Env::new();
+    env.use_test_image("");
+    env.ok(&["config", "set", "--global", "global.warn_on_exit", "false"]);
+    let (proj, _) = project(&env, "nowarn");
+    let s = PluginShell::start(&env, sh);
+    s.cd(&proj);
+    s.claude_start_detach(1);
+    let (id, _) = only_instance(&env);
+    s.tmux.line("exit");
+    s.tmux.wait_gone();
+    wait_status(&env, &id, "stopped");
+}
+
+per_shell!(exit_warning_off: zsh_exit_warning_off, bash_exit_warning_off);
+
+/// `ai-sessctl keep ID`: the shell no longer owns it, so `exit` goes at
+/// once and the agent keeps running.
+fn keep_then_exit(sh: Shell) {
+    let env = Env::new();
+    env.use_test_image("");
+    let (proj, _) = project(&env, "keepit");
+    let s = PluginShell::start(&env, sh);
+    s.cd(&proj);
+    s.claude_start_detach(1);
+    let (id, _) = only_instance(&env);
+    s.tmux.line(&format!("ai-sessctl keep {id}"));
+    s.tmux
+        .wait_text(&format!("{id} keeps running after its shell exits"));
+    s.wait_prompt();
+    assert!(env.instance(&id)["owner_pid"].is_null());
+    s.tmux.line("exit");
+    s.tmux.wait_gone();
+    assert!(s.exit_trap_ran(), "the user's EXIT trap ran");
+    std::thread::sleep(Duration::from_millis(500));
+    env.ok(&["list"]);
+    assert_eq!(status_of(&env, &id), "running", "{:#}", env.instance(&id));
+    let state = common::inspect(&common::cname(&id))
+        .and_then(|v| v["State"]["Status"].as_str().map(str::to_owned));
+    assert_eq!(state.as_deref(), Some("running"), "the container runs on");
+}
+
+per_shell!(keep_then_exit: zsh_keep_then_exit, bash_keep_then_exit);
+
+/// `ai-stop` of an agent that ignores SIGTERM says it waits (and how not
+/// to), then the agent is killed at the timeout.
+fn stop_says_it_waits(sh: Shell) {
+    let env = Env::new();
+    stubborn_agent_config(&env);
+    let (proj, _) = project(&env, "waits");
+    let s = PluginShell::start(&env, sh);
+    s.cd(&proj);
+    s.claude_start_detach(1);
+    let (id, _) = only_instance(&env);
+    s.tmux.line(&format!("ai-stop {id}"));
+    let pane = s
+        .tmux
+        .wait_text(&format!("waiting up to 8s for {id} to stop"));
+    assert!(
+        pane.contains("`--force` kills it now"),
+        "the way out is named:\n{pane}"
+    );
+    s.tmux.wait_text(&format!("stopped {id}"));
+    s.wait_prompt();
+    let inst = env.instance(&id);
+    assert_eq!(inst["status"], "stopped", "{inst:#}");
+    assert_eq!(inst["exit_code"], 137, "killed after the timeout: {inst:#}");
+}
+
+per_shell!(stop_says_it_waits: zsh_stop_says_it_waits, bash_stop_says_it_waits);

@@ -415,3 +415,223 @@ fn cache_holds_what_init_prints() {
         assert!(cached.contains("codex"), "{sh:?}");
     }
 }
+
+fn set_mtime(path: &Path, at: std::time::SystemTime) {
+    // The owner may date a file it cannot write (the .zwc is read-only).
+    std::fs::File::open(path).unwrap().set_modified(at).unwrap();
+}
+
+/// zsh loads the compiled copy of the cache (`init.zsh.zwc`, which the
+/// cache's header writes) in its place; a copy of an older text is never
+/// run, even when zsh would take it (it only compares whole seconds), and
+/// one zsh cannot use (another version) is compiled again.
+#[test]
+fn zsh_loads_the_compiled_cache_and_never_a_stale_one() {
+    if skip("zsh_loads_the_compiled_cache_and_never_a_stale_one") {
+        return;
+    }
+    let s = Setup::new();
+    let sh = Shell::Zsh;
+    s.warm(sh);
+    let state = s.env.state();
+    let (cfg, agents, cache, bin) = (
+        state.join("config.toml"),
+        state.join("agents.list"),
+        s.cache(sh),
+        s.installed(),
+    );
+    let zwc = state.join("init.zsh.zwc");
+    let check = "printf '<%s|%s>' \"${_AI_SESSIONS_CACHED-none}\" \"$(whence -w codex)\"";
+
+    // The second shell compiles the cache it sourced; no program ran.
+    assert!(!zwc.exists(), "init wrote no compiled copy");
+    let out = s.run(sh, check);
+    assert!(text(&out).contains("<1|codex: none>"), "{}", text(&out));
+    assert_eq!(s.calls(), Vec::<String>::new());
+    assert!(zwc.is_file(), "the shell compiled the cache");
+
+    // The compiled copy is what runs: a line added to the text (dated
+    // before the copy) does not. Dates from a whole second after now and
+    // the build (the cache must be newer than the binary `init` ran as).
+    let built = std::fs::metadata(BIN).unwrap().modified().unwrap();
+    let epoch = std::time::SystemTime::UNIX_EPOCH;
+    let later = std::time::SystemTime::now().max(built) + Duration::from_secs(10);
+    let base = epoch + Duration::from_secs(later.duration_since(epoch).unwrap().as_secs());
+    let date_inputs = || {
+        for f in [&cfg, &agents, &bin] {
+            set_mtime(f, base - Duration::from_secs(30));
+        }
+    };
+    let original = std::fs::read_to_string(&cache).unwrap();
+    std::fs::write(&cache, format!("{original}\nprint -r -- TEXT-RAN\n")).unwrap();
+    date_inputs();
+    set_mtime(&cache, base - Duration::from_secs(5));
+    set_mtime(&zwc, base);
+    let out = s.run(sh, check);
+    assert!(text(&out).contains("<1|codex: none>"), "{}", text(&out));
+    assert!(!text(&out).contains("TEXT-RAN"), "{}", text(&out));
+    std::fs::write(&cache, &original).unwrap();
+
+    // A new agent: the next shell asks `init`, which rewrites the text and
+    // removes the compiled copy.
+    let stale = std::fs::read(&zwc).unwrap();
+    let mut text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    text_cfg.push_str("\n[agents.codex]\ncommand = [\"true\"]\n");
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let out = s.run(sh, check);
+    assert!(
+        text(&out).contains("<none|codex: function>"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(s.calls(), vec!["init zsh".to_owned()]);
+    assert!(!zwc.exists(), "init removed the compiled copy");
+
+    // The copy of the older text comes back within the second of the new
+    // text (a shell that compiled it as `init` rewrote the text): zsh
+    // would load it, but its stamp is not the text's, so `init` is asked.
+    std::fs::write(&zwc, &stale).unwrap();
+    date_inputs();
+    set_mtime(&zwc, base + Duration::from_millis(100));
+    set_mtime(&cache, base + Duration::from_millis(600));
+    let out = s.run(sh, check);
+    assert!(
+        text(&out).contains("<none|codex: function>"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(s.calls(), vec!["init zsh".to_owned()]);
+    // Then the next shell compiles the new text, and the one after runs it.
+    for _ in 0..2 {
+        let out = s.run(sh, check);
+        assert!(text(&out).contains("<1|codex: function>"), "{}", text(&out));
+        assert_eq!(s.calls(), Vec::<String>::new());
+    }
+
+    // A copy zsh cannot load (another zsh version wrote it; here: junk) is
+    // replaced by one it can.
+    std::fs::remove_file(&zwc).unwrap();
+    std::fs::write(&zwc, "not a zwc file").unwrap();
+    let out = s.run(sh, check);
+    assert!(text(&out).contains("<1|codex: function>"), "{}", text(&out));
+    assert_eq!(s.calls(), Vec::<String>::new());
+    let out = Command::new("zsh")
+        .args(["-fc", "zcompile -t \"$1\" init.zsh", "_"])
+        .arg(&zwc)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let leftovers: Vec<_> = std::fs::read_dir(state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("init.zsh.") && n != "init.zsh.zwc")
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new(), "no temporary copy left");
+
+    // `init` of the same text (an `eval "$(ai-sessctl init zsh)"` line
+    // elsewhere) keeps the copy, and the next shell loads it as it is.
+    s.env.ok(&["init", "zsh"]);
+    assert!(zwc.is_file(), "init kept the current compiled copy");
+    let dated = std::fs::metadata(&zwc).unwrap().modified().unwrap();
+    let out = s.run(sh, check);
+    assert!(text(&out).contains("<1|codex: function>"), "{}", text(&out));
+    assert_eq!(s.calls(), Vec::<String>::new());
+    assert_eq!(
+        std::fs::metadata(&zwc).unwrap().modified().unwrap(),
+        dated,
+        "not compiled again"
+    );
+}
+
+/// A terminal's zsh that loaded the compiled cache: the first TAB
+/// completes, the prompt hook runs (segment shown), sourcing the cache
+/// again under `set -u` neither fails nor adds a hook twice.
+#[test]
+fn zsh_from_the_compiled_cache_completes_prompts_and_resources() {
+    if skip("zsh_from_the_compiled_cache_completes_prompts_and_resources") {
+        return;
+    }
+    let s = Setup::new();
+    let sh = Shell::Zsh;
+    s.warm(sh);
+    s.run(sh, "true");
+    assert!(s.env.state().join("init.zsh.zwc").is_file());
+    let proj = s.home().join("proj");
+    std::fs::write(
+        s.env.state().join("prompt.tsv"),
+        format!("{}\tproj-claude\tclaude\trunning\t0\n", proj.display()),
+    )
+    .unwrap();
+    let t = s.shell(sh);
+    t.line("cd proj");
+    t.wait_text("ai:1 claude");
+    t.type_text("ai-list --");
+    t.keys(&["Tab"]);
+    t.wait_text("--quiet");
+    t.keys(&["C-u"]);
+    t.line(&format!(
+        "setopt nounset; . \"$AI_SESSIONS_HOME/init.zsh\" {}; echo sourced-$?",
+        shq(s.installed().to_str().unwrap())
+    ));
+    t.wait_text("sourced-0");
+    assert_eq!(
+        t.eval("$(print -l $precmd_functions $zshexit_functions | grep -c _ai_sessions)"),
+        "2"
+    );
+    t.line("exit");
+    t.wait_gone();
+    assert_eq!(s.calls(), Vec::<String>::new());
+}
+
+/// bash chains its EXIT trap at the first prompt; a shell that draws none
+/// (`bash -i -c`) but runs an agent still runs `shell-exit` when it exits.
+#[test]
+fn bash_without_a_prompt_that_ran_an_agent_runs_shell_exit() {
+    if skip("bash_without_a_prompt_that_ran_an_agent_runs_shell_exit") {
+        return;
+    }
+    let s = Setup::new();
+    s.warm(Shell::Bash);
+    let out = s.run(Shell::Bash, "echo \"pid=$$\"; cd ~/proj && claude");
+    let o = text(&out);
+    let pid = o
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .unwrap_or_else(|| panic!("{o}"))
+        .to_owned();
+    assert_eq!(shell_exits(&s), vec![pid], "{o}");
+}
+
+/// bash chains its EXIT trap only in a shell that owns instances: an agent
+/// run in a subshell first leaves the user's trap alone there (it would
+/// run the user's text when the subshell exits), and the shell itself
+/// chains it at the next prompt: its exit runs `shell-exit`, then the
+/// user's trap, once.
+#[test]
+fn bash_agent_in_a_subshell_first_chains_the_exit_trap_in_the_shell() {
+    if skip("bash_agent_in_a_subshell_first_chains_the_exit_trap_in_the_shell") {
+        return;
+    }
+    let s = Setup::new();
+    s.warm(Shell::Bash);
+    let t = s.shell(Shell::Bash);
+    let pid = t.eval("$$");
+    t.line("trap 'echo user-exit >>~/exit.log' EXIT");
+    t.line("(cd ~/proj && claude); echo sub-$((40 + 2))");
+    t.wait_text("sub-42");
+    let log = s.home().join("exit.log");
+    assert!(
+        !log.exists(),
+        "the user's EXIT trap ran when the subshell exited"
+    );
+    assert!(s.env.state().join("shells").join(&pid).exists());
+    t.line("exit");
+    t.wait_gone();
+    assert_eq!(shell_exits(&s), vec![pid]);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        "user-exit\n",
+        "the user's EXIT trap ran once, at the shell's exit"
+    );
+}

@@ -1,5 +1,6 @@
 //! `top` in a real terminal (tmux): the full-screen table shows the
-//! instances with live figures, sort keys work, `q` restores the screen.
+//! instances with live figures and what each agent does (ACTIVITY, the
+//! count that needs you in the title), sort keys work, `q` restores the screen.
 
 use crate::common;
 
@@ -49,6 +50,21 @@ fn top_shows_instances_live_and_restores_the_screen() {
     let screen = wait_for(&tmux, "1 running of 1");
     assert!(screen.contains(&id), "{screen}");
     assert!(screen.contains("running"), "{screen}");
+    assert!(screen.contains("ACTIVITY"), "{screen}");
+    // The agent says it waits: its row and the title say so.
+    let status = env.state().join("activity").join(&id).join("status");
+    std::fs::write(&status, "waiting\n").unwrap();
+    let screen = wait_for(&tmux, "1 need you");
+    let row = screen
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("no row for {id}:\n{screen}"));
+    assert!(row.contains("running") && row.contains("waiting"), "{row}");
+    std::fs::write(&status, "working\n").unwrap();
+    let screen = tmux.wait_screen("working", Duration::from_secs(15), |s| {
+        s.lines().any(|l| l.contains(&id) && l.contains("working"))
+    });
+    assert!(!screen.contains("need you"), "{screen}");
     // Live figures arrive from the background sampler.
     let screen = wait_for(&tmux, "%");
     assert!(screen.contains("MiB") || screen.contains("KiB"), "{screen}");

@@ -166,6 +166,16 @@ check "zsh: raw template loads (got: $out)" test "$out" = '0 1'
 out=$(zsh -f -c 'source "$1"; source <(sed "s/^  _ai_sessions_define_agents claude gemini$/  _ai_sessions_define_agents claude/" "$1")
     print ${+functions[claude]} ${+functions[gemini]}; zshexit_functions=()' _ "$T/ai-sessions.zsh" 2>&1)
 check "zsh: reload drops removed agent (got: $out)" test "$out" = '1 0'
+# `exit`/`logout`: ours (guarded) after loading twice; a user's own is kept
+out=$(bash -uc 'source "$1"; source "$1"; declare -f exit logout | grep -c _ai_sessions_exit_guard
+    bash -uc '\''exit() { echo mine; }; source "$1"; source "$1"; exit; trap - EXIT'\'' _ "$1"
+    trap - EXIT' _ "$T/ai-sessions.bash" 2>&1) || true
+check "bash: exit/logout ours, a user's exit kept (got: $out)" test "$out" = '2
+mine'
+out=$(zsh -f -c 'source "$1"; source "$1"; print -l -- $functions[exit] $functions[logout] | grep -c _ai_sessions_exit_guard
+    function logout { print mine; }; source "$1"; logout; zshexit_functions=()' _ "$T/ai-sessions.zsh" 2>&1) || true
+check "zsh: exit/logout ours, a user's logout kept (got: $out)" test "$out" = '2
+mine'
 
 # PROMPT_COMMAND in all its forms, loaded twice
 pc_case() { # pc_case SETUP -> prints declare -p PROMPT_COMMAND / precmd_functions
@@ -293,9 +303,9 @@ for S in "${SESSIONS[@]}"; do
             test "$(grep -c _ai_sessions_precmd "$T/$S.hooks")" -eq 1
         check "$S: PROMPT_COMMAND keeps the user's hook first" \
             grep -qxF "declare -- PROMPT_COMMAND=\$'echo hook >>\"\$T/$S.userhook\"\\n_ai_sessions_precmd'" "$T/$S.hooks"
-        check "$S: EXIT trap chained once" \
-            test "$(grep -c '_ai_sessions_exit_hook' "$T/$S.hooks")" -eq 1
-        check "$S: user's EXIT trap text kept" grep -qF "echo \"user-exit \$?\" >>\"\$T/$S.exit\"" "$T/$S.hooks"
+        # the EXIT trap is chained once the shell runs an agent (below)
+        check "$S: EXIT trap the user's alone before an agent ran" \
+            test "$(grep -c '_ai_sessions_exit_hook' "$T/$S.hooks")" -eq 0
     fi
 
     # prompt segment: appears, per-project agents, clears
@@ -332,6 +342,12 @@ for S in "${SESSIONS[@]}"; do
     check "$S: command claude reaches the real CLI" log_has "real-claude real"
     run "$S" "gemini -p 'x'"
     check "$S: gemini function" log_has "<run><gemini><--shell-pid><$pid><--><-p><x>"
+    if [[ $SH == bash ]]; then
+        run "$S" t_hooks
+        check "$S: EXIT trap chained once" \
+            test "$(grep -c '_ai_sessions_exit_hook' "$T/$S.hooks")" -eq 1
+        check "$S: user's EXIT trap text kept" grep -qF "echo \"user-exit \$?\" >>\"\$T/$S.exit\"" "$T/$S.hooks"
+    fi
     run "$S" "ai-stop; echo \"rc=\$?\""
     check "$S: ai-stop without args: usage" pane_has "$S" "usage: ai-stop <instance-id>..."
     check "$S: ai-stop without args: running ids" pane_has "$S" "  proj-claude-2"

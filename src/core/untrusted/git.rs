@@ -246,8 +246,37 @@ pub fn output_writing_as(
     writable: &[&Path],
     who: Option<&Identity>,
 ) -> Result<Output> {
+    output_writing_env(dir, args, writable, who, &[])
+}
+
+/// [`run_writing_as`] with paths given to git through its environment:
+/// `GIT_INDEX_FILE` (a scratch index: the user's own stays as it is),
+/// `GIT_WORK_TREE`, `GIT_DIR`. Only these three are accepted.
+pub fn run_writing_env(
+    dir: &Path,
+    args: &[&str],
+    writable: &[&Path],
+    who: Option<&Identity>,
+    env: &[(&str, &Path)],
+) -> Result<String> {
+    finish(args, output_writing_env(dir, args, writable, who, env)?)
+}
+
+fn output_writing_env(
+    dir: &Path,
+    args: &[&str],
+    writable: &[&Path],
+    who: Option<&Identity>,
+    env: &[(&str, &Path)],
+) -> Result<Output> {
     let overrides = overrides_for(dir);
     let mut cmd = command(dir, args, &overrides, true);
+    for (k, v) in env {
+        if !matches!(*k, "GIT_INDEX_FILE" | "GIT_WORK_TREE" | "GIT_DIR") {
+            return Err(Error::Other(format!("git: {k} is not a path we give git")));
+        }
+        cmd.env(k, v);
+    }
     if let Some(who) = who {
         for (k, v) in who.env() {
             cmd.env(k, v);

@@ -7,6 +7,8 @@
 //!
 //! - [`fs`]: files and directories the box can write: no symlink followed,
 //!   no blocking on a FIFO or a lock the box holds, sizes capped.
+//! - [`archive`]: a tar of a path in a box, sent by its engine: one small
+//!   regular file taken, anything else (a link, a directory, more) nothing.
 //! - [`addr`]: addresses a name from the box resolved to, before the
 //!   egress proxy connects: public only (private ranges where allowed).
 //! - [`git`]: our own git calls: no program the repository names runs
@@ -24,6 +26,7 @@
 //!   C1, DEL) and bidirectional overrides shown escaped, never sent.
 
 pub mod addr;
+pub mod archive;
 pub mod beneath;
 pub mod boxdir;
 pub mod fs;

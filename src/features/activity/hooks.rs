@@ -63,17 +63,47 @@ fn group(a: Activity, kind: HookKind, status: &str, matcher: Option<&str>) -> Va
     g
 }
 
-/// Claude Code: `Notification` (a permission prompt, or input awaited) →
-/// waiting; `SessionStart` (its prompt is up) and `Stop` (the turn ended)
-/// → idle; a prompt submitted or a tool about to run → working.
+/// Claude Code's `PreToolUse` hook: its question tool (`AskUserQuestion`)
+/// waits for the user, any other tool works. One command that reads the
+/// event (JSON on stdin) rather than two matcher groups: Claude Code runs
+/// every matching group at once, so a generic `working` group would race a
+/// specific `waiting` one for the last word.
+fn claude_pre_tool() -> Value {
+    let cmd = format!(
+        "case \"$(cat)\" in *'\"tool_name\":\"{q}\"'*|*'\"tool_name\": \"{q}\"'*) w={wait} ;; *) w={work} ;; esac; \
+         [ -n \"${{AI_SESSION_STATUS_FILE:-}}\" ] && printf '%s\\n' \"$w\" >\"$AI_SESSION_STATUS_FILE\" 2>/dev/null; exit 0",
+        q = CLAUDE_QUESTION_TOOL,
+        wait = Activity::Waiting,
+        work = Activity::Working,
+    );
+    json!({"matcher": "*", "hooks": [{"type": "command", "command": cmd, "timeout": 5}]})
+}
+
+/// Claude Code's tool that asks the user a question.
+pub const CLAUDE_QUESTION_TOOL: &str = "AskUserQuestion";
+
+/// Claude Code: `PermissionRequest` (its permission dialog is up), a
+/// `Notification` of a permission prompt or an MCP server's question, and
+/// `PreToolUse` of its question tool → waiting, at once; `SessionStart`
+/// (its prompt is up) and `Stop` (the turn ended) → idle; a prompt
+/// submitted, any other tool about to run, and `PostToolUse` (a tool ran:
+/// the answer came) → working. Its idle notification (`idle_prompt`, a
+/// minute after a turn) is not waiting: the agent is idle.
 pub fn claude_settings() -> Value {
     let k = HookKind::Claude;
     json!({
         "hooks": {
             "SessionStart": [group(Activity::Idle, k, "", None)],
             "UserPromptSubmit": [group(Activity::Working, k, "", None)],
-            "PreToolUse": [group(Activity::Working, k, "", Some("*"))],
-            "Notification": [group(Activity::Waiting, k, "", None)],
+            "PreToolUse": [claude_pre_tool()],
+            "PermissionRequest": [group(Activity::Waiting, k, "", Some("*"))],
+            "PostToolUse": [group(Activity::Working, k, "", Some("*"))],
+            "Notification": [group(
+                Activity::Waiting,
+                k,
+                "",
+                Some("permission_prompt|elicitation_dialog"),
+            )],
             "Stop": [group(Activity::Idle, k, "", None)],
         }
     })
@@ -166,6 +196,66 @@ mod tests {
             .output()
             .unwrap();
         assert!(out.status.success());
+    }
+
+    /// Runs a hook's command with the event on stdin.
+    fn run_with_event(cmd: &str, file: &Path, event: &str) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .env("AI_SESSION_STATUS_FILE", file)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(event.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn claude_waits_on_a_permission_or_its_question_tool_and_works_after() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("status");
+        let v = claude_settings();
+        let cmd = |event: &str| {
+            v["hooks"][event][0]["hooks"][0]["command"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let pre = cmd("PreToolUse");
+        for (event, want) in [
+            (
+                r#"{"hook_event_name":"PreToolUse","tool_name":"AskUserQuestion"}"#,
+                Activity::Waiting,
+            ),
+            (
+                r#"{"hook_event_name":"PreToolUse","tool_name":"Edit"}"#,
+                Activity::Working,
+            ),
+            (
+                r#"{"tool_name": "AskUserQuestion", "x": 1}"#,
+                Activity::Waiting,
+            ),
+            ("not json", Activity::Working),
+        ] {
+            run_with_event(&pre, &f, event);
+            assert_eq!(crate::features::activity::read(&f), Some(want), "{event}");
+        }
+        run_with_event(&cmd("PermissionRequest"), &f, "{}");
+        assert_eq!(crate::features::activity::read(&f), Some(Activity::Waiting));
+        run_with_event(&cmd("PostToolUse"), &f, "{}");
+        assert_eq!(crate::features::activity::read(&f), Some(Activity::Working));
+        // The idle notification says nothing: only the prompts that ask.
+        let m = v["hooks"]["Notification"][0]["matcher"].as_str().unwrap();
+        assert!(
+            m.contains("permission_prompt") && !m.contains("idle_prompt"),
+            "{m}"
+        );
     }
 
     #[test]

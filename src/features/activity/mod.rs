@@ -19,12 +19,16 @@ use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
 use crate::core::types::{Activity, InstanceId};
 use crate::core::warning::Warnings;
+use crate::engine::volume::PathStat;
+use crate::engine::Engine;
+use crate::launch::{BoxFile, LaunchPlan, PlannedVolume, Upload};
 use crate::state::config::{AgentSpec, HookKind};
 use crate::state::context::Ctx;
 use crate::state::events::Level;
 use crate::state::registry::{Instance, LogBudget, RuntimeKind};
 use chrono::Utc;
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Where an instance's activity directory is mounted in its container.
@@ -111,12 +115,99 @@ pub fn prepare(
 /// The agent owns the file: read as [`crate::core::untrusted`] (a FIFO or a
 /// symlink in its place says nothing).
 pub fn read(path: &Path) -> Option<Activity> {
-    let buf = crate::core::untrusted::read(path, 64)?;
-    let text = std::str::from_utf8(&buf).ok()?;
+    word(&crate::core::untrusted::read(path, WORD_CAP)?)
+}
+
+/// At most this much of a status file is read.
+const WORD_CAP: u64 = 64;
+
+/// The last word written, of the known ones.
+fn word(buf: &[u8]) -> Option<Activity> {
+    let text = std::str::from_utf8(buf).ok()?;
     text.lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .and_then(Activity::parse)
+}
+
+/// A clone instance mounts nothing of the host: its activity directory is
+/// the `volume` at [`MOUNT`] (owned by root, as the engine makes it), into
+/// which each start copies what [`prepare`] wrote here: the status file,
+/// the box user's to write, and the hook settings, root's.
+pub fn boxed(
+    dirs: &StateDir,
+    id: &InstanceId,
+    plan: &mut LaunchPlan,
+    volume: PlannedVolume,
+) -> Result<()> {
+    let dir = dir_of(dirs, id);
+    let mut files = vec![BoxFile::private(STATUS_FILE, b"unknown\n".to_vec())];
+    let names = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    for name in names.filter_map(|e| e.ok()).map(|e| e.file_name()) {
+        let Some(name) = name.to_str().filter(|n| *n != STATUS_FILE) else {
+            continue;
+        };
+        if let Some(data) = crate::core::untrusted::read(&dir.join(name), 1 << 20) {
+            files.push(BoxFile::root(name, data));
+        }
+    }
+    plan.agent
+        .volumes
+        .push((volume.name.clone(), MOUNT.to_owned()));
+    plan.volumes.push(volume);
+    plan.uploads.push(Upload {
+        at: MOUNT.to_owned(),
+        files,
+    });
+    Ok(())
+}
+
+/// Brings the word of each live clone instance home from its box, through
+/// the engine, into its status file here (where [`sync`] reads it, and
+/// `list` and the prompt with it, asking no engine). The file is looked at
+/// each time and copied out only when it changed (`seen`: what it was, by
+/// container). What the engine sends is the box's: a word is taken from
+/// one small regular file only.
+pub fn mirror(ctx: &Ctx, engine: &Engine, seen: &mut HashMap<String, PathStat>) {
+    let Ok(reg) = ctx.store.load() else {
+        return;
+    };
+    let path = format!("{MOUNT}/{STATUS_FILE}");
+    let boxes: Vec<(&InstanceId, &String)> = reg
+        .instances
+        .values()
+        .filter(|i| i.status.is_live() && i.clone.is_some())
+        // On another engine than this process reaches: not there to ask.
+        .filter(|i| {
+            let here = crate::engine::endpoint::current().ok();
+            i.engine
+                .as_deref()
+                .is_none_or(|e| here.is_none_or(|h| h.names(e)))
+        })
+        .filter_map(|i| Some((&i.id, i.container_id.as_ref()?)))
+        .collect();
+    seen.retain(|cid, _| boxes.iter().any(|(_, c)| *c == cid));
+    for (id, cid) in boxes {
+        let Ok(stat) = engine.stat_path(cid, &path) else {
+            continue;
+        };
+        if seen.get(cid) == Some(&stat) {
+            continue;
+        }
+        let Ok(tar) = engine.download_tar(cid, &path, 16 << 10) else {
+            continue;
+        };
+        seen.insert(cid.clone(), stat);
+        let Some(now) =
+            crate::core::untrusted::archive::one_file(&tar, WORD_CAP).and_then(|buf| word(&buf))
+        else {
+            continue;
+        };
+        let here = status_file(&ctx.dirs, id);
+        if read(&here) != Some(now) && dir_of(&ctx.dirs, id).is_dir() {
+            let _ = crate::core::paths::atomic_write(&here, format!("{now}\n").as_bytes());
+        }
+    }
 }
 
 /// A change of activity recorded by [`sync`].

@@ -128,7 +128,12 @@ fn message(inst: &Instance) -> String {
         Activity::Idle => "is done",
         _ => "changed",
     };
-    format!("{} ({}) {what}", inst.id, inst.project_name)
+    // The path, not the name: two `api`s are told apart, as in `list`.
+    format!(
+        "{} ({}) {what}",
+        inst.id,
+        crate::core::paths::home_shown(&inst.project_path)
+    )
 }
 
 fn notify(ctx: &Ctx, settings: &crate::state::config::Settings, inst: &Instance) {

@@ -14,6 +14,9 @@ const TICK: Duration = Duration::from_millis(250);
 /// How long it stays with nothing live (a start registers just after it
 /// spawns the watcher).
 const LINGER: Duration = Duration::from_secs(5);
+/// How long the mirror of clone instances waits after its engine did not
+/// answer.
+const RECONNECT: Duration = Duration::from_secs(5);
 
 fn lock_path(ctx: &Ctx) -> std::path::PathBuf {
     ctx.dirs.root().join("activity").join("watch.lock")
@@ -36,6 +39,7 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let Some(_lock) = try_lock(ctx) else {
         return Ok(());
     };
+    mirror_in_background(ctx);
     let mut notifier = Notifier::default();
     let mut quiet_since: Option<Instant> = None;
     loop {
@@ -56,6 +60,41 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         }
         std::thread::sleep(TICK);
     }
+}
+
+/// Clone instances' words come home through the engine (see
+/// [`super::mirror`]), in a thread of their own: a slow engine (one on
+/// another machine) delays neither the local instances' activity nor the
+/// notifications. It ends with the watcher's process.
+fn mirror_in_background(ctx: &Ctx) {
+    let ctx = Ctx {
+        dirs: ctx.dirs.clone(),
+        store: crate::state::registry::Store::new(ctx.dirs.clone()),
+    };
+    std::thread::spawn(move || {
+        let mut engine = None;
+        let mut seen = std::collections::HashMap::new();
+        loop {
+            let cloned = ctx.store.load().is_ok_and(|r| {
+                r.instances
+                    .values()
+                    .any(|i| i.status.is_live() && i.clone.is_some())
+            });
+            if cloned {
+                // Connected on first need: most homes have no clone.
+                if engine.is_none() {
+                    engine = crate::engine::Engine::shared().ok();
+                }
+                match engine {
+                    Some(engine) => super::mirror(&ctx, engine, &mut seen),
+                    // Not answering (an ssh engine may be slow to): again
+                    // in a while, not at every tick.
+                    None => std::thread::sleep(RECONNECT),
+                }
+            }
+            std::thread::sleep(TICK);
+        }
+    });
 }
 
 /// Starts the watcher in the background unless one runs. Never fails the

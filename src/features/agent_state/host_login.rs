@@ -1,5 +1,6 @@
 //! `ai-sessctl login MODE --from-host`: copies the login an agent keeps on
-//! this machine into the agent's shared state (0600), never printing it.
+//! this machine into the agent's shared state (0600), never printing it,
+//! with the agent's answers to its first-run questions (see `answers`).
 
 use crate::core::error::{Error, Result};
 use crate::core::paths::{ensure_private_dir, StateDir};
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub struct HostCopy {
     pub from: String,
     pub to: PathBuf,
+    /// The first-run answers kept with it, if the agent had any.
+    pub answers: Option<super::Answers>,
 }
 
 /// Claude Code's file login (Linux) or Keychain item (macOS), Gemini
@@ -22,13 +25,14 @@ pub fn copy_from_host(dirs: &StateDir, mode: &Mode) -> Result<HostCopy> {
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
         .ok_or_else(|| Error::Invalid("HOME is not set".into()))?;
+    // The host's Claude Code honours CLAUDE_CONFIG_DIR as well (its
+    // `.claude.json` then lives in it, not in HOME).
+    let claude_dir = std::env::var_os("CLAUDE_CONFIG_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
     let (secret, from, file) = match mode.as_str() {
         "claude" => {
-            // The host's Claude Code honours CLAUDE_CONFIG_DIR as well.
-            let dir = std::env::var_os("CLAUDE_CONFIG_DIR")
-                .filter(|d| !d.is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| home.join(".claude"));
+            let dir = claude_dir.clone().unwrap_or_else(|| home.join(".claude"));
             let path = dir.join(".credentials.json");
             if cfg!(target_os = "macos") && !path.exists() {
                 (keychain("Claude Code-credentials")?, "the macOS Keychain item \"Claude Code-credentials\"".to_owned(), ".credentials.json")
@@ -51,7 +55,11 @@ pub fn copy_from_host(dirs: &StateDir, mode: &Mode) -> Result<HostCopy> {
     ensure_private_dir(&to_dir)?;
     let to = to_dir.join(file);
     write_private(&to, &secret)?;
-    Ok(HostCopy { from, to })
+    let answers = super::answers::from_host(mode, &home, claude_dir.as_deref());
+    if let Some(a) = &answers {
+        super::answers::save(dirs, mode, a.clone(), false)?;
+    }
+    Ok(HostCopy { from, to, answers })
 }
 
 fn read_login(path: &Path, mode: &Mode) -> Result<Vec<u8>> {

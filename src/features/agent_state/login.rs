@@ -4,7 +4,8 @@
 //! it), no API key (nothing from `env_passthrough`) and is refused unless
 //! the agent's egress policy lets it out; afterwards only the login file
 //! is copied out of it, into `states/<mode>/`, which every instance of
-//! the agent mounts read-only.
+//! the agent mounts read-only, and the answers to its first-run questions
+//! (see `answers`).
 
 use super::credential_files;
 use crate::core::error::{Error, Result};
@@ -15,14 +16,12 @@ use crate::engine::attach::{self, AttachEnd};
 use crate::engine::container::{Bind, ContainerSpec, Created};
 use crate::engine::{Engine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
 use crate::state::config::{Effective, EgressPolicy};
-use std::collections::HashMap;
 use std::ffi::OsStr;
 
-/// Labels of a login container: the agent, and the `ai-sessctl` process
-/// that runs it (pid and start time), so `gc` can tell a leaked one.
+/// Label of a login container, naming the agent; with it, the
+/// `ai-sessctl` process that runs it (see `engine::scratch`), so `gc` can
+/// tell a leaked one.
 const LOGIN_LABEL: &str = "ai.login";
-const PID_LABEL: &str = "ai.login.pid";
-const START_LABEL: &str = "ai.login.start";
 
 /// A login file is small; a bigger one is not copied out of the box.
 const LOGIN_FILE_CAP: u64 = 1 << 20;
@@ -66,7 +65,7 @@ pub fn login_in_container(dirs: &StateDir, mode: &Mode, eff: &Effective) -> Resu
         .map_err(|e| Error::io(states_path.join(&scratch), e))?;
     let code = run_container(engine, dirs, mode, eff, &states_path.join(&scratch));
     let saved = match &code {
-        Ok(0) => save_login(&states, &scratch, mode, &files),
+        Ok(0) => save_login(dirs, &states, &scratch, mode, &files),
         _ => Ok(()),
     };
     let _ = states.remove_all(OsStr::new(&scratch));
@@ -76,7 +75,13 @@ pub fn login_in_container(dirs: &StateDir, mode: &Mode, eff: &Effective) -> Resu
 
 /// Copies the login file(s) out of the login's scratch state into
 /// `states/<mode>/`: regular files only, capped, never through a link.
-fn save_login(states: &Tree, scratch: &str, mode: &Mode, files: &[&str]) -> Result<()> {
+fn save_login(
+    dirs: &StateDir,
+    states: &Tree,
+    scratch: &str,
+    mode: &Mode,
+    files: &[&str],
+) -> Result<()> {
     let at = |f: &str| format!("states/{scratch}/{f}");
     let from = states
         .sub(OsStr::new(scratch))
@@ -103,6 +108,11 @@ fn save_login(states: &Tree, scratch: &str, mode: &Mode, files: &[&str]) -> Resu
             files.join(" or ")
         )));
     }
+    // What the user answered on the way (theme, sign-in method) need not
+    // be asked again in each instance.
+    if let Some(a) = super::answers::from_login_state(mode, &from) {
+        super::answers::save(dirs, mode, a, true)?;
+    }
     Ok(())
 }
 
@@ -128,15 +138,9 @@ fn run_container(
     let home = dirs.home_label();
     let pid = std::process::id();
     let name = format!("ai-login-{mode}-{pid}");
-    let mut labels = HashMap::from([
-        (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
-        (HOME_LABEL.to_owned(), home),
-        (LOGIN_LABEL.to_owned(), mode.to_string()),
-        (PID_LABEL.to_owned(), pid.to_string()),
-    ]);
-    if let Some(start) = crate::core::procinfo::start_time(pid) {
-        labels.insert(START_LABEL.to_owned(), start.to_string());
-    }
+    let mut labels = crate::engine::scratch::labels(LOGIN_LABEL, mode.as_str());
+    labels.insert(MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned());
+    labels.insert(HOME_LABEL.to_owned(), home);
     let spec = ContainerSpec {
         name: name.clone(),
         image: agent.image.clone(),
@@ -181,29 +185,14 @@ fn run_container(
 /// (killed before it could remove them): removed, with their scratch
 /// state, unless `dry_run`. Returns their names.
 pub fn reap_logins(engine: &Engine, dirs: &StateDir, dry_run: bool) -> Result<Vec<String>> {
-    let home = dirs.home_label();
-    let list = engine.list(&[LOGIN_LABEL.to_owned(), format!("{HOME_LABEL}={home}")])?;
-    let mut out = Vec::new();
-    for c in list {
-        let pid = c.labels.get(PID_LABEL).and_then(|p| p.parse::<u32>().ok());
-        let start = c
-            .labels
-            .get(START_LABEL)
-            .and_then(|s| s.parse::<u64>().ok());
-        // Its login still runs: the same pid, started at the same time.
-        if pid.is_some_and(|p| crate::core::procinfo::alive(p, start)) {
-            continue;
-        }
-        if !dry_run {
-            engine.remove_container(&c.id)?;
-            if let (Some(p), Ok(states)) = (pid, Tree::open(&dirs.states_dir())) {
+    let home = [format!("{HOME_LABEL}={}", dirs.home_label())];
+    let gone = engine.reap_orphans(LOGIN_LABEL, &home, dry_run)?;
+    if !dry_run {
+        if let Ok(states) = Tree::open(&dirs.states_dir()) {
+            for p in gone.iter().filter_map(|o| o.pid) {
                 let _ = states.remove_all(OsStr::new(&scratch_name(p)));
             }
         }
-        out.push(match c.name.is_empty() {
-            true => c.id,
-            false => c.name,
-        });
     }
-    Ok(out)
+    Ok(gone.into_iter().map(|o| o.name).collect())
 }

@@ -4,10 +4,12 @@
 //! What is shared, to log in once per agent, is the login file alone
 //! (`states/<mode>/<file>`), bound read-only over the instance's copy.
 
+mod answers;
 mod host_login;
 mod login;
 mod migrate;
 
+pub use answers::{apply as apply_answers, Answers};
 pub use host_login::{copy_from_host, HostCopy};
 pub use login::{login_in_container, reap_logins};
 pub use migrate::{migrate, Migrated};

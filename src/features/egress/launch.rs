@@ -8,7 +8,7 @@ use crate::core::error::{Error, Result};
 use crate::core::paths::StateDir;
 use crate::engine::network::OwnNetwork;
 use crate::engine::{Engine, HOME_LABEL, MANAGED_LABEL, MANAGED_VALUE};
-use crate::launch::{LaunchPlan, LaunchSpec, PlannedNetwork, INSTANCE_LABEL};
+use crate::launch::{LaunchPlan, LaunchSpec, PlannedNetwork, PlannedVolume, INSTANCE_LABEL};
 use crate::state::config::EgressPolicy;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,9 +32,39 @@ pub fn outer_network_name(container: &str) -> String {
 /// internal one (or none), publishes nothing, and resolves no names; under
 /// `allowlist` the proxy sidecar joins the plan, with the network it
 /// reaches out through.
+/// On an engine on another machine the sidecar's files are sent to a
+/// volume of its own there (see [`super::remote`]); what cannot be sent is
+/// refused before anything is made: a subscription login the broker
+/// refreshes is a file of this machine, written back in place.
+fn refuse_remote(spec: &LaunchSpec) -> Result<()> {
+    let brokered_login = spec
+        .credential
+        .as_ref()
+        .and_then(|c| c.oauth.as_ref())
+        .is_some_and(|o| o.brokered);
+    if !brokered_login {
+        return Ok(());
+    }
+    let Some(why) = crate::engine::endpoint::current()
+        .ok()
+        .and_then(|e| e.mount_refusal())
+    else {
+        return Ok(());
+    };
+    Err(Error::Invalid(format!(
+        "{why}: the credential broker refreshes the subscription login in its file on this \
+         machine, which is not there; on that engine use an API key (brokered), or \
+         agents.{mode}.credentials.mode = \"env\" or \"none\"",
+        mode = spec.mode
+    )))
+}
+
 pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> Result<()> {
     let net = &spec.eff.settings.networking;
     let name = plan.agent.name.clone();
+    if spec.credential.is_some() {
+        refuse_remote(spec)?;
+    }
     if net.egress != EgressPolicy::Open {
         plan.networks.clear();
         plan.agent.publish = None;
@@ -75,6 +105,7 @@ pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> 
         super::write_rules(&dirs, spec.id, spec.eff)?;
         let mut sidecar = sidecar_of(engine, spec, &dirs, &name, own.clone(), None)?;
         sidecar.broker = Some(broker_of(spec, &dirs, cred, plan)?);
+        send_files(engine, spec, &dirs, &sidecar, plan)?;
         plan.sidecars.push(sidecar::spec(&sidecar)?);
         plan.stdin.insert(sidecar.name.clone(), cred.key.clone());
         return Ok(());
@@ -129,8 +160,42 @@ pub fn contribute(engine: &Engine, spec: &LaunchSpec, plan: &mut LaunchPlan) -> 
         sidecar.broker = Some(broker_of(spec, &dirs, cred, plan)?);
         plan.stdin.insert(sidecar.name.clone(), cred.key.clone());
     }
+    send_files(engine, spec, &dirs, &sidecar, plan)?;
     plan.sidecars.push(sidecar::spec(&sidecar)?);
     plan.agent.env.extend(sidecar::agent_env());
+    Ok(())
+}
+
+/// On an engine on another machine: the sidecar's volume, made before it,
+/// and its files (rules, broker settings, ledgers), unpacked in it before
+/// it starts. Its volume goes with the instance (`rm`).
+fn send_files(
+    engine: &Engine,
+    spec: &LaunchSpec,
+    dirs: &StateDir,
+    sidecar: &sidecar::Sidecar,
+    plan: &mut LaunchPlan,
+) -> Result<()> {
+    let Some(volume) = &sidecar.volume else {
+        return Ok(());
+    };
+    let fresh = !engine.volume_exists(volume)?;
+    plan.volumes.push(PlannedVolume {
+        name: volume.clone(),
+        labels: HashMap::from([
+            (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
+            (HOME_LABEL.to_owned(), spec.home.clone()),
+            (INSTANCE_LABEL.to_owned(), spec.id.to_string()),
+            (super::remote::FOR_LABEL.to_owned(), spec.id.to_string()),
+        ]),
+    });
+    plan.sidecar_seeds.insert(
+        sidecar.name.clone(),
+        (
+            super::remote::MOUNT.to_owned(),
+            super::remote::seed(dirs, spec.id, fresh)?,
+        ),
+    );
     Ok(())
 }
 
@@ -158,6 +223,7 @@ fn sidecar_of(
         logs_dir: dirs.logs_dir(),
         home: spec.home.clone(),
         broker: None,
+        volume: super::remote::is_remote().then(|| super::remote::volume_name(name)),
     })
 }
 
@@ -288,6 +354,13 @@ fn bind_placeholder_login(
         });
     }
     Ok(name)
+}
+
+/// Before the agent's container `name` is removed (its sidecar ends once
+/// it is gone): on an engine on another machine, what the sidecar wrote
+/// is copied back into the state home.
+pub fn before_removal(engine: &Engine, name: &str) {
+    super::remote::pull_before_removal(engine, &sidecar_name(name));
 }
 
 /// Removes the sidecar and the networks of container `name` (each gone

@@ -9,6 +9,7 @@ pub mod launch;
 pub mod proxy;
 pub mod relay;
 pub mod reload;
+pub mod remote;
 pub mod rules;
 pub mod sidecar;
 
@@ -28,7 +29,8 @@ pub fn allow_list(eff: &Effective) -> Vec<String> {
     all
 }
 
-/// `net/<id>/`: the dir mounted (read-only) into the instance's proxy.
+/// `net/<id>/`: the dir mounted (read-only) into the instance's proxy
+/// (on an engine on another machine: sent to it, see [`remote`]).
 pub fn net_dir(dirs: &StateDir, id: &InstanceId) -> PathBuf {
     dirs.root().join("net").join(id.as_str())
 }

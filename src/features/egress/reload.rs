@@ -1,14 +1,17 @@
 //! A file the sidecar re-reads when it changes (the proxy's rules, the
-//! broker's settings): read again when its mtime or size differ; one that
-//! does not parse keeps the last good value, and says so.
+//! broker's settings): parsed again when its bytes differ. Its bytes, not
+//! its mtime and size: an engine's copy into a volume keeps whole-second
+//! times, so a change of the same size within the second would go
+//! unseen (the files are small). One that does not parse keeps the last
+//! good value, and says so.
 
 use crate::core::error::Result;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 pub struct Reloaded<T> {
     path: PathBuf,
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Option<u64>,
     value: T,
     read: fn(&Path) -> Result<T>,
     kept: &'static str,
@@ -34,9 +37,11 @@ impl<T: Clone> Reloaded<T> {
 
     /// The value, read again first if the file changed.
     pub fn current(&mut self) -> T {
-        let stamp = std::fs::metadata(&self.path)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        let stamp = std::fs::read(&self.path).ok().map(|bytes| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            h.finish()
+        });
         if stamp != self.stamp {
             match (self.read)(&self.path) {
                 Ok(v) => {

@@ -150,6 +150,9 @@ pub struct Sidecar {
     pub home: String,
     /// The credential broker it also runs, with its ledger directories.
     pub broker: Option<BrokerMounts>,
+    /// On an engine on another machine: the volume holding its files (see
+    /// [`super::remote`]), in place of the mounts of the state home.
+    pub volume: Option<String>,
 }
 
 /// The ledger of the instance (read-write) and of the home (read-only,
@@ -190,7 +193,7 @@ fn machine_addresses() -> Vec<IpAddr> {
 
 /// Makes the proxy's own log directory, 0700 (the proxy may have loosened
 /// it: it is its own; it never is a symlink, as only we write its parent).
-fn own_log_dir(dir: &Path) -> Result<()> {
+pub(super) fn own_log_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -213,7 +216,9 @@ fn own_log_dir(dir: &Path) -> Result<()> {
 /// published, and a way out through the outer network.
 pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
     let own_log = crate::state::events::box_log_dir(&s.logs_dir, &s.instance);
-    own_log_dir(&own_log)?;
+    if s.volume.is_none() {
+        own_log_dir(&own_log)?;
+    }
     let mut cmd = vec![
         "net".to_owned(),
         "proxy".to_owned(),
@@ -246,16 +251,15 @@ pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
             "--broker-listen".to_owned(),
             format!("{PROXY_ALIAS}:{}", super::broker::BROKER_PORT),
             "--meter".to_owned(),
-            "/ai/meter".to_owned(),
+            match s.volume {
+                None => "/ai/meter".to_owned(),
+                // Beside the others' copies in the volume.
+                Some(_) => super::remote::ledger_inside(&s.instance),
+            },
             "--meter-all".to_owned(),
             "/ai/meter-all".to_owned(),
         ]);
     }
-    let bind = |source: &Path, target: &str, read_only: bool| Bind {
-        source: source.to_path_buf(),
-        target: target.to_owned(),
-        read_only,
-    };
     Ok(ContainerSpec {
         name: s.name.clone(),
         // One left by an earlier start of the instance is replaced.
@@ -266,7 +270,7 @@ pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
             (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
             (HOME_LABEL.to_owned(), s.home.clone()),
             (ROLE_LABEL.to_owned(), "egress-proxy".to_owned()),
-            ("ai.egress-for".to_owned(), s.instance.clone()),
+            (super::remote::FOR_LABEL.to_owned(), s.instance.clone()),
         ]),
         // The proxy publishes the instance's port (its internal network
         // has none); under `open` the agent publishes its own.
@@ -279,7 +283,9 @@ pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
         aliases: vec![PROXY_ALIAS.to_owned()],
         extra_networks: s.outer_network.iter().cloned().collect(),
         stdin_once: s.broker.is_some(),
-        auto_remove: true,
+        // On an engine on another machine it stays once ended, for what it
+        // wrote to be copied back (it goes with its instance's container).
+        auto_remove: s.volume.is_none(),
         read_only_root: true,
         memory: Some(64 << 20),
         pids_limit: Some(256),
@@ -292,24 +298,42 @@ pub fn spec(s: &Sidecar) -> Result<ContainerSpec> {
         }),
         // Its rules, read-only, and a directory of its own for its log:
         // nothing else of the state home (the host reads that directory as
-        // the box's).
-        binds: [
-            bind(&s.net_dir, "/ai/net", true),
-            bind(&own_log, "/ai/log", false),
-        ]
-        .into_iter()
-        .chain(s.broker.iter().flat_map(|b| {
-            // Every ledger of the home read-only, its own read-write.
-            [
-                bind(&b.meter_all, "/ai/meter-all", true),
-                bind(&b.meter, "/ai/meter", false),
-            ]
-            .into_iter()
-            .chain(b.login_dir.iter().map(|d| bind(d, "/ai/login", false)))
-        }))
-        .collect(),
+        // the box's). On an engine on another machine: a volume instead.
+        binds: match s.volume {
+            Some(_) => Vec::new(),
+            None => local_binds(s, &own_log),
+        },
+        volumes: s
+            .volume
+            .iter()
+            .map(|v| (v.clone(), super::remote::MOUNT.to_owned()))
+            .collect(),
         ..ContainerSpec::default()
     })
+}
+
+/// The sidecar's mounts of the state home, with a local engine.
+fn local_binds(s: &Sidecar, own_log: &Path) -> Vec<Bind> {
+    let bind = |source: &Path, target: &str, read_only: bool| Bind {
+        source: source.to_path_buf(),
+        target: target.to_owned(),
+        read_only,
+    };
+    [
+        bind(&s.net_dir, "/ai/net", true),
+        bind(own_log, "/ai/log", false),
+    ]
+    .into_iter()
+    .chain(s.broker.iter().flat_map(|b| {
+        // Every ledger of the home read-only, its own read-write.
+        [
+            bind(&b.meter_all, "/ai/meter-all", true),
+            bind(&b.meter, "/ai/meter", false),
+        ]
+        .into_iter()
+        .chain(b.login_dir.iter().map(|d| bind(d, "/ai/login", false)))
+    }))
+    .collect()
 }
 
 /// The state of each sidecar of this state home, by the instance it serves

@@ -23,6 +23,11 @@ pub fn land(
     match strategy {
         Strategy::Merge => merge(t, &common, tip, who),
         Strategy::Squash => squash(t, &common, tip, pending, who),
+        Strategy::Rebase if t.fetched.is_some() => Err(Error::Invalid(format!(
+            "a rebase replays the branch in the agent's work tree, which is in its box: \
+             land {} with --strategy merge or squash",
+            printable(&t.branch)
+        ))),
         Strategy::Rebase => rebase(t, &common, tip, who),
     }?;
     commit(&t.repo, "HEAD")

@@ -26,6 +26,9 @@ pub struct Target {
     pub worktree: PathBuf,
     pub branch: String,
     pub base: String,
+    /// A clone instance: the ref its branch was fetched to (landed from
+    /// instead of `refs/heads/<branch>`); its work tree is in its box.
+    pub fetched: Option<String>,
 }
 
 /// How the branch lands.
@@ -126,7 +129,10 @@ fn sha(dir: &Path, rev: &str) -> Result<String> {
 /// The commit the branch is on now: what every later step uses, so
 /// commits the agent makes meanwhile are neither checked nor landed.
 pub fn tip(t: &Target) -> Result<String> {
-    sha(&t.repo, &head_ref(&t.branch))
+    match &t.fetched {
+        Some(r) => sha(&t.repo, r),
+        None => sha(&t.repo, &head_ref(&t.branch)),
+    }
 }
 
 /// `refs/heads/NAME`: a branch, never a tag or a sha of the same name.

@@ -103,36 +103,7 @@ pub enum Against<'a> {
 /// The changes in the work tree `dir` against `against`.
 pub fn changes(dir: &Path, against: Against<'_>) -> Result<Diff> {
     let base_commit = base_commit(dir, against)?;
-    let out = git::output_in_work_tree(
-        dir,
-        &[
-            "-c",
-            "core.quotePath=false",
-            "diff",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-textconv",
-            "--find-renames",
-            "--src-prefix=a/",
-            "--dst-prefix=b/",
-            &base_commit,
-            "--",
-        ],
-        MAX_DIFF_BYTES,
-    )?;
-    let cut = out.stdout.len() as u64 >= MAX_DIFF_BYTES;
-    if !out.status.success() && !cut {
-        return Err(Error::Invalid(format!(
-            "git diff in {}: {}",
-            dir.display(),
-            crate::core::untrusted::text::printable_bytes(&out.stderr).trim()
-        )));
-    }
-    let mut budget = Budget {
-        truncated: cut,
-        ..Budget::default()
-    };
-    let mut files = parse(&out.stdout, &mut budget);
+    let (mut files, mut budget) = diff_of(dir, &[&base_commit])?;
     for rel in untracked(dir)? {
         if files.len() >= MAX_FILES {
             budget.truncated = true;
@@ -148,6 +119,56 @@ pub fn changes(dir: &Path, against: Against<'_>) -> Result<Diff> {
     }
     Ok(Diff {
         base_commit,
+        added: files.iter().map(|f| f.added).sum(),
+        removed: files.iter().map(|f| f.removed).sum(),
+        truncated: budget.truncated || files.iter().any(|f| f.truncated),
+        files,
+    })
+}
+
+/// `git diff REVS…` in `dir` (guarded: no external diff, no textconv),
+/// parsed within the budget; a diff cut at its size limit is kept.
+fn diff_of(dir: &Path, revs: &[&str]) -> Result<(Vec<File>, Budget)> {
+    let mut args = vec![
+        "-c",
+        "core.quotePath=false",
+        "diff",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--find-renames",
+        "--src-prefix=a/",
+        "--dst-prefix=b/",
+    ];
+    args.extend_from_slice(revs);
+    args.push("--");
+    let out = git::output_in_work_tree(dir, &args, MAX_DIFF_BYTES)?;
+    let cut = out.stdout.len() as u64 >= MAX_DIFF_BYTES;
+    if !out.status.success() && !cut {
+        return Err(Error::Invalid(format!(
+            "git diff in {}: {}",
+            dir.display(),
+            crate::core::untrusted::text::printable_bytes(&out.stderr).trim()
+        )));
+    }
+    let mut budget = Budget {
+        truncated: cut,
+        ..Budget::default()
+    };
+    let files = parse(&out.stdout, &mut budget);
+    Ok((files, budget))
+}
+
+/// The changes from commit `base` to commit `tip` in the repository
+/// `repo` (a clone instance's work, fetched): no work tree is read.
+pub fn between(repo: &Path, base: &str, tip: &str) -> Result<Diff> {
+    let (mut files, mut budget) = diff_of(repo, &[base, tip])?;
+    if files.len() > MAX_FILES {
+        files.truncate(MAX_FILES);
+        budget.truncated = true;
+    }
+    Ok(Diff {
+        base_commit: base.to_owned(),
         added: files.iter().map(|f| f.added).sum(),
         removed: files.iter().map(|f| f.removed).sum(),
         truncated: budget.truncated || files.iter().any(|f| f.truncated),

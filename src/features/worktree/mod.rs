@@ -442,10 +442,9 @@ fn repository(ctx: &Ctx, repo: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((top, common))
 }
 
-/// Creates (or reuses) the worktree `wanted` of the repository `repo`;
-/// copies the `.worktreeinclude` and `worktree.copy` files into a new one.
-/// What it had to redo or could not copy goes to `warnings`.
-pub fn prepare(ctx: &Ctx, repo: &Path, wanted: &Wanted, warnings: &mut Warnings) -> Result<Info> {
+/// The repository around `repo` (its top and common git directory) and
+/// the name `wanted` gives: checked, or made up.
+fn resolve(ctx: &Ctx, repo: &Path, wanted: &Wanted) -> Result<(PathBuf, PathBuf, String)> {
     if let Wanted::Named(name) = wanted {
         check_name(name)?;
     }
@@ -454,6 +453,14 @@ pub fn prepare(ctx: &Ctx, repo: &Path, wanted: &Wanted, warnings: &mut Warnings)
         Wanted::Named(n) => n.clone(),
         Wanted::MadeUp => made_up_name(ctx, &top)?,
     };
+    Ok((top, common, name))
+}
+
+/// Creates (or reuses) the worktree `wanted` of the repository `repo`;
+/// copies the `.worktreeinclude` and `worktree.copy` files into a new one.
+/// What it had to redo or could not copy goes to `warnings`.
+pub fn prepare(ctx: &Ctx, repo: &Path, wanted: &Wanted, warnings: &mut Warnings) -> Result<Info> {
+    let (top, common, name) = resolve(ctx, repo, wanted)?;
     let name = name.as_str();
     let path = place(ctx, &top, name)?;
     remember_repo(ctx, &top)?;
@@ -756,6 +763,22 @@ pub fn target(
     Ok((info, dir, id))
 }
 
+/// A `-w` start in clone mode makes no worktree here: the box's clone of
+/// the repository is the agent's own, on a branch of its own. Its name
+/// (made up when none was given) and the instance id a worktree of that
+/// name gets (`<project>-<NAME>-<mode>`), so that `-w NAME` names one
+/// agent of the project whichever way it reaches the box.
+pub fn clone_target(
+    ctx: &Ctx,
+    project: &Path,
+    wanted: &Wanted,
+    mode: &crate::core::types::Mode,
+) -> Result<(String, crate::core::types::InstanceId)> {
+    let (top, _, name) = resolve(ctx, project, wanted)?;
+    let id = id_of(&top, &name, "", mode)?;
+    Ok((name, id))
+}
+
 /// [`id_for`], unless that id is another repository's worktree instance
 /// (two repositories with one basename): then `<project>-<n>-<NAME>-<mode>`,
 /// the first one that is this worktree's or free.
@@ -802,9 +825,17 @@ fn numbered(
     n: &str,
     mode: &crate::core::types::Mode,
 ) -> Result<crate::core::types::InstanceId> {
-    let project = crate::state::registry::project_name_of(&info.repo);
-    let name: String = info
-        .name
+    id_of(&info.repo, &info.name, n, mode)
+}
+
+fn id_of(
+    repo: &Path,
+    name: &str,
+    n: &str,
+    mode: &crate::core::types::Mode,
+) -> Result<crate::core::types::InstanceId> {
+    let project = crate::state::registry::project_name_of(repo);
+    let name: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -869,6 +900,13 @@ fn linked_common(project: &Path) -> Option<PathBuf> {
 /// git repository; nothing when no identity is known. The user's git
 /// config itself never goes in the box.
 pub fn identity_env(project: &Path) -> Vec<String> {
+    // Most of a start's own time went to asking git (five processes, the
+    // guarded runner's probes included) about a project that is in no
+    // repository: one without `.git` above it is not in a work tree (git
+    // runs with the caller's `GIT_*` removed, so nothing points it elsewhere).
+    if !project.ancestors().any(|d| d.join(".git").exists()) {
+        return Vec::new();
+    }
     if !git(project, &["rev-parse", "--is-inside-work-tree"]).is_ok_and(|o| o == "true") {
         return Vec::new();
     }

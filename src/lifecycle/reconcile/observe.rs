@@ -100,6 +100,8 @@ pub(super) fn observe(ctx: &Ctx, reg: &Registry, warnings: &mut Warnings) -> Opt
         .map(|inst| {
             let container = match &listed {
                 None => Seen::Unknown,
+                // Its engine is not the one asked: left as recorded.
+                Some(_) if crate::lifecycle::on_another_engine(inst).is_some() => Seen::Unknown,
                 Some(l) => match l
                     .get(inst.id.as_str())
                     .filter(|o| inst.container_id.is_some() || o.belongs_to(&home))

@@ -16,7 +16,7 @@ use crate::features::monitor::alerts::{self, Alert};
 use crate::state::context::Ctx;
 use crate::state::events::Level as LogLevel;
 use crate::state::registry::{AlertKind, DayAlert, Severity};
-use crate::state::spend::ledger::{self, Ledgers};
+use crate::state::spend::ledger::Ledgers;
 use crate::state::spend::prices::Prices;
 use crate::state::spend::{start_of_day, Spend};
 use chrono::{NaiveDate, Utc};
@@ -102,7 +102,7 @@ fn wanted(ctx: &Ctx, all: &Ledgers) -> Result<Vec<Change>> {
 /// `alerts.command`, terminal notification) the alerts whose level went up
 /// and returns them.
 pub fn check(ctx: &Ctx) -> Result<Vec<Alert>> {
-    check_with(ctx, &ledger::read_all(&ctx.dirs))
+    check_with(ctx, &super::ledgers(ctx))
 }
 
 /// [`check`] with the home's ledgers already read (`list` reads them once

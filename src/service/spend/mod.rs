@@ -100,7 +100,7 @@ impl Ledgers {
             .global()
             .map(|s| Prices::new(&s.prices))
             .unwrap_or_else(|_| Prices::new(&BTreeMap::new()));
-        let by_id = ledger::read_all(&ctx.dirs)
+        let by_id = ledgers(ctx)
             .into_iter()
             .map(|(id, records)| {
                 let known = InstanceId::parse(&id).ok().and_then(|i| reg.get(&i));
@@ -173,7 +173,7 @@ pub fn report(ctx: &Ctx, id: Option<&InstanceId>, since: Option<Since>) -> Resul
 /// The spend of each registered instance that has a ledger, since it was
 /// created (what `list`, the API's instances and its budget count).
 pub fn by_instance(ctx: &Ctx, reg: &Registry) -> BTreeMap<InstanceId, Spend> {
-    by_instance_of(ctx, reg, &ledger::read_all(&ctx.dirs))
+    by_instance_of(ctx, reg, &ledgers(ctx))
 }
 
 /// [`by_instance`] from the home's ledgers already read.
@@ -198,13 +198,17 @@ pub fn by_instance_of(
         .collect()
 }
 
-/// An instance as JSON with its `spend` (zeros before any brokered call):
+/// An instance as JSON with its `spend` (zeros before any brokered call)
+/// and whether it `needs_you`:
 /// `list --json` and the API's instances.
 pub fn instance_json(inst: &Instance, spend: Option<&Spend>) -> serde_json::Value {
     let mut v = serde_json::json!(inst);
     if let Some(obj) = v.as_object_mut() {
         let s = spend.cloned().unwrap_or_default();
         obj.insert("spend".into(), serde_json::json!(s));
+        // The one "needs you" (`Instance::needs_you`), so no client
+        // works it out again from status and activity.
+        obj.insert("needs_you".into(), serde_json::json!(inst.needs_you()));
     }
     v
 }
@@ -243,6 +247,13 @@ pub fn summary(ctx: &Ctx) -> Result<Summary> {
     })
 }
 
+/// Every ledger of the home; those of brokers on an engine on another
+/// machine copied here first.
+pub fn ledgers(ctx: &Ctx) -> ledger::Ledgers {
+    crate::features::egress::remote::pull_all(&ctx.dirs);
+    ledger::read_all(&ctx.dirs)
+}
+
 /// After `[budget]` or `[prices]` changed: rewrites the broker settings
 /// file of every registered instance, so a running broker applies the new
 /// budget or price without a restart. A failure is a warning: the change is
@@ -266,7 +277,9 @@ pub fn refresh_brokers(ctx: &Ctx) -> Warnings {
     {
         let done = ctx
             .effective(id)
-            .and_then(|eff| settings::BrokerFile::refresh(&ctx.dirs, id, &eff));
+            .and_then(|eff| settings::BrokerFile::refresh(&ctx.dirs, id, &eff))
+            // A broker on an engine on another machine gets it sent.
+            .and_then(|_| crate::features::egress::remote::push(&ctx.dirs, id));
         if let Err(e) = done {
             warnings.warn(format!(
                 "ai-sessctl: warning: the broker of {id} keeps its old budget and prices until it restarts: {e}"

@@ -26,6 +26,8 @@ pub struct Settings {
     pub ai_config: BTreeMap<String, toml::Table>,
     pub agents: BTreeMap<String, AgentSpec>,
     pub worktree: Worktree,
+    /// `[project]`: how the project reaches the box.
+    pub project: Project,
     /// Spending limits, enforced by the credential broker.
     pub budget: Budget,
     /// Prices per model (`[prices."<model>"]`), over the shipped table.
@@ -61,6 +63,7 @@ impl Default for Settings {
             ai_config,
             agents: AgentSpec::builtin(),
             worktree: Worktree::default(),
+            project: Project::default(),
             budget: Budget::default(),
             prices: BTreeMap::new(),
             instance: None,
@@ -92,8 +95,16 @@ pub struct Global {
     pub runtime: RuntimeChoice,
     /// What happens to the instances a shell owns when it exits.
     pub on_shell_exit: ShellExitPolicy,
+    /// `exit` in a shell that owns running agents (that its exit would
+    /// stop) warns once, as zsh does for running jobs; the next goes ahead.
+    pub warn_on_exit: bool,
     /// Grace period of `stop` before the agent is killed.
     pub stop_timeout: Dur,
+    /// How long one change on the engine (create, start, stop or remove of
+    /// a container or network) may take before it is reported as timed
+    /// out. The engine makes networks one at a time, so with many starts
+    /// at once the last one waits for the others: a queue, not an outage.
+    pub engine_timeout: Dur,
     /// Key sequence that detaches from an instance (docker's syntax).
     pub detach_keys: String,
 }
@@ -106,7 +117,9 @@ impl Default for Global {
             log_retention: Dur(Duration::from_secs(7 * 86400)),
             runtime: RuntimeChoice::Auto,
             on_shell_exit: ShellExitPolicy::Stop,
+            warn_on_exit: true,
             stop_timeout: Dur(Duration::from_secs(10)),
+            engine_timeout: Dur(Duration::from_secs(300)),
             detach_keys: "ctrl-p,ctrl-q".to_owned(),
         }
     }
@@ -301,6 +314,10 @@ pub struct Networking {
     /// The engine network the egress proxy reaches out through; empty: a
     /// network of its own, which no other container joins.
     pub proxy_network: String,
+    /// Networks made ahead for `isolated` instances of this state home
+    /// (egress `open`), so that a start does not wait for the engine to
+    /// make one; a stop gives its network back. 0: each start makes its own.
+    pub pool: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -344,6 +361,7 @@ impl Default for Networking {
             deny: Vec::new(),
             allow_private: Vec::new(),
             proxy_network: String::new(),
+            pool: 4,
         }
     }
 }
@@ -638,6 +656,24 @@ pub struct Worktree {
     /// Commands run (`sh -c`, in the project dir) in the container before
     /// the agent, at every start of a worktree instance (`worktree::setup`).
     pub setup: Vec<String>,
+}
+
+/// `[project]`: how an instance's box gets the project.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Project {
+    pub mode: ProjectMode,
+}
+
+/// `project.mode`: the project mounted from the host, or a clone of its
+/// repository in a volume of the engine (`--clone`; what an engine on
+/// another machine always gets).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectMode {
+    #[default]
+    Mount,
+    Clone,
 }
 
 /// `worktree.base_ref`: where a new worktree's branch starts.

@@ -1,7 +1,10 @@
 //! `prompt.tsv`: what the shell prompt needs, precomputed on every registry
 //! change so the precmd hook reads one small file with builtins only.
 //! Line format: `project_path<TAB>id<TAB>mode<TAB>status<TAB>port<TAB>activity`
-//! (readers accept the older five columns too).
+//! (readers accept the older five columns too). Every line is a live
+//! instance; one whose activity is `waiting` needs you
+//! ([`super::Instance::needs_you`]): the prompt counts those from any
+//! directory (`ai:4 ?1`).
 
 use super::Registry;
 use crate::core::error::Result;
@@ -36,7 +39,8 @@ pub fn write(dirs: &StateDir, reg: &Registry) -> Result<()> {
 }
 
 /// The segment a prompt shows, for `ai-sessctl prompt` (starship and other
-/// prompts that run a command): `ai:2 claude●`.
+/// prompts that run a command): `ai:2 claude●`; with agents that need
+/// you, wherever they run, their count after a `?`: `ai:4 ?1 claude●`.
 pub fn segment(reg: &Registry, cwd: &str) -> String {
     // The same count as `list --status running`: every live instance.
     let running = reg
@@ -70,9 +74,48 @@ pub fn segment(reg: &Registry, cwd: &str) -> String {
         return String::new();
     }
     let mut s = format!("ai:{running}");
+    let waiting = reg.needs_you_count();
+    if waiting > 0 {
+        s.push_str(&format!(" ?{waiting}"));
+    }
     for h in here {
         s.push(' ');
         s.push_str(&h);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two instances of two projects from JSON: `a` waiting, `b` working.
+    fn two(a_status: &str) -> Registry {
+        let one = |id: &str, path: &str, status: &str, activity: &str| {
+            serde_json::json!({
+                "id": id, "project_path": path, "project_name": "p", "mode": "claude",
+                "status": status, "port": 9001, "activity": activity,
+                "timestamps": {"created": "2025-12-11T10:30:00Z"},
+            })
+        };
+        serde_json::from_value(serde_json::json!({"instances": {
+            "a-claude": one("a-claude", "/src/a", a_status, "waiting"),
+            "b-claude": one("b-claude", "/src/b", "running", "working"),
+        }}))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_segment_counts_who_needs_you_from_anywhere() {
+        let reg = two("running");
+        assert_eq!(segment(&reg, "/home/me"), "ai:2 ?1");
+        assert_eq!(segment(&reg, "/src/b/lib"), "ai:2 ?1 claude●");
+        assert_eq!(segment(&reg, "/src/a"), "ai:2 ?1 claude?");
+        // A stopped agent's last word is history: nothing waits.
+        let reg = two("stopped");
+        assert_eq!(segment(&reg, "/home/me"), "ai:1");
+        assert_eq!(reg.needs_you_count(), 0);
+        // prompt.tsv carries the word the shells count.
+        assert!(render(&two("running")).contains("\t9001\twaiting\n"));
+    }
 }

@@ -47,6 +47,30 @@ impl WorktreeInfo {
     }
 }
 
+/// A clone instance (`--clone`): its project is a copy of the repository
+/// in a volume of the engine, not a mount. On disk `"clone": {"repo",
+/// "branch", "volume"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloneInfo {
+    /// The host repository it was cloned from (its top), where `fetch`
+    /// brings the work back.
+    #[serde(default, skip_serializing_if = "is_empty_path")]
+    pub repo: PathBuf,
+    /// The agent's branch in the box.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub branch: String,
+    /// The engine volume holding the clone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub volume: String,
+    /// The branch the host repository was on when the clone was sent:
+    /// where `land` brings the work (none: a detached `HEAD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Fields a newer version added, kept through a rewrite.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
 /// How far a measured value is over its thresholds.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,

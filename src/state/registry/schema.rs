@@ -2,7 +2,7 @@
 //! object keeps fields it does not know in `extra`, so a newer version's
 //! data survives a rewrite by this one.
 
-use super::records::{AlertLevels, DayAlert, Recovery, WorktreeInfo};
+use super::records::{AlertLevels, CloneInfo, DayAlert, Recovery, WorktreeInfo};
 use crate::core::types::{Activity, InstanceId, Mode, Port, Status};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -167,6 +167,22 @@ pub struct Instance {
         deserialize_with = "lenient"
     )]
     pub worktree: Option<WorktreeInfo>,
+    /// The clone it works in (`--clone`): none for a mounted project.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub clone: Option<CloneInfo>,
+    /// The engine its container runs on (`unix:///var/run/docker.sock`,
+    /// `ssh://user@host`, …), as the start found it: a shell that reaches
+    /// another engine must not take the container for gone.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
+    pub engine: Option<String>,
     /// The level each resource alert is at (see
     /// `crate::features::monitor::alerts`).
     #[serde(
@@ -359,6 +375,20 @@ impl Instance {
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
         std::net::SocketAddr::new(ip, self.port.get()).to_string()
     }
+
+    /// Whether its port is published now: a live instance that does not
+    /// run with `egress = "none"` (which publishes nothing). A stopped
+    /// instance's port may be another's by now.
+    pub fn publishes_port(&self) -> bool {
+        self.status.is_live() && self.egress != Some(crate::state::config::EgressPolicy::None)
+    }
+
+    /// A live instance whose agent waits for an answer
+    /// ([`crate::core::types::Activity::needs_you`]); a stopped one's last
+    /// word is history.
+    pub fn needs_you(&self) -> bool {
+        self.status.is_live() && self.activity.needs_you()
+    }
 }
 
 impl Registry {
@@ -398,6 +428,11 @@ impl Registry {
             .values()
             .filter(|i| i.status.is_live())
             .count()
+    }
+
+    /// How many instances need you (see [`Instance::needs_you`]).
+    pub fn needs_you_count(&self) -> usize {
+        self.instances.values().filter(|i| i.needs_you()).count()
     }
 }
 
