@@ -74,12 +74,28 @@ fn twenty_concurrent_starts() {
     assert_eq!(listed, want);
     assert!(!env.ok(&["list"]).contains("initializing"));
 
-    // And they all stop.
+    // And they all stop: recorded and ended by the time it returns; the
+    // batch's helper removes the containers right after.
     env.ok(&["stop", "--all", "--force"]);
     for id in &want {
         assert_eq!(env.instance(id)["status"], "stopped", "{id}");
-        assert!(containers_with_label("ai.instance", id).is_empty(), "{id}");
+        let c = common::inspect(&common::cname(id));
+        assert!(
+            c.as_ref().is_none_or(|c| c["State"]["Running"] == false),
+            "{id}: {c:?}"
+        );
     }
+    let mut left = Vec::new();
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(60), || {
+            left = want
+                .iter()
+                .flat_map(|id| containers_with_label("ai.instance", id))
+                .collect();
+            left.is_empty()
+        }),
+        "containers left after stop --all: {left:?}"
+    );
 }
 
 #[test]
