@@ -493,8 +493,10 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// `docker inspect` of a container, as JSON.
 pub fn inspect(name: &str) -> Option<serde_json::Value> {
+    // A container only: an instance's network has the container's name,
+    // and may outlive it for a moment (`stop --all`'s helper).
     let out = Command::new("docker")
-        .args(["inspect", name])
+        .args(["inspect", "--type", "container", name])
         .output()
         .ok()?;
     if !out.status.success() {
