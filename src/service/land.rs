@@ -13,6 +13,7 @@ use crate::state::context::Ctx;
 use crate::state::events::Level;
 use serde::Serialize;
 use serde_json::json;
+use std::path::Path;
 
 /// What to land and how.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -228,6 +229,19 @@ fn steps(
     if req.pr {
         return pull_request(ctx, id, t, &tip, &pending, &who);
     }
+    merge(t, req, &common, &tip, &pending, &who)
+}
+
+/// The last checks, which need the merged tree (no conflict, no untracked
+/// file of the main checkout in the way), then the land itself.
+fn merge(
+    t: &Target,
+    req: &Request,
+    common: &Path,
+    tip: &str,
+    pending: &[Commit],
+    who: &Identity,
+) -> Result<Done> {
     match check::merged(t, &common, &tip)? {
         check::Merged::Conflicts(files) => return Err(check::conflict_refusal(t, &files)),
         check::Merged::Clean(tree) => {
@@ -237,7 +251,7 @@ fn steps(
             }
         }
     }
-    let commit = land::apply::land(t, req.strategy, &tip, &pending, &who)?;
+    let commit = land::apply::land(t, req.strategy, tip, pending, who)?;
     Ok(Done::Landed {
         strategy: req.strategy,
         commit,
@@ -265,21 +279,7 @@ fn clone_steps(t: &Target, req: &Request, who: &Identity) -> Result<Done> {
     if pending.is_empty() {
         return Ok(Done::Nothing);
     }
-    match check::merged(t, &common, &tip)? {
-        check::Merged::Conflicts(files) => return Err(check::conflict_refusal(t, &files)),
-        check::Merged::Clean(tree) => {
-            let in_the_way = check::overwritten(t, &tree)?;
-            if !in_the_way.is_empty() {
-                return Err(check::overwrite_refusal(t, &in_the_way));
-            }
-        }
-    }
-    let commit = land::apply::land(t, req.strategy, &tip, &pending, who)?;
-    Ok(Done::Landed {
-        strategy: req.strategy,
-        commit,
-        commits: pending.len(),
-    })
+    merge(t, req, &common, &tip, &pending, who)
 }
 
 /// `--pr`: a title from the one commit (else the branch), the commits as
