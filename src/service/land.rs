@@ -242,7 +242,7 @@ fn merge(
     pending: &[Commit],
     who: &Identity,
 ) -> Result<Done> {
-    match check::merged(t, &common, &tip)? {
+    match check::merged(t, common, tip)? {
         check::Merged::Conflicts(files) => return Err(check::conflict_refusal(t, &files)),
         check::Merged::Clean(tree) => {
             let in_the_way = check::overwritten(t, &tree)?;
