@@ -288,7 +288,8 @@ fn end_of(ctx: &Ctx, id: &InstanceId) -> (Status, String) {
 
 /// Whether the launch of `inst` ran `worktree.setup` before its agent.
 fn has_setup(ctx: &Ctx, inst: &Instance) -> Result<bool> {
-    Ok(inst.worktree.is_some() && !ctx.effective(&inst.id)?.settings.worktree.setup.is_empty())
+    Ok((inst.worktree.is_some() || inst.clone.is_some())
+        && !ctx.effective(&inst.id)?.settings.worktree.setup.is_empty())
 }
 
 fn exit_byte(code: i64) -> u8 {
@@ -362,6 +363,7 @@ fn attach_to(
             Ok(0)
         }
         AttachEnd::Exited(code) => {
+            crate::lifecycle::setup_wait::bring_home(ctx, &engine, &inst);
             let (status, reason) = end_of(ctx, &inst.id);
             lifecycle::finish(ctx, &inst, Some(code), status, Some(reason), Some(&engine))?;
             Ok(exit_byte(code))

@@ -563,7 +563,8 @@ fn boxed_activity(spec: &LaunchSpec, plan: &mut LaunchPlan) -> Result<()> {
     }
     let dirs = crate::core::paths::StateDir::new(PathBuf::from(&spec.home));
     let volume = crate::features::clone::instance_volume(plan, "activity");
-    crate::features::activity::boxed(&dirs, spec.id, plan, volume)
+    let written = [crate::features::worktree::setup::FILE];
+    crate::features::activity::boxed(&dirs, spec.id, plan, volume, &written)
 }
 
 /// In-memory scratch for a read-only root: `/tmp`, and the agent's home

@@ -5,7 +5,7 @@ use super::docker::DockerEngine;
 use crate::core::error::{Error, Result};
 use crate::core::types::Status;
 use crate::engine::state::ContainerState;
-use crate::features::worktree::setup::{failure_reason, outcome, Outcome};
+use crate::features::worktree::setup::{self, failure_reason, outcome, Outcome};
 use crate::state::context::Ctx;
 use crate::state::registry::Instance;
 use std::time::Duration;
@@ -53,7 +53,7 @@ impl Watch<'_> {
 pub fn wait(ctx: &Ctx, mut watch: Watch, inst: &Instance) -> Result<()> {
     let mut ended_code = None;
     loop {
-        match outcome(&ctx.dirs, &inst.id) {
+        match look(ctx, &watch, inst) {
             Some(Outcome::Done) => return Ok(()),
             Some(Outcome::Failed { .. }) => break,
             None => {}
@@ -61,7 +61,7 @@ pub fn wait(ctx: &Ctx, mut watch: Watch, inst: &Instance) -> Result<()> {
         if let State::Ended(code) = watch.state(inst) {
             // Ended without a word: look once more, then report.
             ended_code = code;
-            if outcome(&ctx.dirs, &inst.id).is_some() {
+            if look(ctx, &watch, inst).is_some() {
                 continue;
             }
             break;
@@ -105,8 +105,31 @@ pub fn wait(ctx: &Ctx, mut watch: Watch, inst: &Instance) -> Result<()> {
         }
         Ok(())
     });
+    let kept = match inst.clone {
+        Some(_) => "its clone is kept",
+        None => "the worktree is untouched",
+    };
     Err(Error::Invalid(format!(
-        "{reason}; {id} was not started (the worktree is untouched; output: `ai-sessctl logs {id}`)",
+        "{reason}; {id} was not started ({kept}; output: `ai-sessctl logs {id}`)",
         id = inst.id
     )))
+}
+
+/// What the setup said so far; a clone's box says it in its volume.
+fn look(ctx: &Ctx, watch: &Watch, inst: &Instance) -> Option<Outcome> {
+    if let Watch::Container(engine) = watch {
+        bring_home(ctx, engine, inst);
+    }
+    outcome(&ctx.dirs, &inst.id)
+}
+
+/// Copies a clone box's setup outcome (in its activity volume) here,
+/// where the setup's outcome of any instance is read.
+pub fn bring_home(ctx: &Ctx, engine: &DockerEngine, inst: &Instance) {
+    let (Some(_), Some(cid)) = (&inst.clone, &inst.container_id) else {
+        return;
+    };
+    if let Some(raw) = crate::features::activity::from_box(engine, cid, setup::FILE, 4096) {
+        setup::record(&ctx.dirs, &inst.id, &raw);
+    }
 }

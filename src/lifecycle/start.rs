@@ -458,7 +458,8 @@ pub(super) fn launch(ctx: &Ctx, req: &InstanceStart, plan: &Reserved) -> Result<
         // (which may name programs) in the box.
         env.extend(crate::features::worktree::identity_env(&req.project));
     }
-    let setup = if inst.worktree.is_some() {
+    // A worktree and a clone are fresh checkouts: their setup runs.
+    let setup = if inst.worktree.is_some() || inst.clone.is_some() {
         plan.eff.settings.worktree.setup.clone()
     } else {
         Vec::new()

@@ -939,3 +939,56 @@ fn a_clone_instance_says_it_needs_you_and_is_logged_in_without_a_mount() {
     env.ok(&["rm", "--force", &id]);
     assert_eq!(volumes_of(&id), Vec::<String>::new());
 }
+
+/// `worktree.setup` runs in a clone's box as in a worktree's (a fresh
+/// checkout has no `node_modules` either): before the agent, in the
+/// project's directory there, its outcome read through the engine. A
+/// failure stops the start naming the command; the next start runs the
+/// steps again and is not fooled by the failure its volume still holds.
+#[test]
+fn setup_runs_in_a_clone_box_and_its_failure_is_reported() {
+    require_docker!();
+    let env = Env::new();
+    let with_setup = |steps: &str| {
+        docker_config(&env, "");
+        let path = env.state().join("config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}\n[worktree]\nsetup = {steps}\n")).unwrap();
+    };
+    with_setup(r#"["echo before-the-failure", "exit 6", "echo never-run"]"#);
+    let name = env.unique("cls");
+    let repo = repo(&env, &name);
+    let id = format!("{name}-claude");
+    let top = repo.to_str().unwrap().to_owned();
+
+    let out = env.run_in(&repo, &["start", "--clone", "-m", "claude", "-d"]);
+    assert!(!out.status.success(), "started despite the failure");
+    let err = stderr(&out);
+    assert!(err.contains("`exit 6`"), "{err}");
+    assert!(err.contains("exit code 6"), "{err}");
+    let inst = env.instance(&id);
+    assert!(
+        inst["status_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("exit 6"),
+        "{inst:#}"
+    );
+    let logs = stdout(&env.run(&["logs", &id]));
+    assert!(logs.contains("before-the-failure"), "{logs}");
+    assert!(!logs.contains("never-run"), "{logs}");
+
+    // Fixed: the same instance (its volumes kept) starts, after its setup.
+    with_setup(r#"["pwd > made-by-setup"]"#);
+    let out = env.run_in(&repo, &["start", "--clone", "-m", "claude", "-d"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("worktree.setup"), "{}", stderr(&out));
+    let inst = env.instance(&id);
+    assert_eq!(inst["status"], "running", "{inst:#}");
+    let cid = inst["container_id"].as_str().unwrap().to_owned();
+    let made = box_sh(&cid, &format!("cat {top}/made-by-setup"));
+    assert_eq!(made.trim(), top);
+    // In the box's copy only.
+    assert!(!repo.join("made-by-setup").exists());
+    env.ok(&["stop", &id]);
+}

@@ -133,18 +133,26 @@ fn word(buf: &[u8]) -> Option<Activity> {
 /// A clone instance mounts nothing of the host: its activity directory is
 /// the `volume` at [`MOUNT`] (owned by root, as the engine makes it), into
 /// which each start copies what [`prepare`] wrote here: the status file,
-/// the box user's to write, and the hook settings, root's.
+/// the box user's to write, and the hook settings, root's. `written`: the
+/// other files the box writes there (the setup's outcome), the box user's
+/// and empty again at each start: the volume outlives a run, and what an
+/// earlier run wrote must not be read as this one's word.
 pub fn boxed(
     dirs: &StateDir,
     id: &InstanceId,
     plan: &mut LaunchPlan,
     volume: PlannedVolume,
+    written: &[&str],
 ) -> Result<()> {
     let dir = dir_of(dirs, id);
     let mut files = vec![BoxFile::private(STATUS_FILE, b"unknown\n".to_vec())];
+    files.extend(written.iter().map(|n| BoxFile::private(n, Vec::new())));
     let names = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
     for name in names.filter_map(|e| e.ok()).map(|e| e.file_name()) {
-        let Some(name) = name.to_str().filter(|n| *n != STATUS_FILE) else {
+        let Some(name) = name
+            .to_str()
+            .filter(|n| *n != STATUS_FILE && !written.contains(n))
+        else {
             continue;
         };
         if let Some(data) = crate::core::untrusted::read(&dir.join(name), 1 << 20) {
@@ -194,13 +202,11 @@ pub fn mirror(ctx: &Ctx, engine: &Engine, seen: &mut HashMap<String, PathStat>) 
         if seen.get(cid) == Some(&stat) {
             continue;
         }
-        let Ok(tar) = engine.download_tar(cid, &path, 16 << 10) else {
+        let Some(buf) = from_box(engine, cid, STATUS_FILE, WORD_CAP) else {
             continue;
         };
         seen.insert(cid.clone(), stat);
-        let Some(now) =
-            crate::core::untrusted::archive::one_file(&tar, WORD_CAP).and_then(|buf| word(&buf))
-        else {
+        let Some(now) = word(&buf) else {
             continue;
         };
         let here = status_file(&ctx.dirs, id);
@@ -208,6 +214,16 @@ pub fn mirror(ctx: &Ctx, engine: &Engine, seen: &mut HashMap<String, PathStat>) 
             let _ = crate::core::paths::atomic_write(&here, format!("{now}\n").as_bytes());
         }
     }
+}
+
+/// The first `cap` bytes of the file `name` in a clone box's activity
+/// directory (container `cid`, running or ended), through the engine:
+/// one small regular file, or nothing.
+pub fn from_box(engine: &Engine, cid: &str, name: &str, cap: u64) -> Option<Vec<u8>> {
+    let tar = engine
+        .download_tar(cid, &format!("{MOUNT}/{name}"), 16 << 10)
+        .ok()?;
+    crate::core::untrusted::archive::one_file(&tar, cap)
 }
 
 /// A change of activity recorded by [`sync`].

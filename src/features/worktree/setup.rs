@@ -5,17 +5,21 @@
 //! command is wrapped in a small script that runs them in the project
 //! directory as the agent's user, their output going to the instance log,
 //! and writes the outcome to `activity/<id>/setup`, which a detached start
-//! waits for so a failure is reported where the user started it.
+//! waits for so a failure is reported where the user started it. A clone
+//! instance (a fresh checkout too) runs them the same way; its activity
+//! directory is a volume, from which the outcome is brought here.
 
 use crate::core::paths::StateDir;
 use crate::core::types::InstanceId;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const SCRIPT: &str = include_str!("../../../shell/worktree-setup.sh");
 
-/// The outcome file, next to the activity status file.
+/// The outcome file's name, next to the activity status file.
+pub const FILE: &str = "setup";
+
 fn file(dirs: &StateDir, id: &InstanceId) -> PathBuf {
-    dirs.activity_of(id).join("setup")
+    dirs.activity_of(id).join(FILE)
 }
 
 /// `command` preceded by the setup steps (unchanged without any).
@@ -51,6 +55,21 @@ pub enum Outcome {
 /// control characters shown escaped).
 pub fn outcome(dirs: &StateDir, id: &InstanceId) -> Option<Outcome> {
     parse(&crate::core::untrusted::read(&file(dirs, id), 4096)?)
+}
+
+/// Keeps here what a clone's box said of its setup (`raw`, read through
+/// the engine), where [`outcome`] reads it: only an outcome, rewritten
+/// from what was parsed (the box's bytes are not copied).
+pub fn record(dirs: &StateDir, id: &InstanceId, raw: &[u8]) {
+    let text = match parse(raw) {
+        Some(Outcome::Done) => "ok\n".to_owned(),
+        Some(Outcome::Failed { command, code }) => format!("failed {code} {command}\n"),
+        None => return,
+    };
+    let path = file(dirs, id);
+    if path.parent().is_some_and(Path::is_dir) {
+        let _ = crate::core::paths::atomic_write(&path, text.as_bytes());
+    }
 }
 
 fn parse(raw: &[u8]) -> Option<Outcome> {
@@ -106,6 +125,25 @@ mod tests {
         assert_eq!(outcome(&dirs, &id), None, "not through a symlink");
         std::fs::remove_file(&f).unwrap();
         std::fs::write(&f, "ok\n").unwrap();
+        assert_eq!(outcome(&dirs, &id), Some(Outcome::Done));
+    }
+
+    #[test]
+    fn what_a_box_says_is_kept_only_as_an_outcome() {
+        let home = tempfile::tempdir().unwrap();
+        let dirs = StateDir::new(home.path().to_path_buf());
+        let id = InstanceId::parse("p-claude").unwrap();
+        std::fs::create_dir_all(dirs.activity_of(&id)).unwrap();
+        record(&dirs, &id, b"rm -rf ~\n");
+        assert_eq!(outcome(&dirs, &id), None, "no outcome, nothing kept");
+        assert!(!file(&dirs, &id).exists());
+        record(&dirs, &id, b"failed 6 exit 6\x1b[2J\n");
+        let failed = Some(Outcome::Failed {
+            command: "exit 6\\x1b[2J".into(),
+            code: 6,
+        });
+        assert_eq!(outcome(&dirs, &id), failed);
+        record(&dirs, &id, b"ok\n");
         assert_eq!(outcome(&dirs, &id), Some(Outcome::Done));
     }
 

@@ -654,7 +654,7 @@ pub struct Worktree {
     /// Untracked files copied from the repository into a new worktree.
     pub copy: Vec<String>,
     /// Commands run (`sh -c`, in the project dir) in the container before
-    /// the agent, at every start of a worktree instance (`worktree::setup`).
+    /// the agent, at every start of a worktree or clone instance (`worktree::setup`).
     pub setup: Vec<String>,
 }
 
