@@ -363,7 +363,7 @@ fn attach_to(
             Ok(0)
         }
         AttachEnd::Exited(code) => {
-            crate::lifecycle::setup_wait::bring_home(ctx, &engine, &inst);
+            crate::lifecycle::setup_outcome::bring_home(ctx, &engine, &inst);
             let (status, reason) = end_of(ctx, &inst.id);
             lifecycle::finish(ctx, &inst, Some(code), status, Some(reason), Some(&engine))?;
             Ok(exit_byte(code))

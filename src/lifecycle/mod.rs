@@ -12,6 +12,7 @@ pub mod pool;
 mod reconcile;
 mod remove;
 mod restart;
+pub mod setup_outcome;
 pub mod setup_wait;
 mod start;
 mod stop;

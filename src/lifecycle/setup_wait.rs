@@ -5,7 +5,7 @@ use super::docker::DockerEngine;
 use crate::core::error::{Error, Result};
 use crate::core::types::Status;
 use crate::engine::state::ContainerState;
-use crate::features::worktree::setup::{self, failure_reason, outcome, Outcome};
+use crate::features::worktree::setup::{failure_reason, outcome, Outcome};
 use crate::state::context::Ctx;
 use crate::state::registry::Instance;
 use std::time::Duration;
@@ -118,18 +118,7 @@ pub fn wait(ctx: &Ctx, mut watch: Watch, inst: &Instance) -> Result<()> {
 /// What the setup said so far; a clone's box says it in its volume.
 fn look(ctx: &Ctx, watch: &Watch, inst: &Instance) -> Option<Outcome> {
     if let Watch::Container(engine) = watch {
-        bring_home(ctx, engine, inst);
+        super::setup_outcome::bring_home(ctx, engine, inst);
     }
     outcome(&ctx.dirs, &inst.id)
-}
-
-/// Copies a clone box's setup outcome (in its activity volume) here,
-/// where the setup's outcome of any instance is read.
-pub fn bring_home(ctx: &Ctx, engine: &DockerEngine, inst: &Instance) {
-    let (Some(_), Some(cid)) = (&inst.clone, &inst.container_id) else {
-        return;
-    };
-    if let Some(raw) = crate::features::activity::from_box(engine, cid, setup::FILE, 4096) {
-        setup::record(&ctx.dirs, &inst.id, &raw);
-    }
 }

@@ -992,3 +992,41 @@ fn setup_runs_in_a_clone_box_and_its_failure_is_reported() {
     assert!(!repo.join("made-by-setup").exists());
     env.ok(&["stop", &id]);
 }
+
+/// A clone started through the API (which waits for no setup) whose setup
+/// fails is listed in error with the command's reason, read from its box.
+#[test]
+fn a_clone_whose_setup_fails_is_listed_with_the_reason() {
+    use crate::api_support::{token, Serve};
+    use serde_json::json;
+    require_docker!();
+    let env = Env::new();
+    docker_config(&env, "");
+    let path = env.state().join("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}\n[worktree]\nsetup = [\"exit 9\"]\n")).unwrap();
+    let name = env.unique("clf");
+    let repo = repo(&env, &name);
+    let id = format!("{name}-claude");
+    let srv = Serve::start(&env);
+    let r = srv
+        .req("POST", "/api/v1/instances")
+        .bearer(&token(&env))
+        .json(&json!({"project_path": repo, "mode": "claude", "clone": true}))
+        .send();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut seen = serde_json::Value::Null;
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(20), || {
+            env.ok(&["list"]);
+            seen = env.instance(&id);
+            seen["status"] == "error"
+        }),
+        "{seen:#}"
+    );
+    let why = seen["status_reason"].as_str().unwrap_or("");
+    assert!(
+        why.contains("setup command `exit 9` failed with exit code 9"),
+        "{seen:#}"
+    );
+}

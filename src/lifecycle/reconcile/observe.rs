@@ -4,6 +4,7 @@
 
 use crate::core::types::{InstanceId, Status};
 use crate::core::warning::Warnings;
+use crate::engine::state::ContainerState;
 use crate::lifecycle::docker::DockerEngine;
 use crate::lifecycle::Observed;
 use crate::state::context::Ctx;
@@ -110,6 +111,14 @@ pub(super) fn observe(ctx: &Ctx, reg: &Registry, warnings: &mut Warnings) -> Opt
                     None => Seen::Gone,
                 },
             };
+            // A clone box that failed says why in its own volume.
+            if let (Some(e), Seen::Found(o)) = (&engine, &container) {
+                let failed =
+                    o.state == ContainerState::Exited && o.exit_code.is_some_and(|c| c != 0);
+                if failed && inst.clone.is_some() {
+                    crate::lifecycle::setup_outcome::bring_home(ctx, e, inst);
+                }
+            }
             let facts = Facts {
                 young: young[&inst.id],
                 container,
