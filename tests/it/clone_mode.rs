@@ -940,6 +940,14 @@ fn a_clone_instance_says_it_needs_you_and_is_logged_in_without_a_mount() {
     assert_eq!(volumes_of(&id), Vec::<String>::new());
 }
 
+/// The test config with `worktree.setup = STEPS` (a TOML array).
+fn with_setup(env: &Env, steps: &str) {
+    docker_config(env, "");
+    let path = env.state().join("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}\n[worktree]\nsetup = {steps}\n")).unwrap();
+}
+
 /// `worktree.setup` runs in a clone's box as in a worktree's (a fresh
 /// checkout has no `node_modules` either): before the agent, in the
 /// project's directory there, its outcome read through the engine. A
@@ -949,13 +957,10 @@ fn a_clone_instance_says_it_needs_you_and_is_logged_in_without_a_mount() {
 fn setup_runs_in_a_clone_box_and_its_failure_is_reported() {
     require_docker!();
     let env = Env::new();
-    let with_setup = |steps: &str| {
-        docker_config(&env, "");
-        let path = env.state().join("config.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, format!("{text}\n[worktree]\nsetup = {steps}\n")).unwrap();
-    };
-    with_setup(r#"["echo before-the-failure", "exit 6", "echo never-run"]"#);
+    with_setup(
+        &env,
+        r#"["echo before-the-failure", "exit 6", "echo never-run"]"#,
+    );
     let name = env.unique("cls");
     let repo = repo(&env, &name);
     let id = format!("{name}-claude");
@@ -979,7 +984,7 @@ fn setup_runs_in_a_clone_box_and_its_failure_is_reported() {
     assert!(!logs.contains("never-run"), "{logs}");
 
     // Fixed: the same instance (its volumes kept) starts, after its setup.
-    with_setup(r#"["pwd > made-by-setup"]"#);
+    with_setup(&env, r#"["pwd > made-by-setup"]"#);
     let out = env.run_in(&repo, &["start", "--clone", "-m", "claude", "-d"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("worktree.setup"), "{}", stderr(&out));
@@ -1001,10 +1006,7 @@ fn a_clone_whose_setup_fails_is_listed_with_the_reason() {
     use serde_json::json;
     require_docker!();
     let env = Env::new();
-    docker_config(&env, "");
-    let path = env.state().join("config.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, format!("{text}\n[worktree]\nsetup = [\"exit 9\"]\n")).unwrap();
+    with_setup(&env, r#"["exit 9"]"#);
     let name = env.unique("clf");
     let repo = repo(&env, &name);
     let id = format!("{name}-claude");
