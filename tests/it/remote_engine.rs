@@ -6,6 +6,7 @@ use crate::common::{git, stderr, stdout, wait_until, Env};
 use crate::docker_support::{containers_with_label, docker_config};
 use crate::remote_support::{remote_or_skip, RemoteEngine};
 use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
 #[test]
@@ -114,6 +115,42 @@ fn an_engine_over_ssh_is_reached_through_dial_stdio() {
 }
 
 /// A repository with a commit and an uncommitted change.
+/// `ai-sessctl` in `repo`, reaching the far engine through `via` (its
+/// `DOCKER_HOST` and certificates), with `vars` set too.
+struct Far<'a> {
+    env: &'a Env,
+    repo: std::path::PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+impl<'a> Far<'a> {
+    fn new(env: &'a Env, repo: &Path, via: &[(&str, String)], vars: &[(&str, &str)]) -> Self {
+        let via = via.iter().map(|(k, v)| (k.to_string(), v.clone()));
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Far {
+            env,
+            repo: repo.to_path_buf(),
+            vars: via.chain(vars).collect(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.env
+            .cmd()
+            .current_dir(&self.repo)
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    }
+}
+
 fn repo(env: &Env, name: &str) -> std::path::PathBuf {
     let repo = env.project(name);
     git(&repo, &["init", "-q", "-b", "main"]);
@@ -158,22 +195,9 @@ fn whole_lifecycle(remote: &RemoteEngine, via: &[(&str, String)], over_ssh: bool
     let name = env.unique("far");
     let repo = repo(&env, &name);
     let id = format!("{name}-claude");
-    let run = |args: &[&str]| {
-        env.cmd()
-            .current_dir(&repo)
-            .envs(via.iter().map(|(k, v)| (k, v)))
-            .env("FAKE_AGENT_LISTEN", "1")
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let ok = |args: &[&str]| {
-        let out = run(args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let far = Far::new(&env, &repo, via, &[("FAKE_AGENT_LISTEN", "1")]);
 
-    let out = run(&["start", "-m", "claude", "-d"]);
+    let out = far.run(&["start", "-m", "claude", "-d"]);
     assert!(out.status.success(), "start: {}", stderr(&out));
     assert!(
         stderr(&out).contains("clone"),
@@ -260,15 +284,16 @@ fn whole_lifecycle(remote: &RemoteEngine, via: &[(&str, String)], over_ssh: bool
         env.instance(&id)
     );
 
-    assert!(ok(&["list"])
+    assert!(far
+        .ok(&["list"])
         .lines()
         .any(|l| l.starts_with(&id) && l.contains("running")));
-    ok(&["logs", &id]);
-    ok(&["stats", &id]);
-    ok(&["health", "check", &id]);
+    far.ok(&["logs", &id]);
+    far.ok(&["stats", &id]);
+    far.ok(&["health", "check", &id]);
 
     let port = env.instance(&id)["port"].as_u64().unwrap();
-    let out = run(&["port", &id]);
+    let out = far.run(&["port", &id]);
     if over_ssh {
         assert!(out.status.success(), "port: {}", stderr(&out));
         let addr = stdout(&out).trim().to_owned();
@@ -285,7 +310,7 @@ fn whole_lifecycle(remote: &RemoteEngine, via: &[(&str, String)], over_ssh: bool
             reached,
             "the agent answers through the forward at {addr}: {answer:?}"
         );
-        assert_eq!(ok(&["port", &id]).trim(), addr, "the forward is reused");
+        assert_eq!(far.ok(&["port", &id]).trim(), addr, "the forward is reused");
     } else {
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         assert!(
@@ -309,7 +334,7 @@ fn whole_lifecycle(remote: &RemoteEngine, via: &[(&str, String)], over_ssh: bool
             &format!("echo made far away > {top}/far.txt"),
         ])
         .unwrap();
-    let fetched = ok(&["fetch", &id, "--uncommitted"]);
+    let fetched = far.ok(&["fetch", &id, "--uncommitted"]);
     assert!(
         fetched.contains(&format!("ai-sessions/{id}-uncommitted")),
         "{fetched}"
@@ -329,9 +354,9 @@ fn whole_lifecycle(remote: &RemoteEngine, via: &[(&str, String)], over_ssh: bool
         "the working copy is untouched"
     );
 
-    ok(&["stop", &id]);
+    far.ok(&["stop", &id]);
     assert!(remote.docker(&["inspect", &cid]).is_err());
-    ok(&["start", "-m", "claude", "-d"]);
+    far.ok(&["start", "-m", "claude", "-d"]);
     let cid = env.instance(&id)["container_id"]
         .as_str()
         .unwrap()
@@ -341,7 +366,7 @@ fn whole_lifecycle(remote: &RemoteEngine, via: &[(&str, String)], over_ssh: bool
         .unwrap();
     assert_eq!(seen.trim(), "made far away", "the work is where it was");
 
-    ok(&["rm", "--force", &id]);
+    far.ok(&["rm", "--force", &id]);
     assert!(
         far_volumes(remote, &id).is_empty(),
         "rm removes its volumes"
@@ -498,22 +523,9 @@ fn egress_proxy(remote: &RemoteEngine, via: &[(&str, String)]) {
     let name = env.unique("farnet");
     let repo = repo(&env, &name);
     let id = format!("{name}-claude");
-    let run = |args: &[&str]| {
-        env.cmd()
-            .current_dir(&repo)
-            .envs(via.iter().map(|(k, v)| (k, v)))
-            .env("FAKE_AGENT_STAY", "1")
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let ok = |args: &[&str]| {
-        let out = run(args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let far = Far::new(&env, &repo, via, &[("FAKE_AGENT_STAY", "1")]);
 
-    ok(&["start", "-m", "claude", "-d"]);
+    far.ok(&["start", "-m", "claude", "-d"]);
     assert_eq!(env.instance(&id)["egress"], "allowlist");
     let cid = env.instance(&id)["container_id"]
         .as_str()
@@ -538,13 +550,13 @@ fn egress_proxy(remote: &RemoteEngine, via: &[(&str, String)]) {
     // (The proxy logs it a moment after it answered.)
     let mut log = String::new();
     let logged = wait_until(Duration::from_secs(10), || {
-        log = ok(&["net", "log", &id]);
+        log = far.ok(&["net", "log", &id]);
         log.contains("blocked.test:80")
     });
     assert!(logged, "net log: {log}");
 
     // A rule added while it runs reaches the proxy there: same container.
-    let said = ok(&["net", "allow", &id, "blocked.test"]);
+    let said = far.ok(&["net", "allow", &id, "blocked.test"]);
     assert!(said.contains("applied"), "{said}");
     let mut seen = String::new();
     let reached = wait_until(Duration::from_secs(10), || {
@@ -554,7 +566,7 @@ fn egress_proxy(remote: &RemoteEngine, via: &[(&str, String)]) {
     assert!(reached, "the rule added while it runs: {seen}");
     assert_eq!(env.instance(&id)["container_id"], cid.as_str());
 
-    ok(&["rm", "--force", &id]);
+    far.ok(&["rm", "--force", &id]);
     assert!(
         far_volumes(remote, &id).is_empty(),
         "rm removes its volumes"
@@ -603,21 +615,15 @@ fn the_credential_broker_works_on_an_engine_over_tls() {
     let name = env.unique("farkey");
     let repo = repo(&env, &name);
     let id = format!("{name}-claude");
-    let run = |args: &[&str]| {
-        env.cmd()
-            .current_dir(&repo)
-            .envs(tls.iter().map(|(k, v)| (k, v)))
-            .env("ANTHROPIC_API_KEY", &key)
-            .env("FAKE_AGENT_STAY", "1")
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let ok = |args: &[&str]| {
-        let out = run(args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let far = Far::new(
+        &env,
+        &repo,
+        &tls,
+        &[
+            ("ANTHROPIC_API_KEY", key.as_str()),
+            ("FAKE_AGENT_STAY", "1"),
+        ],
+    );
 
     // A subscription login the broker would refresh is a file here: with
     // no key, the start is refused before anything is made, saying so.
@@ -652,7 +658,7 @@ fn the_credential_broker_works_on_an_engine_over_tls() {
     );
     std::fs::remove_file(&login).unwrap();
 
-    ok(&["start", "-m", "claude", "-d"]);
+    far.ok(&["start", "-m", "claude", "-d"]);
     let cid = env.instance(&id)["container_id"]
         .as_str()
         .unwrap()
@@ -685,21 +691,22 @@ fn the_credential_broker_works_on_an_engine_over_tls() {
     assert_eq!(seen[0].x_api_key.as_deref(), Some(key.as_str()));
 
     // Counted far away, shown here: 1000 in, 500 out.
-    let spend: serde_json::Value = serde_json::from_str(&ok(&["spend", &id, "--json"])).unwrap();
+    let spend: serde_json::Value =
+        serde_json::from_str(&far.ok(&["spend", &id, "--json"])).unwrap();
     let row = &spend["instances"][0];
     assert_eq!(row["requests"], 1, "{spend}");
     assert_eq!(row["input_tokens"], 1000, "{spend}");
     assert_eq!(row["output_tokens"], 500, "{spend}");
 
     // A budget set here reaches the running broker there.
-    ok(&["config", "set", "--global", "budget.instance_usd", "0.01"]);
+    far.ok(&["config", "set", "--global", "budget.instance_usd", "0.01"]);
     let refused = far_sh(&remote, &cid, &call_script(Auth::Key));
     assert!(
         refused.starts_with("HTTP/1.1 400") && refused.contains("budget.instance_usd"),
         "{refused}"
     );
     assert_eq!(fake.seen().len(), 1, "a refused call reached the API");
-    ok(&["config", "set", "--global", "budget.instance_usd", "10"]);
+    far.ok(&["config", "set", "--global", "budget.instance_usd", "10"]);
     let reply = far_sh(&remote, &cid, &call_script(Auth::Key));
     assert!(
         reply.starts_with("HTTP/1.1 200"),
@@ -719,12 +726,14 @@ fn the_credential_broker_works_on_an_engine_over_tls() {
     remote
         .docker(&["stop", "-t", "1", &format!("{agent}-egress")])
         .unwrap();
-    let spend: serde_json::Value = serde_json::from_str(&ok(&["spend", &id, "--json"])).unwrap();
+    let spend: serde_json::Value =
+        serde_json::from_str(&far.ok(&["spend", &id, "--json"])).unwrap();
     assert_eq!(spend["instances"][0]["requests"], 2, "{spend}");
-    ok(&["list"]);
-    let spend: serde_json::Value = serde_json::from_str(&ok(&["spend", &id, "--json"])).unwrap();
+    far.ok(&["list"]);
+    let spend: serde_json::Value =
+        serde_json::from_str(&far.ok(&["spend", &id, "--json"])).unwrap();
     assert_eq!(spend["instances"][0]["requests"], 2, "{spend}");
-    ok(&["rm", "--force", &id]);
+    far.ok(&["rm", "--force", &id]);
     assert!(
         far_volumes(&remote, &id).is_empty(),
         "rm removes its volumes"
