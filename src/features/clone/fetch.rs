@@ -85,7 +85,8 @@ pub fn fetch(
         _ => out.clone(),
     };
     let git_dir = repo.join(".git");
-    if !std::fs::symlink_metadata(&git_dir).is_ok_and(|m| m.is_dir()) {
+    let real_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    if !real_dir(&repo) || !real_dir(&git_dir) {
         return Err(Error::Invalid(format!(
             "{id}: the box's {top_s} holds no git repository (.git is missing or not a directory)"
         )));
@@ -249,6 +250,8 @@ fn unpack(archive: &[u8], dir: &Path) -> Result<Option<std::ffi::OsString>> {
 /// alternates or links to other git dirs, and no symbolic links at all
 /// (a ref or object file that is a link would read a host file).
 fn defuse(git_dir: &Path) -> Result<()> {
+    // Links first: what is removed below is then reached through none.
+    remove_links(git_dir)?;
     for gone in [
         "hooks",
         "info/attributes",
@@ -267,7 +270,6 @@ fn defuse(git_dir: &Path) -> Result<()> {
             Err(_) => {}
         }
     }
-    remove_links(git_dir)?;
     let config = git_dir.join("config");
     let _ = std::fs::remove_file(&config);
     std::fs::write(
@@ -360,5 +362,27 @@ mod tests {
         assert!(!g.join("info/attributes").exists());
         assert!(!g.join("objects/info/alternates").exists());
         assert!(g.join("refs/heads/evil").symlink_metadata().is_err());
+    }
+
+    /// The box's git dir may hold links to host directories where the
+    /// files defuse removes have their names: nothing there is touched.
+    #[test]
+    fn defuse_removes_nothing_through_a_link() {
+        let root = tempfile::tempdir().unwrap();
+        let (g, host) = (root.path().join("git"), root.path().join("host"));
+        std::fs::create_dir_all(host.join("info")).unwrap();
+        for f in ["attributes", "alternates", "config.worktree"] {
+            std::fs::write(host.join(f), "the user's\n").unwrap();
+        }
+        std::fs::create_dir_all(g.join("objects")).unwrap();
+        std::os::unix::fs::symlink(&host, g.join("info")).unwrap();
+        std::os::unix::fs::symlink(&host, g.join("objects/info")).unwrap();
+        std::os::unix::fs::symlink(host.join("info"), g.join("hooks")).unwrap();
+        defuse(&g).unwrap();
+        for f in ["attributes", "alternates", "config.worktree"] {
+            assert!(host.join(f).exists(), "{f} removed through a link");
+        }
+        assert!(host.join("info").is_dir(), "removed through a link");
+        assert!(g.join("info").symlink_metadata().is_err());
     }
 }
