@@ -35,6 +35,7 @@ pub fn fetch_as(
             inst.project_path
         )));
     };
+    crate::lifecycle::reachable(&inst)?;
     let engine = DockerEngine::connect()?;
     let home = ctx.dirs.home_label();
     let volume = crate::features::clone::volume_name(&object_name(id, &home));

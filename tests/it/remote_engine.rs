@@ -240,6 +240,8 @@ fn whole_lifecycle(remote: &RemoteEngine, via: &[(&str, String)], over_ssh: bool
     for args in [
         vec!["stop", id.as_str()],
         vec!["logs", id.as_str()],
+        vec!["fetch", id.as_str()],
+        vec!["diff", id.as_str()],
         vec!["rm", "--force", id.as_str()],
     ] {
         let out = here(&args);
