@@ -170,7 +170,7 @@ fn refuse_several_repositories(guard: &Guard, root: &Path) -> Result<()> {
         some.push_str(", …");
     }
     Err(Error::Usage(format!(
-        "{} holds {} git repositories ({some}) and is not one; cd into one, or mount it all:          `claude --here` (any agent: `ai-sessctl run MODE --here`, `ai-sessctl start PATH`)",
+        "{} holds {} git repositories ({some}) and is not one; cd into one, or mount it all: `claude --here` (any agent: `ai-sessctl run MODE --here`, `ai-sessctl start PATH`)",
         root.display(),
         repos.len()
     )))

@@ -25,7 +25,7 @@ pub fn land(
         Strategy::Squash => squash(t, &common, tip, pending, who),
         Strategy::Rebase if t.fetched.is_some() => Err(Error::Invalid(format!(
             "a rebase replays the branch in the agent's work tree, which is in its box: \
-             land {} with --strategy merge or squash",
+             land {} with --merge or --squash",
             printable(&t.branch)
         ))),
         Strategy::Rebase => rebase(t, &common, tip, who),
