@@ -52,8 +52,10 @@ impl Watch<'_> {
 /// state untouched) and is the error.
 pub fn wait(ctx: &Ctx, mut watch: Watch, inst: &Instance) -> Result<()> {
     let mut ended_code = None;
-    loop {
-        match look(ctx, &watch, inst) {
+    // A clone's box is asked through the engine: once a second, not at
+    // every poll (each copy out is an engine call and event).
+    for poll in 0u64.. {
+        match look(ctx, &watch, inst, poll % 10 == 0) {
             Some(Outcome::Done) => return Ok(()),
             Some(Outcome::Failed { .. }) => break,
             None => {}
@@ -61,7 +63,7 @@ pub fn wait(ctx: &Ctx, mut watch: Watch, inst: &Instance) -> Result<()> {
         if let State::Ended(code) = watch.state(inst) {
             // Ended without a word: look once more, then report.
             ended_code = code;
-            if look(ctx, &watch, inst).is_some() {
+            if look(ctx, &watch, inst, true).is_some() {
                 continue;
             }
             break;
@@ -115,9 +117,10 @@ pub fn wait(ctx: &Ctx, mut watch: Watch, inst: &Instance) -> Result<()> {
     )))
 }
 
-/// What the setup said so far; a clone's box says it in its volume.
-fn look(ctx: &Ctx, watch: &Watch, inst: &Instance) -> Option<Outcome> {
-    if let Watch::Container(engine) = watch {
+/// What the setup said so far; a clone's box says it in its volume
+/// (asked when `ask_box`).
+fn look(ctx: &Ctx, watch: &Watch, inst: &Instance, ask_box: bool) -> Option<Outcome> {
+    if let (Watch::Container(engine), true) = (watch, ask_box) {
         super::setup_outcome::bring_home(ctx, engine, inst);
     }
     outcome(&ctx.dirs, &inst.id)
