@@ -305,6 +305,13 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<u8> {
     for v in &done.volumes {
         println!("removed volume {v}");
     }
+    for (v, id) in &done.kept_volumes {
+        let id = crate::core::untrusted::printable(id);
+        println!(
+            "kept volume {v}: the repository of clone instance {id}, which nothing records any more; \
+             its agent's work may be there (`docker volume rm {v}` removes it)"
+        );
+    }
     Ok(0)
 }
 

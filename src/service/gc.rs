@@ -27,9 +27,13 @@ pub struct Collected {
     pub networks: Vec<String>,
     /// Spend ledgers of instances no longer registered, by instance id.
     pub ledgers: Vec<String>,
-    /// Volumes of instances no longer registered (a clone's repository,
-    /// its state; never in a dry run).
+    /// Volumes of instances no longer registered (a clone's state, its
+    /// activity, its sidecar's; never in a dry run).
     pub volumes: Vec<String>,
+    /// Repository volumes of clone instances no longer registered, kept:
+    /// (volume, instance id). The agent's work may be there unfetched (a
+    /// registry lost or repaired forgets a stopped clone).
+    pub kept_volumes: Vec<(String, String)>,
 }
 
 /// How long the ledger of a removed instance is kept after its newest
@@ -207,8 +211,10 @@ pub fn gc(ctx: &Ctx, dry_run: bool) -> Result<Collected> {
         ));
     }
     let ledgers = remove_stale_ledgers(ctx)?;
+    let (volumes, kept_volumes) = reap_volumes(ctx, engine.as_ref(), &home)?;
     Ok(Collected {
-        volumes: reap_volumes(ctx, engine.as_ref(), &home)?,
+        volumes,
+        kept_volumes,
         logins,
         fetches,
         entries: old,
@@ -239,20 +245,29 @@ fn reap_scratch(
 /// Removes this home's volumes whose instance the registry no longer has
 /// (a removal that was killed, a registry lost); one a container still
 /// uses is left.
-fn reap_volumes(ctx: &Ctx, engine: Option<&DockerEngine>, home: &str) -> Result<Vec<String>> {
+type Volumes = (Vec<String>, Vec<(String, String)>);
+
+/// Removes the volumes of instances the registry does not hold, but a
+/// clone's repository: removed and kept ones.
+fn reap_volumes(ctx: &Ctx, engine: Option<&DockerEngine>, home: &str) -> Result<Volumes> {
     let Some(engine) = engine else {
-        return Ok(Vec::new());
+        return Ok(Volumes::default());
     };
     let listed = engine.instance_volumes(home)?;
     let reg = ctx.store.load()?;
-    let mut removed = Vec::new();
+    let (mut removed, mut kept) = (Vec::new(), Vec::new());
     for (name, of) in listed {
         let known = of
             .as_deref()
             .is_some_and(|id| reg.instances.keys().any(|k| k.as_str() == id));
-        if !known && engine.remove_volume(&name).is_ok() {
+        if known {
+            continue;
+        }
+        if crate::features::clone::is_repo_volume(&name) {
+            kept.push((name, of.unwrap_or_default()));
+        } else if engine.remove_volume(&name).is_ok() {
             removed.push(name);
         }
     }
-    Ok(removed)
+    Ok((removed, kept))
 }

@@ -558,25 +558,28 @@ fn project_mode_clone_and_land_bring_the_box_branch_home() {
 }
 
 #[test]
-fn gc_removes_the_volumes_of_an_instance_the_registry_lost() {
+fn gc_removes_the_volumes_of_an_instance_the_registry_lost_but_its_repository() {
     require_docker!();
     let _gc = common::gc_turn();
     let env = Env::new();
     docker_config(&env, "");
     let ghost = format!("{}-claude", env.unique("ghost"));
     let home = common::home_label(env.state());
-    let volume = format!("{}-repo", common::cname_in(&env, &ghost));
-    docker_ok(&[
-        "volume",
-        "create",
-        "--label",
-        "ai.managed-by=ai-sessctl",
-        "--label",
-        &format!("ai.home={home}"),
-        "--label",
-        &format!("ai.instance={ghost}"),
-        &volume,
-    ]);
+    let volume = format!("{}-state", common::cname_in(&env, &ghost));
+    let repo_volume = format!("{}-repo", common::cname_in(&env, &ghost));
+    for v in [&volume, &repo_volume] {
+        docker_ok(&[
+            "volume",
+            "create",
+            "--label",
+            "ai.managed-by=ai-sessctl",
+            "--label",
+            &format!("ai.home={home}"),
+            "--label",
+            &format!("ai.instance={ghost}"),
+            v,
+        ]);
+    }
     // Another home's volume of the same name stem is not ours to take.
     let theirs = format!("{volume}-theirs");
     docker_ok(&[
@@ -592,8 +595,16 @@ fn gc_removes_the_volumes_of_an_instance_the_registry_lost() {
     ]);
     let out = env.ok(&["gc"]);
     assert!(out.contains(&format!("removed volume {volume}")), "{out}");
-    assert_eq!(volumes_of(&ghost), vec![theirs.clone()]);
-    docker_ok(&["volume", "rm", &theirs]);
+    // The repository may hold the agent's unfetched work: kept, said so.
+    assert!(
+        out.contains(&format!("kept volume {repo_volume}"))
+            && out.contains(&format!("docker volume rm {repo_volume}")),
+        "{out}"
+    );
+    let mut left = volumes_of(&ghost);
+    left.sort();
+    assert_eq!(left, vec![repo_volume.clone(), theirs.clone()]);
+    docker_ok(&["volume", "rm", &theirs, &repo_volume]);
 }
 
 #[test]

@@ -55,6 +55,12 @@ pub fn volume_name(container_name: &str) -> String {
     format!("{container_name}-repo")
 }
 
+/// Whether the volume `name` holds a clone's repository: the agent's work,
+/// until fetched.
+pub fn is_repo_volume(name: &str) -> bool {
+    name.ends_with("-repo")
+}
+
 /// The volume holding the agent's state dir of a clone instance (the
 /// host's state dir is not mounted either).
 pub fn state_volume_name(container_name: &str) -> String {
