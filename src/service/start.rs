@@ -45,7 +45,8 @@ pub fn start(ctx: &Ctx, req: StartRequest, warnings: &mut Warnings) -> Result<St
             let (_, id) =
                 crate::features::worktree::clone_target(ctx, &project, &wanted, &req.mode)?;
             req.id.get_or_insert(id);
-            req.clone = Some(true);
+            // `--mount` stays asked for: the start refuses it there.
+            req.clone.get_or_insert(true);
             None
         }
         Some(wanted) => {

@@ -437,13 +437,21 @@ fn an_engine_on_another_address_gets_a_clone_and_mount_is_refused() {
             .unwrap()
     };
 
-    let out = via(&["start", "--mount", "-m", "claude", "-d"]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("another machine") && stderr(&out).contains("--mount"),
-        "{}",
-        stderr(&out)
-    );
+    // `--mount`, with or without `-w`, is refused there (not quietly
+    // turned into a clone), and no worktree is made here.
+    for args in [
+        &["start", "--mount", "-m", "claude", "-d"][..],
+        &["start", "--mount", "-w", "feat", "-m", "claude", "-d"][..],
+    ] {
+        let out = via(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("another machine") && stderr(&out).contains("--mount"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!repo.join(".claude/worktrees/feat").exists());
 
     // An egress policy works there too (its sidecar's files go through
     // the engine): `none` leaves the box no network at all.
