@@ -338,10 +338,21 @@ impl Engine {
         after: Duration,
         f: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
     ) -> Result<T> {
-        match tokio::time::timeout(after, f).await {
-            Ok(r) => r.map_err(|e| api_err(what, e)),
-            Err(_) => Err(timeout_error(what, after)),
-        }
+        Self::bounded(what, after, f)
+            .await?
+            .map_err(|e| api_err(what, e))
+    }
+
+    /// `f` bounded by `after`, its own error left to the caller (a 404
+    /// may be an answer).
+    pub(crate) async fn bounded<T, E>(
+        what: &str,
+        after: Duration,
+        f: impl Future<Output = std::result::Result<T, E>>,
+    ) -> Result<std::result::Result<T, E>> {
+        tokio::time::timeout(after, f)
+            .await
+            .map_err(|_| timeout_error(what, after))
     }
 
     pub fn version(&self) -> Result<String> {
@@ -355,7 +366,7 @@ impl Engine {
 
     /// Whether the engine is Podman (its version lists a "Podman Engine").
     pub fn is_podman(&self) -> bool {
-        self.block_on(self.docker.version())
+        self.block_on(Self::timed("version", self.docker.version()))
             .ok()
             .and_then(|v| v.components)
             .is_some_and(|c| {

@@ -2,7 +2,7 @@
 //! a tar into or out of a container through the engine's API: both work
 //! the same with an engine on another machine.
 
-use super::{api_err, is_404, Engine};
+use super::{api_err, call_timeout, is_404, read_timeout, Engine};
 use crate::core::error::{Error, Result};
 use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters as q;
@@ -33,7 +33,8 @@ impl Engine {
         name: &str,
         labels: &HashMap<String, String>,
     ) -> Result<Volume> {
-        match self.docker.inspect_volume(name).await {
+        let what = "inspect volume";
+        match Self::bounded(what, read_timeout(), self.docker.inspect_volume(name)).await? {
             Ok(_) => return Ok(Volume::Existed),
             Err(e) if is_404(&e) => {}
             Err(e) => return Err(api_err("inspect volume", e)),
@@ -53,7 +54,8 @@ impl Engine {
     /// Whether the volume `name` exists.
     pub fn volume_exists(&self, name: &str) -> Result<bool> {
         self.block_on(async {
-            match self.docker.inspect_volume(name).await {
+            let what = "inspect volume";
+            match Self::bounded(what, read_timeout(), self.docker.inspect_volume(name)).await? {
                 Ok(_) => Ok(true),
                 Err(e) if is_404(&e) => Ok(false),
                 Err(e) => Err(api_err("inspect volume", e)),
@@ -68,7 +70,8 @@ impl Engine {
 
     pub async fn remove_volume_async(&self, name: &str) -> Result<()> {
         let opts = q::RemoveVolumeOptionsBuilder::new().force(true).build();
-        match self.docker.remove_volume(name, Some(opts)).await {
+        let removed = self.docker.remove_volume(name, Some(opts));
+        match Self::bounded("remove volume", call_timeout(), removed).await? {
             Ok(()) => Ok(()),
             Err(e) if is_404(&e) => Ok(()),
             Err(e) => Err(api_err("remove volume", e)),
@@ -143,14 +146,16 @@ impl Engine {
     /// `cap` bytes: a bigger one is refused.
     pub fn download_tar(&self, container: &str, path: &str, cap: u64) -> Result<Vec<u8>> {
         use futures_util::StreamExt;
-        self.block_on(async {
+        let what = "copy out of the container";
+        // A repository is bigger than a status file: bounded as a change.
+        self.block_on(Self::bounded(what, call_timeout(), async {
             let opts = q::DownloadFromContainerOptionsBuilder::new()
                 .path(path)
                 .build();
             let mut stream = self.docker.download_from_container(container, Some(opts));
             let mut out = Vec::new();
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| api_err("copy out of the container", e))?;
+                let chunk = chunk.map_err(|e| api_err(what, e))?;
                 if (out.len() + chunk.len()) as u64 > cap {
                     return Err(Error::Invalid(format!(
                         "{path} in the container is over {cap} bytes; not copied"
@@ -159,6 +164,6 @@ impl Engine {
                 out.extend_from_slice(&chunk);
             }
             Ok(out)
-        })
+        }))?
     }
 }
