@@ -55,7 +55,7 @@ fn of_clone(
 ) -> Result<Report> {
     use crate::features::clone;
     let id = &inst.id;
-    crate::service::clone::fetch(ctx, id, true)?;
+    let fetched = crate::service::clone::fetch(ctx, id, true)?;
     let repo = &info.repo;
     let rev = |r: &str| {
         crate::core::untrusted::git::run(repo, &["rev-parse", "--verify", "--quiet", r]).ok()
@@ -67,13 +67,8 @@ fn of_clone(
             clone::base_ref(id)
         ))
     })?;
-    let tip = rev(&format!("{}^{{commit}}", clone::uncommitted_ref(id)))
-        .or_else(|| rev(&format!("{}^{{commit}}", clone::fetched_ref(id))))
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "{id}: nothing fetched: `ai-sessctl fetch {id}` first"
-            ))
-        })?;
+    // Its uncommitted work on top of its branch, when it has any.
+    let tip = fetched.uncommitted.unwrap_or(fetched.commit);
     Ok(Report {
         id: id.clone(),
         branch: Some(clone::branch(id)),
