@@ -126,6 +126,9 @@ pub fn land(ctx: &Ctx, id: &InstanceId, req: &Request, who: &str) -> Result<Land
 fn target(ctx: &Ctx, inst: &crate::state::registry::Instance, req: &Request) -> Result<Target> {
     let id = &inst.id;
     if let Some(info) = &inst.clone {
+        if req.pr {
+            return Err(pr_refusal(id));
+        }
         let fetched = super::clone::fetch_as(ctx, id, true, req.commit.as_deref())?;
         let from = match (&fetched.uncommitted_ref, &req.commit) {
             (Some(_), None) => {
@@ -259,18 +262,19 @@ fn merge(
     })
 }
 
+/// `--pr` of a clone instance: refused before anything is fetched.
+fn pr_refusal(id: &InstanceId) -> Error {
+    let fetched = crate::features::clone::fetched_ref(id);
+    Error::Invalid(format!(
+        "--pr pushes from a worktree; a clone instance's branch is fetched as {fetched} \
+         (`ai-sessctl fetch {id}`): push it yourself (`git push origin {fetched}:refs/heads/{}`)",
+        printable(&crate::features::clone::branch(id))
+    ))
+}
+
 /// [`steps`] for a clone instance: its branch (or its `--commit`) was
 /// fetched already; the same checks of the main checkout, the same land.
 fn clone_steps(t: &Target, req: &Request, who: &Identity) -> Result<Done> {
-    if req.pr {
-        return Err(Error::Invalid(format!(
-            "--pr pushes from a worktree; a clone instance's branch is fetched as {}: push it yourself \
-             (`git push origin {}:refs/heads/{}`)",
-            t.fetched.as_deref().unwrap_or_default(),
-            t.fetched.as_deref().unwrap_or_default(),
-            printable(&t.branch)
-        )));
-    }
     let common = land::common_dir(&t.repo)?;
     check::on_base(t)?;
     check::main_clean(t, &common)?;

@@ -542,6 +542,21 @@ fn project_mode_clone_and_land_bring_the_box_branch_home() {
     );
     assert_eq!(git(&repo, &["rev-parse", "HEAD"]), base);
 
+    // --pr and --rebase need the work tree, which is in the box: refused
+    // with the way on, nothing changed.
+    for (args, says) in [
+        (&["land", id.as_str(), "--pr"][..], "push it yourself"),
+        (
+            &["land", id.as_str(), "--rebase", "--commit", "x"][..],
+            "--merge or --squash",
+        ),
+    ] {
+        let out = env.run_in(&repo, args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert_eq!(git(&repo, &["rev-parse", "HEAD"]), base);
+    }
+
     // --commit: the branch and the work, committed as asked, merged.
     let out = env.run_in(&repo, &["land", &id, "--commit", "finish the box's work"]);
     assert!(out.status.success(), "{}", stderr(&out));
